@@ -1,0 +1,65 @@
+//! The evloop event loop: asyncio's `AbstractEventLoop` core, natively in Rust.
+//!
+//! One [`EventLoop`] per thread runs plain callbacks ([`EventLoop::call_soon`]) and async tasks
+//! ([`EventLoop::create_task`]) side by side, in a documented order, over an epoll reactor.
+//! This crate holds the loop itself; timers, networking, pipes, subprocesses, signals and the
+//! executor live in sibling crates that add their methods to the loop through extension traits
+//! (all re-exported by the `evloop` facade).
+//!
+//! # Guarantees
+//!
+//! * **Order.** Callbacks run once each, FIFO. One iteration runs exactly the work that was ready
+//!   when it started; what that work schedules runs in the next iteration. I/O callbacks of an
+//!   iteration come before its due timers.
+//! * **I/O latency while busy.** With work ready, epoll is polled at least every
+//!   [`POLL_EVERY`] iterations; with nothing ready, the loop blocks until I/O, a deadline or a
+//!   wake-up from another thread.
+//! * **Threads.** [`EventLoop`] is `!Send`; only [`Remote`] crosses threads, and waking a loop
+//!   from many threads while it is busy costs one eventfd write. The loop starts no threads.
+//! * **Panics.** A panic in a callback, task step, done-callback or I/O handler is caught at the
+//!   loop boundary and reported to the exception handler; the loop goes on. Only
+//!   [`Fatal`] unwinds out of `run_*`.
+//! * **Cancel safety.** Cancelling a [`Handle`] before it runs means it never runs, and drops
+//!   what it captured at once. A [`RemoteHandle`]'s cancel either wins before the callback
+//!   starts or has no effect.
+//!
+//! # Example
+//!
+//! ```
+//! use loop_core::EventLoop;
+//!
+//! let lp = EventLoop::new()?;
+//! lp.call_soon(|_| println!("a plain callback"))?;
+//! let task = lp.create_task(async { 40 + 2 })?;
+//! assert_eq!(lp.run_until_complete(task)??, 42);
+//! lp.close()?;
+//! # Ok::<(), loop_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod event_loop;
+mod exception;
+mod future;
+mod handle;
+mod reactor;
+mod task;
+
+pub use error::{fatal, Cancelled, Error, Exception, Fatal};
+pub use event_loop::{
+    get_running_loop, EventLoop, Remote, Source, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT,
+    POLL_EVERY,
+};
+pub use exception::{ExceptionContext, ExceptionHandler};
+pub use future::{CallbackId, LoopFuture};
+pub use handle::{Handle, RemoteHandle};
+pub use reactor::{Fileno, IoHandler, IoRegistration, Mode, Readiness};
+pub use task::{current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
+
+pub(crate) use event_loop::Work;
+pub(crate) use handle::handle_repeat;
+
+/// `Result` with evloop's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

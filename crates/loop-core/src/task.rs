@@ -1,0 +1,1133 @@
+//! Tasks: futures driven by the loop, with asyncio's names, cancellation and introspection.
+//!
+//! A task is an `async_task` task spawned on the loop's thread. Its first step runs on the next
+//! iteration; each step is one poll. Steps catch panics of the task body, which then fails the
+//! task (awaiting it gives the panic as [`Error::Exception`]).
+//!
+//! **Cancellation.** `cancel(msg)` works the way asyncio's does, restated for Rust futures:
+//!
+//! * before the first step, the body never runs;
+//! * while the task waits on a loop future (a [`LoopFuture`](crate::LoopFuture), another task, a
+//!   sleep, an evloop I/O call), that future is cancelled and the `await` returns
+//!   `Err(Error::Cancelled)`. If the body lets that error escape (with `?`), the task ends
+//!   cancelled; if it handles the error, the task goes on and ends with whatever it returns;
+//! * while the task waits on a foreign future (one that does not know about evloop), the body is
+//!   dropped at the next step and the task ends cancelled;
+//! * a task that cancels itself gets `Err(Cancelled)` from its next loop `await`, and ends
+//!   cancelled if it returns before that.
+//!
+//! **Reports.** A task dropped while pending (its last waker gone, or the loop closed) is
+//! reported as "Task was destroyed but it is pending!"; a failed task whose error nobody read is
+//! reported as "Task exception was never retrieved" when its last handle goes.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::pin::{pin, Pin};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use async_task::Runnable;
+
+use crate::event_loop::{with_running, Inner, Work};
+use crate::future::{report, CallbackId};
+use crate::{Cancelled, Error, EventLoop, Exception, ExceptionContext, Remote, Result};
+
+/// Something a task can be waiting on, that its cancellation cancels.
+pub(crate) trait CancelTarget {
+    /// Cancels it; true if it was pending.
+    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool;
+}
+
+/// The type-independent part of every task.
+pub(crate) trait TaskDyn {
+    /// The header.
+    fn header(&self) -> &Header;
+    /// The error the task failed with, if it did (marks it retrieved).
+    fn error(&self) -> Option<Error>;
+    /// Cancels the task.
+    fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
+}
+
+impl dyn TaskDyn {
+    pub(crate) fn loop_id(&self) -> u64 {
+        self.header().loop_id
+    }
+
+    /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
+    pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
+        let h = self.header();
+        let msg = h.must_cancel.borrow_mut().take()?;
+        let c = Cancelled::new(msg);
+        self.track_delivered(&c);
+        Some(c)
+    }
+
+    /// Remembers a cancellation delivered into the body.
+    pub(crate) fn track_delivered(&self, c: &Cancelled) {
+        let mut d = self.header().delivered.borrow_mut();
+        d.retain(|(w, _)| w.strong_count() > 0);
+        d.push((c.token(), c.message().map(str::to_string)));
+    }
+
+    /// Records the loop future the task now waits on.
+    pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
+        *self.header().fut_waiter.borrow_mut() = Some(w);
+    }
+}
+
+/// Task ids (names are `Task-<id>`), process-wide, from 1.
+static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The type-independent state of a task.
+pub(crate) struct Header {
+    /// Process-wide id.
+    id: u64,
+    /// Explicit name.
+    name: RefCell<Option<String>>,
+    /// Where `create_task` was called.
+    location: &'static Location<'static>,
+    /// The loop.
+    lp: Weak<Inner>,
+    /// The loop's id.
+    loop_id: u64,
+    /// Index in the loop's task table.
+    slab_key: Cell<usize>,
+    /// The first step ran.
+    started: Cell<bool>,
+    /// Done.
+    finished: Cell<bool>,
+    /// Done by cancellation.
+    cancelled: Cell<bool>,
+    /// A cancellation to deliver: `Some(message)`.
+    must_cancel: RefCell<Option<Option<String>>>,
+    /// Number of cancel requests not withdrawn by `uncancel`.
+    cancelling: Cell<u32>,
+    /// The loop future the task waits on.
+    fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    /// The task's waker (to reschedule it for a cancellation).
+    waker: RefCell<Option<Waker>>,
+    /// Cancellations delivered into the body: (token, message).
+    delivered: RefCell<Vec<(std::sync::Weak<()>, Option<String>)>>,
+    /// Report "destroyed but pending" if dropped pending.
+    log_destroy_pending: Cell<bool>,
+    /// Done-callbacks.
+    callbacks: RefCell<Vec<(u64, Box<dyn FnOnce(&TaskRef)>)>>,
+    /// Next callback id.
+    next_cb: Cell<u64>,
+    /// The error was read (no "never retrieved" report).
+    retrieved: Cell<bool>,
+}
+
+/// The allocation behind a task.
+pub(crate) struct TaskInner<T> {
+    /// The type-independent state.
+    header: Header,
+    /// The result.
+    result: RefCell<crate::future::Slot<T>>,
+    /// Wakers of tasks awaiting this one.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl<T: 'static> TaskDyn for TaskInner<T> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn error(&self) -> Option<Error> {
+        match &*self.result.borrow() {
+            crate::future::Slot::Done(Err(e)) => {
+                self.header.retrieved.set(true);
+                Some(e.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool {
+        let h = &self.header;
+        if h.finished.get() {
+            return false;
+        }
+        h.cancelling.set(h.cancelling.get() + 1);
+        let waiter = h.fut_waiter.borrow_mut().take();
+        if let Some(w) = waiter {
+            if w.cancel_target(msg.clone()) {
+                // The waiter wakes the task, whose `await` returns the cancellation.
+                return true;
+            }
+        }
+        *h.must_cancel.borrow_mut() = Some(msg);
+        if h.started.get() {
+            if let Some(w) = h.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+        true
+    }
+}
+
+impl<T: 'static> CancelTarget for TaskInner<T> {
+    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool {
+        self.cancel_dyn(msg)
+    }
+}
+
+/// The loop's table of pending tasks.
+#[derive(Default)]
+pub(crate) struct TaskSlab {
+    /// Entries.
+    entries: Vec<Option<Rc<dyn TaskDyn>>>,
+    /// Free indexes.
+    free: Vec<usize>,
+}
+
+impl TaskSlab {
+    fn insert(&mut self, t: Rc<dyn TaskDyn>) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(t);
+                i
+            }
+            None => {
+                self.entries.push(Some(t));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Rc<dyn TaskDyn>> {
+        let t = self.entries.get_mut(i)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+}
+
+thread_local! {
+    /// The task whose step is executing on this thread.
+    static CURRENT: RefCell<Option<Rc<dyn TaskDyn>>> = const { RefCell::new(None) };
+}
+
+/// The task executing now, if any.
+pub(crate) fn current() -> Option<Rc<dyn TaskDyn>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// A handle on a task of any output type: name, cancellation, state, done-callbacks.
+///
+/// ```
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let t = lp.create_task(async { 1 }).unwrap();
+/// let r: loop_core::TaskRef = t.task_ref();
+/// assert!(r.get_name().starts_with("Task-"));
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// assert!(r.done());
+/// ```
+#[derive(Clone)]
+pub struct TaskRef {
+    /// The task.
+    pub(crate) t: Rc<dyn TaskDyn>,
+}
+
+/// A task of the loop: awaiting it gives `Ok(output)`, or `Err(Error::Cancelled)` if it was
+/// cancelled, or `Err(Error::Exception)` if its body panicked.
+///
+/// Dropping a `Task` does not cancel it (it runs on, detached). Awaiting moves the output out;
+/// [`Task`] derefs to [`TaskRef`] for everything else.
+///
+/// # Examples
+///
+/// ```
+/// use loop_core::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let t = lp.create_named_task("worker", async { 6 * 7 }).unwrap();
+/// assert_eq!(t.get_name(), "worker");
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 42);
+/// ```
+///
+/// Tasks have no `set_result` (CORE-43): only their body completes them.
+///
+/// ```compile_fail
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let t = lp.create_task(async { 1 }).unwrap();
+/// t.set_result(2);
+/// ```
+pub struct Task<T> {
+    /// The typed task.
+    inner: Rc<TaskInner<T>>,
+    /// The same task, untyped.
+    r: TaskRef,
+}
+
+impl<T> std::ops::Deref for Task<T> {
+    type Target = TaskRef;
+    fn deref(&self) -> &TaskRef {
+        &self.r
+    }
+}
+
+impl<T: 'static> Task<T> {
+    /// An untyped handle on the same task.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert_eq!(t.task_ref().id(), t.id());
+    /// # lp.run_until_complete(t).unwrap().unwrap();
+    /// ```
+    pub fn task_ref(&self) -> TaskRef {
+        self.r.clone()
+    }
+
+    /// The output, cloned, of a task that finished.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] while the task is pending (or after an `await` moved the output
+    /// out); the task's cancellation or failure.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { 3 }).unwrap();
+    /// assert!(t.result().is_err());
+    /// let r = t.task_ref();
+    /// lp.run_until_complete(async move { while !r.done() { loop_core::yield_now().await } }).unwrap();
+    /// assert_eq!(t.result().unwrap(), 3);
+    /// ```
+    pub fn result(&self) -> Result<T>
+    where
+        T: Clone,
+    {
+        match &*self.inner.result.borrow() {
+            crate::future::Slot::Pending => Err(Error::invalid_state("Result is not ready.")),
+            crate::future::Slot::Done(Ok(v)) => Ok(v.clone()),
+            crate::future::Slot::Done(Err(e)) => {
+                self.inner.header.retrieved.set(true);
+                Err(e.clone())
+            }
+            crate::future::Slot::Taken => Err(Error::invalid_state("the result was moved out by an await")),
+        }
+    }
+}
+
+impl TaskRef {
+    /// The task's process-wide id (its default name is `Task-<id>`).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let a = lp.create_task(async {}).unwrap();
+    /// let b = lp.create_task(async {}).unwrap();
+    /// assert!(b.id() > a.id());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.t.header().id
+    }
+
+    /// The task's name.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert_eq!(t.get_name(), format!("Task-{}", t.id()));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_name(&self) -> String {
+        let h = self.t.header();
+        match &*h.name.borrow() {
+            Some(n) => n.clone(),
+            None => format!("Task-{}", h.id),
+        }
+    }
+
+    /// Renames the task.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// t.set_name(12345);
+    /// assert_eq!(t.get_name(), "12345");
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn set_name(&self, name: impl ToString) {
+        *self.t.header().name.borrow_mut() = Some(name.to_string());
+    }
+
+    /// Requests cancellation (see the module docs for how it is delivered). Returns false if
+    /// the task is already done. Each call while pending increments
+    /// [`cancelling`](TaskRef::cancelling).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { unreachable!() }).unwrap();
+    /// assert!(t.cancel(Some("stop".into())));
+    /// // Awaiting a cancelled task gives the cancellation; returning it propagates it.
+    /// let err = lp.run_until_complete(t).unwrap_err();
+    /// assert_eq!(err.as_cancelled().unwrap().message(), Some("stop"));
+    /// ```
+    pub fn cancel(&self, msg: Option<String>) -> bool {
+        self.t.clone().cancel_dyn(msg)
+    }
+
+    /// How many cancel requests are outstanding.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// t.cancel(None);
+    /// t.cancel(None);
+    /// assert_eq!(t.cancelling(), 2);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn cancelling(&self) -> u32 {
+        self.t.header().cancelling.get()
+    }
+
+    /// Withdraws one cancel request; at zero, a cancellation not yet delivered is withdrawn.
+    /// Returns the remaining count.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { 5 }).unwrap();
+    /// t.cancel(None);
+    /// assert_eq!(t.uncancel(), 0);
+    /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 5);
+    /// ```
+    pub fn uncancel(&self) -> u32 {
+        let h = self.t.header();
+        let n = h.cancelling.get().saturating_sub(1);
+        h.cancelling.set(n);
+        if n == 0 {
+            h.must_cancel.borrow_mut().take();
+        }
+        n
+    }
+
+    /// True once the task finished (with a value, an error or a cancellation).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(!t.done());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn done(&self) -> bool {
+        self.t.header().finished.get()
+    }
+
+    /// True if the task ended by cancellation.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let r = t.task_ref();
+    /// t.cancel(None);
+    /// assert!(lp.run_until_complete(t).unwrap_err().is_cancelled());
+    /// assert!(r.cancelled());
+    /// ```
+    pub fn cancelled(&self) -> bool {
+        self.t.header().cancelled.get()
+    }
+
+    /// The error the task ended with, if any (`None` while pending or after success).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { panic!("inside") }).unwrap();
+    /// let r = t.task_ref();
+    /// let _ = lp.run_until_complete(t);
+    /// assert!(r.exception().unwrap().to_string().contains("inside"));
+    /// ```
+    pub fn exception(&self) -> Option<Error> {
+        self.t.error()
+    }
+
+    /// The loop of the task (`None` once the loop is gone).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.get_loop().unwrap().ptr_eq(&lp));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.t.header().lp.upgrade().map(|inner| EventLoop { inner })
+    }
+
+    /// Where the task was created.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert_eq!(t.location().line(), line!() - 1);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn location(&self) -> &'static Location<'static> {
+        self.t.header().location
+    }
+
+    /// Adds a callback run (through `call_soon`) when the task is done; scheduled at once if it
+    /// is done already.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let seen = Rc::new(Cell::new(false));
+    /// let s = seen.clone();
+    /// t.add_done_callback(move |t| { s.set(t.done()); t.get_loop().unwrap().stop() });
+    /// lp.run_forever().unwrap();
+    /// assert!(seen.get());
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
+        let h = self.t.header();
+        let id = h.next_cb.get();
+        h.next_cb.set(id + 1);
+        if h.finished.get() {
+            if let Some(lp) = self.get_loop() {
+                let me = self.clone();
+                let _ = lp.call_soon(move |_| f(&me));
+            }
+        } else {
+            h.callbacks.borrow_mut().push((id, Box::new(f)));
+        }
+        CallbackId(id)
+    }
+
+    /// Removes a done-callback not yet scheduled; returns how many were removed (0 or 1).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let id = t.add_done_callback(|_| {});
+    /// assert_eq!(t.remove_done_callback(id), 1);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        let taken: Vec<_> = {
+            let mut cbs = self.t.header().callbacks.borrow_mut();
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *cbs).into_iter().partition(|(i, _)| *i == id.0);
+            *cbs = keep;
+            gone
+        };
+        taken.len()
+    }
+
+    /// True if both refer to the same task.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.task_ref().ptr_eq(&t));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn ptr_eq(&self, other: &TaskRef) -> bool {
+        Rc::ptr_eq(&self.t, &other.t)
+    }
+
+    /// Do not report this task if it is dropped while pending.
+    pub(crate) fn quiet(&self) {
+        self.t.header().log_destroy_pending.set(false);
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = self.t.header();
+        let state = if h.cancelled.get() {
+            "cancelled"
+        } else if h.finished.get() {
+            "finished"
+        } else {
+            "pending"
+        };
+        write!(f, "<Task {state} name='{}' created at {}>", self.get_name(), h.location)
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.r, f)
+    }
+}
+
+impl<T: 'static> Future for Task<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let cur = current();
+        if let Some(t) = &cur {
+            if Rc::ptr_eq(&(self.inner.clone() as Rc<dyn TaskDyn>), t) {
+                return Poll::Ready(Err(Error::invalid_state("Task cannot await on itself")));
+            }
+            if let Some(c) = t.take_pending_cancel() {
+                return Poll::Ready(Err(Error::Cancelled(c)));
+            }
+            if t.loop_id() != self.inner.header.loop_id {
+                return Poll::Ready(Err(Error::DifferentLoop));
+            }
+        }
+        {
+            let mut r = self.inner.result.borrow_mut();
+            match &*r {
+                crate::future::Slot::Pending => {}
+                crate::future::Slot::Done(Ok(_)) => {
+                    let crate::future::Slot::Done(Ok(v)) = std::mem::replace(&mut *r, crate::future::Slot::Taken) else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(Ok(v));
+                }
+                crate::future::Slot::Done(Err(Error::Cancelled(c))) => {
+                    let c = Cancelled::new(c.message().map(str::to_string));
+                    if let Some(t) = &cur {
+                        t.track_delivered(&c);
+                    }
+                    return Poll::Ready(Err(Error::Cancelled(c)));
+                }
+                crate::future::Slot::Done(Err(e)) => {
+                    self.inner.header.retrieved.set(true);
+                    return Poll::Ready(Err(e.clone()));
+                }
+                crate::future::Slot::Taken => {
+                    return Poll::Ready(Err(Error::invalid_state("the result was moved out by another await")))
+                }
+            }
+        }
+        let mut w = self.inner.waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        drop(w);
+        if let Some(t) = cur {
+            t.set_waiter(self.inner.clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for TaskInner<T> {
+    fn drop(&mut self) {
+        if self.header.retrieved.get() {
+            return;
+        }
+        if let crate::future::Slot::Done(Err(e)) = std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken) {
+            if e.is_cancelled() {
+                return;
+            }
+            let ctx = ExceptionContext {
+                future: Some(format!("<Task failed name='Task-{}' created at {}>", self.header.id, self.header.location)),
+                source_location: Some(self.header.location),
+                ..ExceptionContext::new("Task exception was never retrieved")
+            }
+            .with_exception(e);
+            report(&self.header.lp, &ctx);
+        }
+    }
+}
+
+/// What a task factory receives and returns: the task's future (type-erased), name and
+/// creation site.
+///
+/// ```
+/// use loop_core::{EventLoop, TaskSpec};
+/// use std::rc::Rc;
+///
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+///     spec.name = Some(format!("factory:{}", spec.name.unwrap_or_default()));
+///     Ok(spec)
+/// })));
+/// let t = lp.create_named_task("x", async { 1 }).unwrap();
+/// assert_eq!(t.get_name(), "factory:x");
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// ```
+#[non_exhaustive]
+pub struct TaskSpec {
+    /// The body. A factory may wrap it, but must keep its output (a boxed value of the task's
+    /// output type).
+    pub future: Pin<Box<dyn Future<Output = Box<dyn Any>>>>,
+    /// The name given to `create_named_task`, if any.
+    pub name: Option<String>,
+    /// Where `create_task` was called.
+    pub location: &'static Location<'static>,
+}
+
+/// A task factory: sees every `create_task` of the loop and may wrap, rename or refuse it.
+pub type TaskFactory = Rc<dyn Fn(&EventLoop, TaskSpec) -> Result<TaskSpec>>;
+
+impl EventLoop {
+    /// Wraps a future into a task of this loop; its first step runs on the next iteration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close()` (the future is dropped, never polled); the task
+    /// factory's error, if one is installed and refuses.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { "hi" }).unwrap();
+    /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), "hi");
+    /// ```
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>>
+    where
+        F: IntoFuture + 'static,
+        F::Output: 'static,
+    {
+        self.create_task_impl(fut.into_future(), None, Location::caller())
+    }
+
+    /// [`create_task`](EventLoop::create_task) with a name.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create_task`](EventLoop::create_task).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_named_task("fetch", async {}).unwrap();
+    /// assert_eq!(t.get_name(), "fetch");
+    /// # lp.close().unwrap();
+    /// ```
+    #[track_caller]
+    pub fn create_named_task<F>(&self, name: impl Into<String>, fut: F) -> Result<Task<F::Output>>
+    where
+        F: IntoFuture + 'static,
+        F::Output: 'static,
+    {
+        self.create_task_impl(fut.into_future(), Some(name.into()), Location::caller())
+    }
+
+    fn create_task_impl<F>(
+        &self,
+        fut: F,
+        name: Option<String>,
+        location: &'static Location<'static>,
+    ) -> Result<Task<F::Output>>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.check_open()?;
+        let factory = self.inner.task_factory.borrow().clone();
+        let Some(factory) = factory else {
+            return Ok(self.spawn_task(fut, name, location));
+        };
+        let spec = TaskSpec {
+            future: Box::pin(async move { Box::new(fut.await) as Box<dyn Any> }),
+            name,
+            location,
+        };
+        let spec = match catch_unwind(AssertUnwindSafe(|| factory(self, spec))) {
+            Ok(r) => r?,
+            Err(p) => {
+                if p.is::<crate::Fatal>() {
+                    resume_unwind(p);
+                }
+                return Err(Error::Exception(Exception::from_panic(&*p)));
+            }
+        };
+        let TaskSpec { future, name, location } = spec;
+        let typed = async move {
+            match future.await.downcast::<F::Output>() {
+                Ok(v) => *v,
+                Err(_) => panic!("the task factory changed the output type of the task"),
+            }
+        };
+        Ok(self.spawn_task(typed, name, location))
+    }
+
+    fn spawn_task<F>(&self, fut: F, name: Option<String>, location: &'static Location<'static>) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let inner = Rc::new(TaskInner {
+            header: Header {
+                id: NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+                name: RefCell::new(name),
+                location,
+                lp: Rc::downgrade(&self.inner),
+                loop_id: self.id(),
+                slab_key: Cell::new(0),
+                started: Cell::new(false),
+                finished: Cell::new(false),
+                cancelled: Cell::new(false),
+                must_cancel: RefCell::new(None),
+                cancelling: Cell::new(0),
+                fut_waiter: RefCell::new(None),
+                waker: RefCell::new(None),
+                delivered: RefCell::new(Vec::new()),
+                log_destroy_pending: Cell::new(true),
+                callbacks: RefCell::new(Vec::new()),
+                next_cb: Cell::new(0),
+                retrieved: Cell::new(false),
+            },
+            result: RefCell::new(crate::future::Slot::Pending),
+            waiters: RefCell::new(Vec::new()),
+        });
+        let r = TaskRef {
+            t: inner.clone() as Rc<dyn TaskDyn>,
+        };
+        let key = self.inner.tasks.borrow_mut().insert(r.t.clone());
+        inner.header.slab_key.set(key);
+        let t2 = inner.clone();
+        let wrapper = async move {
+            let _guard = PendingGuard(t2.clone());
+            let mut slot = pin!(Some(fut));
+            futures_lite::future::poll_fn(|cx| step(&t2, slot.as_mut(), cx)).await
+        };
+        let remote = self.remote();
+        let (runnable, handle) = async_task::spawn_local(wrapper, move |r| schedule(&remote, r));
+        handle.detach();
+        self.inner.ready.borrow_mut().push_back(Work::Task(runnable));
+        Task { inner, r }
+    }
+
+    /// Installs a task factory (`None` restores the built-in behaviour).
+    ///
+    /// See [`TaskSpec`] for an example.
+    pub fn set_task_factory(&self, factory: Option<TaskFactory>) {
+        *self.inner.task_factory.borrow_mut() = factory;
+    }
+
+    /// The task factory, if one is installed.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.get_task_factory().is_none());
+    /// ```
+    pub fn get_task_factory(&self) -> Option<TaskFactory> {
+        self.inner.task_factory.borrow().clone()
+    }
+
+    /// The task of this loop whose step is executing now, if any.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.current_task().is_none());
+    /// let t = lp.create_task(async {
+    ///     loop_core::current_task().unwrap().unwrap().get_name()
+    /// }).unwrap();
+    /// let name = t.get_name();
+    /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), name);
+    /// ```
+    pub fn current_task(&self) -> Option<TaskRef> {
+        current().filter(|t| t.loop_id() == self.id()).map(|t| TaskRef { t })
+    }
+
+    /// The tasks of this loop that are not done.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert_eq!(lp.all_tasks().len(), 1);
+    /// lp.run_until_complete(t).unwrap().unwrap();
+    /// assert!(lp.all_tasks().is_empty());
+    /// ```
+    pub fn all_tasks(&self) -> Vec<TaskRef> {
+        self.inner
+            .tasks
+            .borrow()
+            .entries
+            .iter()
+            .flatten()
+            .filter(|t| !t.header().finished.get())
+            .map(|t| TaskRef { t: t.clone() })
+            .collect()
+    }
+
+    /// Runs the loop until `fut` completes, and returns its output.
+    ///
+    /// The future is wrapped into a task (through the task factory, if any).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::AlreadyRunning`], [`Error::AnotherLoopRunning`], the task
+    /// factory's refusal; [`Error::StoppedBeforeComplete`] if the loop was stopped before the
+    /// future was done (the task stays pending and a later run can finish it); and how the
+    /// wrapping task failed: [`Error::Cancelled`] or a panic as [`Error::Exception`].
+    ///
+    /// # Panics
+    ///
+    /// A [`Fatal`](crate::Fatal) raised by user code unwinds out of it (see
+    /// [`run_forever`](EventLoop::run_forever)).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let v = lp.run_until_complete(async { 1 + 1 }).unwrap();
+    /// assert_eq!(v, 2);
+    /// ```
+    #[track_caller]
+    pub fn run_until_complete<F>(&self, fut: F) -> Result<F::Output>
+    where
+        F: IntoFuture + 'static,
+        F::Output: 'static,
+    {
+        self.check_can_run()?;
+        let task = self.create_task_impl(fut.into_future(), None, Location::caller())?;
+        let weak = Rc::downgrade(&self.inner);
+        let id = task.add_done_callback(move |_| {
+            if let Some(inner) = weak.upgrade() {
+                EventLoop { inner }.stop();
+            }
+        });
+        /// Detaches the stop callback however `run_forever` ends (CORE-12).
+        struct Detach<'a>(&'a TaskRef, CallbackId);
+        impl Drop for Detach<'_> {
+            fn drop(&mut self) {
+                self.0.remove_done_callback(self.1);
+            }
+        }
+        let detach = Detach(&task.r, id);
+        let run = self.run_forever();
+        drop(detach);
+        run?;
+        if !task.done() {
+            task.quiet();
+            return Err(Error::StoppedBeforeComplete);
+        }
+        let r = std::mem::replace(&mut *task.inner.result.borrow_mut(), crate::future::Slot::Taken);
+        task.inner.header.retrieved.set(true);
+        match r {
+            crate::future::Slot::Done(r) => r,
+            _ => Err(Error::invalid_state("the task's result was already taken")),
+        }
+    }
+}
+
+/// The running task of the current thread's running loop (asyncio's `current_task()`).
+///
+/// # Errors
+///
+/// [`Error::NoRunningLoop`] if no loop runs on this thread.
+///
+/// ```
+/// assert!(loop_core::current_task().is_err());
+/// ```
+pub fn current_task() -> Result<Option<TaskRef>> {
+    let lp = EventLoop::current()?;
+    Ok(lp.current_task())
+}
+
+/// Yields once: the task is rescheduled and resumes on the next iteration (asyncio's
+/// `sleep(0)`).
+///
+/// ```
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// lp.run_until_complete(async { loop_core::yield_now().await }).unwrap();
+/// ```
+pub async fn yield_now() {
+    let mut yielded = false;
+    futures_lite::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Where a woken task goes: the ready queue if woken on its running loop's thread, else the
+/// loop's thread-safe queue.
+fn schedule(remote: &Remote, r: Runnable) {
+    let r = with_running(|lp| match lp {
+        Some(lp) if lp.inner.shared.id == remote.shared.id => {
+            lp.inner.ready.borrow_mut().push_back(Work::Task(r));
+            None
+        }
+        _ => Some(r),
+    });
+    if let Some(r) = r {
+        remote.push_task(r);
+    }
+}
+
+/// Reports a task dropped while pending.
+struct PendingGuard<T>(Rc<TaskInner<T>>);
+
+impl<T> Drop for PendingGuard<T> {
+    fn drop(&mut self) {
+        let h = &self.0.header;
+        if h.finished.get() {
+            return;
+        }
+        h.finished.set(true);
+        h.cancelled.set(true);
+        h.waker.borrow_mut().take();
+        h.fut_waiter.borrow_mut().take();
+        let removed = h.lp.upgrade().and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
+        drop(removed);
+        if h.log_destroy_pending.get() {
+            let ctx = ExceptionContext {
+                future: Some(format!("<Task pending name='Task-{}' created at {}>", h.id, h.location)),
+                source_location: Some(h.location),
+                ..ExceptionContext::new("Task was destroyed but it is pending!")
+            };
+            report(&h.lp, &ctx);
+        }
+    }
+}
+
+/// Ends a task with a result: wakes awaiters and schedules done-callbacks.
+fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
+    let h = &task.header;
+    if let Err(Error::Cancelled(_)) = &r {
+        h.cancelled.set(true);
+    }
+    h.finished.set(true);
+    *task.result.borrow_mut() = crate::future::Slot::Done(r);
+    let waker = h.waker.borrow_mut().take();
+    drop(waker);
+    let waiter = h.fut_waiter.borrow_mut().take();
+    drop(waiter);
+    let lp = h.lp.upgrade().map(|inner| EventLoop { inner });
+    if let Some(lp) = &lp {
+        let removed = lp.inner.tasks.borrow_mut().remove(h.slab_key.get());
+        drop(removed);
+    }
+    let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
+    for w in waiters {
+        w.wake();
+    }
+    let callbacks = std::mem::take(&mut *h.callbacks.borrow_mut());
+    if let Some(lp) = lp {
+        let me = TaskRef {
+            t: task.clone() as Rc<dyn TaskDyn>,
+        };
+        for (_, cb) in callbacks {
+            let me = me.clone();
+            let _ = lp.call_soon(move |_| cb(&me));
+        }
+    }
+}
+
+/// One step of a task: one poll of its body, with cancellation and panics handled.
+fn step<F: Future>(task: &Rc<TaskInner<F::Output>>, mut slot: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> Poll<()>
+where
+    F::Output: 'static,
+{
+    let h = &task.header;
+    if h.finished.get() {
+        slot.set(None);
+        return Poll::Ready(());
+    }
+    let lp = match h.lp.upgrade() {
+        Some(inner) if !inner.closed_flag() => EventLoop { inner },
+        // The loop is closed: drop the body here (the guard reports it).
+        _ => {
+            slot.set(None);
+            return Poll::Pending;
+        }
+    };
+    h.fut_waiter.borrow_mut().take();
+    // A cancellation requested while the body was not running and not waiting on a loop
+    // future: before the first step (CORE-39), or while it waits on a foreign future.
+    let forced = h.must_cancel.borrow_mut().take();
+    if let Some(msg) = forced {
+        slot.set(None);
+        finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+        return Poll::Ready(());
+    }
+    h.started.set(true);
+    {
+        let mut w = h.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+    }
+    let me: Rc<dyn TaskDyn> = task.clone();
+    let prev = CURRENT.with(|c| c.replace(Some(me)));
+    let start = lp.get_debug().then(Instant::now);
+    let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
+        Some(body) => body.poll(cx),
+        None => Poll::Pending,
+    }));
+    CURRENT.with(|c| c.replace(prev));
+    if let Some(start) = start {
+        let r = TaskRef { t: task.clone() };
+        lp.check_slow(start, &format_args!("{r:?}"));
+    }
+    match res {
+        Err(p) => {
+            slot.set(None);
+            if p.is::<crate::Fatal>() {
+                h.log_destroy_pending.set(false);
+                h.retrieved.set(true);
+                finish(task, Err(Error::Cancelled(Cancelled::new(Some("fatal error".into())))));
+                resume_unwind(p);
+            }
+            finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
+            Poll::Ready(())
+        }
+        Ok(Poll::Ready(v)) => {
+            slot.set(None);
+            let self_cancel = h.must_cancel.borrow_mut().take();
+            if let Some(msg) = self_cancel {
+                drop(v);
+                finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+                return Poll::Ready(());
+            }
+            let escaped = h
+                .delivered
+                .borrow()
+                .iter()
+                .find(|(w, _)| w.strong_count() > 0)
+                .map(|(_, m)| m.clone());
+            match escaped {
+                Some(msg) => {
+                    drop(v);
+                    finish(task, Err(Error::Cancelled(Cancelled::new(msg))))
+                }
+                None => finish(task, Ok(v)),
+            }
+            Poll::Ready(())
+        }
+        Ok(Poll::Pending) => {
+            let msg = h.must_cancel.borrow_mut().take();
+            if let Some(msg) = msg {
+                let waiter = h.fut_waiter.borrow_mut().take();
+                match waiter {
+                    Some(w) => {
+                        if !w.cancel_target(msg.clone()) {
+                            *h.must_cancel.borrow_mut() = Some(msg);
+                            cx.waker().wake_by_ref();
+                        }
+                    }
+                    None => {
+                        slot.set(None);
+                        finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            Poll::Pending
+        }
+    }
+}
+
+/// Wakes every pending task of a closing loop: the step sees the loop closed and drops the
+/// body on this thread (the pending guard reports it).
+pub(crate) fn abort_all(inner: &Inner) {
+    let wakers: Vec<Waker> = inner
+        .tasks
+        .borrow()
+        .entries
+        .iter()
+        .flatten()
+        .filter_map(|t| t.header().waker.borrow_mut().take())
+        .collect();
+    for w in wakers {
+        w.wake();
+    }
+}
