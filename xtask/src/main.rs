@@ -1,1 +1,301 @@
-fn main(){}
+//! evloop's task runner: `cargo xtask test` (the whole check matrix) and `cargo xtask bench`.
+//!
+//! Only the standard library is used, so the runner itself builds in a second.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+mod bench;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).expect("cd to the workspace root");
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&root, &args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--only NAME]"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The micro-crates under `crates/`, sorted.
+fn member_crates() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("crates")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("Cargo.toml").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The facade's optional features, read from the root manifest's `[features]` table.
+fn facade_features() -> Vec<String> {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap_or_default();
+    let mut in_features = false;
+    let mut out = Vec::new();
+    for line in manifest.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_features = t == "[features]";
+            continue;
+        }
+        if in_features {
+            if let Some((name, _)) = t.split_once('=') {
+                let name = name.trim();
+                if !name.is_empty() && name != "default" && !name.starts_with('#') {
+                    out.push(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One step of the matrix.
+struct Step {
+    /// What the summary line calls it.
+    name: String,
+    /// The command.
+    cmd: Command,
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(args);
+    c
+}
+
+fn has_nextest() -> bool {
+    cargo(&["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn has_deny() -> bool {
+    cargo(&["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Test counts parsed from a runner's output.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+/// Reads nextest's `Summary [..] N tests run: P passed, F failed, S skipped` and libtest's
+/// `test result: ok. P passed; F failed; I ignored` lines.
+fn parse_counts(text: &str) -> Counts {
+    let mut c = Counts::default();
+    for line in text.lines() {
+        let l = line.trim();
+        let nextest = l.starts_with("Summary [") && l.contains("tests run:");
+        let libtest = l.starts_with("test result:");
+        if !(nextest || libtest) {
+            continue;
+        }
+        for part in l.split([',', ';', ':']) {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            for w in words.windows(2) {
+                let n: u64 = match w[0].parse() {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                match w[1] {
+                    "passed" => c.passed += n,
+                    "failed" => c.failed += n,
+                    "skipped" | "ignored" => c.skipped += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    c
+}
+
+fn test(args: &[String]) -> ExitCode {
+    let heavy = args.iter().any(|a| a == "--heavy");
+    let quick = args.iter().any(|a| a == "--quick");
+    let nextest = has_nextest();
+    let mut steps: Vec<Step> = Vec::new();
+
+    steps.push(Step {
+        name: "fmt".into(),
+        cmd: cargo(&["fmt", "--all", "--", "--check"]),
+    });
+    steps.push(Step {
+        name: "clippy".into(),
+        cmd: cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    });
+    let run_tests = |pkg: &str, extra: &[&str]| -> Command {
+        let mut c = if nextest {
+            let mut c = cargo(&[
+                "nextest",
+                "run",
+                "--no-fail-fast",
+                "--no-tests=pass",
+                "--failure-output",
+                "final",
+                "-p",
+                pkg,
+            ]);
+            if heavy {
+                c.args(["--run-ignored", "all"]);
+            }
+            c
+        } else {
+            let mut c = cargo(&["test", "--no-fail-fast", "-p", pkg, "--lib", "--bins", "--tests", "--examples"]);
+            if heavy {
+                c.args(["--", "--include-ignored"]);
+            }
+            c
+        };
+        c.args(extra);
+        c
+    };
+    for krate in member_crates() {
+        steps.push(Step {
+            name: format!("test {krate}"),
+            cmd: run_tests(&krate, &["--all-features"]),
+        });
+    }
+    steps.push(Step {
+        name: "test evloop (all features)".into(),
+        cmd: run_tests("evloop", &["--all-features"]),
+    });
+    if !quick {
+        steps.push(Step {
+            name: "check evloop --no-default-features".into(),
+            cmd: cargo(&["check", "-p", "evloop", "--no-default-features", "--all-targets"]),
+        });
+        for f in facade_features() {
+            steps.push(Step {
+                name: format!("check evloop --features {f}"),
+                cmd: cargo(&["check", "-p", "evloop", "--no-default-features", "--features", &f, "--all-targets"]),
+            });
+        }
+    }
+    steps.push(Step {
+        name: "doc tests".into(),
+        cmd: cargo(&["test", "--workspace", "--all-features", "--doc"]),
+    });
+    steps.push(Step {
+        name: "examples build".into(),
+        cmd: cargo(&["build", "--workspace", "--all-features", "--examples"]),
+    });
+    let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--all-features", "--exclude", "xtask"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    steps.push(Step {
+        name: "rustdoc -D warnings".into(),
+        cmd: doc,
+    });
+    if has_deny() {
+        steps.push(Step {
+            name: "cargo deny".into(),
+            cmd: cargo(&["deny", "--all-features", "check", "licenses", "bans", "sources"]),
+        });
+    } else {
+        eprintln!("xtask: cargo-deny is not installed (`cargo install cargo-deny --locked`); .ci/run installs it");
+        steps.push(Step {
+            name: "cargo deny (missing)".into(),
+            cmd: Command::new("false"),
+        });
+    }
+
+    let started = Instant::now();
+    let mut summary = Vec::new();
+    let mut total = Counts::default();
+    let mut failed_steps = 0;
+    for mut step in steps {
+        println!("\n==> {}", step.name);
+        let t = Instant::now();
+        let out = step.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+        let (ok, text) = match out {
+            Ok(o) => {
+                let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&o.stderr));
+                (o.status.success(), text)
+            }
+            Err(e) => (false, format!("could not start: {e}")),
+        };
+        let counts = parse_counts(&text);
+        total.passed += counts.passed;
+        total.failed += counts.failed;
+        total.skipped += counts.skipped;
+        if !ok {
+            failed_steps += 1;
+            // Show the failing step's output (trimmed to the end, where the failures are).
+            let tail: Vec<&str> = text.lines().collect();
+            let from = tail.len().saturating_sub(400);
+            for l in &tail[from..] {
+                println!("    {l}");
+            }
+        }
+        let tests = if counts.passed + counts.failed > 0 {
+            format!(" ({} passed, {} failed)", counts.passed, counts.failed)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{:<4} {:<44} {:>6.1}s{}",
+            if ok { "ok" } else { "FAIL" },
+            step.name,
+            t.elapsed().as_secs_f64(),
+            tests
+        );
+        println!("{line}");
+        summary.push(line);
+    }
+    println!("\n==> summary ({:.0}s)", started.elapsed().as_secs_f64());
+    for l in &summary {
+        println!("{l}");
+    }
+    println!(
+        "steps: {} passed, {} failed",
+        summary.len() - failed_steps,
+        failed_steps
+    );
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
+    if failed_steps == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,134 @@
+//! Side-by-side micro-benchmarks: evloop, tokio (current-thread + LocalSet) and smol
+//! (LocalExecutor + async-io), the same work for each.
+//!
+//! `evloop-bench micro [--n N] [--runs R] [--only NAME]` prints one line per (benchmark,
+//! implementation): `RESULT <bench> <impl> <median ns/op>`, which `cargo xtask bench` turns into
+//! `BENCHMARKS.md`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+mod micro_evloop;
+mod micro_smol;
+mod micro_tokio;
+
+/// A benchmark body: runs `n` operations and returns the elapsed time.
+type Body = fn(u64) -> Duration;
+
+/// The benchmarks, each with its implementations.
+fn benches() -> Vec<(&'static str, Vec<(&'static str, Body)>)> {
+    vec![
+        (
+            "call_soon chain",
+            vec![
+                ("evloop", micro_evloop::chain as Body),
+                ("tokio", micro_tokio::chain),
+                ("smol", micro_smol::chain),
+            ],
+        ),
+        (
+            "call_soon queued",
+            vec![
+                ("evloop", micro_evloop::queued as Body),
+                ("tokio", micro_tokio::queued),
+                ("smol", micro_smol::queued),
+            ],
+        ),
+        (
+            "call_later half cancelled",
+            vec![
+                ("evloop", micro_evloop::timers as Body),
+                ("tokio", micro_tokio::timers),
+                ("smol", micro_smol::timers),
+            ],
+        ),
+        (
+            "tasks created and awaited",
+            vec![
+                ("evloop", micro_evloop::tasks as Body),
+                ("tokio", micro_tokio::tasks),
+                ("smol", micro_smol::tasks),
+            ],
+        ),
+        (
+            "call_soon_threadsafe",
+            vec![
+                ("evloop", micro_evloop::threadsafe as Body),
+                ("tokio", micro_tokio::threadsafe),
+                ("smol", micro_smol::threadsafe),
+            ],
+        ),
+    ]
+}
+
+/// A small deterministic random generator (xorshift64*), so every implementation sees the same
+/// delays.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator with a fixed seed.
+    pub fn new() -> Rng {
+        Rng(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A delay in [0, 50 ms).
+    pub fn delay(&mut self) -> Duration {
+        Duration::from_nanos(self.next_u64() % 50_000_000)
+    }
+}
+
+impl Default for Rng {
+    fn default() -> Self {
+        Rng::new()
+    }
+}
+
+/// A shared counter for callback chains.
+pub type Counter = Rc<Cell<u64>>;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = arg(&args, "--n").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let runs: usize = arg(&args, "--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let only = arg(&args, "--only");
+    for (name, impls) in benches() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        for (imp, body) in impls {
+            // One warm-up run, then the measured ones.
+            body(n.min(10_000));
+            let mut samples: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t = body(n);
+                    t.as_nanos() as f64 / n as f64
+                })
+                .collect();
+            samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+            let median = samples[samples.len() / 2];
+            println!("RESULT\t{name}\t{imp}\t{median:.1}");
+        }
+    }
+}
+
+/// Times `f`.
+pub fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
