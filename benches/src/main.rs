@@ -1,14 +1,21 @@
 //! Side-by-side micro-benchmarks: evloop, tokio (current-thread + LocalSet) and smol
 //! (LocalExecutor + async-io), the same work for each.
 //!
-//! `evloop-bench micro [--n N] [--runs R] [--only NAME]` prints one line per (benchmark,
-//! implementation): `RESULT <bench> <impl> <median ns/op>`, which `cargo xtask bench` turns into
-//! `BENCHMARKS.md`.
+//! * `evloop-bench micro [--n N] [--runs R] [--only NAME]` prints one line per (benchmark,
+//!   implementation): `RESULT <bench> <impl> <median ns/op>`;
+//! * `evloop-bench echo-server --impl NAME [--cpu N]` serves TCP echo on 127.0.0.1 (printing
+//!   `LISTENING <port>`) until killed;
+//! * `evloop-bench echo-client --port P --conns C --size S --secs T [--cpu N]` drives it and
+//!   prints `ROUNDTRIPS <n>`.
+//!
+//! `cargo xtask bench` runs them and writes `BENCHMARKS.md`.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod echo_client;
+mod echo_servers;
 mod micro_evloop;
 mod micro_smol;
 mod micro_tokio;
@@ -101,8 +108,62 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// Pins the calling thread to one CPU.
+fn pin(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+            eprintln!("could not pin to CPU {cpu}: {e}");
+        }
+    }
+}
+
+/// The echo server implementations.
+pub fn echo_server_impls() -> Vec<(&'static str, fn(std::net::TcpListener))> {
+    vec![
+        ("floor (hand-written epoll)", echo_servers::floor as fn(std::net::TcpListener)),
+        ("tokio", echo_servers::tokio),
+        ("smol", echo_servers::smol),
+    ]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let cpu: Option<usize> = arg(&args, "--cpu").and_then(|v| v.parse().ok());
+    match args.first().map(String::as_str) {
+        Some("echo-server") => {
+            pin(cpu);
+            let name = arg(&args, "--impl").unwrap_or_default();
+            let Some((_, serve)) = echo_server_impls().into_iter().find(|(n, _)| *n == name) else {
+                eprintln!("unknown echo server {name:?}");
+                std::process::exit(2);
+            };
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            println!("LISTENING {}", l.local_addr().expect("addr").port());
+            use std::io::Write;
+            std::io::stdout().flush().expect("stdout");
+            serve(l);
+            return;
+        }
+        Some("echo-servers") => {
+            for (name, _) in echo_server_impls() {
+                println!("{name}");
+            }
+            return;
+        }
+        Some("echo-client") => {
+            pin(cpu);
+            let port: u16 = arg(&args, "--port").and_then(|v| v.parse().ok()).expect("--port");
+            let conns = arg(&args, "--conns").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let size = arg(&args, "--size").and_then(|v| v.parse().ok()).unwrap_or(64);
+            let secs = arg(&args, "--secs").and_then(|v| v.parse().ok()).unwrap_or(5.0);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            println!("ROUNDTRIPS {}", echo_client::run(addr, conns, size, secs));
+            return;
+        }
+        _ => {}
+    }
     let n: u64 = arg(&args, "--n").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let runs: usize = arg(&args, "--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
     let only = arg(&args, "--only");

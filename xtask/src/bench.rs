@@ -22,8 +22,22 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// Runs the benchmarks.
+/// Runs the benchmarks: the micro-benchmarks, then the echo benchmark (`--micro` / `--echo`
+/// select one).
 pub fn run(root: &Path, args: &[String]) -> ExitCode {
+    let only_micro = args.iter().any(|a| a == "--micro");
+    let only_echo = args.iter().any(|a| a == "--echo");
+    if !only_echo {
+        let code = micro(root, args);
+        if code != ExitCode::SUCCESS || only_micro {
+            return code;
+        }
+    }
+    crate::echo::run(root, args)
+}
+
+/// Runs the micro-benchmarks.
+fn micro(root: &Path, args: &[String]) -> ExitCode {
     let smoke = args.iter().any(|a| a == "--smoke");
     let (n, runs) = if smoke { ("10000", "1") } else { ("1000000", "5") };
     let n = arg(args, "--n").unwrap_or_else(|| n.to_string());
@@ -76,11 +90,8 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     );
     let path = root.join("BENCHMARKS.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
-    // Keep sections written by other benchmark modes (e.g. the echo benchmark).
-    let rest = existing
-        .find("\n## Echo")
-        .map(|i| existing[i..].to_string())
-        .unwrap_or_default();
+    // Keep the echo section written by the echo benchmark.
+    let rest = section(&existing, ECHO_HEADING).unwrap_or_default();
     if let Err(e) = std::fs::write(&path, format!("{doc}{rest}")) {
         eprintln!("could not write BENCHMARKS.md: {e}");
         return ExitCode::FAILURE;
@@ -145,4 +156,12 @@ pub fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     format!("- CPU: {cpu}, {cores} cores available\n- Linux {kernel}\n- {rustc}, release profile")
+}
+
+/// The heading of the echo section of `BENCHMARKS.md`.
+pub const ECHO_HEADING: &str = "\n## Echo";
+
+/// The text from `heading` to the end of `doc`, if present.
+pub fn section(doc: &str, heading: &str) -> Option<String> {
+    doc.find(heading).map(|i| doc[i..].to_string())
 }

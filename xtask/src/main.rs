@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 mod bench;
+mod echo;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--only NAME]"
+                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo] [--only NAME] [--secs S]"
             );
             ExitCode::from(2)
         }
