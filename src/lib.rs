@@ -11,8 +11,12 @@
 //!
 //! | feature | crate | adds |
 //! |---|---|---|
-//! | (always) | [`loop_core`](core) | `EventLoop`, `call_soon`, futures, tasks, fd watchers, exception handler, debug mode |
+//! | (always) | `loop_core` | `EventLoop`, `call_soon`, futures, tasks, fd watchers, exception handler, debug mode |
 //! | `timers` | `loop_timers` | `call_later`, `call_at`, `time`, `sleep`, `timeout` |
+//! | `executor` | `loop_executor` | `run_in_executor`, `set_default_executor`, `shutdown_default_executor`, `run_coroutine_threadsafe` (`RemoteExt::spawn`) |
+//! | `signals` | `loop_signals` | `add_signal_handler`, `remove_signal_handler`, signal numbers |
+//! | `transport` | `loop_transport` | `Protocol`, `BufferedProtocol`, `DatagramProtocol`, `Transport`, `StreamReader`, `StreamWriter` |
+//! | `net` | `loop_net` | `sock_*` calls, `getaddrinfo` / `getnameinfo`, socket addresses |
 //!
 //! ```
 //! use evloop::prelude::*;
@@ -33,10 +37,41 @@ pub use loop_core::*;
 #[cfg(feature = "timers")]
 pub use loop_timers as timers;
 
+#[cfg(feature = "executor")]
+pub use loop_executor as executor;
+
+#[cfg(feature = "signals")]
+pub use loop_signals as signals;
+
+#[cfg(feature = "transport")]
+pub use loop_transport as transport;
+
+#[cfg(feature = "net")]
+pub use loop_net as net;
+
 /// The loop, its error type and every enabled extension trait.
 pub mod prelude {
     pub use loop_core::{Error, EventLoop, Handle, LoopFuture, Remote, Task, TaskRef};
 
     #[cfg(feature = "timers")]
     pub use loop_timers::TimersExt;
+
+    #[cfg(feature = "executor")]
+    pub use loop_executor::{ExecutorExt, RemoteExt};
+
+    #[cfg(feature = "signals")]
+    pub use loop_signals::SignalsExt;
+
+    #[cfg(feature = "transport")]
+    pub use loop_transport::{
+        BufferedProtocol, DatagramProtocol, Protocol, StreamReader, StreamWriter, Transport,
+    };
+
+    #[cfg(feature = "net")]
+    pub use loop_net::SockExt;
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -119,10 +119,16 @@ fn pin(cpu: Option<usize>) {
     }
 }
 
+/// A named echo server that serves a bound listener until the process ends.
+pub type EchoServerImpl = (&'static str, fn(std::net::TcpListener));
+
 /// The echo server implementations.
-pub fn echo_server_impls() -> Vec<(&'static str, fn(std::net::TcpListener))> {
+pub fn echo_server_impls() -> Vec<EchoServerImpl> {
     vec![
-        ("floor (hand-written epoll)", echo_servers::floor as fn(std::net::TcpListener)),
+        (
+            "floor (hand-written epoll)",
+            echo_servers::floor as fn(std::net::TcpListener),
+        ),
         ("tokio", echo_servers::tokio),
         ("smol", echo_servers::smol),
     ]
@@ -154,18 +160,30 @@ fn main() {
         }
         Some("echo-client") => {
             pin(cpu);
-            let port: u16 = arg(&args, "--port").and_then(|v| v.parse().ok()).expect("--port");
-            let conns = arg(&args, "--conns").and_then(|v| v.parse().ok()).unwrap_or(1);
-            let size = arg(&args, "--size").and_then(|v| v.parse().ok()).unwrap_or(64);
-            let secs = arg(&args, "--secs").and_then(|v| v.parse().ok()).unwrap_or(5.0);
+            let port: u16 = arg(&args, "--port")
+                .and_then(|v| v.parse().ok())
+                .expect("--port");
+            let conns = arg(&args, "--conns")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let size = arg(&args, "--size")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64);
+            let secs = arg(&args, "--secs")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5.0);
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             println!("ROUNDTRIPS {}", echo_client::run(addr, conns, size, secs));
             return;
         }
         _ => {}
     }
-    let n: u64 = arg(&args, "--n").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let runs: usize = arg(&args, "--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let n: u64 = arg(&args, "--n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = arg(&args, "--runs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let only = arg(&args, "--only");
     for (name, impls) in benches() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {

@@ -39,7 +39,8 @@ pub fn queued(n: u64) -> Duration {
     let t = timed(|| {
         for _ in 0..n {
             let c = count.clone();
-            lp.call_soon(move |_| c.set(c.get() + 1)).expect("loop open");
+            lp.call_soon(move |_| c.set(c.get() + 1))
+                .expect("loop open");
         }
         lp.call_soon(|lp| lp.stop()).expect("loop open");
         lp.run_forever().expect("run");

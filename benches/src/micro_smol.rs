@@ -8,7 +8,7 @@ use async_executor::LocalExecutor;
 
 use crate::{timed, Counter, Rng};
 
-fn spawn_next<'a>(ex: &'a Rc<LocalExecutor<'a>>, left: Counter, done: async_channel::Sender<()>) {
+fn spawn_next(ex: &Rc<LocalExecutor<'static>>, left: Counter, done: async_channel::Sender<()>) {
     let n = left.get();
     if n == 0 {
         let _ = done.try_send(());
@@ -16,12 +16,13 @@ fn spawn_next<'a>(ex: &'a Rc<LocalExecutor<'a>>, left: Counter, done: async_chan
     }
     left.set(n - 1);
     let ex2 = ex.clone();
-    ex.spawn(async move { spawn_next(&ex2, left, done) }).detach();
+    ex.spawn(async move { spawn_next(&ex2, left, done) })
+        .detach();
 }
 
 /// Each task spawns the next.
 pub fn chain(n: u64) -> Duration {
-    let ex = Rc::new(LocalExecutor::new());
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     let (tx, rx) = async_channel::bounded(1);
     timed(|| {
         spawn_next(&ex, Rc::new(Cell::new(n)), tx);

@@ -39,11 +39,27 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
 /// Runs the micro-benchmarks.
 fn micro(root: &Path, args: &[String]) -> ExitCode {
     let smoke = args.iter().any(|a| a == "--smoke");
-    let (n, runs) = if smoke { ("10000", "1") } else { ("1000000", "5") };
+    let (n, runs) = if smoke {
+        ("10000", "1")
+    } else {
+        ("1000000", "5")
+    };
     let n = arg(args, "--n").unwrap_or_else(|| n.to_string());
     let runs = arg(args, "--runs").unwrap_or_else(|| runs.to_string());
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["run", "--quiet", "--release", "-p", "evloop-bench", "--", "micro", "--n", &n, "--runs", &runs]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "evloop-bench",
+        "--",
+        "micro",
+        "--n",
+        &n,
+        "--runs",
+        &runs,
+    ]);
     if let Some(only) = arg(args, "--only") {
         cmd.args(["--only", &only]);
     }
@@ -78,7 +94,10 @@ fn micro(root: &Path, args: &[String]) -> ExitCode {
     let table = micro_table(&order, &results);
     println!("{table}");
     if smoke {
-        println!("smoke run: {} benchmarks ran; BENCHMARKS.md left as it is", order.len());
+        println!(
+            "smoke run: {} benchmarks ran; BENCHMARKS.md left as it is",
+            order.len()
+        );
         return ExitCode::SUCCESS;
     }
     let doc = format!(
@@ -146,7 +165,9 @@ pub fn machine() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();

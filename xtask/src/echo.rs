@@ -82,7 +82,14 @@ fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
             return None;
         }
         let _ = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uvloop"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "uvloop",
+            ])
             .status();
     }
     ok(&py).then_some(py)
@@ -133,12 +140,27 @@ fn start_server(s: &Server) -> Option<(Child, u16)> {
     Some((child, port))
 }
 
-fn measure(bin: &Path, s: &Server, conns: usize, size: usize, secs: f64, perf: bool) -> Option<Row> {
+fn measure(
+    bin: &Path,
+    s: &Server,
+    conns: usize,
+    size: usize,
+    secs: f64,
+    perf: bool,
+) -> Option<Row> {
     let (mut server, port) = start_server(s)?;
     let pid = server.id();
     let perf_child = if perf {
         Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", &pid.to_string()])
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                "raw_syscalls:sys_enter",
+                "-p",
+                &pid.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -167,7 +189,9 @@ fn measure(bin: &Path, s: &Server, conns: usize, size: usize, secs: f64, perf: b
         .ok()?;
     let after = cpu_us(pid)?;
     let syscalls = perf_child.and_then(|p| {
-        let _ = Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status();
         let o = p.wait_with_output().ok()?;
         String::from_utf8_lossy(&o.stderr)
             .lines()
@@ -211,7 +235,12 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     let bin = target_dir(root).join("release/evloop-bench");
     let listed = Command::new(&bin).arg("echo-servers").output();
     let names: Vec<String> = listed
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let mut servers: Vec<Server> = names
         .into_iter()
@@ -229,9 +258,20 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         .collect();
     if !smoke {
         if let Some(py) = python_with_uvloop(root) {
-            let script = root.join("benches/python/echo_server.py").display().to_string();
-            for (name, flag) in [("asyncio (Protocol)", None), ("uvloop (Protocol)", Some("--uvloop"))] {
-                let mut cmd = vec![py.display().to_string(), script.clone(), "--cpu".into(), "0".into()];
+            let script = root
+                .join("benches/python/echo_server.py")
+                .display()
+                .to_string();
+            for (name, flag) in [
+                ("asyncio (Protocol)", None),
+                ("uvloop (Protocol)", Some("--uvloop")),
+            ] {
+                let mut cmd = vec![
+                    py.display().to_string(),
+                    script.clone(),
+                    "--cpu".into(),
+                    "0".into(),
+                ];
                 cmd.extend(flag.map(str::to_string));
                 servers.push(Server {
                     name: name.into(),
@@ -248,7 +288,10 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     } else {
         &[(1, 64), (1, 1024), (100, 64), (100, 1024)]
     };
-    println!("==> echo benchmark ({secs} s per run, perf {})", if perf { "on" } else { "unavailable" });
+    println!(
+        "==> echo benchmark ({secs} s per run, perf {})",
+        if perf { "on" } else { "unavailable" }
+    );
     let mut rows = Vec::new();
     for &(conns, size) in combos {
         for s in &servers {
@@ -274,7 +317,10 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         }
     }
     if smoke {
-        println!("smoke run: {} echo runs; BENCHMARKS.md left as it is", rows.len());
+        println!(
+            "smoke run: {} echo runs; BENCHMARKS.md left as it is",
+            rows.len()
+        );
         return ExitCode::SUCCESS;
     }
     let mut t = format!(
@@ -295,7 +341,9 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
             r.rps,
             r.user_us,
             r.total_us,
-            r.syscalls.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into())
+            r.syscalls
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "—".into())
         );
     }
     let path = root.join("BENCHMARKS.md");
@@ -304,7 +352,10 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         Some(i) => existing[..i].to_string(),
         None => existing.clone(),
     };
-    if let Err(e) = std::fs::write(&path, format!("{}{t}", head.trim_end_matches('\n').to_string() + "\n")) {
+    if let Err(e) = std::fs::write(
+        &path,
+        format!("{}{t}", head.trim_end_matches('\n').to_string() + "\n"),
+    ) {
         eprintln!("could not write BENCHMARKS.md: {e}");
         return ExitCode::FAILURE;
     }

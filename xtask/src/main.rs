@@ -179,7 +179,16 @@ fn test(args: &[String]) -> ExitCode {
             }
             c
         } else {
-            let mut c = cargo(&["test", "--no-fail-fast", "-p", pkg, "--lib", "--bins", "--tests", "--examples"]);
+            let mut c = cargo(&[
+                "test",
+                "--no-fail-fast",
+                "-p",
+                pkg,
+                "--lib",
+                "--bins",
+                "--tests",
+                "--examples",
+            ]);
             if heavy {
                 c.args(["--", "--include-ignored"]);
             }
@@ -201,12 +210,26 @@ fn test(args: &[String]) -> ExitCode {
     if !quick {
         steps.push(Step {
             name: "check evloop --no-default-features".into(),
-            cmd: cargo(&["check", "-p", "evloop", "--no-default-features", "--all-targets"]),
+            cmd: cargo(&[
+                "check",
+                "-p",
+                "evloop",
+                "--no-default-features",
+                "--all-targets",
+            ]),
         });
         for f in facade_features() {
             steps.push(Step {
                 name: format!("check evloop --features {f}"),
-                cmd: cargo(&["check", "-p", "evloop", "--no-default-features", "--features", &f, "--all-targets"]),
+                cmd: cargo(&[
+                    "check",
+                    "-p",
+                    "evloop",
+                    "--no-default-features",
+                    "--features",
+                    &f,
+                    "--all-targets",
+                ]),
             });
         }
     }
@@ -218,7 +241,14 @@ fn test(args: &[String]) -> ExitCode {
         name: "examples build".into(),
         cmd: cargo(&["build", "--workspace", "--all-features", "--examples"]),
     });
-    let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--all-features", "--exclude", "xtask"]);
+    let mut doc = cargo(&[
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+        "--exclude",
+        "xtask",
+    ]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     steps.push(Step {
         name: "rustdoc -D warnings".into(),
@@ -227,7 +257,14 @@ fn test(args: &[String]) -> ExitCode {
     if has_deny() {
         steps.push(Step {
             name: "cargo deny".into(),
-            cmd: cargo(&["deny", "--all-features", "check", "licenses", "bans", "sources"]),
+            cmd: cargo(&[
+                "deny",
+                "--all-features",
+                "check",
+                "licenses",
+                "bans",
+                "sources",
+            ]),
         });
     } else {
         eprintln!("xtask: cargo-deny is not installed (`cargo install cargo-deny --locked`); .ci/run installs it");
@@ -244,7 +281,11 @@ fn test(args: &[String]) -> ExitCode {
     for mut step in steps {
         println!("\n==> {}", step.name);
         let t = Instant::now();
-        let out = step.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+        let out = step
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output();
         let (ok, text) = match out {
             Ok(o) => {
                 let mut text = String::from_utf8_lossy(&o.stdout).into_owned();

@@ -191,6 +191,8 @@ impl From<Exception> for Error {
 }
 
 impl From<Error> for io::Error {
+    // `io::Error::other` needs Rust 1.74; the MSRV is 1.71.
+    #[allow(clippy::io_other_error)]
     fn from(e: Error) -> Self {
         match e {
             Error::Io(inner) => match Arc::try_unwrap(inner) {
@@ -261,7 +263,9 @@ impl PartialEq for Cancelled {
 
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cancelled").field("message", &self.message).finish()
+        f.debug_struct("Cancelled")
+            .field("message", &self.message)
+            .finish()
     }
 }
 
@@ -320,6 +324,8 @@ impl Exception {
             (*s).to_string()
         } else if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
+        } else if let Some(f) = payload.downcast_ref::<Fatal>() {
+            format!("fatal: {}", f.0)
         } else {
             "Box<dyn Any>".to_string()
         };

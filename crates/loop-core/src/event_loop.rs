@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub(crate) thread: ThreadId,
     /// Work from other threads.
     queue: ConcurrentQueue<RemoteWork>,
+    /// Set after each push to `queue`, cleared by the loop before it drains the queue: the
+    /// loop's "anything from other threads?" check is one load.
+    pending: AtomicBool,
     /// True from the first wake-up write until the loop sees it: wakes coalesce.
     notified: AtomicBool,
     /// The eventfd that wakes `epoll_wait`; `None` once closed.
@@ -93,13 +96,22 @@ impl Shared {
         if let Err(e) = self.queue.push(w) {
             return Err(e.into_inner());
         }
+        // A read-modify-write, not a store: it extends the release sequence of earlier pushes
+        // from other threads, so the loop's acquiring swap sees every item pushed before it.
+        self.pending.swap(true, Ordering::SeqCst);
         self.notify();
         Ok(())
     }
 
+    /// True if other threads queued work since the loop last took it.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Wakes the loop if it was not woken since it last looked (CORE-19, CORE-20).
     pub(crate) fn notify(&self) {
-        if self.notified.swap(true, Ordering::AcqRel) {
+        if self.notified.swap(true, Ordering::SeqCst) {
             return;
         }
         let guard = self.wake_fd.read().unwrap_or_else(|e| e.into_inner());
@@ -116,7 +128,9 @@ impl Shared {
     /// elsewhere (a local task's future must not be dropped on another thread).
     fn dispose(&self, w: RemoteWork) {
         match w {
-            RemoteWork::Task(r) if std::thread::current().id() != self.thread => std::mem::forget(r),
+            RemoteWork::Task(r) if std::thread::current().id() != self.thread => {
+                std::mem::forget(r)
+            }
             other => drop(other),
         }
     }
@@ -189,6 +203,9 @@ pub struct Stats {
     pub fds_registered: u64,
 }
 
+/// A hook run by `close()`, with the place that registered it.
+type CloseHook = (Box<dyn FnOnce(&EventLoop)>, &'static Location<'static>);
+
 /// Stats counters (cells, so updating them is a plain add).
 #[derive(Default)]
 struct Counters {
@@ -247,7 +264,11 @@ pub(crate) struct Inner {
     /// Per-loop state of extension crates, by type.
     extensions: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
     /// Run at `close()`, in order of registration.
-    close_hooks: RefCell<Vec<Box<dyn FnOnce(&EventLoop)>>>,
+    close_hooks: RefCell<Vec<CloseHook>>,
+    /// Run by the runner before `close()` (see `on_shutdown`).
+    pub(crate) shutdown_hooks: RefCell<Vec<crate::runner::ShutdownHook>>,
+    /// Finalizable async resources (`shutdown_asyncgens`).
+    pub(crate) resources: RefCell<crate::runner::Resources>,
     /// Stats counters.
     counters: Counters,
 }
@@ -356,7 +377,9 @@ impl Remote {
     /// lp.run_forever().unwrap();
     /// ```
     pub fn stop(&self) -> Result<()> {
-        self.shared.push(RemoteWork::Stop).map_err(|_| Error::Closed)
+        self.shared
+            .push(RemoteWork::Stop)
+            .map_err(|_| Error::Closed)
     }
 
     /// True once the loop was closed.
@@ -394,17 +417,45 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// Runs what it guards in the empty context, then restores the previous one.
+struct EmptyContext(Option<crate::context::Snapshot>);
+
+impl EmptyContext {
+    #[inline]
+    fn enter() -> EmptyContext {
+        EmptyContext(Some(crate::context::enter(None)))
+    }
+}
+
+impl Drop for EmptyContext {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(prev) = self.0.take() {
+            crate::context::enter(prev);
+        }
+    }
+}
+
 /// Resets the running state when `run_forever` returns or unwinds.
 struct RunGuard<'a> {
     /// The loop.
     lp: &'a EventLoop,
+    /// The thread's context when `run_forever` started, current again when it returns (a
+    /// `Fatal` unwinding out of a callback may leave the callback's context current).
+    base_context: crate::context::Snapshot,
 }
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         self.lp.inner.running.set(false);
         self.lp.inner.stopping.set(false);
-        let _ = RUNNING.try_with(|r| r.borrow_mut().take());
+        // A `Fatal` unwinding out of a callback leaves no stale "executing" location behind.
+        self.lp.inner.current_location.set(None);
+        let prev = RUNNING.try_with(|r| r.borrow_mut().take());
+        drop(prev);
+        if crate::context::active() {
+            drop(crate::context::enter(self.base_context.take()));
+        }
     }
 }
 
@@ -433,6 +484,7 @@ impl EventLoop {
                     id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
                     thread: std::thread::current().id(),
                     queue: ConcurrentQueue::unbounded(),
+                    pending: AtomicBool::new(false),
                     notified: AtomicBool::new(false),
                     wake_fd: RwLock::new(Some(wake)),
                     closed: AtomicBool::new(false),
@@ -452,6 +504,8 @@ impl EventLoop {
                 sources: RefCell::new(Vec::new()),
                 extensions: RefCell::new(HashMap::new()),
                 close_hooks: RefCell::new(Vec::new()),
+                shutdown_hooks: RefCell::new(Vec::new()),
+                resources: RefCell::new(crate::runner::Resources::default()),
                 counters: Counters::default(),
             }),
         })
@@ -542,8 +596,19 @@ impl EventLoop {
     pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
         self.check_open()?;
         let h = Handle::with_location(Location::caller(), f);
-        self.inner.ready.borrow_mut().push_back(Work::Call(h.cb.clone()));
+        self.push_ready(Work::Call(h.cb.clone()));
         Ok(h)
+    }
+
+    /// Appends to the ready queue. Work queued by other threads before this call is moved in
+    /// first, so that FIFO order across `call_soon` and `call_soon_threadsafe` follows the time
+    /// of enqueueing (CORE-19). Costs one atomic load when nothing came from other threads.
+    #[inline]
+    pub(crate) fn push_ready(&self, w: Work) {
+        if self.inner.shared.has_pending() {
+            self.take_remote();
+        }
+        self.inner.ready.borrow_mut().push_back(w);
     }
 
     /// Queues an existing handle (event sources use this for due work).
@@ -559,7 +624,7 @@ impl EventLoop {
     /// ```
     pub fn schedule(&self, h: &Handle) -> Result<()> {
         self.check_open()?;
-        self.inner.ready.borrow_mut().push_back(Work::Call(h.cb.clone()));
+        self.push_ready(Work::Call(h.cb.clone()));
         Ok(())
     }
 
@@ -580,28 +645,38 @@ impl EventLoop {
     /// ```
     pub fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
         self.check_open()?;
-        self.inner.ready.borrow_mut().push_back(Work::Io(handler, r));
+        self.push_ready(Work::Io(handler, r));
         Ok(())
     }
 
-    /// `call_soon_threadsafe` from the loop's own thread (CORE-19): the same queue other
-    /// threads use, so FIFO order with them follows enqueue time.
+    /// `call_soon_threadsafe` from the loop's own thread (CORE-19): the callback is queued
+    /// after everything queued before it, by this thread or any other, and its handle can be
+    /// cancelled from any thread. No wake-up is written: the caller is the loop's thread.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] after `close()`.
     ///
     /// ```
+    /// use std::sync::{Arc, Mutex};
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.call_soon_threadsafe(|lp| lp.stop()).unwrap();
+    /// let order = Arc::new(Mutex::new(Vec::new()));
+    /// let o = order.clone();
+    /// lp.call_soon_threadsafe(move |_| o.lock().unwrap().push("threadsafe")).unwrap();
+    /// let o = order.clone();
+    /// lp.call_soon(move |lp| { o.lock().unwrap().push("soon"); lp.stop() }).unwrap();
     /// lp.run_forever().unwrap();
+    /// assert_eq!(*order.lock().unwrap(), ["threadsafe", "soon"]);
     /// ```
     #[track_caller]
     pub fn call_soon_threadsafe(
         &self,
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> Result<RemoteHandle> {
-        self.remote().call_soon_threadsafe(f)
+        self.check_open()?;
+        let h = RemoteHandle::new(f);
+        self.push_ready(Work::Remote(h.cb.clone()));
+        Ok(h)
     }
 
     /// Runs until [`stop`](EventLoop::stop) is called. A `stop()` made before the call makes it
@@ -626,7 +701,10 @@ impl EventLoop {
         self.check_can_run()?;
         self.inner.running.set(true);
         RUNNING.with(|r| *r.borrow_mut() = Some(self.clone()));
-        let _guard = RunGuard { lp: self };
+        let _guard = RunGuard {
+            lp: self,
+            base_context: crate::context::snapshot(),
+        };
         loop {
             self.run_once();
             if self.inner.stopping.get() {
@@ -684,14 +762,25 @@ impl EventLoop {
         self.inner.closed.get()
     }
 
-    /// Closes the loop: drops every pending callback and timer without running it, tears
-    /// pending tasks down (reporting each as destroyed while pending), runs the close hooks of
-    /// extension crates (executor shutdown without waiting, signal handlers removed), and closes
-    /// the epoll fd and the wake-up eventfd. Idempotent.
+    /// Closes the loop: runs the close hooks of extension crates (executor shutdown without
+    /// waiting, signal handlers removed, see [`on_close`](EventLoop::on_close)), drops every
+    /// pending callback and timer without running it, tears pending tasks down (reporting each
+    /// as "Task was destroyed but it is pending!"), drops the fd watchers and closes the epoll
+    /// fd and the wake-up eventfd. Idempotent. Dropping the last handle of an unclosed loop
+    /// closes it the same way.
+    ///
+    /// After `close()`, scheduling anything fails with [`Error::Closed`];
+    /// [`remove_reader`](EventLoop::remove_reader) returns `Ok(false)`, and
+    /// [`create_future`](EventLoop::create_future) still works.
     ///
     /// # Errors
     ///
     /// [`Error::CloseRunning`] while the loop runs.
+    ///
+    /// # Panics
+    ///
+    /// A [`Fatal`](crate::Fatal) raised by a close hook unwinds out of `close()`, after the loop
+    /// is fully closed.
     ///
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
@@ -816,7 +905,12 @@ impl EventLoop {
             .expect("keyed by type")
     }
 
-    /// Registers `f` to run once when the loop is closed.
+    /// Registers `f` to run once when the loop is closed, after the loop is marked closed and
+    /// before pending work is dropped. Hooks run in registration order; a hook that panics is
+    /// reported to the exception handler and the others still run. Extension crates use this
+    /// for what `close()` must do without waiting (the executor is shut down without waiting,
+    /// signal handlers are removed). Hooks also run when the last handle of an unclosed loop is
+    /// dropped.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};
@@ -827,15 +921,21 @@ impl EventLoop {
     /// lp.close().unwrap();
     /// assert!(closed.get());
     /// ```
+    #[track_caller]
     pub fn on_close(&self, f: impl FnOnce(&EventLoop) + 'static) {
-        self.inner.close_hooks.borrow_mut().push(Box::new(f));
+        self.inner
+            .close_hooks
+            .borrow_mut()
+            .push((Box::new(f), Location::caller()));
     }
 
     /// Runs one iteration.
     fn run_once(&self) {
         let inner = &*self.inner;
         bump(&inner.counters.iterations, 1);
-        self.take_remote();
+        if inner.shared.has_pending() {
+            self.take_remote();
+        }
         let busy = !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
         let timeout = if busy || stopping {
@@ -862,10 +962,21 @@ impl EventLoop {
                 let c = &inner.counters.poll_time;
                 c.set(c.get() + start.elapsed());
             }
-            bump(&inner.counters.io_events, (inner.ready.borrow().len() - before) as u64);
+            bump(
+                &inner.counters.io_events,
+                (inner.ready.borrow().len() - before) as u64,
+            );
             if woken {
-                inner.shared.notified.store(false, Ordering::Release);
-                let guard = inner.shared.wake_fd.read().unwrap_or_else(|e| e.into_inner());
+                inner.shared.notified.store(false, Ordering::SeqCst);
+                // Drain first, then re-arm: a wake-up written after the re-arm must stay in the
+                // eventfd for the next poll. (Re-arming first let this drain swallow such a
+                // write while `notified` stayed true: every later wake-up was then skipped and
+                // the loop could block with work queued.)
+                let guard = inner
+                    .shared
+                    .wake_fd
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
                 if let Some(fd) = guard.as_ref() {
                     let mut buf = [0u8; 8];
                     loop {
@@ -880,7 +991,12 @@ impl EventLoop {
                     }
                 }
                 drop(guard);
-                self.take_remote();
+                // SeqCst pairs with the producer's `pending` then `notified` swaps: either the
+                // producer sees `notified == false` and writes a new wake-up, or this check
+                // sees its work.
+                if inner.shared.pending.load(Ordering::SeqCst) {
+                    self.take_remote();
+                }
             }
         }
         // Sources (timers) after I/O.
@@ -922,15 +1038,18 @@ impl EventLoop {
             }
             i += 1;
         }
-        deadline.map(|d| d.saturating_duration_since(self.now()).min(MAX_POLL_TIMEOUT))
+        deadline.map(|d| {
+            d.saturating_duration_since(self.now())
+                .min(MAX_POLL_TIMEOUT)
+        })
     }
 
     /// Moves work queued by other threads into the ready queue.
     fn take_remote(&self) {
         let shared = &self.inner.shared;
-        if shared.queue.is_empty() {
-            return;
-        }
+        // Cleared before draining: a push racing with the drain sets it again after its item is
+        // in the queue, so nothing is missed (at worst one empty drain later).
+        shared.pending.swap(false, Ordering::SeqCst);
         let mut q = self.inner.ready.borrow_mut();
         while let Ok(w) = shared.queue.pop() {
             q.push_back(match w {
@@ -951,25 +1070,36 @@ impl EventLoop {
                 bump(&inner.counters.callbacks, 1);
                 let loc = cb.location();
                 inner.current_location.set(Some(loc));
+                // The callback's context stays current while a panic of it is reported, so
+                // the exception handler runs in it (CORE-53).
+                let ctx = crate::handle::EnterContext::enter_if_active(&*cb);
                 let start = inner.debug.get().then(Instant::now);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-                    self.report_panic(p, "Exception in callback", loc);
+                    self.report_panic(p, "Exception in callback", Some(loc));
                 }
                 if let Some(start) = start {
                     self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
                 }
                 inner.current_location.set(None);
+                match ctx {
+                    Some(ctx) => drop(ctx),
+                    None => crate::handle::leave_unentered(&*cb),
+                }
             }
             Work::Remote(cb) => {
+                if cb.state() != crate::handle::PENDING {
+                    return;
+                }
                 bump(&inner.counters.callbacks, 1);
                 let loc = cb.location();
                 inner.current_location.set(Some(loc));
+                let _ctx = EmptyContext::enter();
                 let start = inner.debug.get().then(Instant::now);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-                    self.report_panic(p, "Exception in callback", loc);
+                    self.report_panic(p, "Exception in callback", Some(loc));
                 }
                 if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
+                    self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
                 }
                 inner.current_location.set(None);
             }
@@ -979,8 +1109,14 @@ impl EventLoop {
                 r.run();
             }
             Work::Io(h, r) => {
+                bump(&inner.counters.callbacks, 1);
+                let _ctx = EmptyContext::enter();
+                let start = inner.debug.get().then(Instant::now);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
-                    self.report_panic(p, "Exception in I/O handler", Location::caller());
+                    self.report_panic(p, "Exception in I/O handler", None);
+                }
+                if let Some(start) = start {
+                    self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
                 }
             }
             Work::Stop => self.stop(),
@@ -1001,18 +1137,24 @@ impl EventLoop {
         &self,
         p: Box<dyn Any + Send>,
         message: &str,
-        loc: &'static Location<'static>,
+        loc: Option<&'static Location<'static>>,
     ) {
         if p.is::<crate::Fatal>() {
             resume_unwind(p);
         }
         let exc = Exception::from_panic(&*p);
-        let mut ctx = ExceptionContext::new(format!("{message} scheduled at {loc}"))
-            .with_exception(Error::Exception(exc));
-        ctx.handle = Some(format!("<Handle scheduled at {loc}>"));
-        if self.get_debug() {
-            ctx.source_location = Some(loc);
-        }
+        let mut ctx = match loc {
+            Some(loc) => {
+                let mut ctx = ExceptionContext::new(format!("{message} scheduled at {loc}"));
+                ctx.handle = Some(format!("<Handle scheduled at {loc}>"));
+                if self.get_debug() {
+                    ctx.source_location = Some(loc);
+                }
+                ctx
+            }
+            None => ExceptionContext::new(message),
+        };
+        ctx.exception = Some(Error::Exception(exc));
         self.call_exception_handler(&ctx);
     }
 }
@@ -1022,16 +1164,32 @@ impl Inner {
         self.closed.get()
     }
 
+    pub(crate) fn debug_flag(&self) -> bool {
+        self.debug.get()
+    }
+
     /// Tears the loop down. `lp` is `None` when called from `Drop` (no handle can be made then).
     fn close_impl(&self, lp: Option<&EventLoop>) {
         self.closed.set(true);
         self.shared.closed.store(true, Ordering::Release);
+        // A `Fatal` raised by a hook unwinds out of `close()` only once the loop is fully closed.
+        let mut fatal = None;
         if let Some(lp) = lp {
-            // Extension hooks first (executor, signals), then sources (timers).
-            let hooks = std::mem::take(&mut *self.close_hooks.borrow_mut());
-            for h in hooks {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(lp))) {
-                    lp.report_panic(p, "Exception in close hook", Location::caller());
+            // Extension hooks first (executor, signals), then sources (timers). Hooks may
+            // register more hooks; those run too.
+            loop {
+                let hooks = std::mem::take(&mut *self.close_hooks.borrow_mut());
+                if hooks.is_empty() {
+                    break;
+                }
+                for (h, loc) in hooks {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(lp))) {
+                        if p.is::<crate::Fatal>() {
+                            fatal.get_or_insert(p);
+                        } else {
+                            lp.report_panic(p, "Exception in close hook", Some(loc));
+                        }
+                    }
                 }
             }
             let sources = std::mem::take(&mut *self.sources.borrow_mut());
@@ -1039,7 +1197,14 @@ impl Inner {
                 s.close(lp);
             }
             drop(sources);
+        } else {
+            let hooks = std::mem::take(&mut *self.close_hooks.borrow_mut());
+            drop(hooks);
         }
+        let shutdown = std::mem::take(&mut *self.shutdown_hooks.borrow_mut());
+        drop(shutdown);
+        let resources = self.resources.borrow_mut().take_all();
+        drop(resources);
         // Pending tasks: each is woken, cannot be queued on a closed loop, and so is dropped
         // here, on the loop's thread.
         crate::task::abort_all(self);
@@ -1061,7 +1226,31 @@ impl Inner {
         drop(extensions);
         *self.exception_handler.borrow_mut() = None;
         *self.task_factory.borrow_mut() = None;
-        *self.shared.wake_fd.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .shared
+            .wake_fd
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(p) = fatal {
+            resume_unwind(p);
+        }
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        // The last handle of a loop that was not closed: close it now, with a handle, so that
+        // close hooks run and reports reach a custom exception handler (CORE-14).
+        if Rc::strong_count(&self.inner) == 1
+            && !self.inner.closed.get()
+            && !self.inner.running.get()
+        {
+            tracing::debug!("event loop dropped without close(); closing it");
+            let inner = &self.inner;
+            if catch_unwind(AssertUnwindSafe(|| inner.close_impl(Some(self)))).is_err() {
+                tracing::error!("a close hook raised a fatal error while the loop was dropped");
+            }
+        }
     }
 }
 

@@ -124,7 +124,8 @@ impl ExceptionContext {
         } else {
             self.message.clone()
         };
-        let mut lines: Vec<(&str, String)> = self.extra.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut lines: Vec<(&str, String)> =
+            self.extra.iter().map(|(k, v)| (*k, v.clone())).collect();
         if let Some(h) = &self.handle {
             lines.push(("handle", h.clone()));
         }
@@ -135,10 +136,16 @@ impl ExceptionContext {
             lines.push(("future", f.clone()));
         }
         if let Some(l) = self.source_location {
-            lines.push(("source_traceback", format!("Object created at (most recent call last):\n  {l}")));
+            lines.push((
+                "source_traceback",
+                format!("Object created at (most recent call last):\n  {l}"),
+            ));
         }
         if let Some(l) = self.handle_location {
-            lines.push(("handle_traceback", format!("Handle created at (most recent call last):\n  {l}")));
+            lines.push((
+                "handle_traceback",
+                format!("Handle created at (most recent call last):\n  {l}"),
+            ));
         }
         lines.sort_by(|a, b| a.0.cmp(b.0));
         for (k, v) in lines {
@@ -233,7 +240,13 @@ impl EventLoop {
                 }
             }
             Some(h) => {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(self, ctx))) {
+                // A report about a task runs in the task's context; other reports run in the
+                // current one (for a callback that failed: the callback's).
+                let call = || match &ctx.task {
+                    Some(t) => t.run_in_context(|| h(self, ctx)),
+                    None => h(self, ctx),
+                };
+                if let Err(p) = catch_unwind(AssertUnwindSafe(call)) {
                     if p.is::<crate::Fatal>() {
                         std::panic::resume_unwind(p);
                     }
@@ -242,7 +255,9 @@ impl EventLoop {
                         .with_exception(Error::Exception(exc))
                         .with_extra("context", ctx.render());
                     report.source_location = ctx.source_location;
-                    if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report))).is_err() {
+                    if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report)))
+                        .is_err()
+                    {
                         tracing::error!(
                             "Exception in default exception handler while handling an unexpected error in custom exception handler"
                         );

@@ -16,9 +16,10 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::context::{self, Snapshot};
 use crate::event_loop::Inner;
 use crate::task::{self, CancelTarget};
-use crate::{Cancelled, Error, EventLoop, ExceptionContext, Result};
+use crate::{Cancelled, Error, EventLoop, ExceptionContext, Handle, Result};
 
 /// Identifies a done-callback, for `remove_done_callback`.
 ///
@@ -41,6 +42,44 @@ pub(crate) enum Slot<T> {
     Taken,
 }
 
+/// A done-callback waiting for its future or task to finish, with the context and the place
+/// it was registered at: it is scheduled in that context (asyncio's `add_done_callback` copies
+/// the context when called).
+pub(crate) struct DoneCallback<A> {
+    /// For `remove_done_callback`.
+    pub(crate) id: u64,
+    /// The callback.
+    f: Box<dyn FnOnce(&A)>,
+    /// The context current at registration.
+    ctx: Snapshot,
+    /// Where it was registered.
+    location: &'static Location<'static>,
+}
+
+impl<A: 'static> DoneCallback<A> {
+    #[track_caller]
+    pub(crate) fn new(id: u64, f: impl FnOnce(&A) + 'static) -> DoneCallback<A> {
+        DoneCallback {
+            id,
+            f: Box::new(f),
+            ctx: context::snapshot(),
+            location: Location::caller(),
+        }
+    }
+
+    /// Schedules the callback with `arg` (through the ready queue, never synchronously).
+    pub(crate) fn schedule(self, lp: &EventLoop, arg: A) {
+        let DoneCallback {
+            f, ctx, location, ..
+        } = self;
+        let prev = context::enter(ctx);
+        let h = Handle::with_location(location, move |_| f(&arg));
+        context::enter(prev);
+        // Scheduling fails only on a closed loop, where nothing runs any more.
+        let _ = lp.schedule(&h);
+    }
+}
+
 /// Shared state of a [`LoopFuture`].
 pub(crate) struct FutInner<T> {
     /// The loop.
@@ -52,7 +91,7 @@ pub(crate) struct FutInner<T> {
     /// Wakers of awaiting tasks.
     waiters: RefCell<Vec<Waker>>,
     /// Done-callbacks.
-    callbacks: RefCell<Vec<(u64, Box<dyn FnOnce(&LoopFuture<T>)>)>>,
+    callbacks: RefCell<Vec<DoneCallback<LoopFuture<T>>>>,
     /// Next callback id.
     next_cb: Cell<u64>,
     /// True once the error was looked at (no "never retrieved" report then).
@@ -151,7 +190,10 @@ impl<T: 'static> LoopFuture<T> {
     /// assert!(f.cancelled());
     /// ```
     pub fn cancelled(&self) -> bool {
-        matches!(&*self.inner.state.borrow(), Slot::Done(Err(Error::Cancelled(_))))
+        matches!(
+            &*self.inner.state.borrow(),
+            Slot::Done(Err(Error::Cancelled(_)))
+        )
     }
 
     /// Completes the future with a value.
@@ -199,14 +241,17 @@ impl<T: 'static> LoopFuture<T> {
     pub fn cancel(&self, msg: Option<String>) -> bool {
         // A late cancel still marks an unread error as dealt with (CORE-33).
         self.inner.retrieved.set(true);
-        self.complete(Err(Error::Cancelled(Cancelled::new(msg)))).is_ok()
+        self.complete(Err(Error::Cancelled(Cancelled::new(msg))))
+            .is_ok()
     }
 
     fn complete(&self, r: std::result::Result<T, Error>) -> Result<()> {
         {
             let mut st = self.inner.state.borrow_mut();
             if !matches!(*st, Slot::Pending) {
-                return Err(Error::invalid_state("invalid state: the future is already done"));
+                return Err(Error::invalid_state(
+                    "invalid state: the future is already done",
+                ));
             }
             *st = Slot::Done(r);
         }
@@ -217,10 +262,8 @@ impl<T: 'static> LoopFuture<T> {
         let callbacks = std::mem::take(&mut *self.inner.callbacks.borrow_mut());
         if !callbacks.is_empty() {
             if let Some(lp) = self.get_loop() {
-                for (_, cb) in callbacks {
-                    let me = self.clone();
-                    // Scheduling fails only on a closed loop, where nothing runs any more.
-                    let _ = lp.call_soon(move |_| cb(&me));
+                for cb in callbacks {
+                    cb.schedule(&lp, self.clone());
                 }
             }
         }
@@ -281,8 +324,9 @@ impl<T: 'static> LoopFuture<T> {
         }
     }
 
-    /// Adds a callback run (through `call_soon`) when the future is done; if it is done already,
-    /// the callback is scheduled now.
+    /// Adds a callback run (through the ready queue) when the future is done; if it is done
+    /// already, the callback is scheduled now. It runs in the [`Context`](crate::Context) that
+    /// is current here.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};
@@ -297,16 +341,17 @@ impl<T: 'static> LoopFuture<T> {
     /// lp.run_forever().unwrap();
     /// assert_eq!(seen.get(), 7);
     /// ```
+    #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&LoopFuture<T>) + 'static) -> CallbackId {
         let id = self.inner.next_cb.get();
         self.inner.next_cb.set(id + 1);
+        let cb = DoneCallback::new(id, f);
         if self.done() {
             if let Some(lp) = self.get_loop() {
-                let me = self.clone();
-                let _ = lp.call_soon(move |_| f(&me));
+                cb.schedule(&lp, self.clone());
             }
         } else {
-            self.inner.callbacks.borrow_mut().push((id, Box::new(f)));
+            self.inner.callbacks.borrow_mut().push(cb);
         }
         CallbackId(id)
     }
@@ -328,7 +373,7 @@ impl<T: 'static> LoopFuture<T> {
             let mut taken = Vec::new();
             let mut i = 0;
             while i < cbs.len() {
-                if cbs[i].0 == id.0 {
+                if cbs[i].id == id.0 {
                     taken.push(cbs.remove(i));
                 } else {
                     i += 1;
@@ -436,9 +481,10 @@ impl<T> Drop for FutInner<T> {
             if e.is_cancelled() {
                 return;
             }
+            let debug = self.lp.upgrade().is_some_and(|i| i.debug_flag());
             let ctx = ExceptionContext {
                 future: Some(format!("<LoopFuture failed created at {}>", self.location)),
-                source_location: Some(self.location),
+                source_location: debug.then_some(self.location),
                 ..ExceptionContext::new("Future exception was never retrieved")
             }
             .with_exception(e);

@@ -11,12 +11,77 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::panic::Location;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::context::{self, Snapshot};
 use crate::EventLoop;
+
+/// Makes a callback's context current for as long as it lives (also when the callback
+/// panics), then stores what the callback left in it back into the callback.
+pub(crate) struct EnterContext<'a> {
+    /// The callback.
+    cb: &'a dyn Callback,
+    /// The context that was current before; `None` if contexts were not in use on this thread
+    /// when the callback started (its context and the current one were then both empty).
+    prev: Option<Snapshot>,
+}
+
+impl<'a> EnterContext<'a> {
+    #[inline]
+    pub(crate) fn new(cb: &'a dyn Callback) -> EnterContext<'a> {
+        if !context::active() {
+            return EnterContext { cb, prev: None };
+        }
+        let prev = context::enter(cb.swap_context(None));
+        EnterContext {
+            cb,
+            prev: Some(prev),
+        }
+    }
+
+    /// The hot-path variant for the loop: `None` (nothing to switch, no guard to drop) while
+    /// contexts are not in use on this thread; call [`leave_unentered`] after the run then.
+    #[inline]
+    pub(crate) fn enter_if_active(cb: &'a dyn Callback) -> Option<EnterContext<'a>> {
+        if !context::active() {
+            return None;
+        }
+        let prev = context::enter(cb.swap_context(None));
+        Some(EnterContext {
+            cb,
+            prev: Some(prev),
+        })
+    }
+}
+
+/// After a callback ran without [`EnterContext`] (contexts were not in use when it started):
+/// if it started using them, keep what it set in the callback and make the current context
+/// empty again. (If a `Fatal` unwinds before this, `run_forever` restores its base context.)
+#[inline]
+pub(crate) fn leave_unentered(cb: &dyn Callback) {
+    if context::active() {
+        cb.swap_context(context::enter(None));
+    }
+}
+
+impl Drop for EnterContext<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        match self.prev.take() {
+            Some(prev) => {
+                self.cb.swap_context(context::enter(prev));
+            }
+            // The callback may have started using contexts: keep what it set, restore empty.
+            None if context::active() => {
+                self.cb.swap_context(context::enter(None));
+            }
+            None => {}
+        }
+    }
+}
 
 /// The type-erased body of a local handle.
 pub(crate) trait Callback {
@@ -28,6 +93,8 @@ pub(crate) trait Callback {
     fn is_cancelled(&self) -> bool;
     /// Where it was scheduled.
     fn location(&self) -> &'static Location<'static>;
+    /// Swaps the context the callback runs in (the loop enters it around each run).
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot;
 }
 
 /// The one allocation behind a local [`Handle`].
@@ -36,6 +103,8 @@ struct Cb<F> {
     cancelled: Cell<bool>,
     /// Where the callback was scheduled (`#[track_caller]`).
     location: &'static Location<'static>,
+    /// The context captured when it was scheduled.
+    ctx: Cell<Snapshot>,
     /// The closure; `None` once run or cancelled.
     f: Cell<Option<F>>,
 }
@@ -51,6 +120,7 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback for Cb<F> {
     fn cancel(&self) {
         self.cancelled.set(true);
         drop(self.f.take());
+        drop(self.ctx.take());
     }
 
     #[inline]
@@ -60,6 +130,11 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback for Cb<F> {
 
     fn location(&self) -> &'static Location<'static> {
         self.location
+    }
+
+    #[inline]
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
+        self.ctx.replace(ctx)
     }
 }
 
@@ -91,7 +166,8 @@ pub struct Handle {
 
 impl Handle {
     /// Wraps `f` in a handle that is not scheduled yet; [`EventLoop::schedule`] queues it. Used
-    /// by event sources such as timers, which keep the handle until its time comes.
+    /// by event sources such as timers, which keep the handle until its time comes. The
+    /// handle captures the current [`Context`](crate::Context): `f` runs in it.
     ///
     /// ```
     /// use loop_core::{EventLoop, Handle};
@@ -112,6 +188,7 @@ impl Handle {
     /// let h = loop_core::Handle::with_location(std::panic::Location::caller(), |_| {});
     /// assert!(h.location().file().ends_with(".rs"));
     /// ```
+    #[inline]
     pub fn with_location(
         location: &'static Location<'static>,
         f: impl FnOnce(&EventLoop) + 'static,
@@ -120,6 +197,7 @@ impl Handle {
             cb: Rc::new(Cb {
                 cancelled: Cell::new(false),
                 location,
+                ctx: Cell::new(context::snapshot()),
                 f: Cell::new(Some(f)),
             }),
         }
@@ -181,6 +259,7 @@ impl Handle {
     /// ```
     pub fn run(&self, lp: &EventLoop) {
         if !self.cb.is_cancelled() {
+            let _ctx = EnterContext::new(&*self.cb);
             self.cb.call(lp)
         }
     }
@@ -198,7 +277,7 @@ impl fmt::Debug for Handle {
 }
 
 /// State values of a remote handle.
-const PENDING: u8 = 0;
+pub(crate) const PENDING: u8 = 0;
 const RUNNING: u8 = 1;
 const CANCELLED: u8 = 2;
 
@@ -348,6 +427,8 @@ struct RepeatCb<F> {
     cancelled: Cell<bool>,
     /// Where the watcher was added.
     location: &'static Location<'static>,
+    /// The context captured when the watcher was added; what a run sets is kept for the next.
+    ctx: Cell<Snapshot>,
     /// The closure; taken while it runs.
     f: Cell<Option<F>>,
 }
@@ -355,11 +436,25 @@ struct RepeatCb<F> {
 impl<F: FnMut(&EventLoop) + 'static> Callback for RepeatCb<F> {
     fn call(&self, lp: &EventLoop) {
         if let Some(mut f) = self.f.take() {
-            // If `f` panics it is dropped here, and the watcher stops firing: it is reported once
-            // instead of once per iteration.
-            f(lp);
-            if !self.cancelled.get() {
-                self.f.set(Some(f));
+            match catch_unwind(AssertUnwindSafe(|| f(lp))) {
+                Ok(()) => {
+                    if !self.cancelled.get() {
+                        self.f.set(Some(f));
+                    }
+                }
+                Err(p) => {
+                    // A watcher whose callback panicked is cancelled: the panic is reported once
+                    // (by the loop), and the registration is removed the next time the fd is
+                    // reported ready (NET-07), instead of failing again every iteration.
+                    // A `Fatal` only stops the loop: the watcher stays.
+                    if p.is::<crate::Fatal>() && !self.cancelled.get() {
+                        self.f.set(Some(f));
+                    } else {
+                        self.cancelled.set(true);
+                        drop(f);
+                    }
+                    resume_unwind(p);
+                }
             }
         }
     }
@@ -367,6 +462,7 @@ impl<F: FnMut(&EventLoop) + 'static> Callback for RepeatCb<F> {
     fn cancel(&self) {
         self.cancelled.set(true);
         drop(self.f.take());
+        drop(self.ctx.take());
     }
 
     fn is_cancelled(&self) -> bool {
@@ -375,6 +471,10 @@ impl<F: FnMut(&EventLoop) + 'static> Callback for RepeatCb<F> {
 
     fn location(&self) -> &'static Location<'static> {
         self.location
+    }
+
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
+        self.ctx.replace(ctx)
     }
 }
 
@@ -387,6 +487,7 @@ pub(crate) fn handle_repeat(
         cb: Rc::new(RepeatCb {
             cancelled: Cell::new(false),
             location,
+            ctx: Cell::new(context::snapshot()),
             f: Cell::new(Some(f)),
         }),
     }

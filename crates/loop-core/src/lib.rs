@@ -39,14 +39,18 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+mod context;
 mod error;
 mod event_loop;
 mod exception;
 mod future;
 mod handle;
 mod reactor;
+mod runner;
 mod task;
+mod threadsafe;
 
+pub use context::{Context, ContextVar, Token};
 pub use error::{fatal, Cancelled, Error, Exception, Fatal};
 pub use event_loop::{
     get_running_loop, EventLoop, Remote, Source, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT,
@@ -56,7 +60,9 @@ pub use exception::{ExceptionContext, ExceptionHandler};
 pub use future::{CallbackId, LoopFuture};
 pub use handle::{Handle, RemoteHandle};
 pub use reactor::{Fileno, IoHandler, IoRegistration, Mode, Readiness};
-pub use task::{current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
+pub use runner::{run, AsyncResource};
+pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
+pub use threadsafe::ConcurrentFuture;
 
 pub(crate) use event_loop::Work;
 pub(crate) use handle::handle_repeat;

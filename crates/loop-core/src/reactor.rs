@@ -289,7 +289,9 @@ impl Reactor {
 
     fn ctl_add(&self, fd: RawFd, k: u64, flags: epoll::EventFlags) -> io::Result<()> {
         let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else { return Err(Errno::BADF.into()) };
+        let Some(ep) = ep.as_ref() else {
+            return Err(Errno::BADF.into());
+        };
         match epoll::add(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags) {
             Err(Errno::EXIST) => {
                 epoll::modify(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags)?
@@ -301,7 +303,9 @@ impl Reactor {
 
     fn ctl_modify(&self, fd: RawFd, k: u64, flags: epoll::EventFlags) -> io::Result<()> {
         let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else { return Err(Errno::BADF.into()) };
+        let Some(ep) = ep.as_ref() else {
+            return Err(Errno::BADF.into());
+        };
         match epoll::modify(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags) {
             Err(Errno::NOENT) => {
                 epoll::add(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags)?
@@ -319,7 +323,12 @@ impl Reactor {
     }
 
     /// Adds or replaces the reader (`read == true`) or writer of a watched fd.
-    pub(crate) fn watch(&self, fd: BorrowedFd<'_>, read: bool, handle: Handle) -> crate::Result<()> {
+    pub(crate) fn watch(
+        &self,
+        fd: BorrowedFd<'_>,
+        read: bool,
+        handle: Handle,
+    ) -> crate::Result<()> {
         use std::os::fd::AsRawFd;
         let raw = fd.as_raw_fd();
         let mut regs = self.regs.borrow_mut();
@@ -327,22 +336,35 @@ impl Reactor {
         match regs.by_fd.get(&raw).copied() {
             Some(idx) => {
                 let gen = regs.slots[idx as usize].gen;
-                let reg = regs.slots[idx as usize].reg.as_mut().expect("by_fd points to a live slot");
+                let reg = regs.slots[idx as usize]
+                    .reg
+                    .as_mut()
+                    .expect("by_fd points to a live slot");
                 let Target::Watch { reader, writer } = &mut reg.target else {
-                    let Target::Io { owner, .. } = &reg.target else { unreachable!() };
+                    let Target::Io { owner, .. } = &reg.target else {
+                        unreachable!()
+                    };
                     return Err(crate::Error::FdInUse {
                         fd: raw,
                         owner: owner.to_string(),
                     });
                 };
-                old = if read { reader.replace(handle) } else { writer.replace(handle) };
+                old = if read {
+                    reader.replace(handle)
+                } else {
+                    writer.replace(handle)
+                };
                 let flags = watch_flags(reader.is_some(), writer.is_some());
                 reg.flags = flags;
                 drop(regs);
                 self.ctl_modify(raw, key(idx, gen), flags)?;
             }
             None => {
-                let (reader, writer) = if read { (Some(handle), None) } else { (None, Some(handle)) };
+                let (reader, writer) = if read {
+                    (Some(handle), None)
+                } else {
+                    (None, Some(handle))
+                };
                 let flags = watch_flags(reader.is_some(), writer.is_some());
                 let (idx, gen) = regs.insert(Reg {
                     fd: raw,
@@ -372,9 +394,14 @@ impl Reactor {
             return Ok(false);
         };
         let gen = regs.slots[idx as usize].gen;
-        let reg = regs.slots[idx as usize].reg.as_mut().expect("by_fd points to a live slot");
+        let reg = regs.slots[idx as usize]
+            .reg
+            .as_mut()
+            .expect("by_fd points to a live slot");
         let Target::Watch { reader, writer } = &mut reg.target else {
-            let Target::Io { owner, .. } = &reg.target else { unreachable!() };
+            let Target::Io { owner, .. } = &reg.target else {
+                unreachable!()
+            };
             return Err(crate::Error::FdInUse {
                 fd,
                 owner: owner.to_string(),
@@ -432,10 +459,22 @@ impl Reactor {
     }
 
     /// Changes the interest of a handler registration.
-    pub(crate) fn set_interest(&self, idx: u32, gen: u32, readable: bool, writable: bool) -> io::Result<()> {
+    pub(crate) fn set_interest(
+        &self,
+        idx: u32,
+        gen: u32,
+        readable: bool,
+        writable: bool,
+    ) -> io::Result<()> {
         let mut regs = self.regs.borrow_mut();
-        let Some(reg) = regs.get(idx, gen) else { return Ok(()) };
-        let mode = if reg.flags.contains(epoll::EventFlags::ET) { Mode::Edge } else { Mode::Level };
+        let Some(reg) = regs.get(idx, gen) else {
+            return Ok(());
+        };
+        let mode = if reg.flags.contains(epoll::EventFlags::ET) {
+            Mode::Edge
+        } else {
+            Mode::Level
+        };
         let flags = io_flags(mode, readable, writable);
         if flags == reg.flags {
             return Ok(());
@@ -489,8 +528,14 @@ impl Reactor {
         let mut events = self.events.borrow_mut();
         events.clear();
         let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else { return (0, false) };
-        let n = match epoll::wait(ep, rustix::buffer::spare_capacity(&mut *events), ts.as_ref()) {
+        let Some(ep) = ep.as_ref() else {
+            return (0, false);
+        };
+        let n = match epoll::wait(
+            ep,
+            rustix::buffer::spare_capacity(&mut *events),
+            ts.as_ref(),
+        ) {
             Ok(n) => n,
             Err(Errno::INTR) => 0,
             Err(e) => {
@@ -509,7 +554,9 @@ impl Reactor {
                 continue;
             }
             let (idx, gen) = (data as u32, (data >> 32) as u32);
-            let Some(reg) = regs.get(idx, gen) else { continue };
+            let Some(reg) = regs.get(idx, gen) else {
+                continue;
+            };
             let r = Readiness::from_flags(ev.flags);
             match &reg.target {
                 Target::Io { handler, .. } => q.push_back(Work::Io(handler.clone(), r)),
@@ -617,9 +664,17 @@ impl IoRegistration {
     /// ```
     pub fn set_interest(&self, readable: bool, writable: bool) -> io::Result<()> {
         match self.lp.upgrade() {
-            Some(inner) => inner.reactor.set_interest(self.idx, self.gen, readable, writable),
+            Some(inner) => inner
+                .reactor
+                .set_interest(self.idx, self.gen, readable, writable),
             None => Ok(()),
         }
+    }
+}
+
+impl std::fmt::Debug for IoRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<IoRegistration slot={} gen={}>", self.idx, self.gen)
     }
 }
 
@@ -672,7 +727,11 @@ impl EventLoop {
         fd: impl AsFd,
         callback: impl FnMut(&EventLoop) + 'static,
     ) -> crate::Result<Handle> {
-        self.add_watch(fd.as_fd(), true, crate::handle_repeat(std::panic::Location::caller(), callback))
+        self.add_watch(
+            fd.as_fd(),
+            true,
+            crate::handle_repeat(std::panic::Location::caller(), callback),
+        )
     }
 
     /// Watches `fd` for writing; the mirror of [`add_reader`](EventLoop::add_reader).
@@ -694,7 +753,11 @@ impl EventLoop {
         fd: impl AsFd,
         callback: impl FnMut(&EventLoop) + 'static,
     ) -> crate::Result<Handle> {
-        self.add_watch(fd.as_fd(), false, crate::handle_repeat(std::panic::Location::caller(), callback))
+        self.add_watch(
+            fd.as_fd(),
+            false,
+            crate::handle_repeat(std::panic::Location::caller(), callback),
+        )
     }
 
     fn add_watch(&self, fd: BorrowedFd<'_>, read: bool, h: Handle) -> crate::Result<Handle> {
@@ -767,10 +830,14 @@ impl EventLoop {
         handler: Rc<dyn IoHandler>,
     ) -> crate::Result<IoRegistration> {
         self.check_open()?;
-        let (idx, gen) =
-            self.inner
-                .reactor
-                .register(fd.as_fd(), mode, readable, writable, Rc::from(owner), handler)?;
+        let (idx, gen) = self.inner.reactor.register(
+            fd.as_fd(),
+            mode,
+            readable,
+            writable,
+            Rc::from(owner),
+            handler,
+        )?;
         Ok(IoRegistration {
             lp: Rc::downgrade(&self.inner),
             idx,

@@ -34,7 +34,7 @@ use std::time::Instant;
 use async_task::Runnable;
 
 use crate::event_loop::{with_running, Inner, Work};
-use crate::future::{report, CallbackId};
+use crate::future::{report, CallbackId, DoneCallback};
 use crate::{Cancelled, Error, EventLoop, Exception, ExceptionContext, Remote, Result};
 
 /// Something a task can be waiting on, that its cancellation cancels.
@@ -76,7 +76,9 @@ impl dyn TaskDyn {
 
     /// Records the loop future the task now waits on.
     pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
-        *self.header().fut_waiter.borrow_mut() = Some(w);
+        let h = self.header();
+        h.waiting_on_loop.set(true);
+        *h.fut_waiter.borrow_mut() = Some(w);
     }
 }
 
@@ -109,6 +111,9 @@ pub(crate) struct Header {
     cancelling: Cell<u32>,
     /// The loop future the task waits on.
     fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    /// The last step suspended in a loop-aware `await` (a loop future or task), which can
+    /// deliver a cancellation into the body; false when it suspended on a foreign future.
+    waiting_on_loop: Cell<bool>,
     /// The task's waker (to reschedule it for a cancellation).
     waker: RefCell<Option<Waker>>,
     /// Cancellations delivered into the body: (token, message).
@@ -116,11 +121,13 @@ pub(crate) struct Header {
     /// Report "destroyed but pending" if dropped pending.
     log_destroy_pending: Cell<bool>,
     /// Done-callbacks.
-    callbacks: RefCell<Vec<(u64, Box<dyn FnOnce(&TaskRef)>)>>,
+    callbacks: RefCell<Vec<DoneCallback<TaskRef>>>,
     /// Next callback id.
     next_cb: Cell<u64>,
     /// The error was read (no "never retrieved" report).
     retrieved: Cell<bool>,
+    /// The task's context; taken out (current) while a step runs.
+    ctx: Cell<crate::context::Snapshot>,
 }
 
 /// The allocation behind a task.
@@ -150,6 +157,8 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
 
     fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool {
         let h = &self.header;
+        // As for futures (CORE-33), a cancel, even a late one, counts as dealing with the error.
+        h.retrieved.set(true);
         if h.finished.get() {
             return false;
         }
@@ -274,6 +283,29 @@ impl<T> std::ops::Deref for Task<T> {
 }
 
 impl<T: 'static> Task<T> {
+    /// Another handle on the same task (crate-internal: a public `Task` is not `Clone`, since
+    /// awaiting moves the output out).
+    pub(crate) fn clone_task(&self) -> Task<T> {
+        Task {
+            inner: self.inner.clone(),
+            r: self.r.clone(),
+        }
+    }
+
+    /// Moves the outcome out of a finished task (marks an error retrieved); `None` while it is
+    /// pending or once the outcome was taken.
+    pub(crate) fn take_output(&self) -> Option<Result<T>> {
+        let mut slot = self.inner.result.borrow_mut();
+        if !matches!(*slot, crate::future::Slot::Done(_)) {
+            return None;
+        }
+        self.inner.header.retrieved.set(true);
+        match std::mem::replace(&mut *slot, crate::future::Slot::Taken) {
+            crate::future::Slot::Done(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// An untyped handle on the same task.
     ///
     /// ```
@@ -312,7 +344,9 @@ impl<T: 'static> Task<T> {
                 self.inner.header.retrieved.set(true);
                 Err(e.clone())
             }
-            crate::future::Slot::Taken => Err(Error::invalid_state("the result was moved out by an await")),
+            crate::future::Slot::Taken => {
+                Err(Error::invalid_state("the result was moved out by an await"))
+            }
         }
     }
 }
@@ -458,7 +492,43 @@ impl TaskRef {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_loop(&self) -> Option<EventLoop> {
-        self.t.header().lp.upgrade().map(|inner| EventLoop { inner })
+        self.t
+            .header()
+            .lp
+            .upgrade()
+            .map(|inner| EventLoop { inner })
+    }
+
+    /// The task's context: a snapshot of the variables it sees now (asyncio's
+    /// `Task.get_context()`); from inside the task, the current context.
+    ///
+    /// ```
+    /// use loop_core::{ContextVar, EventLoop};
+    /// static V: ContextVar<u8> = ContextVar::new("v");
+    /// let lp = EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { V.set(2); }).unwrap();
+    /// assert_eq!(t.get_context().get(&V), None);
+    /// let r = t.task_ref();
+    /// lp.run_until_complete(t).unwrap().unwrap();
+    /// assert_eq!(r.get_context().get(&V), Some(2));
+    /// ```
+    pub fn get_context(&self) -> crate::Context {
+        if current().is_some_and(|c| Rc::ptr_eq(&c, &self.t)) {
+            return crate::Context::current();
+        }
+        let h = self.t.header();
+        let map = h.ctx.take();
+        h.ctx.set(map.clone());
+        crate::Context { map }
+    }
+
+    /// Runs `f` in the task's context (the exception handler does, for reports about a task).
+    pub(crate) fn run_in_context<R>(&self, f: impl FnOnce() -> R) -> R {
+        if current().is_some_and(|c| Rc::ptr_eq(&c, &self.t)) {
+            return f();
+        }
+        let mut ctx = self.get_context();
+        ctx.run(f)
     }
 
     /// Where the task was created.
@@ -473,8 +543,8 @@ impl TaskRef {
         self.t.header().location
     }
 
-    /// Adds a callback run (through `call_soon`) when the task is done; scheduled at once if it
-    /// is done already.
+    /// Adds a callback run (through the ready queue) when the task is done; scheduled at once if
+    /// it is done already. It runs in the [`Context`](crate::Context) that is current here.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};
@@ -486,17 +556,18 @@ impl TaskRef {
     /// lp.run_forever().unwrap();
     /// assert!(seen.get());
     /// ```
+    #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
         let h = self.t.header();
         let id = h.next_cb.get();
         h.next_cb.set(id + 1);
+        let cb = DoneCallback::new(id, f);
         if h.finished.get() {
             if let Some(lp) = self.get_loop() {
-                let me = self.clone();
-                let _ = lp.call_soon(move |_| f(&me));
+                cb.schedule(&lp, self.clone());
             }
         } else {
-            h.callbacks.borrow_mut().push((id, Box::new(f)));
+            h.callbacks.borrow_mut().push(cb);
         }
         CallbackId(id)
     }
@@ -513,7 +584,9 @@ impl TaskRef {
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
         let taken: Vec<_> = {
             let mut cbs = self.t.header().callbacks.borrow_mut();
-            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *cbs).into_iter().partition(|(i, _)| *i == id.0);
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *cbs)
+                .into_iter()
+                .partition(|cb| cb.id == id.0);
             *cbs = keep;
             gone
         };
@@ -548,7 +621,12 @@ impl fmt::Debug for TaskRef {
         } else {
             "pending"
         };
-        write!(f, "<Task {state} name='{}' created at {}>", self.get_name(), h.location)
+        write!(
+            f,
+            "<Task {state} name='{}' created at {}>",
+            self.get_name(),
+            h.location
+        )
     }
 }
 
@@ -579,7 +657,9 @@ impl<T: 'static> Future for Task<T> {
             match &*r {
                 crate::future::Slot::Pending => {}
                 crate::future::Slot::Done(Ok(_)) => {
-                    let crate::future::Slot::Done(Ok(v)) = std::mem::replace(&mut *r, crate::future::Slot::Taken) else {
+                    let crate::future::Slot::Done(Ok(v)) =
+                        std::mem::replace(&mut *r, crate::future::Slot::Taken)
+                    else {
                         unreachable!()
                     };
                     return Poll::Ready(Ok(v));
@@ -596,7 +676,9 @@ impl<T: 'static> Future for Task<T> {
                     return Poll::Ready(Err(e.clone()));
                 }
                 crate::future::Slot::Taken => {
-                    return Poll::Ready(Err(Error::invalid_state("the result was moved out by another await")))
+                    return Poll::Ready(Err(Error::invalid_state(
+                        "the result was moved out by another await",
+                    )))
                 }
             }
         }
@@ -617,13 +699,27 @@ impl<T> Drop for TaskInner<T> {
         if self.header.retrieved.get() {
             return;
         }
-        if let crate::future::Slot::Done(Err(e)) = std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken) {
+        if let crate::future::Slot::Done(Err(e)) =
+            std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken)
+        {
             if e.is_cancelled() {
                 return;
             }
+            let name = match self.header.name.get_mut() {
+                Some(n) => n.clone(),
+                None => format!("Task-{}", self.header.id),
+            };
             let ctx = ExceptionContext {
-                future: Some(format!("<Task failed name='Task-{}' created at {}>", self.header.id, self.header.location)),
-                source_location: Some(self.header.location),
+                future: Some(format!(
+                    "<Task failed name='{name}' created at {}>",
+                    self.header.location
+                )),
+                source_location: self
+                    .header
+                    .lp
+                    .upgrade()
+                    .is_some_and(|i| i.debug_flag())
+                    .then_some(self.header.location),
                 ..ExceptionContext::new("Task exception was never retrieved")
             }
             .with_exception(e);
@@ -657,6 +753,17 @@ pub struct TaskSpec {
     pub name: Option<String>,
     /// Where `create_task` was called.
     pub location: &'static Location<'static>,
+    /// The context the task will run in: a snapshot of the creator's (asyncio's `context=`).
+    pub context: crate::Context,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A task factory: sees every `create_task` of the loop and may wrap, rename or refuse it.
@@ -705,7 +812,7 @@ impl EventLoop {
         self.create_task_impl(fut.into_future(), Some(name.into()), Location::caller())
     }
 
-    fn create_task_impl<F>(
+    pub(crate) fn create_task_impl<F>(
         &self,
         fut: F,
         name: Option<String>,
@@ -717,13 +824,15 @@ impl EventLoop {
     {
         self.check_open()?;
         let factory = self.inner.task_factory.borrow().clone();
+        let context = crate::Context::current();
         let Some(factory) = factory else {
-            return Ok(self.spawn_task(fut, name, location));
+            return Ok(self.spawn_task(fut, name, location, context));
         };
         let spec = TaskSpec {
             future: Box::pin(async move { Box::new(fut.await) as Box<dyn Any> }),
             name,
             location,
+            context,
         };
         let spec = match catch_unwind(AssertUnwindSafe(|| factory(self, spec))) {
             Ok(r) => r?,
@@ -734,17 +843,28 @@ impl EventLoop {
                 return Err(Error::Exception(Exception::from_panic(&*p)));
             }
         };
-        let TaskSpec { future, name, location } = spec;
+        let TaskSpec {
+            future,
+            name,
+            location,
+            context,
+        } = spec;
         let typed = async move {
             match future.await.downcast::<F::Output>() {
                 Ok(v) => *v,
                 Err(_) => panic!("the task factory changed the output type of the task"),
             }
         };
-        Ok(self.spawn_task(typed, name, location))
+        Ok(self.spawn_task(typed, name, location, context))
     }
 
-    fn spawn_task<F>(&self, fut: F, name: Option<String>, location: &'static Location<'static>) -> Task<F::Output>
+    fn spawn_task<F>(
+        &self,
+        fut: F,
+        name: Option<String>,
+        location: &'static Location<'static>,
+        context: crate::Context,
+    ) -> Task<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -763,12 +883,14 @@ impl EventLoop {
                 must_cancel: RefCell::new(None),
                 cancelling: Cell::new(0),
                 fut_waiter: RefCell::new(None),
+                waiting_on_loop: Cell::new(false),
                 waker: RefCell::new(None),
                 delivered: RefCell::new(Vec::new()),
                 log_destroy_pending: Cell::new(true),
                 callbacks: RefCell::new(Vec::new()),
                 next_cb: Cell::new(0),
                 retrieved: Cell::new(false),
+                ctx: Cell::new(context.map),
             },
             result: RefCell::new(crate::future::Slot::Pending),
             waiters: RefCell::new(Vec::new()),
@@ -779,15 +901,18 @@ impl EventLoop {
         let key = self.inner.tasks.borrow_mut().insert(r.t.clone());
         inner.header.slab_key.set(key);
         let t2 = inner.clone();
+        // Created outside the async block so that it is captured: a task dropped before its
+        // first step (loop closed) is reported too.
+        let guard = PendingGuard(inner.clone());
         let wrapper = async move {
-            let _guard = PendingGuard(t2.clone());
+            let _guard = guard;
             let mut slot = pin!(Some(fut));
             futures_lite::future::poll_fn(|cx| step(&t2, slot.as_mut(), cx)).await
         };
         let remote = self.remote();
         let (runnable, handle) = async_task::spawn_local(wrapper, move |r| schedule(&remote, r));
         handle.detach();
-        self.inner.ready.borrow_mut().push_back(Work::Task(runnable));
+        self.push_ready(Work::Task(runnable));
         Task { inner, r }
     }
 
@@ -820,7 +945,9 @@ impl EventLoop {
     /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), name);
     /// ```
     pub fn current_task(&self) -> Option<TaskRef> {
-        current().filter(|t| t.loop_id() == self.id()).map(|t| TaskRef { t })
+        current()
+            .filter(|t| t.loop_id() == self.id())
+            .map(|t| TaskRef { t })
     }
 
     /// The tasks of this loop that are not done.
@@ -874,19 +1001,27 @@ impl EventLoop {
         self.check_can_run()?;
         let task = self.create_task_impl(fut.into_future(), None, Location::caller())?;
         let weak = Rc::downgrade(&self.inner);
+        // False once this call returned: a stop callback that was already scheduled when a
+        // `Fatal` unwound (CORE-11) must not stop a later run.
+        let active = Rc::new(Cell::new(true));
+        let still_active = active.clone();
         let id = task.add_done_callback(move |_| {
+            if !still_active.get() {
+                return;
+            }
             if let Some(inner) = weak.upgrade() {
                 EventLoop { inner }.stop();
             }
         });
         /// Detaches the stop callback however `run_forever` ends (CORE-12).
-        struct Detach<'a>(&'a TaskRef, CallbackId);
+        struct Detach<'a>(&'a TaskRef, CallbackId, Rc<Cell<bool>>);
         impl Drop for Detach<'_> {
             fn drop(&mut self) {
+                self.2.set(false);
                 self.0.remove_done_callback(self.1);
             }
         }
-        let detach = Detach(&task.r, id);
+        let detach = Detach(&task.r, id, active);
         let run = self.run_forever();
         drop(detach);
         run?;
@@ -894,7 +1029,10 @@ impl EventLoop {
             task.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
-        let r = std::mem::replace(&mut *task.inner.result.borrow_mut(), crate::future::Slot::Taken);
+        let r = std::mem::replace(
+            &mut *task.inner.result.borrow_mut(),
+            crate::future::Slot::Taken,
+        );
         task.inner.header.retrieved.set(true);
         match r {
             crate::future::Slot::Done(r) => r,
@@ -915,6 +1053,24 @@ impl EventLoop {
 pub fn current_task() -> Result<Option<TaskRef>> {
     let lp = EventLoop::current()?;
     Ok(lp.current_task())
+}
+
+/// The tasks of the running loop of this thread that are not done (asyncio's `all_tasks()`).
+///
+/// # Errors
+///
+/// [`Error::NoRunningLoop`] if no loop runs on this thread (use
+/// [`EventLoop::all_tasks`] for a loop that is not running).
+///
+/// ```
+/// assert!(loop_core::all_tasks().is_err());
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let n = lp.run_until_complete(async { loop_core::all_tasks().unwrap().len() }).unwrap();
+/// assert_eq!(n, 1); // the task running the block
+/// ```
+pub fn all_tasks() -> Result<Vec<TaskRef>> {
+    let lp = EventLoop::current()?;
+    Ok(lp.all_tasks())
 }
 
 /// Yields once: the task is rescheduled and resumes on the next iteration (asyncio's
@@ -943,7 +1099,7 @@ pub async fn yield_now() {
 fn schedule(remote: &Remote, r: Runnable) {
     let r = with_running(|lp| match lp {
         Some(lp) if lp.inner.shared.id == remote.shared.id => {
-            lp.inner.ready.borrow_mut().push_back(Work::Task(r));
+            lp.push_ready(Work::Task(r));
             None
         }
         _ => Some(r),
@@ -953,10 +1109,11 @@ fn schedule(remote: &Remote, r: Runnable) {
     }
 }
 
-/// Reports a task dropped while pending.
-struct PendingGuard<T>(Rc<TaskInner<T>>);
+/// Reports a task dropped while pending (CORE-47): its body is dropped without having
+/// finished, because the loop was closed or dropped, or nothing can wake it any more.
+struct PendingGuard<T: 'static>(Rc<TaskInner<T>>);
 
-impl<T> Drop for PendingGuard<T> {
+impl<T: 'static> Drop for PendingGuard<T> {
     fn drop(&mut self) {
         let h = &self.0.header;
         if h.finished.get() {
@@ -964,16 +1121,27 @@ impl<T> Drop for PendingGuard<T> {
         }
         h.finished.set(true);
         h.cancelled.set(true);
-        h.waker.borrow_mut().take();
-        h.fut_waiter.borrow_mut().take();
-        let removed = h.lp.upgrade().and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
+        h.retrieved.set(true);
+        let waker = h.waker.borrow_mut().take();
+        drop(waker);
+        let waiter = h.fut_waiter.borrow_mut().take();
+        drop(waiter);
+        let lp = h.lp.upgrade();
+        let removed = lp
+            .as_ref()
+            .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
         drop(removed);
+        // Done-callbacks can no longer run: drop them (what they captured is released).
+        let callbacks = std::mem::take(&mut *h.callbacks.borrow_mut());
+        drop(callbacks);
         if h.log_destroy_pending.get() {
-            let ctx = ExceptionContext {
-                future: Some(format!("<Task pending name='Task-{}' created at {}>", h.id, h.location)),
-                source_location: Some(h.location),
-                ..ExceptionContext::new("Task was destroyed but it is pending!")
-            };
+            let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
+            let mut ctx = ExceptionContext::new("Task was destroyed but it is pending!")
+                .with_task(TaskRef { t: self.0.clone() });
+            if debug {
+                ctx.source_location = Some(h.location);
+            }
+            drop(lp);
             report(&h.lp, &ctx);
         }
     }
@@ -1005,15 +1173,18 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
         };
-        for (_, cb) in callbacks {
-            let me = me.clone();
-            let _ = lp.call_soon(move |_| cb(&me));
+        for cb in callbacks {
+            cb.schedule(&lp, me.clone());
         }
     }
 }
 
 /// One step of a task: one poll of its body, with cancellation and panics handled.
-fn step<F: Future>(task: &Rc<TaskInner<F::Output>>, mut slot: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> Poll<()>
+fn step<F: Future>(
+    task: &Rc<TaskInner<F::Output>>,
+    mut slot: Pin<&mut Option<F>>,
+    cx: &mut Context<'_>,
+) -> Poll<()>
 where
     F::Output: 'static,
 {
@@ -1024,20 +1195,26 @@ where
     }
     let lp = match h.lp.upgrade() {
         Some(inner) if !inner.closed_flag() => EventLoop { inner },
-        // The loop is closed: drop the body here (the guard reports it).
+        // The loop is closed: drop the body here; the pending guard reports the task when the
+        // wrapper ends.
         _ => {
             slot.set(None);
-            return Poll::Pending;
+            return Poll::Ready(());
         }
     };
+    let waited_on_loop = h.waiting_on_loop.replace(false);
     h.fut_waiter.borrow_mut().take();
-    // A cancellation requested while the body was not running and not waiting on a loop
-    // future: before the first step (CORE-39), or while it waits on a foreign future.
-    let forced = h.must_cancel.borrow_mut().take();
-    if let Some(msg) = forced {
-        slot.set(None);
-        finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
-        return Poll::Ready(());
+    // A cancellation requested while the body was not running. Before the first step the
+    // body never runs (CORE-39). If the body is suspended in a loop-aware `await`, it is
+    // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
+    // A body suspended on a foreign future cannot be told: it is dropped.
+    if !h.started.get() || !waited_on_loop {
+        let forced = h.must_cancel.borrow_mut().take();
+        if let Some(msg) = forced {
+            slot.set(None);
+            finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+            return Poll::Ready(());
+        }
     }
     h.started.set(true);
     {
@@ -1048,12 +1225,15 @@ where
     }
     let me: Rc<dyn TaskDyn> = task.clone();
     let prev = CURRENT.with(|c| c.replace(Some(me)));
+    let prev_ctx = crate::context::enter(h.ctx.take());
     let start = lp.get_debug().then(Instant::now);
     let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
         Some(body) => body.poll(cx),
         None => Poll::Pending,
     }));
-    CURRENT.with(|c| c.replace(prev));
+    h.ctx.set(crate::context::enter(prev_ctx));
+    let me = CURRENT.with(|c| c.replace(prev));
+    drop(me);
     if let Some(start) = start {
         let r = TaskRef { t: task.clone() };
         lp.check_slow(start, &format_args!("{r:?}"));
@@ -1062,9 +1242,11 @@ where
         Err(p) => {
             slot.set(None);
             if p.is::<crate::Fatal>() {
+                // The task ends with the fatal error (asyncio stores the `KeyboardInterrupt`),
+                // which escapes `run_*` and so is never reported as "never retrieved".
                 h.log_destroy_pending.set(false);
                 h.retrieved.set(true);
-                finish(task, Err(Error::Cancelled(Cancelled::new(Some("fatal error".into())))));
+                finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
                 resume_unwind(p);
             }
             finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
@@ -1072,12 +1254,16 @@ where
         }
         Ok(Poll::Ready(v)) => {
             slot.set(None);
+            // A task that cancelled itself and returned before its next `await` ends
+            // cancelled (CORE-41).
             let self_cancel = h.must_cancel.borrow_mut().take();
             if let Some(msg) = self_cancel {
                 drop(v);
                 finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
                 return Poll::Ready(());
             }
+            // A cancellation delivered into the body that is still alive (in the output, most
+            // likely returned with `?`) propagated: the task ends cancelled.
             let escaped = h
                 .delivered
                 .borrow()
@@ -1094,12 +1280,15 @@ where
             Poll::Ready(())
         }
         Ok(Poll::Pending) => {
+            // A cancellation requested during this step and not delivered by an `await`.
             let msg = h.must_cancel.borrow_mut().take();
             if let Some(msg) = msg {
                 let waiter = h.fut_waiter.borrow_mut().take();
                 match waiter {
                     Some(w) => {
                         if !w.cancel_target(msg.clone()) {
+                            // The loop future is already done: the next step delivers the
+                            // cancellation at that `await`.
                             *h.must_cancel.borrow_mut() = Some(msg);
                             cx.waker().wake_by_ref();
                         }

@@ -32,8 +32,8 @@ mod sock;
 
 pub use addr::{peername, sockname, Addr};
 pub use resolve::{
-    getaddrinfo_blocking, getnameinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET, AF_INET6,
-    AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP, NI_NUMERICHOST, NI_NUMERICSERV,
-    SOCK_DGRAM, SOCK_STREAM,
+    getaddrinfo_blocking, getnameinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET,
+    AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP, NI_NUMERICHOST,
+    NI_NUMERICSERV, SOCK_DGRAM, SOCK_STREAM,
 };
 pub use sock::SockExt;

@@ -113,7 +113,10 @@ fn sockaddr_to_std(sa: *const libc::sockaddr, len: libc::socklen_t) -> Option<So
             libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
                 let sin = &*(sa as *const libc::sockaddr_in);
                 let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
             }
             libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
                 let sin6 = &*(sa as *const libc::sockaddr_in6);
@@ -144,7 +147,11 @@ fn sockaddr_to_std(sa: *const libc::sockaddr, len: libc::socklen_t) -> Option<So
 /// let r = getaddrinfo_blocking(Some("localhost"), Some("8080"), &hints).unwrap();
 /// assert!(r.iter().all(|a| a.addr.port() == 8080 && a.addr.ip().is_loopback()));
 /// ```
-pub fn getaddrinfo_blocking(host: Option<&str>, port: Option<&str>, hints: &Hints) -> io::Result<Vec<AddrInfo>> {
+pub fn getaddrinfo_blocking(
+    host: Option<&str>,
+    port: Option<&str>,
+    hints: &Hints,
+) -> io::Result<Vec<AddrInfo>> {
     let what = format!(
         "getaddrinfo({}, {})",
         host.unwrap_or("None"),
@@ -185,7 +192,11 @@ pub fn getaddrinfo_blocking(host: Option<&str>, port: Option<&str>, hints: &Hint
                 None
             } else {
                 // SAFETY: a non-null ai_canonname is a NUL-terminated string owned by the list.
-                Some(unsafe { CStr::from_ptr(ai.ai_canonname) }.to_string_lossy().into_owned())
+                Some(
+                    unsafe { CStr::from_ptr(ai.ai_canonname) }
+                        .to_string_lossy()
+                        .into_owned(),
+                )
             };
             out.push(AddrInfo {
                 family: ai.ai_family,
@@ -263,7 +274,10 @@ pub fn getnameinfo_blocking(addr: &SocketAddr, flags: i32) -> io::Result<(String
     }
     // SAFETY: on success both buffers hold NUL-terminated strings.
     let (h, s) = unsafe { (CStr::from_ptr(host.as_ptr()), CStr::from_ptr(serv.as_ptr())) };
-    Ok((h.to_string_lossy().into_owned(), s.to_string_lossy().into_owned()))
+    Ok((
+        h.to_string_lossy().into_owned(),
+        s.to_string_lossy().into_owned(),
+    ))
 }
 
 /// NET-18: builds the result without the resolver when `host` is an IP literal (no `%zone`),
@@ -275,7 +289,11 @@ pub fn getnameinfo_blocking(addr: &SocketAddr, flags: i32) -> io::Result<(String
 /// assert!(loop_net::numeric_addrinfo(Some("localhost"), Some("1"), &Default::default()).is_none());
 /// assert!(loop_net::numeric_addrinfo(Some("1.2.3.4"), Some("http"), &Default::default()).is_none());
 /// ```
-pub fn numeric_addrinfo(host: Option<&str>, port: Option<&str>, hints: &Hints) -> Option<Vec<AddrInfo>> {
+pub fn numeric_addrinfo(
+    host: Option<&str>,
+    port: Option<&str>,
+    hints: &Hints,
+) -> Option<Vec<AddrInfo>> {
     let host = host?;
     if host.contains('%') {
         return None;

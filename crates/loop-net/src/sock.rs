@@ -293,6 +293,9 @@ pub trait SockExt {
     ) -> impl Future<Output = Result<usize>> + 'a;
 }
 
+// The trait spells out each future's lifetime so that callers see `+ 'a`; the
+// impl keeps the same shape rather than `async fn`.
+#[allow(clippy::manual_async_fn)]
 impl SockExt for EventLoop {
     fn sock_recv<'a, S: AsFd>(
         &'a self,

@@ -1,0 +1,524 @@
+//! call_soon, call_soon_threadsafe, Handle: CORE-18 .. CORE-25.
+
+// The `(&Probe::<T>::new()).is_send()` probes need that borrow: it is what makes method
+// resolution fall back to the `&Probe` impl when `T` lacks the trait.
+#![allow(clippy::needless_borrow)]
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use loop_core::{
+    ConcurrentFuture, Error, EventLoop, Handle, LoopFuture, Remote, RemoteHandle, Task, TaskRef,
+};
+
+#[test]
+fn core_18_call_soon_runs_each_callback_once_in_fifo_order() {
+    let lp = EventLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        let o = order.clone();
+        let expected = lp.clone();
+        handles.push(
+            lp.call_soon(move |lp| {
+                // The callback gets the loop running it, and exactly what it captured.
+                assert!(lp.ptr_eq(&expected));
+                o.borrow_mut().push(i)
+            })
+            .unwrap(),
+        );
+    }
+    assert!(handles.iter().all(|h| !h.cancelled()));
+    run_once(&lp);
+    run_once(&lp);
+    assert_eq!(*order.borrow(), (0..100).collect::<Vec<_>>());
+    assert_eq!(lp.stats().callbacks, 100);
+}
+
+#[test]
+fn core_19_call_soon_threadsafe_wakes_a_blocked_loop() {
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 30);
+    let remote = lp.remote();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        remote.call_soon_threadsafe(|lp| lp.stop()).unwrap()
+    });
+    let start = Instant::now();
+    lp.run_forever().unwrap();
+    let h = t.join().unwrap();
+    assert!(h.started());
+    assert!(
+        start.elapsed() >= Duration::from_millis(40),
+        "the loop blocked meanwhile"
+    );
+    // It blocked: a handful of iterations, not a spin.
+    assert!(lp.stats().iterations < 10, "{:?}", lp.stats());
+    drop(wd);
+}
+
+#[test]
+fn core_19_call_soon_threadsafe_from_many_threads() {
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 60);
+    const THREADS: usize = 4;
+    const PER: usize = 2000;
+    let got: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let remote = lp.remote();
+        let got = got.clone();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..PER {
+                let got = got.clone();
+                let done = done.clone();
+                remote
+                    .call_soon_threadsafe(move |lp| {
+                        got.lock().unwrap().push((t, i));
+                        if done.fetch_add(1, Ordering::SeqCst) + 1 == THREADS * PER {
+                            lp.stop();
+                        }
+                    })
+                    .unwrap();
+            }
+        }));
+    }
+    lp.run_forever().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), THREADS * PER, "each callback ran exactly once");
+    // Per thread, FIFO.
+    for t in 0..THREADS {
+        let mine: Vec<usize> = got
+            .iter()
+            .filter(|(x, _)| *x == t)
+            .map(|(_, i)| *i)
+            .collect();
+        assert_eq!(mine, (0..PER).collect::<Vec<_>>());
+    }
+    drop(wd);
+}
+
+#[test]
+fn core_19_fifo_with_call_soon_follows_enqueue_time() {
+    // Same thread: call_soon_threadsafe then call_soon -> that order.
+    let lp = EventLoop::new().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    lp.call_soon_threadsafe(move |_| o.lock().unwrap().push("hello"))
+        .unwrap();
+    let o = order.clone();
+    lp.call_soon(move |lp| {
+        o.lock().unwrap().push("world");
+        lp.stop()
+    })
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["hello", "world"]);
+
+    // Through a Remote used on the loop's own thread.
+    let o = order.clone();
+    lp.remote()
+        .call_soon_threadsafe(move |_| o.lock().unwrap().push("remote"))
+        .unwrap();
+    let o = order.clone();
+    lp.call_soon(move |_| o.lock().unwrap().push("local"))
+        .unwrap();
+    run_once(&lp);
+    assert_eq!(order.lock().unwrap()[2..], ["remote", "local"]);
+
+    // Another thread enqueues, then tells the loop's thread, which then calls call_soon:
+    // the thread's callback was enqueued first, so it runs first.
+    let remote = lp.remote();
+    let (tx, rx) = mpsc::channel();
+    let o = order.clone();
+    let t = std::thread::spawn(move || {
+        remote
+            .call_soon_threadsafe(move |_| o.lock().unwrap().push("other thread"))
+            .unwrap();
+        tx.send(()).unwrap();
+    });
+    let o = order.clone();
+    lp.call_soon(move |lp| {
+        rx.recv().unwrap();
+        let o = o.clone();
+        lp.call_soon(move |_| o.lock().unwrap().push("after it"))
+            .unwrap();
+    })
+    .unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    t.join().unwrap();
+    assert_eq!(order.lock().unwrap()[4..], ["other thread", "after it"]);
+}
+
+#[test]
+fn core_19_remote_handle_cancel_races_the_run() {
+    // cancel() from another thread either wins before the callback starts (it never runs) or
+    // has no effect (it returns false and the callback runs to the end).
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 60);
+    const ROUNDS: usize = 300;
+    let (tx, rx) = mpsc::channel::<(RemoteHandle, Arc<AtomicBool>)>();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let res = results.clone();
+    let canceller = std::thread::spawn(move || {
+        for (h, ran) in rx {
+            let won = h.cancel();
+            res.lock().unwrap().push((won, h, ran));
+        }
+    });
+    let remote = lp.remote();
+    let producer = std::thread::spawn(move || {
+        for i in 0..ROUNDS {
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            let h = remote
+                .call_soon_threadsafe(move |_| {
+                    // Work long enough for the race to go either way.
+                    let until = Instant::now() + Duration::from_micros(20);
+                    while Instant::now() < until {}
+                    r.store(true, Ordering::SeqCst);
+                })
+                .unwrap();
+            tx.send((h, ran)).unwrap();
+            if i % 16 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        drop(tx);
+        remote.call_soon_threadsafe(|lp| lp.stop()).unwrap();
+    });
+    lp.run_forever().unwrap();
+    producer.join().unwrap();
+    canceller.join().unwrap();
+    // Everything queued before the stop ran or was skipped; run what is left.
+    run_once(&lp);
+    let results = results.lock().unwrap();
+    assert_eq!(results.len(), ROUNDS);
+    for (won, h, ran) in results.iter() {
+        let ran = ran.load(Ordering::SeqCst);
+        assert_eq!(*won, !ran, "cancel won={won} but ran={ran}");
+        assert_eq!(h.cancelled(), *won);
+        assert_eq!(h.started(), ran);
+    }
+    drop(wd);
+}
+
+#[test]
+fn core_20_wakeups_coalesce_and_draining_stops_at_would_block() {
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 60);
+    let remote = lp.remote();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let t = std::thread::spawn(move || {
+        for _ in 0..10_000 {
+            let c = c.clone();
+            remote
+                .call_soon_threadsafe(move |_| {
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+        }
+        // Let the loop drain everything and block again, then stop it.
+        std::thread::sleep(Duration::from_millis(100));
+        remote.stop().unwrap();
+    });
+    lp.run_forever().unwrap();
+    t.join().unwrap();
+    assert_eq!(count.load(Ordering::Relaxed), 10_000);
+    let st = lp.stats();
+    // 10 000 wake-ups were coalesced into a few eventfd reads; after draining, the loop blocked
+    // instead of spinning on a readable eventfd.
+    assert!(st.iterations < 2_000, "{st:?}");
+    assert!(st.poll_time >= Duration::from_millis(50), "{st:?}");
+    drop(wd);
+}
+
+#[test]
+fn core_20_wakeups_racing_close_never_fail_loudly() {
+    for _ in 0..20 {
+        let lp = EventLoop::new().unwrap();
+        let barrier = Arc::new(Barrier::new(3));
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let remote = lp.remote();
+            let b = barrier.clone();
+            threads.push(std::thread::spawn(move || {
+                b.wait();
+                let mut closed = 0;
+                for _ in 0..2_000 {
+                    match remote.call_soon_threadsafe(|_| {}) {
+                        Ok(_) => {}
+                        Err(Error::Closed) => closed += 1,
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                }
+                closed
+            }));
+        }
+        barrier.wait();
+        lp.close().unwrap();
+        for t in threads {
+            t.join().expect("a wake-up racing close() panicked");
+        }
+        assert!(matches!(
+            lp.remote().call_soon_threadsafe(|_| {}),
+            Err(Error::Closed)
+        ));
+    }
+}
+
+#[test]
+fn core_21_handle_cancel() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let (dropped, flag) = drop_flag();
+    let h = lp
+        .call_soon(move |_| {
+            let _f = &flag;
+            r.set(true)
+        })
+        .unwrap();
+    assert!(!h.cancelled());
+    h.cancel();
+    assert!(h.cancelled());
+    assert!(
+        dropped.get(),
+        "the callback and what it captured are released at cancel time"
+    );
+    h.cancel();
+    assert!(h.cancelled());
+    let clone = h.clone();
+    assert!(clone.cancelled() && clone.ptr_eq(&h));
+    run_once(&lp);
+    assert!(!ran.get());
+    assert_eq!(lp.stats().callbacks, 0, "a cancelled handle is skipped");
+    assert!(format!("{h:?}").contains("cancelled"));
+
+    // A handle made with Handle::new and queued with schedule() behaves the same.
+    let ran2 = Rc::new(Cell::new(false));
+    let r2 = ran2.clone();
+    let h = Handle::new(move |_| r2.set(true));
+    lp.schedule(&h).unwrap();
+    h.cancel();
+    run_once(&lp);
+    assert!(!ran2.get());
+
+    // Cancelling after it ran is a no-op.
+    let h = lp.call_soon(|_| {}).unwrap();
+    run_once(&lp);
+    h.cancel();
+    assert!(h.cancelled());
+}
+
+#[test]
+fn core_22_panicking_callback_is_reported_and_the_loop_goes_on() {
+    let lp = EventLoop::new().unwrap();
+    let seen = record_exceptions(&lp);
+    let after = Rc::new(Cell::new(false));
+    let line = line!() + 1;
+    lp.call_soon(|_| panic!("callback failure")).unwrap();
+    let a = after.clone();
+    lp.call_soon(move |_| a.set(true)).unwrap();
+    run_once(&lp);
+    assert!(after.get(), "the next callback ran");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1, "reported once");
+    let ctx = &seen[0];
+    assert!(
+        ctx.message.starts_with("Exception in callback"),
+        "{}",
+        ctx.message
+    );
+    let here = format!("{}:{line}", file!());
+    assert!(ctx.message.contains(&here), "{} / {here}", ctx.message);
+    match &ctx.exception {
+        Some(Error::Exception(e)) => {
+            assert!(e.is_panic());
+            assert_eq!(e.to_string(), "panic: callback failure");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ctx.handle.as_deref().unwrap().contains(&here));
+    assert!(
+        ctx.source_location.is_none(),
+        "no source_traceback outside debug mode"
+    );
+    drop(seen);
+
+    // In debug mode the context carries where the callback was scheduled.
+    let lp = EventLoop::new().unwrap();
+    lp.set_debug(true);
+    let seen = record_exceptions(&lp);
+    let line = line!() + 1;
+    lp.call_soon(|_| panic!("again")).unwrap();
+    run_once(&lp);
+    let loc = seen.borrow()[0].source_location.unwrap();
+    assert_eq!((loc.file(), loc.line()), (file!(), line));
+}
+
+#[test]
+fn core_22_panicking_remote_callback_is_reported() {
+    let lp = EventLoop::new().unwrap();
+    let seen = record_exceptions(&lp);
+    let remote = lp.remote();
+    std::thread::spawn(move || {
+        remote
+            .call_soon_threadsafe(|_| panic!("remote failure"))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let after = Rc::new(Cell::new(false));
+    let a = after.clone();
+    lp.call_soon(move |_| a.set(true)).unwrap();
+    run_once(&lp);
+    assert!(after.get());
+    assert_eq!(messages(&seen).len(), 1);
+    assert!(
+        matches!(&seen.borrow()[0].exception, Some(Error::Exception(e)) if e.to_string() == "panic: remote failure")
+    );
+}
+
+// Autoref-specialization probes: `(&Probe::<T>::new()).is_send()` resolves to the `Send` impl
+// when `T: Send` and to the fallback otherwise, at compile time, for a concrete `T`.
+struct Probe<T>(PhantomData<T>);
+impl<T> Probe<T> {
+    fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+trait IsSend {
+    fn is_send(&self) -> bool {
+        true
+    }
+}
+impl<T: Send> IsSend for Probe<T> {}
+trait NotSend {
+    fn is_send(&self) -> bool {
+        false
+    }
+}
+impl<T> NotSend for &Probe<T> {}
+trait IsSync {
+    fn is_sync(&self) -> bool {
+        true
+    }
+}
+impl<T: Sync> IsSync for Probe<T> {}
+trait NotSync {
+    fn is_sync(&self) -> bool {
+        false
+    }
+}
+impl<T> NotSync for &Probe<T> {}
+trait IsCallback {
+    fn is_callback(&self) -> bool {
+        true
+    }
+}
+impl<F: FnOnce(&EventLoop) + 'static> IsCallback for Probe<F> {}
+trait NotCallback {
+    fn is_callback(&self) -> bool {
+        false
+    }
+}
+impl<T> NotCallback for &Probe<T> {}
+
+#[test]
+fn core_24_event_loop_is_not_send_only_remote_crosses_threads() {
+    // The probe itself works.
+    assert!((&Probe::<i32>::new()).is_send());
+    assert!(!(&Probe::<Rc<i32>>::new()).is_send());
+    // The loop and its local handles stay on their thread: a call from another thread is a
+    // compile error, so there is nothing to check at run time (asyncio's debug-mode check).
+    assert!(!(&Probe::<EventLoop>::new()).is_send());
+    assert!(!(&Probe::<EventLoop>::new()).is_sync());
+    assert!(!(&Probe::<Handle>::new()).is_send());
+    assert!(!(&Probe::<LoopFuture<i32>>::new()).is_send());
+    assert!(!(&Probe::<Task<i32>>::new()).is_send());
+    assert!(!(&Probe::<TaskRef>::new()).is_send());
+    // What crosses threads.
+    assert!((&Probe::<Remote>::new()).is_send());
+    assert!((&Probe::<Remote>::new()).is_sync());
+    assert!((&Probe::<RemoteHandle>::new()).is_send());
+    assert!((&Probe::<RemoteHandle>::new()).is_sync());
+    assert!((&Probe::<ConcurrentFuture<i32>>::new()).is_send());
+    assert!((&Probe::<ConcurrentFuture<i32>>::new()).is_sync());
+    assert!((&Probe::<Error>::new()).is_send());
+    assert!((&Probe::<Error>::new()).is_sync());
+
+    // call_soon_threadsafe is never checked: it works from the loop's thread, another
+    // thread, debug mode or not.
+    let lp = EventLoop::new().unwrap();
+    lp.set_debug(true);
+    let n = Arc::new(AtomicUsize::new(0));
+    let n1 = n.clone();
+    lp.call_soon_threadsafe(move |_| {
+        n1.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    let remote = lp.remote();
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        remote
+            .call_soon_threadsafe(move |lp| {
+                n2.fetch_add(1, Ordering::SeqCst);
+                lp.stop()
+            })
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
+
+async fn an_async_fn() {}
+
+#[test]
+fn core_25_only_plain_callbacks_are_accepted() {
+    // asyncio's debug-mode type checks ("a callable object was expected", "coroutines cannot
+    // be used with call_soon()") are compile errors here (see the compile_fail examples of
+    // `EventLoop::call_soon`). The probe mirrors call_soon's bound.
+    assert!((&Probe::<fn(&EventLoop)>::new()).is_callback());
+    assert!(!(&Probe::<i32>::new()).is_callback());
+    assert!(!(&Probe::<fn(&EventLoop) -> std::future::Ready<()>>::new()).is_callback());
+    fn type_of<T>(_: &T) -> Probe<T> {
+        Probe::new()
+    }
+    let coro = an_async_fn();
+    assert!(!(&type_of(&coro)).is_callback());
+    assert!(!(&Probe::<fn() -> std::future::Ready<()>>::new()).is_callback());
+    drop(coro);
+
+    // At run time, in debug mode, a plain callback runs and a future goes through create_task.
+    let lp = EventLoop::new().unwrap();
+    lp.set_debug(true);
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    lp.call_soon(move |_| r.set(r.get() + 1)).unwrap();
+    let r = ran.clone();
+    let t = lp
+        .create_task(async move {
+            an_async_fn().await;
+            r.set(r.get() + 1)
+        })
+        .unwrap();
+    lp.run_until_complete(t).unwrap().unwrap();
+    assert_eq!(ran.get(), 2);
+}

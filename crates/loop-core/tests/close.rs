@@ -1,0 +1,242 @@
+//! Closing: CORE-13 .. CORE-17. Every test here holds `serial()`: they count fds.
+
+mod common;
+
+use std::cell::Cell;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Instant;
+
+use common::*;
+use loop_core::{Error, EventLoop, IoHandler, Mode, Readiness, Source};
+
+#[test]
+fn core_13_close_on_a_running_loop_fails() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    let s = seen.clone();
+    lp.call_soon(move |lp| {
+        let e = lp.close().unwrap_err();
+        assert!(matches!(e, Error::CloseRunning));
+        push(&s, e.to_string());
+        assert!(!lp.is_closed());
+        lp.stop();
+    })
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&seen), ["Cannot close a running event loop"]);
+    assert!(!lp.is_closed());
+    // Still fully usable.
+    assert_eq!(lp.run_until_complete(async { 1 }).unwrap(), 1);
+    lp.close().unwrap();
+}
+
+#[test]
+fn core_14_close_is_idempotent() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let hooks = Rc::new(Cell::new(0));
+    let h = hooks.clone();
+    lp.on_close(move |_| h.set(h.get() + 1));
+    assert!(!lp.is_closed());
+    lp.close().unwrap();
+    assert!(lp.is_closed());
+    lp.close().unwrap();
+    assert!(lp.is_closed());
+    assert_eq!(hooks.get(), 1, "close hooks run once");
+}
+
+#[test]
+fn core_14_dropping_an_unclosed_loop_closes_it() {
+    let _s = serial();
+    let base = fd_count();
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(fd_count(), base + 2);
+    let seen = record_exceptions(&lp);
+    let hook = Rc::new(Cell::new(false));
+    let h = hook.clone();
+    lp.on_close(move |lp| {
+        assert!(lp.is_closed());
+        h.set(true)
+    });
+    // A pending task, reported through the custom handler as the loop is closed by Drop.
+    let t = lp.create_task(std::future::pending::<()>()).unwrap();
+    run_once(&lp);
+    let clone = lp.clone();
+    drop(lp);
+    assert!(!hook.get(), "a clone is still alive");
+    let ((), logs) = capture_logs(|| drop(clone));
+    assert!(hook.get(), "the close hooks ran");
+    assert!(
+        logs.contains("event loop dropped without close()"),
+        "{logs}"
+    );
+    assert_eq!(fd_count(), base, "epoll fd and eventfd closed");
+    assert_eq!(messages(&seen), ["Task was destroyed but it is pending!"]);
+    assert!(t.done() && t.cancelled());
+}
+
+struct CountingSource {
+    closed: Cell<u32>,
+}
+
+impl Source for CountingSource {
+    fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+        None
+    }
+    fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    fn close(&self, _lp: &EventLoop) {
+        self.closed.set(self.closed.get() + 1);
+    }
+}
+
+struct NoopIo;
+impl IoHandler for NoopIo {
+    fn ready(&self, _lp: &EventLoop, _r: Readiness) {}
+}
+
+#[test]
+fn core_15_close_drops_pending_work_and_closes_the_loop_fds() {
+    let _s = serial();
+    let base = fd_count();
+    let (epolls, eventfds) = (fd_count_of("eventpoll"), fd_count_of("eventfd"));
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(
+        fd_count(),
+        base + 2,
+        "one epoll fd and one eventfd per loop"
+    );
+    assert_eq!(fd_count_of("eventpoll"), epolls + 1);
+    assert_eq!(fd_count_of("eventfd"), eventfds + 1);
+    let seen = record_exceptions(&lp);
+    // A pending task that started, and (below) one that never started.
+    let started = lp.create_task(std::future::pending::<()>()).unwrap();
+    run_once(&lp);
+
+    // Pending ready callbacks: never run, but released.
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let (cb_dropped, flag) = drop_flag();
+    lp.call_soon(move |_| {
+        let _f = &flag;
+        r.set(true)
+    })
+    .unwrap();
+    // A thread-safe callback queued from another thread: dropped too.
+    let remote = lp.remote();
+    let h = std::thread::spawn(move || {
+        remote
+            .call_soon_threadsafe(|_| panic!("must not run"))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    // Sources (timers) are told to drop their entries.
+    let source = Rc::new(CountingSource {
+        closed: Cell::new(0),
+    });
+    lp.add_source(source.clone());
+    // Watchers and I/O registrations are dropped.
+    let (a, b) = UnixStream::pair().unwrap();
+    let (w_dropped, wflag) = drop_flag();
+    lp.add_reader(&a, move |_| {
+        let _f = &wflag;
+    })
+    .unwrap();
+    let reg = lp
+        .register_io(&b, Mode::Level, true, false, "t", Rc::new(NoopIo))
+        .unwrap();
+    let unstarted = lp.create_task(async { unreachable!() }).unwrap();
+    // Extension state is dropped.
+    let ext = lp.extension(|_| Cell::new(1u8));
+    let weak_ext = Rc::downgrade(&ext);
+    drop(ext);
+    assert_eq!(lp.stats().fds_registered, 2);
+
+    lp.close().unwrap();
+    assert!(!ran.get());
+    assert!(cb_dropped.get());
+    assert!(w_dropped.get());
+    assert!(!h.started());
+    assert_eq!(source.closed.get(), 1);
+    assert!(weak_ext.upgrade().is_none());
+    assert_eq!(lp.stats().fds_registered, 0);
+    assert!(started.done() && unstarted.done());
+    assert_eq!(
+        messages(&seen),
+        [
+            "Task was destroyed but it is pending!",
+            "Task was destroyed but it is pending!"
+        ]
+    );
+    drop(reg);
+    drop((a, b));
+    assert_eq!(fd_count(), base, "epoll fd and eventfd are closed");
+    assert_eq!(fd_count_of("eventpoll"), epolls);
+    assert_eq!(fd_count_of("eventfd"), eventfds);
+}
+
+#[test]
+fn core_16_scheduling_after_close_fails() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let remote = lp.remote();
+    lp.close().unwrap();
+    fn closed<T>(r: loop_core::Result<T>) -> bool {
+        matches!(r, Err(Error::Closed))
+    }
+    let (dropped, flag) = drop_flag();
+    assert!(closed(lp.call_soon(move |_| {
+        let _f = &flag;
+    })));
+    assert!(dropped.get(), "the rejected callback is released");
+    assert!(closed(lp.call_soon_threadsafe(|_| {})));
+    assert!(closed(remote.call_soon_threadsafe(|_| {})));
+    assert!(closed(remote.stop()));
+    assert!(remote.is_closed());
+    assert!(closed(lp.create_task(async {})));
+    assert!(closed(lp.create_named_task("n", async {})));
+    assert!(closed(lp.schedule(&loop_core::Handle::new(|_| {}))));
+    assert!(closed(lp.schedule_io(Rc::new(NoopIo), Readiness::READABLE)));
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert!(closed(lp.add_reader(&a, |_| {})));
+    assert!(closed(lp.add_writer(&a, |_| {})));
+    assert!(closed(lp.register_io(
+        &a,
+        Mode::Edge,
+        true,
+        false,
+        "t",
+        Rc::new(NoopIo)
+    )));
+    assert!(closed(remote.run_coroutine_threadsafe(|_| async {})));
+    // From another thread as well.
+    let r = remote.clone();
+    assert!(
+        std::thread::spawn(move || closed(r.call_soon_threadsafe(|_| {})))
+            .join()
+            .unwrap()
+    );
+}
+
+#[test]
+fn core_17_after_close_removal_time_and_futures_still_work() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, _b) = UnixStream::pair().unwrap();
+    lp.add_reader(&a, |_| {}).unwrap();
+    lp.add_writer(&a, |_| {}).unwrap();
+    lp.close().unwrap();
+    assert!(!lp.remove_reader(&a).unwrap());
+    assert!(!lp.remove_writer(&a).unwrap());
+    assert!(!lp.remove_reader(12345).unwrap());
+    let t0 = lp.now();
+    assert!(lp.now() >= t0);
+    let f = lp.create_future::<i32>();
+    assert!(!f.done());
+    assert!(f.get_loop().unwrap().ptr_eq(&lp));
+    assert!(f.get_loop().unwrap().is_closed());
+    f.set_result(3).unwrap();
+    assert_eq!(f.result().unwrap(), 3);
+}

@@ -1,0 +1,253 @@
+//! Context variables (asyncio's contextvars): CORE-23, CORE-37, and the context part of
+//! CORE-53.
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+
+use common::*;
+use loop_core::{
+    current_task, yield_now, Context, ContextVar, EventLoop, ExceptionContext, TaskSpec,
+};
+
+static REQUEST: ContextVar<String> = ContextVar::new("request");
+static DEPTH: ContextVar<u32> = ContextVar::new("depth");
+
+fn request() -> String {
+    REQUEST.get().unwrap_or_else(|| "-".into())
+}
+
+#[test]
+fn core_23_callbacks_run_in_the_context_captured_when_scheduled() {
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    let token = REQUEST.set("r1".into());
+    let s = seen.clone();
+    lp.call_soon(move |lp| {
+        push(&s, format!("a sees {}", request()));
+        // A change made by the callback stays in its own context...
+        REQUEST.set("changed by a".into());
+        push(&s, format!("a now {}", request()));
+        // ...and flows down to what it schedules.
+        let s = s.clone();
+        lp.call_soon(move |_| push(&s, format!("child sees {}", request())))
+            .unwrap();
+    })
+    .unwrap();
+    REQUEST.set("r2".into());
+    let s = seen.clone();
+    lp.call_soon(move |_| push(&s, format!("b sees {}", request())))
+        .unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    assert_eq!(
+        entries(&seen),
+        [
+            "a sees r1",
+            "a now changed by a",
+            "b sees r2",
+            "child sees changed by a"
+        ]
+    );
+    // Nothing leaked into the scheduler's context.
+    assert_eq!(request(), "r2");
+    REQUEST.reset(token);
+    assert_eq!(REQUEST.get(), None);
+
+    // An explicit context (asyncio's context=): schedule inside Context::run.
+    let mut ctx = Context::empty();
+    ctx.run(|| REQUEST.set("explicit".into()));
+    let s = seen.clone();
+    ctx.run(|| lp.call_soon(move |_| push(&s, format!("explicit sees {}", request()))))
+        .unwrap();
+    run_once(&lp);
+    assert_eq!(entries(&seen).last().unwrap(), "explicit sees explicit");
+    assert_eq!(REQUEST.get(), None);
+}
+
+#[test]
+fn core_23_fd_watchers_and_done_callbacks_keep_their_context() {
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    // A reader added in a context runs in it every time; what it sets persists between runs
+    // (one context object per watcher, as asyncio's Handle).
+    DEPTH.set(10);
+    let (rsock, mut wsock) = UnixStream::pair().unwrap();
+    let s = seen.clone();
+    lp.add_reader(&rsock, move |_| {
+        let d = DEPTH.get().unwrap();
+        push(&s, format!("reader {d}"));
+        DEPTH.set(d + 1);
+    })
+    .unwrap();
+    // A done-callback runs in the context current when it was added, not at completion.
+    let f = lp.create_future::<()>();
+    DEPTH.set(20);
+    let s = seen.clone();
+    f.add_done_callback(move |_| push(&s, format!("done {}", DEPTH.get().unwrap())));
+    DEPTH.set(30);
+    wsock.write_all(b"x").unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    let f2 = f.clone();
+    lp.create_task(async move {
+        DEPTH.set(99);
+        f2.set_result(()).unwrap();
+    })
+    .unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    lp.remove_reader(&rsock).unwrap();
+    let e = entries(&seen);
+    assert_eq!(&e[..2], ["reader 10", "reader 11"]);
+    assert!(e.contains(&"done 20".to_string()), "{e:?}");
+    assert_eq!(DEPTH.get(), Some(30));
+}
+
+#[test]
+fn core_37_tasks_run_in_a_copy_of_their_creators_context() {
+    let lp = EventLoop::new().unwrap();
+    REQUEST.set("creator".into());
+    let seen = log();
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let s = seen.clone();
+        tasks.push(
+            lp.create_task(async move {
+                push(&s, format!("t{i} starts with {}", request()));
+                REQUEST.set(format!("t{i}"));
+                yield_now().await;
+                // Kept across the task's steps, not disturbed by the other task.
+                push(&s, format!("t{i} after a step: {}", request()));
+                // Tasks and callbacks created here inherit it.
+                let lp = loop_core::get_running_loop().unwrap();
+                let inner = lp.create_task(async { request() }).unwrap();
+                inner.await.unwrap()
+            })
+            .unwrap(),
+        );
+    }
+    REQUEST.set("changed after create_task".into());
+    let refs: Vec<_> = tasks.iter().map(|t| t.task_ref()).collect();
+    assert_eq!(
+        refs[0].get_context().get(&REQUEST).as_deref(),
+        Some("creator")
+    );
+    let outs: Vec<String> = tasks
+        .into_iter()
+        .map(|t| lp.run_until_complete(t).unwrap().unwrap())
+        .collect();
+    assert_eq!(outs, ["t0", "t1"]);
+    assert_eq!(
+        entries(&seen),
+        [
+            "t0 starts with creator",
+            "t1 starts with creator",
+            "t0 after a step: t0",
+            "t1 after a step: t1"
+        ]
+    );
+    assert_eq!(
+        request(),
+        "changed after create_task",
+        "nothing leaked back"
+    );
+    // get_context() returns the task's context.
+    assert_eq!(refs[1].get_context().get(&REQUEST).as_deref(), Some("t1"));
+    let inside = lp
+        .run_until_complete(async {
+            REQUEST.set("inside".into());
+            current_task().unwrap().unwrap().get_context().get(&REQUEST)
+        })
+        .unwrap();
+    assert_eq!(inside.as_deref(), Some("inside"));
+
+    // context= : the task factory sees the context and may replace it.
+    lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+        assert_eq!(
+            spec.context.get(&REQUEST).as_deref(),
+            Some("changed after create_task")
+        );
+        let mut ctx = Context::empty();
+        ctx.run(|| REQUEST.set("from the factory".into()));
+        spec.context = ctx;
+        Ok(spec)
+    })));
+    let t = lp.create_task(async { request() }).unwrap();
+    lp.set_task_factory(None);
+    assert_eq!(
+        lp.run_until_complete(t).unwrap().unwrap(),
+        "from the factory"
+    );
+}
+
+#[test]
+fn core_53_the_handler_runs_in_the_context_of_the_failing_object() {
+    let lp = EventLoop::new().unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(Rc::new(
+        move |_lp: &EventLoop, ctx: &ExceptionContext| {
+            s.borrow_mut().push(format!(
+                "{}: {}",
+                ctx.message.split(' ').next().unwrap(),
+                request()
+            ))
+        },
+    )));
+    REQUEST.set("outer".into());
+    // A failing callback: the handler runs in the callback's context.
+    let mut ctx = Context::empty();
+    ctx.run(|| REQUEST.set("callback ctx".into()));
+    ctx.run(|| lp.call_soon(|_| panic!("x"))).unwrap();
+    run_once(&lp);
+    // A report about a task: in the task's context.
+    let t = lp
+        .create_task(async {
+            REQUEST.set("task ctx".into());
+        })
+        .unwrap();
+    let tr = t.task_ref();
+    lp.run_until_complete(t).unwrap().unwrap();
+    lp.call_exception_handler(&ExceptionContext::new("Task report").with_task(tr));
+    // Otherwise: the current context.
+    lp.call_exception_handler(&ExceptionContext::new("Plain report"));
+    assert_eq!(
+        *seen.borrow(),
+        ["Exception: callback ctx", "Task: task ctx", "Plain: outer"]
+    );
+    assert_eq!(request(), "outer");
+}
+
+#[test]
+fn context_vars_basics() {
+    static V: ContextVar<u8> = ContextVar::new("v");
+    static W: ContextVar<u8> = ContextVar::new("w");
+    assert_eq!(V.get(), None);
+    let t1 = V.set(1);
+    W.set(9);
+    let snapshot = Context::current();
+    let t2 = V.set(2);
+    assert_eq!((V.get(), W.get()), (Some(2), Some(9)));
+    assert_eq!(snapshot.get(&V), Some(1), "snapshots are copies");
+    assert_eq!(snapshot.len(), 2);
+    V.reset(t2);
+    assert_eq!(V.get(), Some(1));
+    V.reset(t1);
+    assert_eq!(V.get(), None);
+    // A panic inside Context::run restores the previous context.
+    let mut ctx = Context::empty();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.run(|| {
+            V.set(7);
+            panic!("inside run")
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(V.get(), None);
+    assert_eq!(ctx.get(&V), Some(7));
+    assert_eq!(format!("{V:?}"), "<ContextVar name=\"v\">");
+}

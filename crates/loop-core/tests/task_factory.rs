@@ -1,0 +1,219 @@
+//! Task factory and run_coroutine_threadsafe: CORE-49 .. CORE-51.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::*;
+use loop_core::{Error, EventLoop, TaskFactory, TaskSpec};
+
+#[test]
+fn core_49_get_and_set_task_factory() {
+    let lp = EventLoop::new().unwrap();
+    assert!(lp.get_task_factory().is_none(), "none by default");
+    let factory: TaskFactory = Rc::new(|_lp: &EventLoop, spec: TaskSpec| Ok(spec));
+    lp.set_task_factory(Some(factory.clone()));
+    assert!(Rc::ptr_eq(&lp.get_task_factory().unwrap(), &factory));
+    lp.set_task_factory(None);
+    assert!(
+        lp.get_task_factory().is_none(),
+        "none again after set_task_factory(None)"
+    );
+}
+
+#[test]
+fn core_50_create_task_goes_through_the_factory() {
+    let lp = EventLoop::new().unwrap();
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let polls = Rc::new(Cell::new(0));
+    let (c, p) = (calls.clone(), polls.clone());
+    lp.set_task_factory(Some(Rc::new(move |lp: &EventLoop, mut spec: TaskSpec| {
+        assert!(!lp.is_closed());
+        // The factory receives every create_task argument (the name included)...
+        c.borrow_mut().push(spec.name.clone());
+        // ...and may wrap the body, keeping its output.
+        let inner = spec.future;
+        let p = p.clone();
+        spec.future = Box::pin(async move {
+            p.set(p.get() + 1);
+            inner.await
+        });
+        spec.name = spec.name.map(|n| format!("custom:{n}"));
+        Ok(spec)
+    })));
+    let named = lp.create_named_task("job", async { 1 }).unwrap();
+    assert_eq!(named.get_name(), "custom:job", "the name is applied");
+    let unnamed = lp.create_task(async { 2 }).unwrap();
+    assert!(unnamed.get_name().starts_with("Task-"));
+    assert_eq!(lp.run_until_complete(named).unwrap().unwrap(), 1);
+    assert_eq!(lp.run_until_complete(unnamed).unwrap().unwrap(), 2);
+    // run_until_complete wraps its future through the factory too.
+    assert_eq!(lp.run_until_complete(async { 3 }).unwrap(), 3);
+    assert_eq!(
+        *calls.borrow(),
+        [Some("job".to_string()), None, None, None, None]
+    );
+    assert_eq!(polls.get(), 5);
+
+    // Without a factory, the built-in task again.
+    lp.set_task_factory(None);
+    let t = lp.create_named_task("plain", async { 4 }).unwrap();
+    assert_eq!(t.get_name(), "plain");
+    assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 4);
+    assert_eq!(calls.borrow().len(), 5);
+
+    // A factory that breaks the output type fails the task (clearly) instead of the loop.
+    lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+        spec.future = Box::pin(async { Box::new("wrong type") as Box<dyn std::any::Any> });
+        Ok(spec)
+    })));
+    let t = lp.create_task(async { 5u64 }).unwrap();
+    lp.set_task_factory(None);
+    let r = lp.run_until_complete(t).unwrap();
+    assert!(
+        matches!(&r, Err(Error::Exception(e)) if e.to_string().contains("task factory changed the output type")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn core_51_a_failing_factory_error_reaches_the_caller() {
+    let lp = EventLoop::new().unwrap();
+    let seen = record_exceptions(&lp);
+    lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, _spec: TaskSpec| {
+        Err(Error::invalid_argument("refused by the factory"))
+    })));
+    let (dropped, flag) = drop_flag();
+    let e = lp
+        .create_task(async move {
+            let _f = flag;
+        })
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid argument: refused by the factory");
+    assert!(dropped.get(), "the refused future is dropped");
+    assert!(lp.all_tasks().is_empty());
+    assert!(matches!(
+        lp.run_until_complete(async {}),
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // A panicking factory: the panic comes back as an error.
+    lp.set_task_factory(Some(Rc::new(
+        |_lp: &EventLoop, _spec: TaskSpec| -> loop_core::Result<TaskSpec> {
+            panic!("factory panicked")
+        },
+    )));
+    let e = lp.create_task(async {}).unwrap_err();
+    assert!(
+        matches!(&e, Error::Exception(x) if x.is_panic() && x.to_string() == "panic: factory panicked")
+    );
+    // The caller got it: nothing went to the exception handler.
+    assert!(messages(&seen).is_empty());
+    lp.set_task_factory(None);
+    assert_eq!(lp.run_until_complete(async { 1 }).unwrap(), 1);
+}
+
+#[test]
+fn core_51_factory_failure_through_run_coroutine_threadsafe() {
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 30);
+    let seen = record_exceptions(&lp);
+    lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, _spec: TaskSpec| {
+        Err(Error::invalid_argument("no tasks today"))
+    })));
+    let remote = lp.remote();
+    let t = std::thread::spawn(move || {
+        let f = remote.run_coroutine_threadsafe(|_lp| async { 1 }).unwrap();
+        let r = f.wait();
+        remote.stop().unwrap();
+        r
+    });
+    lp.run_forever().unwrap();
+    let e = t.join().unwrap().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid argument: no tasks today",
+        "set on the thread-side future"
+    );
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1, "and reported once");
+    assert!(seen[0].message.contains("run_coroutine_threadsafe"));
+    assert!(matches!(
+        &seen[0].exception,
+        Some(Error::InvalidArgument(_))
+    ));
+    drop(wd);
+}
+
+#[test]
+fn core_51_run_coroutine_threadsafe_outcomes() {
+    let lp = EventLoop::new().unwrap();
+    let wd = Watchdog::new(&lp, 30);
+    let seen = record_exceptions(&lp);
+    let remote = lp.remote();
+    let t = std::thread::spawn(move || {
+        // A value.
+        let ok = remote
+            .run_coroutine_threadsafe(|_| async { "value" })
+            .unwrap();
+        assert_eq!(ok.wait().unwrap(), "value");
+        assert!(
+            matches!(ok.wait(), Err(Error::InvalidState(_))),
+            "taken once"
+        );
+        // A panic of the body.
+        let p = remote
+            .run_coroutine_threadsafe(|_| async { panic!("body panicked") })
+            .unwrap();
+        assert!(
+            matches!(p.wait(), Err(Error::Exception(e)) if e.to_string() == "panic: body panicked")
+        );
+        // A panic of the closure that makes the future: set on the future, reported once.
+        let m = remote
+            .run_coroutine_threadsafe(|_| -> std::future::Ready<()> { panic!("make panicked") })
+            .unwrap();
+        assert!(
+            matches!(m.wait(), Err(Error::Exception(e)) if e.to_string() == "panic: make panicked")
+        );
+        // Cancelled from the thread while the task waits: the task is cancelled on the loop.
+        let c = remote
+            .run_coroutine_threadsafe(|lp| lp.create_future::<()>())
+            .unwrap();
+        assert!(matches!(
+            c.wait_timeout(Duration::from_millis(20)),
+            Err(Error::TimedOut)
+        ));
+        assert!(c.cancel());
+        assert!(c.cancelled());
+        assert!(!c.cancel());
+        assert!(c.wait().unwrap_err().is_cancelled());
+        // Awaited from another executor.
+        let a = remote.run_coroutine_threadsafe(|_| async { 5 }).unwrap();
+        let v = futures_lite::future::block_on(a).unwrap();
+        assert_eq!(v, 5);
+        // Let the loop finish cancelling, then stop it.
+        std::thread::sleep(Duration::from_millis(20));
+        remote.stop().unwrap();
+    });
+    lp.run_forever().unwrap();
+    t.join().unwrap();
+    run_once(&lp);
+    assert!(lp.all_tasks().is_empty(), "the cancelled task ended");
+    let msgs = messages(&seen);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].starts_with("Exception in callback"));
+
+    // Closing the loop before the task ends completes the thread-side future with Closed.
+    let remote = lp.remote();
+    let f = remote
+        .run_coroutine_threadsafe(|_| std::future::pending::<()>())
+        .unwrap();
+    run_once(&lp);
+    let g = remote.run_coroutine_threadsafe(|_| async {}).unwrap();
+    lp.close().unwrap();
+    assert!(matches!(f.wait(), Err(Error::Closed)));
+    assert!(matches!(g.wait(), Err(Error::Closed)));
+    drop(wd);
+}

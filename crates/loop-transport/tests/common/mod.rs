@@ -1,0 +1,300 @@
+//! Helpers shared by the integration tests: a recording protocol, a watchdog, fd counting.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use loop_core::{EventLoop, ExceptionContext, LoopFuture};
+use loop_transport::{Protocol, Transport};
+
+/// Tests of one binary run one at a time: they count the process' fds.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the per-binary test lock.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Runs `fut` to completion on `lp`; a watchdog thread aborts the run (with a `Fatal`
+/// unwind) if it takes longer than `secs` — a generous bound, never a timing assertion.
+pub fn run<F>(lp: &EventLoop, secs: u64, fut: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let (tx, rx) = mpsc::channel::<()>();
+    let remote = lp.remote();
+    let dog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
+            let _ = remote.call_soon_threadsafe(|_| loop_core::fatal("test watchdog: timed out"));
+        }
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_until_complete(fut)));
+    let _ = tx.send(());
+    dog.join().unwrap();
+    match r {
+        Ok(r) => r.expect("run_until_complete failed"),
+        Err(p) if p.is::<loop_core::Fatal>() => panic!("test watchdog: not done within {secs} s"),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Runs the loop until `fut` is done (a loop future completed by a protocol).
+pub fn run_until<T: 'static>(lp: &EventLoop, secs: u64, fut: LoopFuture<T>) -> T {
+    run(lp, secs, fut).expect("future failed")
+}
+
+/// Runs `n` loop iterations.
+pub fn spin(lp: &EventLoop, n: usize) {
+    for _ in 0..n {
+        lp.stop();
+        lp.run_forever().unwrap();
+    }
+}
+
+/// Collects every exception-handler report.
+pub fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    lp.set_exception_handler(Some(Rc::new(move |_lp, ctx| {
+        l.borrow_mut().push(ctx.clone())
+    })));
+    log
+}
+
+/// The value of an extra key of a report.
+pub fn extra<'a>(ctx: &'a ExceptionContext, key: &str) -> Option<&'a str> {
+    ctx.extra
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// What a recording protocol saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ev {
+    /// `connection_made`.
+    Made,
+    /// `data_received`.
+    Data(Vec<u8>),
+    /// `eof_received`.
+    Eof,
+    /// `pause_writing`.
+    Pause,
+    /// `resume_writing`.
+    Resume,
+    /// `connection_lost`: the error's kind and OS error number.
+    Lost(Option<(io::ErrorKind, Option<i32>)>),
+    /// A marker pushed by a test hook.
+    Mark(&'static str),
+}
+
+/// Shared event log.
+pub type Log = Rc<RefCell<Vec<Ev>>>;
+
+/// A hook given the transport.
+pub type THook = Option<Box<dyn FnMut(&Transport)>>;
+/// A hook given the transport and the data.
+pub type DataHook = Option<Box<dyn FnMut(&Transport, &[u8])>>;
+
+/// A protocol that logs every call and runs optional hooks.
+pub struct Rec {
+    pub log: Log,
+    pub transport: Option<Transport>,
+    pub keep_open: bool,
+    pub lost: Option<LoopFuture<()>>,
+    pub lost_error: Rc<RefCell<Option<io::Error>>>,
+    pub on_made: THook,
+    pub on_data: DataHook,
+    pub on_pause: THook,
+    pub on_eof: THook,
+    pub record_data: bool,
+}
+
+impl Rec {
+    /// A recorder whose `connection_lost` completes `lost`.
+    pub fn new(lp: &EventLoop) -> (Rec, Log, LoopFuture<()>) {
+        let log: Log = Rc::default();
+        let lost = lp.create_future();
+        (
+            Rec {
+                log: log.clone(),
+                transport: None,
+                keep_open: false,
+                lost: Some(lost.clone()),
+                lost_error: Rc::default(),
+                on_made: None,
+                on_data: None,
+                on_pause: None,
+                on_eof: None,
+                record_data: true,
+            },
+            log,
+            lost,
+        )
+    }
+}
+
+impl Protocol for Rec {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.log.borrow_mut().push(Ev::Made);
+        self.transport = Some(transport.clone());
+        if let Some(h) = &mut self.on_made {
+            h(transport);
+        }
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        if self.record_data {
+            self.log.borrow_mut().push(Ev::Data(data.to_vec()));
+        }
+        let t = self.transport.clone().unwrap();
+        if let Some(h) = &mut self.on_data {
+            h(&t, data);
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.log.borrow_mut().push(Ev::Eof);
+        let t = self.transport.clone().unwrap();
+        if let Some(h) = &mut self.on_eof {
+            h(&t);
+        }
+        self.keep_open
+    }
+
+    fn pause_writing(&mut self) {
+        self.log.borrow_mut().push(Ev::Pause);
+        let t = self.transport.clone().unwrap();
+        if let Some(h) = &mut self.on_pause {
+            h(&t);
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        self.log.borrow_mut().push(Ev::Resume);
+    }
+
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
+        self.log
+            .borrow_mut()
+            .push(Ev::Lost(exc.as_ref().map(|e| (e.kind(), e.raw_os_error()))));
+        *self.lost_error.borrow_mut() = exc;
+        self.transport = None;
+        if let Some(f) = self.lost.take() {
+            f.set_result(()).unwrap();
+        }
+    }
+}
+
+/// All data bytes in a log, concatenated.
+pub fn data_of(log: &Log) -> Vec<u8> {
+    log.borrow()
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Data(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Events of a log other than data.
+pub fn non_data(log: &Log) -> Vec<Ev> {
+    log.borrow()
+        .iter()
+        .filter(|e| !matches!(e, Ev::Data(_)))
+        .cloned()
+        .collect()
+}
+
+/// A deterministic test pattern.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// A connected TCP pair over loopback: (client, accepted server side).
+pub fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (c, s)
+}
+
+/// Shrinks the socket's send buffer (the kernel rounds it up to its minimum).
+pub fn small_sndbuf(fd: impl AsFd) {
+    rustix::net::sockopt::set_socket_send_buffer_size(fd, 4096).unwrap();
+}
+
+/// Shrinks the socket's receive buffer.
+pub fn small_rcvbuf(fd: impl AsFd) {
+    rustix::net::sockopt::set_socket_recv_buffer_size(fd, 4096).unwrap();
+}
+
+/// Reads everything from a blocking socket in a thread, slowly.
+pub fn slow_reader<R: io::Read + Send + 'static>(
+    mut r: R,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("slow reader: {e}"),
+            }
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        out
+    })
+}
+
+/// Polls the loop (zero-timeout iterations, short sleeps in between) until `cond` holds; the
+/// bound is a watchdog, not a timing assertion.
+pub fn until(lp: &EventLoop, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached within {secs} s"
+        );
+        spin(lp, 1);
+        if !cond() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// Fills the kernel buffers of `t` (its peer not reading) until some data stays buffered in
+/// the transport; returns the buffered size.
+pub fn fill_until_buffered(t: &Transport) -> usize {
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..1000 {
+        t.write(&chunk).unwrap();
+        if t.get_write_buffer_size() > 0 {
+            return t.get_write_buffer_size();
+        }
+    }
+    panic!("the kernel took 64 MiB without pushing back");
+}

@@ -1,0 +1,1011 @@
+//! STREAM-01 … STREAM-26 (what does not need loop-net's servers and name resolution), on real
+//! socketpairs, TCP loopback sockets and pipes.
+
+mod common;
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::*;
+use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use futures_lite::StreamExt;
+use loop_core::{Error, EventLoop};
+use loop_transport::Protocol;
+use loop_transport::{
+    open_read_stream, open_stream, open_write_stream, Extra, StreamError, StreamReader,
+    StreamReaderProtocol, StreamWriter, Transport, TransportOptions, DEFAULT_LIMIT,
+};
+
+fn pair(lp: &EventLoop, limit: usize) -> (StreamReader, StreamWriter, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (r, w) = open_stream(lp, a, limit, TransportOptions::socket()).unwrap();
+    (r, w, b)
+}
+
+fn fed(data: &[u8], eof: bool) -> StreamReader {
+    let r = StreamReader::new();
+    r.feed_data(data);
+    if eof {
+        r.feed_eof();
+    }
+    r
+}
+
+fn fed_limit(limit: usize, data: &[u8]) -> StreamReader {
+    let r = StreamReader::with_limit(limit).unwrap();
+    r.feed_data(data);
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// STREAM-01 / STREAM-02 (the stream-pair building blocks; the socket-opening part is loop-net's)
+
+#[test]
+fn stream_01_open_stream_over_a_socketpair_and_tcp() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = fd_count();
+    let (mut r, w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    assert_eq!(r.limit(), 65536);
+    peer.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let (r, w, req) = run(&lp, 30, async move {
+        let req = r.readuntil(b"\r\n\r\n").await.unwrap();
+        w.write(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
+        w.drain().await.unwrap();
+        (r, w, req)
+    });
+    assert_eq!(req, b"GET / HTTP/1.0\r\n\r\n");
+    let mut resp = [0u8; 23];
+    peer.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp, b"HTTP/1.0 200 OK\r\n\r\nbody");
+    w.close();
+    run(&lp, 30, async move { w.wait_closed().await }).unwrap();
+    drop((r, peer));
+    assert_eq!(fd_count(), before);
+
+    let (client, server) = tcp_pair();
+    let (mut r, w) = open_stream(&lp, client, 100, TransportOptions::socket()).unwrap();
+    assert_eq!(r.limit(), 100);
+    let mut server = server;
+    server.write_all(b"hello tcp\n").unwrap();
+    let line = run(&lp, 30, async move {
+        let l = r.readline().await.unwrap();
+        w.close();
+        w.wait_closed().await.unwrap();
+        l
+    });
+    assert_eq!(line, b"hello tcp\n");
+}
+
+#[test]
+fn stream_02_client_connected_callback_gets_reader_and_writer() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, mut peer) = UnixStream::pair().unwrap();
+    let served = lp.create_future::<()>();
+    let s2 = served.clone();
+    let lp2 = lp.clone();
+    let proto =
+        StreamReaderProtocol::with_client_connected(StreamReader::new(), move |mut r, w| {
+            lp2.create_task(async move {
+                let line = r.readline().await.unwrap();
+                w.write(&line.to_ascii_uppercase()).unwrap();
+                w.close();
+                w.wait_closed().await.unwrap();
+                s2.set_result(()).unwrap();
+            })
+            .unwrap();
+        });
+    Transport::new(&lp, a, proto, TransportOptions::socket()).unwrap();
+    peer.write_all(b"shout\n").unwrap();
+    run_until(&lp, 30, served);
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"SHOUT\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// STREAM-04 … STREAM-17: the reader
+
+#[test]
+fn stream_04_zero_limit_is_rejected() {
+    let _g = serial();
+    let e = StreamReader::with_limit(0).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    assert!(e.to_string().contains("Limit"), "{e}");
+    let lp = EventLoop::new().unwrap();
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert!(open_stream(&lp, a, 0, TransportOptions::socket()).is_err());
+}
+
+#[test]
+fn stream_05_read_zero_and_feeding_nothing() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let mut r = fed(b"kept", false);
+    r.feed_data(b"");
+    assert_eq!(r.buffered_len(), 4);
+    let (r, got) = run(&lp, 30, async move {
+        let g = r.read(0).await.unwrap();
+        (r, g)
+    });
+    assert!(got.is_empty());
+    assert_eq!(r.buffered_len(), 4, "read(0) leaves the buffer untouched");
+
+    // feed_data(b"") does not complete a waiting read; data does. The protocol is the feeding
+    // handle of a reader owned by a task.
+    let empty = StreamReader::new();
+    let mut feeder = StreamReaderProtocol::new(Some(&empty));
+    let done = Rc::new(Cell::new(false));
+    let d2 = done.clone();
+    let t = lp
+        .create_task(async move {
+            let mut r = empty;
+            let got = r.read(5).await.unwrap();
+            d2.set(true);
+            got
+        })
+        .unwrap();
+    spin(&lp, 3);
+    feeder.data_received(b"");
+    spin(&lp, 3);
+    assert!(!done.get());
+    feeder.data_received(b"now");
+    assert_eq!(run(&lp, 30, t).unwrap(), b"now");
+}
+
+#[test]
+fn stream_06_read_n_waits_for_data_and_is_not_capped_by_the_limit() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, _w, mut peer) = pair(&lp, 3);
+    let done = Rc::new(Cell::new(false));
+    let d2 = done.clone();
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            let a = r.read(30).await.unwrap();
+            d2.set(true);
+            let b = r.read(2).await.unwrap();
+            let c = r.read(100).await.unwrap();
+            let eof = r.read(100).await.unwrap();
+            (a, b, c, eof)
+        })
+        .unwrap();
+    spin(&lp, 5);
+    assert!(!done.get(), "read(n) waits for data");
+    peer.write_all(b"12345678").unwrap();
+    until(&lp, 30, || done.get());
+    peer.write_all(b"abcd").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let (a, b, c, eof) = run(&lp, 30, t).unwrap();
+    assert_eq!(a, b"12345678", "everything buffered, above the limit of 3");
+    assert_eq!(b, b"ab");
+    assert_eq!(c, b"cd");
+    assert!(eof.is_empty(), "EOF with an empty buffer reads []");
+}
+
+#[test]
+fn stream_07_read_all_from_a_pipe_past_the_flow_control_limit() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = fd_count();
+    let (rp, wp) = rustix::pipe::pipe().unwrap();
+    let mut reader = open_read_stream(&lp, rp, 1024, TransportOptions::read_pipe()).unwrap();
+    let data = pattern(200_000); // ~200 × limit: the reader pauses and resumes many times
+    let d2 = data.clone();
+    let w = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(wp);
+        f.write_all(&d2).unwrap();
+    });
+    let got = run(&lp, 60, async move { reader.read_all().await }).unwrap();
+    w.join().unwrap();
+    assert!(got == data);
+    spin(&lp, 3);
+    assert_eq!(fd_count(), before, "the read pipe closed itself at EOF");
+}
+
+#[test]
+fn stream_08_readline() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed(b"line1\nline2\nlast", true);
+    let got = run(&lp, 30, async move {
+        let mut r = r;
+        let a = r.readline().await.unwrap();
+        let b = r.readline().await.unwrap();
+        let c = r.readline().await.unwrap();
+        let d = r.readline().await.unwrap();
+        (a, b, c, d, r.at_eof())
+    });
+    assert_eq!(
+        got,
+        (
+            b"line1\n".to_vec(),
+            b"line2\n".to_vec(),
+            b"last".to_vec(),
+            vec![],
+            true
+        )
+    );
+
+    // A line already buffered is returned without waiting; the rest stays buffered.
+    let r = fed(b"ready\nmore", false);
+    let (r, line) = run(&lp, 30, async move {
+        let mut r = r;
+        let l = r.readline().await.unwrap();
+        (r, l)
+    });
+    assert_eq!(line, b"ready\n");
+    assert_eq!(r.buffered_len(), 4);
+}
+
+#[test]
+fn stream_09_readline_over_the_limit_is_a_value_error_and_drops_the_line() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    // Newline already buffered: the line and its newline are removed.
+    let r = fed_limit(4, b"12345\nabc\n");
+    let (r, e, next) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.readline().await.unwrap_err();
+        let next = r.readline().await.unwrap();
+        (r, e, next)
+    });
+    assert!(
+        matches!(&e, StreamError::Other(Error::InvalidArgument(_))),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("Separator is found, but chunk is longer than limit"),
+        "{e}"
+    );
+    assert_eq!(next, b"abc\n");
+    drop(r);
+    // No newline yet: the whole buffer is discarded.
+    let r = fed_limit(4, b"123456");
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.readline().await.unwrap_err();
+        (r, e)
+    });
+    assert!(matches!(&e, StreamError::Other(Error::InvalidArgument(_))));
+    assert_eq!(r.buffered_len(), 0);
+    // A line of exactly `limit` bytes plus its newline is fine.
+    let r = fed_limit(4, b"1234\n");
+    let line = run(&lp, 30, async move {
+        let mut r = r;
+        r.readline().await.unwrap()
+    });
+    assert_eq!(line, b"1234\n");
+}
+
+#[test]
+fn stream_10_readuntil_separator_across_chunks() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, _w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            let a = r.readuntil(b"&&").await.unwrap();
+            let b = r.readuntil(b"&&").await.unwrap();
+            (r, a, b)
+        })
+        .unwrap();
+    for piece in [&b"lin"[..], b"e1&", b"&li", b"ne2", b"&", b"&rest"] {
+        peer.write_all(piece).unwrap();
+        spin(&lp, 3);
+    }
+    let (r, a, b) = run(&lp, 30, t).unwrap();
+    assert_eq!(a, b"line1&&");
+    assert_eq!(b, b"line2&&");
+    assert_eq!(r.buffered_len(), 4);
+
+    let r = fed(b"x", false);
+    let (e1, e2) = run(&lp, 30, async move {
+        let mut r = r;
+        let e1 = r.readuntil(b"").await.unwrap_err();
+        let e2 = r.readuntil_any(&[]).await.unwrap_err();
+        (e1, e2)
+    });
+    assert!(
+        e1.to_string()
+            .contains("Separator should be at least one-byte string"),
+        "{e1}"
+    );
+    assert!(
+        e2.to_string()
+            .contains("Separator should contain at least one element"),
+        "{e2}"
+    );
+}
+
+#[test]
+fn stream_11_readuntil_any_returns_the_shortest_result() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed(b"abcdxy--xBBA", true);
+    let got = run(&lp, 30, async move {
+        let mut r = r;
+        // "abcdx" ends before "xy" does: the longer separator wins.
+        let a = r.readuntil_any(&[b"xy", b"abcdx"]).await.unwrap();
+        let b = r.readuntil_any(&[b"A", b"BB"]).await.unwrap();
+        let c = r.read_all().await.unwrap();
+        (a, b, c)
+    });
+    assert_eq!(got, (b"abcdx".to_vec(), b"y--xBB".to_vec(), b"A".to_vec()));
+
+    // Split across feeds, with separators of different lengths: the scan offset must not
+    // skip a separator that straddles two chunks.
+    let r = StreamReader::new();
+    let mut feeder = StreamReaderProtocol::new(Some(&r));
+    feeder.data_received(b"aaaa");
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            r.readuntil_any(&[b"ab", b"zzzzzz"]).await.unwrap()
+        })
+        .unwrap();
+    spin(&lp, 3);
+    assert!(!t.done());
+    feeder.data_received(b"b");
+    assert_eq!(run(&lp, 30, t).unwrap(), b"aaaab");
+
+    let (r, _w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            r.readuntil_any(&[b"zz", b"aaaaab"]).await.unwrap()
+        })
+        .unwrap();
+    peer.write_all(b"aaaa").unwrap();
+    spin(&lp, 5);
+    peer.write_all(b"ab").unwrap();
+    assert_eq!(run(&lp, 30, t).unwrap(), b"aaaaab");
+}
+
+#[test]
+fn stream_12_readuntil_at_eof_is_incomplete_with_all_buffered_data() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed(b"no separator here", true);
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.readuntil(b"\n").await.unwrap_err();
+        (r, e)
+    });
+    match &e {
+        StreamError::Incomplete { partial, expected } => {
+            assert_eq!(partial, b"no separator here");
+            assert_eq!(*expected, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        e.to_string(),
+        "17 bytes read on a total of undefined expected bytes"
+    );
+    assert_eq!(r.buffered_len(), 0, "the buffer is emptied");
+    assert!(r.at_eof());
+}
+
+#[test]
+fn stream_13_readuntil_limit_overrun_keeps_data() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed_limit(3, b"abcdef");
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.readuntil(b"!").await.unwrap_err();
+        (r, e)
+    });
+    match &e {
+        StreamError::LimitOverrun { message, consumed } => {
+            assert_eq!(
+                *message,
+                "Separator is not found, and chunk exceed the limit"
+            );
+            assert_eq!(*consumed, 6);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.buffered_len(), 6, "the data stays");
+
+    let r = fed_limit(3, b"abcde!");
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.readuntil_any(&[b"!", b"?"]).await.unwrap_err();
+        (r, e)
+    });
+    match &e {
+        StreamError::LimitOverrun { message, consumed } => {
+            assert_eq!(
+                *message,
+                "Separator is found, but chunk is longer than limit"
+            );
+            assert_eq!(*consumed, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.buffered_len(), 6);
+    let all = run(&lp, 30, async move {
+        let mut r = r;
+        r.read(100).await.unwrap()
+    });
+    assert_eq!(all, b"abcde!");
+}
+
+#[test]
+fn stream_14_readexactly() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed_limit(2, b"0123456789");
+    let got = run(&lp, 30, async move {
+        let mut r = r;
+        let zero = r.readexactly(0).await.unwrap();
+        let seven = r.readexactly(7).await.unwrap(); // above the limit of 2
+        r.feed_eof();
+        let e = r.readexactly(5).await.unwrap_err();
+        (zero, seven, e, r.buffered_len())
+    });
+    assert!(got.0.is_empty());
+    assert_eq!(got.1, b"0123456");
+    match &got.2 {
+        StreamError::Incomplete { partial, expected } => {
+            assert_eq!(partial, b"789");
+            assert_eq!(*expected, Some(5));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        got.2.to_string(),
+        "3 bytes read on a total of 5 expected bytes"
+    );
+    assert_eq!(got.3, 0, "the buffer is cleared");
+    // A negative size is a compile error: `n` is a `usize`.
+}
+
+#[test]
+fn stream_15_exception_is_raised_by_every_later_read_and_wakes_a_waiter() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = fed(b"data\n", false);
+    r.set_exception(Error::from(io::Error::from(io::ErrorKind::ConnectionReset)));
+    assert!(r.exception().is_some());
+    let errs = run(&lp, 30, async move {
+        let mut r = r;
+        vec![
+            r.read(1).await.unwrap_err(),
+            r.readline().await.unwrap_err(),
+            r.readuntil(b"\n").await.unwrap_err(),
+            r.readexactly(1).await.unwrap_err(),
+            r.read_all().await.unwrap_err(),
+        ]
+    });
+    for e in errs {
+        assert!(
+            matches!(&e, StreamError::Other(Error::Io(io)) if io.kind() == io::ErrorKind::ConnectionReset),
+            "{e:?}"
+        );
+    }
+
+    // A waiting reader is woken with it (here: the connection is lost with an error).
+    let r = StreamReader::new();
+    let mut feeder = StreamReaderProtocol::new(Some(&r));
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            r.readexactly(10).await.unwrap_err()
+        })
+        .unwrap();
+    spin(&lp, 3);
+    assert!(!t.done());
+    feeder.connection_lost(Some(io::Error::from(io::ErrorKind::TimedOut)));
+    let e = run(&lp, 30, t).unwrap();
+    assert!(e.to_string().contains("timed out"), "{e}");
+
+    // A waiter that was cancelled: setting the exception later is harmless.
+    let r = StreamReader::new();
+    let mut feeder = StreamReaderProtocol::new(Some(&r));
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            let _ = r.read(1).await;
+        })
+        .unwrap();
+    spin(&lp, 2);
+    t.cancel(None);
+    spin(&lp, 2);
+    assert!(t.cancelled());
+    feeder.connection_lost(Some(io::Error::from(io::ErrorKind::TimedOut)));
+    spin(&lp, 2);
+}
+
+#[test]
+fn stream_16_at_eof_only_with_eof_and_an_empty_buffer() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = StreamReader::new();
+    assert!(!r.at_eof());
+    r.feed_data(b"x");
+    assert!(!r.at_eof());
+    r.feed_eof();
+    assert!(!r.at_eof());
+    let r = run(&lp, 30, async move {
+        let mut r = r;
+        r.read(1).await.unwrap();
+        r
+    });
+    assert!(r.at_eof());
+}
+
+#[test]
+fn stream_17_a_second_waiting_read_is_refused() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let r = StreamReader::new();
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        // Cancelling (dropping) a waiting read releases the wait slot…
+        {
+            let mut f = Box::pin(r.read(1));
+            assert!(futures_lite::future::poll_once(&mut f).await.is_none());
+        }
+        // …but a read future leaked while waiting keeps it.
+        let mut f = Box::pin(r.read(1));
+        assert!(futures_lite::future::poll_once(&mut f).await.is_none());
+        std::mem::forget(f);
+        let e = r.readline().await.unwrap_err();
+        (r, e)
+    });
+    assert_eq!(
+        e.to_string(),
+        "readline() called while another coroutine is already waiting for incoming data"
+    );
+    drop(r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// STREAM-18, STREAM-19: the reader protocol
+
+#[test]
+fn stream_18_reader_pauses_the_transport_above_twice_the_limit_and_resumes_at_the_limit() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w, peer) = pair(&lp, 1024);
+    let data = pattern(1 << 20);
+    let d2 = data.clone();
+    let mut p2 = peer.try_clone().unwrap();
+    let writer = std::thread::spawn(move || p2.write_all(&d2).unwrap());
+    until(&lp, 30, || r.buffered_len() > 2048);
+    spin(&lp, 10);
+    let t = w.transport().clone();
+    assert!(!t.is_reading(), "paused above 2 × limit");
+    assert!(
+        r.buffered_len() < data.len(),
+        "the rest waits in the kernel"
+    );
+    // Reading down to the limit resumes the transport.
+    let t2 = t.clone();
+    let r = run(&lp, 30, async move {
+        let mut r = r;
+        let mut first = Vec::new();
+        while r.buffered_len() > 1024 {
+            assert!(!t2.is_reading(), "still paused above the limit");
+            first.extend(r.read(256).await.unwrap());
+        }
+        // The read that brought the buffer to the limit resumed reading at once.
+        assert!(t2.is_reading(), "resumed at ≤ limit");
+        (r, first)
+    });
+    // A read that needs more than 2 × limit resumes reading while it waits.
+    let total = data.len();
+    let got = run(&lp, 60, async move {
+        let (mut r, mut all) = r;
+        while all.len() < total {
+            let want = (total - all.len()).min(10 * 1024);
+            all.extend(r.readexactly(want).await.unwrap());
+        }
+        all
+    });
+    writer.join().unwrap();
+    assert!(got == data);
+    w.close();
+    drop(peer);
+    spin(&lp, 3);
+}
+
+#[test]
+fn stream_19_lost_cleanly_feeds_eof_and_eof_keeps_the_writer_open() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    peer.write_all(b"request").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let (r, w, got) = run(&lp, 30, async move {
+        let mut r = r;
+        let got = r.read_all().await.unwrap();
+        // The peer's EOF did not close our side: reply.
+        assert!(!w.is_closing());
+        w.write(b"reply").unwrap();
+        w.drain().await.unwrap();
+        (r, w, got)
+    });
+    assert_eq!(got, b"request");
+    assert!(r.at_eof());
+    w.close();
+    let mut reply = Vec::new();
+    let w = run(&lp, 30, async move {
+        w.wait_closed().await.unwrap();
+        w
+    });
+    peer.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"reply");
+    drop(w);
+}
+
+#[test]
+fn stream_19_lost_with_an_error_sets_the_reader_exception() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (client, server) = tcp_pair();
+    let (r, w) = open_stream(&lp, client, DEFAULT_LIMIT, TransportOptions::socket()).unwrap();
+    spin(&lp, 3);
+    rustix::net::sockopt::set_socket_linger(&server, Some(Duration::ZERO)).unwrap();
+    drop(server);
+    let (e, closed) = run(&lp, 30, async move {
+        let mut r = r;
+        let e = r.read(10).await.unwrap_err();
+        let closed = w.wait_closed().await.unwrap_err();
+        (e, closed)
+    });
+    assert!(
+        matches!(&e, StreamError::Other(err) if err.raw_os_error() == Some(rustix::io::Errno::CONNRESET.raw_os_error())),
+        "{e:?}"
+    );
+    assert_eq!(
+        closed.raw_os_error(),
+        Some(rustix::io::Errno::CONNRESET.raw_os_error())
+    );
+    assert!(reports.borrow().is_empty());
+}
+
+#[test]
+fn stream_20_lines_until_empty() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, _w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    peer.write_all(b"one\ntwo\nthree").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let lines = run(&lp, 30, async move {
+        let mut r = r;
+        let v: Vec<_> = r.line_stream().map(|l| l.unwrap()).collect().await;
+        v
+    });
+    assert_eq!(
+        lines,
+        vec![b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]
+    );
+}
+
+#[test]
+fn stream_21_errors_are_plain_data_and_no_loop_is_needed_to_build_a_reader() {
+    let _g = serial();
+    // No loop exists on this thread: building readers and protocols works.
+    assert!(loop_core::get_running_loop().is_err());
+    let r = StreamReader::with_limit(10).unwrap();
+    let _p = StreamReaderProtocol::new(Some(&r));
+    let e = StreamError::Incomplete {
+        partial: b"ab".to_vec(),
+        expected: Some(3),
+    };
+    let copy = e.clone();
+    assert!(
+        matches!(copy, StreamError::Incomplete { ref partial, expected: Some(3) } if partial == b"ab")
+    );
+    let e = StreamError::LimitOverrun {
+        message: "m",
+        consumed: 4,
+    };
+    assert!(matches!(e, StreamError::LimitOverrun { consumed: 4, .. }));
+    // Into loop_core::Error and io::Error, downcastable back.
+    let core: Error = StreamError::Incomplete {
+        partial: vec![1],
+        expected: None,
+    }
+    .into();
+    match &core {
+        Error::Exception(x) => assert!(x.downcast_ref::<StreamError>().is_some()),
+        other => panic!("{other:?}"),
+    }
+    let io_err: io::Error = StreamError::Incomplete {
+        partial: vec![],
+        expected: Some(1),
+    }
+    .into();
+    assert_eq!(io_err.kind(), io::ErrorKind::UnexpectedEof);
+}
+
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "feed_data() after feed_eof()")]
+fn stream_21_feed_data_after_feed_eof_is_a_bug() {
+    let _g = serial();
+    let r = StreamReader::new();
+    r.feed_eof();
+    r.feed_data(b"late");
+}
+
+// ---------------------------------------------------------------------------------------------
+// STREAM-22 … STREAM-26: the writer
+
+#[test]
+fn stream_22_writer_delegates_to_the_transport() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (_r, w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    assert!(w.can_write_eof());
+    assert!(!w.is_closing());
+    assert!(w.get_extra_info(Extra::Socket).is_some());
+    assert_eq!(
+        w.get_extra_info(Extra::Peername).unwrap().as_addr(),
+        w.transport()
+            .get_extra_info(Extra::Peername)
+            .unwrap()
+            .as_addr()
+    );
+    w.write(b"a").unwrap();
+    w.writelines([&b"b"[..], b"c"]).unwrap();
+    w.write_eof().unwrap();
+    assert!(w.write(b"d").is_err(), "write after write_eof (NET-56)");
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"abc");
+    w.close();
+    assert!(w.is_closing());
+    assert!(w.transport().is_closing());
+    spin(&lp, 3);
+}
+
+#[test]
+fn stream_23_drain_returns_at_once_unless_paused_and_releases_every_drainer() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, peer) = UnixStream::pair().unwrap();
+    small_sndbuf(&a);
+    small_rcvbuf(&peer);
+    let (_r, w) = open_stream(&lp, a, DEFAULT_LIMIT, TransportOptions::socket()).unwrap();
+    let w = Rc::new(w);
+    // Not paused: returns at once (in the first poll).
+    let w2 = w.clone();
+    run(&lp, 30, async move {
+        w2.write(b"small").unwrap();
+        let mut d = Box::pin(w2.drain());
+        assert!(futures_lite::future::poll_once(&mut d).await.is_some());
+    });
+    // Paused: several drainers wait, all are released.
+    spin(&lp, 2);
+    let t = w.transport().clone();
+    t.set_write_buffer_limits(Some(usize::MAX / 4), None)
+        .unwrap();
+    fill_until_buffered(&t);
+    t.set_write_buffer_limits(Some(1024), None).unwrap(); // pause now
+    let released = Rc::new(Cell::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let w3 = w.clone();
+        let rel = released.clone();
+        tasks.push(
+            lp.create_task(async move {
+                w3.drain().await.unwrap();
+                rel.set(rel.get() + 1);
+            })
+            .unwrap(),
+        );
+    }
+    spin(&lp, 10);
+    assert_eq!(released.get(), 0, "drain waits while writing is paused");
+    let reader = slow_reader(peer, 64 * 1024, Duration::ZERO);
+    until(&lp, 60, || released.get() == 3);
+    assert!(
+        t.get_write_buffer_size() <= 256,
+        "released at the low-water mark"
+    );
+    w.close();
+    let w4 = w.clone();
+    run(&lp, 30, async move { w4.wait_closed().await }).unwrap();
+    assert!(reader.join().unwrap().len() > 64 * 1024);
+    drop(tasks);
+}
+
+#[test]
+fn stream_23_drain_raises_the_reader_exception_and_connection_lost() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w, _peer) = pair(&lp, DEFAULT_LIMIT);
+    r.set_exception(Error::TimedOut);
+    let w = Rc::new(w);
+    let w2 = w.clone();
+    let e = run(&lp, 30, async move { w2.drain().await.unwrap_err() });
+    assert!(matches!(e, Error::TimedOut));
+
+    let (_r, w, _peer) = pair(&lp, DEFAULT_LIMIT);
+    spin(&lp, 2);
+    w.close();
+    let e = run(&lp, 30, async move { w.drain().await.unwrap_err() });
+    let io_err = io::Error::from(e);
+    assert_eq!(io_err.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(io_err.to_string(), "Connection lost");
+}
+
+#[test]
+fn stream_23_write_and_drain_with_a_tiny_sndbuf_and_a_slow_reader() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, peer) = UnixStream::pair().unwrap();
+    small_sndbuf(&a);
+    small_rcvbuf(&peer);
+    let (_r, w) = open_stream(&lp, a, DEFAULT_LIMIT, TransportOptions::socket()).unwrap();
+    let reader = slow_reader(peer, 8 * 1024, Duration::from_micros(200));
+    let waits = Rc::new(Cell::new(0u32));
+    let w2 = waits.clone();
+    let expected = pattern(3 << 20);
+    let e2 = expected.clone();
+    run(&lp, 120, async move {
+        for chunk in e2.chunks(10_000) {
+            w.write(chunk).unwrap();
+            let mut d = Box::pin(w.drain());
+            if futures_lite::future::poll_once(&mut d).await.is_none() {
+                w2.set(w2.get() + 1);
+                d.await.unwrap();
+            }
+        }
+        w.close();
+        w.wait_closed().await.unwrap();
+    });
+    assert!(waits.get() > 0, "drain() had to wait");
+    assert!(reader.join().unwrap() == expected, "all data, intact");
+}
+
+#[test]
+fn stream_24_write_drain_loop_against_a_closed_peer_ends_with_an_error() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (client, server) = tcp_pair();
+    let (_r, w) = open_stream(&lp, client, DEFAULT_LIMIT, TransportOptions::socket()).unwrap();
+    drop(server);
+    let e = run(&lp, 60, async move {
+        let chunk = vec![0u8; 4096];
+        for _ in 0..1_000_000 {
+            w.write(&chunk)?;
+            w.drain().await?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap_err();
+    let kind = io::Error::from(e).kind();
+    assert!(
+        matches!(
+            kind,
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+        ),
+        "{kind:?}"
+    );
+    assert!(
+        reports.borrow().is_empty(),
+        "nothing is sent to the exception handler"
+    );
+}
+
+#[test]
+fn stream_25_close_then_wait_closed_even_with_unread_data() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    peer.write_all(b"never read").unwrap();
+    spin(&lp, 5);
+    w.close();
+    assert!(w.is_closing());
+    let r = run(&lp, 30, async move {
+        w.wait_closed().await.unwrap();
+        r
+    });
+    // The paired reader sees EOF after its buffered data.
+    let (r, rest) = run(&lp, 30, async move {
+        let mut r = r;
+        let rest = r.read_all().await.unwrap();
+        (r, rest)
+    });
+    assert_eq!(rest, b"never read");
+    assert!(r.at_eof());
+}
+
+#[test]
+fn stream_26_dropping_an_open_writer_closes_the_transport() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = fd_count();
+    let (r, w, peer) = pair(&lp, DEFAULT_LIMIT);
+    let t = w.transport().clone();
+    drop(w);
+    assert!(t.is_closing());
+    spin(&lp, 3);
+    assert!(t.fileno().is_none());
+    drop((r, peer, t));
+    assert_eq!(fd_count(), before);
+
+    // After the loop is closed: no panic, the fd is closed as well.
+    let (r, w, peer) = pair(&lp, DEFAULT_LIMIT);
+    lp.close().unwrap();
+    drop(w);
+    drop((r, peer));
+    drop(lp);
+    assert!(fd_count() < before, "the loop's own fds are gone too");
+}
+
+// ---------------------------------------------------------------------------------------------
+// futures-io interop
+
+#[test]
+fn streams_implement_async_read_bufread_and_write() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w, mut peer) = pair(&lp, 1024);
+    let data = pattern(100_000);
+    let d2 = data.clone();
+    let mut p2 = peer.try_clone().unwrap();
+    let feeder = std::thread::spawn(move || {
+        p2.write_all(b"first line\n").unwrap();
+        p2.write_all(&d2).unwrap();
+        p2.shutdown(Shutdown::Write).unwrap();
+    });
+    let (line, copied) = run(&lp, 60, async move {
+        let mut r = r;
+        let mut w = w;
+        let mut line = String::new();
+        AsyncBufReadExt::read_line(&mut r, &mut line).await.unwrap();
+        // Echo the rest back through AsyncRead -> AsyncWrite.
+        let n = futures_lite::io::copy(&mut r, &mut w).await.unwrap();
+        w.flush().await.unwrap();
+        AsyncWriteExt::close(&mut w).await.unwrap(); // half-close: write_eof
+        let mut tail = [0u8; 1];
+        assert_eq!(AsyncReadExt::read(&mut r, &mut tail).await.unwrap(), 0);
+        (line, n)
+    });
+    feeder.join().unwrap();
+    assert_eq!(line, "first line\n");
+    assert_eq!(copied as usize, data.len());
+    let mut echoed = Vec::new();
+    peer.read_to_end(&mut echoed).unwrap();
+    assert!(echoed == data);
+}
+
+#[test]
+fn write_stream_over_a_pipe() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rp, wp) = rustix::pipe::pipe().unwrap();
+    let w = open_write_stream(&lp, wp, TransportOptions::write_pipe()).unwrap();
+    let data = pattern(1 << 20);
+    let reader = slow_reader(std::fs::File::from(rp), 64 * 1024, Duration::ZERO);
+    let d2 = data.clone();
+    run(&lp, 60, async move {
+        for c in d2.chunks(50_000) {
+            w.write(c).unwrap();
+            w.drain().await.unwrap();
+        }
+        w.close();
+        w.wait_closed().await.unwrap();
+    });
+    assert!(reader.join().unwrap() == data);
+}
