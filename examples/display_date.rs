@@ -64,7 +64,7 @@ fn civil_date(mut days: u64) -> (u64, u64, u64) {
     (year, month, days + 1)
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let ticks = match std::env::args().nth(1) {
         None => 5,
         Some(arg) => match arg.parse::<u32>() {

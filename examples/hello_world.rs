@@ -11,7 +11,7 @@ fn hello_world(lp: &EventLoop) {
     lp.stop();
 }
 
-fn main() -> Result<(), Error> {
+pub fn main() -> Result<(), Error> {
     let lp = EventLoop::new()?;
     // Schedule a call to hello_world().
     lp.call_soon(hello_world)?;

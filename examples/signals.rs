@@ -35,7 +35,7 @@ fn run() -> evloop::Result<()> {
     lp.close()
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

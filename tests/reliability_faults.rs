@@ -22,12 +22,13 @@ fn reliability_eintr_signal_every_millisecond_during_poll_surfaces_no_error() {
     let lp = EventLoop::new().unwrap();
     let delivered = Rc::new(Cell::new(0u32));
     let d = delivered.clone();
-    lp.add_signal_handler(SIGUSR1, move |_| d.set(d.get() + 1)).unwrap();
+    lp.add_signal_handler(SIGUSR1, move |_| d.set(d.get() + 1))
+        .unwrap();
     let errors = Rc::new(RefCell::new(Vec::<String>::new()));
     let e = errors.clone();
-    lp.set_exception_handler(Some(Rc::new(move |_: &EventLoop, ctx: &ExceptionContext| {
-        e.borrow_mut().push(ctx.message.clone())
-    })));
+    lp.set_exception_handler(Some(Rc::new(
+        move |_: &EventLoop, ctx: &ExceptionContext| e.borrow_mut().push(ctx.message.clone()),
+    )));
 
     // The signal goes to the loop's own thread, so it lands while that thread blocks in
     // epoll_wait (which the kernel never restarts, whatever SA_RESTART says).
@@ -62,12 +63,18 @@ fn reliability_eintr_signal_every_millisecond_during_poll_surfaces_no_error() {
     stop.store(true, Ordering::Relaxed);
     let sent = sender.join().unwrap();
     // Deliver whatever is still in the self-pipe.
-    lp.run_until_complete(lp.sleep(Duration::from_millis(20))).unwrap().unwrap();
+    lp.run_until_complete(lp.sleep(Duration::from_millis(20)))
+        .unwrap()
+        .unwrap();
 
     assert_eq!(slept.unwrap(), 100, "every sleep completed");
     assert!(sent > 0);
     assert!(delivered.get() > 0, "the handler ran ({sent} signals sent)");
-    assert!(errors.borrow().is_empty(), "no error surfaced: {:?}", errors.borrow());
+    assert!(
+        errors.borrow().is_empty(),
+        "no error surfaced: {:?}",
+        errors.borrow()
+    );
     lp.close().unwrap();
 }
 
@@ -76,17 +83,24 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
     let lp = EventLoop::new().unwrap();
     let reported = Rc::new(RefCell::new(Vec::<String>::new()));
     let r = reported.clone();
-    lp.set_exception_handler(Some(Rc::new(move |_: &EventLoop, ctx: &ExceptionContext| {
-        let what = ctx.exception.as_ref().map(|e| e.to_string()).unwrap_or_default();
-        r.borrow_mut().push(what);
-    })));
+    lp.set_exception_handler(Some(Rc::new(
+        move |_: &EventLoop, ctx: &ExceptionContext| {
+            let what = ctx
+                .exception
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            r.borrow_mut().push(what);
+        },
+    )));
 
     // A heartbeat that must keep running through every panic below.
     let beats = Rc::new(Cell::new(0u32));
     fn beat(lp: &EventLoop, beats: Rc<Cell<u32>>) {
         beats.set(beats.get() + 1);
         if beats.get() < 50 {
-            lp.call_later(Duration::from_millis(1), move |lp| beat(lp, beats)).unwrap();
+            lp.call_later(Duration::from_millis(1), move |lp| beat(lp, beats))
+                .unwrap();
         }
     }
     let b = beats.clone();
@@ -95,7 +109,8 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
     // 1. A plain callback.
     lp.call_soon(|_| panic!("in call_soon")).unwrap();
     // 2. A timer callback.
-    lp.call_later(Duration::from_millis(2), |_| panic!("in call_later")).unwrap();
+    lp.call_later(Duration::from_millis(2), |_| panic!("in call_later"))
+        .unwrap();
     // 3. A future's done-callback.
     let fut = lp.create_future::<u8>();
     fut.add_done_callback(|_| panic!("in done-callback"));
@@ -103,11 +118,14 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
     // 4. A task (its panic is its result; dropping the task unawaited reports it).
     let task = lp.create_task(async { panic!("in task") }).unwrap();
     // 5. A signal handler.
-    lp.add_signal_handler(SIGUSR2, |_| panic!("in signal handler")).unwrap();
+    lp.add_signal_handler(SIGUSR2, |_| panic!("in signal handler"))
+        .unwrap();
     // SAFETY: sending a signal to the own thread; its handler is installed just above.
     assert_eq!(unsafe { libc::pthread_kill(pthread_self(), SIGUSR2) }, 0);
     // 6. An executor job: the panic comes back as the future's error, never lost.
-    let job = lp.run_in_executor(None, || -> u8 { panic!("in executor job") }).unwrap();
+    let job = lp
+        .run_in_executor(None, || -> u8 { panic!("in executor job") })
+        .unwrap();
 
     let waiter = lp.clone();
     let b = beats.clone();
@@ -123,12 +141,20 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
         })
         .unwrap();
     let task_err = task_result.unwrap_err().to_string();
-    assert!(task_err.contains("in task"), "the task's panic is its result: {task_err}");
+    assert!(
+        task_err.contains("in task"),
+        "the task's panic is its result: {task_err}"
+    );
     let job_err = job_result.unwrap_err().to_string();
-    assert!(job_err.contains("in executor job"), "the job's panic is its result: {job_err}");
+    assert!(
+        job_err.contains("in executor job"),
+        "the job's panic is its result: {job_err}"
+    );
 
     // 7. A task factory that panics: create_task returns the error, the loop is unharmed.
-    lp.set_task_factory(Some(Rc::new(|_: &EventLoop, _spec| panic!("in task factory"))));
+    lp.set_task_factory(Some(Rc::new(|_: &EventLoop, _spec| {
+        panic!("in task factory")
+    })));
     let err = lp.create_task(async {}).unwrap_err().to_string();
     assert!(err.contains("in task factory"), "{err}");
     lp.set_task_factory(None);
@@ -138,7 +164,8 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
     lp.set_exception_handler(Some(Rc::new(|_: &EventLoop, _: &ExceptionContext| {
         panic!("in exception handler")
     })));
-    lp.call_soon(|_| panic!("reported to a panicking handler")).unwrap();
+    lp.call_soon(|_| panic!("reported to a panicking handler"))
+        .unwrap();
     let after = Rc::new(Cell::new(false));
     let a = after.clone();
     lp.call_soon(move |lp| {
@@ -150,9 +177,17 @@ fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on()
     assert!(after.get(), "the loop went on after the handler panicked");
 
     let reported = reported.borrow();
-    for what in ["in call_soon", "in call_later", "in done-callback", "in signal handler"] {
+    for what in [
+        "in call_soon",
+        "in call_later",
+        "in done-callback",
+        "in signal handler",
+    ] {
         let n = reported.iter().filter(|r| r.contains(what)).count();
-        assert_eq!(n, 1, "a panic {what} is reported exactly once: {reported:?}");
+        assert_eq!(
+            n, 1,
+            "a panic {what} is reported exactly once: {reported:?}"
+        );
     }
     assert_eq!(beats.get(), 50, "the heartbeat ran through every panic");
     lp.close().unwrap();

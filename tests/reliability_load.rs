@@ -16,11 +16,15 @@ use evloop::prelude::*;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
 }
 
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").expect("read /proc/self/task").count()
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .count()
 }
 
 /// xorshift64*: a fixed-seed source of delays, so a failure reproduces.
@@ -40,8 +44,7 @@ fn reliability_million_timers_half_cancelled_rest_fire_in_order() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: u32 = 1_000_000;
     let lp = EventLoop::new().unwrap();
-    let fired: Rc<RefCell<Vec<u32>>> =
-        Rc::new(RefCell::new(Vec::with_capacity(N as usize / 2)));
+    let fired: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::with_capacity(N as usize / 2)));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut cancel = Vec::with_capacity(N as usize / 2);
     for i in 0..N {
@@ -73,7 +76,11 @@ fn reliability_million_timers_half_cancelled_rest_fire_in_order() {
     })
     .unwrap();
     let fired = fired.borrow();
-    assert_eq!(fired.len(), (N / 2) as usize, "every uncancelled timer fires once");
+    assert_eq!(
+        fired.len(),
+        (N / 2) as usize,
+        "every uncancelled timer fires once"
+    );
     assert!(fired.iter().all(|i| i % 2 == 0), "no cancelled timer fired");
     // In deadline order, ties in scheduling order.
     let when: Vec<Instant> = WHEN.with(|w| {
@@ -82,7 +89,10 @@ fn reliability_million_timers_half_cancelled_rest_fire_in_order() {
         for (i, t) in w.iter() {
             by_index[*i as usize] = Some(*t);
         }
-        fired.iter().map(|i| by_index[*i as usize].expect("deadline")).collect()
+        fired
+            .iter()
+            .map(|i| by_index[*i as usize].expect("deadline"))
+            .collect()
     });
     for k in 1..fired.len() {
         let (a, b) = (when[k - 1], when[k]);
@@ -144,7 +154,10 @@ fn reliability_thousand_loops_in_sequence_and_on_eight_threads_leak_nothing() {
     }
     assert_eq!(fd_count(), fds, "fds leaked by 1000 sequential loops");
     // Other test threads of this binary may end meanwhile: the count must not grow.
-    assert!(thread_count() <= threads, "threads leaked by 1000 sequential loops");
+    assert!(
+        thread_count() <= threads,
+        "threads leaked by 1000 sequential loops"
+    );
 
     // Signals are owned by one loop at a time, so the threaded run leaves them out.
     let workers: Vec<_> = (0..8)
@@ -160,5 +173,8 @@ fn reliability_thousand_loops_in_sequence_and_on_eight_threads_leak_nothing() {
         w.join().expect("worker thread");
     }
     assert_eq!(fd_count(), fds, "fds leaked by 1000 loops on 8 threads");
-    assert!(thread_count() <= threads, "threads left behind by 1000 loops on 8 threads");
+    assert!(
+        thread_count() <= threads,
+        "threads left behind by 1000 loops on 8 threads"
+    );
 }

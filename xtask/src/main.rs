@@ -241,6 +241,10 @@ fn test(args: &[String]) -> ExitCode {
         name: "examples build".into(),
         cmd: cargo(&["build", "--workspace", "--all-features", "--examples"]),
     });
+    steps.push(Step {
+        name: "tour (every asyncio docs example, checked)".into(),
+        cmd: cargo(&["run", "--quiet", "--all-features", "--example", "tour"]),
+    });
     let mut doc = cargo(&[
         "doc",
         "--workspace",

@@ -44,6 +44,7 @@ mod error;
 mod event_loop;
 mod exception;
 mod future;
+mod group;
 mod handle;
 mod reactor;
 mod runner;
@@ -58,6 +59,7 @@ pub use event_loop::{
 };
 pub use exception::{ExceptionContext, ExceptionHandler};
 pub use future::{CallbackId, LoopFuture};
+pub use group::{spawn_loops, LoopGroup};
 pub use handle::{Handle, RemoteHandle};
 pub use reactor::{Fileno, IoHandler, IoRegistration, Mode, Readiness};
 pub use runner::{run, AsyncResource};
