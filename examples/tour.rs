@@ -17,8 +17,30 @@ use std::time::{Duration, Instant};
 mod display_date;
 #[path = "hello_world.rs"]
 mod hello_world;
+#[path = "open_socket_protocol.rs"]
+mod open_socket_protocol;
+#[path = "open_socket_streams.rs"]
+mod open_socket_streams;
+#[path = "pipes.rs"]
+mod pipes;
 #[path = "signals.rs"]
 mod signals;
+#[path = "subprocess_protocol.rs"]
+mod subprocess_protocol;
+#[path = "subprocess_streams.rs"]
+mod subprocess_streams;
+#[path = "tcp_echo_client_protocol.rs"]
+mod tcp_echo_client_protocol;
+#[path = "tcp_echo_client_streams.rs"]
+mod tcp_echo_client_streams;
+#[path = "tcp_echo_server_protocol.rs"]
+mod tcp_echo_server_protocol;
+#[path = "tcp_echo_server_streams.rs"]
+mod tcp_echo_server_streams;
+#[path = "udp_echo_client.rs"]
+mod udp_echo_client;
+#[path = "udp_echo_server.rs"]
+mod udp_echo_server;
 #[path = "watch_fd.rs"]
 mod watch_fd;
 
@@ -31,10 +53,21 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Runs the example named `name` in this process (child mode).
 fn run_example(name: &str) -> ExitCode {
     match name {
+        "display_date" => display_date::main().report(),
         "hello_world" => hello_world::main().report(),
-        "display_date" => display_date::main(),
-        "watch_fd" => watch_fd::main(),
-        "signals" => signals::main(),
+        "open_socket_protocol" => open_socket_protocol::main().report(),
+        "open_socket_streams" => open_socket_streams::main().report(),
+        "pipes" => pipes::main().report(),
+        "signals" => signals::main().report(),
+        "subprocess_protocol" => subprocess_protocol::main().report(),
+        "subprocess_streams" => subprocess_streams::main().report(),
+        "tcp_echo_client_protocol" => tcp_echo_client_protocol::main().report(),
+        "tcp_echo_client_streams" => tcp_echo_client_streams::main().report(),
+        "tcp_echo_server_protocol" => tcp_echo_server_protocol::main().report(),
+        "tcp_echo_server_streams" => tcp_echo_server_streams::main().report(),
+        "udp_echo_client" => udp_echo_client::main().report(),
+        "udp_echo_server" => udp_echo_server::main().report(),
+        "watch_fd" => watch_fd::main().report(),
         _ => {
             eprintln!("tour: no example named {name:?}");
             ExitCode::from(2)
@@ -66,8 +99,40 @@ fn sections() -> Vec<Section> {
             run: tour_watch_fd,
         },
         Section {
+            title: "TCP echo client and server using protocols",
+            run: tour_tcp_echo_protocol,
+        },
+        Section {
+            title: "TCP echo client and server using streams",
+            run: tour_tcp_echo_streams,
+        },
+        Section {
+            title: "UDP echo client and server using protocols",
+            run: tour_udp_echo,
+        },
+        Section {
+            title: "Register an open socket to wait for data using a protocol",
+            run: tour_open_socket_protocol,
+        },
+        Section {
+            title: "Register an open socket to wait for data using streams",
+            run: tour_open_socket_streams,
+        },
+        Section {
+            title: "Read and write a pipe (connect_read_pipe / connect_write_pipe)",
+            run: tour_pipes,
+        },
+        Section {
             title: "Set signal handlers for SIGINT and SIGTERM",
             run: tour_signals,
+        },
+        Section {
+            title: "Subprocess: get the output of a command with a protocol",
+            run: tour_subprocess_protocol,
+        },
+        Section {
+            title: "Subprocess: create_subprocess_exec with streams",
+            run: tour_subprocess_streams,
         },
     ]
 }
@@ -179,6 +244,24 @@ impl Running {
         }
     }
 
+    /// Kills the child (a server that runs forever) and returns every stdout line.
+    fn kill(self) -> Result<Vec<String>, String> {
+        let Running {
+            name,
+            mut child,
+            lines,
+            mut seen,
+        } = self;
+        child
+            .kill()
+            .map_err(|e| format!("cannot stop {name}: {e}"))?;
+        child
+            .wait()
+            .map_err(|e| format!("waiting for {name}: {e}"))?;
+        seen.extend(lines.iter());
+        Ok(seen)
+    }
+
     /// The child's pid.
     fn pid(&self) -> Result<rustix::process::Pid, String> {
         rustix::process::Pid::from_raw(self.child.id() as i32).ok_or_else(|| "no pid".into())
@@ -254,6 +337,191 @@ fn tour_signals() -> Result<Vec<String>, String> {
         lines.last().map(String::as_str) == Some("got signal SIGTERM: exit"),
         || format!("expected \"got signal SIGTERM: exit\" last, got {lines:?}"),
     )?;
+    Ok(lines)
+}
+
+/// A port that was free a moment ago (bound to port 0, then released).
+fn free_port(udp: bool) -> Result<u16, String> {
+    let port = if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr())
+    };
+    port.map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Waits until some socket listens on TCP `port`, reading `/proc/net/tcp{,6}` so that no probe
+/// connection shows up in the server's output.
+fn wait_listening(port: u16) -> Result<(), String> {
+    let needle = format!(":{port:04X} ");
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while Instant::now() < deadline {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            // Columns: sl local_address rem_address st ...; state 0A is LISTEN.
+            let listening = text.lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+            });
+            if listening {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!(
+        "nothing listened on port {port} within {CHILD_TIMEOUT:?}"
+    ))
+}
+
+/// Runs a TCP server example and its client against it; returns (server, client) lines.
+fn tcp_pair(server: &'static str, client: &'static str) -> Result<Vec<String>, String> {
+    let port = free_port(false)?.to_string();
+    let srv = Running::start(server, &[&port])?;
+    wait_listening(port.parse().unwrap_or(0))?;
+    let client_lines = run_to_end(client, &[&port]);
+    let server_lines = srv.kill()?;
+    let client_lines = client_lines?;
+    let mut out: Vec<String> = server_lines
+        .iter()
+        .map(|l| format!("server: {l}"))
+        .collect();
+    out.extend(client_lines.iter().map(|l| format!("client: {l}")));
+    expect(
+        client_lines.iter().any(|l| l.contains("Hello World!"))
+            && client_lines
+                .iter()
+                .filter(|l| l.contains("Hello World!"))
+                .count()
+                >= 2,
+        || format!("the client did not get its echo: {client_lines:?}"),
+    )?;
+    expect(
+        server_lines.iter().any(|l| l.contains("Hello World!")),
+        || format!("the server did not see the message: {server_lines:?}"),
+    )?;
+    Ok(out)
+}
+
+fn tour_tcp_echo_protocol() -> Result<Vec<String>, String> {
+    let out = tcp_pair("tcp_echo_server_protocol", "tcp_echo_client_protocol")?;
+    for want in [
+        "server: Data received: \"Hello World!\"",
+        "server: Close the client socket",
+        "client: Data sent: \"Hello World!\"",
+        "client: Data received: \"Hello World!\"",
+        "client: The server closed the connection",
+    ] {
+        expect(out.iter().any(|l| l == want), || {
+            format!("missing {want:?} in {out:?}")
+        })?;
+    }
+    Ok(out)
+}
+
+fn tour_tcp_echo_streams() -> Result<Vec<String>, String> {
+    let out = tcp_pair("tcp_echo_server_streams", "tcp_echo_client_streams")?;
+    for want in [
+        "server: Send: \"Hello World!\"",
+        "server: Close the connection",
+        "client: Send: \"Hello World!\"",
+        "client: Received: \"Hello World!\"",
+        "client: Close the connection",
+    ] {
+        expect(out.iter().any(|l| l == want), || {
+            format!("missing {want:?} in {out:?}")
+        })?;
+    }
+    Ok(out)
+}
+
+fn tour_udp_echo() -> Result<Vec<String>, String> {
+    let port = free_port(true)?.to_string();
+    let mut srv = Running::start("udp_echo_server", &[&port])?;
+    srv.wait_for(|l| l.starts_with("Starting UDP server"))?;
+    let client_lines = run_to_end("udp_echo_client", &[&port]);
+    let server_lines = srv.kill()?;
+    let client_lines = client_lines?;
+    let mut out: Vec<String> = server_lines
+        .iter()
+        .map(|l| format!("server: {l}"))
+        .collect();
+    out.extend(client_lines.iter().map(|l| format!("client: {l}")));
+    for want in [
+        "client: Send: Hello World!",
+        "client: Received: Hello World!",
+        "client: Close the socket",
+    ] {
+        expect(out.iter().any(|l| l == want), || {
+            format!("missing {want:?} in {out:?}")
+        })?;
+    }
+    expect(
+        server_lines
+            .iter()
+            .any(|l| l.starts_with("Send 'Hello World!' to ")),
+        || format!("the server did not echo: {server_lines:?}"),
+    )?;
+    Ok(out)
+}
+
+fn tour_open_socket_protocol() -> Result<Vec<String>, String> {
+    let lines = run_to_end("open_socket_protocol", &[])?;
+    expect(lines == ["Received: abc"], || {
+        format!("expected \"Received: abc\", got {lines:?}")
+    })?;
+    Ok(lines)
+}
+
+fn tour_open_socket_streams() -> Result<Vec<String>, String> {
+    let lines = run_to_end("open_socket_streams", &[])?;
+    expect(lines == ["Received: abc"], || {
+        format!("expected \"Received: abc\", got {lines:?}")
+    })?;
+    Ok(lines)
+}
+
+fn tour_pipes() -> Result<Vec<String>, String> {
+    let lines = run_to_end("pipes", &[])?;
+    for want in [
+        "reader: received \"hello\"",
+        "reader: received \"of the pipe\"",
+        "reader: end of file",
+        "reader: pipe closed",
+    ] {
+        expect(lines.iter().any(|l| l == want), || {
+            format!("missing {want:?} in {lines:?}")
+        })?;
+    }
+    Ok(lines)
+}
+
+/// True if `l` is `Current date: YYYY-MM-DD HH:MM:SS`.
+fn is_date_line(l: &str) -> bool {
+    let Some(date) = l.strip_prefix("Current date: ") else {
+        return false;
+    };
+    let b = date.as_bytes();
+    date.len() == "2026-11-25 12:00:00".len() && b[4] == b'-' && b[10] == b' ' && b[13] == b':'
+}
+
+fn tour_subprocess_protocol() -> Result<Vec<String>, String> {
+    let lines = run_to_end("subprocess_protocol", &[])?;
+    expect(lines.len() == 1 && is_date_line(&lines[0]), || {
+        format!("expected one \"Current date: ...\" line, got {lines:?}")
+    })?;
+    Ok(lines)
+}
+
+fn tour_subprocess_streams() -> Result<Vec<String>, String> {
+    let lines = run_to_end("subprocess_streams", &[])?;
+    expect(lines.first().is_some_and(|l| is_date_line(l)), || {
+        format!("expected \"Current date: ...\" first, got {lines:?}")
+    })?;
+    expect(lines.iter().any(|l| l.contains("exited with 2")), || {
+        format!("expected the failing command's exit code 2, got {lines:?}")
+    })?;
     Ok(lines)
 }
 

@@ -17,6 +17,8 @@
 //! | `signals` | `loop_signals` | `add_signal_handler`, `remove_signal_handler`, signal numbers |
 //! | `transport` | `loop_transport` | `Protocol`, `BufferedProtocol`, `DatagramProtocol`, `Transport`, `StreamReader`, `StreamWriter` |
 //! | `net` | `loop_net` | `sock_*` calls, `getaddrinfo` / `getnameinfo`, socket addresses |
+//! | `pipes` | `loop_pipes` | `connect_read_pipe`, `connect_write_pipe` (pipes, FIFOs, sockets, ptys) |
+//! | `subprocess` | `loop_subprocess` | `subprocess_exec`, `subprocess_shell`, `create_subprocess_exec`, `create_subprocess_shell`, `Process` |
 //!
 //! ```
 //! use evloop::prelude::*;
@@ -49,6 +51,12 @@ pub use loop_transport as transport;
 #[cfg(feature = "net")]
 pub use loop_net as net;
 
+#[cfg(feature = "pipes")]
+pub use loop_pipes as pipes;
+
+#[cfg(feature = "subprocess")]
+pub use loop_subprocess as subprocess;
+
 /// The loop, its error type and every enabled extension trait.
 pub mod prelude {
     pub use loop_core::{Error, EventLoop, Handle, LoopFuture, Remote, Task, TaskRef};
@@ -69,6 +77,18 @@ pub mod prelude {
 
     #[cfg(feature = "net")]
     pub use loop_net::SockExt;
+
+    #[cfg(feature = "net")]
+    pub use loop_net::{ConnectOptions, NetExt, ServerOptions};
+
+    #[cfg(feature = "net")]
+    pub use loop_net::DatagramExt;
+
+    #[cfg(feature = "pipes")]
+    pub use loop_pipes::PipesExt;
+
+    #[cfg(feature = "subprocess")]
+    pub use loop_subprocess::{SubprocessExt, SubprocessProtocol, SubprocessTransport};
 }
 
 /// The README's examples, compiled and run as doc tests.

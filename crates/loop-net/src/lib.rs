@@ -5,6 +5,11 @@
 //! [`EventLoop`](loop_core::EventLoop). Each works on a socket the caller owns, by reference,
 //! whatever its type (`std::net`, `std::os::unix::net`, `socket2`, or a raw `OwnedFd`).
 //!
+//! [`NetExt`] adds the high-level calls: `getaddrinfo` / `getnameinfo` (the system resolver on
+//! the default executor), `create_connection` (with happy eyeballs), `create_server` and
+//! [`Server`], their Unix-domain variants, and the streams functions `open_connection` /
+//! `start_server`.
+//!
 //! ```
 //! use loop_net::SockExt;
 //! use std::os::unix::net::UnixStream;
@@ -27,13 +32,30 @@
 #![warn(missing_docs)]
 
 mod addr;
+mod connect;
+mod datagram;
+mod errors;
+mod ext;
+mod lookup;
 mod resolve;
+mod server;
 mod sock;
+mod streams;
+mod unix;
 
 pub use addr::{peername, sockname, Addr};
+pub use connect::ConnectOptions;
+pub use datagram::{
+    DatagramAddr, DatagramExt, DatagramOptions, DatagramProtocolRef, DatagramTransport, AF_UNIX,
+    MAX_DATAGRAM_READ,
+};
+pub use errors::{raw_os_error, ErrorGroup};
+pub use ext::NetExt;
+pub use lookup::Service;
 pub use resolve::{
     getaddrinfo_blocking, getnameinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET,
     AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP, NI_NUMERICHOST,
     NI_NUMERICSERV, SOCK_DGRAM, SOCK_STREAM,
 };
+pub use server::{Hosts, Server, ServerOptions, ACCEPT_RETRY_DELAY};
 pub use sock::SockExt;

@@ -18,7 +18,7 @@ use loop_core::{Error, EventLoop, Result};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
-use crate::Addr;
+use crate::addr::{Addr, AddrExt};
 
 /// Removes the watcher added for one wait, however the wait ends.
 struct Unwatch {

@@ -82,6 +82,33 @@ impl Addr {
         Addr::Unnamed
     }
 
+    /// Converts to a rustix socket address, for `connect`, `bind` and `sendto`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for [`Addr::Unnamed`] (nothing to connect or send to) or a path too long
+    /// for a Unix socket address.
+    ///
+    /// ```
+    /// use loop_transport::Addr;
+    /// let a = Addr::from("127.0.0.1:80".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(Addr::from_rustix(Some(a.to_rustix().unwrap())), a);
+    /// assert!(Addr::Unnamed.to_rustix().is_err());
+    /// ```
+    pub fn to_rustix(&self) -> std::io::Result<SocketAddrAny> {
+        Ok(match self {
+            Addr::Inet(a) => SocketAddrAny::from(*a),
+            Addr::Unix(p) => SocketAddrAny::from(SocketAddrUnix::new(p.as_path())?),
+            Addr::UnixAbstract(n) => SocketAddrAny::from(SocketAddrUnix::new_abstract_name(n)?),
+            Addr::Unnamed => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an unnamed address cannot be connected, bound or sent to; give an IP address or a path",
+                ))
+            }
+        })
+    }
+
     /// The address `sock` is bound to.
     ///
     /// # Errors

@@ -631,7 +631,9 @@ impl StreamReader {
             for sep in seps {
                 if let Some(start) = find(data, sep, *offset) {
                     let end = start + sep.len();
-                    if found.map_or(true, |(_, e)| end < e) {
+                    // The earliest end wins; on equal ends the shorter separator (the later
+                    // start) is the match, and its start is checked against the limit.
+                    if found.map_or(true, |(s, e)| end < e || (end == e && start > s)) {
                         found = Some((start, end));
                     }
                 }
@@ -794,7 +796,8 @@ impl StreamReader {
     }
 
     /// Reads up to and including the first of several separators to end in the data: the
-    /// shortest result wins, whatever the separators' order (STREAM-11).
+    /// shortest result wins, whatever the separators' order (STREAM-11). When separators end at
+    /// the same byte, the shortest one is the match: its start is checked against the limit.
     ///
     /// # Errors
     ///

@@ -78,7 +78,8 @@ pub enum FdKind {
     /// exception handler ("Fatal read error on pipe transport", PIPE-05).
     ReadPipe,
     /// The write end of a pipe: write only; `write_eof` is `close`; the reader going away
-    /// (`EPOLLERR` / `EPOLLHUP`) closes the transport (PIPE-09). Writes use `write(2)`, so the
+    /// (`EPOLLERR` / `EPOLLHUP`) closes the transport (PIPE-09), except on a character device
+    /// (a pty), where the next write's error does (PIPE-12). Writes use `write(2)`, so the
     /// process must ignore `SIGPIPE` (Rust's runtime does by default).
     WritePipe,
 }
@@ -1371,8 +1372,9 @@ impl IoHandler for Inner {
     fn ready(&self, _lp: &EventLoop, r: Readiness) {
         let hup = r.is_error() || (r | Readiness::READ_CLOSED) == r;
         let drain = self.drain_next.replace(false) || hup;
-        if self.kind == FdKind::WritePipe && r.is_error() {
-            // PIPE-09: the reader went away.
+        if self.kind == FdKind::WritePipe && r.is_error() && !self.is_char_device() {
+            // PIPE-09: the reader went away. Not for character devices (ptys): as in
+            // asyncio, a hang-up there is learnt from the next write's error (EIO, PIPE-12).
             let buffered = self.st.borrow().wsize > 0;
             if buffered {
                 self.force_close(Some(io::Error::from(io::ErrorKind::BrokenPipe)));
@@ -1391,6 +1393,18 @@ impl IoHandler for Inner {
 }
 
 impl Inner {
+    /// True if the fd is a character device (a pty, a terminal); asked only on the rare
+    /// error readiness of a write pipe.
+    fn is_char_device(&self) -> bool {
+        let io = self.io.borrow();
+        io.fd.as_ref().is_some_and(|fd| {
+            rustix::fs::fstat(fd).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::CharacterDevice
+            })
+        })
+    }
+
     /// A handle to this transport.
     fn handle(&self) -> Transport {
         Transport {

@@ -1,0 +1,532 @@
+//! `create_connection` and `connect_accepted_socket`: from a host name (or a socket) to a
+//! connected [`Transport`] whose protocol has seen `connection_made`.
+//!
+//! Attempts are made one address at a time in resolver order, or, with a happy-eyeballs
+//! delay, staggered (RFC 8305): the next attempt starts when the delay passes or the previous
+//! one fails, the first connected socket wins and the others are dropped. Every attempt is a
+//! future owned by the call, so a losing or cancelled attempt closes its socket and removes its
+//! readiness watch the moment it is dropped — nothing outlives the call but the winner.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use loop_core::{Error, EventLoop, Result};
+use loop_timers::TimersExt;
+use loop_transport::{StreamProtocol, Transport, TransportOptions};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::errors::{aggregate, with_context};
+use crate::lookup::{ensure_resolved, Service};
+use crate::{AddrInfo, Hints, SockExt, SOCK_STREAM};
+
+/// Options of `create_connection`, `open_connection`, `create_unix_connection` and
+/// `connect_accepted_socket` (asyncio's keyword arguments). `Default` gives asyncio's defaults.
+///
+/// ```
+/// use loop_net::ConnectOptions;
+/// use std::time::Duration;
+/// let o = ConnectOptions {
+///     happy_eyeballs_delay: Some(Duration::from_millis(250)),
+///     ..Default::default()
+/// };
+/// assert_eq!(o.limit, 65536);
+/// assert!(o.sock.is_none());
+/// ```
+#[derive(Debug)]
+pub struct ConnectOptions {
+    /// An already connected stream socket to use instead of a host and port (asyncio's
+    /// `sock=`); it is made non-blocking and owned by the transport.
+    pub sock: Option<OwnedFd>,
+    /// Address family for the resolver (`AF_UNSPEC` = 0: any).
+    pub family: i32,
+    /// Protocol for the resolver (0: any).
+    pub proto: i32,
+    /// `AI_*` flags for the resolver.
+    pub flags: i32,
+    /// Local `(host, port)` to bind each attempt's socket to before connecting; resolved like
+    /// the remote address.
+    pub local_addr: Option<(String, u16)>,
+    /// Happy eyeballs (RFC 8305): start the next attempt after this delay even if the previous
+    /// one has not failed yet. `None`: one attempt at a time.
+    pub happy_eyeballs_delay: Option<Duration>,
+    /// Reorder the resolved addresses by family, round-robin, the first family contributing
+    /// this many leading entries. Defaults to 1 when a happy-eyeballs delay is given.
+    pub interleave: Option<usize>,
+    /// When every attempt fails, return all their errors as an [`ErrorGroup`](crate::ErrorGroup)
+    /// instead of one OS error.
+    pub all_errors: bool,
+    /// The buffer limit of the `StreamReader` (streams functions only): 64 KiB by default.
+    pub limit: usize,
+    /// TLS. evloop has no TLS support: `true` is rejected.
+    pub ssl: bool,
+    /// TLS only: rejected without TLS.
+    pub server_hostname: Option<String>,
+    /// TLS only: rejected without TLS.
+    pub ssl_handshake_timeout: Option<Duration>,
+    /// TLS only: rejected without TLS.
+    pub ssl_shutdown_timeout: Option<Duration>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            sock: None,
+            family: 0,
+            proto: 0,
+            flags: 0,
+            local_addr: None,
+            happy_eyeballs_delay: None,
+            interleave: None,
+            all_errors: false,
+            limit: loop_transport::DEFAULT_LIMIT,
+            ssl: false,
+            server_hostname: None,
+            ssl_handshake_timeout: None,
+            ssl_shutdown_timeout: None,
+        }
+    }
+}
+
+/// The TLS arguments without TLS (NET-28, NET-29, NET-30, NET-46).
+pub(crate) fn check_no_tls(
+    ssl: bool,
+    server_hostname: bool,
+    handshake: bool,
+    shutdown: bool,
+) -> Result<()> {
+    if ssl {
+        return Err(Error::invalid_argument(
+            "ssl is not supported: evloop has no TLS; run a TLS library over the connection \
+             (the transport's socket, or a StreamReader/StreamWriter) instead",
+        ));
+    }
+    if server_hostname {
+        return Err(Error::invalid_argument(
+            "server_hostname is only meaningful with ssl",
+        ));
+    }
+    if handshake {
+        return Err(Error::invalid_argument(
+            "ssl_handshake_timeout is only meaningful with ssl",
+        ));
+    }
+    if shutdown {
+        return Err(Error::invalid_argument(
+            "ssl_shutdown_timeout is only meaningful with ssl",
+        ));
+    }
+    Ok(())
+}
+
+/// `<socket fd=7, family=2, type=2>`: how error messages name a socket.
+pub(crate) fn describe_sock(fd: BorrowedFd<'_>) -> String {
+    let family = rustix::net::sockopt::socket_domain(fd)
+        .map(|f| f.as_raw().to_string())
+        .unwrap_or_else(|e| format!("? ({e})"));
+    let ty = rustix::net::sockopt::socket_type(fd)
+        .map(|t| t.as_raw().to_string())
+        .unwrap_or_else(|e| format!("? ({e})"));
+    format!("<socket fd={}, family={family}, type={ty}>", fd.as_raw_fd())
+}
+
+/// Checks that `fd` is a stream socket (of `family`, if given) (NET-20, NET-29, NET-46).
+pub(crate) fn check_stream_socket(
+    fd: BorrowedFd<'_>,
+    family: Option<AddressFamily>,
+    what: &str,
+) -> Result<()> {
+    let ok_type = matches!(
+        rustix::net::sockopt::socket_type(fd),
+        Ok(SocketType::STREAM)
+    );
+    let ok_family = match family {
+        None => true,
+        Some(f) => rustix::net::sockopt::socket_domain(fd).is_ok_and(|d| d == f),
+    };
+    if ok_type && ok_family {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "{what} was expected, got {}",
+            describe_sock(fd)
+        )))
+    }
+}
+
+/// Closes the transport if the wait for `connection_made` is cut short (NET-27).
+struct CloseUnlessDone(Option<Transport>);
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.close();
+        }
+    }
+}
+
+/// Wraps a connected socket in a transport with a fresh protocol and waits for
+/// `connection_made` (NET-27).
+pub(crate) async fn make_transport<P: Into<StreamProtocol>>(
+    lp: &EventLoop,
+    fd: OwnedFd,
+    protocol: P,
+    options: TransportOptions,
+) -> Result<Transport> {
+    let waiter = lp.create_future::<()>();
+    let t = Transport::new(lp, fd, protocol, options.waiter(waiter.clone()))?;
+    let mut guard = CloseUnlessDone(Some(t.clone()));
+    waiter.await?;
+    guard.0 = None;
+    Ok(t)
+}
+
+/// How one attempt ended without a socket.
+pub(crate) enum AttemptError {
+    /// Stop everything and return this (cancellation, a closed loop).
+    Propagate(Error),
+    /// This attempt failed with these errors; try the next address.
+    Failed(Vec<Error>),
+}
+
+fn is_propagating(e: &Error) -> bool {
+    matches!(e, Error::Cancelled(_) | Error::Closed)
+}
+
+fn new_socket(family: i32, proto: i32) -> io::Result<OwnedFd> {
+    let protocol = u32::try_from(proto)
+        .ok()
+        .and_then(std::num::NonZeroU32::new)
+        .map(rustix::net::Protocol::from_raw);
+    Ok(rustix::net::socket_with(
+        AddressFamily::from_raw(family as u16),
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        protocol,
+    )?)
+}
+
+/// One attempt: a socket for `info`, bound to the first local address of its family, then
+/// connected (NET-22, NET-24).
+async fn connect_one(
+    lp: &EventLoop,
+    info: &AddrInfo,
+    local: Option<&[AddrInfo]>,
+) -> std::result::Result<OwnedFd, AttemptError> {
+    let sock =
+        new_socket(info.family, info.protocol).map_err(|e| AttemptError::Failed(vec![e.into()]))?;
+    if let Some(local) = local {
+        let mut errors = Vec::new();
+        let mut bound = false;
+        for la in local.iter().filter(|la| la.family == info.family) {
+            match rustix::net::bind(&sock, &rustix::net::SocketAddrAny::from(la.addr)) {
+                Ok(()) => {
+                    bound = true;
+                    break;
+                }
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    let msg = format!(
+                        "error while attempting to bind on address {}: {}",
+                        la.addr,
+                        e.to_string().to_lowercase()
+                    );
+                    errors.push(with_context(e, msg).into());
+                }
+            }
+        }
+        if !bound {
+            if errors.is_empty() {
+                errors.push(
+                    io::Error::other(format!(
+                        "no matching local address with family={} found",
+                        info.family
+                    ))
+                    .into(),
+                );
+            }
+            return Err(AttemptError::Failed(errors));
+        }
+    }
+    match lp.sock_connect(&sock, info.addr).await {
+        Ok(()) => Ok(sock),
+        Err(e) if is_propagating(&e) => Err(AttemptError::Propagate(e)),
+        Err(Error::Io(io)) => {
+            let source = io::Error::new(io.kind(), io.to_string());
+            let source = match io.raw_os_error() {
+                Some(n) => io::Error::from_raw_os_error(n),
+                None => source,
+            };
+            let msg = format!("Connect call failed ({}): {source}", info.addr);
+            Err(AttemptError::Failed(vec![with_context(source, msg).into()]))
+        }
+        Err(e) => Err(AttemptError::Failed(vec![e])),
+    }
+}
+
+/// Reorders addresses by family, round-robin; the first family contributes `first_count`
+/// leading entries (asyncio's `interleave`, NET-25).
+pub(crate) fn interleave(infos: Vec<AddrInfo>, first_count: usize) -> Vec<AddrInfo> {
+    let mut by_family: Vec<(i32, std::collections::VecDeque<AddrInfo>)> = Vec::new();
+    for info in infos {
+        match by_family.iter_mut().find(|(f, _)| *f == info.family) {
+            Some((_, list)) => list.push_back(info),
+            None => by_family.push((info.family, std::collections::VecDeque::from([info]))),
+        }
+    }
+    let mut out = Vec::new();
+    if let Some((_, first)) = by_family.first_mut() {
+        for _ in 1..first_count {
+            match first.pop_front() {
+                Some(i) => out.push(i),
+                None => break,
+            }
+        }
+    }
+    loop {
+        let mut any = false;
+        for (_, list) in by_family.iter_mut() {
+            if let Some(i) = list.pop_front() {
+                out.push(i);
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    out
+}
+
+type Attempt<'a> = Pin<Box<dyn Future<Output = std::result::Result<OwnedFd, AttemptError>> + 'a>>;
+
+/// Happy eyeballs: attempts started `delay` apart, or as soon as the latest one failed; the
+/// first socket connected wins (NET-25). Dropping the returned future (or returning) drops
+/// every attempt still running, which closes its socket.
+async fn staggered(
+    lp: &EventLoop,
+    infos: &[AddrInfo],
+    local: Option<&[AddrInfo]>,
+    delay: Duration,
+    errors: &mut Vec<Vec<Error>>,
+) -> Result<Option<OwnedFd>> {
+    let mut attempts: Vec<Option<Attempt<'_>>> = Vec::new();
+    let mut timer: Option<Pin<Box<loop_timers::Sleep>>> = None;
+    errors.clear();
+    let mut start_next = true;
+    let outcome = futures_poll_fn(|cx| loop {
+        if start_next && attempts.len() < infos.len() {
+            let i = attempts.len();
+            attempts.push(Some(Box::pin(connect_one(lp, &infos[i], local))));
+            errors.push(Vec::new());
+            timer = (attempts.len() < infos.len()).then(|| Box::pin(lp.sleep(delay)));
+        }
+        start_next = false;
+        let latest = attempts.len() - 1;
+        for (i, slot) in attempts.iter_mut().enumerate() {
+            let Some(f) = slot else { continue };
+            if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                *slot = None;
+                match r {
+                    Ok(sock) => return Poll::Ready(Ok(Some(sock))),
+                    Err(AttemptError::Propagate(e)) => return Poll::Ready(Err(e)),
+                    Err(AttemptError::Failed(v)) => {
+                        errors[i] = v;
+                        if i == latest {
+                            start_next = true;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(t) = &mut timer {
+            if let Poll::Ready(r) = t.as_mut().poll(cx) {
+                timer = None;
+                if let Err(e) = r {
+                    return Poll::Ready(Err(e));
+                }
+                start_next = true;
+            }
+        }
+        if start_next && attempts.len() < infos.len() {
+            continue;
+        }
+        if attempts.len() == infos.len() && attempts.iter().all(Option::is_none) {
+            return Poll::Ready(Ok(None));
+        }
+        return Poll::Pending;
+    })
+    .await;
+    drop(attempts);
+    outcome
+}
+
+/// `std::future::poll_fn` with a name that reads well here.
+fn futures_poll_fn<T, F>(f: F) -> std::future::PollFn<F>
+where
+    F: FnMut(&mut std::task::Context<'_>) -> Poll<T>,
+{
+    std::future::poll_fn(f)
+}
+
+/// Resolves and connects to `host:port` (NET-21..NET-25); returns the connected socket.
+pub(crate) async fn connect_host(
+    lp: &EventLoop,
+    host: Option<&str>,
+    port: &Service,
+    o: &ConnectOptions,
+) -> Result<OwnedFd> {
+    let hints = Hints {
+        family: o.family,
+        socktype: SOCK_STREAM,
+        protocol: o.proto,
+        flags: o.flags,
+    };
+    let mut infos = ensure_resolved(lp, host, port.as_resolver_arg(), hints).await?;
+    if infos.is_empty() {
+        return Err(io::Error::other("getaddrinfo() returned empty list").into());
+    }
+    let local = match &o.local_addr {
+        None => None,
+        Some((lh, lport)) => {
+            let lh = (!lh.is_empty()).then_some(lh.as_str());
+            let l = ensure_resolved(lp, lh, Some(lport.to_string()), hints).await?;
+            if l.is_empty() {
+                return Err(io::Error::other("getaddrinfo() returned empty list").into());
+            }
+            Some(l)
+        }
+    };
+    let inter = o
+        .interleave
+        .or(o.happy_eyeballs_delay.map(|_| 1))
+        .filter(|n| *n > 0);
+    if let Some(n) = inter {
+        infos = interleave(infos, n);
+    }
+    let mut errors: Vec<Vec<Error>> = Vec::new();
+    match o.happy_eyeballs_delay {
+        None => {
+            for info in &infos {
+                match connect_one(lp, info, local.as_deref()).await {
+                    Ok(sock) => return Ok(sock),
+                    Err(AttemptError::Propagate(e)) => return Err(e),
+                    Err(AttemptError::Failed(v)) => errors.push(v),
+                }
+            }
+        }
+        Some(delay) => {
+            if let Some(sock) = staggered(lp, &infos, local.as_deref(), delay, &mut errors).await? {
+                return Ok(sock);
+            }
+        }
+    }
+    Err(aggregate(
+        errors.into_iter().flatten().collect(),
+        o.all_errors,
+    ))
+}
+
+/// `create_connection` (NET-19..NET-28).
+pub(crate) async fn create_connection<P: Into<StreamProtocol>>(
+    lp: EventLoop,
+    factory: impl FnOnce() -> P,
+    host: String,
+    port: Service,
+    mut o: ConnectOptions,
+) -> Result<Transport> {
+    check_no_tls(
+        o.ssl,
+        o.server_hostname.is_some(),
+        o.ssl_handshake_timeout.is_some(),
+        o.ssl_shutdown_timeout.is_some(),
+    )?;
+    let specified = !host.is_empty() || port.is_specified();
+    let fd = match (specified, o.sock.take()) {
+        (true, Some(_)) => {
+            return Err(Error::invalid_argument(
+                "host/port and sock can not be specified at the same time",
+            ))
+        }
+        (false, None) => {
+            return Err(Error::invalid_argument(
+                "host and port was not specified and no sock specified",
+            ))
+        }
+        (false, Some(sock)) => {
+            check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
+            sock
+        }
+        (true, None) => {
+            let h = (!host.is_empty()).then_some(host.as_str());
+            connect_host(&lp, h, &port, &o).await?
+        }
+    };
+    make_transport(&lp, fd, factory(), TransportOptions::socket()).await
+}
+
+/// `connect_accepted_socket` (NET-29).
+pub(crate) async fn connect_accepted_socket<P: Into<StreamProtocol>>(
+    lp: EventLoop,
+    factory: impl FnOnce() -> P,
+    sock: OwnedFd,
+    o: ConnectOptions,
+) -> Result<Transport> {
+    check_no_tls(
+        o.ssl,
+        o.server_hostname.is_some(),
+        o.ssl_handshake_timeout.is_some(),
+        o.ssl_shutdown_timeout.is_some(),
+    )?;
+    check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
+    make_transport(&lp, sock, factory(), TransportOptions::socket()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(family: i32, last: u8) -> AddrInfo {
+        let ip: std::net::IpAddr = if family == crate::AF_INET {
+            [10, 0, 0, last].into()
+        } else {
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(last)).into()
+        };
+        AddrInfo {
+            family,
+            socktype: SOCK_STREAM,
+            protocol: 0,
+            canonname: None,
+            addr: std::net::SocketAddr::new(ip, 1),
+        }
+    }
+
+    #[test]
+    fn net_25_interleave_round_robin_by_family() {
+        let (v6, v4) = (crate::AF_INET6, crate::AF_INET);
+        let infos = vec![
+            info(v6, 1),
+            info(v6, 2),
+            info(v6, 3),
+            info(v4, 1),
+            info(v4, 2),
+        ];
+        let order = |n| -> Vec<(i32, u8)> {
+            interleave(infos.clone(), n)
+                .iter()
+                .map(|i| {
+                    let last = match i.addr.ip() {
+                        std::net::IpAddr::V4(a) => a.octets()[3],
+                        std::net::IpAddr::V6(a) => a.octets()[15],
+                    };
+                    (i.family, last)
+                })
+                .collect()
+        };
+        assert_eq!(order(1), [(v6, 1), (v4, 1), (v6, 2), (v4, 2), (v6, 3)]);
+        assert_eq!(order(2), [(v6, 1), (v6, 2), (v4, 1), (v6, 3), (v4, 2)]);
+    }
+}

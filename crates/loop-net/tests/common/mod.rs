@@ -1,0 +1,154 @@
+//! Helpers shared by the loop-net integration tests: a watchdog run, fd counting, a recording
+//! protocol and an echo protocol.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use loop_core::{EventLoop, ExceptionContext, LoopFuture};
+use loop_transport::{Protocol, Transport};
+
+/// Tests of one binary run one at a time: they count the process' fds.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the per-binary test lock.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Runs `fut` on `lp`; a watchdog aborts the run if it takes longer than `secs` (a failure
+/// guard, never a timing assertion).
+pub fn run<F>(lp: &EventLoop, secs: u64, fut: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let (tx, rx) = mpsc::channel::<()>();
+    let remote = lp.remote();
+    let dog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
+            let _ = remote.call_soon_threadsafe(|_| loop_core::fatal("test watchdog: timed out"));
+        }
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_until_complete(fut)));
+    let _ = tx.send(());
+    dog.join().unwrap();
+    match r {
+        Ok(r) => r.expect("run_until_complete failed"),
+        Err(p) if p.is::<loop_core::Fatal>() => panic!("test watchdog: not done within {secs} s"),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Collects exception-handler reports.
+pub fn capture_exceptions(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(Rc::new(
+        move |_lp: &EventLoop, ctx: &ExceptionContext| {
+            s.borrow_mut().push(ctx.clone());
+        },
+    )));
+    seen
+}
+
+/// Records what happens to a connection.
+pub struct Rec {
+    /// Events in order: "made", "data", "eof", "lost".
+    pub log: Rc<RefCell<Vec<&'static str>>>,
+    /// Bytes received.
+    pub data: Rc<RefCell<Vec<u8>>>,
+    /// The transport.
+    pub transport: Option<Transport>,
+    /// Completed by `connection_lost`.
+    pub lost: LoopFuture<()>,
+    /// Set in `connection_made`.
+    pub made: Rc<Cell<bool>>,
+}
+
+impl Rec {
+    pub fn new(lp: &EventLoop) -> Rec {
+        Rec {
+            log: Rc::default(),
+            data: Rc::default(),
+            transport: None,
+            lost: lp.create_future(),
+            made: Rc::default(),
+        }
+    }
+}
+
+impl Protocol for Rec {
+    fn connection_made(&mut self, t: &Transport) {
+        self.log.borrow_mut().push("made");
+        self.made.set(true);
+        self.transport = Some(t.clone());
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.log.borrow_mut().push("data");
+        self.data.borrow_mut().extend_from_slice(data);
+    }
+    fn eof_received(&mut self) -> bool {
+        self.log.borrow_mut().push("eof");
+        false
+    }
+    fn connection_lost(&mut self, _exc: Option<io::Error>) {
+        self.log.borrow_mut().push("lost");
+        self.transport = None;
+        if !self.lost.done() {
+            let _ = self.lost.set_result(());
+        }
+    }
+}
+
+/// Echoes everything back; closes at EOF.
+#[derive(Default)]
+pub struct Echo {
+    pub transport: Option<Transport>,
+}
+
+impl Protocol for Echo {
+    fn connection_made(&mut self, t: &Transport) {
+        self.transport = Some(t.clone());
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.transport {
+            t.write(data).unwrap();
+        }
+    }
+    fn connection_lost(&mut self, _exc: Option<io::Error>) {
+        self.transport = None;
+    }
+}
+
+/// A listener whose accept queue is full: further connects to it hang in SYN_SENT (the
+/// kernel drops their SYNs) until the listener is closed. Returns the listener and the
+/// connection that fills the queue.
+pub fn full_listener(addr: &str) -> (std::net::TcpListener, std::net::TcpStream) {
+    use rustix::net::{bind, listen, socket, AddressFamily, SocketType};
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    let fam = if sa.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let s = socket(fam, SocketType::STREAM, None).unwrap();
+    if sa.is_ipv6() {
+        rustix::net::sockopt::set_ipv6_v6only(&s, true).unwrap();
+    }
+    bind(&s, &sa).unwrap();
+    listen(&s, 0).unwrap();
+    let l = std::net::TcpListener::from(s);
+    let filler = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    (l, filler)
+}

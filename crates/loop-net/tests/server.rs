@@ -1,0 +1,711 @@
+//! `create_server` and `Server` over real sockets (NET-30..NET-45).
+
+mod common;
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{capture_exceptions, fd_count, run, serial, Echo};
+use loop_core::{Error, EventLoop};
+use loop_net::{Hosts, NetExt, Server, ServerOptions};
+use loop_transport::{Extra, Protocol, Transport};
+
+struct Quiet;
+impl Protocol for Quiet {}
+
+fn server(lp: &EventLoop, hosts: impl Into<Hosts>, port: u16, o: ServerOptions) -> Server {
+    run(lp, 30, lp.create_server(Echo::default, hosts, port, o)).unwrap()
+}
+
+fn port_of(s: &Server) -> u16 {
+    s.local_addrs()[0].as_inet().unwrap().port()
+}
+
+/// Round trip through an echo server from a plain blocking client on another thread while
+/// the loop runs.
+fn echo_roundtrip(lp: &EventLoop, addr: std::net::SocketAddr, msg: &'static [u8]) -> Vec<u8> {
+    let remote = lp.remote();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(msg).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        c.read_exact(&mut buf).unwrap();
+        tx.send(buf).unwrap();
+        remote.call_soon_threadsafe(|lp| lp.stop()).unwrap();
+    });
+    lp.run_forever().unwrap();
+    h.join().unwrap();
+    rx.recv().unwrap()
+}
+
+#[test]
+fn net_30_argument_errors() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let o = ServerOptions {
+        sock: Some(l.into()),
+        ..Default::default()
+    };
+    let err = run(&lp, 10, lp.create_server(|| Quiet, "127.0.0.1", 0, o)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("host/port and sock can not be specified at the same time"),
+        "{err}"
+    );
+    let err = run(
+        &lp,
+        10,
+        lp.create_server(
+            || Quiet,
+            Hosts::any(),
+            None::<u16>,
+            ServerOptions::default(),
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Neither host/port nor sock were specified"),
+        "{err}"
+    );
+    let o = ServerOptions {
+        sock: Some(UdpSocket::bind("127.0.0.1:0").unwrap().into()),
+        ..Default::default()
+    };
+    let err = run(
+        &lp,
+        10,
+        lp.create_server(|| Quiet, Hosts::any(), None::<u16>, o),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("A Stream Socket was expected, got"),
+        "{err}"
+    );
+    for (o, msg) in [
+        (
+            ServerOptions {
+                ssl: true,
+                ..Default::default()
+            },
+            "ssl is not supported",
+        ),
+        (
+            ServerOptions {
+                ssl_handshake_timeout: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+            "ssl_handshake_timeout is only meaningful with ssl",
+        ),
+    ] {
+        let err = run(&lp, 10, lp.create_server(|| Quiet, "127.0.0.1", 0, o)).unwrap_err();
+        assert!(err.to_string().contains(msg), "{err}");
+    }
+}
+
+#[test]
+fn net_31_all_interfaces_dual_stack_with_v6only() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, Hosts::any(), 0, ServerOptions::default());
+    let addrs = s.local_addrs();
+    assert!(
+        addrs.iter().any(|a| a.as_inet().unwrap().is_ipv4()),
+        "{addrs:?}"
+    );
+    if TcpListener::bind("[::1]:0").is_ok() {
+        assert_eq!(addrs.len(), 2, "{addrs:?}");
+        let v6 = addrs
+            .iter()
+            .position(|a| a.as_inet().unwrap().is_ipv6())
+            .unwrap();
+        let fd = s.sockets()[v6];
+        // SAFETY: the server owns the fd and stays open for this borrow.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        assert!(rustix::net::sockopt::ipv6_v6only(bfd).unwrap());
+    }
+    for a in &addrs {
+        let ip = a.as_inet().unwrap();
+        let target = if ip.is_ipv4() {
+            std::net::SocketAddr::new([127, 0, 0, 1].into(), ip.port())
+        } else {
+            std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), ip.port())
+        };
+        assert_eq!(echo_roundtrip(&lp, target, b"dual"), b"dual");
+    }
+    s.close();
+}
+
+#[test]
+fn net_32_several_hosts_each_distinct_address_bound_once() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(
+        &lp,
+        ["127.0.0.1", "127.0.0.1", "localhost"],
+        0,
+        ServerOptions::default(),
+    );
+    // localhost is 127.0.0.1 here too (or adds ::1): the duplicates collapse.
+    let n = s.local_addrs().len();
+    let expected = loop_net::getaddrinfo_blocking(
+        Some("localhost"),
+        Some("0"),
+        &loop_net::Hints {
+            socktype: loop_net::SOCK_STREAM,
+            flags: loop_net::AI_PASSIVE,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .iter()
+    .filter(|i| i.addr.ip() != std::net::IpAddr::from([127, 0, 0, 1]))
+    .count()
+        + 1;
+    assert_eq!(n, expected);
+    s.close();
+    let err = run(
+        &lp,
+        30,
+        lp.create_server(
+            || Quiet,
+            "no-such-host.invalid",
+            0,
+            ServerOptions::default(),
+        ),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err}");
+}
+
+#[test]
+fn net_33_socket_options() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let o = ServerOptions {
+        reuse_port: true,
+        keep_alive: true,
+        ..Default::default()
+    };
+    let a = server(&lp, "127.0.0.1", 0, o);
+    let port = port_of(&a);
+    // SAFETY: the server owns the fd and stays open for this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(a.sockets()[0]) };
+    assert!(
+        rustix::net::sockopt::socket_reuseaddr(fd).unwrap(),
+        "SO_REUSEADDR by default"
+    );
+    assert!(rustix::net::sockopt::socket_reuseport(fd).unwrap());
+    assert!(rustix::net::sockopt::socket_keepalive(fd).unwrap());
+    // SO_REUSEPORT lets a second server bind the same port.
+    let o = ServerOptions {
+        reuse_port: true,
+        ..Default::default()
+    };
+    let b = server(&lp, "127.0.0.1", port, o);
+    assert_eq!(port_of(&b), port);
+    a.close();
+    b.close();
+    let o = ServerOptions {
+        reuse_address: Some(false),
+        ..Default::default()
+    };
+    let c = server(&lp, "127.0.0.1", 0, o);
+    // SAFETY: as above.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(c.sockets()[0]) };
+    assert!(!rustix::net::sockopt::socket_reuseaddr(fd).unwrap());
+    c.close();
+}
+
+#[test]
+fn net_34_port_in_use_is_an_addr_in_use_error_and_nothing_leaks() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let before = fd_count();
+    let err = run(
+        &lp,
+        10,
+        lp.create_server(|| Quiet, "127.0.0.1", port, ServerOptions::default()),
+    )
+    .unwrap_err();
+    let Error::Io(io) = &err else { panic!("{err}") };
+    assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(
+        err.to_string().starts_with(&format!(
+            "error while attempting to bind on address 127.0.0.1:{port}: address"
+        )),
+        "{err}"
+    );
+    assert_eq!(loop_net::raw_os_error(&err), Some(libc::EADDRINUSE));
+    assert_eq!(fd_count(), before);
+}
+
+#[test]
+fn net_35_backlog_is_the_accept_batch() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let made = Rc::new(Cell::new(0));
+    let m = made.clone();
+    let o = ServerOptions {
+        backlog: 2,
+        ..Default::default()
+    };
+    let s = run(
+        &lp,
+        10,
+        lp.create_server(
+            move || {
+                m.set(m.get() + 1);
+                Quiet
+            },
+            "127.0.0.1",
+            0,
+            o,
+        ),
+    )
+    .unwrap();
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    // Three clients in the kernel's accept queue (it holds backlog + 1).
+    let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // One iteration: one readiness event accepts at most `backlog` connections.
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert_eq!(made.get(), 2);
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert_eq!(made.get(), 3);
+    drop(clients);
+    s.close();
+}
+
+#[test]
+fn net_36_start_serving_false_defers_listening() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let o = ServerOptions {
+        start_serving: false,
+        ..Default::default()
+    };
+    let s = server(&lp, "127.0.0.1", 0, o);
+    assert!(!s.is_serving());
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    assert!(TcpStream::connect(addr).is_err(), "not listening yet");
+    let s2 = s.clone();
+    run(&lp, 10, async move {
+        s2.start_serving().await?;
+        s2.start_serving().await
+    })
+    .unwrap();
+    assert!(s.is_serving());
+    assert_eq!(echo_roundtrip(&lp, addr, b"now"), b"now");
+    s.close();
+}
+
+/// Keeps each connection's transport.
+struct Keep(Rc<std::cell::RefCell<Vec<Transport>>>);
+impl Protocol for Keep {
+    fn connection_made(&mut self, t: &Transport) {
+        self.0.borrow_mut().push(t.clone());
+    }
+}
+
+#[test]
+fn net_38_each_connection_gets_a_protocol_and_is_tracked_until_lost() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();
+    let t2 = transports.clone();
+    let s = run(
+        &lp,
+        10,
+        lp.create_server(
+            move || Keep(t2.clone()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        ),
+    )
+    .unwrap();
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    let c1 = TcpStream::connect(addr).unwrap();
+    let c2 = TcpStream::connect(addr).unwrap();
+    let tr = transports.clone();
+    run(&lp, 10, async move {
+        while tr.borrow().len() < 2 {
+            loop_core::yield_now().await;
+        }
+    });
+    assert_eq!(s.client_count(), 2);
+    let peers: Vec<std::net::SocketAddr> = transports
+        .borrow()
+        .iter()
+        .map(|t| {
+            t.get_extra_info(Extra::Peername)
+                .unwrap()
+                .as_addr()
+                .unwrap()
+                .as_inet()
+                .unwrap()
+        })
+        .collect();
+    assert!(peers.contains(&c1.local_addr().unwrap()));
+    assert!(peers.contains(&c2.local_addr().unwrap()));
+    transports.borrow_mut().clear();
+    drop(c1);
+    let s2 = s.clone();
+    run(&lp, 10, async move {
+        while s2.client_count() > 1 {
+            loop_core::yield_now().await;
+        }
+    });
+    drop(c2);
+    s.close();
+    let s2 = s.clone();
+    run(&lp, 10, async move { s2.wait_closed().await }).unwrap();
+    assert_eq!(s.client_count(), 0);
+}
+
+const CHILD_ENV: &str = "EVLOOP_NET37_CHILD";
+
+/// The child half of NET-37: serves with a file-descriptor limit that makes `accept` fail.
+#[test]
+#[ignore = "run by net_37_accept_out_of_descriptors_pauses_then_recovers in a child process"]
+fn net_37_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lp = EventLoop::new().unwrap();
+    let seen = capture_exceptions(&lp);
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    println!("PORT {}", port_of(&s));
+    std::io::stdout().flush().unwrap();
+    // Wait for the parent's client to be in the accept queue, then forbid new fds.
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let old = getrlimit(Resource::Nofile);
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open_now + 4),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+    // Take every descriptor still allowed, so that `accept` fails with EMFILE.
+    let mut fillers = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fillers.push(f);
+    }
+    // Give the limit back once the handler has heard about the failure.
+    let s2 = s.clone();
+    let seen2 = seen.clone();
+    run(&lp, 60, async move {
+        while seen2.borrow().is_empty() {
+            loop_core::yield_now().await;
+        }
+        setrlimit(Resource::Nofile, old).unwrap();
+        drop(fillers);
+        // The listener is muted for a second; then the client is accepted and echoed.
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+        while s2.client_count() > 0 {
+            loop_core::yield_now().await;
+        }
+    });
+    for ctx in seen.borrow().iter() {
+        println!(
+            "REPORT {} | {} | {}",
+            ctx.message,
+            ctx.exception
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            ctx.extra.iter().any(|(k, _)| *k == "socket")
+        );
+    }
+    s.close();
+}
+
+#[test]
+fn net_37_accept_out_of_descriptors_pauses_then_recovers() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "net_37_child", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut port = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(at) = line.find("PORT ") {
+            port = Some(line[at + 5..].trim().parse::<u16>().unwrap());
+            break;
+        }
+        line.clear();
+    }
+    let port = port.expect("child printed its port");
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    client.write_all(b"after recovery").unwrap();
+    let mut buf = [0u8; 14];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after recovery", "served after the pause");
+    drop(client);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    let reports: Vec<&str> = rest.lines().filter(|l| l.starts_with("REPORT ")).collect();
+    assert_eq!(
+        reports.len(),
+        1,
+        "one report, then accepting paused: {rest}"
+    );
+    assert!(
+        reports[0].starts_with("REPORT socket.accept() out of system resource | "),
+        "{rest}"
+    );
+    assert!(
+        reports[0].contains(&std::io::Error::from_raw_os_error(libc::EMFILE).to_string()),
+        "{rest}"
+    );
+    assert!(reports[0].ends_with("| true"), "{rest}");
+}
+
+#[test]
+fn net_39_40_close_stops_accepting_keeps_connections() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    let s2 = s.clone();
+    run(&lp, 10, async move {
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+    });
+    s.close();
+    s.close();
+    assert!(!s.is_serving());
+    assert!(s.sockets().is_empty() && s.local_addrs().is_empty());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "new connections are refused"
+    );
+    // The existing connection still echoes.
+    c.write_all(b"still here").unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 10];
+        c.read_exact(&mut buf).unwrap();
+        buf
+    });
+    let s2 = s.clone();
+    run(&lp, 10, async move {
+        // Runs until the client hangs up after reading its echo.
+        while s2.client_count() > 0 {
+            loop_core::yield_now().await;
+        }
+    });
+    assert_eq!(&h.join().unwrap(), b"still here");
+}
+
+#[test]
+fn net_41_close_cancels_serve_forever() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s2 = s.clone();
+    let lp2 = lp.clone();
+    let err = run(&lp, 10, async move {
+        let s3 = s2.clone();
+        let forever = lp2.create_task(async move { s3.serve_forever().await })?;
+        loop_core::yield_now().await;
+        s2.close();
+        let r = forever.await;
+        Ok::<_, Error>(r.is_err_and(|e| e.is_cancelled()))
+    })
+    .unwrap();
+    assert!(err, "serve_forever ended cancelled");
+    assert!(!s.is_serving());
+}
+
+#[test]
+fn net_42_serve_forever_errors_and_cancellation_closes() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let o = ServerOptions {
+        start_serving: false,
+        ..Default::default()
+    };
+    let s = server(&lp, "127.0.0.1", 0, o);
+    let lp2 = lp.clone();
+    let s2 = s.clone();
+    let (second, task_cancelled) = run(&lp, 10, async move {
+        let a = s2.clone();
+        let first = lp2.create_task(async move { a.serve_forever().await })?;
+        loop_core::yield_now().await;
+        let second = s2.serve_forever().await.unwrap_err();
+        let r = first.task_ref();
+        first.cancel(None);
+        while !r.done() {
+            loop_core::yield_now().await;
+        }
+        Ok::<_, Error>((second, r.cancelled()))
+    })
+    .unwrap();
+    assert!(
+        second
+            .to_string()
+            .contains("is already being awaited on serve_forever()"),
+        "{second}"
+    );
+    assert!(task_cancelled);
+    assert!(
+        !s.is_serving(),
+        "cancelling serve_forever closed the server"
+    );
+    let s2 = s.clone();
+    let err = run(&lp, 10, async move { s2.serve_forever().await }).unwrap_err();
+    assert!(err.to_string().contains("is closed"), "{err}");
+}
+
+#[test]
+fn net_43_wait_closed_needs_closed_and_no_clients() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    let c = TcpStream::connect(addr).unwrap();
+    let lp2 = lp.clone();
+    let s2 = s.clone();
+    let done = run(&lp, 10, async move {
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+        let waits: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s2.clone();
+                lp2.create_task(async move { s.wait_closed().await })
+            })
+            .collect::<Result<_, _>>()?;
+        for _ in 0..5 {
+            loop_core::yield_now().await;
+        }
+        let before_close = waits.iter().any(|t| t.done());
+        s2.close();
+        for _ in 0..5 {
+            loop_core::yield_now().await;
+        }
+        let after_close = waits.iter().any(|t| t.done());
+        Ok::<_, Error>((before_close, after_close, waits))
+    })
+    .unwrap();
+    assert!(!done.0, "not closed yet");
+    assert!(!done.1, "a client is still connected");
+    drop(c);
+    let waits = done.2;
+    run(&lp, 10, async move {
+        for w in waits {
+            w.await??;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // Afterwards it returns at once.
+    let s2 = s.clone();
+    run(&lp, 10, async move { s2.wait_closed().await }).unwrap();
+}
+
+#[test]
+fn net_44_close_clients_and_abort_clients() {
+    let _s = serial();
+    for abort in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+        let addr = s.local_addrs()[0].as_inet().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        let s2 = s.clone();
+        run(&lp, 10, async move {
+            while s2.client_count() == 0 {
+                loop_core::yield_now().await;
+            }
+            s2.close();
+            if abort {
+                s2.abort_clients();
+            } else {
+                s2.close_clients();
+            }
+            s2.wait_closed().await
+        })
+        .unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            c.read(&mut buf).unwrap(),
+            0,
+            "the server closed the connection"
+        );
+    }
+}
+
+#[test]
+fn net_45_get_loop_and_start_after_close() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    assert!(s.get_loop().ptr_eq(&lp));
+    s.close();
+    let s2 = s.clone();
+    let err = run(&lp, 10, async move { s2.start_serving().await }).unwrap_err();
+    assert!(err.to_string().contains("is closed"), "{err}");
+}
+
+#[test]
+fn net_26_accepted_connections_get_tcp_nodelay() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();
+    let t2 = transports.clone();
+    let s = run(
+        &lp,
+        10,
+        lp.create_server(
+            move || Keep(t2.clone()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        ),
+    )
+    .unwrap();
+    let _c = TcpStream::connect(s.local_addrs()[0].as_inet().unwrap()).unwrap();
+    let tr = transports.clone();
+    run(&lp, 10, async move {
+        while tr.borrow().is_empty() {
+            loop_core::yield_now().await;
+        }
+    });
+    let t = transports.borrow()[0].clone();
+    assert!(t
+        .with_fd(|fd| rustix::net::sockopt::tcp_nodelay(fd).unwrap())
+        .unwrap());
+    t.close();
+    s.close();
+}

@@ -1,0 +1,142 @@
+//! `open_connection` / `start_server` and their Unix variants over real sockets
+//! (STREAM-01..STREAM-03).
+
+mod common;
+
+use common::{capture_exceptions, run, serial};
+use loop_core::{Error, EventLoop};
+use loop_net::{ConnectOptions, NetExt, ServerOptions};
+use loop_transport::{StreamReader, StreamWriter};
+
+async fn echo_line(mut r: StreamReader, w: StreamWriter) -> loop_core::Result<()> {
+    let line = r.readline().await?;
+    w.write(&line)?;
+    w.drain().await?;
+    w.close();
+    Ok(())
+}
+
+#[test]
+fn stream_01_02_open_connection_and_start_server() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let got = run(&lp, 30, async move {
+        let server = lp2
+            .start_server(echo_line, "127.0.0.1", 0, ServerOptions::default())
+            .await?;
+        let port = server.local_addrs()[0].as_inet().unwrap().port();
+        let mut out = Vec::new();
+        for msg in [&b"first\n"[..], b"second\n"] {
+            let (mut r, w) = lp2
+                .open_connection("127.0.0.1", port, ConnectOptions::default())
+                .await?;
+            w.write(msg)?;
+            out.push(r.readline().await?);
+            // The server closed after one line: EOF.
+            assert!(r.read(10).await?.is_empty());
+            w.close();
+            w.wait_closed().await?;
+        }
+        server.close();
+        server.wait_closed().await?;
+        Ok::<_, Error>(out)
+    })
+    .unwrap();
+    assert_eq!(got, [b"first\n".to_vec(), b"second\n".to_vec()]);
+}
+
+#[test]
+fn stream_01_02_unix_variants() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let path = std::env::temp_dir().join(format!("evloop-stream-{}.sock", std::process::id()));
+    let lp2 = lp.clone();
+    let p2 = path.clone();
+    let got = run(&lp, 30, async move {
+        let server = lp2
+            .start_unix_server(echo_line, Some(&p2), ServerOptions::default())
+            .await?;
+        let (mut r, w) = lp2
+            .open_unix_connection(Some(&p2), ConnectOptions::default())
+            .await?;
+        w.write(b"over unix\n")?;
+        let line = r.readline().await?;
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        Ok::<_, Error>(line)
+    })
+    .unwrap();
+    assert_eq!(got, b"over unix\n");
+    assert!(!path.exists(), "the socket file was cleaned up");
+}
+
+#[test]
+fn stream_03_failing_client_callback_is_reported_and_closed() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let seen = capture_exceptions(&lp);
+    let lp2 = lp.clone();
+    let eofs = run(&lp, 30, async move {
+        let mut eofs = Vec::new();
+        for mode in ["error", "panic", "cancel"] {
+            let server = lp2
+                .start_server(
+                    move |_r: StreamReader, _w: StreamWriter| async move {
+                        match mode {
+                            "error" => Err(Error::invalid_argument("the client callback failed")),
+                            "panic" => panic!("client callback panicked"),
+                            _ => {
+                                let me = loop_core::current_task()?.unwrap();
+                                me.cancel(None);
+                                loop_core::yield_now().await;
+                                Ok(())
+                            }
+                        }
+                    },
+                    "127.0.0.1",
+                    0,
+                    ServerOptions::default(),
+                )
+                .await?;
+            let port = server.local_addrs()[0].as_inet().unwrap().port();
+            let (mut r, w) = lp2
+                .open_connection("127.0.0.1", port, ConnectOptions::default())
+                .await?;
+            // The server side closes the connection: the client sees EOF.
+            eofs.push(r.read_all().await?.is_empty());
+            w.close();
+            server.close();
+            server.wait_closed().await?;
+        }
+        Ok::<_, Error>(eofs)
+    })
+    .unwrap();
+    assert_eq!(eofs, [true, true, true]);
+    let seen = seen.borrow();
+    let msgs: Vec<&str> = seen.iter().map(|c| c.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "Unhandled exception in client_connected_cb",
+            "Unhandled exception in client_connected_cb"
+        ],
+        "a cancelled callback is not reported"
+    );
+    assert!(seen[0]
+        .exception
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("the client callback failed"));
+    assert!(seen[1]
+        .exception
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("client callback panicked"));
+    assert!(seen
+        .iter()
+        .all(|c| c.extra.iter().any(|(k, _)| *k == "transport")));
+}

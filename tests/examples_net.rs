@@ -1,0 +1,178 @@
+//! Builds and runs the TCP and open-socket examples as child processes: each server with a
+//! client against it on a free port, and checks what they print.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+/// Builds `name` with the cargo that builds this test and returns its binary.
+fn build_example(name: &str) -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--features",
+            "net",
+        ])
+        .args([
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ])
+        .args(["--example", name])
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key = "\"executable\":\"";
+    stdout
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
+        .find_map(|l| {
+            let start = l.find(key)? + key.len();
+            let len = l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..start + len]))
+        })
+        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills a server child (ours) and returns everything it printed.
+fn stop(mut server: Child, already: Vec<String>) -> Vec<String> {
+    server.kill().expect("kill the server example");
+    let mut rest = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    server.wait().unwrap();
+    already
+        .into_iter()
+        .chain(rest.lines().map(str::to_string))
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_echo_protocol_server_and_client() {
+    let server_exe = build_example("tcp_echo_server_protocol");
+    let client_exe = build_example("tcp_echo_client_protocol");
+    let port = free_port();
+    let server = Command::new(server_exe)
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it listens.
+    let mut tries = 0;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tries += 1;
+        assert!(tries < 3000, "the server example never listened");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = Command::new(client_exe)
+        .env("EVLOOP_PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        lines(&out),
+        [
+            "Data sent: \"Hello World!\"",
+            "Data received: \"Hello World!\"",
+            "The server closed the connection"
+        ]
+    );
+    let server_lines = stop(server, Vec::new());
+    // The probe connection above shows up first; the client's is the one that sent data.
+    let data_at = server_lines
+        .iter()
+        .position(|l| l == "Data received: \"Hello World!\"")
+        .unwrap_or_else(|| panic!("{server_lines:?}"));
+    assert!(
+        server_lines[data_at - 1].starts_with("Connection from 127.0.0.1:"),
+        "{server_lines:?}"
+    );
+    assert_eq!(
+        server_lines[data_at + 1..data_at + 3],
+        ["Send: \"Hello World!\"", "Close the client socket"]
+    );
+}
+
+#[test]
+fn tcp_echo_streams_server_and_client() {
+    let server_exe = build_example("tcp_echo_server_streams");
+    let client_exe = build_example("tcp_echo_client_streams");
+    let mut server = Command::new(server_exe)
+        .arg("0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let first = first.trim().to_string();
+    let port: u16 = first
+        .strip_prefix("Serving on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .parse()
+        .unwrap();
+    server.stdout = Some(out.into_inner());
+    let client = Command::new(client_exe)
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(client.status.success(), "{client:?}");
+    assert_eq!(
+        lines(&client),
+        [
+            "Send: \"Hello World!\"",
+            "Received: \"Hello World!\"",
+            "Close the connection"
+        ]
+    );
+    let server_lines = stop(server, vec![first]);
+    assert_eq!(server_lines.len(), 4, "{server_lines:?}");
+    assert!(
+        server_lines[1].starts_with("Received \"Hello World!\" from 127.0.0.1:"),
+        "{server_lines:?}"
+    );
+    assert_eq!(
+        server_lines[2..],
+        ["Send: \"Hello World!\"", "Close the connection"]
+    );
+}
+
+#[test]
+fn open_socket_examples_print_received_abc() {
+    for name in ["open_socket_protocol", "open_socket_streams"] {
+        let out = Command::new(build_example(name)).output().unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert_eq!(lines(&out), ["Received: abc"], "{name}");
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
