@@ -244,3 +244,20 @@ fn behave_as_default(sig: i32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SIG-13: the OS refusing to restore a disposition (`EINVAL`) reads "sig N cannot be
+    /// caught"; any other OS error comes through unchanged. (Restoring cannot fail for a
+    /// signal the loop accepted, so the mapping is tested directly.)
+    #[test]
+    fn sig_13_restore_einval_is_cannot_be_caught_other_errors_propagate() {
+        let e = install_error(10, io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert_eq!(e.to_string(), "invalid argument: sig 10 cannot be caught");
+        let e = install_error(10, io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    }
+}
