@@ -1,6 +1,6 @@
-//! Echo servers of the peers: a hand-written epoll loop (the floor), tokio (current-thread)
-//! and smol (LocalExecutor + async-io). Each listens on the given listener and serves until the
-//! process is killed.
+//! Echo servers: evloop (a `Protocol`, and `start_server` streams) and its peers, a
+//! hand-written epoll loop (the floor), tokio (current-thread) and smol (LocalExecutor +
+//! async-io). Each listens on the given listener and serves until the process is killed.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -165,4 +165,65 @@ pub fn smol(listener: TcpListener) {
             .detach();
         }
     }));
+}
+
+/// Serves `listener` with evloop's `create_server`, on one loop, until the process ends.
+fn evloop_serve(listener: TcpListener, protocol: bool) {
+    use evloop::net::Hosts;
+    use evloop::prelude::*;
+
+    /// Writes every chunk back as it arrives.
+    struct Echo(Option<Transport>);
+
+    impl Protocol for Echo {
+        fn connection_made(&mut self, t: &Transport) {
+            self.0 = Some(t.clone());
+        }
+
+        fn data_received(&mut self, data: &[u8]) {
+            if let Some(t) = &self.0 {
+                let _ = t.write(data);
+            }
+        }
+    }
+
+    /// One client: read up to 64 KiB, write it back, wait for the buffer to drain.
+    async fn echo(mut r: StreamReader, w: StreamWriter) -> Result<(), Error> {
+        loop {
+            let data = r.read(65536).await?;
+            if data.is_empty() {
+                break;
+            }
+            w.write(&data)?;
+            w.drain().await?;
+        }
+        w.close();
+        Ok(())
+    }
+
+    let lp = EventLoop::new().expect("loop");
+    let opts = ServerOptions {
+        sock: Some(listener.into()),
+        ..ServerOptions::default()
+    };
+    let server = if protocol {
+        lp.run_until_complete(lp.create_server(|| Echo(None), Hosts::any(), None::<u16>, opts))
+    } else {
+        lp.run_until_complete(lp.start_server(echo, Hosts::any(), None::<u16>, opts))
+    }
+    .expect("loop")
+    .expect("server");
+    lp.run_until_complete(async move { server.serve_forever().await })
+        .expect("loop")
+        .expect("serve_forever");
+}
+
+/// evloop, a `Protocol` whose `data_received` writes the data back.
+pub fn evloop_protocol(listener: TcpListener) {
+    evloop_serve(listener, true);
+}
+
+/// evloop, `start_server` with a task per client: `read(64 KiB)`, `write`, `drain`.
+pub fn evloop_streams(listener: TcpListener) {
+    evloop_serve(listener, false);
 }

@@ -129,6 +129,8 @@ pub fn echo_server_impls() -> Vec<EchoServerImpl> {
             "floor (hand-written epoll)",
             echo_servers::floor as fn(std::net::TcpListener),
         ),
+        ("evloop (protocol)", echo_servers::evloop_protocol),
+        ("evloop (streams)", echo_servers::evloop_streams),
         ("tokio", echo_servers::tokio),
         ("smol", echo_servers::smol),
     ]

@@ -4,10 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod bench;
 mod echo;
+mod svg;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -138,6 +139,69 @@ fn parse_counts(text: &str) -> Counts {
         }
     }
     c
+}
+
+/// No step may take longer than this: a step that hangs is killed (with everything it
+/// started) and fails with its output so far, instead of stalling the whole run.
+const STEP_LIMIT: Duration = Duration::from_secs(25 * 60);
+
+/// Runs one step with no standard input, its output captured, killed after `limit`.
+/// Returns whether it succeeded and its output (stdout, then stderr).
+fn run_step(cmd: &mut Command, limit: Duration) -> (bool, String) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    // Its own process group, so a kill reaches test binaries and the children they started.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("could not start: {e}")),
+    };
+    // Readers hand their text over a channel, so that a leftover process still holding a
+    // pipe open cannot block the runner: it gets what arrived within a grace period.
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let out = reader(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                timed_out = true;
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Err(_) => break None,
+        }
+    };
+    let grace = Duration::from_secs(10);
+    let mut text =
+        String::from_utf8_lossy(&out.recv_timeout(grace).unwrap_or_default()).into_owned();
+    text.push_str(&String::from_utf8_lossy(
+        &err.recv_timeout(grace).unwrap_or_default(),
+    ));
+    if timed_out {
+        text.push_str(&format!(
+            "\nxtask: step killed after {} s (the limit per step): something hangs",
+            limit.as_secs()
+        ));
+    }
+    (!timed_out && status.is_some_and(|s| s.success()), text)
 }
 
 fn test(args: &[String]) -> ExitCode {
@@ -285,19 +349,7 @@ fn test(args: &[String]) -> ExitCode {
     for mut step in steps {
         println!("\n==> {}", step.name);
         let t = Instant::now();
-        let out = step
-            .cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output();
-        let (ok, text) = match out {
-            Ok(o) => {
-                let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&o.stderr));
-                (o.status.success(), text)
-            }
-            Err(e) => (false, format!("could not start: {e}")),
-        };
+        let (ok, text) = run_step(&mut step.cmd, STEP_LIMIT);
         let counts = parse_counts(&text);
         total.passed += counts.passed;
         total.failed += counts.failed;

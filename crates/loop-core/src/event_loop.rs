@@ -168,9 +168,36 @@ pub trait Source {
     fn dispatch(&self, lp: &EventLoop, now: Instant);
     /// Drops everything pending without running it (`close()`).
     fn close(&self, lp: &EventLoop);
+    /// How many entries this source holds that are still to become due (for timers: the
+    /// scheduled, not cancelled ones). [`EventLoop::stats`] reports the sum over all sources as
+    /// [`Stats::timers_pending`]. The default is 0.
+    ///
+    /// ```
+    /// use loop_core::{EventLoop, Source};
+    /// use std::time::Instant;
+    ///
+    /// struct Three;
+    /// impl Source for Three {
+    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
+    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    ///     fn close(&self, _lp: &EventLoop) {}
+    ///     fn pending(&self) -> usize { 3 }
+    /// }
+    /// let lp = EventLoop::new().unwrap();
+    /// lp.add_source(std::rc::Rc::new(Three));
+    /// assert_eq!(lp.stats().timers_pending, 3);
+    /// ```
+    fn pending(&self) -> usize {
+        0
+    }
 }
 
-/// Counters of what the loop did, from [`EventLoop::stats`].
+/// What the loop did so far, from [`EventLoop::stats`].
+///
+/// The counters are always on: each is a plain integer add on the loop's thread, and the two
+/// durations come from the clock readings an iteration that blocks takes anyway (busy
+/// iterations, which skip the poll, read no clock for them). All counts start at zero when the
+/// loop is built and never reset; subtract two snapshots to measure a stretch of work.
 ///
 /// ```
 /// let lp = loop_core::EventLoop::new().unwrap();
@@ -183,24 +210,146 @@ pub trait Source {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Loop iterations.
+    /// Loop iterations (asyncio's `_run_once` calls).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.call_soon(|lp| { lp.call_soon(|lp| lp.stop()).unwrap(); }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(lp.stats().iterations, 2);
+    /// ```
     pub iterations: u64,
-    /// Callbacks run (local and thread-safe; fd watchers and timers included).
+    /// Callbacks run: `call_soon`, `call_soon_threadsafe`, timers, fd watchers and I/O
+    /// handlers. Cancelled handles that were skipped do not count.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.call_soon(|_| {}).unwrap();
+    /// lp.call_soon(|_| {}).unwrap().cancel();
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(lp.stats().callbacks, 1);
+    /// ```
     pub callbacks: u64,
-    /// Task steps run.
+    /// Task steps run (each poll of a task's future by the loop).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.run_until_complete(async { loop_core::yield_now().await }).unwrap();
+    /// assert_eq!(lp.stats().tasks_polled, 2); // one step before the yield, one after
+    /// ```
     pub tasks_polled: u64,
-    /// I/O events delivered.
+    /// I/O readiness events the poller delivered (fd watchers, transports).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// std::io::Write::write_all(&mut &b, b"x").unwrap();
+    /// lp.add_reader(&a, |lp| lp.stop()).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(lp.stats().io_events, 1);
+    /// lp.remove_reader(&a).unwrap();
+    /// ```
     pub io_events: u64,
-    /// `epoll_wait` calls.
+    /// `epoll_wait` calls. While work is ready the poll is skipped for up to [`POLL_EVERY`]
+    /// iterations, so this is usually well below [`iterations`](Stats::iterations).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.stop();
+    /// lp.run_forever().unwrap(); // a pre-stopped run polls once, with a zero timeout
+    /// assert_eq!(lp.stats().polls, 1);
+    /// ```
     pub polls: u64,
-    /// Largest ready-queue length seen at the start of a run phase.
+    /// The longest ready queue seen at the start of a run phase: the most work one iteration
+    /// had to run.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// for _ in 0..10 {
+    ///     lp.call_soon(|_| {}).unwrap();
+    /// }
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(lp.stats().ready_high_water, 10);
+    /// ```
     pub ready_high_water: u64,
-    /// Callbacks or task steps that took longer than the slow-callback threshold (debug mode).
+    /// Callbacks or task steps that took at least the slow-callback threshold
+    /// ([`EventLoop::slow_callback_duration`]). Timing each callback costs two clock readings,
+    /// so this is counted in debug mode only (where each is also logged); 0 otherwise.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.set_debug(true);
+    /// lp.set_slow_callback_duration(Duration::from_millis(1));
+    /// lp.call_soon(|lp| { std::thread::sleep(Duration::from_millis(2)); lp.stop() }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(lp.stats().slow_callbacks, 1);
+    /// ```
     pub slow_callbacks: u64,
-    /// Time spent blocked in `epoll_wait` with a non-zero timeout.
+    /// Wall-clock time spent waiting in `epoll_wait` for I/O, a deadline or a wake-up: the
+    /// loop's idle time. Zero-timeout polls of a busy loop count as running time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let r = lp.remote();
+    /// let t = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     r.stop().unwrap();
+    /// });
+    /// lp.run_forever().unwrap(); // idle until the stop arrives
+    /// t.join().unwrap();
+    /// assert!(lp.stats().poll_time >= Duration::from_millis(10));
+    /// ```
     pub poll_time: Duration,
-    /// File descriptors registered now.
+    /// Wall-clock time spent inside `run_forever` / `run_until_complete` but not waiting in
+    /// `epoll_wait`: running callbacks and tasks, dispatching I/O and timers. Together with
+    /// [`poll_time`](Stats::poll_time) it adds up to the time spent in `run_*`; busy
+    /// iterations are accounted at the next blocking poll or when the run returns (or when
+    /// `stats()` is called).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.call_soon(|lp| { std::thread::sleep(Duration::from_millis(5)); lp.stop() }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert!(lp.stats().run_time >= Duration::from_millis(5));
+    /// ```
+    pub run_time: Duration,
+    /// File descriptors registered with the poller now (fd watchers and transports).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// lp.add_reader(&a, |_| {}).unwrap();
+    /// assert_eq!(lp.stats().fds_registered, 1);
+    /// lp.remove_reader(&a).unwrap();
+    /// assert_eq!(lp.stats().fds_registered, 0);
+    /// ```
     pub fds_registered: u64,
+    /// Entries waiting in the loop's event sources now, as each [`Source::pending`] reports
+    /// them: with the timers crate, the timers scheduled and not cancelled yet (sleeps and
+    /// timeouts included).
+    ///
+    /// ```
+    /// use loop_core::{EventLoop, Source};
+    /// use std::time::Instant;
+    ///
+    /// struct Two;
+    /// impl Source for Two {
+    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
+    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    ///     fn close(&self, _lp: &EventLoop) {}
+    ///     fn pending(&self) -> usize { 2 }
+    /// }
+    /// let lp = EventLoop::new().unwrap();
+    /// assert_eq!(lp.stats().timers_pending, 0);
+    /// lp.add_source(std::rc::Rc::new(Two));
+    /// assert_eq!(lp.stats().timers_pending, 2);
+    /// ```
+    pub timers_pending: u64,
 }
 
 /// A hook run by `close()`, with the place that registered it.
@@ -225,6 +374,21 @@ struct Counters {
     slow_callbacks: Cell<u64>,
     /// See [`Stats::poll_time`].
     poll_time: Cell<Duration>,
+    /// See [`Stats::run_time`] (up to `run_mark`).
+    run_time: Cell<Duration>,
+    /// The last clock reading that split running from polling; `None` outside `run_*`.
+    run_mark: Cell<Option<Instant>>,
+}
+
+impl Counters {
+    /// Accounts the time from the last mark to `now` as running time.
+    #[inline]
+    fn account_run(&self, now: Instant) {
+        if let Some(mark) = self.run_mark.get() {
+            let c = &self.run_time;
+            c.set(c.get() + now.saturating_duration_since(mark));
+        }
+    }
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -271,6 +435,8 @@ pub(crate) struct Inner {
     pub(crate) resources: RefCell<crate::runner::Resources>,
     /// Stats counters.
     counters: Counters,
+    /// The virtual clock's "now"; `None` for the real clock.
+    virtual_now: crate::clock::VirtualNow,
 }
 
 thread_local! {
@@ -447,6 +613,9 @@ struct RunGuard<'a> {
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
+        let c = &self.lp.inner.counters;
+        c.account_run(Instant::now());
+        c.run_mark.set(None);
         self.lp.inner.running.set(false);
         self.lp.inner.stopping.set(false);
         // A `Fatal` unwinding out of a callback leaves no stale "executing" location behind.
@@ -472,12 +641,31 @@ impl EventLoop {
     /// assert!(!lp.is_running());
     /// ```
     pub fn new() -> Result<EventLoop> {
+        EventLoop::from_builder(crate::Builder::new())
+    }
+
+    /// A [`Builder`](crate::Builder) to configure a loop before creating it (virtual clock,
+    /// debug mode).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::builder().virtual_clock().build()?;
+    /// assert!(lp.is_virtual_clock());
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn builder() -> crate::Builder {
+        crate::Builder::new()
+    }
+
+    /// Creates a loop as `b` says.
+    pub(crate) fn from_builder(b: crate::Builder) -> Result<EventLoop> {
         let wake = rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?;
         let reactor = Reactor::new(std::os::fd::AsFd::as_fd(&wake))?;
-        let debug = matches!(std::env::var("EVLOOP_DEBUG"), Ok(v) if !v.is_empty() && v != "0");
+        let debug = b.debug.unwrap_or_else(
+            || matches!(std::env::var("EVLOOP_DEBUG"), Ok(v) if !v.is_empty() && v != "0"),
+        );
         Ok(EventLoop {
             inner: Rc::new(Inner {
                 shared: Arc::new(Shared {
@@ -507,6 +695,7 @@ impl EventLoop {
                 shutdown_hooks: RefCell::new(Vec::new()),
                 resources: RefCell::new(crate::runner::Resources::default()),
                 counters: Counters::default(),
+                virtual_now: std::cell::Cell::new(b.virtual_clock.then(Instant::now)),
             }),
         })
     }
@@ -705,6 +894,7 @@ impl EventLoop {
             lp: self,
             base_context: crate::context::snapshot(),
         };
+        self.inner.counters.run_mark.set(Some(Instant::now()));
         loop {
             self.run_once();
             if self.inner.stopping.get() {
@@ -849,6 +1039,15 @@ impl EventLoop {
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
+        let mut run_time = c.run_time.get();
+        if let Some(mark) = c.run_mark.get() {
+            // Called while running: count the running time since the last mark too.
+            run_time += Instant::now().saturating_duration_since(mark);
+        }
+        let timers_pending = match self.inner.sources.try_borrow() {
+            Ok(sources) => sources.iter().map(|s| s.pending() as u64).sum(),
+            Err(_) => 0,
+        };
         Stats {
             iterations: c.iterations.get(),
             callbacks: c.callbacks.get(),
@@ -858,18 +1057,74 @@ impl EventLoop {
             ready_high_water: c.ready_high_water.get(),
             slow_callbacks: c.slow_callbacks.get(),
             poll_time: c.poll_time.get(),
+            run_time,
             fds_registered: self.inner.reactor.len() as u64,
+            timers_pending,
         }
     }
 
-    /// The loop's clock.
+    /// The loop's clock: the monotonic clock ([`Instant::now`]), or the virtual clock of a
+    /// loop built with [`Builder::virtual_clock`](crate::Builder::virtual_clock). Timers use
+    /// it for every deadline.
     ///
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// assert!(lp.now() <= std::time::Instant::now());
+    /// let v = loop_core::EventLoop::builder().virtual_clock().build().unwrap();
+    /// assert_eq!(v.now(), v.now()); // stands still until the loop would sleep
     /// ```
+    #[inline]
     pub fn now(&self) -> Instant {
-        Instant::now()
+        match self.inner.virtual_now.get() {
+            None => Instant::now(),
+            Some(t) => t,
+        }
+    }
+
+    /// True if the loop was built with a virtual clock
+    /// ([`Builder::virtual_clock`](crate::Builder::virtual_clock)).
+    ///
+    /// ```
+    /// assert!(!loop_core::EventLoop::new()?.is_virtual_clock());
+    /// assert!(loop_core::EventLoop::builder().virtual_clock().build()?.is_virtual_clock());
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn is_virtual_clock(&self) -> bool {
+        self.inner.virtual_now.get().is_some()
+    }
+
+    /// Moves a virtual clock forward by `by`, at once; timers that become due run in the next
+    /// iteration. For tests that need time to pass while the loop is busy, or between two
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the loop has the real clock (only a virtual clock can be
+    /// moved), or if `by` goes beyond what an `Instant` can hold.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = loop_core::EventLoop::builder().virtual_clock().build()?;
+    /// let t0 = lp.now();
+    /// lp.advance_clock(Duration::from_secs(90))?;
+    /// assert_eq!(lp.now() - t0, Duration::from_secs(90));
+    /// assert!(loop_core::EventLoop::new()?.advance_clock(Duration::from_secs(1)).is_err());
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn advance_clock(&self, by: Duration) -> Result<()> {
+        let Some(now) = self.inner.virtual_now.get() else {
+            return Err(Error::invalid_argument(
+                "advance_clock() needs a virtual clock: build the loop with \
+                 EventLoop::builder().virtual_clock()",
+            ));
+        };
+        let Some(t) = now.checked_add(by) else {
+            return Err(Error::invalid_argument(format!(
+                "advance_clock({by:?}) overflows the clock; advance by a shorter duration"
+            )));
+        };
+        self.inner.virtual_now.set(Some(t));
+        Ok(())
     }
 
     /// Adds an event source, polled every iteration.
@@ -938,6 +1193,11 @@ impl EventLoop {
         }
         let busy = !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
+        // When a poll that may block starts (real clock): its time is idle time.
+        let mut poll_start = None;
+        // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
+        let mut jump_to = None;
+        // `None`: skip the poll; `Some(t)`: poll with timeout `t` (`None`: no timeout).
         let timeout = if busy || stopping {
             let skipped = inner.skipped_polls.get();
             if !stopping && skipped < POLL_EVERY {
@@ -947,27 +1207,57 @@ impl EventLoop {
                 Some(Some(Duration::ZERO))
             }
         } else {
-            Some(self.next_timeout())
+            let deadline = self.next_deadline();
+            match inner.virtual_now.get() {
+                None => {
+                    // One clock reading for the timeout and the start of the idle time.
+                    let now = Instant::now();
+                    let t =
+                        deadline.map(|d| d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT));
+                    if t != Some(Duration::ZERO) {
+                        poll_start = Some(now);
+                    }
+                    Some(t)
+                }
+                Some(vnow) => match deadline {
+                    // Nothing to jump to: block on I/O as usual (real waiting, virtual time
+                    // stands still).
+                    None => {
+                        poll_start = Some(Instant::now());
+                        Some(None)
+                    }
+                    Some(d) => {
+                        if d > vnow {
+                            jump_to = Some(d);
+                        }
+                        Some(Some(Duration::ZERO))
+                    }
+                },
+            }
         };
+        // The real time the blocking poll returned, reused as the timers' "now".
+        let mut polled_at = None;
         if let Some(timeout) = timeout {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
-            let start = match timeout {
-                Some(Duration::ZERO) => None,
-                _ => Some(Instant::now()),
-            };
+            if let Some(start) = poll_start {
+                inner.counters.account_run(start);
+            }
             let before = inner.ready.borrow().len();
             let (_, woken) = inner.reactor.poll(timeout, &inner.ready);
-            if let Some(start) = start {
-                let c = &inner.counters.poll_time;
-                c.set(c.get() + start.elapsed());
+            if let Some(start) = poll_start {
+                let end = Instant::now();
+                let c = &inner.counters;
+                c.poll_time
+                    .set(c.poll_time.get() + end.saturating_duration_since(start));
+                c.run_mark.set(Some(end));
+                polled_at = Some(end);
             }
             bump(
                 &inner.counters.io_events,
                 (inner.ready.borrow().len() - before) as u64,
             );
             if woken {
-                inner.shared.notified.store(false, Ordering::SeqCst);
                 // Drain first, then re-arm: a wake-up written after the re-arm must stay in the
                 // eventfd for the next poll. (Re-arming first let this drain swallow such a
                 // write while `notified` stayed true: every later wake-up was then skipped and
@@ -991,11 +1281,22 @@ impl EventLoop {
                     }
                 }
                 drop(guard);
+                // Re-arm only now. A producer whose `notified` swap came before this store
+                // wrote nothing, but its work is seen by the `pending` check below; one whose
+                // swap comes after it writes a wake-up that stays for the next poll.
+                inner.shared.notified.store(false, Ordering::SeqCst);
                 // SeqCst pairs with the producer's `pending` then `notified` swaps: either the
                 // producer sees `notified == false` and writes a new wake-up, or this check
                 // sees its work.
                 if inner.shared.pending.load(Ordering::SeqCst) {
                     self.take_remote();
+                }
+            }
+            // Virtual clock: the loop would have slept until `d`. If the poll found nothing
+            // either, nothing could have happened before `d`: jump there.
+            if let Some(d) = jump_to {
+                if inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
+                    inner.virtual_now.set(Some(d));
                 }
             }
         }
@@ -1007,7 +1308,10 @@ impl EventLoop {
                 Some(s) => s.clone(),
                 None => break,
             };
-            let t = *now.get_or_insert_with(|| self.now());
+            let t = *now.get_or_insert_with(|| match inner.virtual_now.get() {
+                Some(v) => v,
+                None => polled_at.unwrap_or_else(Instant::now),
+            });
             s.dispatch(self, t);
             i += 1;
         }
@@ -1025,7 +1329,8 @@ impl EventLoop {
         }
     }
 
-    fn next_timeout(&self) -> Option<Duration> {
+    /// The earliest deadline any source reports.
+    fn next_deadline(&self) -> Option<Instant> {
         let mut deadline: Option<Instant> = None;
         let mut i = 0;
         loop {
@@ -1038,10 +1343,7 @@ impl EventLoop {
             }
             i += 1;
         }
-        deadline.map(|d| {
-            d.saturating_duration_since(self.now())
-                .min(MAX_POLL_TIMEOUT)
-        })
+        deadline
     }
 
     /// Moves work queued by other threads into the ready queue.

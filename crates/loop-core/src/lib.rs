@@ -22,6 +22,13 @@
 //! * **Cancel safety.** Cancelling a [`Handle`] before it runs means it never runs, and drops
 //!   what it captured at once. A [`RemoteHandle`]'s cancel either wins before the callback
 //!   starts or has no effect.
+//! * **Virtual clock.** A loop built with [`Builder::virtual_clock`] never waits for a
+//!   deadline: when it would sleep until the next timer, it polls I/O without blocking and, if
+//!   nothing is ready, jumps its clock ([`EventLoop::now`]) straight to that deadline. Timer
+//!   code then runs deterministically and at once, in the order real time would give.
+//! * **Metrics.** [`EventLoop::stats`] counts iterations, callbacks, task steps, I/O events,
+//!   polls, idle versus running time, the ready-queue high-water mark, pending timers,
+//!   registered fds and slow callbacks, always on, at the cost of plain integer adds.
 //!
 //! # Example
 //!
@@ -39,6 +46,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 mod context;
 mod error;
 mod event_loop;
@@ -51,6 +59,7 @@ mod runner;
 mod task;
 mod threadsafe;
 
+pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
 pub use error::{fatal, Cancelled, Error, Exception, Fatal};
 pub use event_loop::{

@@ -1,10 +1,25 @@
 //! Submitting async work to a loop from another thread: asyncio's `run_coroutine_threadsafe`.
 //!
 //! [`Remote::run_coroutine_threadsafe`] sends a closure to the loop's thread; there it makes the
-//! future and wraps it into a task of the loop. The caller gets a [`ConcurrentFuture`], the
-//! thread-side view of that task (asyncio's `concurrent.futures.Future`): it can be waited for
-//! with a blocking [`wait`](ConcurrentFuture::wait), awaited from any executor, or cancelled,
-//! which cancels the task on the loop.
+//! future and wraps it into a task of the loop (through the loop's task factory). The caller
+//! gets a [`ConcurrentFuture`], the thread-side view of that task (asyncio's
+//! `concurrent.futures.Future`): it can be waited for with a blocking
+//! [`wait`](ConcurrentFuture::wait) or [`wait_timeout`](ConcurrentFuture::wait_timeout), awaited
+//! from any executor, or cancelled, which cancels the task on the loop.
+//!
+//! # Why it lives in the kernel
+//!
+//! The loop's objects (futures, tasks, handles) are not `Send`, so work that uses them must be
+//! *made* on the loop's thread: the closure travels, the future it makes never does. Only the
+//! outcome crosses back, through a mutex-and-condvar slot, so that the submitting thread can
+//! block on it without any executor. Everything this needs is the loop's own
+//! [`Remote`](crate::Remote) queue, so it sits here; the executor crate's `RemoteExt::spawn` is
+//! a shorthand over it for futures that are `Send` already.
+//!
+//! Cancellation crosses the same way: the thread side marks itself cancelled at once and posts
+//! a callback that cancels the task, found by id in a per-loop table. A closed loop drops the
+//! work it never ran, and dropping it completes the thread side with
+//! [`Error::Closed`](crate::Error::Closed), so no waiter is left hanging.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -85,7 +100,9 @@ struct Registry(RefCell<HashMap<u64, TaskRef>>);
 
 /// The thread-side view of a task started with [`Remote::run_coroutine_threadsafe`] (asyncio's
 /// `concurrent.futures.Future`). `Send + Sync`; wait for it with [`wait`](Self::wait) or
-/// `.await` it from any executor.
+/// [`wait_timeout`](Self::wait_timeout), or `.await` it from any executor or runtime.
+/// Dropping it does not cancel the task (it runs on, detached, as in asyncio); use
+/// [`cancel`](Self::cancel) for that.
 ///
 /// ```
 /// use loop_core::EventLoop;
@@ -166,10 +183,12 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`] if cancelled; the task's failure; [`Error::Closed`] if the loop was
-    /// closed before the task finished; [`Error::InvalidState`] if the outcome was already
-    /// taken, or if called on the loop's own thread while the task is pending (that would
-    /// block the loop forever: `.await` it there instead).
+    /// [`Error::Cancelled`] if cancelled (by [`cancel`](Self::cancel), or inside the loop, with
+    /// the loop's message); [`Error::Exception`] if the task (or the closure that made its
+    /// future) panicked; the task factory's refusal; [`Error::Closed`] if the loop was closed
+    /// before the task finished; [`Error::InvalidState`] if the outcome was already taken, or
+    /// if called on the loop's own thread while the task is pending (that would block the loop
+    /// forever: `.await` it there instead).
     ///
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
@@ -181,63 +200,77 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
         self.wait_until(None)
     }
 
-    /// [`wait`](Self::wait) with a time limit.
+    /// [`wait`](Self::wait) with a time limit. When the time is up, the task is cancelled (as
+    /// by [`cancel`](Self::cancel): at once on this side, on the loop's thread for the task)
+    /// and [`Error::TimedOut`] is returned (EXEC-10); a later `wait` gives
+    /// [`Error::Cancelled`]. A limit too large to represent waits without one.
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait), plus [`Error::TimedOut`] when the time is up (the task goes on).
+    /// As [`wait`](Self::wait), plus [`Error::TimedOut`] when the time is up.
     ///
     /// ```
     /// use std::time::Duration;
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let remote = lp.remote();
-    /// let r = std::thread::spawn(move || {
+    /// let f = std::thread::spawn(move || {
     ///     let f = remote.run_coroutine_threadsafe(|_| std::future::pending::<()>()).unwrap();
-    ///     f.wait_timeout(Duration::from_millis(10)).unwrap_err()
+    ///     // The loop never runs here, so the wait times out.
+    ///     assert!(matches!(f.wait_timeout(Duration::from_millis(10)), Err(loop_core::Error::TimedOut)));
+    ///     f
     /// }).join().unwrap();
-    /// assert!(matches!(r, loop_core::Error::TimedOut));
+    /// assert!(f.cancelled());
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<T> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T> {
-        let mut st = self.shared.lock();
-        loop {
-            match &*st {
-                State::Pending(_) => {
-                    if self.shared.remote.is_loop_thread() {
-                        return Err(Error::invalid_state(
-                            "waiting on the loop's own thread would block the loop forever; \
-                             await the future instead",
-                        ));
-                    }
-                    st = match deadline {
-                        None => self.shared.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
-                        Some(d) => {
-                            let left = d.saturating_duration_since(Instant::now());
-                            if left.is_zero() {
-                                return Err(Error::TimedOut);
-                            }
-                            self.shared
-                                .cond
-                                .wait_timeout(st, left)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0
+        {
+            let mut st = self.shared.lock();
+            while matches!(*st, State::Pending(_)) {
+                if self.shared.remote.is_loop_thread() {
+                    return Err(Error::invalid_state(
+                        "waiting on the loop's own thread would block the loop forever; \
+                         await the future instead",
+                    ));
+                }
+                st = match deadline {
+                    None => self.shared.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
                         }
-                    };
-                }
-                State::Done(_) => {
-                    let State::Done(r) = std::mem::replace(&mut *st, State::Taken) else {
-                        unreachable!()
-                    };
-                    return r;
-                }
-                State::Taken => {
-                    return Err(Error::invalid_state("the result was already taken"));
-                }
+                        self.shared
+                            .cond
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+            }
+            if let Some(r) = take(&mut st) {
+                return r;
             }
         }
+        // Time is up: the task inside the loop is cancelled (EXEC-10).
+        if self.cancel() {
+            return Err(Error::TimedOut);
+        }
+        // The outcome arrived between the time limit and the cancellation.
+        take(&mut self.shared.lock()).unwrap_or(Err(Error::TimedOut))
+    }
+}
+
+/// Moves the outcome out of a done state; `None` while pending.
+fn take<T>(st: &mut State<T>) -> Option<Result<T>> {
+    if let State::Pending(_) = st {
+        return None;
+    }
+    match std::mem::replace(st, State::Taken) {
+        State::Done(r) => Some(r),
+        _ => Some(Err(Error::invalid_state("the result was already taken"))),
     }
 }
 
@@ -246,21 +279,15 @@ impl<T: Send + 'static> Future for ConcurrentFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let mut st = self.shared.lock();
-        match &mut *st {
-            State::Pending(w) => {
-                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *w = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-            State::Done(_) => {
-                let State::Done(r) = std::mem::replace(&mut *st, State::Taken) else {
-                    unreachable!()
-                };
-                Poll::Ready(r)
-            }
-            State::Taken => Poll::Ready(Err(Error::invalid_state("the result was already taken"))),
+        if let Some(r) = take(&mut st) {
+            return Poll::Ready(r);
         }
+        if let State::Pending(w) = &mut *st {
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -281,12 +308,18 @@ impl Remote {
     /// from any thread (asyncio's `run_coroutine_threadsafe`). The returned
     /// [`ConcurrentFuture`] receives the task's outcome.
     ///
-    /// If `make` panics, or the loop's task factory refuses the task, the error is set on the
-    /// returned future **and** reported once to the loop's exception handler (CORE-51).
+    /// Callable from any thread, the loop's own included. `make` runs on the loop's thread, so
+    /// the future it makes may hold loop objects (futures, tasks, handles), which are not
+    /// `Send`. The future's output, or its failure, reaches the [`ConcurrentFuture`] (EXEC-10):
+    /// a panic in the task comes back as [`Error::Exception`], a cancellation inside the loop
+    /// as [`Error::Cancelled`] with its message. If `make` panics, or the loop's task factory
+    /// refuses the task, the error is set on the returned future **and** reported once to the
+    /// loop's exception handler (CORE-51). If the loop is closed before the task finishes, the
+    /// returned future gets [`Error::Closed`].
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] if the loop was closed.
+    /// [`Error::Closed`] if the loop is closed already.
     ///
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();

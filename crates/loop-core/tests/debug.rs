@@ -176,7 +176,10 @@ fn core_58_what_debug_mode_changes() {
     let (on_src, on_logs, on_slow) = scenario(true);
     assert_eq!(off_src, [false, false, false]);
     assert_eq!(on_src, [true, true, true]);
-    assert_eq!((off_slow, on_slow), (0, 1));
+    // Off: nothing is timed. On: at least the sleeping callback (on a loaded machine the
+    // panicking one may also take longer than 10 ms).
+    assert_eq!(off_slow, 0);
+    assert!(on_slow >= 1, "{on_slow}");
     assert!(!off_logs.contains("Executing"));
     assert!(on_logs.contains("Executing <Handle"));
 

@@ -1,10 +1,10 @@
-//! Task factory and run_coroutine_threadsafe: CORE-49 .. CORE-51.
+//! Task factory: CORE-49 .. CORE-51 (the other outcomes of run_coroutine_threadsafe are in
+//! threadsafe.rs).
 
 mod common;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 use common::*;
 use loop_core::{Error, EventLoop, TaskFactory, TaskSpec};
@@ -144,76 +144,5 @@ fn core_51_factory_failure_through_run_coroutine_threadsafe() {
         &seen[0].exception,
         Some(Error::InvalidArgument(_))
     ));
-    drop(wd);
-}
-
-#[test]
-fn core_51_run_coroutine_threadsafe_outcomes() {
-    let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 30);
-    let seen = record_exceptions(&lp);
-    let remote = lp.remote();
-    let t = std::thread::spawn(move || {
-        // A value.
-        let ok = remote
-            .run_coroutine_threadsafe(|_| async { "value" })
-            .unwrap();
-        assert_eq!(ok.wait().unwrap(), "value");
-        assert!(
-            matches!(ok.wait(), Err(Error::InvalidState(_))),
-            "taken once"
-        );
-        // A panic of the body.
-        let p = remote
-            .run_coroutine_threadsafe(|_| async { panic!("body panicked") })
-            .unwrap();
-        assert!(
-            matches!(p.wait(), Err(Error::Exception(e)) if e.to_string() == "panic: body panicked")
-        );
-        // A panic of the closure that makes the future: set on the future, reported once.
-        let m = remote
-            .run_coroutine_threadsafe(|_| -> std::future::Ready<()> { panic!("make panicked") })
-            .unwrap();
-        assert!(
-            matches!(m.wait(), Err(Error::Exception(e)) if e.to_string() == "panic: make panicked")
-        );
-        // Cancelled from the thread while the task waits: the task is cancelled on the loop.
-        let c = remote
-            .run_coroutine_threadsafe(|lp| lp.create_future::<()>())
-            .unwrap();
-        assert!(matches!(
-            c.wait_timeout(Duration::from_millis(20)),
-            Err(Error::TimedOut)
-        ));
-        assert!(c.cancel());
-        assert!(c.cancelled());
-        assert!(!c.cancel());
-        assert!(c.wait().unwrap_err().is_cancelled());
-        // Awaited from another executor.
-        let a = remote.run_coroutine_threadsafe(|_| async { 5 }).unwrap();
-        let v = futures_lite::future::block_on(a).unwrap();
-        assert_eq!(v, 5);
-        // Let the loop finish cancelling, then stop it.
-        std::thread::sleep(Duration::from_millis(20));
-        remote.stop().unwrap();
-    });
-    lp.run_forever().unwrap();
-    t.join().unwrap();
-    run_once(&lp);
-    assert!(lp.all_tasks().is_empty(), "the cancelled task ended");
-    let msgs = messages(&seen);
-    assert_eq!(msgs.len(), 1, "{msgs:?}");
-    assert!(msgs[0].starts_with("Exception in callback"));
-
-    // Closing the loop before the task ends completes the thread-side future with Closed.
-    let remote = lp.remote();
-    let f = remote
-        .run_coroutine_threadsafe(|_| std::future::pending::<()>())
-        .unwrap();
-    run_once(&lp);
-    let g = remote.run_coroutine_threadsafe(|_| async {}).unwrap();
-    lp.close().unwrap();
-    assert!(matches!(f.wait(), Err(Error::Closed)));
-    assert!(matches!(g.wait(), Err(Error::Closed)));
     drop(wd);
 }

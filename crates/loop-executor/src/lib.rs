@@ -8,7 +8,10 @@
 //! [`ExecutorExt::run_in_executor`] moves such a call to a worker thread and hands back a
 //! [`LoopFuture`](loop_core::LoopFuture) that the loop completes when the call returns. The
 //! other direction, submitting async work *into* a loop from a foreign thread and waiting for
-//! its result there, is [`RemoteExt::spawn`] (asyncio's `run_coroutine_threadsafe`).
+//! its result there, is [`RemoteExt::spawn`] (asyncio's `run_coroutine_threadsafe`): a
+//! shorthand for `Send` futures over the kernel's
+//! [`Remote::run_coroutine_threadsafe`](loop_core::Remote::run_coroutine_threadsafe), returning
+//! its [`ConcurrentFuture`](loop_core::ConcurrentFuture).
 //!
 //! # How results travel
 //!
@@ -73,4 +76,4 @@ mod executor;
 mod threadsafe;
 
 pub use executor::{BlockingExecutor, Executor, ExecutorExt, Job};
-pub use threadsafe::{run_coroutine_threadsafe, RemoteExt, ThreadFuture};
+pub use threadsafe::RemoteExt;

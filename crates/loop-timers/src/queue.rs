@@ -309,6 +309,16 @@ impl Source for Timers {
         }
     }
 
+    /// Timers scheduled and not cancelled: the heap's entries minus the counted cancelled ones
+    /// (loop-core reports it as `Stats::timers_pending`).
+    fn pending(&self) -> usize {
+        match self.heap.try_borrow() {
+            Ok(heap) => heap.len().saturating_sub(self.cancelled.get()),
+            // Only while the queue itself is being worked on (a destructor run by it asking).
+            Err(_) => 0,
+        }
+    }
+
     fn close(&self, _lp: &EventLoop) {
         self.closed.set(true);
         self.cancelled.set(0);

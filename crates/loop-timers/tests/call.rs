@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{log, push, push_iter, DropFlag};
+use common::{log, push, push_iter, virtual_loop, DropFlag};
 use loop_core::{Error, EventLoop};
 use loop_timers::{TimersExt, MAX_DELAY};
 
@@ -100,7 +100,8 @@ fn timer_02_call_later_is_queued_as_a_timer_with_when_now_plus_delay() {
 
 #[test]
 fn timer_02_callback_runs_once_no_earlier_than_the_delay() {
-    let lp = EventLoop::new().unwrap();
+    // Virtual clock: the loop jumps to the deadline instead of sleeping until it.
+    let lp = virtual_loop();
     let runs = log::<Instant>();
     let start = lp.now();
     let r = runs.clone();
@@ -121,6 +122,13 @@ fn timer_02_callback_runs_once_no_earlier_than_the_delay() {
         h.when() - runs[0]
     );
     assert!(runs[0].duration_since(start) >= Duration::from_millis(30) - res);
+    // Not late either: it ran within the resolution window, not at the 120 ms stop.
+    assert!(
+        runs[0] < h.when() + res,
+        "ran late: {:?}",
+        runs[0] - h.when()
+    );
+    assert_eq!(lp.now() - start, Duration::from_millis(120));
     assert_eq!(lp.timer_stats().scheduled, 0);
 }
 
@@ -151,7 +159,7 @@ fn timer_03_non_finite_seconds_are_rejected_and_schedule_nothing() {
 
 #[test]
 fn timer_04_call_at_uses_the_time_base() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let at = lp.time() + 0.04;
     let fired = Rc::new(Cell::new(f64::NAN));
     let f = fired.clone();
@@ -164,8 +172,13 @@ fn timer_04_call_at_uses_the_time_base() {
     assert!((h.when_secs() - at).abs() < 1e-9);
     lp.run_forever().unwrap();
     assert!(fired.get() + lp.clock_resolution().as_secs_f64() >= at);
+    assert!(
+        (fired.get() - at).abs() < 1e-6,
+        "ran at its time: {} vs {at}",
+        fired.get()
+    );
 
-    let at = Instant::now() + Duration::from_millis(20);
+    let at = lp.now() + Duration::from_millis(20);
     let fired = Rc::new(Cell::new(None));
     let f = fired.clone();
     lp.call_at(at, move |lp| {
@@ -174,7 +187,7 @@ fn timer_04_call_at_uses_the_time_base() {
     })
     .unwrap();
     lp.run_forever().unwrap();
-    assert!(fired.get().unwrap() >= at);
+    assert_eq!(fired.get(), Some(at));
 }
 
 #[test]
@@ -261,9 +274,9 @@ fn timer_05_zero_delay_runs_on_the_next_iteration() {
 
 #[test]
 fn timer_06_equal_deadlines_run_fifo() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let order = log();
-    let at = Instant::now() + Duration::from_millis(10);
+    let at = lp.now() + Duration::from_millis(10);
     for i in 0..50 {
         lp.call_at(at, push(&order, i)).unwrap();
     }
@@ -279,7 +292,7 @@ fn timer_06_equal_deadlines_run_fifo() {
 
 #[test]
 fn timer_06_due_timers_run_in_when_order() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let order = log();
     // Scheduled in a scrambled order, all due by the time the loop looks.
     let delays = [7u64, 3, 9, 1, 5, 8, 2, 6, 4, 0];
@@ -287,7 +300,8 @@ fn timer_06_due_timers_run_in_when_order() {
         lp.call_later(Duration::from_millis(d), push(&order, d))
             .unwrap();
     }
-    std::thread::sleep(Duration::from_millis(15));
+    // All due by the time the loop looks: the clock moved while the loop was not running.
+    lp.advance_clock(Duration::from_millis(15)).unwrap();
     lp.stop();
     lp.run_forever().unwrap();
     assert_eq!(*order.borrow(), (0..10).collect::<Vec<u64>>());
@@ -382,7 +396,7 @@ fn timer_07_when_is_the_absolute_time() {
 
 #[test]
 fn timer_08_cancel_releases_the_callback_and_it_never_runs() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let dropped = Rc::new(Cell::new(false));
     let guard = DropFlag(dropped.clone());
     let ran = Rc::new(Cell::new(false));
@@ -410,7 +424,7 @@ fn timer_08_cancel_releases_the_callback_and_it_never_runs() {
 
 #[test]
 fn timer_08_cancel_after_due_still_prevents_the_run() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     // Both due in the same iteration; the first cancels the second, already in the ready queue.

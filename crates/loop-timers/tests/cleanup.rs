@@ -136,7 +136,7 @@ fn timer_16_cancel_counts_only_while_in_the_heap_across_iterations() {
 
 #[test]
 fn timer_16_live_timers_survive_a_clean_up_and_fire_in_order() {
-    let lp = EventLoop::new().unwrap();
+    let lp = common::virtual_loop();
     let order = log();
     let mut hs = Vec::new();
     for i in 0..120u64 {

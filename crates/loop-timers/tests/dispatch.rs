@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{log, push_iter};
+use common::{log, push_iter, virtual_loop};
 use loop_core::{Error, EventLoop, ExceptionContext};
 use loop_timers::TimersExt;
 
@@ -19,7 +19,7 @@ use loop_timers::TimersExt;
 
 #[test]
 fn timer_10_due_timers_run_after_io_in_the_same_iteration() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let seen = log();
     let (r, mut w) = UnixStream::pair().unwrap();
     let r = Rc::new(r);
@@ -143,7 +143,7 @@ fn timer_11_a_timer_due_within_the_resolution_does_not_make_the_loop_wait() {
 
 #[test]
 fn timer_17_panicking_timer_is_reported_with_its_handle_and_the_loop_continues() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let reports: Rc<RefCell<Vec<ExceptionContext>>> = Rc::new(RefCell::new(Vec::new()));
     let r = reports.clone();
     lp.set_exception_handler(Some(Rc::new(move |_lp, ctx| {

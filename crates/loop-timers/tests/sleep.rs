@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::DropFlag;
+use common::{virtual_loop, DropFlag};
 use futures_lite::future;
 use loop_core::{Error, EventLoop};
 use loop_timers::{sleep, sleep_secs, sleep_until, timeout, timeout_at, TimersExt};
@@ -23,18 +23,18 @@ fn anchor(lp: &EventLoop) {
 
 #[test]
 fn timer_18_sleep_is_completed_by_a_timer() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let during = Rc::new(Cell::new(None));
     let d = during.clone();
     lp.call_later(Duration::from_millis(10), move |lp| {
         d.set(Some(lp.timer_stats().scheduled))
     })
     .unwrap();
-    let start = Instant::now();
+    let start = lp.now();
     lp.run_until_complete(sleep(Duration::from_millis(150)))
         .unwrap()
         .unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(149));
+    assert_eq!(lp.now() - start, Duration::from_millis(150));
     // While sleeping, the sleep's timer (and nothing else) was in the timer queue.
     assert_eq!(during.get(), Some(1));
     assert_eq!(lp.timer_stats().scheduled, 0);
@@ -56,7 +56,7 @@ fn timer_18_sleep_timer_is_located_where_sleep_was_called() {
 
 #[test]
 fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let task = lp
         .create_task(async { sleep(Duration::from_secs(60)).await })
@@ -66,12 +66,12 @@ fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
         assert!(t.cancel(Some("enough".into())));
     })
     .unwrap();
-    let start = Instant::now();
+    let start = lp.now();
     match lp.run_until_complete(task) {
         Err(Error::Cancelled(c)) => assert_eq!(c.message(), Some("enough")),
         other => panic!("expected a cancellation, got {other:?}"),
     }
-    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(lp.now() - start, Duration::from_millis(10));
     let st = lp.timer_stats();
     // The anchor, and the sleep's timer: cancelled, lazily deleted.
     assert_eq!((st.scheduled, st.cancelled), (2, 1), "{st:?}");
@@ -79,7 +79,7 @@ fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
 
 #[test]
 fn timer_18_a_task_may_catch_the_cancellation_of_its_sleep() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let task = lp
         .create_task(async {
@@ -105,7 +105,7 @@ fn timer_18_a_task_may_catch_the_cancellation_of_its_sleep() {
 
 #[test]
 fn timer_18_a_dropped_sleep_cancels_its_timer() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let winner = lp
         .run_until_complete(future::or(
@@ -149,16 +149,17 @@ fn timer_18_sleep_errors_are_returned_not_panics() {
 
 #[test]
 fn timer_18_sleep_until_an_instant() {
-    let lp = EventLoop::new().unwrap();
-    let at = Instant::now() + Duration::from_millis(20);
+    let lp = virtual_loop();
+    let at = lp.now() + Duration::from_millis(20);
     lp.run_until_complete(sleep_until(at)).unwrap().unwrap();
-    assert!(Instant::now() >= at);
+    assert_eq!(lp.now(), at);
     // In the past: done soon, without waiting.
     let before = lp.stats().iterations;
-    lp.run_until_complete(sleep_until(Instant::now() - Duration::from_secs(1)))
+    lp.run_until_complete(sleep_until(lp.now() - Duration::from_secs(1)))
         .unwrap()
         .unwrap();
     assert!(lp.stats().iterations - before <= 4);
+    assert_eq!(lp.now(), at, "no time passed");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ fn core_48_cancel_during_sleep_zero_is_delivered_at_the_await() {
 
 #[test]
 fn timeout_returns_the_output_when_the_future_wins() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let r = lp
         .run_until_complete(timeout(Duration::from_secs(60), async { 7 }))
@@ -266,11 +267,11 @@ fn timeout_returns_the_output_when_the_future_wins() {
 
 #[test]
 fn timeout_expiry_drops_the_inner_future_and_returns_timed_out() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     let dropped = Rc::new(Cell::new(false));
     let d = dropped.clone();
     let d2 = dropped.clone();
-    let start = Instant::now();
+    let start = lp.now();
     let r = lp
         .run_until_complete(async move {
             let r = timeout(Duration::from_millis(20), async move {
@@ -284,7 +285,7 @@ fn timeout_expiry_drops_the_inner_future_and_returns_timed_out() {
         .unwrap();
     assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
     assert!(dropped.get());
-    assert!(start.elapsed() >= Duration::from_millis(19));
+    assert_eq!(lp.now() - start, Duration::from_millis(20));
     assert_eq!(lp.timer_stats().scheduled, 0);
 }
 
@@ -304,7 +305,7 @@ fn timeout_at_a_past_deadline_still_polls_once() {
 
 #[test]
 fn timeout_cancelling_the_task_reaches_the_inner_future_and_cancels_both_timers() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let task = lp
         .create_task(async {
@@ -325,7 +326,7 @@ fn timeout_cancelling_the_task_reaches_the_inner_future_and_cancels_both_timers(
 
 #[test]
 fn timeout_dropped_before_expiry_cancels_its_timer() {
-    let lp = EventLoop::new().unwrap();
+    let lp = virtual_loop();
     anchor(&lp);
     let r = lp
         .run_until_complete(future::or(

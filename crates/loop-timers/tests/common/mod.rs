@@ -34,3 +34,8 @@ impl Drop for DropFlag {
         self.0.set(true);
     }
 }
+
+/// A loop with a virtual clock: timers run without waiting, at exact virtual times.
+pub fn virtual_loop() -> EventLoop {
+    EventLoop::builder().virtual_clock().build().unwrap()
+}
