@@ -227,3 +227,47 @@ pub fn evloop_protocol(listener: TcpListener) {
 pub fn evloop_streams(listener: TcpListener) {
     evloop_serve(listener, false);
 }
+
+/// evloop, one loop per core: two loops on two threads (each pinned to its own CPU), each with
+/// its own `reuse_port` listener on the port of `listener`, so that the kernel spreads the
+/// connections over them. The protocol is [`evloop_protocol`]'s.
+pub fn evloop_protocol_two_loops(listener: TcpListener) {
+    use evloop::prelude::*;
+
+    struct Echo(Option<Transport>);
+
+    impl Protocol for Echo {
+        fn connection_made(&mut self, t: &Transport) {
+            self.0 = Some(t.clone());
+        }
+
+        fn data_received(&mut self, data: &[u8]) {
+            if let Some(t) = &self.0 {
+                let _ = t.write(data);
+            }
+        }
+    }
+
+    // The port was chosen by binding `listener` (without SO_REUSEPORT); free it, then bind one
+    // reuse_port listener per loop to it.
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let group = evloop::spawn_loops(2, move |lp, i| {
+        crate::pin(Some(i));
+        let opts = ServerOptions {
+            reuse_port: true,
+            ..ServerOptions::default()
+        };
+        // The loop keeps a serving server alive until it is closed.
+        lp.run_until_complete(lp.create_server(|| Echo(None), "127.0.0.1", port, opts))??;
+        Ok(())
+    })
+    .expect("two loops");
+    // Serve until the process is killed.
+    loop {
+        std::thread::park();
+        if group.is_empty() {
+            break;
+        }
+    }
+}

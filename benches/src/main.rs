@@ -109,7 +109,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 /// Pins the calling thread to one CPU.
-fn pin(cpu: Option<usize>) {
+pub(crate) fn pin(cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
         set.set(cpu);
@@ -131,6 +131,10 @@ pub fn echo_server_impls() -> Vec<EchoServerImpl> {
         ),
         ("evloop (protocol)", echo_servers::evloop_protocol),
         ("evloop (streams)", echo_servers::evloop_streams),
+        (
+            "evloop (protocol, 2 loops)",
+            echo_servers::evloop_protocol_two_loops,
+        ),
         ("tokio", echo_servers::tokio),
         ("smol", echo_servers::smol),
     ]

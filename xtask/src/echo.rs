@@ -346,6 +346,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
                 .unwrap_or_else(|| "—".into())
         );
     }
+    t.push_str(&loops_ratio(&rows));
     let path = root.join("BENCHMARKS.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let head = match existing.find(ECHO_HEADING) {
@@ -361,4 +362,38 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     }
     println!("wrote {}", path.display());
     ExitCode::SUCCESS
+}
+
+/// The one-loop-per-core paragraph: evloop's throughput with two loops over one, for each
+/// connection count and size measured with both.
+fn loops_ratio(rows: &[Row]) -> String {
+    let find = |name: &str, conns: usize, size: usize| {
+        rows.iter()
+            .find(|r| r.server == name && r.conns == conns && r.size == size)
+            .map(|r| r.rps)
+    };
+    let mut lines = Vec::new();
+    for r in rows.iter().filter(|r| r.server == "evloop (protocol)") {
+        if let Some(two) = find("evloop (protocol, 2 loops)", r.conns, r.size) {
+            lines.push(format!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} |",
+                r.conns,
+                r.size,
+                r.rps,
+                two,
+                two / r.rps
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n### One loop per core\n\n`evloop (protocol, 2 loops)` is `spawn_loops(2, ..)` with a \
+         `reuse_port` listener per loop, each loop pinned to its own CPU. This machine has two \
+         cores, so the load generator shares CPU 1 with the second loop: the ratio shows what a \
+         second loop gains when the client itself needs a core.\n\n\
+         | conns | size | 1 loop req/s | 2 loops req/s | ratio |\n|---:|---:|---:|---:|---:|\n{}\n",
+        lines.join("\n")
+    )
 }
