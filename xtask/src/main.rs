@@ -228,7 +228,7 @@ fn test(args: &[String]) -> ExitCode {
     });
     let run_tests = |pkg: &str, extra: &[&str]| -> Command {
         let mut c = if nextest {
-            let mut c = cargo(&[
+            cargo(&[
                 "nextest",
                 "run",
                 "--no-fail-fast",
@@ -237,13 +237,9 @@ fn test(args: &[String]) -> ExitCode {
                 "final",
                 "-p",
                 pkg,
-            ]);
-            if heavy {
-                c.args(["--run-ignored", "all"]);
-            }
-            c
+            ])
         } else {
-            let mut c = cargo(&[
+            cargo(&[
                 "test",
                 "--no-fail-fast",
                 "-p",
@@ -252,11 +248,7 @@ fn test(args: &[String]) -> ExitCode {
                 "--bins",
                 "--tests",
                 "--examples",
-            ]);
-            if heavy {
-                c.args(["--", "--include-ignored"]);
-            }
-            c
+            ])
         };
         c.args(extra);
         c
@@ -271,6 +263,37 @@ fn test(args: &[String]) -> ExitCode {
         name: "test evloop (all features)".into(),
         cmd: run_tests("evloop", &["--all-features"]),
     });
+    if heavy {
+        // The reliability suite runs in every `test`; `--heavy` runs it five more times in a
+        // row, to catch what fails only now and then under load.
+        let cmd = if nextest {
+            cargo(&[
+                "nextest",
+                "run",
+                "--no-fail-fast",
+                "--failure-output",
+                "final",
+                "-p",
+                "evloop",
+                "--all-features",
+                "-E",
+                "binary(~reliability)",
+                "--stress-count",
+                "5",
+            ])
+        } else {
+            let mut c = Command::new("sh");
+            c.args([
+                "-c",
+                "for i in 1 2 3 4 5; do cargo test -p evloop --all-features --test 'reliability_*' || exit 1; done",
+            ]);
+            c
+        };
+        steps.push(Step {
+            name: "reliability suite x5 (--heavy)".into(),
+            cmd,
+        });
+    }
     if !quick {
         steps.push(Step {
             name: "check evloop --no-default-features".into(),
