@@ -1,4 +1,5 @@
-//! evloop's task runner: `cargo xtask test` (the whole check matrix) and `cargo xtask bench`.
+//! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench` and
+//! `cargo xtask memcheck` (valgrind and LeakSanitizer).
 //!
 //! Only the standard library is used, so the runner itself builds in a second.
 
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod bench;
 mod echo;
+mod memcheck;
 mod svg;
 
 fn main() -> ExitCode {
@@ -17,9 +19,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("memcheck") => memcheck::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo] [--only NAME] [--secs S]"
+                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo] [--only NAME] [--secs S]\n       cargo xtask memcheck"
             );
             ExitCode::from(2)
         }
@@ -365,6 +368,12 @@ fn test(args: &[String]) -> ExitCode {
         });
     }
 
+    run_steps(steps)
+}
+
+/// Runs the steps in order (every one, whatever failed before), prints one summary line per
+/// step and the test totals; fails if any step failed.
+fn run_steps(steps: Vec<Step>) -> ExitCode {
     let started = Instant::now();
     let mut summary = Vec::new();
     let mut total = Counts::default();

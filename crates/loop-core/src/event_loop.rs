@@ -957,7 +957,10 @@ impl EventLoop {
     /// pending callback and timer without running it, tears pending tasks down (reporting each
     /// as "Task was destroyed but it is pending!"), drops the fd watchers and closes the epoll
     /// fd and the wake-up eventfd. Idempotent. Dropping the last handle of an unclosed loop
-    /// closes it the same way.
+    /// closes it the same way, but open transports, pending tasks, timers and handlers that
+    /// hold a handle of their own keep the loop alive: close a loop explicitly (or run it with
+    /// [`run_main`](EventLoop::run_main), which closes it) so that such cycles are broken and
+    /// nothing is leaked.
     ///
     /// After `close()`, scheduling anything fails with [`Error::Closed`];
     /// [`remove_reader`](EventLoop::remove_reader) returns `Ok(false)`, and

@@ -113,6 +113,9 @@ fn core_59_unfinalized_resources_are_dropped_at_close() {
 fn core_60_run_cancels_and_awaits_remaining_tasks_then_shuts_down_in_order() {
     let events = log();
     let e = events.clone();
+    // Holds the resource's registration past the main future, so it is still open at shutdown.
+    let kept = Rc::new(RefCell::new(None));
+    let k = kept.clone();
     let v = run(async move {
         let lp = get_running_loop().unwrap();
         let seen: Rc<RefCell<Vec<ExceptionContext>>> = Rc::new(RefCell::new(Vec::new()));
@@ -146,7 +149,7 @@ fn core_60_run_cancels_and_awaits_remaining_tasks_then_shuts_down_in_order() {
             push(&e4, "asyncgens finalized");
             Ok(())
         });
-        std::mem::forget(reg); // still open at shutdown
+        *k.borrow_mut() = Some(reg); // still open at shutdown
         let e5 = e.clone();
         lp.on_shutdown(move |lp| {
             let lp = lp.clone();
@@ -176,6 +179,7 @@ fn core_60_run_cancels_and_awaits_remaining_tasks_then_shuts_down_in_order() {
         42
     })
     .unwrap();
+    drop(kept);
     assert_eq!(v, 42);
     assert_eq!(
         entries(&events),

@@ -187,6 +187,8 @@ fn stream_06_read_n_waits_for_data_and_is_not_capped_by_the_limit() {
     assert_eq!(b, b"ab");
     assert_eq!(c, b"cd");
     assert!(eof.is_empty(), "EOF with an empty buffer reads []");
+    // The open transport holds a handle to the loop: close it, or both stay alive.
+    lp.close().unwrap();
 }
 
 #[test]
@@ -324,6 +326,8 @@ fn stream_10_readuntil_separator_across_chunks() {
             .contains("Separator should contain at least one element"),
         "{e2}"
     );
+    // The open transport holds a handle to the loop: close it, or both stay alive.
+    lp.close().unwrap();
 }
 
 #[test]
@@ -368,6 +372,8 @@ fn stream_11_readuntil_any_returns_the_shortest_result() {
     spin(&lp, 5);
     peer.write_all(b"ab").unwrap();
     assert_eq!(run(&lp, 30, t).unwrap(), b"aaaaab");
+    // The open transport holds a handle to the loop: close it, or both stay alive.
+    lp.close().unwrap();
 }
 
 #[test]
@@ -693,6 +699,8 @@ fn stream_20_lines_until_empty() {
         lines,
         vec![b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]
     );
+    // The open transport holds a handle to the loop: close it, or both stay alive.
+    lp.close().unwrap();
 }
 
 #[test]
@@ -843,6 +851,8 @@ fn stream_23_drain_raises_the_reader_exception_and_connection_lost() {
     let io_err = io::Error::from(e);
     assert_eq!(io_err.kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(io_err.to_string(), "Connection lost");
+    // The open transport holds a handle to the loop: close it, or both stay alive.
+    lp.close().unwrap();
 }
 
 #[test]
