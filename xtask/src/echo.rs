@@ -392,7 +392,12 @@ fn loops_ratio(rows: &[Row]) -> String {
         "\n### One loop per core\n\n`evloop (protocol, 2 loops)` is `spawn_loops(2, ..)` with a \
          `reuse_port` listener per loop, each loop pinned to its own CPU. This machine has two \
          cores, so the load generator shares CPU 1 with the second loop: the ratio shows what a \
-         second loop gains when the client itself needs a core.\n\n\
+         second loop gains when the client itself needs a core. With one connection only one \
+         loop works, and the kernel's `reuse_port` hash picks which: when it is the loop on the \
+         client's CPU, each round trip skips the cross-CPU wake-up and runs faster than any \
+         two-CPU setup; when it is the other, the result equals one loop's. The 100-connection \
+         rows are the ones that measure scaling, and on two cores shared with the client they \
+         show a loss.\n\n\
          | conns | size | 1 loop req/s | 2 loops req/s | ratio |\n|---:|---:|---:|---:|---:|\n{}\n",
         lines.join("\n")
     )
