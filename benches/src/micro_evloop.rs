@@ -2,8 +2,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use evloop::prelude::*;
@@ -102,19 +100,26 @@ pub fn tasks(n: u64) -> Duration {
     t
 }
 
-/// `n` `call_soon_threadsafe` from another thread.
+/// `n` `call_soon_threadsafe` from another thread. The callbacks count on the loop's thread
+/// and capture only `n`, so that (as with the peers' channels of `u64`) the producer shares no
+/// counter with the consumer: what is measured is the queue and the wake-ups.
 pub fn threadsafe(n: u64) -> Duration {
+    thread_local! {
+        static COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    COUNT.with(|c| c.set(0));
     let lp = EventLoop::new().expect("loop");
-    let count = Arc::new(AtomicU64::new(0));
     let remote = lp.remote();
     let t = timed(|| {
-        let c = count.clone();
         let th = std::thread::spawn(move || {
             for _ in 0..n {
-                let c = c.clone();
                 remote
                     .call_soon_threadsafe(move |lp| {
-                        if c.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                        let seen = COUNT.with(|c| {
+                            c.set(c.get() + 1);
+                            c.get()
+                        });
+                        if seen == n {
                             lp.stop();
                         }
                     })
@@ -124,7 +129,7 @@ pub fn threadsafe(n: u64) -> Duration {
         lp.run_forever().expect("run");
         th.join().expect("producer");
     });
-    assert_eq!(count.load(Ordering::Relaxed), n);
+    assert_eq!(COUNT.with(|c| c.get()), n);
     lp.close().expect("close");
     t
 }

@@ -1,5 +1,9 @@
 //! Closing: CORE-13 .. CORE-17. Every test here holds `serial()`: they count fds.
 
+// Every test here runs an event loop, which miri cannot: its epoll emulation accepts only
+// edge-triggered registrations, and the reactor is level-triggered.
+#![cfg(not(miri))]
+
 mod common;
 
 use std::cell::Cell;

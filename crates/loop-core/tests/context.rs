@@ -21,6 +21,10 @@ fn request() -> String {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn core_23_callbacks_run_in_the_context_captured_when_scheduled() {
     let lp = EventLoop::new().unwrap();
     let seen = log();
@@ -69,6 +73,10 @@ fn core_23_callbacks_run_in_the_context_captured_when_scheduled() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn core_23_fd_watchers_and_done_callbacks_keep_their_context() {
     let lp = EventLoop::new().unwrap();
     let seen = log();
@@ -108,6 +116,10 @@ fn core_23_fd_watchers_and_done_callbacks_keep_their_context() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn core_37_tasks_run_in_a_copy_of_their_creators_context() {
     let lp = EventLoop::new().unwrap();
     REQUEST.set("creator".into());
@@ -185,6 +197,10 @@ fn core_37_tasks_run_in_a_copy_of_their_creators_context() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn core_53_the_handler_runs_in_the_context_of_the_failing_object() {
     let lp = EventLoop::new().unwrap();
     let seen = Rc::new(RefCell::new(Vec::new()));

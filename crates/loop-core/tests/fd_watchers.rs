@@ -1,6 +1,10 @@
 //! add_reader / add_writer / remove_*: NET-01 .. NET-07. Every test holds `serial()` and checks
 //! that the process's fd count is back where it started.
 
+// Every test here runs an event loop, which miri cannot: its epoll emulation accepts only
+// edge-triggered registrations, and the reactor is level-triggered.
+#![cfg(not(miri))]
+
 mod common;
 
 use std::cell::Cell;

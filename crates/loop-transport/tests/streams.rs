@@ -45,6 +45,10 @@ fn fed_limit(limit: usize, data: &[u8]) -> StreamReader {
 // STREAM-01 / STREAM-02 (the stream-pair building blocks; the socket-opening part is loop-net's)
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_01_open_stream_over_a_socketpair_and_tcp() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -82,6 +86,10 @@ fn stream_01_open_stream_over_a_socketpair_and_tcp() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_02_client_connected_callback_gets_reader_and_writer() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -112,6 +120,10 @@ fn stream_02_client_connected_callback_gets_reader_and_writer() {
 // STREAM-04 … STREAM-17: the reader
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_04_zero_limit_is_rejected() {
     let _g = serial();
     let e = StreamReader::with_limit(0).unwrap_err();
@@ -123,6 +135,10 @@ fn stream_04_zero_limit_is_rejected() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_05_read_zero_and_feeding_nothing() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -159,6 +175,10 @@ fn stream_05_read_zero_and_feeding_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_06_read_n_waits_for_data_and_is_not_capped_by_the_limit() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -192,6 +212,10 @@ fn stream_06_read_n_waits_for_data_and_is_not_capped_by_the_limit() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_07_read_all_from_a_pipe_past_the_flow_control_limit() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -212,6 +236,10 @@ fn stream_07_read_all_from_a_pipe_past_the_flow_control_limit() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_08_readline() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -247,6 +275,10 @@ fn stream_08_readline() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_09_readline_over_the_limit_is_a_value_error_and_drops_the_line() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -288,6 +320,10 @@ fn stream_09_readline_over_the_limit_is_a_value_error_and_drops_the_line() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_10_readuntil_separator_across_chunks() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -331,6 +367,10 @@ fn stream_10_readuntil_separator_across_chunks() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_11_readuntil_any_returns_the_shortest_result() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -377,6 +417,10 @@ fn stream_11_readuntil_any_returns_the_shortest_result() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_12_readuntil_at_eof_is_incomplete_with_all_buffered_data() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -402,6 +446,10 @@ fn stream_12_readuntil_at_eof_is_incomplete_with_all_buffered_data() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_13_readuntil_limit_overrun_keeps_data() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -448,6 +496,10 @@ fn stream_13_readuntil_limit_overrun_keeps_data() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_14_readexactly() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -478,6 +530,10 @@ fn stream_14_readexactly() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_15_exception_is_raised_by_every_later_read_and_wakes_a_waiter() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -534,6 +590,10 @@ fn stream_15_exception_is_raised_by_every_later_read_and_wakes_a_waiter() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_16_at_eof_only_with_eof_and_an_empty_buffer() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -552,6 +612,10 @@ fn stream_16_at_eof_only_with_eof_and_an_empty_buffer() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_17_a_second_waiting_read_is_refused() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -581,6 +645,10 @@ fn stream_17_a_second_waiting_read_is_refused() {
 // STREAM-18, STREAM-19: the reader protocol
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_18_reader_pauses_the_transport_above_twice_the_limit_and_resumes_at_the_limit() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -628,6 +696,10 @@ fn stream_18_reader_pauses_the_transport_above_twice_the_limit_and_resumes_at_th
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_19_lost_cleanly_feeds_eof_and_eof_keeps_the_writer_open() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -657,6 +729,10 @@ fn stream_19_lost_cleanly_feeds_eof_and_eof_keeps_the_writer_open() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_19_lost_with_an_error_sets_the_reader_exception() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -684,6 +760,10 @@ fn stream_19_lost_with_an_error_sets_the_reader_exception() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_20_lines_until_empty() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -755,6 +835,10 @@ fn stream_21_feed_data_after_feed_eof_is_a_bug() {
 // STREAM-22 … STREAM-26: the writer
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_22_writer_delegates_to_the_transport() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -783,6 +867,10 @@ fn stream_22_writer_delegates_to_the_transport() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_23_drain_returns_at_once_unless_paused_and_releases_every_drainer() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -834,6 +922,10 @@ fn stream_23_drain_returns_at_once_unless_paused_and_releases_every_drainer() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_23_drain_raises_the_reader_exception_and_connection_lost() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -856,6 +948,10 @@ fn stream_23_drain_raises_the_reader_exception_and_connection_lost() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_23_write_and_drain_with_a_tiny_sndbuf_and_a_slow_reader() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -885,6 +981,10 @@ fn stream_23_write_and_drain_with_a_tiny_sndbuf_and_a_slow_reader() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_24_write_drain_loop_against_a_closed_peer_ends_with_an_error() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -918,6 +1018,10 @@ fn stream_24_write_drain_loop_against_a_closed_peer_ends_with_an_error() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_25_close_then_wait_closed_even_with_unread_data() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -941,6 +1045,10 @@ fn stream_25_close_then_wait_closed_even_with_unread_data() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_26_dropping_an_open_writer_closes_the_transport() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -967,6 +1075,10 @@ fn stream_26_dropping_an_open_writer_closes_the_transport() {
 // futures-io interop
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn streams_implement_async_read_bufread_and_write() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
@@ -1001,6 +1113,10 @@ fn streams_implement_async_read_bufread_and_write() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn write_stream_over_a_pipe() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
