@@ -21,7 +21,7 @@
 //! reported as "Task exception was never retrieved" when its last handle goes.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
@@ -61,7 +61,7 @@ impl dyn TaskDyn {
     /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
     pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
         let h = self.header();
-        let msg = h.must_cancel.borrow_mut().take()?;
+        let msg = h.take_must_cancel()?;
         let c = Cancelled::new(msg);
         self.track_delivered(&c);
         Some(c)
@@ -69,7 +69,8 @@ impl dyn TaskDyn {
 
     /// Remembers a cancellation delivered into the body.
     pub(crate) fn track_delivered(&self, c: &Cancelled) {
-        let mut d = self.header().delivered.borrow_mut();
+        let mut cold = self.header().cold();
+        let d = &mut cold.delivered;
         d.retain(|(w, _)| w.strong_count() > 0);
         d.push((c.token(), c.message().map(str::to_string)));
     }
@@ -89,8 +90,6 @@ static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Header {
     /// Process-wide id.
     id: u64,
-    /// Explicit name.
-    name: RefCell<Option<String>>,
     /// Where `create_task` was called.
     location: &'static Location<'static>,
     /// The loop.
@@ -105,10 +104,6 @@ pub(crate) struct Header {
     finished: Cell<bool>,
     /// Done by cancellation.
     cancelled: Cell<bool>,
-    /// A cancellation to deliver: `Some(message)`.
-    must_cancel: RefCell<Option<Option<String>>>,
-    /// Number of cancel requests not withdrawn by `uncancel`.
-    cancelling: Cell<u32>,
     /// The loop future the task waits on.
     fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
     /// The last step suspended in a loop-aware `await` (a loop future or task), which can
@@ -116,18 +111,59 @@ pub(crate) struct Header {
     waiting_on_loop: Cell<bool>,
     /// The task's waker (to reschedule it for a cancellation).
     waker: RefCell<Option<Waker>>,
-    /// Cancellations delivered into the body: (token, message).
-    delivered: RefCell<Vec<(std::sync::Weak<()>, Option<String>)>>,
     /// Report "destroyed but pending" if dropped pending.
     log_destroy_pending: Cell<bool>,
-    /// Done-callbacks.
-    callbacks: RefCell<Vec<DoneCallback<TaskRef>>>,
-    /// Next callback id.
-    next_cb: Cell<u64>,
     /// The error was read (no "never retrieved" report).
     retrieved: Cell<bool>,
     /// The task's context; taken out (current) while a step runs.
     ctx: Cell<crate::context::Snapshot>,
+    /// A name, cancellation and done-callback state: `None` until first used.
+    cold: RefCell<Option<Box<Cold>>>,
+}
+
+/// The part of a task's state most tasks never use (an explicit name, cancellation,
+/// done-callbacks). It lives out of line and is allocated on first use, so that the common
+/// task (created, run, awaited) stays small: with a million live tasks, memory traffic is
+/// most of what a task costs.
+#[derive(Default)]
+struct Cold {
+    /// Explicit name.
+    name: Option<String>,
+    /// A cancellation to deliver: `Some(message)`.
+    must_cancel: Option<Option<String>>,
+    /// Number of cancel requests not withdrawn by `uncancel`.
+    cancelling: u32,
+    /// Cancellations delivered into the body: (token, message).
+    delivered: Vec<(std::sync::Weak<()>, Option<String>)>,
+    /// Done-callbacks.
+    callbacks: Vec<DoneCallback<TaskRef>>,
+    /// Next callback id.
+    next_cb: u64,
+}
+
+impl Header {
+    /// The cold state, created on first use. The borrow must end before user code runs.
+    fn cold(&self) -> RefMut<'_, Cold> {
+        RefMut::map(self.cold.borrow_mut(), |c| {
+            &mut **c.get_or_insert_with(Default::default)
+        })
+    }
+
+    /// Applies `f` to the cold state if it exists (without creating it).
+    fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
+        self.cold.borrow_mut().as_deref_mut().map(f)
+    }
+
+    /// Takes the cancellation waiting to be delivered, if any.
+    fn take_must_cancel(&self) -> Option<Option<String>> {
+        self.if_cold(|c| c.must_cancel.take()).flatten()
+    }
+
+    /// Takes the done-callbacks.
+    fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
+        self.if_cold(|c| std::mem::take(&mut c.callbacks))
+            .unwrap_or_default()
+    }
 }
 
 /// The allocation behind a task.
@@ -162,7 +198,7 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
         if h.finished.get() {
             return false;
         }
-        h.cancelling.set(h.cancelling.get() + 1);
+        h.cold().cancelling += 1;
         let waiter = h.fut_waiter.borrow_mut().take();
         if let Some(w) = waiter {
             if w.cancel_target(msg.clone()) {
@@ -170,7 +206,7 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
                 return true;
             }
         }
-        *h.must_cancel.borrow_mut() = Some(msg);
+        h.cold().must_cancel = Some(msg);
         if h.started.get() {
             if let Some(w) = h.waker.borrow().as_ref() {
                 w.wake_by_ref();
@@ -375,10 +411,9 @@ impl TaskRef {
     /// ```
     pub fn get_name(&self) -> String {
         let h = self.t.header();
-        match &*h.name.borrow() {
-            Some(n) => n.clone(),
-            None => format!("Task-{}", h.id),
-        }
+        h.if_cold(|c| c.name.clone())
+            .flatten()
+            .unwrap_or_else(|| format!("Task-{}", h.id))
     }
 
     /// Renames the task.
@@ -391,7 +426,7 @@ impl TaskRef {
     /// # lp.close().unwrap();
     /// ```
     pub fn set_name(&self, name: impl ToString) {
-        *self.t.header().name.borrow_mut() = Some(name.to_string());
+        self.t.header().cold().name = Some(name.to_string());
     }
 
     /// Requests cancellation (see the module docs for how it is delivered). Returns false if
@@ -421,7 +456,7 @@ impl TaskRef {
     /// # lp.close().unwrap();
     /// ```
     pub fn cancelling(&self) -> u32 {
-        self.t.header().cancelling.get()
+        self.t.header().if_cold(|c| c.cancelling).unwrap_or(0)
     }
 
     /// Withdraws one cancel request; at zero, a cancellation not yet delivered is withdrawn.
@@ -436,12 +471,14 @@ impl TaskRef {
     /// ```
     pub fn uncancel(&self) -> u32 {
         let h = self.t.header();
-        let n = h.cancelling.get().saturating_sub(1);
-        h.cancelling.set(n);
-        if n == 0 {
-            h.must_cancel.borrow_mut().take();
-        }
-        n
+        h.if_cold(|c| {
+            c.cancelling = c.cancelling.saturating_sub(1);
+            if c.cancelling == 0 {
+                c.must_cancel = None;
+            }
+            c.cancelling
+        })
+        .unwrap_or(0)
     }
 
     /// True once the task finished (with a value, an error or a cancellation).
@@ -559,15 +596,18 @@ impl TaskRef {
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
         let h = self.t.header();
-        let id = h.next_cb.get();
-        h.next_cb.set(id + 1);
+        let id = {
+            let mut c = h.cold();
+            c.next_cb += 1;
+            c.next_cb - 1
+        };
         let cb = DoneCallback::new(id, f);
         if h.finished.get() {
             if let Some(lp) = self.get_loop() {
                 cb.schedule(&lp, self.clone());
             }
         } else {
-            h.callbacks.borrow_mut().push(cb);
+            h.cold().callbacks.push(cb);
         }
         CallbackId(id)
     }
@@ -583,11 +623,12 @@ impl TaskRef {
     /// ```
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
         let taken: Vec<_> = {
-            let mut cbs = self.t.header().callbacks.borrow_mut();
-            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *cbs)
-                .into_iter()
-                .partition(|cb| cb.id == id.0);
-            *cbs = keep;
+            let h = self.t.header();
+            let Some(mut cold) = h.if_cold(|c| std::mem::take(&mut c.callbacks)) else {
+                return 0;
+            };
+            let (gone, keep): (Vec<_>, Vec<_>) = cold.drain(..).partition(|cb| cb.id == id.0);
+            h.cold().callbacks = keep;
             gone
         };
         taken.len()
@@ -705,7 +746,13 @@ impl<T> Drop for TaskInner<T> {
             if e.is_cancelled() {
                 return;
             }
-            let name = match self.header.name.get_mut() {
+            let name = match self
+                .header
+                .cold
+                .get_mut()
+                .as_ref()
+                .and_then(|c| c.name.as_ref())
+            {
                 Some(n) => n.clone(),
                 None => format!("Task-{}", self.header.id),
             };
@@ -872,7 +919,6 @@ impl EventLoop {
         let inner = Rc::new(TaskInner {
             header: Header {
                 id: NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
-                name: RefCell::new(name),
                 location,
                 lp: Rc::downgrade(&self.inner),
                 loop_id: self.id(),
@@ -880,17 +926,18 @@ impl EventLoop {
                 started: Cell::new(false),
                 finished: Cell::new(false),
                 cancelled: Cell::new(false),
-                must_cancel: RefCell::new(None),
-                cancelling: Cell::new(0),
                 fut_waiter: RefCell::new(None),
                 waiting_on_loop: Cell::new(false),
                 waker: RefCell::new(None),
-                delivered: RefCell::new(Vec::new()),
                 log_destroy_pending: Cell::new(true),
-                callbacks: RefCell::new(Vec::new()),
-                next_cb: Cell::new(0),
                 retrieved: Cell::new(false),
                 ctx: Cell::new(context.map),
+                cold: RefCell::new(name.map(|name| {
+                    Box::new(Cold {
+                        name: Some(name),
+                        ..Cold::default()
+                    })
+                })),
             },
             result: RefCell::new(crate::future::Slot::Pending),
             waiters: RefCell::new(Vec::new()),
@@ -1132,7 +1179,7 @@ impl<T: 'static> Drop for PendingGuard<T> {
             .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
         drop(removed);
         // Done-callbacks can no longer run: drop them (what they captured is released).
-        let callbacks = std::mem::take(&mut *h.callbacks.borrow_mut());
+        let callbacks = h.take_callbacks();
         drop(callbacks);
         if h.log_destroy_pending.get() {
             let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
@@ -1168,7 +1215,7 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     for w in waiters {
         w.wake();
     }
-    let callbacks = std::mem::take(&mut *h.callbacks.borrow_mut());
+    let callbacks = h.take_callbacks();
     if let Some(lp) = lp {
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
@@ -1209,7 +1256,7 @@ where
     // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
     // A body suspended on a foreign future cannot be told: it is dropped.
     if !h.started.get() || !waited_on_loop {
-        let forced = h.must_cancel.borrow_mut().take();
+        let forced = h.take_must_cancel();
         if let Some(msg) = forced {
             slot.set(None);
             finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
@@ -1256,7 +1303,7 @@ where
             slot.set(None);
             // A task that cancelled itself and returned before its next `await` ends
             // cancelled (CORE-41).
-            let self_cancel = h.must_cancel.borrow_mut().take();
+            let self_cancel = h.take_must_cancel();
             if let Some(msg) = self_cancel {
                 drop(v);
                 finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
@@ -1265,11 +1312,13 @@ where
             // A cancellation delivered into the body that is still alive (in the output, most
             // likely returned with `?`) propagated: the task ends cancelled.
             let escaped = h
-                .delivered
-                .borrow()
-                .iter()
-                .find(|(w, _)| w.strong_count() > 0)
-                .map(|(_, m)| m.clone());
+                .if_cold(|c| {
+                    c.delivered
+                        .iter()
+                        .find(|(w, _)| w.strong_count() > 0)
+                        .map(|(_, m)| m.clone())
+                })
+                .flatten();
             match escaped {
                 Some(msg) => {
                     drop(v);
@@ -1281,7 +1330,7 @@ where
         }
         Ok(Poll::Pending) => {
             // A cancellation requested during this step and not delivered by an `await`.
-            let msg = h.must_cancel.borrow_mut().take();
+            let msg = h.take_must_cancel();
             if let Some(msg) = msg {
                 let waiter = h.fut_waiter.borrow_mut().take();
                 match waiter {
@@ -1289,7 +1338,7 @@ where
                         if !w.cancel_target(msg.clone()) {
                             // The loop future is already done: the next step delivers the
                             // cancellation at that `await`.
-                            *h.must_cancel.borrow_mut() = Some(msg);
+                            h.cold().must_cancel = Some(msg);
                             cx.waker().wake_by_ref();
                         }
                     }
