@@ -26,7 +26,7 @@ use evloop::pipes::PipesExt;
 use evloop::signals::SignalsExt;
 use evloop::timers::TimersExt;
 use evloop::transport::Protocol;
-use evloop::{Error, EventLoop};
+use evloop::Error;
 use faults_common::*;
 
 /// A protocol that does nothing.
@@ -58,16 +58,14 @@ fn assert_closed(e: &Error) {
 
 #[test]
 fn net_01_negative_fd_rejected_by_remove_reader_and_remove_writer() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     for fd in [-1, -5, RawFd::MIN] {
         assert_invalid(&lp.remove_reader(fd).unwrap_err(), &["Invalid file object"]);
         assert_invalid(&lp.remove_writer(fd).unwrap_err(), &["Invalid file object"]);
     }
     assert_eq!(lp.stats().fds_registered, 0);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 /// An fd number that is not open in this process right now.
@@ -88,9 +86,8 @@ fn closed_fd_number() -> RawFd {
 
 #[test]
 fn reliability_bad_input_add_reader_closed_fd_or_regular_file_os_error_nothing_registered() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
 
     // A closed fd: EBADF from the poller, nothing registered.
     let raw = closed_fd_number();
@@ -135,15 +132,13 @@ fn reliability_bad_input_add_reader_closed_fd_or_regular_file_os_error_nothing_r
     assert!(hit.get());
     assert!(lp.remove_writer(&a).unwrap());
     drop((a, b));
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn net_06_fd_owned_by_a_transport_rejected_by_add_reader_remove_reader_and_sock_calls() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let l = lp.clone();
@@ -204,14 +199,13 @@ fn net_06_fd_owned_by_a_transport_rejected_by_add_reader_remove_reader_and_sock_
     assert!(!lp.remove_reader(raw).unwrap());
     lp.close().unwrap();
     drop(listener);
-    assert_eq!(fd_count(), base, "no fd leaked");
+    assert_eq!(fd_count(), rig.base, "no fd leaked");
 }
 
 #[test]
 fn timer_05_core_48_delays_nan_or_infinite_rejected_negative_legal_huge_harmless() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         assert_invalid(
             &lp.call_later_secs(bad, |_| {}).unwrap_err(),
@@ -258,15 +252,13 @@ fn timer_05_core_48_delays_nan_or_infinite_rejected_negative_legal_huge_harmless
         .unwrap()
         .unwrap();
     assert!(!never.get());
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn sig_03_sig_04_invalid_and_uncatchable_signals_rejected_nothing_installed() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     for sig in [0, -1, 65, i32::MAX, i32::MIN] {
         let needle = format!("invalid signal number {sig}");
         assert_invalid(
@@ -288,15 +280,13 @@ fn sig_03_sig_04_invalid_and_uncatchable_signals_rejected_nothing_installed() {
         assert!(!lp.remove_signal_handler(sig).unwrap());
     }
     assert_eq!(lp.stats().fds_registered, 0, "no self-pipe left registered");
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn net_40_net_43_net_45_server_closed_twice_then_wait_closed_and_start_serving_refused() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     let l = lp.clone();
     let server = run(&lp, 30, async move {
         l.create_server(|| Quiet, "127.0.0.1", 0, ServerOptions::default())
@@ -328,15 +318,13 @@ fn net_40_net_43_net_45_server_closed_twice_then_wait_closed_and_start_serving_r
     .unwrap();
     server.close();
     drop(server);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn reliability_bad_input_create_connection_to_a_closed_port_econnrefused_names_the_address() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -383,16 +371,15 @@ fn reliability_bad_input_create_connection_to_a_closed_port_econnrefused_names_t
     lp.close().unwrap();
     assert_eq!(
         fd_count(),
-        base,
+        rig.base,
         "no fd leaked (the failed sockets are closed)"
     );
 }
 
 #[test]
 fn pipe_01_connect_read_pipe_on_a_regular_file_or_directory_rejected_and_closed() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     for (path, kind) in [("Cargo.toml", "regular file"), (".", "directory")] {
         let f = std::fs::File::open(path).unwrap();
         let l = lp.clone();
@@ -411,19 +398,17 @@ fn pipe_01_connect_read_pipe_on_a_regular_file_or_directory_rejected_and_closed(
         // The fd handed over was closed.
         assert_eq!(
             fd_count(),
-            base + 2,
+            rig.base + 2,
             "{path}: only the loop's own fds are open"
         );
     }
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn net_15_blocking_socket_rejected_by_sock_accept_and_in_debug_mode_by_sock_recv() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (a, b) = UnixStream::pair().unwrap();
     let (a, b) = (Rc::new(a), Rc::new(b));
@@ -462,15 +447,13 @@ fn net_15_blocking_socket_rejected_by_sock_accept_and_in_debug_mode_by_sock_recv
     assert_eq!(got, b"late");
     assert_eq!(lp.stats().fds_registered, 0);
     drop((a, b, lst));
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn core_01_core_16_core_17_closed_loop_refuses_runs_and_scheduling() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
+    let rig = Rig::new();
+    let lp = rig.lp.clone();
     let (a, b) = UnixStream::pair().unwrap();
     lp.close().unwrap();
     lp.close().unwrap(); // CORE-14: idempotent
@@ -509,5 +492,5 @@ fn core_01_core_16_core_17_closed_loop_refuses_runs_and_scheduling() {
     assert!(t1.is_finite() && t1 <= t2, "{t1} {t2}");
     assert!(!lp.create_future::<()>().done());
     drop(b);
-    assert_eq!(fd_count(), base, "no fd leaked");
+    assert_eq!(fd_count(), rig.base, "no fd leaked");
 }

@@ -21,7 +21,7 @@ use evloop::net::{
 };
 use evloop::timers::TimersExt;
 use evloop::transport::{DatagramProtocol, Protocol, Transport};
-use evloop::{Error, EventLoop};
+use evloop::Error;
 use faults_common::*;
 
 /// What a recording protocol saw.
@@ -74,11 +74,8 @@ fn port_of(server: &evloop::net::Server) -> u16 {
 
 #[test]
 fn reliability_peer_reset_mid_stream_connection_lost_econnreset_exactly_once() {
-    let _g = serial();
-    quiet_injected_panics();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     let mut echo = EchoCheck::start(&lp);
 
     let seen = Rc::new(RefCell::new(Seen::default()));
@@ -142,8 +139,7 @@ fn reliability_peer_reset_mid_stream_connection_lost_econnreset_exactly_once() {
     server.close();
     run(&lp, 30, async move { server.wait_closed().await }).unwrap();
     echo.stop(&lp);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 /// Makes SIGPIPE kill the process again (Rust's runtime ignores it for every binary), so a
@@ -158,11 +154,9 @@ fn default_sigpipe() {
 
 #[test]
 fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
-    let _g = serial();
+    let rig = Rig::new();
     default_sigpipe();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     let mut echo = EchoCheck::start(&lp);
 
     // Protocol level, over create_connection: the peer closes, our protocol keeps the
@@ -270,8 +264,7 @@ fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
     echo.check(&lp);
     echo.stop(&lp);
     seen.borrow_mut().transport = None;
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 /// Sends `total` bytes of a counting pattern as fast as flow control allows, recording every
@@ -360,10 +353,8 @@ fn slow_reader(mut s: TcpStream, chunk: usize) -> std::thread::JoinHandle<Vec<u8
 
 #[test]
 fn reliability_tiny_sndbuf_slow_reader_pause_resume_alternate_data_intact_drain_waits() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     const TOTAL: usize = 1 << 20;
     const HIGH: usize = 32 * 1024;
     const LOW: usize = 8 * 1024;
@@ -463,24 +454,34 @@ fn reliability_tiny_sndbuf_slow_reader_pause_resume_alternate_data_intact_drain_
     );
 
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
-/// A stream protocol that panics in one chosen method; otherwise an echo.
-struct Faulty {
+/// A protocol over transport `T` that panics in one chosen method and otherwise echoes:
+/// [`Protocol`] over a stream [`Transport`], [`DatagramProtocol`] over a [`DatagramTransport`].
+struct Faulty<T> {
+    /// The method that panics.
     method: &'static str,
-    transport: Option<Transport>,
+    /// Set by `connection_made`, dropped by `connection_lost`.
+    transport: Option<T>,
+    /// `connection_lost` calls, across every protocol of the test.
     lost: Rc<Cell<u32>>,
 }
 
-impl Faulty {
+impl<T> Faulty<T> {
     fn maybe_panic(&self, method: &str) {
         inject(self.method, "", method);
     }
+
+    /// The common part of `connection_lost`: counted, transport dropped, maybe the panic.
+    fn lost(&mut self) {
+        self.lost.set(self.lost.get() + 1);
+        self.transport = None;
+        self.maybe_panic("connection_lost");
+    }
 }
 
-impl Protocol for Faulty {
+impl Protocol for Faulty<Transport> {
     fn connection_made(&mut self, t: &Transport) {
         self.transport = Some(t.clone());
         self.maybe_panic("connection_made");
@@ -506,9 +507,7 @@ impl Protocol for Faulty {
         self.maybe_panic("resume_writing");
     }
     fn connection_lost(&mut self, _exc: Option<io::Error>) {
-        self.lost.set(self.lost.get() + 1);
-        self.transport = None;
-        self.maybe_panic("connection_lost");
+        self.lost();
     }
 }
 
@@ -528,11 +527,8 @@ fn drain_nonblocking(s: &mut TcpStream, total: &mut usize) -> bool {
 
 #[test]
 fn reliability_panic_in_each_protocol_method_reported_once_other_connection_served() {
-    let _g = serial();
-    quiet_injected_panics();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     let mut echo = EchoCheck::start(&lp);
 
     let mode = Rc::new(Cell::new(""));
@@ -639,24 +635,10 @@ fn reliability_panic_in_each_protocol_method_reported_once_other_connection_serv
     server.close();
     run(&lp, 30, async move { server.wait_closed().await }).unwrap();
     echo.stop(&lp);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
-/// A datagram protocol that panics in one chosen method; otherwise an echo.
-struct FaultyDatagram {
-    method: &'static str,
-    transport: Option<DatagramTransport>,
-    lost: Rc<Cell<u32>>,
-}
-
-impl FaultyDatagram {
-    fn maybe_panic(&self, method: &str) {
-        inject(self.method, "datagram ", method);
-    }
-}
-
-impl DatagramProtocol<DatagramTransport> for FaultyDatagram {
+impl DatagramProtocol<DatagramTransport> for Faulty<DatagramTransport> {
     fn connection_made(&mut self, t: &DatagramTransport) {
         self.transport = Some(t.clone());
         self.maybe_panic("connection_made");
@@ -677,19 +659,14 @@ impl DatagramProtocol<DatagramTransport> for FaultyDatagram {
         self.maybe_panic("resume_writing");
     }
     fn connection_lost(&mut self, _exc: Option<io::Error>) {
-        self.lost.set(self.lost.get() + 1);
-        self.transport = None;
-        self.maybe_panic("connection_lost");
+        self.lost();
     }
 }
 
 #[test]
 fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connection_served() {
-    let _g = serial();
-    quiet_injected_panics();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     let mut echo = EchoCheck::start(&lp);
     // Every endpoint below must give its fd back once closed, panic or not.
     let with_echo = fd_count();
@@ -700,7 +677,7 @@ fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connec
         let lo = lost.clone();
         run(&lp, 30, async move {
             l.create_datagram_endpoint(
-                move || FaultyDatagram {
+                move || Faulty::<DatagramTransport> {
                     method,
                     transport: None,
                     lost: lo,
@@ -712,7 +689,7 @@ fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connec
         })
     };
     let check = |method: &str, echo: &mut EchoCheck| {
-        let needle = format!("{INJECTED} in datagram {method}");
+        let needle = format!("{INJECTED} in {method}");
         until(&lp, 30, method, || {
             !reports_with(&reports, &needle).is_empty()
         });
@@ -828,6 +805,5 @@ fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connec
     assert_eq!(injected, 6, "{:?}", reports.borrow());
     assert_eq!(injected, reports.borrow().len(), "{:?}", reports.borrow());
     echo.stop(&lp);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }

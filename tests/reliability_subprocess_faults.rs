@@ -40,10 +40,8 @@ fn assert_no_zombie(lp: &EventLoop, pid: u32) {
 
 #[test]
 fn reliability_child_killed_mid_communicate_returns_minus_9_no_zombie_no_fd_leaked() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
 
     for watcher in [ExitWatcher::Auto, ExitWatcher::Thread] {
         let l = lp.clone();
@@ -89,8 +87,7 @@ fn reliability_child_killed_mid_communicate_returns_minus_9_no_zombie_no_fd_leak
         assert_no_zombie(&lp, pid);
     }
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 /// A protocol event, as recorded.
@@ -186,10 +183,8 @@ fn count(log: &[Ev], ev: &Ev) -> usize {
 
 #[test]
 fn reliability_child_closes_stdout_early_sub_04_eof_before_exit_connection_lost_last() {
-    let _g = serial();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
 
     // Protocol level: stdout closes while the child waits for a line on stdin.
     let (t, log, done) = shell(&lp, "echo before; exec 1>&-; read x; exit 3", None);
@@ -269,17 +264,13 @@ fn reliability_child_closes_stdout_early_sub_04_eof_before_exit_connection_lost_
     assert_no_zombie(&lp, pid);
 
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }
 
 #[test]
 fn reliability_panic_in_each_subprocess_protocol_method_reported_once_loop_goes_on() {
-    let _g = serial();
-    quiet_injected_panics();
-    let base = fd_count();
-    let lp = EventLoop::new().unwrap();
-    let reports = capture_reports(&lp);
+    let rig = Rig::new();
+    let (lp, reports) = (rig.lp.clone(), rig.reports.clone());
     let mut echo = EchoCheck::start(&lp);
     let with_echo = fd_count();
 
@@ -370,6 +361,5 @@ fn reliability_panic_in_each_subprocess_protocol_method_reported_once_loop_goes_
     assert_eq!((out.as_slice(), code), (&b"ok\n"[..], Some(0)));
 
     echo.stop(&lp);
-    lp.close().unwrap();
-    assert_eq!(fd_count(), base, "no fd leaked");
+    rig.finish();
 }

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
-use std::sync::{mpsc, Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use evloop::net::{NetExt, Server, ServerOptions};
@@ -62,29 +61,11 @@ pub fn inject(chosen: &str, what: &str, method: &str) {
     }
 }
 
-/// Runs `fut` on `lp`; a watchdog aborts the run if it takes longer than `secs` (a failure
-/// guard, never a timing assertion).
-pub fn run<F>(lp: &EventLoop, secs: u64, fut: F) -> F::Output
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    let (tx, rx) = mpsc::channel::<()>();
-    let remote = lp.remote();
-    let dog = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
-            let _ = remote.call_soon_threadsafe(|_| evloop::fatal("test watchdog: timed out"));
-        }
-    });
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_until_complete(fut)));
-    let _ = tx.send(());
-    dog.join().unwrap();
-    match r {
-        Ok(r) => r.expect("run_until_complete failed"),
-        Err(p) if p.is::<evloop::Fatal>() => panic!("test watchdog: not done within {secs} s"),
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
+#[path = "../support/watchdog.rs"]
+mod watchdog;
+// `watchdog` takes these from `super`.
+use evloop::{fatal, Fatal};
+pub use watchdog::run;
 
 /// Runs the loop in short steps until `cond()` holds; panics after `secs` (a failure guard).
 pub fn until(lp: &EventLoop, secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
@@ -163,6 +144,43 @@ impl Protocol for Echo {
     }
     fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
         self.transport = None;
+    }
+}
+
+/// What every fault test starts and ends with: the lock that runs the tests of a binary one at
+/// a time, the quiet hook for injected panics, the fd count before anything was opened, a loop
+/// and the capture of what reaches its exception handler.
+pub struct Rig {
+    /// Held for the whole test.
+    _serial: MutexGuard<'static, ()>,
+    /// Open fds before the loop was created.
+    pub base: usize,
+    /// The loop under test.
+    pub lp: EventLoop,
+    /// Every exception-handler call.
+    pub reports: Rc<RefCell<Vec<Report>>>,
+}
+
+impl Rig {
+    /// Takes the lock, counts fds, creates the loop and captures its reports.
+    pub fn new() -> Rig {
+        let serial = serial();
+        quiet_injected_panics();
+        let base = fd_count();
+        let lp = EventLoop::new().unwrap();
+        let reports = capture_reports(&lp);
+        Rig {
+            _serial: serial,
+            base,
+            lp,
+            reports,
+        }
+    }
+
+    /// Closes the loop and checks that every fd opened since [`Rig::new`] is closed.
+    pub fn finish(self) {
+        self.lp.close().unwrap();
+        assert_eq!(fd_count(), self.base, "no fd leaked");
     }
 }
 

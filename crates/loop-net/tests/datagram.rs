@@ -6,8 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
 use loop_executor::ExecutorExt;
@@ -137,28 +136,18 @@ impl DatagramProtocol<DatagramTransport> for Rec {
     }
 }
 
-/// Runs `fut` with a watchdog: a generous bound so a hang fails the test instead of blocking
-/// CI, never a timing assertion.
+#[path = "../../../tests/support/watchdog.rs"]
+mod watchdog;
+// `watchdog` takes these from `super`.
+use loop_core::{fatal, Fatal};
+
+/// Runs `fut` with a 60 s watchdog (a generous bound against hangs, not a timing assertion).
 fn run<F>(lp: &EventLoop, fut: F) -> F::Output
 where
     F: std::future::Future + 'static,
     F::Output: 'static,
 {
-    let (tx, rx) = mpsc::channel::<()>();
-    let remote = lp.remote();
-    let dog = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = remote.call_soon_threadsafe(|_| loop_core::fatal("test watchdog: timed out"));
-        }
-    });
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_until_complete(fut)));
-    let _ = tx.send(());
-    dog.join().unwrap();
-    match r {
-        Ok(r) => r.expect("run_until_complete failed"),
-        Err(p) if p.is::<loop_core::Fatal>() => panic!("test watchdog: not done within 60 s"),
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    watchdog::run(lp, 60, fut)
 }
 
 /// Runs the loop until `cond` holds for the recorded events (woken by each event).

@@ -3,12 +3,9 @@
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io;
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use loop_core::{EventLoop, ExceptionContext, LoopFuture};
 use loop_transport::{Protocol, Transport};
@@ -26,29 +23,11 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Runs `fut` on `lp`; a watchdog aborts the run if it takes longer than `secs` (a failure
-/// guard, never a timing assertion).
-pub fn run<F>(lp: &EventLoop, secs: u64, fut: F) -> F::Output
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    let (tx, rx) = mpsc::channel::<()>();
-    let remote = lp.remote();
-    let dog = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
-            let _ = remote.call_soon_threadsafe(|_| loop_core::fatal("test watchdog: timed out"));
-        }
-    });
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_until_complete(fut)));
-    let _ = tx.send(());
-    dog.join().unwrap();
-    match r {
-        Ok(r) => r.expect("run_until_complete failed"),
-        Err(p) if p.is::<loop_core::Fatal>() => panic!("test watchdog: not done within {secs} s"),
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
+#[path = "../../../../tests/support/watchdog.rs"]
+mod watchdog;
+// `watchdog` takes these from `super`.
+use loop_core::{fatal, Fatal};
+pub use watchdog::run;
 
 /// Collects exception-handler reports.
 pub fn capture_exceptions(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
