@@ -372,6 +372,16 @@ where
     std::future::poll_fn(f)
 }
 
+/// A resolver answer with no address is an OS-style error, as in asyncio (NET-21): the system
+/// resolver reports "no such name" as an error, so only an unusual resolver configuration (or
+/// a family filter) gets here.
+fn nonempty(infos: Vec<AddrInfo>) -> Result<Vec<AddrInfo>> {
+    if infos.is_empty() {
+        return Err(io::Error::other("getaddrinfo() returned empty list").into());
+    }
+    Ok(infos)
+}
+
 /// Resolves and connects to `host:port` (NET-21..NET-25); returns the connected socket.
 pub(crate) async fn connect_host(
     lp: &EventLoop,
@@ -385,19 +395,13 @@ pub(crate) async fn connect_host(
         protocol: o.proto,
         flags: o.flags,
     };
-    let mut infos = ensure_resolved(lp, host, port.as_resolver_arg(), hints).await?;
-    if infos.is_empty() {
-        return Err(io::Error::other("getaddrinfo() returned empty list").into());
-    }
+    let mut infos = nonempty(ensure_resolved(lp, host, port.as_resolver_arg(), hints).await?)?;
     let local = match &o.local_addr {
         None => None,
         Some((lh, lport)) => {
             let lh = (!lh.is_empty()).then_some(lh.as_str());
             let l = ensure_resolved(lp, lh, Some(lport.to_string()), hints).await?;
-            if l.is_empty() {
-                return Err(io::Error::other("getaddrinfo() returned empty list").into());
-            }
-            Some(l)
+            Some(nonempty(l)?)
         }
     };
     let inter = o
@@ -502,6 +506,16 @@ mod tests {
             canonname: None,
             addr: std::net::SocketAddr::new(ip, 1),
         }
+    }
+
+    #[test]
+    fn net_21_an_empty_resolver_answer_is_an_os_error() {
+        let e = nonempty(Vec::new()).unwrap_err();
+        let io = std::io::Error::from(e);
+        assert_eq!(io.kind(), std::io::ErrorKind::Other);
+        assert_eq!(io.to_string(), "getaddrinfo() returned empty list");
+        let one = vec![info(crate::AF_INET, 1)];
+        assert_eq!(nonempty(one).unwrap().len(), 1);
     }
 
     #[test]

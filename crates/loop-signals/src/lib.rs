@@ -41,7 +41,9 @@
 //!   checks the process id and does nothing in a child, so signals sent to the child never run
 //!   the parent's callbacks (SIG-15). A loop created in the child can take the signal over.
 //!
-//! Signal numbers are plain `i32`s ([`consts::SIGTERM`], `libc::SIGTERM`, ...).
+//! Signal numbers are plain `i32`s ([`consts::SIGTERM`], `libc::SIGTERM`, ...). SIG-02 (a
+//! signal that is not an integer) and SIG-05 (a coroutine given as the callback) are Python
+//! type errors that Rust's types rule out at compile time.
 //! `SIGKILL` and `SIGSTOP` cannot be caught; `SIGILL`, `SIGFPE` and `SIGSEGV` are refused too:
 //! raised by a fault, their handler would return into the faulting instruction forever.
 //!
