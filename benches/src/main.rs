@@ -1,8 +1,9 @@
 //! Side-by-side micro-benchmarks: evloop, tokio (current-thread + LocalSet) and smol
 //! (LocalExecutor + async-io), the same work for each.
 //!
-//! * `evloop-bench micro [--n N] [--runs R] [--only NAME]` prints one line per (benchmark,
-//!   implementation): `RESULT <bench> <impl> <median ns/op>`;
+//! * `evloop-bench micro [--n N] [--runs R] [--only NAME] [--impl evloop|tokio|smol]` prints
+//!   one line per (benchmark, implementation): `RESULT <bench> <impl> <median ns/op>`
+//!   (`--impl` runs one implementation alone, for profiling it);
 //! * `evloop-bench echo-server --impl NAME [--cpu N]` serves TCP echo on 127.0.0.1 (printing
 //!   `LISTENING <port>`) until killed;
 //! * `evloop-bench echo-client --port P --conns C --size S --secs T [--cpu N]` drives it and
@@ -191,11 +192,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let only = arg(&args, "--only");
+    let imp_only = arg(&args, "--impl");
     for (name, impls) in benches() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
         for (imp, body) in impls {
+            if imp_only.as_deref().is_some_and(|i| i != imp) {
+                continue;
+            }
             // One warm-up run, then the measured ones.
             body(n.min(10_000));
             let mut samples: Vec<f64> = (0..runs)

@@ -25,7 +25,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -947,14 +947,9 @@ impl EventLoop {
         };
         let key = self.inner.tasks.borrow_mut().insert(r.t.clone());
         inner.header.slab_key.set(key);
-        let t2 = inner.clone();
-        // Created outside the async block so that it is captured: a task dropped before its
-        // first step (loop closed) is reported too.
-        let guard = PendingGuard(inner.clone());
-        let wrapper = async move {
-            let _guard = guard;
-            let mut slot = pin!(Some(fut));
-            futures_lite::future::poll_fn(|cx| step(&t2, slot.as_mut(), cx)).await
+        let wrapper = TaskFuture {
+            task: inner.clone(),
+            body: Some(fut),
         };
         let remote = self.remote();
         let (runnable, handle) = async_task::spawn_local(wrapper, move |r| schedule(&remote, r));
@@ -1156,41 +1151,83 @@ fn schedule(remote: &Remote, r: Runnable) {
     }
 }
 
-/// Reports a task dropped while pending (CORE-47): its body is dropped without having
-/// finished, because the loop was closed or dropped, or nothing can wake it any more.
-struct PendingGuard<T: 'static>(Rc<TaskInner<T>>);
+pin_project_lite::pin_project! {
+    /// What async-task runs for a task: the body, stepped by [`step`], and the task's state.
+    /// One struct rather than an async block, so that the body is stored once (an async block
+    /// keeps its captured future and the pinned copy it polls side by side).
+    ///
+    /// Dropped while the task is pending (its loop closed, or nothing can wake it any more), it
+    /// reports the task (CORE-47).
+    struct TaskFuture<F>
+    where
+        F: Future,
+        F::Output: 'static,
+    {
+        // The task's state.
+        task: Rc<TaskInner<F::Output>>,
+        // The body; `None` once it finished or was dropped.
+        #[pin]
+        body: Option<F>,
+    }
 
-impl<T: 'static> Drop for PendingGuard<T> {
-    fn drop(&mut self) {
-        let h = &self.0.header;
-        if h.finished.get() {
-            return;
+    impl<F> PinnedDrop for TaskFuture<F>
+    where
+        F: Future,
+        F::Output: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            // The body goes first (what it holds is released), then the report.
+            this.body.set(None);
+            dropped_pending(this.task);
         }
-        h.finished.set(true);
-        h.cancelled.set(true);
-        h.retrieved.set(true);
-        let waker = h.waker.borrow_mut().take();
-        drop(waker);
-        let waiter = h.fut_waiter.borrow_mut().take();
-        drop(waiter);
-        let lp = h.lp.upgrade();
-        let removed = lp
-            .as_ref()
-            .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
-        drop(removed);
-        // Done-callbacks can no longer run: drop them (what they captured is released).
-        let callbacks = h.take_callbacks();
-        drop(callbacks);
-        if h.log_destroy_pending.get() {
-            let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
-            let mut ctx = ExceptionContext::new("Task was destroyed but it is pending!")
-                .with_task(TaskRef { t: self.0.clone() });
-            if debug {
-                ctx.source_location = Some(h.location);
-            }
-            drop(lp);
-            report(&h.lp, &ctx);
+    }
+}
+
+impl<F> Future for TaskFuture<F>
+where
+    F: Future,
+    F::Output: 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        step(this.task, this.body, cx)
+    }
+}
+
+/// Reports a task dropped while pending (CORE-47): its body was dropped without having
+/// finished, because the loop was closed or dropped, or nothing can wake it any more.
+fn dropped_pending<T: 'static>(task: &Rc<TaskInner<T>>) {
+    let h = &task.header;
+    if h.finished.get() {
+        return;
+    }
+    h.finished.set(true);
+    h.cancelled.set(true);
+    h.retrieved.set(true);
+    let waker = h.waker.borrow_mut().take();
+    drop(waker);
+    let waiter = h.fut_waiter.borrow_mut().take();
+    drop(waiter);
+    let lp = h.lp.upgrade();
+    let removed = lp
+        .as_ref()
+        .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
+    drop(removed);
+    // Done-callbacks can no longer run: drop them (what they captured is released).
+    let callbacks = h.take_callbacks();
+    drop(callbacks);
+    if h.log_destroy_pending.get() {
+        let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
+        let mut ctx = ExceptionContext::new("Task was destroyed but it is pending!")
+            .with_task(TaskRef { t: task.clone() });
+        if debug {
+            ctx.source_location = Some(h.location);
         }
+        drop(lp);
+        report(&h.lp, &ctx);
     }
 }
 
