@@ -624,10 +624,10 @@ impl TaskRef {
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
         let taken: Vec<_> = {
             let h = self.t.header();
-            let Some(mut cold) = h.if_cold(|c| std::mem::take(&mut c.callbacks)) else {
+            let Some(cbs) = h.if_cold(|c| std::mem::take(&mut c.callbacks)) else {
                 return 0;
             };
-            let (gone, keep): (Vec<_>, Vec<_>) = cold.drain(..).partition(|cb| cb.id == id.0);
+            let (gone, keep): (Vec<_>, Vec<_>) = cbs.into_iter().partition(|cb| cb.id == id.0);
             h.cold().callbacks = keep;
             gone
         };
@@ -1163,7 +1163,7 @@ pin_project_lite::pin_project! {
         F: Future,
         F::Output: 'static,
     {
-        // The task's state.
+        // The task's state (pin-project-lite takes no attributes but `#[pin]` on fields).
         task: Rc<TaskInner<F::Output>>,
         // The body; `None` once it finished or was dropped.
         #[pin]
