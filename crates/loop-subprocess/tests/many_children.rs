@@ -158,19 +158,25 @@ fn sub_12_spawn_failure_propagates_and_closes_everything() {
     lp.close().unwrap();
 }
 
+/// Asserts `e` is an invalid-argument error whose message contains `what`.
+#[track_caller]
+fn invalid(e: Error, what: &str) {
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains(what)),
+        "expected an invalid-argument error about {what:?}, got {e:?}"
+    );
+}
+
+/// A program name or argument with a NUL byte inside.
+const NUL: &[u8] = b"ec\0ho";
+
 #[test]
-fn sub_02_sub_03_invalid_arguments_are_rejected_before_spawning() {
+fn sub_02_invalid_exec_arguments_are_rejected_before_spawning() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
-    let nul = OsStr::from_bytes(b"ec\0ho");
-    let invalid = |e: Error, what: &str| {
-        assert!(
-            matches!(&e, Error::InvalidArgument(m) if m.contains(what)),
-            "expected an invalid-argument error about {what:?}, got {e:?}"
-        );
-    };
-    // SUB-02 (exec): the program and its arguments.
+    let nul = OsStr::from_bytes(NUL);
+    // The program and its arguments.
     invalid(
         exec_err(&lp, OsStr::new(""), vec![], SubprocessOptions::new()),
         "program must not be empty",
@@ -226,7 +232,19 @@ fn sub_02_sub_03_invalid_arguments_are_rejected_before_spawning() {
         ),
         "limit",
     );
-    // SUB-03 (shell): the command must be a non-empty string without NUL.
+    // Nothing was spawned, nothing is open.
+    assert!(children().is_empty(), "{:?}", children());
+    assert_eq!(fd_count(), before);
+    lp.close().unwrap();
+}
+
+#[test]
+fn sub_03_invalid_shell_commands_are_rejected_before_spawning() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = fd_count();
+    let nul = OsStr::from_bytes(NUL);
+    // The command must be a non-empty string without NUL.
     invalid(
         shell_err(&lp, OsStr::new(""), SubprocessOptions::new()),
         "non-empty string",
