@@ -419,6 +419,14 @@ pub struct Fatal(pub String);
 /// # Panics
 ///
 /// Always: that is its purpose (through `resume_unwind`, so no panic message is printed).
+///
+/// ```
+/// use std::panic::{catch_unwind, AssertUnwindSafe};
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// lp.call_soon(|_| loop_core::fatal("stop everything")).unwrap();
+/// let payload = catch_unwind(AssertUnwindSafe(|| lp.run_forever())).unwrap_err();
+/// assert_eq!(payload.downcast_ref::<loop_core::Fatal>().unwrap().0, "stop everything");
+/// ```
 pub fn fatal(message: impl Into<String>) -> ! {
     std::panic::resume_unwind(Box::new(Fatal(message.into())))
 }

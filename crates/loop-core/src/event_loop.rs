@@ -1132,7 +1132,20 @@ impl EventLoop {
 
     /// Adds an event source, polled every iteration.
     ///
-    /// See [`Source`] for an example.
+    /// ```
+    /// use loop_core::{EventLoop, Source};
+    /// use std::time::Instant;
+    ///
+    /// struct Never;
+    /// impl Source for Never {
+    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
+    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    ///     fn close(&self, _lp: &EventLoop) {}
+    /// }
+    /// let lp = EventLoop::new().unwrap();
+    /// lp.add_source(std::rc::Rc::new(Never));
+    /// lp.close().unwrap();
+    /// ```
     pub fn add_source(&self, s: Rc<dyn Source>) {
         self.inner.sources.borrow_mut().push(s);
     }

@@ -13,6 +13,16 @@ use std::rc::Rc;
 use crate::{Error, EventLoop, TaskRef};
 
 /// A custom exception handler: `handler(loop, context)`.
+///
+/// ```
+/// use loop_core::{EventLoop, ExceptionContext, ExceptionHandler};
+/// let handler: ExceptionHandler = std::rc::Rc::new(|_lp: &EventLoop, ctx: &ExceptionContext| {
+///     eprintln!("reported: {}", ctx.message);
+/// });
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_exception_handler(Some(handler));
+/// assert!(lp.get_exception_handler().is_some());
+/// ```
 pub type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
 
 /// What the loop knows about an error nobody could receive: asyncio's context dict.

@@ -18,6 +18,13 @@ use crate::{Error, EventLoop, Exception, Remote, Result};
 ///
 /// Dropping the group stops every loop and joins its thread (errors are dropped then; call
 /// [`join`](LoopGroup::join) to see them).
+///
+/// ```
+/// let group = loop_core::spawn_loops(2, |_lp, _i| Ok(()))?;
+/// assert_eq!(group.len(), 2);
+/// drop(group); // stops both loops and joins their threads
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct LoopGroup {
     /// Each loop's remote and its thread, in index order.

@@ -79,4 +79,11 @@ pub(crate) use event_loop::Work;
 pub(crate) use handle::handle_repeat;
 
 /// `Result` with evloop's [`Error`].
+///
+/// ```
+/// fn make() -> loop_core::Result<loop_core::EventLoop> {
+///     loop_core::EventLoop::new()
+/// }
+/// assert!(make().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -819,7 +819,23 @@ impl EventLoop {
     /// [`Error::Closed`](crate::Error::Closed), [`Error::FdInUse`](crate::Error::FdInUse) if the
     /// fd is already registered, or the `epoll_ctl` error.
     ///
-    /// See [`IoRegistration`] for an example.
+    /// ```
+    /// use loop_core::{EventLoop, IoHandler, Mode, Readiness};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// struct Noop;
+    /// impl IoHandler for Noop {
+    ///     fn ready(&self, _: &EventLoop, _: Readiness) {}
+    /// }
+    /// let lp = EventLoop::new().unwrap();
+    /// let (a, _b) = UnixStream::pair().unwrap();
+    /// let reg = lp
+    ///     .register_io(&a, Mode::Level, true, false, "example", std::rc::Rc::new(Noop))
+    ///     .unwrap();
+    /// // The fd is now owned: `add_reader` on it names the owner in its error.
+    /// assert!(lp.add_reader(&a, |_| {}).unwrap_err().to_string().contains("example"));
+    /// drop(reg);
+    /// ```
     pub fn register_io(
         &self,
         fd: impl AsFd,

@@ -814,6 +814,19 @@ impl fmt::Debug for TaskSpec {
 }
 
 /// A task factory: sees every `create_task` of the loop and may wrap, rename or refuse it.
+///
+/// ```
+/// use loop_core::{EventLoop, TaskFactory, TaskSpec};
+/// let factory: TaskFactory = std::rc::Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+///     spec.name = Some("renamed".into());
+///     Ok(spec)
+/// });
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_task_factory(Some(factory));
+/// let t = lp.create_task(async { 1 }).unwrap();
+/// assert_eq!(t.get_name(), "renamed");
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// ```
 pub type TaskFactory = Rc<dyn Fn(&EventLoop, TaskSpec) -> Result<TaskSpec>>;
 
 impl EventLoop {
@@ -960,7 +973,13 @@ impl EventLoop {
 
     /// Installs a task factory (`None` restores the built-in behaviour).
     ///
-    /// See [`TaskSpec`] for an example.
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.set_task_factory(Some(std::rc::Rc::new(|_lp: &loop_core::EventLoop, spec| Ok(spec))));
+    /// assert!(lp.get_task_factory().is_some());
+    /// lp.set_task_factory(None);
+    /// assert!(lp.get_task_factory().is_none());
+    /// ```
     pub fn set_task_factory(&self, factory: Option<TaskFactory>) {
         *self.inner.task_factory.borrow_mut() = factory;
     }

@@ -295,6 +295,20 @@ impl DatagramOptions {
 }
 
 /// `create_datagram_endpoint`, as a method of [`EventLoop`].
+///
+/// ```
+/// use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+/// struct Quiet;
+/// impl loop_transport::DatagramProtocol<DatagramTransport> for Quiet {}
+/// let lp = loop_core::EventLoop::new()?;
+/// let l = lp.clone();
+/// let (t, _) = lp.run_until_complete(async move {
+///     l.create_datagram_endpoint(|| Quiet, DatagramOptions::local(("127.0.0.1", 0))).await
+/// })??;
+/// t.close();
+/// # lp.run_until_complete(async {})?;
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 pub trait DatagramExt {
     /// Creates a datagram endpoint (asyncio's `create_datagram_endpoint`): a socket, a
     /// [`DatagramTransport`] over it and the protocol made by `protocol_factory` (called once).
@@ -962,7 +976,19 @@ impl<P: 'static> DatagramProtocolRef<P> {
     /// `connection_lost`), was replaced by one of another type, or while one of its methods
     /// runs.
     ///
-    /// See the type's example.
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// struct Q(u8);
+    /// impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, p) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q(1), DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// p.with(|q| q.0 += 1);
+    /// assert_eq!(p.with(|q| q.0), Some(2));
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         self.transport.with_protocol(f)
     }
@@ -1164,7 +1190,20 @@ impl DatagramTransport {
 
     /// True once the endpoint is closing or closed.
     ///
-    /// See [`close`](DatagramTransport::close).
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert!(!t.is_closing());
+    /// t.close();
+    /// assert!(t.is_closing());
+    /// # lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn is_closing(&self) -> bool {
         self.inner.st.borrow().closing
     }
@@ -1232,7 +1271,19 @@ impl DatagramTransport {
 
     /// `(low, high)`, asyncio's order.
     ///
-    /// See [`set_write_buffer_limits`](DatagramTransport::set_write_buffer_limits).
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// t.set_write_buffer_limits(Some(4096), None).unwrap();
+    /// assert_eq!(t.get_write_buffer_limits(), (1024, 4096));
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.inner.st.borrow();
         (st.low, st.high)
@@ -1268,14 +1319,36 @@ impl DatagramTransport {
 
     /// The peer address of a connected endpoint.
     ///
-    /// See [`DatagramExt::create_datagram_endpoint`].
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert!(t.peername().is_none()); // not connected
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn peername(&self) -> Option<Addr> {
         self.inner.peername.clone()
     }
 
     /// The local address.
     ///
-    /// See [`DatagramExt::create_datagram_endpoint`].
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert_ne!(t.sockname().unwrap().as_inet().unwrap().port(), 0);
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn sockname(&self) -> Option<Addr> {
         self.inner.sockname.clone()
     }
@@ -1301,7 +1374,20 @@ impl DatagramTransport {
 
     /// The socket's fd number while it is open.
     ///
-    /// See [`get_extra_info`](DatagramTransport::get_extra_info).
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert!(t.fileno().is_some());
+    /// t.abort();
+    /// lp.run_until_complete(async {}).unwrap();
+    /// assert!(t.fileno().is_none());
+    /// ```
     pub fn fileno(&self) -> Option<RawFd> {
         self.inner.io.borrow().fd.as_ref().map(|fd| fd.as_raw_fd())
     }
@@ -1330,7 +1416,19 @@ impl DatagramTransport {
     /// asyncio's `get_protocol()`: calls `f` with the protocol as its concrete type `P`.
     /// `None` if it is of another type, gone (after `connection_lost`), or running right now.
     ///
-    /// See [`DatagramProtocolRef`].
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// struct Q(u8);
+    /// impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q(5), DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert_eq!(t.with_protocol(|q: &mut Q| q.0), Some(5));
+    /// assert_eq!(t.with_protocol(|_: &mut String| ()), None); // another type
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     #[doc(alias = "get_protocol")]
     pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         let mut p = {
@@ -1393,7 +1491,18 @@ impl DatagramTransport {
 
     /// The protocol's type name (`None` once it is gone).
     ///
-    /// See [`set_protocol`](DatagramTransport::set_protocol).
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert!(t.protocol_type_name().unwrap().ends_with("Q"));
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn protocol_type_name(&self) -> Option<&'static str> {
         self.inner.proto_name()
     }
@@ -1418,7 +1527,18 @@ impl DatagramTransport {
 
     /// True if both handles are the same endpoint.
     ///
-    /// See [`DatagramProtocolRef::transport`].
+    /// ```
+    /// # use loop_net::{DatagramExt, DatagramOptions, DatagramTransport};
+    /// # struct Q;
+    /// # impl loop_transport::DatagramProtocol<DatagramTransport> for Q {}
+    /// # let lp = loop_core::EventLoop::new().unwrap();
+    /// # let l = lp.clone();
+    /// let (t, _) = lp.run_until_complete(async move {
+    ///     l.create_datagram_endpoint(|| Q, DatagramOptions::local(("127.0.0.1", 0))).await
+    /// }).unwrap().unwrap();
+    /// assert!(t.ptr_eq(&t.clone()));
+    /// # t.abort(); lp.run_until_complete(async {}).unwrap();
+    /// ```
     pub fn ptr_eq(&self, other: &DatagramTransport) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
     }

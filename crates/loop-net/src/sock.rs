@@ -94,6 +94,22 @@ fn send_flags() -> SendFlags {
 /// Every method is cancel safe in asyncio's sense: if the future is dropped or the task is
 /// cancelled while it waits, no data was consumed (receives) and the registration is removed.
 /// `sock_sendall` may have sent part of the data when cancelled, as in asyncio.
+///
+/// ```
+/// use loop_net::SockExt;
+/// use std::os::unix::net::UnixStream;
+/// let lp = loop_core::EventLoop::new()?;
+/// let (a, b) = UnixStream::pair()?;
+/// a.set_nonblocking(true)?;
+/// b.set_nonblocking(true)?;
+/// let l = lp.clone();
+/// let got = lp.run_until_complete(async move {
+///     l.sock_sendall(&a, b"ping").await?;
+///     l.sock_recv(&b, 16).await
+/// })??;
+/// assert_eq!(got, b"ping");
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 pub trait SockExt {
     /// Receives up to `n` bytes (an empty vector at EOF). Tries at once, waits only if the
     /// socket would block (NET-08).

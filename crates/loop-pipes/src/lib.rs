@@ -116,7 +116,20 @@ impl<P: 'static> PipeProtocolRef<P> {
     /// Calls `f` with the protocol. `None` once it is gone (after `connection_lost`), was
     /// replaced by one of another type, or while one of its methods runs.
     ///
-    /// See the type's example.
+    /// ```
+    /// use loop_pipes::PipesExt;
+    /// struct Counter(u32);
+    /// impl loop_transport::Protocol for Counter {}
+    /// let lp = loop_core::EventLoop::new()?;
+    /// let (r, _w) = rustix::pipe::pipe()?;
+    /// let l = lp.clone();
+    /// let (t, p) = lp.run_until_complete(async move { l.connect_read_pipe(|| Counter(0), r).await })??;
+    /// p.with(|c| c.0 += 2);
+    /// assert_eq!(p.with(|c| c.0), Some(2));
+    /// t.close();
+    /// # lp.run_until_complete(async {})?;
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
     pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         self.transport.with_protocol(f)
     }
@@ -162,6 +175,20 @@ impl<P> fmt::Debug for PipeProtocolRef<P> {
 }
 
 /// `connect_read_pipe` and `connect_write_pipe`, as methods of [`EventLoop`].
+///
+/// ```
+/// use loop_pipes::PipesExt;
+/// struct Quiet;
+/// impl loop_transport::Protocol for Quiet {}
+/// let lp = loop_core::EventLoop::new()?;
+/// let (_r, w) = rustix::pipe::pipe()?;
+/// let l = lp.clone();
+/// let (t, _) = lp.run_until_complete(async move { l.connect_write_pipe(|| Quiet, w).await })??;
+/// t.write(b"hello")?;
+/// t.close();
+/// # lp.run_until_complete(async {})?;
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 pub trait PipesExt {
     /// Wraps the read end of a pipe (or a FIFO, a socket, a character device such as a pty) in
     /// a read-only transport whose protocol `protocol_factory` makes (called once), and returns

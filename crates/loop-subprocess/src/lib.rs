@@ -121,6 +121,21 @@ mod sealed {
 /// Every method spawns when its future is first polled and completes once the pipes are
 /// connected (and, for the protocol functions, `connection_made` ran). Dropping or cancelling
 /// the future before that kills and collects the child (SUB-13).
+///
+/// ```
+/// use loop_subprocess::{Stdio, SubprocessExt, SubprocessOptions};
+/// let lp = loop_core::EventLoop::new()?;
+/// let l = lp.clone();
+/// let (out, code) = lp.run_until_complete(async move {
+///     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
+///     let mut p = l.create_subprocess_exec("echo", ["hi"], o).await?;
+///     let (out, _) = p.communicate(None).await?;
+///     Ok::<_, loop_core::Error>((out.unwrap(), p.returncode()))
+/// })??;
+/// assert_eq!((out.as_slice(), code), (&b"hi\n"[..], Some(0)));
+/// # lp.close()?;
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 pub trait SubprocessExt: sealed::Sealed {
     /// Runs `program` with `args` (no shell) under a protocol made by `protocol_factory`:
     /// asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`

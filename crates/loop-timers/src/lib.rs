@@ -136,6 +136,15 @@ mod sealed {
 /// Implemented for [`EventLoop`] only. Scheduling methods are `#[track_caller]`: the handle
 /// remembers where the timer was scheduled (debug mode names slow callbacks by it, and the
 /// exception handler reports it).
+///
+/// ```
+/// use loop_timers::TimersExt;
+/// use std::time::Duration;
+/// let lp = loop_core::EventLoop::new()?;
+/// lp.call_later(Duration::from_millis(1), |lp| lp.stop())?;
+/// lp.run_forever()?;
+/// # Ok::<(), loop_core::Error>(())
+/// ```
 pub trait TimersExt: sealed::Sealed {
     /// Schedules `f` to run once `delay` has passed (asyncio's `call_later`).
     ///
