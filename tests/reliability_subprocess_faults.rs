@@ -181,6 +181,22 @@ fn count(log: &[Ev], ev: &Ev) -> usize {
     log.iter().filter(|e| *e == ev).count()
 }
 
+/// Asserts that every lifecycle event (made, each pipe's loss, exit, lost) is in `log` exactly
+/// once; `what` prefixes the failure message.
+#[track_caller]
+fn assert_each_once(log: &[Ev], what: &str) {
+    for ev in [
+        Ev::Made,
+        Ev::PipeLost(0, None),
+        Ev::PipeLost(1, None),
+        Ev::PipeLost(2, None),
+        Ev::Exited,
+        Ev::Lost,
+    ] {
+        assert_eq!(count(log, &ev), 1, "{what}: {ev:?} exactly once: {log:?}");
+    }
+}
+
 #[test]
 fn reliability_child_closes_stdout_early_sub_04_eof_before_exit_connection_lost_last() {
     let rig = Rig::new();
@@ -223,16 +239,7 @@ fn reliability_child_closes_stdout_early_sub_04_eof_before_exit_connection_lost_
             position(&log, &Ev::PipeLost(1, None)) < position(&log, &Ev::Exited),
             "stdout's EOF came before the exit: {log:?}"
         );
-        for ev in [
-            Ev::Made,
-            Ev::PipeLost(0, None),
-            Ev::PipeLost(1, None),
-            Ev::PipeLost(2, None),
-            Ev::Exited,
-            Ev::Lost,
-        ] {
-            assert_eq!(count(&log, &ev), 1, "{ev:?} exactly once: {log:?}");
-        }
+        assert_each_once(&log, "");
     }
     assert_eq!(t.get_returncode(), Some(3));
     drop(t);
@@ -307,16 +314,7 @@ fn reliability_panic_in_each_subprocess_protocol_method_reported_once_loop_goes_
         let log = log.borrow().clone();
         assert_eq!(log.first(), Some(&Ev::Made), "{method}: {log:?}");
         assert_eq!(log.last(), Some(&Ev::Lost), "{method}: {log:?}");
-        for ev in [
-            Ev::Made,
-            Ev::PipeLost(0, None),
-            Ev::PipeLost(1, None),
-            Ev::PipeLost(2, None),
-            Ev::Exited,
-            Ev::Lost,
-        ] {
-            assert_eq!(count(&log, &ev), 1, "{method}: {ev:?} once: {log:?}");
-        }
+        assert_each_once(&log, method);
         assert!(
             log.contains(&Ev::Data(1, b"out\n".to_vec())),
             "{method}: {log:?}"

@@ -159,6 +159,21 @@ impl Header {
         self.if_cold(|c| c.must_cancel.take()).flatten()
     }
 
+    /// What every ending does, finished or dropped pending: drops the waker and the awaited
+    /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
+    fn release(&self) -> Option<Rc<Inner>> {
+        let waker = self.waker.borrow_mut().take();
+        drop(waker);
+        let waiter = self.fut_waiter.borrow_mut().take();
+        drop(waiter);
+        let lp = self.lp.upgrade();
+        let removed = lp
+            .as_ref()
+            .and_then(|i| i.tasks.borrow_mut().remove(self.slab_key.get()));
+        drop(removed);
+        lp
+    }
+
     /// Takes the done-callbacks.
     fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
         self.if_cold(|c| std::mem::take(&mut c.callbacks))
@@ -1226,15 +1241,7 @@ fn dropped_pending<T: 'static>(task: &Rc<TaskInner<T>>) {
     h.finished.set(true);
     h.cancelled.set(true);
     h.retrieved.set(true);
-    let waker = h.waker.borrow_mut().take();
-    drop(waker);
-    let waiter = h.fut_waiter.borrow_mut().take();
-    drop(waiter);
-    let lp = h.lp.upgrade();
-    let removed = lp
-        .as_ref()
-        .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
-    drop(removed);
+    let lp = h.release();
     // Done-callbacks can no longer run: drop them (what they captured is released).
     let callbacks = h.take_callbacks();
     drop(callbacks);
@@ -1258,15 +1265,7 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     }
     h.finished.set(true);
     *task.result.borrow_mut() = crate::future::Slot::Done(r);
-    let waker = h.waker.borrow_mut().take();
-    drop(waker);
-    let waiter = h.fut_waiter.borrow_mut().take();
-    drop(waiter);
-    let lp = h.lp.upgrade().map(|inner| EventLoop { inner });
-    if let Some(lp) = &lp {
-        let removed = lp.inner.tasks.borrow_mut().remove(h.slab_key.get());
-        drop(removed);
-    }
+    let lp = h.release().map(|inner| EventLoop { inner });
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
