@@ -112,13 +112,14 @@ pub fn run() -> ExitCode {
             cmd: Command::new("false"),
         });
     }
+    // The sanitizer and miri builds get their own directories under the usual target dir.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let nightly = Command::new("rustup")
         .args(["toolchain", "list"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("nightly"))
         .unwrap_or(false);
     if nightly {
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
         let host = host_triple();
         // Test binaries run in their own directories: the suppressions need an absolute path.
         let supp = std::env::current_dir()
@@ -148,7 +149,6 @@ pub fn run() -> ExitCode {
         println!("xtask: no nightly toolchain: LeakSanitizer (-Zsanitizer=leak) skipped");
     }
     if available("cargo", &["+nightly", "miri", "--version"]) {
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
         // Every test of both crates; those that run an event loop are compiled out or
         // ignored under miri (`cfg(miri)`), which leaves the ones that need no loop.
         let mut c = Command::new("cargo");

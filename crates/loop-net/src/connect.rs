@@ -372,9 +372,9 @@ where
     std::future::poll_fn(f)
 }
 
-/// A resolver answer with no address is an OS-style error, as in asyncio (NET-21): the system
-/// resolver reports "no such name" as an error, so only an unusual resolver configuration (or
-/// a family filter) gets here.
+/// A resolver answer with no address is an OS-style error, as in asyncio (NET-21). The system
+/// resolver reports "no such name" as an error of its own, so only an unusual resolver (an NSS
+/// module answering with nothing) gets here.
 fn nonempty(infos: Vec<AddrInfo>) -> Result<Vec<AddrInfo>> {
     if infos.is_empty() {
         return Err(io::Error::other("getaddrinfo() returned empty list").into());
