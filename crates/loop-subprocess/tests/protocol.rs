@@ -361,6 +361,14 @@ fn sub_13_cancelled_setup_kills_and_collects_the_child() {
     lp.close().unwrap();
 }
 
+/// The session id of `/proc/<pid>` (field 6 of its `stat`); 0 when the
+/// session leader is outside this pid namespace.
+fn session_of(pid: &str) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split(' ').nth(3).unwrap().parse().unwrap()
+}
+
 #[test]
 fn sub_14_spawn_options_pass_through() {
     let lp = EventLoop::new().unwrap();
@@ -405,16 +413,14 @@ fn sub_14_spawn_options_pass_through() {
     assert_eq!(data_of(&log2, 1), b"path\n");
 
     // start_new_session: the child leads its own session; without it, ours.
-    let our_sid = rustix::process::getsid(None)
-        .unwrap()
-        .as_raw_nonzero()
-        .get();
+    // Session ids are read from /proc: in a container whose session leader
+    // lives outside the pid namespace, our own session id is 0, which
+    // `getsid` cannot represent.
+    let our_sid = session_of("self");
     for new_session in [true, false] {
         let o = SubprocessOptions::new().start_new_session(new_session);
         let (t, _log, done) = exec(&lp, "cat", &[], o);
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", t.get_pid())).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let sid: i32 = after_comm.split(' ').nth(3).unwrap().parse().unwrap();
+        let sid = session_of(&t.get_pid().to_string());
         if new_session {
             assert_eq!(sid, t.get_pid() as i32);
         } else {
