@@ -667,6 +667,129 @@ fn net_44_close_clients_and_abort_clients() {
 }
 
 #[test]
+fn net_43_a_client_leaving_an_open_server_does_not_release_wait_closed() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    let c = TcpStream::connect(addr).unwrap();
+    let lp2 = lp.clone();
+    let s2 = s.clone();
+    let waits = run(&lp, 10, async move {
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+        let waits: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s2.clone();
+                lp2.create_task(async move { s.wait_closed().await })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok::<_, Error>(waits)
+    })
+    .unwrap();
+    // The client leaves while the server is still open.
+    drop(c);
+    let s2 = s.clone();
+    let waits = run(&lp, 10, async move {
+        while s2.client_count() > 0 {
+            loop_core::yield_now().await;
+        }
+        for _ in 0..5 {
+            loop_core::yield_now().await;
+        }
+        waits
+    });
+    assert!(s.is_serving());
+    assert!(
+        waits.iter().all(|t| !t.done()),
+        "no client left, but the server is open: still waiting"
+    );
+    // Then close: both waiters are released together.
+    s.close();
+    run(&lp, 10, async move {
+        for w in waits {
+            w.await??;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+/// Byte `i` of the stream a server writes in the NET-44 test.
+fn nth_byte(i: usize) -> u8 {
+    (i * 31 % 251) as u8
+}
+
+#[test]
+fn net_44_close_clients_flushes_buffered_data_and_abort_clients_discards_it() {
+    let _s = serial();
+    for abort in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();
+        let t2 = transports.clone();
+        let s = run(
+            &lp,
+            10,
+            lp.create_server(
+                move || Keep(t2.clone()),
+                "127.0.0.1",
+                0,
+                ServerOptions::default(),
+            ),
+        )
+        .unwrap();
+        let addr = s.local_addrs()[0].as_inet().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        // The peer does not read yet: the server's writes pile up in its transport.
+        let s2 = s.clone();
+        let tr = transports.clone();
+        let (written, discarded) = run(&lp, 30, async move {
+            while tr.borrow().is_empty() {
+                loop_core::yield_now().await;
+            }
+            let t = tr.borrow()[0].clone();
+            let mut written = 0;
+            while t.get_write_buffer_size() < 256 * 1024 {
+                let chunk: Vec<u8> = (written..written + 64 * 1024).map(nth_byte).collect();
+                t.write(&chunk).unwrap();
+                written += chunk.len();
+            }
+            let buffered = t.get_write_buffer_size();
+            s2.close();
+            if abort {
+                s2.abort_clients();
+            } else {
+                s2.close_clients();
+            }
+            (written, buffered)
+        });
+        // Now the peer reads everything, up to EOF, while the loop runs.
+        let reader = std::thread::spawn(move || {
+            let mut c = c;
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let s2 = s.clone();
+        run(&lp, 30, async move { s2.wait_closed().await }).unwrap();
+        let got = reader.join().unwrap();
+        let expect = if abort { written - discarded } else { written };
+        assert_eq!(
+            got.len(),
+            expect,
+            "abort={abort}: {written} written, {discarded} buffered in the transport"
+        );
+        assert!(
+            got.iter().enumerate().all(|(i, &b)| b == nth_byte(i)),
+            "the bytes arrive in order"
+        );
+        assert_eq!(s.client_count(), 0);
+    }
+}
+
+#[test]
 fn net_45_get_loop_and_start_after_close() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
