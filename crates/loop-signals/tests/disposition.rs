@@ -110,7 +110,10 @@ fn check_child(test: &str, mode: &str) {
     let (status, out) = common::run_child(test, MODE, mode, READY, libc::SIGTERM);
     assert!(out.contains("INSTALLED another handler\n"), "{out}");
     assert!(out.contains("SA_RESTART true\n"), "{out}");
-    assert!(out.contains("LOOP RUNS 3\n"), "every delivery ran the loop's callback: {out}");
+    assert!(
+        out.contains("LOOP RUNS 3\n"),
+        "every delivery ran the loop's callback: {out}"
+    );
     assert!(
         out.contains("EARLIER RUNS WHILE INSTALLED 0\n"),
         "evloop's handler replaces the earlier disposition, it does not chain to it: {out}"
@@ -167,7 +170,11 @@ fn sig_10_evloop_installs_its_handler_with_sa_restart() {
             "signal {sig}: {}",
             name(h)
         );
-        assert_ne!(flags & libc::SA_RESTART, 0, "signal {sig}: flags {flags:#x}");
+        assert_ne!(
+            flags & libc::SA_RESTART,
+            0,
+            "signal {sig}: flags {flags:#x}"
+        );
     }
     for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGRTMIN() + 3] {
         assert!(lp.remove_signal_handler(sig).unwrap());
@@ -207,8 +214,10 @@ fn sig_01_loops_on_two_threads_each_run_their_own_signal() {
         let me = std::thread::current().id();
         let ran_on = Rc::new(Cell::new(None));
         let r = ran_on.clone();
-        lp.add_signal_handler(libc::SIGUSR2, move |_| r.set(Some(std::thread::current().id())))
-            .unwrap();
+        lp.add_signal_handler(libc::SIGUSR2, move |_| {
+            r.set(Some(std::thread::current().id()))
+        })
+        .unwrap();
         ready_tx.send(()).unwrap();
         let ok = spin_until(&lp, || ran_on.get().is_some());
         // Stay installed until the main thread's signal was handled too.
@@ -232,6 +241,36 @@ fn sig_01_loops_on_two_threads_each_run_their_own_signal() {
         "SIGUSR2 ran on the other thread's loop"
     );
     assert_eq!(ran.get(), 1, "SIGUSR2 did not run the main loop's callback");
+    assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+    lp.close().unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sig_10_the_handler_leaves_errno_as_it_found_it() {
+    if std::env::var_os(MODE).is_some() {
+        return;
+    }
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    lp.add_signal_handler(libc::SIGUSR1, move |_| r.set(r.get() + 1))
+        .unwrap();
+    // Nobody drains the self-pipe meanwhile: it fills up, and the handler's write fails with
+    // EAGAIN (the wake-up already in the pipe stands for the signal).
+    for _ in 0..5000 {
+        send(libc::SIGUSR1);
+    }
+    const SENTINEL: c_int = 12345;
+    // SAFETY: the calling thread's errno location is valid to write and read.
+    let after = unsafe {
+        *libc::__errno_location() = SENTINEL;
+        libc::raise(libc::SIGUSR1);
+        *libc::__errno_location()
+    };
+    assert_eq!(after, SENTINEL, "the signal handler changed errno");
+    assert!(spin_until(&lp, || ran.get() >= 1));
     assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
     lp.close().unwrap();
 }
