@@ -531,7 +531,7 @@ fn net_37_muted_child() {
                     checked.clone(),
                     fillers.clone(),
                     s.clone(),
-                    old.clone(),
+                    old,
                 );
                 lp.call_later(Duration::from_millis(900), move |_| {
                     *checked.borrow_mut() = Some((reports.borrow().len(), s.client_count()));
