@@ -350,6 +350,22 @@ pub struct Stats {
     /// assert_eq!(lp.stats().timers_pending, 2);
     /// ```
     pub timers_pending: u64,
+    /// The timeout the loop passed to its most recent poll of the reactor: `Some(ZERO)` for a
+    /// poll that must not block (work ready, a stop requested, a deadline already due, a
+    /// virtual-clock loop jumping ahead), `Some(d)` for a wait until the nearest deadline —
+    /// never more than [`MAX_POLL_TIMEOUT`], however far out that deadline is (TIMER-14) — and
+    /// `None` if the last poll waited for I/O or a wake-up only, with no deadline, or if the
+    /// loop has not polled yet ([`polls`](Stats::polls) is 0 then).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert_eq!(lp.stats().last_poll_timeout, None); // no poll yet
+    /// lp.stop();
+    /// lp.run_forever().unwrap(); // a pre-stopped run polls once, with a zero timeout
+    /// assert_eq!(lp.stats().last_poll_timeout, Some(Duration::ZERO));
+    /// ```
+    pub last_poll_timeout: Option<Duration>,
 }
 
 /// A hook run by `close()`, with the place that registered it.
@@ -378,6 +394,8 @@ struct Counters {
     run_time: Cell<Duration>,
     /// The last clock reading that split running from polling; `None` outside `run_*`.
     run_mark: Cell<Option<Instant>>,
+    /// See [`Stats::last_poll_timeout`].
+    last_poll_timeout: Cell<Option<Duration>>,
 }
 
 impl Counters {
@@ -1063,6 +1081,7 @@ impl EventLoop {
             run_time,
             fds_registered: self.inner.reactor.len() as u64,
             timers_pending,
+            last_poll_timeout: c.last_poll_timeout.get(),
         }
     }
 
@@ -1256,6 +1275,7 @@ impl EventLoop {
         if let Some(timeout) = timeout {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
+            inner.counters.last_poll_timeout.set(timeout);
             if let Some(start) = poll_start {
                 inner.counters.account_run(start);
             }

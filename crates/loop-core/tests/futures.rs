@@ -305,8 +305,10 @@ fn core_33_unretrieved_exception_is_reported_on_drop() {
     );
 }
 
+/// A Rust-only rule (asyncio futures can be awaited any number of times): awaiting a
+/// `LoopFuture` moves its value out, so a second await of a clone is an `InvalidState` error.
 #[test]
-fn core_33_awaiting_moves_the_value_out() {
+fn rust_only_awaiting_moves_the_value_out_and_a_second_await_is_invalid_state() {
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<String>();
     f.set_result("v".into()).unwrap();

@@ -283,3 +283,53 @@ fn stats_are_cheap_plain_copies() {
     assert_eq!(lp.stats().iterations, 1);
     assert_eq!(lp.stats().polls, 1);
 }
+
+/// A source whose only deadline is fixed.
+struct Deadline(Instant);
+
+impl Source for Deadline {
+    fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+        Some(self.0)
+    }
+    fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    fn close(&self, _lp: &EventLoop) {}
+}
+
+/// Runs until a stop arrives from another thread while the loop blocks (repeated if the stop
+/// came before the loop polled); the timeout of that blocking poll.
+fn timeout_of_blocking_poll(lp: &EventLoop) -> Option<Duration> {
+    for _ in 0..20 {
+        let polls = lp.stats().polls;
+        let r = lp.remote();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            r.stop().unwrap();
+        });
+        lp.run_forever().unwrap();
+        th.join().unwrap();
+        if lp.stats().polls > polls {
+            return lp.stats().last_poll_timeout;
+        }
+    }
+    panic!("the loop never blocked in a poll");
+}
+
+#[test]
+fn stats_last_poll_timeout_is_the_timeout_given_to_the_poller_capped_at_one_day() {
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(lp.stats().last_poll_timeout, None);
+    // Nothing to wait for: the poll has no timeout.
+    assert_eq!(timeout_of_blocking_poll(&lp), None);
+    // A pre-stopped run polls without blocking.
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert_eq!(lp.stats().last_poll_timeout, Some(Duration::ZERO));
+    // A deadline two days out: the poller is asked for one day (TIMER-14).
+    lp.add_source(Rc::new(Deadline(
+        Instant::now() + 2 * loop_core::MAX_POLL_TIMEOUT,
+    )));
+    assert_eq!(
+        timeout_of_blocking_poll(&lp),
+        Some(loop_core::MAX_POLL_TIMEOUT)
+    );
+}

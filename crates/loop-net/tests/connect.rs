@@ -541,6 +541,52 @@ fn net_27_returns_after_connection_made_and_calls_the_factory_once() {
 }
 
 #[test]
+fn net_27_cancelled_after_the_connect_before_connection_made_closes_the_socket() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let before = fd_count();
+    let lp2 = lp.clone();
+    let (task_cancelled, fds_in_factory) = run(&lp, 30, async move {
+        let lp3 = lp2.clone();
+        let fds_in_factory = Rc::new(std::cell::Cell::new(0));
+        let f2 = fds_in_factory.clone();
+        let task = lp2.create_task(lp2.create_connection(
+            move || {
+                // The TCP connect is done (the socket is open); cancel the waiting task now,
+                // before connection_made.
+                f2.set(fd_count());
+                assert!(lp3.current_task().unwrap().cancel(None));
+                Quiet
+            },
+            "127.0.0.1",
+            port,
+            ConnectOptions::default(),
+        ))?;
+        let r = task.task_ref();
+        while !r.done() {
+            loop_core::yield_now().await;
+        }
+        // Let the transport's own callbacks (connection_lost) run.
+        for _ in 0..=loop_core::POLL_EVERY {
+            loop_core::yield_now().await;
+        }
+        Ok::<_, Error>((r.cancelled(), fds_in_factory.get()))
+    })
+    .unwrap();
+    assert!(task_cancelled, "the task ended cancelled");
+    assert_eq!(fds_in_factory, before + 1, "the socket was connected");
+    assert_eq!(fd_count(), before, "the cancelled wait closed the socket");
+    // The server side sees the connection closed.
+    let (mut peer, _) = l.accept().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(peer.read(&mut buf).unwrap(), 0);
+}
+
+#[test]
 fn net_28_tls_arguments_are_rejected_without_tls() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();

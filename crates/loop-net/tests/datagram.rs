@@ -1169,6 +1169,127 @@ fn net_77_sends_after_close_are_dropped_with_a_warning_from_the_fifth_on() {
     });
 }
 
+/// Runs the loop until the send queue of `t` shrank (the peer made room); returns its size.
+fn queue_step(lp: &EventLoop, t: &DatagramTransport) -> usize {
+    let before = t.get_write_buffer_size();
+    for _ in 0..100_000 {
+        run(lp, loop_core::yield_now());
+        if t.get_write_buffer_size() < before {
+            return t.get_write_buffer_size();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    panic!("the queue never shrank");
+}
+
+/// An endpoint on a Unix datagram socket connected to a bound receiver whose queue is full,
+/// with `queued` datagrams of `size` bytes in the send queue. The receiver is not connected
+/// back, so its queue is bounded by a datagram count (`net.unix.max_dgram_qlen`), not by the
+/// sender's buffer: each datagram the test reads wakes the sender and makes room for exactly
+/// one queued datagram, so the queue drains in steps of `size + 8`.
+fn full_unix_pair<P: DatagramProtocol<DatagramTransport> + 'static>(
+    lp: &EventLoop,
+    factory: impl FnOnce() -> P + 'static,
+    size: usize,
+    queued: usize,
+) -> (DatagramTransport, UnixDatagram) {
+    let path = tmp_path(&format!("full-{size}-{queued}"));
+    let _ = std::fs::remove_file(&path);
+    let b = UnixDatagram::bind(&path).unwrap();
+    let a = UnixDatagram::unbound().unwrap();
+    a.connect(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (t, _) = endpoint(lp, factory, DatagramOptions::sock(a)).unwrap();
+    t.set_write_buffer_limits(Some(usize::MAX / 4), None)
+        .unwrap();
+    let direct = fill_until_queued(&t, size);
+    for seq in 1..queued {
+        t.sendto(&numbered((direct + 1 + seq) as u32, size), None)
+            .unwrap();
+    }
+    assert_eq!(t.get_write_buffer_size(), queued * (size + 8));
+    (t, b)
+}
+
+#[test]
+fn net_64_datagram_resume_writing_when_the_queue_drains_to_exactly_low() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let size = 100;
+    let one = size + 8;
+    let (t, b) = full_unix_pair(&lp, f, size, 4);
+    // 4 queued > high = 2: pause; low = 2 datagrams.
+    t.set_write_buffer_limits(Some(2 * one), Some(2 * one))
+        .unwrap();
+    assert_eq!(s.events(), vec![Ev::Made, Ev::Pause]);
+    let mut buf = [0u8; 256];
+    b.recv(&mut buf).unwrap();
+    assert_eq!(queue_step(&lp, &t), 3 * one);
+    assert_eq!(s.events(), vec![Ev::Made, Ev::Pause], "above low");
+    b.recv(&mut buf).unwrap();
+    assert_eq!(queue_step(&lp, &t), 2 * one);
+    assert_eq!(
+        s.events(),
+        vec![Ev::Made, Ev::Pause, Ev::Resume],
+        "resume_writing when the queue is at (not below) low"
+    );
+    t.abort();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
+}
+
+#[test]
+fn net_64_datagram_failing_resume_writing_is_reported_once_and_not_fatal() {
+    let _g = serial();
+    struct BadResume(S);
+    impl DatagramProtocol<DatagramTransport> for BadResume {
+        fn pause_writing(&mut self) {
+            self.0.push(Ev::Pause);
+        }
+        fn resume_writing(&mut self) {
+            self.0.push(Ev::Resume);
+            panic!("resume hook");
+        }
+        fn connection_lost(&mut self, exc: Option<io::Error>) {
+            self.0.push(Ev::Lost(exc.map(|e| e.raw_os_error())));
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let s: S = Rc::default();
+    let s2 = s.clone();
+    let size = 100;
+    let (t, b) = full_unix_pair(&lp, move || BadResume(s2), size, 2);
+    // low = 0: resume once the queue is empty.
+    t.set_write_buffer_limits(Some(size + 8), Some(0)).unwrap();
+    assert_eq!(s.events(), vec![Ev::Pause]);
+    let mut buf = [0u8; 256];
+    b.recv(&mut buf).unwrap();
+    assert_eq!(queue_step(&lp, &t), size + 8);
+    b.recv(&mut buf).unwrap();
+    assert_eq!(queue_step(&lp, &t), 0);
+    assert_eq!(s.events(), vec![Ev::Pause, Ev::Resume]);
+    for _ in 0..3 {
+        run(&lp, loop_core::yield_now());
+    }
+    {
+        let r = reports.borrow();
+        assert_eq!(r.len(), 1, "reported exactly once: {r:?}");
+        assert_eq!(r[0].message, "protocol.resume_writing() failed");
+    }
+    assert!(!t.is_closing(), "not fatal");
+    // Sends still work: the peer gets the next datagram.
+    b.set_nonblocking(true).unwrap();
+    while b.recv(&mut buf).is_ok() {}
+    t.sendto(b"after", None).unwrap();
+    b.set_nonblocking(false).unwrap();
+    let n = b.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"after");
+    t.abort();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
+    assert_eq!(reports.borrow().len(), 1);
+}
+
 #[test]
 fn net_77_loop_close_closes_open_endpoints() {
     let _g = serial();

@@ -490,6 +490,139 @@ fn net_37_accept_out_of_descriptors_pauses_then_recovers() {
     assert!(reports[0].ends_with("| true"), "{rest}");
 }
 
+const MUTED_CHILD_ENV: &str = "EVLOOP_NET37_MUTED_CHILD";
+
+/// The child half of the NET-37 mute test: descriptors stay exhausted for 0.9 s after the
+/// first report (a loop timer armed by the exception handler, so it fires before the
+/// listener's 1 s retry timer armed right after the report); at that point it prints how many
+/// reports and connections there were, then frees the descriptors.
+#[test]
+#[ignore = "run by net_37_listener_stays_muted_while_descriptors_are_exhausted in a child process"]
+fn net_37_muted_child() {
+    if std::env::var_os(MUTED_CHILD_ENV).is_none() {
+        return;
+    }
+    use loop_core::ExceptionContext;
+    use loop_timers::TimersExt;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use std::cell::RefCell;
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    println!("PORT {}", port_of(&s));
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+
+    let reports: Rc<RefCell<Vec<String>>> = Rc::default();
+    let checked: Rc<RefCell<Option<(usize, usize)>>> = Rc::default();
+    let fillers: Rc<RefCell<Vec<std::fs::File>>> = Rc::default();
+    let old = getrlimit(Resource::Nofile);
+    {
+        let (reports, checked, fillers, s) =
+            (reports.clone(), checked.clone(), fillers.clone(), s.clone());
+        lp.set_exception_handler(Some(Rc::new(
+            move |lp: &EventLoop, ctx: &ExceptionContext| {
+                reports.borrow_mut().push(ctx.message.clone());
+                if reports.borrow().len() > 1 {
+                    return;
+                }
+                let (reports, checked, fillers, s, old) = (
+                    reports.clone(),
+                    checked.clone(),
+                    fillers.clone(),
+                    s.clone(),
+                    old,
+                );
+                lp.call_later(Duration::from_millis(900), move |_| {
+                    *checked.borrow_mut() = Some((reports.borrow().len(), s.client_count()));
+                    setrlimit(Resource::Nofile, old).unwrap();
+                    fillers.borrow_mut().clear();
+                })
+                .unwrap();
+            },
+        )));
+    }
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open_now + 4),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fillers.borrow_mut().push(f);
+    }
+    let s2 = s.clone();
+    run(&lp, 60, async move {
+        // Accepted after the retry, echoed, then the client hangs up.
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+        while s2.client_count() > 0 {
+            loop_core::yield_now().await;
+        }
+    });
+    let (n_reports, n_clients) = checked.borrow().expect("the check ran");
+    println!("MUTED reports={n_reports} clients={n_clients}");
+    println!("TOTAL reports={}", reports.borrow().len());
+    for m in reports.borrow().iter() {
+        println!("REPORT {m}");
+    }
+    s.close();
+}
+
+#[test]
+fn net_37_listener_stays_muted_while_descriptors_are_exhausted() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "net_37_muted_child", "--ignored", "--nocapture"])
+        .env(MUTED_CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut port = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(at) = line.find("PORT ") {
+            port = Some(line[at + 5..].trim().parse::<u16>().unwrap());
+            break;
+        }
+        line.clear();
+    }
+    let port = port.expect("child printed its port");
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    client.write_all(b"after the mute").unwrap();
+    let mut buf = [0u8; 14];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after the mute", "served after the pause");
+    drop(client);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("MUTED reports=1 clients=0"),
+        "0.9 s into the pause, with descriptors still exhausted: one report, no connection: {rest}"
+    );
+    assert!(
+        rest.contains("TOTAL reports=1"),
+        "no report after recovery: {rest}"
+    );
+    assert!(
+        rest.contains("REPORT socket.accept() out of system resource"),
+        "{rest}"
+    );
+}
+
 #[test]
 fn net_39_40_close_stops_accepting_keeps_connections() {
     let _s = serial();
@@ -663,6 +796,129 @@ fn net_44_close_clients_and_abort_clients() {
             0,
             "the server closed the connection"
         );
+    }
+}
+
+#[test]
+fn net_43_a_client_leaving_an_open_server_does_not_release_wait_closed() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let addr = s.local_addrs()[0].as_inet().unwrap();
+    let c = TcpStream::connect(addr).unwrap();
+    let lp2 = lp.clone();
+    let s2 = s.clone();
+    let waits = run(&lp, 10, async move {
+        while s2.client_count() == 0 {
+            loop_core::yield_now().await;
+        }
+        let waits: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s2.clone();
+                lp2.create_task(async move { s.wait_closed().await })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok::<_, Error>(waits)
+    })
+    .unwrap();
+    // The client leaves while the server is still open.
+    drop(c);
+    let s2 = s.clone();
+    let waits = run(&lp, 10, async move {
+        while s2.client_count() > 0 {
+            loop_core::yield_now().await;
+        }
+        for _ in 0..5 {
+            loop_core::yield_now().await;
+        }
+        waits
+    });
+    assert!(s.is_serving());
+    assert!(
+        waits.iter().all(|t| !t.done()),
+        "no client left, but the server is open: still waiting"
+    );
+    // Then close: both waiters are released together.
+    s.close();
+    run(&lp, 10, async move {
+        for w in waits {
+            w.await??;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+/// Byte `i` of the stream a server writes in the NET-44 test.
+fn nth_byte(i: usize) -> u8 {
+    (i * 31 % 251) as u8
+}
+
+#[test]
+fn net_44_close_clients_flushes_buffered_data_and_abort_clients_discards_it() {
+    let _s = serial();
+    for abort in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();
+        let t2 = transports.clone();
+        let s = run(
+            &lp,
+            10,
+            lp.create_server(
+                move || Keep(t2.clone()),
+                "127.0.0.1",
+                0,
+                ServerOptions::default(),
+            ),
+        )
+        .unwrap();
+        let addr = s.local_addrs()[0].as_inet().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        // The peer does not read yet: the server's writes pile up in its transport.
+        let s2 = s.clone();
+        let tr = transports.clone();
+        let (written, discarded) = run(&lp, 30, async move {
+            while tr.borrow().is_empty() {
+                loop_core::yield_now().await;
+            }
+            let t = tr.borrow()[0].clone();
+            let mut written = 0;
+            while t.get_write_buffer_size() < 256 * 1024 {
+                let chunk: Vec<u8> = (written..written + 64 * 1024).map(nth_byte).collect();
+                t.write(&chunk).unwrap();
+                written += chunk.len();
+            }
+            let buffered = t.get_write_buffer_size();
+            s2.close();
+            if abort {
+                s2.abort_clients();
+            } else {
+                s2.close_clients();
+            }
+            (written, buffered)
+        });
+        // Now the peer reads everything, up to EOF, while the loop runs.
+        let reader = std::thread::spawn(move || {
+            let mut c = c;
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let s2 = s.clone();
+        run(&lp, 30, async move { s2.wait_closed().await }).unwrap();
+        let got = reader.join().unwrap();
+        let expect = if abort { written - discarded } else { written };
+        assert_eq!(
+            got.len(),
+            expect,
+            "abort={abort}: {written} written, {discarded} buffered in the transport"
+        );
+        assert!(
+            got.iter().enumerate().all(|(i, &b)| b == nth_byte(i)),
+            "the bytes arrive in order"
+        );
+        assert_eq!(s.client_count(), 0);
     }
 }
 

@@ -400,6 +400,77 @@ fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_ow
     assert_eq!(fd_count(), before);
 }
 
+#[test]
+fn pipe_04_read_pipe_closes_at_eof_even_when_eof_received_asks_to_stay_open() {
+    // A socketpair end: its peer's shutdown(SHUT_WR) is a plain EOF, with no hang-up event (a
+    // pipe's writer going away also reports the read end as hung up). Only the read pipe's own
+    // EOF rule can close it here.
+    let _g = serial();
+    struct KeepOpen {
+        s: S,
+        t: Option<Transport>,
+        closing_at_eof: Rc<RefCell<Option<bool>>>,
+    }
+    impl Protocol for KeepOpen {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = Some(t.clone());
+            self.s.push(Ev::Made);
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            self.s.push(Ev::Data(data.to_vec()));
+        }
+        fn eof_received(&mut self) -> bool {
+            *self.closing_at_eof.borrow_mut() = Some(self.t.as_ref().unwrap().is_closing());
+            self.s.push(Ev::Eof);
+            true // asks to stay open: ignored for a read pipe
+        }
+        fn connection_lost(&mut self, exc: Option<io::Error>) {
+            self.t = None;
+            self.s.push(Ev::Lost(exc.map(|e| e.raw_os_error())));
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let before = fd_count();
+    let (ours, mut peer) = UnixStream::pair().unwrap();
+    let s: S = Rc::default();
+    let s2 = s.clone();
+    let closing_at_eof = Rc::new(RefCell::new(None));
+    let c2 = closing_at_eof.clone();
+    let (t, _) = read_pipe(
+        &lp,
+        move || KeepOpen {
+            s: s2,
+            t: None,
+            closing_at_eof: c2,
+        },
+        ours,
+    )
+    .unwrap();
+    peer.write_all(b"half").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Eof));
+    // connection_lost follows through the ready queue; a few iterations are plenty.
+    spin(&lp);
+    spin(&lp);
+    assert_eq!(s.data(), b"half");
+    assert_eq!(s.non_data(), vec![Ev::Made, Ev::Eof, Ev::Lost(None)]);
+    assert_eq!(
+        *closing_at_eof.borrow(),
+        Some(true),
+        "is_closing() is already true inside eof_received"
+    );
+    assert!(t.is_closing());
+    assert!(t.fileno().is_none(), "the transport let go of its fd");
+    assert_eq!(fd_count(), before + 1, "only the peer is left open");
+    // The peer sees our end closed.
+    peer.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(peer.read(&mut buf).unwrap(), 0);
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
 // ---------------------------------------------------------------------------------------------
 // PIPE-03: read size
 

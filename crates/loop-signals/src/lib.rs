@@ -13,31 +13,32 @@
 //! # How
 //!
 //! * **Self-pipe.** Each loop that handles signals owns a non-blocking Unix socket pair. Its
-//!   read end is registered in the loop's reactor; the low-level action installed for each
-//!   signal (through `signal-hook-registry`) writes the signal number as one byte to the write
-//!   end. The loop drains the read end (4096 bytes at a time, SIG-10) and schedules the
-//!   callback of every signal it saw, once per drain: signals that arrive faster than the loop
-//!   drains them coalesce, as Unix signals do anyway. A callback that panics is reported to the
-//!   loop's exception handler like any other callback, and the handler stays installed.
-//! * **One owner per signal.** A signal's disposition is process-wide, so at most one loop at
-//!   a time handles a given signal. A second loop asking for it gets
+//!   read end is registered in the loop's reactor; the handler evloop installs for each signal
+//!   (with `sigaction`, flag `SA_RESTART`, SIG-10) writes the signal number as one byte to the
+//!   write end, keeping `errno` intact. The loop drains the read end (4096 bytes at a time,
+//!   SIG-10) and schedules the callback of every signal it saw, once per drain: signals that
+//!   arrive faster than the loop drains them coalesce, as Unix signals do anyway. A callback
+//!   that panics is reported to the loop's exception handler like any other callback, and the
+//!   handler stays installed.
+//! * **evloop's handler replaces the signal's disposition** while a loop handles it, as
+//!   asyncio's does: a handler the program installed before (or `SIG_IGN`) does not run, on
+//!   any delivery. The same goes for handlers registered through other libraries, signal-hook
+//!   included, for that signal: a process-wide disposition has one owner at a time.
+//! * **One owner per signal.** For the same reason at most one loop at a time handles a given
+//!   signal. A second loop asking for it gets
 //!   [`Error::InvalidState`] naming the loop (and thread) that
 //!   owns it (the Rust restatement of SIG-07, whose Python form is "main thread only"). A loop
-//!   adds and removes its handlers on its own thread: [`EventLoop`] is not `Send`.
-//! * **Removing restores the default disposition** (SIG-11). `signal-hook-registry` keeps its
-//!   process-wide handler once installed, and a handler without actions would ignore the
-//!   signal. So at removal evloop installs (once per signal, switched on and off afterwards) a
-//!   second action that *behaves as the default disposition* from inside the handler: nothing
-//!   for `SIGCHLD`, `SIGCONT`, `SIGURG`, `SIGWINCH`; a stop for `SIGTSTP`, `SIGTTIN`,
-//!   `SIGTTOU` (signal-hook's `emulate_default_handler`); for every other signal, real-time
-//!   ones included, it resets the disposition to `SIG_DFL` with `sigaction` and raises the
-//!   signal again, so the process ends by that very signal, as with `SIG_DFL`. CPython restores
-//!   the interpreter's own handler for `SIGINT`; the analogue here is `SIGPIPE`, which Rust's
-//!   runtime ignores: it goes back to being ignored. As in CPython, the disposition from before
-//!   `add_signal_handler` is not restored.
+//!   adds and removes its handlers on its own thread: [`EventLoop`] is not `Send`. One loop may
+//!   handle any number of signals, through its one self-pipe; loops on different threads
+//!   handle different signals.
+//! * **Removing restores the default disposition** (SIG-11): `sigaction` installs `SIG_DFL`,
+//!   so the next delivery does what the signal's default does (terminate, stop, ignore), with
+//!   nothing else run first. CPython restores the interpreter's own handler for `SIGINT`; the
+//!   analogue here is `SIGPIPE`, which Rust's runtime ignores: it goes back to `SIG_IGN`. As in
+//!   CPython, the disposition from before `add_signal_handler` is not restored.
 //! * **`close()`** of the loop removes every handler it installed (SIG-14), and so does
 //!   dropping the last handle of an unclosed loop.
-//! * **Fork.** A forked child inherits the process-wide handler but not the loop: the action
+//! * **Fork.** A forked child inherits the process-wide handler but not the loop: the handler
 //!   checks the process id and does nothing in a child, so signals sent to the child never run
 //!   the parent's callbacks (SIG-15). A loop created in the child can take the signal over.
 //!
@@ -69,6 +70,7 @@
 #![warn(missing_docs)]
 
 mod process;
+mod sys;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -109,7 +111,7 @@ struct Pipe {
     _reg: IoRegistration,
     /// The read end.
     read: UnixStream,
-    /// The write end the signal actions write to.
+    /// The write end evloop's signal handler writes to.
     write: UnixStream,
 }
 
@@ -125,7 +127,7 @@ struct LoopSignals {
 
 impl LoopSignals {
     /// Removes every handler: gives the signals up, restores their dispositions, closes the
-    /// pipe (after the actions that write to it are gone).
+    /// pipe (after no signal handler can write to it any more).
     fn release_all(&self) {
         let sigs: Vec<i32> = self.handlers.borrow().keys().copied().collect();
         process::release_all(sigs, self.loop_id);
@@ -187,7 +189,7 @@ impl IoHandler for Reader {
                     Ok(0) => break,
                     Ok(n) => {
                         for &b in &buf[..n] {
-                            // Zero is never written by a signal action: ignore it (SIG-10).
+                            // Zero is never written by the signal handler: ignore it (SIG-10).
                             if b != 0 && !seen[b as usize] {
                                 seen[b as usize] = true;
                                 order.push(b);

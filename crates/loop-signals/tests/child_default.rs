@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
 use common::LONG;
 use loop_core::EventLoop;
@@ -59,64 +56,7 @@ fn child(mode: &str) {
 /// Runs `test` of this binary as a child in `mode`, sends it SIGTERM once it is ready, and
 /// returns its exit status and output.
 fn run_child(test: &str, mode: &str) -> (ExitStatus, String) {
-    let exe = std::env::current_exe().unwrap();
-    let mut c: Child = Command::new(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(MODE, mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(c.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in out.lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut text = String::new();
-    let deadline = Instant::now() + LONG;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                text.push_str(&line);
-                text.push('\n');
-                // libtest prints "test NAME ... " on the same line before the test's output.
-                if line.contains(READY) {
-                    break;
-                }
-            }
-            Err(e) => {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("the child did not get ready ({e:?}); output: {text}");
-            }
-        }
-    }
-    let pid = rustix::process::Pid::from_child(&c);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > LONG {
-            let _ = c.kill();
-            let s = c.wait().unwrap();
-            panic!("the child survived SIGTERM ({s:?}); output: {text}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    reader.join().unwrap();
-    for line in rx.try_iter() {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    (status, text)
+    common::run_child(test, MODE, mode, READY, libc::SIGTERM)
 }
 
 #[test]

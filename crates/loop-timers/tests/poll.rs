@@ -151,6 +151,51 @@ fn timer_14_timers_beyond_one_day_do_not_break_the_poll() {
     }
 }
 
+/// Runs `lp` until a stop sent from another thread once the loop blocks; returns the timeout
+/// of the blocking poll (the last poll of the run). A run whose stop arrived before it blocked
+/// (so it never polled) is repeated.
+fn blocking_poll_timeout(lp: &EventLoop) -> Option<Duration> {
+    for _ in 0..20 {
+        let polls = lp.stats().polls;
+        let remote = lp.remote();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            remote.stop().unwrap();
+        });
+        lp.run_forever().unwrap();
+        th.join().unwrap();
+        let s = lp.stats();
+        if s.polls > polls {
+            return s.last_poll_timeout;
+        }
+    }
+    panic!("the loop never blocked in a poll");
+}
+
+#[test]
+fn timer_14_a_timer_two_days_out_polls_with_the_one_day_cap() {
+    let lp = EventLoop::new().unwrap();
+    let h = lp
+        .call_later(Duration::from_secs(2 * 86_400), |_| unreachable!())
+        .unwrap();
+    assert_eq!(
+        blocking_poll_timeout(&lp),
+        Some(MAX_POLL_TIMEOUT),
+        "the poll waits one day, not two"
+    );
+    h.cancel();
+    // A nearer timer is not capped: the poll waits (at most) until it.
+    let h = lp
+        .call_later(Duration::from_secs(3600), |_| unreachable!())
+        .unwrap();
+    let t = blocking_poll_timeout(&lp).expect("a deadline gives a timeout");
+    assert!(
+        t <= Duration::from_secs(3600) && t > Duration::from_secs(3000),
+        "{t:?}"
+    );
+    h.cancel();
+}
+
 // ---------------------------------------------------------------------------------------------
 // TIMER-15: cancelled timers at the head are dropped before the poll timeout is computed.
 

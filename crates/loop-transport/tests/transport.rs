@@ -1056,6 +1056,162 @@ fn net_64_failing_pause_writing_is_reported_and_not_fatal() {
     spin(&lp, 2);
 }
 
+/// A write pipe whose kernel buffer holds exactly one capacity `C` (read back from the
+/// kernel): each time the test empties it, the transport's next write takes exactly `C` bytes,
+/// so its buffer drains in known steps.
+fn small_write_pipe() -> (rustix::fd::OwnedFd, rustix::fd::OwnedFd, usize) {
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    rustix::pipe::fcntl_setpipe_size(&w, 4096).unwrap();
+    let cap = rustix::pipe::fcntl_getpipe_size(&w).unwrap();
+    rustix::io::ioctl_fionbio(&r, true).unwrap();
+    (r, w, cap)
+}
+
+/// Reads everything the pipe holds (non-blocking); returns the byte count.
+fn empty_pipe(r: &rustix::fd::OwnedFd) -> usize {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0;
+    loop {
+        match rustix::io::read(r, &mut buf) {
+            Ok(0) | Err(rustix::io::Errno::AGAIN) => return n,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Empties the pipe and runs the loop until the transport wrote again; returns the new size.
+fn drain_one_step(lp: &EventLoop, t: &Transport, r: &rustix::fd::OwnedFd) -> usize {
+    let before = t.get_write_buffer_size();
+    assert!(empty_pipe(r) > 0, "the pipe was full");
+    until(lp, 30, || t.get_write_buffer_size() < before);
+    t.get_write_buffer_size()
+}
+
+#[test]
+fn net_64_resume_writing_when_the_buffer_drains_to_exactly_low() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rec, log, _lost) = Rec::new(&lp);
+    let (r, w, cap) = small_write_pipe();
+    let t = Transport::new(
+        &lp,
+        w,
+        rec,
+        TransportOptions::write_pipe().write_buffer_limits(Some(usize::MAX / 4), None),
+    )
+    .unwrap();
+    spin(&lp, 2);
+    // The first `cap` bytes go straight into the pipe; 3 × cap stay buffered.
+    t.write(&pattern(4 * cap)).unwrap();
+    assert_eq!(t.get_write_buffer_size(), 3 * cap);
+    // high = 2 cap (3 cap is strictly above: pause), low = cap.
+    t.set_write_buffer_limits(Some(2 * cap), Some(cap)).unwrap();
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Pause]);
+    // One step: 2 × cap buffered, above low: still paused.
+    assert_eq!(drain_one_step(&lp, &t, &r), 2 * cap);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Pause]);
+    // Next step: exactly low: resume_writing() now, not one step later.
+    assert_eq!(drain_one_step(&lp, &t, &r), cap);
+    assert_eq!(
+        non_data(&log),
+        vec![Ev::Made, Ev::Pause, Ev::Resume],
+        "resume_writing when the buffer is at (not below) low"
+    );
+    assert_eq!(drain_one_step(&lp, &t, &r), 0);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Pause, Ev::Resume]);
+    t.abort();
+    spin(&lp, 2);
+}
+
+#[test]
+fn net_64_resume_writing_with_low_zero_once_the_buffer_is_empty() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rec, log, _lost) = Rec::new(&lp);
+    let (r, w, cap) = small_write_pipe();
+    let t = Transport::new(
+        &lp,
+        w,
+        rec,
+        TransportOptions::write_pipe().write_buffer_limits(Some(cap), Some(0)),
+    )
+    .unwrap();
+    spin(&lp, 2);
+    assert_eq!(t.get_write_buffer_limits(), (0, cap));
+    t.write(&pattern(3 * cap)).unwrap();
+    assert_eq!(t.get_write_buffer_size(), 2 * cap);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Pause]);
+    assert_eq!(drain_one_step(&lp, &t, &r), cap);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Pause], "cap > 0 = low");
+    assert_eq!(drain_one_step(&lp, &t, &r), 0);
+    assert_eq!(
+        non_data(&log),
+        vec![Ev::Made, Ev::Pause, Ev::Resume],
+        "an empty buffer is at low = 0"
+    );
+    t.abort();
+    spin(&lp, 2);
+}
+
+#[test]
+fn net_64_failing_resume_writing_is_reported_once_and_not_fatal() {
+    let _g = serial();
+    /// Pauses like any protocol; its `resume_writing` panics.
+    struct BadResume {
+        log: Log,
+    }
+    impl Protocol for BadResume {
+        fn pause_writing(&mut self) {
+            self.log.borrow_mut().push(Ev::Pause);
+        }
+        fn resume_writing(&mut self) {
+            self.log.borrow_mut().push(Ev::Resume);
+            panic!("resume hook");
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let log: Log = Rc::default();
+    let (r, w, cap) = small_write_pipe();
+    let t = Transport::new(
+        &lp,
+        w,
+        BadResume { log: log.clone() },
+        TransportOptions::write_pipe().write_buffer_limits(Some(cap), Some(0)),
+    )
+    .unwrap();
+    spin(&lp, 2);
+    t.write(&pattern(3 * cap)).unwrap();
+    assert_eq!(*log.borrow(), vec![Ev::Pause]);
+    drain_one_step(&lp, &t, &r);
+    assert_eq!(drain_one_step(&lp, &t, &r), 0);
+    assert_eq!(*log.borrow(), vec![Ev::Pause, Ev::Resume]);
+    spin(&lp, 3);
+    {
+        let r = reports.borrow();
+        assert_eq!(r.len(), 1, "reported exactly once: {r:?}");
+        assert_eq!(r[0].message, "protocol.resume_writing() failed");
+        assert!(extra(&r[0], "transport").is_some() && extra(&r[0], "protocol").is_some());
+    }
+    // Not fatal: the transport still writes, and flow control goes on (a second cycle).
+    assert!(!t.is_closing());
+    empty_pipe(&r);
+    t.write(&pattern(3 * cap)).unwrap();
+    assert_eq!(*log.borrow(), vec![Ev::Pause, Ev::Resume, Ev::Pause]);
+    drain_one_step(&lp, &t, &r);
+    assert_eq!(drain_one_step(&lp, &t, &r), 0);
+    assert_eq!(
+        *log.borrow(),
+        vec![Ev::Pause, Ev::Resume, Ev::Pause, Ev::Resume]
+    );
+    spin(&lp, 3);
+    assert_eq!(reports.borrow().len(), 2, "one report per failing call");
+    t.abort();
+    spin(&lp, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // NET-65
 

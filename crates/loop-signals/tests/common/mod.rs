@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -113,4 +115,75 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Runs `test` of this test binary as a child process with `env_key=mode`; once the child
+/// printed a line containing `ready`, sends it `sig` and waits (at most `LONG`) for it to
+/// exit. Returns its exit status and output.
+pub fn run_child(
+    test: &str,
+    env_key: &str,
+    mode: &str,
+    ready: &str,
+    sig: i32,
+) -> (ExitStatus, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut c: Child = Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env_key, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(c.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+                // libtest prints "test NAME ... " on the same line before the test's output.
+                if line.contains(ready) {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("the child did not get ready ({e:?}); output: {text}");
+            }
+        }
+    }
+    let pid = rustix::process::Pid::from_child(&c);
+    let s = rustix::process::Signal::from_named_raw(sig).expect("a named signal");
+    rustix::process::kill_process(pid, s).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > LONG {
+            let _ = c.kill();
+            let s = c.wait().unwrap();
+            panic!("the child survived signal {sig} ({s:?}); output: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    reader.join().unwrap();
+    for line in rx.try_iter() {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    (status, text)
 }
