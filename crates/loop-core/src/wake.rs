@@ -21,6 +21,11 @@
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p loop-core --release --lib wake::
 //! ```
+//!
+//! The eventfd's failure paths (CORE-20: interrupted reads and writes, failed writes) cannot
+//! be provoked from outside, so test builds give [`EventFd`] a script of errors to return
+//! instead of calling the kernel; the `core_20_*` tests below inject them into a real loop.
+//! Other builds have no such field and no check.
 
 use std::os::fd::OwnedFd;
 use std::sync::RwLock;
@@ -82,15 +87,27 @@ impl<T, F: WakeFd> Wake<T, F> {
     }
 
     /// Wakes the loop if it was not woken since it last drained the eventfd.
+    ///
+    /// A write interrupted by a signal is retried (as asyncio's is, by Python's own retry).
+    /// Any other failure is swallowed with a debug line (CORE-20): EAGAIN means the counter is
+    /// full, so the loop wakes anyway; EBADF cannot happen while the fd is open. Nothing was
+    /// written then, so `notified` is re-armed: the next wake-up writes again instead of
+    /// coalescing into this one.
     #[inline]
     fn notify(&self) {
         if self.notified.swap(true, Ordering::SeqCst) {
             return;
         }
-        // EAGAIN (counter full) means a wake-up is pending anyway; EBADF cannot happen while
-        // the fd is open. Either way the failure is only worth a debug line.
-        if let Err(e) = self.fd.write() {
-            tracing::debug!("loop wake-up write failed: {e}");
+        loop {
+            match self.fd.write() {
+                Ok(()) => return,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    tracing::debug!("loop wake-up write failed: {e}");
+                    self.notified.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
         }
     }
 
@@ -150,6 +167,10 @@ pub(crate) struct EventFd {
     /// `None` once the loop is closed. Writers hold the read lock, so `close()` cannot close
     /// the fd under a write (whose number could meanwhile name another file).
     fd: RwLock<Option<OwnedFd>>,
+    /// Errors the next reads and writes return instead of calling the kernel: what the
+    /// CORE-20 tests inject. Test builds only.
+    #[cfg(all(test, not(loom)))]
+    faults: Faults,
 }
 
 impl EventFd {
@@ -157,6 +178,8 @@ impl EventFd {
     pub(crate) fn new(fd: OwnedFd) -> EventFd {
         EventFd {
             fd: RwLock::new(Some(fd)),
+            #[cfg(all(test, not(loom)))]
+            faults: Faults::default(),
         }
     }
 
@@ -170,7 +193,11 @@ impl WakeFd for EventFd {
     fn write(&self) -> Result<(), Errno> {
         let guard = self.fd.read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some(fd) => rustix::io::write(fd, &1u64.to_ne_bytes()).map(drop),
+            Some(fd) => {
+                #[cfg(all(test, not(loom)))]
+                self.faults.next(&self.faults.writes)?;
+                rustix::io::write(fd, &1u64.to_ne_bytes()).map(drop)
+            }
             None => Ok(()),
         }
     }
@@ -178,9 +205,311 @@ impl WakeFd for EventFd {
     fn read(&self) -> Result<(), Errno> {
         let guard = self.fd.read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some(fd) => rustix::io::read(fd, &mut [0u8; 8]).map(drop),
+            Some(fd) => {
+                #[cfg(all(test, not(loom)))]
+                self.faults.next(&self.faults.reads)?;
+                rustix::io::read(fd, &mut [0u8; 8]).map(drop)
+            }
             None => Err(Errno::AGAIN),
         }
+    }
+}
+
+/// Scripted failures of an [`EventFd`] (test builds only): each read or write first takes
+/// the next error of its list, if any, and returns it without calling the kernel.
+#[cfg(all(test, not(loom)))]
+#[derive(Default)]
+struct Faults {
+    /// What the next reads return.
+    reads: std::sync::Mutex<std::collections::VecDeque<Errno>>,
+    /// What the next writes return.
+    writes: std::sync::Mutex<std::collections::VecDeque<Errno>>,
+}
+
+#[cfg(all(test, not(loom)))]
+impl Faults {
+    /// Takes the next scripted error of `list`.
+    fn next(
+        &self,
+        list: &std::sync::Mutex<std::collections::VecDeque<Errno>>,
+    ) -> Result<(), Errno> {
+        match list.lock().unwrap().pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl EventFd {
+    /// The next reads fail with `errors`, in order.
+    fn fail_reads(&self, errors: &[Errno]) {
+        self.faults.reads.lock().unwrap().extend(errors);
+    }
+
+    /// The next writes fail with `errors`, in order.
+    fn fail_writes(&self, errors: &[Errno]) {
+        self.faults.writes.lock().unwrap().extend(errors);
+    }
+
+    /// True if the eventfd is readable now: a wake-up is pending for the loop's poll.
+    fn readable(&self) -> bool {
+        let guard = self.fd.read().unwrap();
+        let fd = guard.as_ref().expect("the eventfd is open");
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())).unwrap() == 1
+    }
+}
+
+/// CORE-20's failure paths of the eventfd, injected with [`EventFd`]'s test-only fault script
+/// into a real eventfd and a real loop.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{EventLoop, Remote};
+
+    /// A non-blocking eventfd, as the loop makes it.
+    fn eventfd() -> EventFd {
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        EventFd::new(rustix::event::eventfd(0, flags).unwrap())
+    }
+
+    /// Runs `f` with a subscriber that records this thread's log lines, debug and up.
+    fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || w.clone())
+            .without_time()
+            .finish();
+        let r = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+        (r, text)
+    }
+
+    /// `/proc/<pid>/task/<tid>` of the calling thread.
+    fn this_thread() -> PathBuf {
+        PathBuf::from("/proc").join(std::fs::read_link("/proc/thread-self").unwrap())
+    }
+
+    /// Waits until the thread at `task` sleeps in `epoll_wait`: its wait channel is epoll's,
+    /// or (where the kernel hides wait channels) the system call it is in is an epoll wait.
+    fn wait_until_blocked_in_poll(task: &std::path::Path) {
+        #[cfg(target_arch = "x86_64")]
+        const EPOLL_WAITS: &[&str] = &["232", "281", "441"];
+        #[cfg(not(target_arch = "x86_64"))]
+        const EPOLL_WAITS: &[&str] = &["22", "441"];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let wchan = std::fs::read_to_string(task.join("wchan")).unwrap_or_default();
+            let syscall = std::fs::read_to_string(task.join("syscall")).unwrap_or_default();
+            let nr = syscall.split_whitespace().next().unwrap_or("");
+            if wchan.contains("epoll") || EPOLL_WAITS.contains(&nr) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the loop never blocked in epoll_wait"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Runs `lp` on this thread while `producer` runs on another, given a `Remote` and this
+    /// thread's `/proc` task directory. A wake-up that never comes cannot be rescued through
+    /// the wake-up path, so the rescue is a byte on a socket the loop watches, written if the
+    /// loop still runs 10 s after the producer returned. Returns the producer's result and
+    /// whether the loop had to be rescued.
+    fn run_with<R: Send + 'static>(
+        lp: &EventLoop,
+        producer: impl FnOnce(Remote, PathBuf) -> R + Send + 'static,
+    ) -> (R, bool) {
+        let (guard_r, mut guard_w) = UnixStream::pair().unwrap();
+        let rescued = Arc::new(AtomicBool::new(false));
+        let r = rescued.clone();
+        lp.add_reader(&guard_r, move |lp| {
+            r.store(true, Ordering::SeqCst);
+            lp.stop();
+        })
+        .unwrap();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (remote, task) = (lp.remote(), this_thread());
+        let thread = std::thread::spawn(move || {
+            let out = producer(remote, task);
+            if done_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                guard_w.write_all(b"!").unwrap();
+            }
+            out
+        });
+        lp.run_forever().unwrap();
+        drop(done_tx);
+        let out = thread.join().unwrap();
+        lp.remove_reader(&guard_r).unwrap();
+        (out, rescued.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn core_20_draining_retries_an_interrupted_read() {
+        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
+        wake.push(1).unwrap();
+        assert!(wake.fd().readable());
+        wake.fd()
+            .fail_reads(&[Errno::INTR, Errno::INTR, Errno::INTR]);
+        let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
+        assert!(pending);
+        assert!(
+            !wake.fd().readable(),
+            "the interrupted reads were not retried: the wake-up is still in the eventfd"
+        );
+        assert_eq!(logs, "", "an interrupted read is no error");
+        assert_eq!(wake.take().collect::<Vec<_>>(), [1]);
+        // Re-armed: the next push writes a wake-up again.
+        wake.push(2).unwrap();
+        assert!(wake.fd().readable());
+    }
+
+    #[test]
+    fn core_20_draining_stops_at_would_block_and_logs_other_errors() {
+        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
+        // Nothing written: the read answers EAGAIN, which ends the drain quietly.
+        let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
+        assert!(!pending);
+        assert_eq!(logs, "");
+        // Another OS error ends the drain too, with an error line; the wake-up stays for the
+        // next poll, which drains it.
+        wake.push(1).unwrap();
+        wake.fd().fail_reads(&[Errno::IO]);
+        let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
+        assert!(pending);
+        assert!(logs.contains("ERROR"), "{logs}");
+        assert!(
+            logs.contains("reading the loop's wake-up eventfd failed"),
+            "{logs}"
+        );
+        assert_eq!(wake.take().collect::<Vec<_>>(), [1]);
+        assert!(wake.fd().readable());
+        assert!(!wake.drain_and_rearm());
+        assert!(!wake.fd().readable());
+    }
+
+    /// The loop's own iteration drains through interrupted reads: after one iteration that
+    /// was woken, nothing is left in the eventfd.
+    #[test]
+    fn core_20_the_loop_drains_its_eventfd_through_interrupted_reads() {
+        let lp = EventLoop::new().unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        lp.remote()
+            .call_soon_threadsafe(move |_| r.store(true, Ordering::SeqCst))
+            .unwrap();
+        let fd = lp.inner.shared.wake.fd();
+        assert!(fd.readable());
+        fd.fail_reads(&[Errno::INTR, Errno::INTR]);
+        // One iteration: stopping makes its poll non-blocking; it sees the eventfd readable.
+        let (_, logs) = capture_logs(|| {
+            lp.stop();
+            lp.run_forever().unwrap();
+        });
+        assert!(ran.load(Ordering::SeqCst));
+        assert!(
+            !lp.inner.shared.wake.fd().readable(),
+            "the loop left the wake-up in its eventfd after interrupted reads"
+        );
+        assert_eq!(logs, "");
+        lp.close().unwrap();
+    }
+
+    #[test]
+    fn core_20_an_interrupted_wake_up_write_is_retried() {
+        // Directly: the wake-up reaches the eventfd through two interrupted writes.
+        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
+        wake.fd().fail_writes(&[Errno::INTR, Errno::INTR]);
+        let (r, logs) = capture_logs(|| wake.push(1));
+        assert!(r.is_ok());
+        assert!(
+            wake.fd().readable(),
+            "the interrupted write was not retried: no wake-up in the eventfd"
+        );
+        assert_eq!(logs, "");
+
+        // And a loop blocked in epoll_wait wakes up.
+        let lp = EventLoop::new().unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let (logs, rescued) = run_with(&lp, move |remote, task| {
+            wait_until_blocked_in_poll(&task);
+            remote.shared.wake.fd().fail_writes(&[Errno::INTR]);
+            let (res, logs) = capture_logs(|| {
+                remote.call_soon_threadsafe(move |lp| {
+                    r.store(true, Ordering::SeqCst);
+                    lp.stop();
+                })
+            });
+            assert!(res.is_ok());
+            logs
+        });
+        assert!(
+            !rescued,
+            "an interrupted wake-up write left the loop asleep"
+        );
+        assert!(ran.load(Ordering::SeqCst));
+        assert_eq!(logs, "");
+        lp.close().unwrap();
+    }
+
+    #[test]
+    fn core_20_a_failed_wake_up_write_is_swallowed_and_the_next_one_wakes_the_loop() {
+        let lp = EventLoop::new().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        let ((first, second, logs), rescued) = run_with(&lp, move |remote, task| {
+            wait_until_blocked_in_poll(&task);
+            remote.shared.wake.fd().fail_writes(&[Errno::IO]);
+            let (o1, o2) = (o.clone(), o);
+            let (first, logs) =
+                capture_logs(|| remote.call_soon_threadsafe(move |_| o1.lock().unwrap().push(1)));
+            // The failed write woke nothing: the loop still sleeps, the callback waits.
+            std::thread::sleep(Duration::from_millis(20));
+            wait_until_blocked_in_poll(&task);
+            let waited = o2.lock().unwrap().is_empty();
+            let second = remote.call_soon_threadsafe(move |lp| {
+                o2.lock().unwrap().push(2);
+                lp.stop();
+            });
+            (first.is_ok() && waited, second.is_ok(), logs)
+        });
+        assert!(
+            first,
+            "a failed wake-up write reached the caller, or woke the loop"
+        );
+        assert!(second);
+        assert!(logs.contains("DEBUG"), "{logs}");
+        assert!(logs.contains("loop wake-up write failed"), "{logs}");
+        assert!(
+            !rescued,
+            "after a failed wake-up write, the next call_soon_threadsafe did not wake the loop"
+        );
+        assert_eq!(*order.lock().unwrap(), [1, 2]);
+        lp.close().unwrap();
     }
 }
 
