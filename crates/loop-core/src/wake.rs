@@ -95,9 +95,16 @@ impl<T, F: WakeFd> Wake<T, F> {
     /// coalescing into this one.
     #[inline]
     fn notify(&self) {
-        if self.notified.swap(true, Ordering::SeqCst) {
-            return;
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            self.write_wake_up();
         }
+    }
+
+    /// The write of [`Wake::notify`], out of line: a system call dwarfs the call, and the
+    /// pushes that find a wake-up already pending keep a lean inlined path.
+    #[cold]
+    #[inline(never)]
+    fn write_wake_up(&self) {
         loop {
             match self.fd.write() {
                 Ok(()) => return,
