@@ -15,7 +15,7 @@
 //! stands apart from the iteration, with the eventfd behind [`WakeFd`] and its atomics and
 //! queue taken from [`crate::sync`]: under `RUSTFLAGS="--cfg loom"` the tests at the bottom
 //! run this code — not a copy — against a model eventfd under every interleaving of the loop
-//! with one or two producers, checking that the loop never blocks while work is queued and no
+//! with one or two producers (within loom's preemption bound), checking that the loop never blocks while work is queued and no
 //! wake-up is pending, and that every pushed item runs exactly once.
 //!
 //! ```text
@@ -520,7 +520,7 @@ mod tests {
     }
 }
 
-/// The wake-up protocol under every interleaving, by loom: `Wake` itself, against a model
+/// The wake-up protocol under every interleaving with up to three preemptions, by loom: `Wake` itself, against a model
 /// eventfd, driven by a loop thread that takes, polls, drains and re-arms as
 /// `EventLoop::run_once` does, and by one or two producer threads.
 ///
@@ -591,9 +591,7 @@ mod model {
                 c = self.readable.wait(c).unwrap();
             }
         }
-    }
 
-    impl ModelFd {
         /// Called by a producer after its last push: lets a blocked `wait` check again.
         fn producer_finished(&self) {
             let _c = self.count.lock().unwrap();
