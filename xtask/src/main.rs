@@ -266,6 +266,18 @@ fn test(args: &[String]) -> ExitCode {
         name: "test evloop (all features)".into(),
         cmd: run_tests("evloop", &["--all-features"]),
     });
+    // The cross-thread wake-up of `loop-core/src/wake.rs` under loom (every interleaving up to
+    // three preemptions). `--cfg loom` changes every crate's build: it gets its own target dir.
+    let mut loom = cargo(&["test", "-p", "loop-core", "--release", "--lib", "wake::"]);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    loom.env("CARGO_TARGET_DIR", target.join("loom"))
+        .env("RUSTFLAGS", format!("{flags} --cfg loom").trim_start());
+    steps.push(Step {
+        name: "loom model of the wake-up (loop-core)".into(),
+        cmd: loom,
+    });
     if heavy {
         // The reliability suite runs in every `test`; `--heavy` runs it five more times in a
         // row, to catch what fails only now and then under load.

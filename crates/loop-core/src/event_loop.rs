@@ -18,21 +18,20 @@
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use async_task::Runnable;
-use concurrent_queue::ConcurrentQueue;
 
 use crate::exception::ExceptionHandler;
 use crate::handle::{Callback, RemoteCallback};
 use crate::reactor::{IoHandler, Reactor, Readiness};
 use crate::task::TaskSlab;
+use crate::wake::{EventFd, Wake};
 use crate::{Error, Exception, ExceptionContext, Handle, RemoteHandle, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
@@ -74,15 +73,8 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     /// The thread that created the loop.
     pub(crate) thread: ThreadId,
-    /// Work from other threads.
-    queue: ConcurrentQueue<RemoteWork>,
-    /// Set after each push to `queue`, cleared by the loop before it drains the queue: the
-    /// loop's "anything from other threads?" check is one load.
-    pending: AtomicBool,
-    /// True from the first wake-up write until the loop sees it: wakes coalesce.
-    notified: AtomicBool,
-    /// The eventfd that wakes `epoll_wait`; `None` once closed.
-    wake_fd: RwLock<Option<OwnedFd>>,
+    /// Work from other threads and the eventfd that wakes the loop for it.
+    pub(crate) wake: Wake<RemoteWork, EventFd>,
     /// Set by `close()`.
     closed: AtomicBool,
 }
@@ -93,35 +85,13 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(w);
         }
-        if let Err(e) = self.queue.push(w) {
-            return Err(e.into_inner());
-        }
-        // A read-modify-write, not a store: it extends the release sequence of earlier pushes
-        // from other threads, so the loop's acquiring swap sees every item pushed before it.
-        self.pending.swap(true, Ordering::SeqCst);
-        self.notify();
-        Ok(())
+        self.wake.push(w)
     }
 
     /// True if other threads queued work since the loop last took it.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    /// Wakes the loop if it was not woken since it last looked (CORE-19, CORE-20).
-    pub(crate) fn notify(&self) {
-        if self.notified.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let guard = self.wake_fd.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(fd) = guard.as_ref() {
-            // EAGAIN (counter full) means a wake-up is pending anyway; EBADF cannot happen
-            // while the lock is held. Either way the failure is only worth a debug line.
-            if let Err(e) = rustix::io::write(fd, &1u64.to_ne_bytes()) {
-                tracing::debug!("loop wake-up write failed: {e}");
-            }
-        }
+        self.wake.has_pending()
     }
 
     /// Disposes of a task step that can no longer run: dropped on the loop's thread, leaked
@@ -138,7 +108,7 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        while let Ok(w) = self.queue.pop() {
+        while let Some(w) = self.wake.pop() {
             self.dispose(w);
         }
     }
@@ -689,10 +659,7 @@ impl EventLoop {
                 shared: Arc::new(Shared {
                     id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
                     thread: std::thread::current().id(),
-                    queue: ConcurrentQueue::unbounded(),
-                    pending: AtomicBool::new(false),
-                    notified: AtomicBool::new(false),
-                    wake_fd: RwLock::new(Some(wake)),
+                    wake: Wake::new(EventFd::new(wake)),
                     closed: AtomicBool::new(false),
                 }),
                 ready: RefCell::new(VecDeque::with_capacity(256)),
@@ -1293,40 +1260,9 @@ impl EventLoop {
                 &inner.counters.io_events,
                 (inner.ready.borrow().len() - before) as u64,
             );
-            if woken {
-                // Drain first, then re-arm: a wake-up written after the re-arm must stay in the
-                // eventfd for the next poll. (Re-arming first let this drain swallow such a
-                // write while `notified` stayed true: every later wake-up was then skipped and
-                // the loop could block with work queued.)
-                let guard = inner
-                    .shared
-                    .wake_fd
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                if let Some(fd) = guard.as_ref() {
-                    let mut buf = [0u8; 8];
-                    loop {
-                        match rustix::io::read(fd, &mut buf) {
-                            Err(rustix::io::Errno::INTR) => continue,
-                            Err(rustix::io::Errno::AGAIN) | Ok(_) => break,
-                            Err(e) => {
-                                tracing::error!("reading the loop's wake-up eventfd failed: {e}");
-                                break;
-                            }
-                        }
-                    }
-                }
-                drop(guard);
-                // Re-arm only now. A producer whose `notified` swap came before this store
-                // wrote nothing, but its work is seen by the `pending` check below; one whose
-                // swap comes after it writes a wake-up that stays for the next poll.
-                inner.shared.notified.store(false, Ordering::SeqCst);
-                // SeqCst pairs with the producer's `pending` then `notified` swaps: either the
-                // producer sees `notified == false` and writes a new wake-up, or this check
-                // sees its work.
-                if inner.shared.pending.load(Ordering::SeqCst) {
-                    self.take_remote();
-                }
+            // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
+            if woken && inner.shared.wake.drain_and_rearm() {
+                self.take_remote();
             }
             // Virtual clock: the loop would have slept until `d`. If the poll found nothing
             // either, nothing could have happened before `d`: jump there.
@@ -1384,12 +1320,9 @@ impl EventLoop {
 
     /// Moves work queued by other threads into the ready queue.
     fn take_remote(&self) {
-        let shared = &self.inner.shared;
-        // Cleared before draining: a push racing with the drain sets it again after its item is
-        // in the queue, so nothing is missed (at worst one empty drain later).
-        shared.pending.swap(false, Ordering::SeqCst);
+        let remote = self.inner.shared.wake.take();
         let mut q = self.inner.ready.borrow_mut();
-        while let Ok(w) = shared.queue.pop() {
+        for w in remote {
             q.push_back(match w {
                 RemoteWork::Call(cb) => Work::Remote(cb),
                 RemoteWork::Task(r) => Work::Task(r),
@@ -1550,7 +1483,7 @@ impl Inner {
             let q = std::mem::take(&mut *self.ready.borrow_mut());
             let mut any = !q.is_empty();
             drop(q);
-            while let Ok(w) = self.shared.queue.pop() {
+            while let Some(w) = self.shared.wake.pop() {
                 any = true;
                 drop(w);
             }
@@ -1564,11 +1497,7 @@ impl Inner {
         drop(extensions);
         *self.exception_handler.borrow_mut() = None;
         *self.task_factory.borrow_mut() = None;
-        *self
-            .shared
-            .wake_fd
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.wake.fd().close();
         if let Some(p) = fatal {
             resume_unwind(p);
         }

@@ -56,8 +56,10 @@ mod group;
 mod handle;
 mod reactor;
 mod runner;
+mod sync;
 mod task;
 mod threadsafe;
+mod wake;
 
 pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
