@@ -525,6 +525,25 @@ impl ClientContextBuilder {
     }
 }
 
+impl std::fmt::Debug for ClientContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientContextBuilder")
+            .field("root_certificates", &self.roots.as_ref().map(|r| r.len()))
+            .field("check_hostname", &!self.no_hostname_check)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ServerContextBuilder {
+    /// Shows whether the credentials are set, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContextBuilder")
+            .field("cert_chain", &self.chain.as_ref().map(|c| c.len()))
+            .field("private_key", &self.key.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds a server [`SslContext`] (from [`SslContext::server`]).
 ///
 /// ```no_run
