@@ -41,7 +41,11 @@ pub const FLOW_CONTROL_HIGH_WATER_SSL_READ: usize = 256 * 1024;
 /// ```
 pub const FLOW_CONTROL_HIGH_WATER_SSL_WRITE: usize = 512 * 1024;
 
-fn positive(name: &str, timeout: Option<Duration>, default: Duration) -> Result<Duration, ArgumentError> {
+fn positive(
+    name: &str,
+    timeout: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ArgumentError> {
     match timeout {
         None => Ok(default),
         Some(t) if t.is_zero() => Err(ArgumentError(format!(

@@ -24,14 +24,14 @@
 //! rustls at once so that `close_notify` follows the last byte.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::time::Duration;
 
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::args;
 use crate::context::SslContext;
-use crate::error::{ArgumentError, ContextError, TlsError};
+use crate::error::{ContextError, TlsError};
 
 /// The state of a [`TlsEngine`] (asyncio's `SSLProtocolState`).
 ///
@@ -122,26 +122,26 @@ impl Events {
 /// ```
 pub struct TlsEngine {
     pub(crate) conn: Connection,
-    state: TlsState,
-    started: bool,
+    pub(crate) state: TlsState,
+    pub(crate) started: bool,
     pub(crate) server_hostname: Option<String>,
     /// Ciphertext received and not yet taken by rustls; `incoming[pos..]` is pending.
-    incoming: Vec<u8>,
-    pos: usize,
+    pub(crate) incoming: Vec<u8>,
+    pub(crate) pos: usize,
     /// Plaintext written by the application and not yet taken by rustls.
-    backlog: VecDeque<Vec<u8>>,
-    backlog_off: usize,
-    backlog_len: usize,
+    pub(crate) backlog: VecDeque<Vec<u8>>,
+    pub(crate) backlog_off: usize,
+    pub(crate) backlog_len: usize,
     /// Plaintext taken by rustls since its output was last drained.
-    in_rustls: usize,
-    reading_paused: bool,
-    eof_received: bool,
-    close_notify_received: bool,
-    close_notify_sent: bool,
-    eof_delivered: bool,
-    handshake_completed: bool,
-    handshake_timeout: Duration,
-    shutdown_timeout: Duration,
+    pub(crate) in_rustls: usize,
+    pub(crate) reading_paused: bool,
+    pub(crate) eof_received: bool,
+    pub(crate) close_notify_received: bool,
+    pub(crate) close_notify_sent: bool,
+    pub(crate) eof_delivered: bool,
+    pub(crate) handshake_completed: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for TlsEngine {
@@ -222,58 +222,6 @@ impl TlsEngine {
             .ok_or(ContextError::WrongSide { needed: "server" })?;
         let conn = ServerConnection::new(config.clone())?;
         Ok(TlsEngine::new(Connection::Server(conn), None))
-    }
-
-    /// Sets the timeouts the transport should apply (the defaults when `None`).
-    ///
-    /// # Errors
-    ///
-    /// asyncio's "ssl_handshake_timeout should be a positive number, got 0.0" (and the same for
-    /// `ssl_shutdown_timeout`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// engine.set_timeouts(Some(Duration::from_secs(5)), None)?;
-    /// assert_eq!(engine.handshake_timeout(), Duration::from_secs(5));
-    /// assert_eq!(engine.shutdown_timeout(), loop_tls::args::SSL_SHUTDOWN_TIMEOUT);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_timeouts(
-        &mut self,
-        handshake: Option<Duration>,
-        shutdown: Option<Duration>,
-    ) -> Result<(), ArgumentError> {
-        let h = args::handshake_timeout(handshake)?;
-        let s = args::shutdown_timeout(shutdown)?;
-        self.handshake_timeout = h;
-        self.shutdown_timeout = s;
-        Ok(())
-    }
-
-    /// How long the transport lets the handshake run (60 s by default).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// assert_eq!(engine.handshake_timeout().as_secs(), 60);
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn handshake_timeout(&self) -> Duration {
-        self.handshake_timeout
-    }
-
-    /// How long the transport lets the closing handshake run (30 s by default).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// assert_eq!(engine.shutdown_timeout().as_secs(), 30);
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout
     }
 
     /// The current state.
@@ -428,135 +376,8 @@ impl TlsEngine {
         Ok(ev)
     }
 
-    /// Ends the session at once (the transport's `abort`): buffers are dropped.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// engine.abort();
-    /// assert_eq!(engine.state(), loop_tls::TlsState::Unwrapped);
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn abort(&mut self) {
-        self.started = true;
-        self.state = TlsState::Unwrapped;
-        self.backlog.clear();
-        self.backlog_off = 0;
-        self.backlog_len = 0;
-        self.incoming = Vec::new();
-        self.pos = 0;
-    }
-
-    /// The handshake timer fired: the error to end the connection with, or `None` if the
-    /// handshake is no longer running.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// let _ = engine.start_handshake()?;
-    /// let err = engine.on_handshake_timeout().unwrap();
-    /// assert_eq!(
-    ///     err.to_string(),
-    ///     "SSL handshake is taking longer than 60.0 seconds: aborting the connection"
-    /// );
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn on_handshake_timeout(&mut self) -> Option<TlsError> {
-        if self.state != TlsState::DoHandshake {
-            return None;
-        }
-        self.abort();
-        Some(TlsError::HandshakeTimeout(self.handshake_timeout))
-    }
-
-    /// The shutdown timer fired: the error to close the transport with ("SSL shutdown timed
-    /// out"), or `None` if the session is no longer closing.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// assert!(engine.on_shutdown_timeout().is_none()); // not closing
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn on_shutdown_timeout(&mut self) -> Option<TlsError> {
-        if !matches!(self.state, TlsState::Flushing | TlsState::Shutdown) {
-            return None;
-        }
-        self.abort();
-        Some(TlsError::ShutdownTimeout)
-    }
-
-    /// Stops delivering plaintext (the application transport's `pause_reading`). Received
-    /// ciphertext then piles up in [`Self::read_buffer_size`]; the transport pauses the socket
-    /// past its high-water mark.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// engine.pause_reading();
-    /// assert!(!engine.is_reading());
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn pause_reading(&mut self) {
-        self.reading_paused = true;
-    }
-
-    /// Delivers plaintext again, starting with what piled up (asyncio runs this from
-    /// `call_soon`; so should the transport).
-    ///
-    /// # Errors
-    ///
-    /// As [`Self::feed_ciphertext`].
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// engine.pause_reading();
-    /// let _ = engine.resume_reading()?;
-    /// assert!(engine.is_reading());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn resume_reading(&mut self) -> Result<Events, TlsError> {
-        let mut ev = Events::default();
-        if !self.reading_paused {
-            return Ok(ev);
-        }
-        self.reading_paused = false;
-        match self.state {
-            TlsState::Wrapped => self.run(|e, ev| e.do_read(ev), &mut ev)?,
-            TlsState::Flushing => self.run(|e, ev| e.do_flush(ev), &mut ev)?,
-            TlsState::Shutdown => self.run(|e, ev| e.do_shutdown(ev), &mut ev)?,
-            TlsState::Unwrapped | TlsState::DoHandshake => {}
-        }
-        Ok(ev)
-    }
-
-    /// Whether plaintext is being delivered (not paused).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// assert!(loop_tls::TlsEngine::client(&ctx, "example.com")?.is_reading());
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn is_reading(&self) -> bool {
-        !self.reading_paused
-    }
-
-    /// Bytes of received ciphertext not yet processed (for the transport's read flow control).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// let _ = engine.feed_ciphertext(&[22, 3, 3])?; // before the handshake: kept
-    /// assert_eq!(engine.read_buffer_size(), 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn read_buffer_size(&self) -> usize {
-        self.incoming.len() - self.pos
-    }
-
     /// Runs one step, turning a failure into the `Unwrapped` state.
-    fn run(
+    pub(crate) fn run(
         &mut self,
         step: impl FnOnce(&mut TlsEngine, &mut Events) -> Result<(), TlsError>,
         ev: &mut Events,
@@ -572,7 +393,7 @@ impl TlsEngine {
     }
 
     /// Runs the state's reaction to new input (asyncio's `buffer_updated`).
-    fn step(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn step(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         match self.state {
             TlsState::DoHandshake => self.do_handshake(ev),
             TlsState::Wrapped => self.do_read(ev),
@@ -582,7 +403,7 @@ impl TlsEngine {
         }
     }
 
-    fn do_handshake(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn do_handshake(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         while self.conn.is_handshaking() {
             if !self.read_records()? {
                 return Ok(());
@@ -596,7 +417,7 @@ impl TlsEngine {
     }
 
     /// Delivers plaintext until input runs out; the peer's `close_notify` starts the shutdown.
-    fn do_read(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn do_read(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         if self.reading_paused {
             return Ok(());
         }
@@ -615,13 +436,13 @@ impl TlsEngine {
         }
     }
 
-    fn start_shutdown(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn start_shutdown(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         self.state = TlsState::Flushing;
         ev.shutdown_started = true;
         self.do_flush(ev)
     }
 
-    fn do_flush(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn do_flush(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         self.do_read(ev)?;
         self.state = TlsState::Shutdown;
         self.do_shutdown(ev)
@@ -629,7 +450,7 @@ impl TlsEngine {
 
     /// Sends `close_notify` after the whole write buffer, then waits for the peer's (discarding
     /// data) unless the transport already reached end of file.
-    fn do_shutdown(&mut self, ev: &mut Events) -> Result<(), TlsError> {
+    pub(crate) fn do_shutdown(&mut self, ev: &mut Events) -> Result<(), TlsError> {
         if !self.eof_received {
             if !self.close_notify_sent {
                 self.conn.set_buffer_limit(None);
@@ -660,7 +481,7 @@ impl TlsEngine {
         Ok(())
     }
 
-    fn deliver_eof(&mut self, ev: &mut Events, kind: Eof) {
+    pub(crate) fn deliver_eof(&mut self, ev: &mut Events, kind: Eof) {
         if !self.eof_delivered {
             self.eof_delivered = true;
             ev.eof = Some(kind);
@@ -669,7 +490,7 @@ impl TlsEngine {
 
     /// Moves received plaintext out of rustls (into `ev` when `deliver`); true once the peer's
     /// `close_notify` has been read.
-    fn drain_plaintext(&mut self, ev: &mut Events, deliver: bool) -> bool {
+    pub(crate) fn drain_plaintext(&mut self, ev: &mut Events, deliver: bool) -> bool {
         let mut reader = self.conn.reader();
         loop {
             let n = match reader.fill_buf() {
@@ -690,7 +511,7 @@ impl TlsEngine {
 
     /// Hands the next piece of received ciphertext to rustls and processes it; false when
     /// there was nothing rustls could take.
-    fn read_records(&mut self) -> Result<bool, TlsError> {
+    pub(crate) fn read_records(&mut self) -> Result<bool, TlsError> {
         if self.pos == self.incoming.len() {
             return Ok(false);
         }
@@ -716,140 +537,4 @@ impl TlsEngine {
         }
         Ok(n > 0)
     }
-
-    /// Queues plaintext to send (the application transport's `write`). During the handshake it
-    /// waits in the write buffer; afterwards rustls takes what it has room for.
-    ///
-    /// # Errors
-    ///
-    /// [`TlsError::WriteAfterClose`] once closing began or the session ended (the data is
-    /// dropped; asyncio logs "SSL connection is closed" after a few such writes).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// let _ = engine.start_handshake()?;
-    /// engine.write_plaintext(b"GET / HTTP/1.1\r\n\r\n")?; // kept until the handshake is done
-    /// assert_eq!(engine.buffer_size(), 18);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        match self.state {
-            TlsState::Flushing | TlsState::Shutdown => return Err(TlsError::WriteAfterClose),
-            TlsState::Unwrapped if self.started => return Err(TlsError::WriteAfterClose),
-            _ => {}
-        }
-        let mut rest = data;
-        if self.state == TlsState::Wrapped && self.backlog.is_empty() {
-            let n = self.write_to_rustls(rest)?;
-            rest = &rest[n..];
-        }
-        if !rest.is_empty() {
-            self.backlog_len += rest.len();
-            self.backlog.push_back(rest.to_vec());
-        }
-        Ok(())
-    }
-
-    fn write_to_rustls(&mut self, data: &[u8]) -> Result<usize, TlsError> {
-        let n = self.conn.writer().write(data).map_err(write_error)?;
-        self.in_rustls += n;
-        Ok(n)
-    }
-
-    /// Moves the write buffer into rustls as far as rustls has room.
-    fn move_backlog(&mut self) -> Result<(), TlsError> {
-        while let Some(front) = self.backlog.front() {
-            let chunk = &front[self.backlog_off..];
-            let len = chunk.len();
-            let n = self.conn.writer().write(chunk).map_err(write_error)?;
-            self.in_rustls += n;
-            self.backlog_len -= n;
-            if n < len {
-                self.backlog_off += n;
-                return Ok(());
-            }
-            self.backlog.pop_front();
-            self.backlog_off = 0;
-        }
-        Ok(())
-    }
-
-    /// Plaintext written and not yet handed out as ciphertext: the write buffer plus what
-    /// rustls holds. The transport applies the pause/resume water marks to it.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// assert_eq!(engine.buffer_size(), 0);
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn buffer_size(&self) -> usize {
-        self.backlog_len + self.in_rustls
-    }
-
-    /// Whether [`Self::take_ciphertext`] has something to return.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// let _ = engine.start_handshake()?;
-    /// assert!(engine.has_ciphertext());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn has_ciphertext(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    /// Appends the ciphertext to send to `out` (at most about 64 KiB of records per call, more
-    /// during shutdown) and refills rustls from the write buffer; returns the byte count. Call
-    /// again while [`Self::has_ciphertext`] and the transport accepts more.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// let _ = engine.start_handshake()?;
-    /// let mut out = Vec::new();
-    /// let n = engine.take_ciphertext_into(&mut out);
-    /// assert_eq!(n, out.len());
-    /// assert_eq!(out[0], 22); // a handshake record
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn take_ciphertext_into(&mut self, out: &mut Vec<u8>) -> usize {
-        let before = out.len();
-        while self.conn.wants_write() {
-            match self.conn.write_tls(out) {
-                Ok(0) | Err(_) => break, // writing to a Vec cannot fail
-                Ok(_) => {}
-            }
-        }
-        self.in_rustls = 0;
-        if self.state == TlsState::Wrapped && self.move_backlog().is_err() {
-            // rustls refused plaintext it had room for: nothing more can be sent; the next
-            // write reports the failure.
-            self.state = TlsState::Unwrapped;
-        }
-        out.len() - before
-    }
-
-    /// The ciphertext to send, as a new vector (see [`Self::take_ciphertext_into`]).
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client().build()?;
-    /// let mut engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
-    /// assert!(engine.take_ciphertext().is_empty()); // not started
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn take_ciphertext(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.take_ciphertext_into(&mut out);
-        out
-    }
-}
-
-fn write_error(e: std::io::Error) -> TlsError {
-    TlsError::Protocol(rustls::Error::General(format!("rustls refused plaintext: {e}")))
 }

@@ -118,7 +118,11 @@ impl fmt::Display for ContextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ContextError::Io { path, what, source } => {
-                write!(f, "cannot read the {what} file {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot read the {what} file {}: {source}",
+                    path.display()
+                )
             }
             ContextError::Pem {
                 origin,

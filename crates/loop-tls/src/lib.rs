@@ -48,17 +48,23 @@
 #![warn(missing_docs)]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-compile_error!("loop-tls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature");
+compile_error!(
+    "loop-tls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature"
+);
 
 pub mod args;
+mod builders;
 mod context;
+mod control;
 mod engine;
 mod error;
 mod info;
+mod outgoing;
 mod pem;
 mod verify;
 
-pub use context::{default_provider, ClientContextBuilder, ServerContextBuilder, SslContext, TlsVersion};
+pub use builders::{ClientContextBuilder, ServerContextBuilder};
+pub use context::{default_provider, SslContext, TlsVersion};
 pub use engine::{Eof, Events, TlsEngine, TlsState};
 pub use error::{ArgumentError, ContextError, TlsError};
 

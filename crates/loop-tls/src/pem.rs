@@ -9,7 +9,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::error::ContextError;
 
 /// Reads a whole file; the error names it.
-pub(crate) fn read_file(path: &Path, what: &'static str) -> Result<(Vec<u8>, String), ContextError> {
+pub(crate) fn read_file(
+    path: &Path,
+    what: &'static str,
+) -> Result<(Vec<u8>, String), ContextError> {
     match std::fs::read(path) {
         Ok(text) => Ok((text, path.display().to_string())),
         Err(source) => Err(ContextError::Io {
@@ -42,7 +45,10 @@ pub(crate) fn certificates(
 }
 
 /// The first private key of a PEM text.
-pub(crate) fn private_key(text: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>, ContextError> {
+pub(crate) fn private_key(
+    text: &[u8],
+    origin: &str,
+) -> Result<PrivateKeyDer<'static>, ContextError> {
     PrivateKeyDer::from_pem_slice(text).map_err(|source| match source {
         pem::Error::NoItemsFound => ContextError::NoPrivateKey {
             origin: origin.to_owned(),

@@ -41,11 +41,19 @@ fn tls_context_loads_chain_and_key_from_files() {
     let cert = dir.write("cert.pem", &leaf.chain_pem);
     let key = dir.write("key.pem", &leaf.key_pem);
     let ca_file = dir.write("ca.pem", &ca.pem());
-    let server = SslContext::server().load_cert_chain(&cert, &key).unwrap().build().unwrap();
+    let server = SslContext::server()
+        .load_cert_chain(&cert, &key)
+        .unwrap()
+        .build()
+        .unwrap();
     assert!(server.is_server());
     // Chain and key in one file, as load_cert_chain(certfile) alone allows.
     let both = dir.write("both.pem", &format!("{}{}", leaf.key_pem, leaf.chain_pem));
-    SslContext::server().load_cert_chain(&both, &both).unwrap().build().unwrap();
+    SslContext::server()
+        .load_cert_chain(&both, &both)
+        .unwrap()
+        .build()
+        .unwrap();
     let client = SslContext::client()
         .root_certificates_pem_file(&ca_file)
         .unwrap()
@@ -64,9 +72,14 @@ fn tls_context_errors_name_the_file_and_the_problem() {
     let leaf = ca.issue(&["localhost"]);
 
     let missing = dir.0.join("missing.pem");
-    let err = SslContext::server().cert_chain_pem_file(&missing).unwrap_err();
+    let err = SslContext::server()
+        .cert_chain_pem_file(&missing)
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("certificate chain") && text.contains("missing.pem"), "{text}");
+    assert!(
+        text.contains("certificate chain") && text.contains("missing.pem"),
+        "{text}"
+    );
 
     // A certificate block with its end line cut off.
     let cut = leaf.chain_pem.replace("-----END CERTIFICATE-----", "");
@@ -74,19 +87,29 @@ fn tls_context_errors_name_the_file_and_the_problem() {
     let err = SslContext::server().cert_chain_pem_file(&bad).unwrap_err();
     assert!(matches!(err, ContextError::Pem { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.starts_with("bad PEM in the certificate chain from "), "{text}");
+    assert!(
+        text.starts_with("bad PEM in the certificate chain from "),
+        "{text}"
+    );
     assert!(text.contains("cut.pem"), "{text}");
 
     // The key file holds only a certificate.
     let no_key = dir.write("nokey.pem", &leaf.chain_pem);
-    let err = SslContext::server().private_key_pem_file(&no_key).unwrap_err();
+    let err = SslContext::server()
+        .private_key_pem_file(&no_key)
+        .unwrap_err();
     assert!(matches!(err, ContextError::NoPrivateKey { .. }), "{err:?}");
     assert!(err.to_string().contains("nokey.pem"));
 
     // The chain file holds only a key.
     let only_key = dir.write("onlykey.pem", &leaf.key_pem);
-    let err = SslContext::server().cert_chain_pem_file(&only_key).unwrap_err();
-    assert!(matches!(err, ContextError::NoCertificates { .. }), "{err:?}");
+    let err = SslContext::server()
+        .cert_chain_pem_file(&only_key)
+        .unwrap_err();
+    assert!(
+        matches!(err, ContextError::NoCertificates { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("onlykey.pem"));
 }
 
@@ -115,13 +138,19 @@ fn tls_context_needs_a_chain_and_a_key() {
         .unwrap()
         .build()
         .unwrap_err();
-    assert!(matches!(err, ContextError::MissingCredentials("certificate chain")));
+    assert!(matches!(
+        err,
+        ContextError::MissingCredentials("certificate chain")
+    ));
     let err = SslContext::server()
         .cert_chain_pem(leaf.chain_pem.as_bytes())
         .unwrap()
         .build()
         .unwrap_err();
-    assert!(matches!(err, ContextError::MissingCredentials("private key")));
+    assert!(matches!(
+        err,
+        ContextError::MissingCredentials("private key")
+    ));
 }
 
 #[test]
@@ -131,7 +160,9 @@ fn tls_context_side_must_match_the_engine() {
     let server = server_ctx(&leaf);
     let client = client_ctx(&ca);
     let err = TlsEngine::server(&client).unwrap_err();
-    assert!(err.to_string().starts_with("Server side SSL needs a valid SSLContext"));
+    assert!(err
+        .to_string()
+        .starts_with("Server side SSL needs a valid SSLContext"));
     assert!(matches!(
         TlsEngine::client(&server, "localhost"),
         Err(ContextError::WrongSide { needed: "client" })
@@ -164,29 +195,51 @@ fn tls_argument_checks_use_asyncios_messages() {
         "ssl_shutdown_timeout is only meaningful with ssl"
     );
     assert_eq!(
-        args::resolve_server_hostname(false, Some("h"), Some("h")).unwrap_err().to_string(),
+        args::resolve_server_hostname(false, Some("h"), Some("h"))
+            .unwrap_err()
+            .to_string(),
         "server_hostname is only meaningful with ssl"
     );
     assert_eq!(
-        args::resolve_server_hostname(true, None, Some("")).unwrap_err().to_string(),
+        args::resolve_server_hostname(true, None, Some(""))
+            .unwrap_err()
+            .to_string(),
         "You must set server_hostname when using ssl without a host"
     );
     assert_eq!(
-        args::handshake_timeout(Some(Duration::ZERO)).unwrap_err().to_string(),
+        args::handshake_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .to_string(),
         "ssl_handshake_timeout should be a positive number, got 0.0"
     );
     assert_eq!(
-        args::shutdown_timeout(Some(Duration::ZERO)).unwrap_err().to_string(),
+        args::shutdown_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .to_string(),
         "ssl_shutdown_timeout should be a positive number, got 0.0"
     );
-    assert_eq!(args::handshake_timeout(None).unwrap(), Duration::from_secs(60));
-    assert_eq!(args::shutdown_timeout(None).unwrap(), Duration::from_secs(30));
+    assert_eq!(
+        args::handshake_timeout(None).unwrap(),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        args::shutdown_timeout(None).unwrap(),
+        Duration::from_secs(30)
+    );
     // create_connection's order: the server_hostname rule comes first.
     let err = args::check_client_args(false, None, Some("h"), Some(s), None).unwrap_err();
-    assert_eq!(err.to_string(), "server_hostname is only meaningful with ssl");
-    let err = args::check_client_args(true, Some("h"), None, Some(Duration::ZERO), None).unwrap_err();
-    assert!(err.to_string().starts_with("ssl_handshake_timeout should be a positive number"));
-    let tls = args::check_client_args(true, Some("10.0.0.1"), None, None, None).unwrap().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "server_hostname is only meaningful with ssl"
+    );
+    let err =
+        args::check_client_args(true, Some("h"), None, Some(Duration::ZERO), None).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("ssl_handshake_timeout should be a positive number"));
+    let tls = args::check_client_args(true, Some("10.0.0.1"), None, None, None)
+        .unwrap()
+        .unwrap();
     assert_eq!(tls.server_hostname, "10.0.0.1");
     let mut engine = TlsEngine::client(&SslContext::default_client("h").unwrap(), "h").unwrap();
     assert!(engine.set_timeouts(None, Some(Duration::ZERO)).is_err());

@@ -70,13 +70,21 @@ impl Reaped {
             if self.0.try_wait().unwrap().is_some() {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "python did not exit");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "python did not exit"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
         let mut err = String::new();
-        self.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         let status = self.0.wait().unwrap();
         assert!(status.success(), "python failed ({status}): {out}\n{err}");
         (out, err)
@@ -199,7 +207,10 @@ fn tls_interop_engine_client_against_cpython_asyncio_server() {
     let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("no port from python: {line:?}"));
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port from python: {line:?}"));
 
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
@@ -225,7 +236,11 @@ fn tls_interop_engine_client_against_cpython_asyncio_server() {
     assert!(peer.received == data, "the echo differs from what was sent");
     assert!(peer.max_buffer > 64 * 1024);
     assert_eq!(peer.engine.buffer_size(), 0);
-    assert_eq!(peer.eof, Some(Eof::CloseNotify), "asyncio must answer with close_notify");
+    assert_eq!(
+        peer.eof,
+        Some(Eof::CloseNotify),
+        "asyncio must answer with close_notify"
+    );
     drop(sock);
     let (out, err) = child.finish(&mut stdout);
     // The server saw the SNI name the engine sent.
@@ -331,7 +346,11 @@ fn engine_server_against_python(max: TlsVersion) {
         }
     });
     assert_eq!(peer.received.len(), TOTAL);
-    assert_eq!(peer.eof, Some(Eof::CloseNotify), "the client's unwrap sends close_notify");
+    assert_eq!(
+        peer.eof,
+        Some(Eof::CloseNotify),
+        "the client's unwrap sends close_notify"
+    );
     assert_eq!(peer.engine.sni_name(), Some("localhost"));
     assert_eq!(peer.engine.alpn_protocol(), Some(&b"x-echo"[..]));
     assert_eq!(peer.engine.buffer_size(), 0);

@@ -60,7 +60,10 @@ fn stream(total: usize) {
     while c.received.len() < total || s.received.len() < total {
         turns += 1;
         assert!(turns < 1_000_000, "no progress");
-        for (p, data, sent) in [(&mut c, &c_data, &mut c_sent), (&mut s, &s_data, &mut s_sent)] {
+        for (p, data, sent) in [
+            (&mut c, &c_data, &mut c_sent),
+            (&mut s, &s_data, &mut s_sent),
+        ] {
             while *sent < total && p.engine.buffer_size() < HIGH {
                 let n = (total - *sent).min(256 * 1024);
                 p.write(&data[*sent..*sent + n]);
@@ -71,10 +74,24 @@ fn stream(total: usize) {
         step(&mut s, &mut c);
         assert!(c.error.is_none() && s.error.is_none());
     }
-    assert!(c.received == s_data, "client received other bytes than the server sent");
-    assert!(s.received == c_data, "server received other bytes than the client sent");
-    assert!(c.max_buffer > 64 * 1024, "client buffer peaked at {}", c.max_buffer);
-    assert!(s.max_buffer > 64 * 1024, "server buffer peaked at {}", s.max_buffer);
+    assert!(
+        c.received == s_data,
+        "client received other bytes than the server sent"
+    );
+    assert!(
+        s.received == c_data,
+        "server received other bytes than the client sent"
+    );
+    assert!(
+        c.max_buffer > 64 * 1024,
+        "client buffer peaked at {}",
+        c.max_buffer
+    );
+    assert!(
+        s.max_buffer > 64 * 1024,
+        "server buffer peaked at {}",
+        s.max_buffer
+    );
     pump(&mut c, &mut s);
     assert_eq!(c.engine.buffer_size(), 0);
     assert_eq!(s.engine.buffer_size(), 0);
@@ -94,7 +111,11 @@ fn tls_one_big_write_waits_in_the_write_buffer_beyond_64_kib() {
     // rustls took at most its 64 KiB limit; the rest waits in the engine.
     assert_eq!(c.engine.buffer_size(), data.len());
     let first = c.engine.take_ciphertext();
-    assert!(first.len() < 80 * 1024, "one take gave {} bytes", first.len());
+    assert!(
+        first.len() < 80 * 1024,
+        "one take gave {} bytes",
+        first.len()
+    );
     assert!(c.engine.buffer_size() < data.len());
     let r = s.engine.feed_ciphertext(&first);
     s.apply(r);
@@ -111,7 +132,10 @@ fn tls_client_close_sends_close_notify_and_both_sides_close() {
     c.apply(r);
     assert!(c.shutdown_started && !c.close);
     assert_eq!(c.engine.state(), TlsState::Shutdown);
-    assert!(matches!(c.engine.write_plaintext(b"late"), Err(TlsError::WriteAfterClose)));
+    assert!(matches!(
+        c.engine.write_plaintext(b"late"),
+        Err(TlsError::WriteAfterClose)
+    ));
     pump(&mut c, &mut s);
     // The server read the data, then the client's close_notify, answered with its own.
     assert_eq!(s.received, b"last words");
@@ -123,7 +147,10 @@ fn tls_client_close_sends_close_notify_and_both_sides_close() {
     assert_eq!((c.eof_count, s.eof_count), (1, 1));
     assert_eq!(c.engine.state(), TlsState::Unwrapped);
     assert_eq!(s.engine.state(), TlsState::Unwrapped);
-    assert!(matches!(s.engine.write_plaintext(b"x"), Err(TlsError::WriteAfterClose)));
+    assert!(matches!(
+        s.engine.write_plaintext(b"x"),
+        Err(TlsError::WriteAfterClose)
+    ));
     // Nothing left to say, and late bytes are ignored.
     assert!(!c.engine.has_ciphertext() && !s.engine.has_ciphertext());
     assert!(c.engine.feed_ciphertext(b"junk").unwrap().is_empty());
@@ -150,7 +177,12 @@ fn tls_close_flushes_the_whole_write_buffer_before_close_notify() {
     let r = c.engine.begin_shutdown();
     c.apply(r);
     pump(&mut c, &mut s);
-    assert!(s.received == data, "got {} of {} bytes", s.received.len(), data.len());
+    assert!(
+        s.received == data,
+        "got {} of {} bytes",
+        s.received.len(),
+        data.len()
+    );
     assert_eq!(s.eof, Some(Eof::CloseNotify));
     assert!(c.close && s.close);
 }
@@ -218,7 +250,10 @@ fn tls_data_arriving_after_our_close_notify_is_discarded() {
     s.write(b"too late for the client");
     // The server's data crosses the client's close_notify.
     step(&mut s, &mut c);
-    assert!(c.received.is_empty(), "data after close() reached the application");
+    assert!(
+        c.received.is_empty(),
+        "data after close() reached the application"
+    );
     pump(&mut c, &mut s);
     assert!(c.close);
 }
@@ -282,7 +317,10 @@ fn tls_shutdown_timeout_fires_while_waiting_for_the_peer() {
     // The server never answers.
     let err = c.engine.on_shutdown_timeout().expect("closing");
     assert_eq!(err.to_string(), "SSL shutdown timed out");
-    assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::TimedOut
+    );
     assert_eq!(c.engine.state(), TlsState::Unwrapped);
 }
 
@@ -303,7 +341,10 @@ fn tls_corrupted_record_is_an_error() {
     assert!(!alert.is_empty());
     let err = c.engine.feed_ciphertext(&alert).unwrap_err();
     assert!(
-        matches!(err, TlsError::PeerAlert(rustls::AlertDescription::BadRecordMac)),
+        matches!(
+            err,
+            TlsError::PeerAlert(rustls::AlertDescription::BadRecordMac)
+        ),
         "{err:?}"
     );
 }

@@ -62,7 +62,10 @@ fn tls_handshake_fails_on_name_mismatch_naming_the_expected_name() {
             presented,
         } => {
             assert_eq!(expected, "db.example.org");
-            assert!(presented.iter().any(|p| p.contains("localhost")), "{presented:?}");
+            assert!(
+                presented.iter().any(|p| p.contains("localhost")),
+                "{presented:?}"
+            );
         }
         e => panic!("expected a name mismatch, got {e:?}"),
     }
@@ -90,7 +93,11 @@ fn tls_empty_server_hostname_still_checks_the_chain() {
     let client = TlsEngine::client(&unchecked_client(&trusted), "").unwrap();
     let server = TlsEngine::server(&server_ctx(&leaf)).unwrap();
     let (c, _s) = attempt(client, server);
-    assert!(matches!(c.error, Some(TlsError::UnknownIssuer)), "{:?}", c.error);
+    assert!(
+        matches!(c.error, Some(TlsError::UnknownIssuer)),
+        "{:?}",
+        c.error
+    );
 }
 
 #[test]
@@ -107,15 +114,24 @@ fn tls_empty_server_hostname_still_checks_the_chain_self_signed() {
         .unwrap();
     let client = TlsEngine::client(&unchecked_client(&trusted), "").unwrap();
     let (c, _s) = attempt(client, TlsEngine::server(&ctx).unwrap());
-    assert!(matches!(c.error, Some(TlsError::UnknownIssuer)), "{:?}", c.error);
+    assert!(
+        matches!(c.error, Some(TlsError::UnknownIssuer)),
+        "{:?}",
+        c.error
+    );
 }
 
 #[test]
 fn tls_empty_server_hostname_needs_hostname_checking_off() {
     let ca = Ca::new("strict CA");
     let err = TlsEngine::client(&client_ctx(&ca), "").unwrap_err();
-    assert!(matches!(err, ContextError::CheckHostnameRequiresServerHostname));
-    assert!(err.to_string().starts_with("check_hostname requires server_hostname"));
+    assert!(matches!(
+        err,
+        ContextError::CheckHostnameRequiresServerHostname
+    ));
+    assert!(err
+        .to_string()
+        .starts_with("check_hostname requires server_hostname"));
     // asyncio's ssl=True with server_hostname='': the default context turns checking off.
     let ctx = SslContext::default_client("").unwrap();
     assert!(TlsEngine::client(&ctx, "").is_ok());
@@ -165,7 +181,11 @@ fn tls_ip_address_is_verified_as_an_ip_san() {
     // Nor does an IP SAN cover another address.
     let client = TlsEngine::client(&client_ctx(&ca), "127.0.0.2").unwrap();
     let (c, _s) = attempt(client, TlsEngine::server(&server_ctx(&by_ip)).unwrap());
-    assert!(matches!(c.error, Some(TlsError::NameMismatch { .. })), "{:?}", c.error);
+    assert!(
+        matches!(c.error, Some(TlsError::NameMismatch { .. })),
+        "{:?}",
+        c.error
+    );
 }
 
 #[test]
@@ -193,7 +213,11 @@ fn tls_alpn_is_negotiated() {
         TlsEngine::client(&client_ctx, "localhost").unwrap(),
         TlsEngine::server(&server).unwrap(),
     );
-    assert!(matches!(s.error, Some(TlsError::Protocol(_))), "{:?}", s.error);
+    assert!(
+        matches!(s.error, Some(TlsError::Protocol(_))),
+        "{:?}",
+        s.error
+    );
     assert!(
         matches!(
             c.error,
@@ -225,7 +249,9 @@ fn tls_version_limits_are_honoured() {
         .maximum_version(TlsVersion::Tls12)
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("minimum_version TLSv1.3 is above maximum_version TLSv1.2"));
+    assert!(err
+        .to_string()
+        .contains("minimum_version TLSv1.3 is above maximum_version TLSv1.2"));
 }
 
 #[test]

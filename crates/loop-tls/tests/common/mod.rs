@@ -36,7 +36,9 @@ impl Ca {
     pub fn issue(&self, names: &[&str]) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "evloop test server");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "evloop test server");
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
@@ -112,7 +114,10 @@ impl Peer {
         match r {
             Ok(ev) => {
                 if ev.handshake_complete {
-                    assert!(!self.handshake_complete, "handshake_complete reported twice");
+                    assert!(
+                        !self.handshake_complete,
+                        "handshake_complete reported twice"
+                    );
                     self.handshake_complete = true;
                 }
                 self.received.extend_from_slice(&ev.plaintext);
@@ -125,7 +130,11 @@ impl Peer {
                 self.abort |= ev.abort;
             }
             Err(e) => {
-                assert!(self.error.is_none(), "a second error after {:?}: {e}", self.error);
+                assert!(
+                    self.error.is_none(),
+                    "a second error after {:?}: {e}",
+                    self.error
+                );
                 self.error = Some(e);
             }
         }
