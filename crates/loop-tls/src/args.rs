@@ -4,6 +4,15 @@
 //! The rules and messages are those of `create_connection`, `create_server`,
 //! `connect_accepted_socket` and `SSLProtocol.__init__`, so a program moved from asyncio gets
 //! the same complaint for the same mistake.
+//!
+//! ```
+//! use loop_tls::args;
+//!
+//! // create_connection(host, port, server_hostname=..., ssl_handshake_timeout=...) without ssl:
+//! let err = args::check_client_args(false, Some("example.com"), Some("example.com"), None, None)
+//!     .unwrap_err();
+//! assert_eq!(err.to_string(), "server_hostname is only meaningful with ssl");
+//! ```
 
 use std::time::Duration;
 

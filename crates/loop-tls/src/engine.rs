@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::io::BufRead;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use rustls::{ClientConnection, Connection, ServerConnection};
@@ -532,7 +533,27 @@ impl TlsEngine {
             self.incoming.drain(..self.pos);
             self.pos = 0;
         }
-        if let Err(e) = self.conn.process_new_packets() {
+        let processed = if self.close_notify_sent {
+            // Once close_notify is sent, a bad record from the peer makes rustls queue a fatal
+            // alert too, which its debug assertions forbid: in a debug build that is a panic
+            // inside rustls. It happens before rustls changes anything (the connection is left
+            // failed), so it is contained here and reported like the release build's error.
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.conn.process_new_packets()))
+                .unwrap_or_else(|_| {
+                    Err(rustls::Error::General(
+                        "a record after close_notify could not be processed".into(),
+                    ))
+                })
+        } else {
+            self.conn.process_new_packets()
+        };
+        if let Err(e) = processed {
+            if self.close_notify_sent {
+                return Err(TlsError::CorruptedRecord(format!(
+                    "after close_notify: {}",
+                    TlsError::from_rustls(e, None)
+                )));
+            }
             return Err(TlsError::from_rustls(e, self.server_hostname.as_deref()));
         }
         Ok(n > 0)

@@ -69,4 +69,9 @@ pub use engine::{Eof, Events, TlsEngine, TlsState};
 pub use error::{ArgumentError, ContextError, TlsError};
 
 /// The rustls version this crate is built on, re-exported for ready configs and certificates.
+///
+/// ```
+/// let roots = loop_tls::rustls::RootCertStore::empty();
+/// assert!(roots.is_empty());
+/// ```
 pub use rustls;

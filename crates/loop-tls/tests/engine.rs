@@ -259,6 +259,28 @@ fn tls_data_arriving_after_our_close_notify_is_discarded() {
 }
 
 #[test]
+fn tls_bad_record_after_our_close_notify_is_an_error_not_a_panic() {
+    for corrupt in [true, false] {
+        let (mut c, mut s) = pair();
+        let r = c.engine.begin_shutdown();
+        c.apply(r);
+        assert!(c.engine.has_ciphertext()); // close_notify, not yet taken
+        s.write(b"crossing the close");
+        let mut flight = s.engine.take_ciphertext();
+        if corrupt {
+            let last = flight.len() - 1;
+            flight[last] ^= 0x80; // breaks the record's authentication tag
+        } else {
+            flight = b"\x17\x03\x03\xff\xffnot a record".to_vec(); // oversized record
+        }
+        let err = c.engine.feed_ciphertext(&flight).unwrap_err();
+        assert!(matches!(err, TlsError::CorruptedRecord(_)), "{err:?}");
+        assert_eq!(c.engine.state(), TlsState::Unwrapped);
+        assert!(c.engine.feed_ciphertext(b"more").unwrap().is_empty());
+    }
+}
+
+#[test]
 fn tls_close_during_the_handshake_aborts() {
     let ca = Ca::new("abort CA");
     let client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
