@@ -6,7 +6,7 @@
 //! callbacks by their source location.
 //!
 //! This crate is a facade: it re-exports the workspace's crates, each behind a feature of the
-//! same short name (all on by default). `use evloop::prelude::*` brings the loop and every
+//! same short name (all on by default but `tls`). `use evloop::prelude::*` brings the loop and every
 //! enabled extension trait into scope.
 //!
 //! | feature | crate | adds |
@@ -19,6 +19,7 @@
 //! | `net` | `loop_net` | `sock_*` calls, `getaddrinfo` / `getnameinfo`, socket addresses |
 //! | `pipes` | `loop_pipes` | `connect_read_pipe`, `connect_write_pipe` (pipes, FIFOs, sockets, ptys) |
 //! | `subprocess` | `loop_subprocess` | `subprocess_exec`, `subprocess_shell`, `create_subprocess_exec`, `create_subprocess_shell`, `Process` |
+//! | `tls` (off by default; `tls-ring` for ring) | `loop_tls` | `SslContext` and the sans-I/O `TlsEngine`; not yet wired into connections |
 //!
 //! ```
 //! use evloop::prelude::*;
@@ -56,6 +57,9 @@ pub use loop_pipes as pipes;
 
 #[cfg(feature = "subprocess")]
 pub use loop_subprocess as subprocess;
+
+#[cfg(any(feature = "tls", feature = "tls-ring"))]
+pub use loop_tls as tls;
 
 /// The loop, its error type and every enabled extension trait.
 pub mod prelude {

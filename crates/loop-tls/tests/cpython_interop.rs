@@ -1,0 +1,361 @@
+//! Interoperability with CPython's `ssl` module (OpenSSL) over real loopback TCP: the engine as
+//! a client of an asyncio TLS echo server, and as a server for a Python `ssl` client. Each
+//! moves 16 MiB each way, compares the bytes and ends with `close_notify` both ways. Skipped,
+//! with a message, only when `python3` is not installed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use loop_tls::{Eof, SslContext, TlsEngine, TlsVersion};
+
+const TOTAL: usize = 16 * 1024 * 1024;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn python() -> Option<&'static str> {
+    match Command::new("python3").arg("--version").output() {
+        Ok(o) if o.status.success() => Some("python3"),
+        _ => {
+            eprintln!("SKIPPED: python3 is not installed; the CPython interop test needs it");
+            None
+        }
+    }
+}
+
+/// A directory for the certificates and scripts, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("loop-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills the child if the test fails before reaping it.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Reaped {
+    /// Waits for the exit (bounded) and returns stdout's remaining lines and stderr.
+    fn finish(mut self, stdout: &mut BufReader<std::process::ChildStdout>) -> (String, String) {
+        let start = Instant::now();
+        loop {
+            if self.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "python did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        let mut err = String::new();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "python failed ({status}): {out}\n{err}");
+        (out, err)
+    }
+}
+
+/// Runs the engine over a non-blocking socket until it reports `close` (or fails).
+/// `app` plays the application protocol after every turn.
+fn drive(sock: &mut TcpStream, peer: &mut Peer, mut app: impl FnMut(&mut Peer)) {
+    sock.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut out: Vec<u8> = Vec::new();
+    let mut off = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut eof = false;
+    loop {
+        assert!(start.elapsed() < DEADLINE, "no end after {DEADLINE:?}");
+        assert!(peer.error.is_none(), "TLS failed: {:?}", peer.error);
+        app(peer);
+        let mut progress = false;
+        if off == out.len() {
+            out.clear();
+            off = 0;
+            if peer.engine.take_ciphertext_into(&mut out) > 0 {
+                progress = true;
+            }
+            peer.note_buffer();
+        }
+        while off < out.len() {
+            match sock.write(&out[off..]) {
+                Ok(n) => {
+                    off += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        if peer.close && off == out.len() && !peer.engine.has_ciphertext() {
+            return;
+        }
+        if !eof {
+            match sock.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    progress = true;
+                    let r = peer.engine.on_transport_eof();
+                    peer.apply(r);
+                }
+                Ok(n) => {
+                    progress = true;
+                    let r = peer.engine.feed_ciphertext(&buf[..n]);
+                    peer.apply(r);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        if !progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+const ASYNCIO_ECHO_SERVER: &str = r#"
+import asyncio, ssl, sys
+
+async def main():
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        total = 0
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                total += len(data)
+                writer.write(data)
+                await writer.drain()
+            ssl_object = writer.get_extra_info("ssl_object")
+            info = f"{ssl_object.version()} {','.join(sni) or '-'}"
+            writer.close()
+            await writer.wait_closed()
+        except Exception as e:
+            done.set_result(f"ERR {e!r}")
+            return
+        done.set_result(f"OK {total} {info}")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    sni = []
+    ctx.sni_callback = lambda sslobj, name, sslctx: sni.append(name)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    print(await asyncio.wait_for(done, 120), flush=True)
+    server.close()
+    await server.wait_closed()
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn tls_interop_engine_client_against_cpython_asyncio_server() {
+    let Some(py) = python() else { return };
+    let dir = Dir::new("interop-client");
+    let ca = Ca::new("interop CA");
+    let leaf = ca.issue(&["localhost"]);
+    let cert = dir.write("cert.pem", &leaf.chain_pem);
+    let key = dir.write("key.pem", &leaf.key_pem);
+    let script = dir.write("server.py", ASYNCIO_ECHO_SERVER);
+    let child = Command::new(py)
+        .args([&script, &cert, &key])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port from python: {line:?}"));
+
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
+    let mut peer = Peer::new(client);
+    let r = peer.engine.start_handshake();
+    peer.apply(r);
+    let data = pattern(TOTAL, 9);
+    let mut sent = 0;
+    let mut closing = false;
+    drive(&mut sock, &mut peer, |p| {
+        // pause_writing at 512 KiB, as the transport's water marks will do.
+        while p.handshake_complete && sent < TOTAL && p.engine.buffer_size() < 512 * 1024 {
+            let n = (TOTAL - sent).min(128 * 1024);
+            p.write(&data[sent..sent + n]);
+            sent += n;
+        }
+        if p.received.len() == TOTAL && !closing {
+            closing = true;
+            let r = p.engine.begin_shutdown();
+            p.apply(r);
+        }
+    });
+    assert!(peer.received == data, "the echo differs from what was sent");
+    assert!(peer.max_buffer > 64 * 1024);
+    assert_eq!(peer.engine.buffer_size(), 0);
+    assert_eq!(
+        peer.eof,
+        Some(Eof::CloseNotify),
+        "asyncio must answer with close_notify"
+    );
+    drop(sock);
+    let (out, err) = child.finish(&mut stdout);
+    // The server saw the SNI name the engine sent.
+    assert_eq!(out.trim(), format!("OK {TOTAL} TLSv1.3 localhost"), "{err}");
+}
+
+const SSL_CLIENT: &str = r#"
+import socket, ssl, sys, hashlib
+
+port, cafile, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.set_alpn_protocols(["x-echo"])
+raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+tls = ctx.wrap_socket(raw, server_hostname="localhost")
+chunk = bytes(range(256)) * 1024  # 256 KiB
+sent = hashlib.sha256()
+got = hashlib.sha256()
+received = 0
+while received < total:
+    tls.sendall(chunk)
+    sent.update(chunk)
+    want = received + len(chunk)
+    while received < want:
+        data = tls.recv(65536)
+        if not data:
+            raise SystemExit(f"EOF after {received} bytes")
+        got.update(data)
+        received += len(data)
+assert sent.digest() == got.digest(), "echo differs"
+info = f"{tls.version()} {tls.selected_alpn_protocol()}"
+# Sends close_notify and waits for the server's.
+raw = tls.unwrap()
+raw.close()
+print(f"OK {received} {info}", flush=True)
+"#;
+
+#[test]
+fn tls_interop_engine_server_against_cpython_ssl_client() {
+    engine_server_against_python(TlsVersion::Tls13);
+}
+
+#[test]
+fn tls12_interop_engine_server_against_cpython_ssl_client() {
+    engine_server_against_python(TlsVersion::Tls12);
+}
+
+fn engine_server_against_python(max: TlsVersion) {
+    let Some(py) = python() else { return };
+    let dir = Dir::new(&format!("interop-server-{max}"));
+    let ca = Ca::new("interop CA");
+    let leaf = ca.issue(&["localhost"]);
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let script = dir.write("client.py", SSL_CLIENT);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let child = Command::new(py)
+        .args([&script, &port, &ca_file, &TOTAL.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+
+    listener.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut sock = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if let Ok(Some(st)) = child.0.try_wait() {
+                    let mut err = String::new();
+                    let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+                    panic!("python exited ({st}) before connecting: {err}");
+                }
+                assert!(start.elapsed() < DEADLINE, "python never connected");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    let ctx = SslContext::server()
+        .cert_chain_pem(leaf.chain_pem.as_bytes())
+        .unwrap()
+        .private_key_pem(leaf.key_pem.as_bytes())
+        .unwrap()
+        .alpn_protocols(["x-echo"])
+        .maximum_version(max)
+        .build()
+        .unwrap();
+    let mut peer = Peer::new(TlsEngine::server(&ctx).unwrap());
+    let r = peer.engine.start_handshake();
+    peer.apply(r);
+    let mut echoed = 0;
+    drive(&mut sock, &mut peer, |p| {
+        if p.received.len() > echoed {
+            let fresh = p.received[echoed..].to_vec();
+            echoed = p.received.len();
+            if p.engine.write_plaintext(&fresh).is_ok() {
+                p.note_buffer();
+            }
+        }
+    });
+    assert_eq!(peer.received.len(), TOTAL);
+    assert_eq!(
+        peer.eof,
+        Some(Eof::CloseNotify),
+        "the client's unwrap sends close_notify"
+    );
+    assert_eq!(peer.engine.sni_name(), Some("localhost"));
+    assert_eq!(peer.engine.alpn_protocol(), Some(&b"x-echo"[..]));
+    assert_eq!(peer.engine.buffer_size(), 0);
+    drop(sock);
+    // unwrap() returned only because the engine answered with its own close_notify.
+    let (out, err) = child.finish(&mut stdout);
+    assert_eq!(out.trim(), format!("OK {TOTAL} {max} x-echo"), "{err}");
+}
