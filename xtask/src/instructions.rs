@@ -8,7 +8,9 @@
 //! - Micro-benchmarks: `evloop-bench micro --only <bench> --impl <impl> --n N --runs 1
 //!   --no-warmup` (one process doing exactly N operations) at N = 100,000 and N = 200,000;
 //!   instructions per operation are (Ir(200,000) − Ir(100,000)) / 100,000, which cancels
-//!   start-up and shutdown. Each pair runs three times; the median and the spread are reported.
+//!   start-up and shutdown. Each pair runs three times; the median and the spread are reported,
+//!   and for evloop also the count outside the C library's allocator, which stays put where
+//!   the allocator's own work varies (its cross-thread path in call_soon_threadsafe).
 //! - Echo servers: each Rust server of `evloop-bench echo-servers` under callgrind, the load
 //!   generator outside it making a fixed number of round trips (`echo-client --roundtrips`):
 //!   1 connection × 10,000 and 100 connections × 2,000, of 64 B messages. Instructions per
@@ -105,6 +107,9 @@ impl PerOp {
 pub struct Measured {
     /// Per micro-benchmark, in table order: implementation -> instructions per operation.
     pub micro: Vec<(String, BTreeMap<String, PerOp>)>,
+    /// Per micro-benchmark: evloop's instructions per operation outside the C library's
+    /// allocator.
+    pub evloop_own: BTreeMap<String, PerOp>,
     /// Per echo server and connection count, in run order: instructions per round trip.
     pub echo: Vec<(String, usize, f64)>,
     /// Runs of each micro-benchmark pair.
@@ -379,11 +384,18 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
         let mut per_impl = BTreeMap::new();
         for imp in if smoke { &IMPLS[..1] } else { IMPLS } {
             let t = Instant::now();
-            let mut v = Vec::new();
+            let d = (n.1 - n.0) as f64;
+            let (mut v, mut own) = (Vec::new(), Vec::new());
             for rep in 0..reps {
-                let (small, _) = micro_ir(&bin, &dir, bench, imp, n.0, rep).map_err(fail)?;
-                let (large, _) = micro_ir(&bin, &dir, bench, imp, n.1, rep).map_err(fail)?;
-                v.push((large as f64 - small as f64) / (n.1 - n.0) as f64);
+                let (small, p0) = micro_ir(&bin, &dir, bench, imp, n.0, rep).map_err(fail)?;
+                let (large, p1) = micro_ir(&bin, &dir, bench, imp, n.1, rep).map_err(fail)?;
+                let per_op = (large as f64 - small as f64) / d;
+                v.push(per_op);
+                if *imp == "evloop" {
+                    let alloc0 = allocator_ir(&self_costs(&p0).map_err(fail)?);
+                    let alloc1 = allocator_ir(&self_costs(&p1).map_err(fail)?);
+                    own.push(per_op - (alloc1 as f64 - alloc0 as f64) / d);
+                }
             }
             let p = PerOp::of(v);
             println!(
@@ -393,6 +405,9 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
                 t.elapsed().as_secs_f64()
             );
             per_impl.insert(imp.to_string(), p);
+            if !own.is_empty() {
+                m.evloop_own.insert(bench.to_string(), PerOp::of(own));
+            }
         }
         m.micro.push((bench.to_string(), per_impl));
     }
@@ -476,8 +491,8 @@ fn splice(existing: &str, text: &str) -> String {
 /// The micro-benchmark table.
 fn micro_table(m: &Measured) -> String {
     let mut t = String::from(
-        "| benchmark | evloop | tokio | smol | ratio to best peer | goal (evloop) | evloop spread |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+        "| benchmark | evloop | tokio | smol | ratio to best peer | goal (evloop) | evloop spread \
+         | evloop outside malloc | its spread |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (bench, r) in &m.micro {
         let get = |k: &str| r.get(k).map(|p| p.median);
@@ -498,16 +513,17 @@ fn micro_table(m: &Measured) -> String {
                 format!("≤ {v:.0} {}", if met { "(met)" } else { "(not met)" })
             })
             .unwrap_or_default();
-        let spread = r
-            .get("evloop")
-            .map(|p| format!("{:.1}", p.spread))
-            .unwrap_or_else(|| "—".into());
+        let spread = |p: Option<&PerOp>| p.map(|p| p.spread);
+        let own = m.evloop_own.get(bench);
         let _ = writeln!(
             t,
-            "| {bench} | {} | {} | {} | {ratio} | {goal} | {spread} |",
+            "| {bench} | {} | {} | {} | {ratio} | {goal} | {} | {} | {} |",
             fmt(get("evloop")),
             fmt(get("tokio")),
-            fmt(get("smol"))
+            fmt(get("smol")),
+            fmt(spread(r.get("evloop"))),
+            fmt(own.map(|p| p.median)),
+            fmt(spread(own)),
         );
     }
     t
@@ -560,15 +576,15 @@ fn section(m: &Measured) -> String {
          Each benchmark runs alone in a process that does exactly n operations once \
          (`evloop-bench micro --only <bench> --impl <impl> --n <n> --runs 1 --no-warmup`), at \
          n = {n0} and n = {n1}; instructions per operation are (Ir({n1}) − Ir({n0})) / {d}, which \
-         cancels start-up and shutdown. Each pair ran {reps} time{s}: the table gives the median, \
-         the last column evloop's spread over the runs (largest minus smallest). \
-         call_soon_threadsafe counts the producer thread's instructions too (callgrind counts \
-         every thread of the process), and it varies from run to run with how the two threads \
-         interleave: nearly all of the variation is in the C library allocator's cross-thread \
-         path (callbacks allocated on the producer's thread, freed on the loop's), while \
-         evloop's own functions cost the same in every run (`--annotate call_soon_threadsafe` \
-         shows them). The timer benchmark's delays are real time, so its number of polls varies \
-         slightly. \
+         cancels start-up and shutdown. Each pair ran {reps} time{s}: the table gives the median \
+         and evloop's spread over the runs (largest minus smallest), then evloop's count outside \
+         the C library's allocator (malloc, free and their helpers, as `callgrind_annotate` \
+         names them) with its spread. call_soon_threadsafe counts the producer thread's \
+         instructions too (callgrind counts every thread of the process), and its total varies \
+         from run to run with how the two threads interleave: nearly all of the variation is in \
+         the allocator's cross-thread path (callbacks allocated on the producer's thread, freed \
+         on the loop's), so for it the count outside malloc is the one to compare. The timer \
+         benchmark's delays are real time, so its number of polls varies slightly. \
          `cargo xtask bench --instructions --annotate <bench>` lists the functions behind a \
          figure.\n\n{micro}\n\
          ### Echo server (instructions per round trip, lower is better)\n\n\
@@ -721,17 +737,57 @@ fn parse_annotate(text: &str) -> BTreeMap<String, u64> {
     costs
 }
 
-/// A function as `callgrind_annotate` names it, made short: the name, then the source file or
-/// the library when it is not the benchmark binary.
-fn short_name(key: &str, bin: &Path) -> String {
+/// The parts of a function as `callgrind_annotate` names it, `file:function [object]`: the
+/// source file (`???` when unknown), the function, the object when shown.
+fn parse_key(key: &str) -> (&str, &str, Option<&str>) {
     let (key, object) = match key.rsplit_once(" [") {
         Some((k, o)) if o.starts_with('/') && o.ends_with(']') => (k, Some(&o[..o.len() - 1])),
         _ => (key, None),
     };
-    let (file, func) = match key.split_once(':') {
-        Some((f, n)) if !f.contains(' ') && !f.contains('<') => (f, n),
-        _ => ("???", key),
-    };
+    match key.split_once(':') {
+        Some((f, n)) if !f.contains(' ') && !f.contains('<') => (f, n, object),
+        _ => ("???", key, object),
+    }
+}
+
+/// The C library allocator's functions, by name, for a C library without source information.
+const ALLOCATOR_FNS: &[&str] = &[
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "cfree",
+    "_int_malloc",
+    "_int_free",
+    "_int_realloc",
+    "malloc_consolidate",
+    "sysmalloc",
+    "unlink_chunk",
+    "tcache_init",
+    "__libc_malloc",
+    "__libc_free",
+    "__libc_calloc",
+    "__libc_realloc",
+];
+
+/// Instructions spent in the C library's allocator (glibc's `malloc/` sources, or its
+/// allocator functions by name), from [`self_costs`].
+fn allocator_ir(costs: &BTreeMap<String, u64>) -> u64 {
+    costs
+        .iter()
+        .filter(|(k, _)| {
+            let (file, func, object) = parse_key(k);
+            file.contains("malloc/")
+                || (object.is_some_and(|o| o.contains("/libc.so")) && ALLOCATOR_FNS.contains(&func))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A function as `callgrind_annotate` names it, made short: the name, then the source file or
+/// the library when it is not the benchmark binary.
+fn short_name(key: &str, bin: &Path) -> String {
+    let (file, func, object) = parse_key(key);
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
     let place = if file != "???" {
         Some(base(file))
@@ -819,6 +875,12 @@ pub fn annotate(root: &Path, args: &[String]) -> ExitCode {
             rows.len() - listed.len()
         );
         println!(
+            "{:>10.1} {:>6.1}%  (of all the above, the C library's allocator: malloc, free and \
+             their helpers)",
+            (allocator_ir(&c1) as f64 - allocator_ir(&c0) as f64) / d,
+            100.0 * (allocator_ir(&c1) as f64 - allocator_ir(&c0) as f64) / d / total
+        );
+        println!(
             "\nprofiles: {} and {}\n(`callgrind_annotate --inclusive=yes <profile>` gives costs \
              with callees; the release build inlines, so a function's self cost includes what \
              was inlined into it)",
@@ -853,8 +915,17 @@ mod tests {
             );
         }
         micro.push(("call_soon chain".to_string(), r));
+        let mut evloop_own = BTreeMap::new();
+        evloop_own.insert(
+            "call_soon chain".to_string(),
+            PerOp {
+                median: 300.0,
+                spread: 0.0,
+            },
+        );
         Measured {
             micro,
+            evloop_own,
             echo: vec![
                 ("floor (hand-written epoll)".into(), 1, 332.0),
                 ("evloop (protocol)".into(), 1, 973.0),
@@ -882,7 +953,7 @@ mod tests {
         assert_eq!(g[2].title, "echo, 100 connections, 64 B messages");
         // The goal column and the floor ratio.
         assert!(doc.contains(
-            "| call_soon chain | 463.2 | 1709.7 | 1102.8 | 0.42 | ≤ 150 (not met) | 0.5 |"
+            "| call_soon chain | 463.2 | 1709.7 | 1102.8 | 0.42 | ≤ 150 (not met) | 0.5 | 300.0 | 0.0 |"
         ));
         assert!(doc.contains("| evloop (protocol) | 1 | 64 | 973.0 | 2.93 |"));
         // The bench module's own readers stop at this section.
@@ -943,6 +1014,14 @@ Ir                   file:function
             c["???:loop_core::event_loop::EventLoop::run_forever [/t/release/evloop-bench]"],
             31_164_088
         );
+        // The allocator, by its sources or (without them) by name in the C library.
+        assert_eq!(allocator_ir(&c), 13_443_320 + 630_126);
+        let no_sources = parse_annotate(
+            "   100 (1.0%)  ???:_int_free [/usr/lib/libc.so.6]\n\
+             \x20  10 (0.1%)  ???:free [/t/release/evloop-bench]\n\
+             \x20   1 (0.0%)  ???:memcpy [/usr/lib/libc.so.6]\n",
+        );
+        assert_eq!(allocator_ir(&no_sources), 100);
     }
 
     #[test]
