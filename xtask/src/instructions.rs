@@ -10,7 +10,8 @@
 //!   instructions per operation are (Ir(200,000) − Ir(100,000)) / 100,000, which cancels
 //!   start-up and shutdown. Each pair runs three times; the median and the spread are reported,
 //!   and for evloop also the count outside the C library's allocator, which stays put where
-//!   the allocator's own work varies (its cross-thread path in call_soon_threadsafe).
+//!   the allocator's own work varies with timing (its cross-thread path in
+//!   call_soon_threadsafe, its consolidation of free memory in the timer benchmark).
 //! - Echo servers: each Rust server of `evloop-bench echo-servers` under callgrind, the load
 //!   generator outside it making a fixed number of round trips (`echo-client --roundtrips`):
 //!   1 connection × 10,000 and 100 connections × 2,000, of 64 B messages. Instructions per
@@ -580,11 +581,12 @@ fn section(m: &Measured) -> String {
          and evloop's spread over the runs (largest minus smallest), then evloop's count outside \
          the C library's allocator (malloc, free and their helpers, as `callgrind_annotate` \
          names them) with its spread. call_soon_threadsafe counts the producer thread's \
-         instructions too (callgrind counts every thread of the process), and its total varies \
-         from run to run with how the two threads interleave: nearly all of the variation is in \
-         the allocator's cross-thread path (callbacks allocated on the producer's thread, freed \
-         on the loop's), so for it the count outside malloc is the one to compare. The timer \
-         benchmark's delays are real time, so its number of polls varies slightly. \
+         instructions too (callgrind counts every thread of the process). Where a total varies \
+         from run to run, nearly all of the variation is in the allocator, and the count outside \
+         malloc is the one to compare: in call_soon_threadsafe its cross-thread path (callbacks \
+         allocated on the producer's thread, freed on the loop's) depends on how the two threads \
+         interleave; in the timer benchmark, whose delays are real time, how many timers are due \
+         at each poll decides when the allocator consolidates its free memory. \
          `cargo xtask bench --instructions --annotate <bench>` lists the functions behind a \
          figure.\n\n{micro}\n\
          ### Echo server (instructions per round trip, lower is better)\n\n\
