@@ -11,7 +11,7 @@
 //!   start-up and shutdown. Each pair runs three times; the median and the spread are reported,
 //!   and for evloop also the count outside the C library's allocator, which stays put where
 //!   the allocator's own work varies with timing (its cross-thread path in
-//!   call_soon_threadsafe, its consolidation of free memory in the timer benchmark).
+//!   call_soon_threadsafe).
 //! - Echo servers: each Rust server of `evloop-bench echo-servers` under callgrind, the load
 //!   generator outside it making a fixed number of round trips (`echo-client --roundtrips`):
 //!   1 connection × 10,000 and 100 connections × 2,000, of 64 B messages. Instructions per
@@ -581,12 +581,15 @@ fn section(m: &Measured) -> String {
          and evloop's spread over the runs (largest minus smallest), then evloop's count outside \
          the C library's allocator (malloc, free and their helpers, as `callgrind_annotate` \
          names them) with its spread. call_soon_threadsafe counts the producer thread's \
-         instructions too (callgrind counts every thread of the process). Where a total varies \
-         from run to run, nearly all of the variation is in the allocator, and the count outside \
-         malloc is the one to compare: in call_soon_threadsafe its cross-thread path (callbacks \
-         allocated on the producer's thread, freed on the loop's) depends on how the two threads \
-         interleave; in the timer benchmark, whose delays are real time, how many timers are due \
-         at each poll decides when the allocator consolidates its free memory. \
+         instructions too (callgrind counts every thread of the process). Two totals vary from \
+         run to run. In call_soon_threadsafe nearly all of the variation is in the allocator's \
+         cross-thread path (callbacks allocated on the producer's thread, freed on the loop's), \
+         which depends on how the two threads interleave: the count outside malloc is the one to \
+         compare. In the timer benchmark, whose delays are real time, how many timers are due at \
+         each poll changes how much sorting the timer heap does and when the allocator \
+         consolidates free memory, so even the count outside malloc moves by a percent or two: \
+         compare medians of more runs (`cargo xtask bench --instructions --only call_later \
+         --reps 7`). \
          `cargo xtask bench --instructions --annotate <bench>` lists the functions behind a \
          figure.\n\n{micro}\n\
          ### Echo server (instructions per round trip, lower is better)\n\n\
