@@ -880,7 +880,7 @@ pub fn annotate(root: &Path, args: &[String]) -> ExitCode {
             rows.len() - listed.len()
         );
         println!(
-            "{:>10.1} {:>6.1}%  (of all the above, the C library's allocator: malloc, free and \
+            "{:>10.1} {:>6.1}%  (of the total, in the C library's allocator: malloc, free and \
              their helpers)",
             (allocator_ir(&c1) as f64 - allocator_ir(&c0) as f64) / d,
             100.0 * (allocator_ir(&c1) as f64 - allocator_ir(&c0) as f64) / d / total
