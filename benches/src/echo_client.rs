@@ -1,7 +1,7 @@
 //! The echo load generator: `conns` connections, each sending a `size`-byte message and
-//! waiting for all of it to come back before sending the next (closed loop), for `secs`
-//! seconds. A single thread on its own epoll instance, pinned to its own core, so the server's
-//! CPU figures are its own.
+//! waiting for all of it to come back before sending the next (closed loop), for a number of
+//! seconds or a fixed number of round trips per connection. A single thread on its own epoll
+//! instance, pinned to its own core, so the server's CPU figures are its own.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -19,10 +19,27 @@ struct Conn {
     to_send: usize,
     /// Bytes of the current echo still to receive.
     to_recv: usize,
+    /// Round trips still to make, when the run is a fixed number of them.
+    left: Option<u64>,
+}
+
+/// When the load stops.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// After this many seconds.
+    Secs(f64),
+    /// When every connection has made this many round trips: a fixed workload, whose cost
+    /// does not depend on how fast the machine is.
+    RoundTrips(u64),
 }
 
 /// Runs the load; returns the number of completed round trips.
-pub fn run(addr: SocketAddr, conns: usize, size: usize, secs: f64) -> u64 {
+pub fn run(addr: SocketAddr, conns: usize, size: usize, stop: Stop) -> u64 {
+    let left = match stop {
+        Stop::RoundTrips(0) => return 0,
+        Stop::RoundTrips(r) => Some(r),
+        Stop::Secs(_) => None,
+    };
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll");
     let msg = vec![0x5a_u8; size];
     let mut buf = vec![0u8; size.max(65536)];
@@ -44,17 +61,25 @@ pub fn run(addr: SocketAddr, conns: usize, size: usize, secs: f64) -> u64 {
                 s,
                 to_send: size,
                 to_recv: size,
+                left,
             },
         );
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let deadline = match stop {
+        Stop::Secs(secs) => Some(Instant::now() + Duration::from_secs_f64(secs)),
+        Stop::RoundTrips(_) => None,
+    };
+    let finished = |map: &HashMap<u64, Conn>| match deadline {
+        Some(d) => Instant::now() >= d,
+        None => map.values().all(|c| c.left == Some(0)),
+    };
     let mut done = 0u64;
     let mut events: Vec<epoll::Event> = Vec::with_capacity(1024);
     // Kick off: every connection sends its first message.
     for c in map.values_mut() {
         pump(c, &msg, &mut buf, &mut done);
     }
-    while Instant::now() < deadline {
+    while !finished(&map) {
         events.clear();
         let ts = rustix::event::Timespec {
             tv_sec: 0,
@@ -77,9 +102,13 @@ pub fn run(addr: SocketAddr, conns: usize, size: usize, secs: f64) -> u64 {
     done
 }
 
-/// Moves one connection as far as it can go without blocking.
+/// Moves one connection as far as it can go without blocking, or until it has made all its
+/// round trips.
 fn pump(c: &mut Conn, msg: &[u8], buf: &mut [u8], done: &mut u64) {
     loop {
+        if c.left == Some(0) {
+            return;
+        }
         if c.to_send > 0 {
             let off = msg.len() - c.to_send;
             match c.s.write(&msg[off..]) {
@@ -95,6 +124,9 @@ fn pump(c: &mut Conn, msg: &[u8], buf: &mut [u8], done: &mut u64) {
                 c.to_recv -= n;
                 if c.to_recv == 0 {
                     *done += 1;
+                    if let Some(l) = &mut c.left {
+                        *l -= 1;
+                    }
                     c.to_send = msg.len();
                     c.to_recv = msg.len();
                 }

@@ -1,13 +1,16 @@
 //! Side-by-side micro-benchmarks: evloop, tokio (current-thread + LocalSet) and smol
 //! (LocalExecutor + async-io), the same work for each.
 //!
-//! * `evloop-bench micro [--n N] [--runs R] [--only NAME] [--impl evloop|tokio|smol]` prints
-//!   one line per (benchmark, implementation): `RESULT <bench> <impl> <median ns/op>`
-//!   (`--impl` runs one implementation alone, for profiling it);
+//! * `evloop-bench micro [--n N] [--runs R] [--only NAME] [--impl evloop|tokio|smol]
+//!   [--no-warmup]` prints one line per (benchmark, implementation):
+//!   `RESULT <bench> <impl> <median ns/op>` (`--impl` runs one implementation alone, for
+//!   profiling it; `--no-warmup` skips the warm-up run, so that with `--runs 1` the process does
+//!   exactly n operations, as instruction counting needs);
 //! * `evloop-bench echo-server --impl NAME [--cpu N]` serves TCP echo on 127.0.0.1 (printing
 //!   `LISTENING <port>`) until killed;
-//! * `evloop-bench echo-client --port P --conns C --size S --secs T [--cpu N]` drives it and
-//!   prints `ROUNDTRIPS <n>`.
+//! * `evloop-bench echo-client --port P --conns C --size S (--secs T | --roundtrips R)
+//!   [--cpu N]` drives it for T seconds, or until each connection has made R round trips, and
+//!   prints `ROUNDTRIPS <n>` (the total over all connections).
 //!
 //! `cargo xtask bench` runs them and writes `BENCHMARKS.md`.
 
@@ -176,11 +179,16 @@ fn main() {
             let size = arg(&args, "--size")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(64);
-            let secs = arg(&args, "--secs")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5.0);
+            let stop = match arg(&args, "--roundtrips").and_then(|v| v.parse().ok()) {
+                Some(r) => echo_client::Stop::RoundTrips(r),
+                None => echo_client::Stop::Secs(
+                    arg(&args, "--secs")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(5.0),
+                ),
+            };
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            println!("ROUNDTRIPS {}", echo_client::run(addr, conns, size, secs));
+            println!("ROUNDTRIPS {}", echo_client::run(addr, conns, size, stop));
             return;
         }
         _ => {}
@@ -193,6 +201,7 @@ fn main() {
         .unwrap_or(5);
     let only = arg(&args, "--only");
     let imp_only = arg(&args, "--impl");
+    let warmup = !args.iter().any(|a| a == "--no-warmup");
     for (name, impls) in benches() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
@@ -202,7 +211,9 @@ fn main() {
                 continue;
             }
             // One warm-up run, then the measured ones.
-            body(n.min(10_000));
+            if warmup {
+                body(n.min(10_000));
+            }
             let mut samples: Vec<f64> = (0..runs)
                 .map(|_| {
                     let t = body(n);

@@ -1,6 +1,11 @@
 //! `cargo xtask bench`: runs the side-by-side benchmarks and writes `BENCHMARKS.md` and the
 //! chart `benchmarks.svg` (see [`crate::svg`]).
 //!
+//! Three measures: wall-clock micro-benchmarks (`--micro`), the echo benchmark (`--echo`), and
+//! instruction counts under callgrind (`--instructions`, see [`crate::instructions`]); with
+//! none of these flags, all three run. `--instructions --annotate <bench>` prints the functions
+//! behind one instruction count instead.
+//!
 //! `--smoke` runs every benchmark with a small n once (what CI does) and writes neither; it
 //! still draws the chart, into the target directory, so that the chart writer is exercised.
 
@@ -27,38 +32,60 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 /// Micro-benchmark results: benchmark -> implementation -> ns/op.
 type MicroResults = BTreeMap<String, BTreeMap<String, f64>>;
 
-/// Runs the benchmarks: the micro-benchmarks, then the echo benchmark (`--micro` / `--echo`
-/// select one); then draws the chart.
+/// Runs the benchmarks: the micro-benchmarks, the echo benchmark, the instruction counts
+/// (`--micro` / `--echo` / `--instructions` select one); then draws the chart.
 pub fn run(root: &Path, args: &[String]) -> ExitCode {
-    let only_micro = args.iter().any(|a| a == "--micro");
-    let only_echo = args.iter().any(|a| a == "--echo");
-    let smoke = args.iter().any(|a| a == "--smoke");
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let (only_micro, only_echo, only_instr) =
+        (flag("--micro"), flag("--echo"), flag("--instructions"));
+    let smoke = flag("--smoke");
+    if only_instr && arg(args, "--annotate").is_some() {
+        return crate::instructions::annotate(root, args);
+    }
+    let all = !(only_micro || only_echo || only_instr);
     let mut measured = None;
-    if !only_echo {
+    if all || only_micro {
         match micro(root, args) {
             Ok(m) => measured = Some(m),
             Err(code) => return code,
         }
     }
-    if !only_micro {
+    if all || only_echo {
         let code = crate::echo::run(root, args);
         if code != ExitCode::SUCCESS {
             return code;
         }
     }
-    draw(root, smoke, measured)
+    let mut instr = None;
+    if all || only_instr {
+        match crate::instructions::run(root, args, smoke) {
+            Ok(m) => instr = m,
+            Err(code) => return code,
+        }
+    }
+    draw(root, smoke, measured, instr)
 }
 
-/// Draws the chart: micro-benchmark groups from this run's results (else from the table in
-/// `BENCHMARKS.md`), echo groups from the echo table of `BENCHMARKS.md`. A smoke run writes it
-/// into the target directory and checks it; a full run writes `benchmarks.svg` at the root.
-fn draw(root: &Path, smoke: bool, measured: Option<(Vec<String>, MicroResults)>) -> ExitCode {
+/// Draws the chart: micro-benchmark and instruction-count groups from this run's results (else
+/// from their tables in `BENCHMARKS.md`), echo groups from the echo table of `BENCHMARKS.md`.
+/// A smoke run writes it into the target directory and checks it; a full run writes
+/// `benchmarks.svg` at the root.
+fn draw(
+    root: &Path,
+    smoke: bool,
+    measured: Option<(Vec<String>, MicroResults)>,
+    instr: Option<crate::instructions::Measured>,
+) -> ExitCode {
     let doc = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
     let mut groups = match &measured {
         Some((order, results)) => micro_groups(order, results),
         None => parse_micro(&doc),
     };
     groups.extend(parse_echo(&doc));
+    groups.extend(match &instr {
+        Some(m) => crate::instructions::groups(m),
+        None => crate::instructions::parse_groups(&doc),
+    });
     crate::svg::sort_bars(&mut groups);
     let svg = crate::svg::chart(
         "evloop beside its peers",
@@ -121,14 +148,20 @@ fn table_rows(section: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Where the micro-benchmark section of `doc` ends: at the instructions or the echo section.
+fn micro_end(doc: &str) -> Option<usize> {
+    [crate::instructions::HEADING, ECHO_HEADING]
+        .iter()
+        .filter_map(|h| doc.find(h))
+        .min()
+}
+
 /// The micro-benchmark table of `BENCHMARKS.md` as chart groups.
-fn parse_micro(doc: &str) -> Vec<crate::svg::Group> {
+pub(crate) fn parse_micro(doc: &str) -> Vec<crate::svg::Group> {
     let Some(start) = doc.find("## Micro-benchmarks") else {
         return Vec::new();
     };
-    let end = doc[start..]
-        .find(ECHO_HEADING)
-        .map_or(doc.len(), |i| start + i);
+    let end = micro_end(&doc[start..]).map_or(doc.len(), |i| start + i);
     let section = &doc[start..end];
     let Some(header) = section.lines().find(|l| l.starts_with("| benchmark")) else {
         return Vec::new();
@@ -265,8 +298,8 @@ fn micro(root: &Path, args: &[String]) -> Result<(Vec<String>, MicroResults), Ex
     );
     let path = root.join("BENCHMARKS.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
-    // Keep the echo section written by the echo benchmark.
-    let rest = section(&existing, ECHO_HEADING).unwrap_or_default();
+    // Keep the instructions and echo sections, written by their own steps.
+    let rest = micro_end(&existing).map_or("", |i| &existing[i..]);
     if let Err(e) = std::fs::write(&path, format!("{doc}{rest}")) {
         eprintln!("could not write BENCHMARKS.md: {e}");
         return Err(ExitCode::FAILURE);

@@ -48,7 +48,8 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/` under the root).
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod bench;
 mod echo;
+mod instructions;
 mod memcheck;
 mod svg;
 
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         Some("memcheck") => memcheck::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo] [--only NAME] [--secs S]\n       cargo xtask memcheck"
+                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]\n       cargo xtask memcheck"
             );
             ExitCode::from(2)
         }
