@@ -1,17 +1,23 @@
-//! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench` and
-//! `cargo xtask memcheck` (valgrind and LeakSanitizer).
+//! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench`,
+//! `cargo xtask memcheck` (valgrind and LeakSanitizer), `cargo xtask conformance` (keeps
+//! CONFORMANCE.md true) and `cargo xtask mutants` (mutation testing).
 //!
-//! Only the standard library is used, so the runner itself builds in a second.
+//! Only the standard library is used, so the runner itself builds in a second. The tools the
+//! commands need beyond the toolchain (cargo-nextest, cargo-deny, cargo-mutants, rustfmt,
+//! clippy) are installed on first use by [`tools`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod bench;
+mod conformance;
 mod echo;
 mod instructions;
 mod memcheck;
+mod mutants;
 mod svg;
+mod tools;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,9 +27,15 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("memcheck") => memcheck::run(),
+        Some("conformance") => conformance::run(&args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [--heavy] [--quick]\n       cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]\n       cargo xtask memcheck"
+                "usage: cargo xtask test [--heavy] [--quick]
+       cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
+       cargo xtask memcheck
+       cargo xtask conformance [--write]
+       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]"
             );
             ExitCode::from(2)
         }
@@ -87,24 +99,6 @@ fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.args(args);
     c
-}
-
-fn has_nextest() -> bool {
-    cargo(&["nextest", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn has_deny() -> bool {
-    cargo(&["deny", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// Test counts parsed from a runner's output.
@@ -211,24 +205,51 @@ fn run_step(cmd: &mut Command, limit: Duration) -> (bool, String) {
 fn test(args: &[String]) -> ExitCode {
     let heavy = args.iter().any(|a| a == "--heavy");
     let quick = args.iter().any(|a| a == "--quick");
-    let nextest = has_nextest();
+    // Install what the steps need first; a tool that cannot be installed turns its step
+    // into a failure that says how to install it.
+    tools::put_on_path();
+    let with = |tool: Result<(), String>, cmd: Command| match tool {
+        Ok(()) => cmd,
+        Err(message) => tools::failing(&message),
+    };
+    let fmt = tools::ensure_component("rustfmt", "fmt");
+    let clippy = tools::ensure_component("clippy", "clippy");
+    let nextest_tool = tools::ensure(&tools::NEXTEST);
+    let deny = tools::ensure(&tools::DENY);
+    let nextest = nextest_tool.is_ok();
     let mut steps: Vec<Step> = Vec::new();
 
+    if let Err(message) = nextest_tool {
+        // The tests still run under `cargo test`, but the run fails.
+        steps.push(Step {
+            name: "cargo-nextest (not installed)".into(),
+            cmd: tools::failing(&message),
+        });
+    }
     steps.push(Step {
         name: "fmt".into(),
-        cmd: cargo(&["fmt", "--all", "--", "--check"]),
+        cmd: with(fmt, cargo(&["fmt", "--all", "--", "--check"])),
     });
     steps.push(Step {
         name: "clippy".into(),
-        cmd: cargo(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        cmd: with(
+            clippy,
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+    });
+    let mut conformance = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+    conformance.arg("conformance");
+    steps.push(Step {
+        name: "conformance (CONFORMANCE.md)".into(),
+        cmd: conformance,
     });
     let run_tests = |pkg: &str, extra: &[&str]| -> Command {
         let mut c = if nextest {
@@ -361,10 +382,11 @@ fn test(args: &[String]) -> ExitCode {
         name: "rustdoc -D warnings".into(),
         cmd: doc,
     });
-    if has_deny() {
-        steps.push(Step {
-            name: "cargo deny".into(),
-            cmd: cargo(&[
+    steps.push(Step {
+        name: "cargo deny".into(),
+        cmd: with(
+            deny,
+            cargo(&[
                 "deny",
                 "--all-features",
                 "check",
@@ -372,14 +394,8 @@ fn test(args: &[String]) -> ExitCode {
                 "bans",
                 "sources",
             ]),
-        });
-    } else {
-        eprintln!("xtask: cargo-deny is not installed (`cargo install cargo-deny --locked`); .ci/run installs it");
-        steps.push(Step {
-            name: "cargo deny (missing)".into(),
-            cmd: Command::new("false"),
-        });
-    }
+        ),
+    });
 
     run_steps(steps)
 }

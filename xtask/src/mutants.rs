@@ -1,0 +1,139 @@
+//! `cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]`: mutation testing.
+//!
+//! Installs cargo-mutants if needed ([`crate::tools`]), then runs it on the given source
+//! files with the tests of the crate each file belongs to:
+//! `cargo mutants --package <crate> --file <path>... [--shard K/N] [--re REGEX]`, one run per
+//! crate, with nextest as the test runner. A mutant that survives is a change to the code that
+//! no test notices. Without `--file` it mutates the whole workspace (hours). The reports go
+//! to `<target dir>/mutants/<crate>/mutants.out`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+
+use crate::{cargo, tools};
+
+pub fn run(args: &[String]) -> ExitCode {
+    let mut files = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.clone().next()) {
+            ("--file", Some(v)) => {
+                files.push(v.clone());
+                it.next();
+            }
+            ("--shard" | "--re", Some(v)) => {
+                extra.extend([a.clone(), v.clone()]);
+                it.next();
+            }
+            _ => {
+                eprintln!(
+                    "usage: cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]   \
+                     (unexpected {a})"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    tools::put_on_path();
+    if let Err(message) = tools::ensure(&tools::MUTANTS) {
+        eprintln!("{message}");
+        return ExitCode::FAILURE;
+    }
+    let nextest = tools::ensure(&tools::NEXTEST).is_ok();
+
+    // Files grouped by the package that owns them; `None` is the whole workspace.
+    let mut by_package: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    if files.is_empty() {
+        by_package.insert(None, Vec::new());
+    }
+    for f in files {
+        match package_of(Path::new(&f)) {
+            Some(p) => by_package.entry(Some(p)).or_default().push(f),
+            None => {
+                eprintln!("xtask: {f} is not a file inside a package of this workspace");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let out_root = tools::dir().with_file_name("mutants");
+    let mut failed = false;
+    for (package, files) in by_package {
+        let mut cmd = cargo(&["mutants"]);
+        match &package {
+            Some(p) => {
+                cmd.args(["--package", p]);
+            }
+            None => {
+                cmd.arg("--workspace");
+            }
+        }
+        for f in &files {
+            cmd.args(["--file", f]);
+        }
+        cmd.args(&extra);
+        if nextest {
+            cmd.arg("--test-tool=nextest");
+        }
+        let out = out_root.join(package.as_deref().unwrap_or("workspace"));
+        let _ = std::fs::create_dir_all(&out);
+        cmd.arg("--output").arg(&out);
+        println!(
+            "\n==> cargo mutants {}",
+            cmd.get_args()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let ok = cmd.stdin(Stdio::null()).status().is_ok_and(|s| s.success());
+        failed |= !ok;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The name of the workspace package whose directory holds `file`: the nearest
+/// `Cargo.toml` with a `[package]` name above it.
+fn package_of(file: &Path) -> Option<String> {
+    let root = std::env::current_dir().ok()?;
+    let abs = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        root.join(file)
+    };
+    if !abs.is_file() {
+        return None;
+    }
+    let mut dir: PathBuf = abs.parent()?.to_path_buf();
+    while dir.starts_with(&root) {
+        if let Some(name) = package_name(&dir.join("Cargo.toml")) {
+            return Some(name);
+        }
+        dir = dir.parent()?.to_path_buf();
+    }
+    None
+}
+
+/// The `name` of the `[package]` table of a manifest.
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let mut in_package = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_package = t == "[package]";
+        } else if in_package {
+            if let Some(v) = t.strip_prefix("name").map(str::trim_start) {
+                if let Some(v) = v.strip_prefix('=') {
+                    return Some(v.trim().trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    None
+}
