@@ -299,6 +299,7 @@ fn parse_totals(stdout: &str) -> Option<Totals> {
 
 #[test]
 fn reliability_10k_connections_net_38_one_loop_echoes_every_byte() {
+    let _w = loop_testkit::exclusive();
     if let Ok(spec) = std::env::var(CLIENT_ENV) {
         client_main(&spec);
         return;

@@ -41,6 +41,7 @@ impl Rng {
 
 #[test]
 fn reliability_million_timers_half_cancelled_rest_fire_in_order() {
+    let _w = loop_testkit::watchdog();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: u32 = 1_000_000;
     let lp = EventLoop::new().unwrap();
@@ -143,6 +144,7 @@ fn one_loop_life(sig: Option<i32>) {
 
 #[test]
 fn reliability_thousand_loops_in_sequence_and_on_eight_threads_leak_nothing() {
+    let _w = loop_testkit::exclusive();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up process-wide state created once (the signal pipe's registry, tracing).
     one_loop_life(Some(evloop::signals::consts::SIGUSR2));

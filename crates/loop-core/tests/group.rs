@@ -24,6 +24,7 @@ fn threads() -> usize {
 
 #[test]
 fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
+    let _w = loop_testkit::watchdog();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = threads();
     let group = spawn_loops(4, |_lp, i| {
@@ -61,6 +62,7 @@ fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
 
 #[test]
 fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
+    let _w = loop_testkit::watchdog();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = threads();
     let closed = Arc::new(AtomicUsize::new(0));
@@ -83,6 +85,7 @@ fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
 
 #[test]
 fn group_setup_panic_becomes_an_error() {
+    let _w = loop_testkit::watchdog();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let err = spawn_loops(2, |_, i| {
         if i == 1 {
@@ -99,6 +102,7 @@ fn group_setup_panic_becomes_an_error() {
 
 #[test]
 fn group_zero_loops_is_a_clear_error() {
+    let _w = loop_testkit::watchdog();
     let err = spawn_loops(0, |_, _| Ok(())).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)));
     assert!(err.to_string().contains("at least one loop"), "{err}");
@@ -106,6 +110,7 @@ fn group_zero_loops_is_a_clear_error() {
 
 #[test]
 fn group_dropped_stops_and_joins() {
+    let _w = loop_testkit::watchdog();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = threads();
     let group = spawn_loops(2, |_, _| Ok(())).unwrap();
@@ -115,6 +120,7 @@ fn group_dropped_stops_and_joins() {
 
 #[test]
 fn group_a_loop_stopped_by_its_own_callback_is_still_joined() {
+    let _w = loop_testkit::watchdog();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let group = spawn_loops(2, |lp, i| {
         if i == 0 {

@@ -136,18 +136,13 @@ impl DatagramProtocol<DatagramTransport> for Rec {
     }
 }
 
-#[path = "../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-
 /// Runs `fut` with a 60 s watchdog (a generous bound against hangs, not a timing assertion).
 fn run<F>(lp: &EventLoop, fut: F) -> F::Output
 where
     F: std::future::Future + 'static,
     F::Output: 'static,
 {
-    watchdog::run(lp, 60, fut)
+    loop_testkit::run(lp, 60, fut)
 }
 
 /// Runs the loop until `cond` holds for the recorded events (woken by each event).
@@ -208,6 +203,7 @@ fn tmp_path(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn net_50_datagram_protocol_defaults_do_nothing() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     // A protocol implementing nothing receives datagrams and errors and closes without harm.
     struct Nothing;
@@ -233,6 +229,7 @@ fn net_50_datagram_protocol_defaults_do_nothing() {
 
 #[test]
 fn net_74_sequence_returns_after_connection_made_and_echoes_over_udp() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -301,6 +298,7 @@ fn net_74_sequence_returns_after_connection_made_and_echoes_over_udp() {
 
 #[test]
 fn net_74_ipv6_endpoint() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     if !ipv6_available() {
         eprintln!("skipped: no IPv6 loopback");
@@ -323,6 +321,7 @@ fn net_74_ipv6_endpoint() {
 
 #[test]
 fn net_74_large_datagrams_arrive_whole_and_reads_are_capped_at_256_kib() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
@@ -355,6 +354,7 @@ fn net_74_large_datagrams_arrive_whole_and_reads_are_capped_at_256_kib() {
 
 #[test]
 fn net_68_sock_must_be_a_datagram_socket() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -378,6 +378,7 @@ fn net_68_sock_must_be_a_datagram_socket() {
 
 #[test]
 fn net_68_sock_excludes_every_socket_modifier_and_names_them() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let cases: Vec<(DatagramOptions, &[&str])> = vec![
@@ -431,6 +432,7 @@ fn net_68_sock_excludes_every_socket_modifier_and_names_them() {
 
 #[test]
 fn net_68_adopted_socket_is_made_non_blocking_and_used() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap(); // blocking
@@ -462,6 +464,7 @@ fn net_68_adopted_socket_is_made_non_blocking_and_used() {
 
 #[test]
 fn net_69_no_address_and_no_family_is_an_error() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -472,6 +475,7 @@ fn net_69_no_address_and_no_family_is_an_error() {
 
 #[test]
 fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -522,6 +526,7 @@ fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
 
 #[test]
 fn net_69_socket_creation_failure_is_an_os_error() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -547,6 +552,7 @@ fn net_69_socket_creation_failure_is_an_os_error() {
 
 #[test]
 fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -594,6 +600,7 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
 
 #[test]
 fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let path = tmp_path("server.sock");
@@ -636,6 +643,7 @@ fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
 
 #[test]
 fn net_70_an_existing_non_socket_file_is_not_removed() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let path = tmp_path("regular-file");
@@ -655,6 +663,7 @@ fn net_70_an_existing_non_socket_file_is_not_removed() {
 
 #[test]
 fn net_71_addresses_without_a_common_family_are_refused() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -677,6 +686,7 @@ fn net_71_addresses_without_a_common_family_are_refused() {
 
 #[test]
 fn net_71_host_names_are_resolved_on_the_executor() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (ss, f) = echo_rec();
@@ -734,6 +744,7 @@ fn net_71_host_names_are_resolved_on_the_executor() {
 
 #[test]
 fn net_71_unknown_host_is_a_resolver_error() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -744,6 +755,7 @@ fn net_71_unknown_host_is_a_resolver_error() {
 
 #[test]
 fn net_71_when_every_candidate_fails_the_first_error_is_raised_and_sockets_closed() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -756,6 +768,7 @@ fn net_71_when_every_candidate_fails_the_first_error_is_raised_and_sockets_close
 
 #[test]
 fn net_17_numeric_addresses_skip_the_executor_names_need_it() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     run(&lp, lp.shutdown_default_executor(None)).unwrap();
@@ -773,6 +786,7 @@ fn net_17_numeric_addresses_skip_the_executor_names_need_it() {
 
 #[test]
 fn net_72_options_only_on_request_and_never_reuseaddr() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -834,6 +848,7 @@ fn net_72_options_only_on_request_and_never_reuseaddr() {
 
 #[test]
 fn net_73_remote_addr_connects_and_connect_failure_is_an_os_error() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     // Connecting a UDP socket to a broadcast address (the loopback network's, always routed)
@@ -857,6 +872,7 @@ fn net_73_remote_addr_connects_and_connect_failure_is_an_os_error() {
 
 #[test]
 fn net_73_allow_broadcast_keeps_remote_addr_as_default_destination_without_connecting() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -898,6 +914,7 @@ fn net_73_allow_broadcast_keeps_remote_addr_as_default_destination_without_conne
 
 #[test]
 fn net_75_sendto_address_rules_and_empty_datagrams() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -934,6 +951,7 @@ fn net_75_sendto_address_rules_and_empty_datagrams() {
 
 #[test]
 fn net_76_icmp_refusal_goes_to_error_received_and_the_endpoint_stays_open() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     // A port nobody listens on (just released).
@@ -961,6 +979,7 @@ fn net_76_icmp_refusal_goes_to_error_received_and_the_endpoint_stays_open() {
 
 #[test]
 fn net_76_sending_to_a_closed_port_does_not_stop_later_receives() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (s1, f) = rec();
@@ -990,6 +1009,7 @@ fn net_76_sending_to_a_closed_port_does_not_stop_later_receives() {
 
 #[test]
 fn net_76_a_panic_in_datagram_received_is_fatal_and_reported() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -1048,6 +1068,7 @@ fn numbered(seq: u32, size: usize) -> Vec<u8> {
 
 #[test]
 fn net_77_would_block_sends_are_queued_in_order_and_close_waits_for_them() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -1106,6 +1127,7 @@ fn net_77_would_block_sends_are_queued_in_order_and_close_waits_for_them() {
 
 #[test]
 fn net_77_abort_discards_the_queue() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
@@ -1126,6 +1148,7 @@ fn net_77_abort_discards_the_queue() {
 
 #[test]
 fn net_77_sends_after_close_are_dropped_with_a_warning_from_the_fifth_on() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     #[derive(Clone, Default)]
     struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -1171,6 +1194,7 @@ fn net_77_sends_after_close_are_dropped_with_a_warning_from_the_fifth_on() {
 
 #[test]
 fn net_77_loop_close_closes_open_endpoints() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();

@@ -128,18 +128,13 @@ impl Protocol for Rec {
     }
 }
 
-#[path = "../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-
 /// Runs `fut` with a 60 s watchdog (a generous bound against hangs, not a timing assertion).
 fn run<F>(lp: &EventLoop, fut: F) -> F::Output
 where
     F: std::future::Future + 'static,
     F::Output: 'static,
 {
-    watchdog::run(lp, 60, fut)
+    loop_testkit::run(lp, 60, fut)
 }
 
 /// Runs the loop until `cond` holds for the recorded events (each event wakes the wait).
@@ -268,6 +263,7 @@ fn read_exact_fd(fd: impl AsFd, n: usize) -> Vec<u8> {
 
 #[test]
 fn pipe_01_read_pipe_accepts_a_pipe_and_makes_it_non_blocking() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -286,6 +282,7 @@ fn pipe_01_read_pipe_accepts_a_pipe_and_makes_it_non_blocking() {
 
 #[test]
 fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
 
@@ -326,6 +323,7 @@ fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
 
 #[test]
 fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let file_path = tmp_dir().join("regular");
@@ -370,6 +368,7 @@ fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
 
 #[test]
 fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_owned() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();
@@ -405,6 +404,7 @@ fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_ow
 
 #[test]
 fn pipe_03_data_comes_in_chunks_of_at_most_256_kib() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -440,6 +440,7 @@ fn pipe_03_data_comes_in_chunks_of_at_most_256_kib() {
 
 #[test]
 fn pipe_05_eio_from_a_pty_closes_without_the_exception_handler() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -465,6 +466,7 @@ fn libc_eio() -> i32 {
 
 #[test]
 fn pipe_05_other_read_errors_are_reported_then_close() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -491,6 +493,7 @@ fn pipe_05_other_read_errors_are_reported_then_close() {
 
 #[test]
 fn pipe_06_pause_and_resume_are_idempotent_and_noops_once_closed() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -522,6 +525,7 @@ fn pipe_06_pause_and_resume_are_idempotent_and_noops_once_closed() {
 
 #[test]
 fn pipe_07_close_is_idempotent_stops_reading_and_releases_everything() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let with_loop = fd_count();
@@ -555,6 +559,7 @@ impl Protocol for Bare {}
 
 #[test]
 fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
 
@@ -594,6 +599,7 @@ fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
 
 #[test]
 fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let file_path = tmp_dir().join("regular-w");
@@ -630,6 +636,7 @@ fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
 
 #[test]
 fn pipe_09_a_socket_write_pipe_notices_the_reader_going_away() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixStream::pair().unwrap();
@@ -643,6 +650,7 @@ fn pipe_09_a_socket_write_pipe_notices_the_reader_going_away() {
 
 #[test]
 fn pipe_09_a_pty_write_pipe_learns_of_the_hang_up_from_a_write_error() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -666,6 +674,7 @@ fn pipe_09_a_pty_write_pipe_learns_of_the_hang_up_from_a_write_error() {
 
 #[test]
 fn pipe_10_writes_go_straight_to_the_pipe_and_only_the_rest_is_buffered() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -703,6 +712,7 @@ fn pipe_10_writes_go_straight_to_the_pipe_and_only_the_rest_is_buffered() {
 
 #[test]
 fn pipe_12_a_write_error_discards_the_buffer_and_closes_without_a_report() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -729,6 +739,7 @@ fn pipe_12_a_write_error_discards_the_buffer_and_closes_without_a_report() {
 
 #[test]
 fn pipe_14_abort_discards_buffered_data() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -757,6 +768,7 @@ fn pipe_14_abort_discards_buffered_data() {
 
 #[test]
 fn pipe_16_read_and_write_transports_on_one_pty_work_independently() {
+    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (master, slave) = openpty();
@@ -787,6 +799,7 @@ fn pipe_16_read_and_write_transports_on_one_pty_work_independently() {
 
 #[test]
 fn pipe_16_transports_can_be_inspected_after_the_loop_closed() {
+    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();

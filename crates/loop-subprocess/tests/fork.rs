@@ -34,6 +34,7 @@ fn in_the_fork() -> i32 {
 
 #[test]
 fn sub_27_subprocesses_work_from_a_loop_in_a_forked_child() {
+    let _w = loop_testkit::watchdog();
     // The parent has a loop with a child running (a pidfd registered, pipes open): the fork
     // inherits all of that and must not be confused by it.
     let lp = EventLoop::new().unwrap();

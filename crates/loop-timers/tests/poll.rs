@@ -14,6 +14,7 @@ use loop_timers::TimersExt;
 
 #[test]
 fn timer_12_five_short_sleeps_take_at_most_20_iterations() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let before = lp.stats().iterations;
     lp.run_until_complete(async {
@@ -31,6 +32,7 @@ fn timer_12_five_short_sleeps_take_at_most_20_iterations() {
 
 #[test]
 fn timer_12_short_sleeps_as_durations_do_not_spin_either() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let before = lp.stats().iterations;
     lp.run_until_complete(async {
@@ -51,6 +53,7 @@ fn timer_12_short_sleeps_as_durations_do_not_spin_either() {
 
 #[test]
 fn timer_13_ready_work_does_not_wait_for_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let far = lp
         .call_later(Duration::from_secs(30), |_| unreachable!())
@@ -69,6 +72,7 @@ fn timer_13_ready_work_does_not_wait_for_timers() {
 
 #[test]
 fn timer_13_a_stop_request_polls_with_zero_timeout() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.call_later(Duration::from_secs(30), |_| unreachable!())
         .unwrap();
@@ -81,6 +85,7 @@ fn timer_13_a_stop_request_polls_with_zero_timeout() {
 
 #[test]
 fn timer_13_idle_loop_blocks_until_the_earliest_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     lp.call_later(Duration::from_millis(60), push_iter(&seen, "first"))
@@ -101,6 +106,7 @@ fn timer_13_idle_loop_blocks_until_the_earliest_timer() {
 
 #[test]
 fn timer_13_no_timers_blocks_until_woken() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
     let th = std::thread::spawn(move || {
@@ -120,11 +126,13 @@ fn timer_13_no_timers_blocks_until_woken() {
 
 #[test]
 fn timer_14_poll_timeout_cap_is_one_day() {
+    let _w = loop_testkit::watchdog();
     assert_eq!(MAX_POLL_TIMEOUT, Duration::from_secs(24 * 3600));
 }
 
 #[test]
 fn timer_14_timers_beyond_one_day_do_not_break_the_poll() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let a = lp
         .call_later(Duration::from_secs(25 * 3600), |_| unreachable!())
@@ -156,6 +164,7 @@ fn timer_14_timers_beyond_one_day_do_not_break_the_poll() {
 
 #[test]
 fn timer_15_cancelled_head_does_not_set_the_poll_timeout() {
+    let _w = loop_testkit::watchdog();
     // Virtual clock: the loop jumps exactly to the deadline the poll timeout came from.
     let lp = virtual_loop();
     let seen = log();
@@ -185,6 +194,7 @@ fn timer_15_cancelled_head_does_not_set_the_poll_timeout() {
 
 #[test]
 fn timer_15_only_cancelled_heads_are_popped() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let head = lp.call_later(Duration::from_secs(5), |_| {}).unwrap();
     let _live = lp.call_later(Duration::from_secs(10), |_| {}).unwrap();
