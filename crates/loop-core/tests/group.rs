@@ -6,12 +6,9 @@
 #![cfg(not(miri))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use loop_core::{spawn_loops, Error};
-
-/// The tests count process-wide threads: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The number of this process's threads named `evloop-*` (the group's loop threads).
 fn threads() -> usize {
@@ -24,8 +21,7 @@ fn threads() -> usize {
 
 #[test]
 fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
-    let _w = loop_testkit::watchdog();
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let group = spawn_loops(4, |_lp, i| {
         assert_eq!(
@@ -62,8 +58,7 @@ fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
 
 #[test]
 fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
-    let _w = loop_testkit::watchdog();
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let closed = Arc::new(AtomicUsize::new(0));
     let c = closed.clone();
@@ -86,7 +81,6 @@ fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
 #[test]
 fn group_setup_panic_becomes_an_error() {
     let _w = loop_testkit::watchdog();
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let err = spawn_loops(2, |_, i| {
         if i == 1 {
             panic!("setup exploded");
@@ -110,8 +104,7 @@ fn group_zero_loops_is_a_clear_error() {
 
 #[test]
 fn group_dropped_stops_and_joins() {
-    let _w = loop_testkit::watchdog();
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let group = spawn_loops(2, |_, _| Ok(())).unwrap();
     drop(group);
@@ -121,7 +114,6 @@ fn group_dropped_stops_and_joins() {
 #[test]
 fn group_a_loop_stopped_by_its_own_callback_is_still_joined() {
     let _w = loop_testkit::watchdog();
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let group = spawn_loops(2, |lp, i| {
         if i == 0 {
             lp.call_soon(|lp| lp.stop())?;

@@ -55,7 +55,6 @@ fn close(lp: &EventLoop, t: Transport) {
 
 #[test]
 fn net_16_getaddrinfo_and_getnameinfo_run_on_the_default_executor() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let jobs = counting(&lp);
@@ -84,7 +83,6 @@ fn net_16_getaddrinfo_and_getnameinfo_run_on_the_default_executor() {
 
 #[test]
 fn net_17_after_executor_shutdown_names_fail_but_ip_literals_connect() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -106,7 +104,6 @@ fn net_17_after_executor_shutdown_names_fail_but_ip_literals_connect() {
 
 #[test]
 fn net_18_numeric_hosts_skip_the_resolver_names_use_it() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let jobs = counting(&lp);
@@ -145,7 +142,6 @@ fn net_18_numeric_hosts_skip_the_resolver_names_use_it() {
 
 #[test]
 fn net_18_zone_literal_goes_through_the_resolver_and_keeps_the_scope() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let jobs = counting(&lp);
@@ -176,7 +172,6 @@ fn net_18_zone_literal_goes_through_the_resolver_and_keeps_the_scope() {
 
 #[test]
 fn net_19_host_port_and_sock_are_exclusive() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -205,7 +200,6 @@ fn net_19_host_port_and_sock_are_exclusive() {
 
 #[test]
 fn net_20_sock_must_be_a_stream_socket_and_is_adopted() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -246,7 +240,6 @@ fn net_20_sock_must_be_a_stream_socket_and_is_adopted() {
 
 #[test]
 fn net_22_addresses_tried_in_resolver_order_failed_sockets_closed() {
-    let _w = loop_testkit::exclusive();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     // With no host, the resolver gives the loopback addresses (::1 then 127.0.0.1 on Linux).
@@ -290,7 +283,6 @@ fn net_22_addresses_tried_in_resolver_order_failed_sockets_closed() {
 
 #[test]
 fn net_22_cancelled_attempt_closes_its_socket() {
-    let _w = loop_testkit::exclusive();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let (l, _filler) = full_listener("127.0.0.1:0");
@@ -329,7 +321,6 @@ fn refused_port() -> u16 {
 
 #[test]
 fn net_23_error_aggregation() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     // One address: its error, with the address named and the errno kept as the source.
@@ -387,7 +378,6 @@ fn net_23_error_aggregation() {
 
 #[test]
 fn net_24_local_addr_is_bound_before_connecting() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -434,7 +424,6 @@ fn net_24_local_addr_is_bound_before_connecting() {
 
 #[test]
 fn net_24_local_addr_skips_attempts_of_another_family() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -451,7 +440,6 @@ fn net_24_local_addr_skips_attempts_of_another_family() {
 
 #[test]
 fn net_25_happy_eyeballs_starts_the_next_attempt_after_the_delay_and_closes_the_loser() {
-    let _w = loop_testkit::exclusive();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let order = loop_net::getaddrinfo_blocking(
@@ -505,7 +493,6 @@ fn net_25_happy_eyeballs_starts_the_next_attempt_after_the_delay_and_closes_the_
 
 #[test]
 fn net_26_tcp_transports_get_tcp_nodelay() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -524,7 +511,6 @@ fn net_26_tcp_transports_get_tcp_nodelay() {
 
 #[test]
 fn net_27_returns_after_connection_made_and_calls_the_factory_once() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -556,7 +542,6 @@ fn net_27_returns_after_connection_made_and_calls_the_factory_once() {
 
 #[test]
 fn net_28_tls_arguments_are_rejected_without_tls() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let cases: Vec<(ConnectOptions, &str)> = vec![
@@ -598,7 +583,6 @@ fn net_28_tls_arguments_are_rejected_without_tls() {
 
 #[test]
 fn net_29_connect_accepted_socket_wraps_a_server_side_socket() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

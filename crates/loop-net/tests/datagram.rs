@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
 use loop_executor::ExecutorExt;
@@ -19,16 +19,13 @@ use loop_transport::{DatagramProtocol, Extra};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Tests run one at a time: several count the process' fds.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The test's watchdog, holding the test lock exclusively: several tests count the process'
+/// fds, so the tests of this file run one at a time.
+fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 /// What a recording protocol saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +200,6 @@ fn tmp_path(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn net_50_datagram_protocol_defaults_do_nothing() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     // A protocol implementing nothing receives datagrams and errors and closes without harm.
     struct Nothing;
@@ -229,7 +225,6 @@ fn net_50_datagram_protocol_defaults_do_nothing() {
 
 #[test]
 fn net_74_sequence_returns_after_connection_made_and_echoes_over_udp() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -298,7 +293,6 @@ fn net_74_sequence_returns_after_connection_made_and_echoes_over_udp() {
 
 #[test]
 fn net_74_ipv6_endpoint() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     if !ipv6_available() {
         eprintln!("skipped: no IPv6 loopback");
@@ -321,7 +315,6 @@ fn net_74_ipv6_endpoint() {
 
 #[test]
 fn net_74_large_datagrams_arrive_whole_and_reads_are_capped_at_256_kib() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
@@ -354,7 +347,6 @@ fn net_74_large_datagrams_arrive_whole_and_reads_are_capped_at_256_kib() {
 
 #[test]
 fn net_68_sock_must_be_a_datagram_socket() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -378,7 +370,6 @@ fn net_68_sock_must_be_a_datagram_socket() {
 
 #[test]
 fn net_68_sock_excludes_every_socket_modifier_and_names_them() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let cases: Vec<(DatagramOptions, &[&str])> = vec![
@@ -432,7 +423,6 @@ fn net_68_sock_excludes_every_socket_modifier_and_names_them() {
 
 #[test]
 fn net_68_adopted_socket_is_made_non_blocking_and_used() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap(); // blocking
@@ -464,7 +454,6 @@ fn net_68_adopted_socket_is_made_non_blocking_and_used() {
 
 #[test]
 fn net_69_no_address_and_no_family_is_an_error() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -475,7 +464,6 @@ fn net_69_no_address_and_no_family_is_an_error() {
 
 #[test]
 fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -526,7 +514,6 @@ fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
 
 #[test]
 fn net_69_socket_creation_failure_is_an_os_error() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -552,7 +539,6 @@ fn net_69_socket_creation_failure_is_an_os_error() {
 
 #[test]
 fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -600,7 +586,6 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
 
 #[test]
 fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let path = tmp_path("server.sock");
@@ -643,7 +628,6 @@ fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
 
 #[test]
 fn net_70_an_existing_non_socket_file_is_not_removed() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let path = tmp_path("regular-file");
@@ -663,7 +647,6 @@ fn net_70_an_existing_non_socket_file_is_not_removed() {
 
 #[test]
 fn net_71_addresses_without_a_common_family_are_refused() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -686,7 +669,6 @@ fn net_71_addresses_without_a_common_family_are_refused() {
 
 #[test]
 fn net_71_host_names_are_resolved_on_the_executor() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (ss, f) = echo_rec();
@@ -744,7 +726,6 @@ fn net_71_host_names_are_resolved_on_the_executor() {
 
 #[test]
 fn net_71_unknown_host_is_a_resolver_error() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -755,7 +736,6 @@ fn net_71_unknown_host_is_a_resolver_error() {
 
 #[test]
 fn net_71_when_every_candidate_fails_the_first_error_is_raised_and_sockets_closed() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -768,7 +748,6 @@ fn net_71_when_every_candidate_fails_the_first_error_is_raised_and_sockets_close
 
 #[test]
 fn net_17_numeric_addresses_skip_the_executor_names_need_it() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     run(&lp, lp.shutdown_default_executor(None)).unwrap();
@@ -786,7 +765,6 @@ fn net_17_numeric_addresses_skip_the_executor_names_need_it() {
 
 #[test]
 fn net_72_options_only_on_request_and_never_reuseaddr() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
@@ -848,7 +826,6 @@ fn net_72_options_only_on_request_and_never_reuseaddr() {
 
 #[test]
 fn net_73_remote_addr_connects_and_connect_failure_is_an_os_error() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     // Connecting a UDP socket to a broadcast address (the loopback network's, always routed)
@@ -872,7 +849,6 @@ fn net_73_remote_addr_connects_and_connect_failure_is_an_os_error() {
 
 #[test]
 fn net_73_allow_broadcast_keeps_remote_addr_as_default_destination_without_connecting() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -914,7 +890,6 @@ fn net_73_allow_broadcast_keeps_remote_addr_as_default_destination_without_conne
 
 #[test]
 fn net_75_sendto_address_rules_and_empty_datagrams() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -951,7 +926,6 @@ fn net_75_sendto_address_rules_and_empty_datagrams() {
 
 #[test]
 fn net_76_icmp_refusal_goes_to_error_received_and_the_endpoint_stays_open() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     // A port nobody listens on (just released).
@@ -979,7 +953,6 @@ fn net_76_icmp_refusal_goes_to_error_received_and_the_endpoint_stays_open() {
 
 #[test]
 fn net_76_sending_to_a_closed_port_does_not_stop_later_receives() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (s1, f) = rec();
@@ -1009,7 +982,6 @@ fn net_76_sending_to_a_closed_port_does_not_stop_later_receives() {
 
 #[test]
 fn net_76_a_panic_in_datagram_received_is_fatal_and_reported() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -1068,7 +1040,6 @@ fn numbered(seq: u32, size: usize) -> Vec<u8> {
 
 #[test]
 fn net_77_would_block_sends_are_queued_in_order_and_close_waits_for_them() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let before = fd_count();
@@ -1127,7 +1098,6 @@ fn net_77_would_block_sends_are_queued_in_order_and_close_waits_for_them() {
 
 #[test]
 fn net_77_abort_discards_the_queue() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
@@ -1148,7 +1118,6 @@ fn net_77_abort_discards_the_queue() {
 
 #[test]
 fn net_77_sends_after_close_are_dropped_with_a_warning_from_the_fifth_on() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     #[derive(Clone, Default)]
     struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -1194,7 +1163,6 @@ fn net_77_sends_after_close_are_dropped_with_a_warning_from_the_fifth_on() {
 
 #[test]
 fn net_77_loop_close_closes_open_endpoints() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();

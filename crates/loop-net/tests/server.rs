@@ -44,7 +44,6 @@ fn echo_roundtrip(lp: &EventLoop, addr: std::net::SocketAddr, msg: &'static [u8]
 
 #[test]
 fn net_30_argument_errors() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -112,7 +111,6 @@ fn net_30_argument_errors() {
 
 #[test]
 fn net_31_all_interfaces_dual_stack_with_v6only() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, Hosts::any(), 0, ServerOptions::default());
@@ -146,7 +144,6 @@ fn net_31_all_interfaces_dual_stack_with_v6only() {
 
 #[test]
 fn net_32_several_hosts_each_distinct_address_bound_once() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(
@@ -189,7 +186,6 @@ fn net_32_several_hosts_each_distinct_address_bound_once() {
 
 #[test]
 fn net_33_socket_options() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let o = ServerOptions {
@@ -229,7 +225,6 @@ fn net_33_socket_options() {
 
 #[test]
 fn net_34_port_in_use_is_an_addr_in_use_error_and_nothing_leaks() {
-    let _w = loop_testkit::exclusive();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -255,7 +250,6 @@ fn net_34_port_in_use_is_an_addr_in_use_error_and_nothing_leaks() {
 
 #[test]
 fn net_35_backlog_is_the_accept_batch() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let made = Rc::new(Cell::new(0));
@@ -294,7 +288,6 @@ fn net_35_backlog_is_the_accept_batch() {
 
 #[test]
 fn net_36_start_serving_false_defers_listening() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let o = ServerOptions {
@@ -326,7 +319,6 @@ impl Protocol for Keep {
 
 #[test]
 fn net_38_each_connection_gets_a_protocol_and_is_tracked_until_lost() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();
@@ -502,7 +494,6 @@ fn net_37_accept_out_of_descriptors_pauses_then_recovers() {
 
 #[test]
 fn net_39_40_close_stops_accepting_keeps_connections() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
@@ -541,7 +532,6 @@ fn net_39_40_close_stops_accepting_keeps_connections() {
 
 #[test]
 fn net_41_close_cancels_serve_forever() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
@@ -562,7 +552,6 @@ fn net_41_close_cancels_serve_forever() {
 
 #[test]
 fn net_42_serve_forever_errors_and_cancellation_closes() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let o = ServerOptions {
@@ -603,7 +592,6 @@ fn net_42_serve_forever_errors_and_cancellation_closes() {
 
 #[test]
 fn net_43_wait_closed_needs_closed_and_no_clients() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
@@ -651,7 +639,6 @@ fn net_43_wait_closed_needs_closed_and_no_clients() {
 
 #[test]
 fn net_44_close_clients_and_abort_clients() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     for abort in [false, true] {
         let lp = EventLoop::new().unwrap();
@@ -683,7 +670,6 @@ fn net_44_close_clients_and_abort_clients() {
 
 #[test]
 fn net_45_get_loop_and_start_after_close() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
@@ -696,7 +682,6 @@ fn net_45_get_loop_and_start_after_close() {
 
 #[test]
 fn net_26_accepted_connections_get_tcp_nodelay() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let transports: Rc<std::cell::RefCell<Vec<Transport>>> = Rc::default();

@@ -8,9 +8,7 @@ use std::rc::Rc;
 use loop_core::{Error, EventLoop};
 use loop_net::{Addr, SockExt};
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();

@@ -18,7 +18,6 @@ async fn echo_line(mut r: StreamReader, w: StreamWriter) -> loop_core::Result<()
 
 #[test]
 fn stream_01_02_open_connection_and_start_server() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
@@ -49,7 +48,6 @@ fn stream_01_02_open_connection_and_start_server() {
 
 #[test]
 fn stream_01_02_unix_variants() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let path = std::env::temp_dir().join(format!("evloop-stream-{}.sock", std::process::id()));
@@ -76,7 +74,6 @@ fn stream_01_02_unix_variants() {
 
 #[test]
 fn stream_03_failing_client_callback_is_reported_and_closed() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let seen = capture_exceptions(&lp);

@@ -28,7 +28,6 @@ fn unix_server(
 
 #[test]
 fn net_46_create_unix_connection_arguments() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let path = temp_path("n46");
@@ -100,7 +99,6 @@ fn net_46_create_unix_connection_arguments() {
 
 #[test]
 fn net_47_create_unix_server_arguments() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let err = run(
@@ -156,7 +154,6 @@ fn net_47_create_unix_server_arguments() {
 
 #[test]
 fn net_48_stale_socket_file_removed_other_files_refused() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let path = temp_path("n48");
@@ -190,7 +187,6 @@ fn net_48_stale_socket_file_removed_other_files_refused() {
 
 #[test]
 fn net_49_cleanup_socket_checks_the_inode() {
-    let _w = loop_testkit::watchdog();
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let path = temp_path("n49");

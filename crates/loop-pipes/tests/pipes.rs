@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::Duration;
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
@@ -18,16 +18,13 @@ use rustix::fs::{Mode, OFlags};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Tests run one at a time: several count the process' fds.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The test's watchdog, holding the test lock exclusively: several tests count the process'
+/// fds, so the tests of this file run one at a time.
+fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ev {
@@ -263,7 +260,6 @@ fn read_exact_fd(fd: impl AsFd, n: usize) -> Vec<u8> {
 
 #[test]
 fn pipe_01_read_pipe_accepts_a_pipe_and_makes_it_non_blocking() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -282,7 +278,6 @@ fn pipe_01_read_pipe_accepts_a_pipe_and_makes_it_non_blocking() {
 
 #[test]
 fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
 
@@ -323,7 +318,6 @@ fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
 
 #[test]
 fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let file_path = tmp_dir().join("regular");
@@ -368,7 +362,6 @@ fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
 
 #[test]
 fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_owned() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();
@@ -404,7 +397,6 @@ fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_ow
 
 #[test]
 fn pipe_03_data_comes_in_chunks_of_at_most_256_kib() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -440,7 +432,6 @@ fn pipe_03_data_comes_in_chunks_of_at_most_256_kib() {
 
 #[test]
 fn pipe_05_eio_from_a_pty_closes_without_the_exception_handler() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -466,7 +457,6 @@ fn libc_eio() -> i32 {
 
 #[test]
 fn pipe_05_other_read_errors_are_reported_then_close() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -493,7 +483,6 @@ fn pipe_05_other_read_errors_are_reported_then_close() {
 
 #[test]
 fn pipe_06_pause_and_resume_are_idempotent_and_noops_once_closed() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -525,7 +514,6 @@ fn pipe_06_pause_and_resume_are_idempotent_and_noops_once_closed() {
 
 #[test]
 fn pipe_07_close_is_idempotent_stops_reading_and_releases_everything() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let with_loop = fd_count();
@@ -559,7 +547,6 @@ impl Protocol for Bare {}
 
 #[test]
 fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
 
@@ -599,7 +586,6 @@ fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
 
 #[test]
 fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let file_path = tmp_dir().join("regular-w");
@@ -636,7 +622,6 @@ fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
 
 #[test]
 fn pipe_09_a_socket_write_pipe_notices_the_reader_going_away() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixStream::pair().unwrap();
@@ -650,7 +635,6 @@ fn pipe_09_a_socket_write_pipe_notices_the_reader_going_away() {
 
 #[test]
 fn pipe_09_a_pty_write_pipe_learns_of_the_hang_up_from_a_write_error() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -674,7 +658,6 @@ fn pipe_09_a_pty_write_pipe_learns_of_the_hang_up_from_a_write_error() {
 
 #[test]
 fn pipe_10_writes_go_straight_to_the_pipe_and_only_the_rest_is_buffered() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -712,7 +695,6 @@ fn pipe_10_writes_go_straight_to_the_pipe_and_only_the_rest_is_buffered() {
 
 #[test]
 fn pipe_12_a_write_error_discards_the_buffer_and_closes_without_a_report() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
@@ -739,7 +721,6 @@ fn pipe_12_a_write_error_discards_the_buffer_and_closes_without_a_report() {
 
 #[test]
 fn pipe_14_abort_discards_buffered_data() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -768,7 +749,6 @@ fn pipe_14_abort_discards_buffered_data() {
 
 #[test]
 fn pipe_16_read_and_write_transports_on_one_pty_work_independently() {
-    let _w = loop_testkit::watchdog();
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (master, slave) = openpty();
@@ -799,7 +779,6 @@ fn pipe_16_read_and_write_transports_on_one_pty_work_independently() {
 
 #[test]
 fn pipe_16_transports_can_be_inspected_after_the_loop_closed() {
-    let _w = loop_testkit::exclusive();
     let _g = serial();
     let before = fd_count();
     let lp = EventLoop::new().unwrap();
