@@ -25,6 +25,7 @@ use loop_core::{
 fn core_18_call_soon_runs_each_callback_once_in_fifo_order() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
     let order = Rc::new(RefCell::new(Vec::new()));
     let mut handles = Vec::new();
     for i in 0..100 {
@@ -42,6 +43,7 @@ fn core_18_call_soon_runs_each_callback_once_in_fifo_order() {
     assert!(handles.iter().all(|h| !h.cancelled()));
     run_once(&lp);
     run_once(&lp);
+    errs.assert_none();
     assert_eq!(*order.borrow(), (0..100).collect::<Vec<_>>());
     assert_eq!(lp.stats().callbacks, 100);
 }

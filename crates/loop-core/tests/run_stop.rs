@@ -45,6 +45,7 @@ fn core_01_run_on_closed_loop_fails() {
 fn core_02_nested_run_fails_and_running_loop_is_unaffected() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
     let results = log();
     let r = results.clone();
     lp.call_soon(move |lp| {
@@ -69,6 +70,7 @@ fn core_02_nested_run_fails_and_running_loop_is_unaffected() {
         })
         .unwrap();
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 5);
+    errs.assert_none();
     assert_eq!(
         entries(&results),
         [
@@ -87,10 +89,13 @@ fn core_03_another_loop_running_on_this_thread_fails() {
     let _w = loop_testkit::watchdog();
     let a = EventLoop::new().unwrap();
     let b = EventLoop::new().unwrap();
+    let errs = record_exceptions(&a);
     let seen = log();
     let s = seen.clone();
     let b2 = b.clone();
     a.call_soon(move |a| {
+        // First, so that a failed assertion below cannot leave the loop running.
+        a.stop();
         let e = b2.run_forever().unwrap_err();
         assert!(matches!(e, Error::AnotherLoopRunning));
         push(&s, e.to_string());
@@ -98,10 +103,10 @@ fn core_03_another_loop_running_on_this_thread_fails() {
         assert!(matches!(e, Error::AnotherLoopRunning));
         assert!(!b2.is_running());
         assert!(get_running_loop().unwrap().ptr_eq(a));
-        a.stop();
     })
     .unwrap();
     a.run_forever().unwrap();
+    errs.assert_none();
     assert_eq!(
         entries(&seen),
         ["Cannot run the event loop while another loop is running"]
@@ -142,15 +147,17 @@ fn core_04_running_state_and_running_loop_lookup() {
 
     let checked = Rc::new(Cell::new(0));
     let c = checked.clone();
+    let errs = record_exceptions(&lp);
     lp.call_soon(move |lp| {
+        lp.stop();
         assert!(lp.is_running());
         assert!(get_running_loop().unwrap().ptr_eq(lp));
         assert!(EventLoop::current().unwrap().ptr_eq(lp));
         c.set(c.get() + 1);
-        lp.stop();
     })
     .unwrap();
     lp.run_forever().unwrap();
+    errs.assert_none();
     assert_eq!(checked.get(), 1);
     assert!(!lp.is_running());
     assert!(get_running_loop().is_err());

@@ -23,7 +23,8 @@
 //! * **Nothing is asserted inside a loop callback** without a check outside: the loop catches a
 //!   callback's panic and hands it to the exception handler, so the assertion would prove
 //!   nothing. Record into a [`Log`] or flag and assert after the run, or take
-//!   [`record_exceptions`] and call [`Exceptions::assert_none`] at the end.
+//!   [`record_exceptions`] and call [`Exceptions::assert_none`] at the end. A callback that
+//!   must not run at all is [`never`], which fails the test from inside the loop.
 //!
 //! # Why a dev-dependency cycle is fine here
 //!
@@ -61,7 +62,7 @@ pub use counts::{
 };
 pub use exceptions::{record_exceptions, Exceptions};
 pub use logs::{capture_logs, log_capture, panic_on_next_log_write, LogCapture};
-pub use probes::{drop_flag, entries, log, DropFlag, DropProbe, DropProbeParts, Log};
+pub use probes::{drop_flag, entries, log, never, DropFlag, DropProbe, DropProbeParts, Log};
 pub use spin::{eventually, run_once, spin, spin_until, LONG};
 pub use watchdog::{
     exclusive, run, time_scale, watchdog, watchdog_for, Watchdog, DEFAULT_LIMIT, GRACE,

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 
+use loop_core::{fatal, EventLoop};
+
 /// A shared log of events, appended to by callbacks and read by the test.
 ///
 /// ```
@@ -115,5 +117,27 @@ impl Drop for DropProbe {
         *self.thread.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(std::thread::current().id());
         self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A loop callback that must never run. An `unreachable!()` in a callback proves nothing: the
+/// loop catches the panic and hands it to the exception handler. This one prints a line naming
+/// `what` (shown with the failed test's output) and unwinds with a [`fatal`] error, which the
+/// loop lets escape from `run_forever` / `run_until_complete`: the test fails where the loop
+/// ran it.
+///
+/// ```
+/// use std::panic::{catch_unwind, AssertUnwindSafe};
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// lp.call_soon(loop_testkit::never("the cancelled callback")).unwrap().cancel();
+/// loop_testkit::run_once(&lp);
+/// lp.call_soon(loop_testkit::never("this callback")).unwrap();
+/// assert!(catch_unwind(AssertUnwindSafe(|| loop_testkit::run_once(&lp))).is_err());
+/// ```
+pub fn never(what: &'static str) -> impl FnOnce(&EventLoop) + Send + 'static {
+    move |_| {
+        let msg = format!("{what}: a callback that must never run ran");
+        eprintln!("{msg}");
+        fatal(msg)
     }
 }

@@ -78,6 +78,7 @@ fn run_fails_with_the_watchdog_message_when_the_future_never_completes() {
 
 #[test]
 fn a_guard_dropped_in_time_never_fires() {
+    let _outer = watchdog();
     let lp = EventLoop::new().unwrap();
     let w = watchdog_for(&lp);
     lp.call_soon(|lp| lp.stop()).unwrap();

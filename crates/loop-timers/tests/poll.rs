@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{log, push_iter, virtual_loop};
 use loop_core::{EventLoop, MAX_POLL_TIMEOUT};
+use loop_testkit::never;
 use loop_timers::TimersExt;
 
 // ---------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ fn timer_13_ready_work_does_not_wait_for_timers() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let far = lp
-        .call_later(Duration::from_secs(30), |_| unreachable!())
+        .call_later(Duration::from_secs(30), never("the 30 s timer"))
         .unwrap();
     let start = Instant::now();
     lp.call_soon(|lp| {
@@ -74,7 +75,7 @@ fn timer_13_ready_work_does_not_wait_for_timers() {
 fn timer_13_a_stop_request_polls_with_zero_timeout() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    lp.call_later(Duration::from_secs(30), |_| unreachable!())
+    lp.call_later(Duration::from_secs(30), never("the 30 s timer"))
         .unwrap();
     lp.stop();
     lp.run_forever().unwrap();
@@ -135,12 +136,15 @@ fn timer_14_timers_beyond_one_day_do_not_break_the_poll() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let a = lp
-        .call_later(Duration::from_secs(25 * 3600), |_| unreachable!())
+        .call_later(Duration::from_secs(25 * 3600), never("the 25 h timer"))
         .unwrap();
     let b = lp
-        .call_later(Duration::from_secs(400 * 86_400), |_| unreachable!())
+        .call_later(
+            Duration::from_secs(400 * 86_400),
+            never("the 400-day timer"),
+        )
         .unwrap();
-    let c = lp.call_later_secs(1e12, |_| unreachable!()).unwrap();
+    let c = lp.call_later_secs(1e12, never("the 1e12 s timer")).unwrap();
     assert!(b.when() > lp.now() + Duration::from_secs(399 * 86_400));
     let remote = lp.remote();
     let th = std::thread::spawn(move || {
@@ -169,10 +173,16 @@ fn timer_15_cancelled_head_does_not_set_the_poll_timeout() {
     let lp = virtual_loop();
     let seen = log();
     let head = lp
-        .call_later(Duration::from_millis(20), |_| unreachable!())
+        .call_later(
+            Duration::from_millis(20),
+            never("the cancelled 20 ms timer"),
+        )
         .unwrap();
     let second = lp
-        .call_later(Duration::from_millis(40), |_| unreachable!())
+        .call_later(
+            Duration::from_millis(40),
+            never("the cancelled 40 ms timer"),
+        )
         .unwrap();
     lp.call_later(Duration::from_millis(120), push_iter(&seen, "live"))
         .unwrap();
