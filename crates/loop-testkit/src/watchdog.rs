@@ -28,6 +28,7 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use loop_core::{fatal, EventLoop, Fatal, Remote};
@@ -176,6 +177,8 @@ fn count_guard(kind: Own, delta: i32) {
 /// One live guard, as the watchdog thread sees it.
 struct Entry {
     id: u64,
+    /// The thread that took the guard.
+    thread: ThreadId,
     /// "test <name>".
     test: String,
     limit: Duration,
@@ -267,11 +270,11 @@ fn watch_loop() {
         let now = Instant::now();
         let grace = scaled(GRACE);
         let mut next: Option<Instant> = None;
-        for e in reg.entries.iter_mut() {
+        for i in 0..reg.entries.len() {
+            let e = &reg.entries[i];
             let wake = match e.fired_at {
                 None if now >= e.deadline => {
-                    fire(e);
-                    e.fired_at = Some(now);
+                    fire(&mut reg.entries, i, now);
                     now + grace
                 }
                 None => e.deadline,
@@ -302,15 +305,37 @@ fn watch_loop() {
     }
 }
 
-/// A deadline passed: say so, and unwind the registered loops.
-fn fire(e: &mut Entry) {
-    e.fired.store(true, Ordering::SeqCst);
+/// The deadline of `entries[i]` passed: say so, and unwind the loops registered with any guard
+/// of its thread (a test's own guard and the nested guards of the helpers it calls are one
+/// test). Other guards of that thread whose deadline passed too are marked, not announced.
+fn fire(entries: &mut [Entry], i: usize, now: Instant) {
+    let thread = entries[i].thread;
+    let mut remotes = Vec::new();
+    let mut announced = false;
+    for e in entries.iter_mut().filter(|e| e.thread == thread) {
+        remotes.extend(e.remotes.iter().cloned());
+        if e.fired_at.is_some() {
+            announced = true;
+        } else if now >= e.deadline {
+            e.fired_at = Some(now);
+            e.fired.store(true, Ordering::SeqCst);
+        }
+    }
+    if announced {
+        return;
+    }
+    let e = &entries[i];
     let msg = e.message();
     let grace = scaled(GRACE).as_secs();
     let mut alive = 0;
-    for r in &e.remotes {
+    for r in &remotes {
         let m = msg.clone();
-        if r.call_soon_threadsafe(move |_| fatal(m)).is_ok() {
+        // Printed on the test's thread too, so the harness shows it with the test's output.
+        let unwind = move |_: &EventLoop| {
+            eprintln!("{m}");
+            fatal(m)
+        };
+        if r.call_soon_threadsafe(unwind).is_ok() {
             alive += 1;
         }
     }
@@ -381,6 +406,7 @@ impl Watchdog {
         reg.next_id += 1;
         reg.entries.push(Entry {
             id,
+            thread: std::thread::current().id(),
             test: test_name(),
             limit,
             deadline: Instant::now() + limit,

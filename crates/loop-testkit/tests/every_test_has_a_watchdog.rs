@@ -78,7 +78,7 @@ fn blank(src: &str) -> String {
             }
             if j < n && b[j] == b'"' {
                 let close: Vec<u8> = std::iter::once(b'"')
-                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .chain(std::iter::repeat(b'#').take(hashes))
                     .collect();
                 let start = j + 1;
                 let end = b[start..]
@@ -195,8 +195,7 @@ fn impl_type(header: &str) -> String {
     let plain = plain.split(" where ").next().unwrap_or("");
     let ty = plain.rsplit(" for ").next().unwrap_or("");
     ty.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-        .filter(|t| !t.is_empty() && *t != "dyn" && *t != "impl")
-        .next_back()
+        .rfind(|t| !t.is_empty() && *t != "dyn" && *t != "impl")
         .unwrap_or("")
         .rsplit("::")
         .next()
