@@ -45,8 +45,8 @@ pub fn spin(lp: &EventLoop, n: usize) {
     }
 }
 
-/// Runs loop iterations, with short sleeps in between, until `cond` holds; false if it still
-/// does not after [`LONG`].
+/// Runs one loop iteration, then more, with short sleeps in between, until `cond` holds; false
+/// if it still does not after [`LONG`]. `spin_until(&lp, || true)` runs exactly one iteration.
 ///
 /// ```
 /// let lp = loop_core::EventLoop::new().unwrap();
@@ -54,19 +54,18 @@ pub fn spin(lp: &EventLoop, n: usize) {
 /// let r = ran.clone();
 /// lp.call_soon(move |_| r.set(true)).unwrap();
 /// assert!(loop_testkit::spin_until(&lp, || ran.get()));
+/// assert!(loop_testkit::spin_until(&lp, || true));
+/// assert_eq!(lp.stats().iterations, 2);
 /// ```
 pub fn spin_until(lp: &EventLoop, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
+        run_once(lp);
         if cond() {
             return true;
         }
         if start.elapsed() >= LONG {
             return false;
-        }
-        run_once(lp);
-        if cond() {
-            return true;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
