@@ -1,8 +1,9 @@
 //! The watchdog and the process's test lock.
 //!
 //! A test that hangs is worse than a test that fails: `cargo test` waits forever and names
-//! nobody. So every test holds a [`Watchdog`] guard while it runs. One thread per process (not
-//! one per test: thread counts stay still) keeps every live guard's deadline. When one passes,
+//! nobody. So every test holds a [`Watchdog`] guard while it runs. One thread per process,
+//! alive while any guard is (not one per guard: a test's thread count stays still), keeps every
+//! live guard's deadline. When one passes,
 //! it prints which test blocked, asks the loops registered with that guard to unwind with a
 //! [`fatal`] error (which `run_forever` / `run_until_complete` let escape), and if the guard is
 //! still alive after a grace period it exits the whole process with status 101: a thread
@@ -28,7 +29,7 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::ThreadId;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use loop_core::{fatal, EventLoop, Fatal, Remote};
@@ -210,13 +211,14 @@ impl Entry {
 struct Registry {
     entries: Vec<Entry>,
     next_id: u64,
-    thread_started: bool,
+    /// The watchdog thread while there are guards, and the flag that tells it to end.
+    thread: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     entries: Vec::new(),
     next_id: 0,
-    thread_started: false,
+    thread: None,
 });
 static REGISTRY_CHANGED: Condvar = Condvar::new();
 
@@ -252,21 +254,30 @@ fn say(text: &str) {
     let _ = e.flush();
 }
 
+/// Starts the watchdog thread if none runs. It lives while guards do: the last guard to go
+/// ends and joins it, so a test binary leaves no thread behind (valgrind and miri check that)
+/// and forks happen with one thread fewer.
 fn ensure_thread(reg: &mut Registry) {
-    if reg.thread_started || cfg!(miri) {
+    if reg.thread.is_some() || cfg!(miri) {
         return;
     }
-    reg.thread_started = true;
-    std::thread::Builder::new()
+    let quit = Arc::new(AtomicBool::new(false));
+    let q = quit.clone();
+    let handle = std::thread::Builder::new()
         .name("testkit-watchdog".into())
-        .spawn(watch_loop)
+        .spawn(move || watch_loop(&q))
         .expect("spawn the test watchdog thread");
+    reg.thread = Some((handle, quit));
 }
 
-/// The watchdog thread: sleeps until the earliest deadline or grace end, acts, repeats.
-fn watch_loop() {
+/// The watchdog thread: sleeps until the earliest deadline or grace end, acts, repeats, until
+/// `quit`.
+fn watch_loop(quit: &AtomicBool) {
     let mut reg = registry();
     loop {
+        if quit.load(Ordering::SeqCst) {
+            return;
+        }
         let now = Instant::now();
         let grace = scaled(GRACE);
         let mut next: Option<Instant> = None;
@@ -492,12 +503,24 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        let entry = {
+        let (entry, thread) = {
             let mut reg = registry();
             let at = reg.entries.iter().position(|e| e.id == self.id);
-            at.map(|i| reg.entries.swap_remove(i))
+            let entry = at.map(|i| reg.entries.swap_remove(i));
+            let thread = if reg.entries.is_empty() {
+                reg.thread.take()
+            } else {
+                None
+            };
+            (entry, thread)
         };
+        if let Some((_, quit)) = &thread {
+            quit.store(true, Ordering::SeqCst);
+        }
         REGISTRY_CHANGED.notify_all();
+        if let Some((handle, _)) = thread {
+            let _ = handle.join();
+        }
         count_guard(self.kind, -1);
         if let Some(e) = entry {
             if self.fired() && !std::thread::panicking() {
