@@ -180,6 +180,8 @@ struct Entry {
     id: u64,
     /// The thread that took the guard.
     thread: ThreadId,
+    /// Its kernel thread id, for `/proc/self/task/<tid>`, if known.
+    tid: Option<u32>,
     /// "test <name>".
     test: String,
     limit: Duration,
@@ -240,6 +242,30 @@ fn test_name() -> String {
             )
         }
     }
+}
+
+/// The calling thread's kernel id (`/proc/thread-self` links to `<pid>/task/<tid>`).
+fn kernel_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Where a blocked thread is: the kernel function it sleeps in (`/proc/.../wchan`, such as
+/// `do_epoll_wait` for a loop waiting for an event that never comes) and its state.
+fn whereabouts(tid: u32) -> Option<String> {
+    let dir = format!("/proc/self/task/{tid}");
+    let wchan = std::fs::read_to_string(format!("{dir}/wchan")).ok()?;
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    Some(format!(
+        "its thread (tid {tid}) sleeps in {wchan}, state {state}"
+    ))
 }
 
 fn scaled(d: Duration) -> Duration {
@@ -337,6 +363,12 @@ fn fire(entries: &mut [Entry], i: usize, now: Instant) {
     }
     let e = &entries[i];
     let msg = e.message();
+    // Before the fatal error below wakes the thread.
+    let place = e
+        .tid
+        .and_then(whereabouts)
+        .map(|w| format!("\n  {w}"))
+        .unwrap_or_default();
     let grace = scaled(GRACE).as_secs();
     let mut alive = 0;
     for r in &remotes {
@@ -370,7 +402,7 @@ fn fire(entries: &mut [Entry], i: usize, now: Instant) {
         String::new()
     };
     drop(lock);
-    say(&format!("{msg}\n  -> {action}{note}"));
+    say(&format!("{msg}{place}\n  -> {action}{note}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +450,7 @@ impl Watchdog {
         reg.entries.push(Entry {
             id,
             thread: std::thread::current().id(),
+            tid: kernel_tid(),
             test: test_name(),
             limit,
             deadline: Instant::now() + limit,
