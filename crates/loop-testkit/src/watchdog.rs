@@ -296,6 +296,9 @@ fn ensure_thread(reg: &mut Registry) {
     reg.thread = Some((handle, quit));
 }
 
+/// The longest the watchdog thread sleeps without looking at the registry.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
 /// The watchdog thread: sleeps until the earliest deadline or grace end, acts, repeats, until
 /// `quit`.
 fn watch_loop(quit: &AtomicBool) {
@@ -328,17 +331,13 @@ fn watch_loop(quit: &AtomicBool) {
             };
             next = Some(next.map_or(wake, |n| n.min(wake)));
         }
-        reg = match next {
-            None => REGISTRY_CHANGED
-                .wait(reg)
-                .unwrap_or_else(PoisonError::into_inner),
-            Some(t) => {
-                REGISTRY_CHANGED
-                    .wait_timeout(reg, t.saturating_duration_since(Instant::now()))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            }
-        };
+        // At most a second at a time: a notification that came while this thread was not
+        // waiting costs a second, never a hang.
+        let until = next.map_or(now + IDLE_WAKE, |t| t.min(now + IDLE_WAKE));
+        reg = REGISTRY_CHANGED
+            .wait_timeout(reg, until.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
@@ -545,11 +544,14 @@ impl Drop for Watchdog {
             } else {
                 None
             };
+            // Set while the registry is locked: the thread checks its flag under the same lock
+            // before it waits, so it either sees the flag or is already waiting for the
+            // notification below.
+            if let Some((_, quit)) = &thread {
+                quit.store(true, Ordering::SeqCst);
+            }
             (entry, thread)
         };
-        if let Some((_, quit)) = &thread {
-            quit.store(true, Ordering::SeqCst);
-        }
         REGISTRY_CHANGED.notify_all();
         if let Some((handle, _)) = thread {
             let _ = handle.join();

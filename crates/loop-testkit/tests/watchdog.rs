@@ -204,3 +204,28 @@ fn guards_nest_on_one_thread_and_an_inner_exclusive_one_upgrades_for_its_lifetim
     assert!(entered.load(Ordering::SeqCst));
     drop(outer);
 }
+
+#[test]
+fn guards_taken_and_dropped_on_many_threads_never_hang_the_watchdog_thread() {
+    // testkit: no watchdog — this thread must hold no guard, so that the watchdog thread is
+    // started and ended again and again; the wait below is bounded. (A smoke test: a lost
+    // wake-up between the last guard's drop and the thread's wait needs an unlucky schedule
+    // to show.)
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 2_000;
+    let (done_tx, done_rx) = mpsc::channel();
+    for _ in 0..THREADS {
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                drop(watchdog());
+            }
+            done.send(()).unwrap();
+        });
+    }
+    for _ in 0..THREADS {
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a thread hung taking or dropping a guard");
+    }
+}
