@@ -54,6 +54,7 @@ fn message(c: usize, k: usize) -> Vec<u8> {
 
 #[test]
 fn net_33_reuse_port_echo_multicore_spreads_connections_over_two_loops() {
+    let _w = loop_testkit::watchdog();
     const CLIENTS: usize = 200;
     const ROUNDS: usize = 5;
     let exe = build_example("echo_multicore");

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 /// Builds `name` with the cargo that builds this test and returns its binary.
 fn build_example(name: &str) -> PathBuf {
@@ -48,21 +48,28 @@ fn lines(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// Kills a server child (ours) and returns everything it printed.
-fn stop(mut server: Child, already: Vec<String>) -> Vec<String> {
+/// Reads what a server child (ours) prints until the line `last` (its watchdog bounds the
+/// wait: the server prints it after the client may already have exited), then kills it and
+/// returns every line it printed.
+fn stop(
+    mut server: Child,
+    mut out: BufReader<ChildStdout>,
+    mut lines: Vec<String>,
+    last: &str,
+) -> Vec<String> {
+    while !lines.iter().any(|l| l == last) {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
     server.kill().expect("kill the server example");
-    let mut rest = String::new();
-    server
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut rest)
-        .unwrap();
     server.wait().unwrap();
-    already
-        .into_iter()
-        .chain(rest.lines().map(str::to_string))
-        .collect()
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    lines.extend(rest.lines().map(str::to_string));
+    lines
 }
 
 fn free_port() -> u16 {
@@ -75,14 +82,16 @@ fn free_port() -> u16 {
 
 #[test]
 fn tcp_echo_protocol_server_and_client() {
+    let _w = loop_testkit::watchdog();
     let server_exe = build_example("tcp_echo_server_protocol");
     let client_exe = build_example("tcp_echo_client_protocol");
     let port = free_port();
-    let server = Command::new(server_exe)
+    let mut server = Command::new(server_exe)
         .arg(port.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let out = BufReader::new(server.stdout.take().unwrap());
     // Wait until it listens.
     let mut tries = 0;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -90,20 +99,20 @@ fn tcp_echo_protocol_server_and_client() {
         assert!(tries < 3000, "the server example never listened");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let out = Command::new(client_exe)
+    let client = Command::new(client_exe)
         .env("EVLOOP_PORT", port.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert!(client.status.success(), "{client:?}");
     assert_eq!(
-        lines(&out),
+        lines(&client),
         [
             "Data sent: \"Hello World!\"",
             "Data received: \"Hello World!\"",
             "The server closed the connection"
         ]
     );
-    let server_lines = stop(server, Vec::new());
+    let server_lines = stop(server, out, Vec::new(), "Close the client socket");
     // The probe connection above shows up first; the client's is the one that sent data.
     let data_at = server_lines
         .iter()
@@ -121,6 +130,7 @@ fn tcp_echo_protocol_server_and_client() {
 
 #[test]
 fn tcp_echo_streams_server_and_client() {
+    let _w = loop_testkit::watchdog();
     let server_exe = build_example("tcp_echo_server_streams");
     let client_exe = build_example("tcp_echo_client_streams");
     let mut server = Command::new(server_exe)
@@ -137,7 +147,6 @@ fn tcp_echo_streams_server_and_client() {
         .unwrap_or_else(|| panic!("{first:?}"))
         .parse()
         .unwrap();
-    server.stdout = Some(out.into_inner());
     let client = Command::new(client_exe)
         .arg(port.to_string())
         .output()
@@ -151,7 +160,7 @@ fn tcp_echo_streams_server_and_client() {
             "Close the connection"
         ]
     );
-    let server_lines = stop(server, vec![first]);
+    let server_lines = stop(server, out, vec![first], "Close the connection");
     assert_eq!(server_lines.len(), 4, "{server_lines:?}");
     assert!(
         server_lines[1].starts_with("Received \"Hello World!\" from 127.0.0.1:"),
@@ -165,6 +174,7 @@ fn tcp_echo_streams_server_and_client() {
 
 #[test]
 fn open_socket_examples_print_received_abc() {
+    let _w = loop_testkit::watchdog();
     for name in ["open_socket_protocol", "open_socket_streams"] {
         let out = Command::new(build_example(name)).output().unwrap();
         assert!(out.status.success(), "{name}: {out:?}");

@@ -37,6 +37,7 @@ fn build_example(name: &str) -> PathBuf {
 
 #[test]
 fn pipes_example_prints_every_line_then_eof_then_close() {
+    let _w = loop_testkit::watchdog();
     let exe = build_example("pipes");
     let mut child = Command::new(&exe)
         .stdout(Stdio::piped())

@@ -103,6 +103,7 @@ fn run_and_signal(sig: Signal) -> (Option<i32>, Vec<String>) {
 
 #[test]
 fn signals_example_exits_cleanly_on_sigterm() {
+    let _w = loop_testkit::watchdog();
     let (code, lines) = run_and_signal(Signal::TERM);
     assert_eq!(code, Some(0), "{lines:?}");
     assert_eq!(lines.len(), 3, "{lines:?}");
@@ -120,6 +121,7 @@ fn signals_example_exits_cleanly_on_sigterm() {
 
 #[test]
 fn signals_example_exits_cleanly_on_sigint() {
+    let _w = loop_testkit::watchdog();
     let (code, lines) = run_and_signal(Signal::INT);
     assert_eq!(code, Some(0), "{lines:?}");
     assert_eq!(

@@ -76,6 +76,7 @@ fn check_date_line(line: &str) {
 
 #[test]
 fn subprocess_protocol_prints_the_childs_date() {
+    let _w = loop_testkit::watchdog();
     let out = run("subprocess_protocol", &[]);
     assert!(out.status.success(), "{out:?}");
     let lines = lines_of(&out.stdout);
@@ -90,6 +91,7 @@ fn subprocess_protocol_prints_the_childs_date() {
 
 #[test]
 fn subprocess_streams_reads_a_line_and_reports_a_failing_command() {
+    let _w = loop_testkit::watchdog();
     let out = run("subprocess_streams", &[]);
     assert!(out.status.success(), "{out:?}");
     let lines = lines_of(&out.stdout);

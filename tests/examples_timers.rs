@@ -59,6 +59,7 @@ fn stdout_lines(out: &Output) -> Vec<String> {
 
 #[test]
 fn hello_world_prints_and_exits_cleanly() {
+    let _w = loop_testkit::watchdog();
     let out = run("hello_world", &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout_lines(&out), ["Hello World"]);
@@ -101,6 +102,7 @@ fn parse_date_line(line: &str) -> u64 {
 
 #[test]
 fn display_date_prints_one_date_a_second_then_stops() {
+    let _w = loop_testkit::watchdog();
     let exe = build_example("display_date");
     let start = Instant::now();
     let out = Command::new(&exe)
@@ -132,6 +134,7 @@ fn display_date_prints_one_date_a_second_then_stops() {
 
 #[test]
 fn display_date_rejects_a_bad_tick_count() {
+    let _w = loop_testkit::watchdog();
     for bad in ["0", "-3", "many"] {
         let out = run("display_date", &[bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");

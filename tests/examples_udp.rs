@@ -68,6 +68,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn udp_echo_client_and_server_print_the_docs_lines() {
+    let _w = loop_testkit::watchdog();
     let server_exe = build_example("udp_echo_server");
     let client_exe = build_example("udp_echo_client");
     let port = std::net::UdpSocket::bind("127.0.0.1:0")

@@ -20,7 +20,6 @@
 use std::cell::{Cell, RefCell};
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use evloop::core::ExceptionContext;
@@ -43,14 +42,11 @@ const RESERVE: u64 = 200;
 const CLIENT_ENV: &str = "EVLOOP_RELIABILITY_10K_CLIENT";
 /// This test's name, to run it again as the child.
 const TEST_NAME: &str = "reliability_10k_connections_net_38_one_loop_echoes_every_byte";
-/// Failure guard only: the server loop is stopped if the run takes longer than this.
+/// Failure guard only: the watchdog unwinds the server loop (and fails the test) if the run
+/// takes longer than this.
 const GUARD: Duration = Duration::from_secs(900);
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
-}
+use loop_testkit::fd_count;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
 fn raise_nofile_limit() -> u64 {
@@ -299,6 +295,7 @@ fn parse_totals(stdout: &str) -> Option<Totals> {
 
 #[test]
 fn reliability_10k_connections_net_38_one_loop_echoes_every_byte() {
+    let _w = loop_testkit::exclusive().limit(GUARD.as_secs());
     if let Ok(spec) = std::env::var(CLIENT_ENV) {
         client_main(&spec);
         return;
@@ -333,14 +330,8 @@ fn reliability_10k_connections_net_38_one_loop_echoes_every_byte() {
     let stats = Rc::new(Stats::default());
     *stats.all_lost.borrow_mut() = Some((n, lp.create_future()));
 
-    // Failure guard: stop the loop if the run never finishes.
-    let remote = lp.remote();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let guard = std::thread::spawn(move || {
-        if done_rx.recv_timeout(GUARD) == Err(mpsc::RecvTimeoutError::Timeout) {
-            let _ = remote.stop();
-        }
-    });
+    // The failure guard unwinds the loop if the run never finishes.
+    _w.watch(&lp);
 
     let st = stats.clone();
     let lp2 = lp.clone();
@@ -398,13 +389,11 @@ fn reliability_10k_connections_net_38_one_loop_echoes_every_byte() {
         lp2.shutdown_default_executor(None).await?;
         Ok::<_, Error>((totals, clients_left))
     });
-    let _ = done_tx.send(());
-    guard.join().unwrap();
     let (totals, clients_left) = match result {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => panic!("server side failed: {e}"),
         Err(Error::Exception(e)) => panic!("{e}"),
-        Err(e) => panic!("the server loop ended early (stopped by the failure guard?): {e}"),
+        Err(e) => panic!("the server loop ended early: {e}"),
     };
     lp.close().unwrap();
     drop(lp);

@@ -19,6 +19,7 @@ fn pthread_self() -> libc::pthread_t {
 
 #[test]
 fn reliability_eintr_signal_every_millisecond_during_poll_surfaces_no_error() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let delivered = Rc::new(Cell::new(0u32));
     let d = delivered.clone();
@@ -80,6 +81,7 @@ fn reliability_eintr_signal_every_millisecond_during_poll_surfaces_no_error() {
 
 #[test]
 fn reliability_panic_in_every_kind_of_loop_callback_reported_once_loop_goes_on() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let reported = Rc::new(RefCell::new(Vec::<String>::new()));
     let r = reported.clone();

@@ -1,31 +1,17 @@
 //! Reliability under load: a million timers, and a thousand loops created and closed in
 //! sequence and on eight threads with the process's fd and thread counts back at baseline.
 //!
-//! Each test here counts process-wide resources, so the file holds tests that must not overlap
-//! with other tests creating threads: they take one lock.
+//! The thousand-loops test counts process-wide fds and threads, so it runs alone
+//! (`loop_testkit::exclusive`).
 
 use std::cell::RefCell;
 use std::os::fd::AsFd;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use evloop::prelude::*;
 
-/// Serialises the tests of this file (they count process-wide fds and threads).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .count()
-}
+use loop_testkit::{fd_count, thread_count};
 
 /// xorshift64*: a fixed-seed source of delays, so a failure reproduces.
 struct Rng(u64);
@@ -41,7 +27,7 @@ impl Rng {
 
 #[test]
 fn reliability_million_timers_half_cancelled_rest_fire_in_order() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::watchdog();
     const N: u32 = 1_000_000;
     let lp = EventLoop::new().unwrap();
     let fired: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::with_capacity(N as usize / 2)));
@@ -143,7 +129,7 @@ fn one_loop_life(sig: Option<i32>) {
 
 #[test]
 fn reliability_thousand_loops_in_sequence_and_on_eight_threads_leak_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     // Warm up process-wide state created once (the signal pipe's registry, tracing).
     one_loop_life(Some(evloop::signals::consts::SIGUSR2));
     let fds = fd_count();

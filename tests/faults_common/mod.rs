@@ -1,13 +1,14 @@
-//! Helpers shared by the reliability fault and bad-input tests: a watchdog run, fd counting,
-//! exception-handler capture, a quiet panic hook for injected panics, and an echo server with
-//! a client that proves the loop still serves other connections.
-#![allow(dead_code)]
+//! Helpers shared by the reliability fault and bad-input tests: loop-testkit's (watchdog, test
+//! lock, fd, thread and child counts) under the names these tests use, exception-handler
+//! capture, a quiet panic hook for injected panics, and an echo server with a client that
+//! proves the loop still serves other connections.
+#![allow(dead_code, unused_imports)]
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use evloop::net::{NetExt, Server, ServerOptions};
@@ -15,19 +16,12 @@ use evloop::timers::TimersExt;
 use evloop::transport::{Protocol, Transport};
 use evloop::{EventLoop, ExceptionContext};
 
-/// Tests of one binary run one at a time: they count the process's fds.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub use loop_testkit::{children, exclusive, fd_count, is_reaped, run, threads_named, watchdog};
 
-/// Takes the per-binary test lock.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Open fds of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
+/// The guard of a test that counts the process's fds, threads or children: it runs alone
+/// ([`loop_testkit::exclusive`]).
+pub fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
 /// The text every injected panic carries, so the quiet hook can recognise it.
@@ -60,12 +54,6 @@ pub fn inject(chosen: &str, what: &str, method: &str) {
         panic!("{INJECTED} in {what}{method}");
     }
 }
-
-#[path = "../support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use evloop::{fatal, Fatal};
-pub use watchdog::run;
 
 /// Runs the loop in short steps until `cond()` holds; panics after `secs` (a failure guard).
 pub fn until(lp: &EventLoop, secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
@@ -151,8 +139,8 @@ impl Protocol for Echo {
 /// a time, the quiet hook for injected panics, the fd count before anything was opened, a loop
 /// and the capture of what reaches its exception handler.
 pub struct Rig {
-    /// Held for the whole test.
-    _serial: MutexGuard<'static, ()>,
+    /// Held for the whole test: the exclusive test lock and the watchdog.
+    _serial: loop_testkit::Watchdog,
     /// Open fds before the loop was created.
     pub base: usize,
     /// The loop under test.
@@ -168,6 +156,7 @@ impl Rig {
         quiet_injected_panics();
         let base = fd_count();
         let lp = EventLoop::new().unwrap();
+        serial.watch(&lp);
         let reports = capture_reports(&lp);
         Rig {
             _serial: serial,
@@ -243,42 +232,4 @@ impl EchoCheck {
         server.close();
         run(lp, 30, async move { server.wait_closed().await }).unwrap();
     }
-}
-
-/// Threads of this process whose name starts with `prefix` (the kernel keeps 15 bytes).
-pub fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|c| c.trim_end().starts_with(prefix))
-        .count()
-}
-
-/// Children of this process (all its threads), zombies included.
-pub fn children() -> Vec<u32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .flatten()
-    {
-        if let Ok(s) = std::fs::read_to_string(e.path().join("children")) {
-            v.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-        }
-    }
-    v
-}
-
-/// True once `pid` is no child of ours any more (no zombie left): `waitid` with `WNOWAIT`
-/// answers `ECHILD` and collects nothing itself.
-pub fn is_reaped(pid: u32) -> bool {
-    use rustix::io::Errno;
-    use rustix::process::{Pid, WaitId, WaitIdOptions};
-    let pid = Pid::from_raw(pid as i32).expect("a positive pid");
-    matches!(
-        rustix::process::waitid(
-            WaitId::Pid(pid),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-        ),
-        Err(Errno::CHILD)
-    )
 }

@@ -23,7 +23,9 @@ use loop_core::{
 
 #[test]
 fn core_18_call_soon_runs_each_callback_once_in_fifo_order() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
     let order = Rc::new(RefCell::new(Vec::new()));
     let mut handles = Vec::new();
     for i in 0..100 {
@@ -41,14 +43,16 @@ fn core_18_call_soon_runs_each_callback_once_in_fifo_order() {
     assert!(handles.iter().all(|h| !h.cancelled()));
     run_once(&lp);
     run_once(&lp);
+    errs.assert_none();
     assert_eq!(*order.borrow(), (0..100).collect::<Vec<_>>());
     assert_eq!(lp.stats().callbacks, 100);
 }
 
 #[test]
 fn core_19_call_soon_threadsafe_wakes_a_blocked_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 30);
+    let wd = watchdog_for(&lp);
     let remote = lp.remote();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
@@ -69,8 +73,9 @@ fn core_19_call_soon_threadsafe_wakes_a_blocked_loop() {
 
 #[test]
 fn core_19_call_soon_threadsafe_from_many_threads() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 60);
+    let wd = watchdog_for(&lp);
     const THREADS: usize = 4;
     const PER: usize = 2000;
     let got: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -115,6 +120,7 @@ fn core_19_call_soon_threadsafe_from_many_threads() {
 
 #[test]
 fn core_19_fifo_with_call_soon_follows_enqueue_time() {
+    let _w = loop_testkit::watchdog();
     // Same thread: call_soon_threadsafe then call_soon -> that order.
     let lp = EventLoop::new().unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -168,10 +174,11 @@ fn core_19_fifo_with_call_soon_follows_enqueue_time() {
 
 #[test]
 fn core_19_remote_handle_cancel_races_the_run() {
+    let _w = loop_testkit::watchdog();
     // cancel() from another thread either wins before the callback starts (it never runs) or
     // has no effect (it returns false and the callback runs to the end).
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 60);
+    let wd = watchdog_for(&lp);
     const ROUNDS: usize = 300;
     let (tx, rx) = mpsc::channel::<(RemoteHandle, Arc<AtomicBool>)>();
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -221,8 +228,9 @@ fn core_19_remote_handle_cancel_races_the_run() {
 
 #[test]
 fn core_20_wakeups_coalesce_and_draining_stops_at_would_block() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 60);
+    let wd = watchdog_for(&lp);
     let remote = lp.remote();
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
@@ -260,6 +268,7 @@ fn core_20_wakeups_coalesce_and_draining_stops_at_would_block() {
 
 #[test]
 fn core_20_wakeups_racing_close_never_fail_loudly() {
+    let _w = loop_testkit::watchdog();
     for _ in 0..20 {
         let lp = EventLoop::new().unwrap();
         let barrier = Arc::new(Barrier::new(3));
@@ -294,6 +303,7 @@ fn core_20_wakeups_racing_close_never_fail_loudly() {
 
 #[test]
 fn core_21_handle_cancel() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
@@ -338,6 +348,7 @@ fn core_21_handle_cancel() {
 
 #[test]
 fn core_22_panicking_callback_is_reported_and_the_loop_goes_on() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let after = Rc::new(Cell::new(false));
@@ -384,6 +395,7 @@ fn core_22_panicking_callback_is_reported_and_the_loop_goes_on() {
 
 #[test]
 fn core_22_panicking_remote_callback_is_reported() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let remote = lp.remote();
@@ -452,6 +464,7 @@ impl<T> NotCallback for &Probe<T> {}
 
 #[test]
 fn core_24_event_loop_is_not_send_only_remote_crosses_threads() {
+    let _w = loop_testkit::watchdog();
     // The probe itself works.
     assert!((&Probe::<i32>::new()).is_send());
     assert!(!(&Probe::<Rc<i32>>::new()).is_send());
@@ -503,6 +516,7 @@ async fn an_async_fn() {}
 
 #[test]
 fn core_25_only_plain_callbacks_are_accepted() {
+    let _w = loop_testkit::watchdog();
     // asyncio's debug-mode type checks ("a callable object was expected", "coroutines cannot
     // be used with call_soon()") are compile errors here (see the compile_fail examples of
     // `EventLoop::call_soon`). The probe mirrors call_soon's bound.

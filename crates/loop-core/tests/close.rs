@@ -18,6 +18,7 @@ use loop_core::{Error, EventLoop, IoHandler, Mode, Readiness, Source};
 fn core_13_close_on_a_running_loop_fails() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
     let seen = log();
     let s = seen.clone();
     lp.call_soon(move |lp| {
@@ -29,6 +30,7 @@ fn core_13_close_on_a_running_loop_fails() {
     })
     .unwrap();
     lp.run_forever().unwrap();
+    errs.assert_none();
     assert_eq!(entries(&seen), ["Cannot close a running event loop"]);
     assert!(!lp.is_closed());
     // Still fully usable.

@@ -26,6 +26,7 @@ fn request() -> String {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_23_callbacks_run_in_the_context_captured_when_scheduled() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     let token = REQUEST.set("r1".into());
@@ -78,6 +79,7 @@ fn core_23_callbacks_run_in_the_context_captured_when_scheduled() {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_23_fd_watchers_and_done_callbacks_keep_their_context() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     // A reader added in a context runs in it every time; what it sets persists between runs
@@ -121,6 +123,7 @@ fn core_23_fd_watchers_and_done_callbacks_keep_their_context() {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_37_tasks_run_in_a_copy_of_their_creators_context() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     REQUEST.set("creator".into());
     let seen = log();
@@ -202,6 +205,7 @@ fn core_37_tasks_run_in_a_copy_of_their_creators_context() {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_53_the_handler_runs_in_the_context_of_the_failing_object() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
@@ -240,6 +244,7 @@ fn core_53_the_handler_runs_in_the_context_of_the_failing_object() {
 
 #[test]
 fn context_vars_basics() {
+    let _w = loop_testkit::watchdog();
     static V: ContextVar<u8> = ContextVar::new("v");
     static W: ContextVar<u8> = ContextVar::new("w");
     assert_eq!(V.get(), None);

@@ -17,6 +17,7 @@ use loop_core::{yield_now, EventLoop, Exception, Handle, IoHandler, Readiness};
 #[test]
 #[ignore = "run by core_56_debug_default_comes_from_evloop_debug in a child process"]
 fn core_56_child_debug_default_from_env() {
+    let _w = loop_testkit::watchdog();
     let expect = std::env::var("CORE56_EXPECT").expect("run by the parent test");
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.get_debug().to_string(), expect);
@@ -24,6 +25,7 @@ fn core_56_child_debug_default_from_env() {
 
 #[test]
 fn core_56_debug_default_comes_from_evloop_debug() {
+    let _w = loop_testkit::watchdog();
     let exe = std::env::current_exe().unwrap();
     for (value, expect) in [
         (None, false),
@@ -56,6 +58,7 @@ fn core_56_debug_default_comes_from_evloop_debug() {
 
 #[test]
 fn core_56_set_debug_round_trips_and_takes_effect_at_once() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_debug(false);
     assert!(!lp.get_debug());
@@ -92,6 +95,7 @@ impl IoHandler for SlowIo {
 
 #[test]
 fn core_57_slow_callbacks_are_logged_in_debug_mode() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_debug(true);
     assert_eq!(
@@ -150,6 +154,7 @@ fn core_57_slow_callbacks_are_logged_in_debug_mode() {
 
 #[test]
 fn core_58_what_debug_mode_changes() {
+    let _w = loop_testkit::watchdog();
     // Run the same scenario with debug off and on; only the documented differences show.
     fn scenario(debug: bool) -> (Vec<bool>, String, u64) {
         let lp = EventLoop::new().unwrap();

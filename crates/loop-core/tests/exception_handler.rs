@@ -20,6 +20,7 @@ use loop_core::{
 
 #[test]
 fn core_52_get_and_set_exception_handler() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     assert!(
         lp.get_exception_handler().is_none(),
@@ -38,6 +39,7 @@ fn core_52_get_and_set_exception_handler() {
 
 #[test]
 fn core_53_custom_handler_gets_the_loop_and_the_context_unchanged() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let got: Rc<RefCell<Vec<(EventLoop, ExceptionContext)>>> = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
@@ -71,6 +73,7 @@ fn core_53_custom_handler_gets_the_loop_and_the_context_unchanged() {
 
 #[test]
 fn core_54_a_failing_custom_handler_falls_back_to_the_default_one() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
@@ -137,6 +140,7 @@ fn core_54_a_failing_custom_handler_falls_back_to_the_default_one() {
 
 #[test]
 fn core_55_default_handler_log_format() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let ctx = ExceptionContext::new("Something failed")
         .with_exception(Error::invalid_state("the cause"))
@@ -218,8 +222,9 @@ impl IoHandler for PanickingIo {
 
 #[test]
 fn panics_in_every_kind_of_callback_are_reported_once_and_the_loop_goes_on() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 30);
+    let wd = watchdog_for(&lp);
     let seen = record_exceptions(&lp);
     let count = |what: &str| {
         seen.borrow()
@@ -328,6 +333,7 @@ fn panics_in_every_kind_of_callback_are_reported_once_and_the_loop_goes_on() {
 
 #[test]
 fn a_fatal_close_hook_unwinds_after_the_loop_is_closed() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let later = Rc::new(Cell::new(false));
     lp.on_close(|_| fatal("from a hook"));

@@ -22,7 +22,7 @@ fn with_loop(f: impl FnOnce(&EventLoop)) {
     let base = fd_count();
     {
         let lp = EventLoop::new().unwrap();
-        let wd = Watchdog::new(&lp, 30);
+        let wd = watchdog_for(&lp);
         f(&lp);
         drop(wd);
         lp.close().unwrap();

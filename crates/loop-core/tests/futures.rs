@@ -14,6 +14,7 @@ use loop_core::{CallbackId, Error, EventLoop, Exception, LoopFuture};
 
 #[test]
 fn core_26_create_future_is_pending_and_bound_to_the_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
     assert!(!f.done());
@@ -26,6 +27,7 @@ fn core_26_create_future_is_pending_and_bound_to_the_loop() {
 
 #[test]
 fn core_27_result_and_exception_of_a_pending_future() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
     let e = f.result().unwrap_err();
@@ -38,6 +40,7 @@ fn core_27_result_and_exception_of_a_pending_future() {
 
 #[test]
 fn core_28_set_result() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
     f.set_result(5).unwrap();
@@ -58,6 +61,7 @@ fn core_28_set_result() {
 
 #[test]
 fn core_29_set_exception() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
     let exc = Exception::new(std::io::Error::new(std::io::ErrorKind::InvalidData, "boom"));
@@ -96,6 +100,7 @@ fn libc_econnreset() -> i32 {
 
 #[test]
 fn core_30_cancel_a_pending_future() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
     assert!(f.cancel(Some("no longer needed".into())));
@@ -129,6 +134,7 @@ fn core_30_cancel_a_pending_future() {
 
 #[test]
 fn core_31_done_callbacks_are_scheduled_in_order_never_called_synchronously() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let events = log();
     let f = lp.create_future::<i32>();
@@ -172,6 +178,7 @@ fn core_31_done_callbacks_are_scheduled_in_order_never_called_synchronously() {
 
 #[test]
 fn core_32_remove_done_callback() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let events = log();
     let f = lp.create_future::<i32>();
@@ -239,6 +246,7 @@ fn failed_future(lp: &EventLoop) -> LoopFuture<i32> {
 
 #[test]
 fn core_33_unretrieved_exception_is_reported_on_drop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let f = failed_future(&lp);
@@ -309,6 +317,7 @@ fn core_33_unretrieved_exception_is_reported_on_drop() {
 /// `LoopFuture` moves its value out, so a second await of a clone is an `InvalidState` error.
 #[test]
 fn rust_only_awaiting_moves_the_value_out_and_a_second_await_is_invalid_state() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<String>();
     f.set_result("v".into()).unwrap();

@@ -6,12 +6,9 @@
 #![cfg(not(miri))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use loop_core::{spawn_loops, Error};
-
-/// The tests count process-wide threads: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The number of this process's threads named `evloop-*` (the group's loop threads).
 fn threads() -> usize {
@@ -24,7 +21,7 @@ fn threads() -> usize {
 
 #[test]
 fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let group = spawn_loops(4, |_lp, i| {
         assert_eq!(
@@ -61,7 +58,7 @@ fn group_each_loop_runs_on_its_own_named_thread_and_join_stops_all() {
 
 #[test]
 fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let closed = Arc::new(AtomicUsize::new(0));
     let c = closed.clone();
@@ -83,7 +80,7 @@ fn group_setup_error_stops_the_loops_already_started_and_is_returned() {
 
 #[test]
 fn group_setup_panic_becomes_an_error() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::watchdog();
     let err = spawn_loops(2, |_, i| {
         if i == 1 {
             panic!("setup exploded");
@@ -99,6 +96,7 @@ fn group_setup_panic_becomes_an_error() {
 
 #[test]
 fn group_zero_loops_is_a_clear_error() {
+    let _w = loop_testkit::watchdog();
     let err = spawn_loops(0, |_, _| Ok(())).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)));
     assert!(err.to_string().contains("at least one loop"), "{err}");
@@ -106,7 +104,7 @@ fn group_zero_loops_is_a_clear_error() {
 
 #[test]
 fn group_dropped_stops_and_joins() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::exclusive();
     let before = threads();
     let group = spawn_loops(2, |_, _| Ok(())).unwrap();
     drop(group);
@@ -115,7 +113,7 @@ fn group_dropped_stops_and_joins() {
 
 #[test]
 fn group_a_loop_stopped_by_its_own_callback_is_still_joined() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = loop_testkit::watchdog();
     let group = spawn_loops(2, |lp, i| {
         if i == 0 {
             lp.call_soon(|lp| lp.stop())?;

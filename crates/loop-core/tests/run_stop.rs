@@ -20,6 +20,7 @@ use loop_core::{
 
 #[test]
 fn core_01_run_on_closed_loop_fails() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.close().unwrap();
     let err = lp.run_forever().unwrap_err();
@@ -42,7 +43,9 @@ fn core_01_run_on_closed_loop_fails() {
 
 #[test]
 fn core_02_nested_run_fails_and_running_loop_is_unaffected() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
     let results = log();
     let r = results.clone();
     lp.call_soon(move |lp| {
@@ -67,6 +70,7 @@ fn core_02_nested_run_fails_and_running_loop_is_unaffected() {
         })
         .unwrap();
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 5);
+    errs.assert_none();
     assert_eq!(
         entries(&results),
         [
@@ -82,12 +86,16 @@ fn core_02_nested_run_fails_and_running_loop_is_unaffected() {
 
 #[test]
 fn core_03_another_loop_running_on_this_thread_fails() {
+    let _w = loop_testkit::watchdog();
     let a = EventLoop::new().unwrap();
     let b = EventLoop::new().unwrap();
+    let errs = record_exceptions(&a);
     let seen = log();
     let s = seen.clone();
     let b2 = b.clone();
     a.call_soon(move |a| {
+        // First, so that a failed assertion below cannot leave the loop running.
+        a.stop();
         let e = b2.run_forever().unwrap_err();
         assert!(matches!(e, Error::AnotherLoopRunning));
         push(&s, e.to_string());
@@ -95,10 +103,10 @@ fn core_03_another_loop_running_on_this_thread_fails() {
         assert!(matches!(e, Error::AnotherLoopRunning));
         assert!(!b2.is_running());
         assert!(get_running_loop().unwrap().ptr_eq(a));
-        a.stop();
     })
     .unwrap();
     a.run_forever().unwrap();
+    errs.assert_none();
     assert_eq!(
         entries(&seen),
         ["Cannot run the event loop while another loop is running"]
@@ -130,6 +138,7 @@ fn core_03_another_loop_running_on_this_thread_fails() {
 
 #[test]
 fn core_04_running_state_and_running_loop_lookup() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     assert!(!lp.is_running());
     let e = get_running_loop().unwrap_err();
@@ -138,15 +147,17 @@ fn core_04_running_state_and_running_loop_lookup() {
 
     let checked = Rc::new(Cell::new(0));
     let c = checked.clone();
+    let errs = record_exceptions(&lp);
     lp.call_soon(move |lp| {
+        lp.stop();
         assert!(lp.is_running());
         assert!(get_running_loop().unwrap().ptr_eq(lp));
         assert!(EventLoop::current().unwrap().ptr_eq(lp));
         c.set(c.get() + 1);
-        lp.stop();
     })
     .unwrap();
     lp.run_forever().unwrap();
+    errs.assert_none();
     assert_eq!(checked.get(), 1);
     assert!(!lp.is_running());
     assert!(get_running_loop().is_err());
@@ -167,8 +178,9 @@ fn core_04_running_state_and_running_loop_lookup() {
 
 #[test]
 fn core_05_pre_stopped_run_forever_runs_one_polling_iteration() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 20);
+    let wd = watchdog_for(&lp);
     let events = log();
 
     // A readable fd: the single iteration must poll, and so see it.
@@ -224,6 +236,7 @@ fn core_05_pre_stopped_run_forever_runs_one_polling_iteration() {
 
 #[test]
 fn core_06_stop_in_callback_finishes_the_current_snapshot() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let events = log();
     let e = events.clone();
@@ -264,6 +277,7 @@ impl Source for Armed {
 
 #[test]
 fn core_07_iteration_order_ready_then_io_then_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let events = log();
     let source = Rc::new(Armed {
@@ -312,8 +326,9 @@ fn core_07_iteration_order_ready_then_io_then_timers() {
 
 #[test]
 fn core_07_busy_loop_observes_io_within_poll_every_iterations() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 30);
+    let wd = watchdog_for(&lp);
     let (rsock, wsock) = UnixStream::pair().unwrap();
     let seen_at = Rc::new(Cell::new(None::<u64>));
     let s = seen_at.clone();
@@ -366,6 +381,7 @@ fn core_07_busy_loop_observes_io_within_poll_every_iterations() {
 
 #[test]
 fn core_08_run_until_complete_accepts_futures_and_tasks() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // An async block (wrapped into a task of this loop).
     assert_eq!(lp.run_until_complete(async { 1 + 1 }).unwrap(), 2);
@@ -408,6 +424,7 @@ fn core_08_run_until_complete_accepts_futures_and_tasks() {
 
 #[test]
 fn core_09_run_until_complete_with_a_future_of_another_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let other = EventLoop::new().unwrap();
     let f = other.create_future::<i32>();
@@ -432,6 +449,7 @@ fn core_09_run_until_complete_with_a_future_of_another_loop() {
 
 #[test]
 fn core_10_stopped_before_complete() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let finished = Rc::new(Cell::new(false));
@@ -480,6 +498,7 @@ fn core_10_stopped_before_complete() {
 
 #[test]
 fn core_11_fatal_escapes_run_until_complete_without_a_stale_stop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let p = catch_unwind(AssertUnwindSafe(|| {
@@ -515,6 +534,7 @@ fn core_11_fatal_escapes_run_until_complete_without_a_stale_stop() {
 
 #[test]
 fn core_11_fatal_from_a_callback_escapes_run_forever() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let after = Rc::new(Cell::new(false));
@@ -536,6 +556,7 @@ fn core_11_fatal_from_a_callback_escapes_run_forever() {
 
 #[test]
 fn core_12_fatal_detaches_the_stop_callback_of_run_until_complete() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<u8>();
     lp.call_soon(|_| fatal("interrupt")).unwrap();
@@ -561,6 +582,7 @@ fn core_12_fatal_detaches_the_stop_callback_of_run_until_complete() {
 
 #[test]
 fn core_07_io_handler_readiness_is_queued_like_callbacks() {
+    let _w = loop_testkit::watchdog();
     // register_io handlers are queued by the poll phase in the same FIFO as callbacks.
     struct H(Log);
     impl loop_core::IoHandler for H {

@@ -17,6 +17,7 @@ use loop_core::{
 
 #[test]
 fn core_59_async_resources_are_finalized_concurrently_at_shutdown() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let events = log();
@@ -91,6 +92,7 @@ fn core_59_async_resources_are_finalized_concurrently_at_shutdown() {
 
 #[test]
 fn core_59_unfinalized_resources_are_dropped_at_close() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
@@ -115,6 +117,7 @@ fn core_59_unfinalized_resources_are_dropped_at_close() {
 
 #[test]
 fn core_60_run_cancels_and_awaits_remaining_tasks_then_shuts_down_in_order() {
+    let _w = loop_testkit::watchdog();
     let events = log();
     let e = events.clone();
     // Holds the resource's registration past the main future, so it is still open at shutdown.
@@ -201,6 +204,7 @@ fn core_60_run_cancels_and_awaits_remaining_tasks_then_shuts_down_in_order() {
 
 #[test]
 fn core_60_run_main_on_a_configured_loop_and_its_errors() {
+    let _w = loop_testkit::watchdog();
     // The main future's failure is returned; the loop is closed anyway.
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
@@ -256,6 +260,7 @@ fn core_60_run_main_on_a_configured_loop_and_its_errors() {
 
 #[test]
 fn core_60_a_fatal_error_in_main_closes_the_loop_on_the_way_out() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let closed_hook = Rc::new(Cell::new(false));
     let c = closed_hook.clone();

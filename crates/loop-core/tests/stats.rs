@@ -24,6 +24,7 @@ fn delta(lp: &EventLoop, f: impl FnOnce(&EventLoop)) -> (Stats, Stats) {
 
 #[test]
 fn stats_start_at_zero() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let s = lp.stats();
     assert_eq!(s, Stats::default(), "{s:?}");
@@ -32,6 +33,7 @@ fn stats_start_at_zero() {
 
 #[test]
 fn stats_count_iterations_callbacks_and_task_steps() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (b, a) = delta(&lp, |lp| {
         // Iteration 1: ten callbacks, one of them cancelled; a task is created.
@@ -71,6 +73,7 @@ fn stats_count_iterations_callbacks_and_task_steps() {
 
 #[test]
 fn stats_ready_high_water_is_the_largest_batch_an_iteration_ran() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (_, a) = delta(&lp, |lp| {
         for _ in 0..5 {
@@ -94,6 +97,7 @@ fn stats_ready_high_water_is_the_largest_batch_an_iteration_ran() {
 
 #[test]
 fn stats_io_events_and_fds_registered() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (r, mut w) = UnixStream::pair().unwrap();
     let (r2, _w2) = UnixStream::pair().unwrap();
@@ -154,6 +158,7 @@ fn stats_io_events_and_fds_registered() {
 
 #[test]
 fn stats_poll_time_is_idle_time_and_run_time_is_the_rest() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // Busy only: nothing blocks, the callback's sleep is running time.
     let outer = Instant::now();
@@ -193,6 +198,7 @@ fn stats_poll_time_is_idle_time_and_run_time_is_the_rest() {
 
 #[test]
 fn stats_called_while_running_include_the_current_stretch() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = Rc::new(Cell::new(Duration::ZERO));
     let s = seen.clone();
@@ -209,6 +215,7 @@ fn stats_called_while_running_include_the_current_stretch() {
 
 #[test]
 fn stats_slow_callbacks_are_counted_in_debug_mode_only() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::builder().debug(false).build().unwrap();
     lp.set_slow_callback_duration(Duration::from_millis(1));
     let slow = |lp: &EventLoop| {
@@ -245,6 +252,7 @@ impl Source for Holding {
 
 #[test]
 fn stats_timers_pending_sums_what_the_sources_report() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.stats().timers_pending, 0);
     let a = Rc::new(Holding(Cell::new(3)));
@@ -274,6 +282,7 @@ fn stats_timers_pending_sums_what_the_sources_report() {
 
 #[test]
 fn stats_are_cheap_plain_copies() {
+    let _w = loop_testkit::watchdog();
     // `Stats` is a `Copy` snapshot: later work does not change one already taken.
     let lp = EventLoop::new().unwrap();
     let s = lp.stats();

@@ -15,6 +15,7 @@ use loop_core::{Error, EventLoop, TaskFactory, TaskSpec};
 
 #[test]
 fn core_49_get_and_set_task_factory() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     assert!(lp.get_task_factory().is_none(), "none by default");
     let factory: TaskFactory = Rc::new(|_lp: &EventLoop, spec: TaskSpec| Ok(spec));
@@ -29,6 +30,7 @@ fn core_49_get_and_set_task_factory() {
 
 #[test]
 fn core_50_create_task_goes_through_the_factory() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let calls = Rc::new(RefCell::new(Vec::new()));
     let polls = Rc::new(Cell::new(0));
@@ -84,6 +86,7 @@ fn core_50_create_task_goes_through_the_factory() {
 
 #[test]
 fn core_51_a_failing_factory_error_reaches_the_caller() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, _spec: TaskSpec| {
@@ -121,8 +124,9 @@ fn core_51_a_failing_factory_error_reaches_the_caller() {
 
 #[test]
 fn core_51_factory_failure_through_run_coroutine_threadsafe() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let wd = Watchdog::new(&lp, 30);
+    let wd = watchdog_for(&lp);
     let seen = record_exceptions(&lp);
     lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, _spec: TaskSpec| {
         Err(Error::invalid_argument("no tasks today"))

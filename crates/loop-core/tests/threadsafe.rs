@@ -36,7 +36,7 @@ fn with_thread<R: Send + 'static>(
         let _stop = StopOnDrop(remote.clone());
         f(remote)
     });
-    let dog = Watchdog::new(lp, LONG.as_secs());
+    let dog = watchdog_for(lp);
     lp.run_forever().unwrap();
     let r = t.join().unwrap();
     drop(dog);
@@ -45,6 +45,7 @@ fn with_thread<R: Send + 'static>(
 
 #[test]
 fn exec_10_result_reaches_the_submitting_thread() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let loop_thread = std::thread::current().id();
     let (v, ran_on, again) = with_thread(&lp, |remote| {
@@ -66,6 +67,7 @@ fn exec_10_result_reaches_the_submitting_thread() {
 
 #[test]
 fn exec_10_made_on_the_loop_and_awaitable_from_another_executor() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let v = with_thread(&lp, |remote| {
         let fut = remote
@@ -86,6 +88,7 @@ fn exec_10_made_on_the_loop_and_awaitable_from_another_executor() {
 
 #[test]
 fn exec_10_core_51_panics_come_back_as_errors() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = record_exceptions(&lp);
     let (body, make) = with_thread(&lp, |remote| {
@@ -134,6 +137,7 @@ fn wait_forever(
 
 #[test]
 fn exec_10_thread_side_timeout_cancels_the_task_in_the_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (err, cancelled, seen, later) = with_thread(&lp, |remote| {
         let (tx, rx) = mpsc::channel();
@@ -154,6 +158,7 @@ fn exec_10_thread_side_timeout_cancels_the_task_in_the_loop() {
 
 #[test]
 fn exec_10_cancel_from_the_thread_cancels_the_task_in_the_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (first, second, seen, r) = with_thread(&lp, |remote| {
         let (tx, rx) = mpsc::channel();
@@ -181,6 +186,7 @@ fn exec_10_cancel_from_the_thread_cancels_the_task_in_the_loop() {
 
 #[test]
 fn exec_10_task_cancelled_inside_the_loop_gives_cancelled() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let err = with_thread(&lp, |remote| {
         remote
@@ -205,6 +211,7 @@ fn exec_10_task_cancelled_inside_the_loop_gives_cancelled() {
 
 #[test]
 fn exec_10_cancel_before_the_loop_starts_it_never_runs() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let made = Arc::new(AtomicBool::new(false));
     let m = made.clone();
@@ -227,6 +234,7 @@ fn exec_10_cancel_before_the_loop_starts_it_never_runs() {
 
 #[test]
 fn exec_10_closed_loop_gives_closed() {
+    let _w = loop_testkit::watchdog();
     // Closed before the submission: refused at once.
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
@@ -256,6 +264,7 @@ fn exec_10_closed_loop_gives_closed() {
 
 #[test]
 fn exec_10_waiting_on_the_loop_thread_is_refused_awaiting_works() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let fut = lp
         .remote()

@@ -32,6 +32,7 @@ fn rng(state: &mut u64) -> u64 {
 /// its own, and the test then fails instead of hanging.
 #[test]
 fn core_19_no_wake_up_is_lost_between_wake_and_rearm() {
+    let _w = loop_testkit::watchdog();
     const ROUNDS: u64 = 20_000;
     let lp = EventLoop::new().unwrap();
     let done = Arc::new(AtomicU64::new(0));

@@ -13,6 +13,7 @@ use loop_executor::{BlockingExecutor, Executor, ExecutorExt, Job};
 
 #[test]
 fn exec_01_result_comes_back_from_a_worker_thread() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let loop_thread = std::thread::current().id();
     let fut = lp
@@ -31,6 +32,7 @@ fn exec_01_result_comes_back_from_a_worker_thread() {
 
 #[test]
 fn exec_01_explicit_executor_runs_the_job_there() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let pool = OneThread::new();
     let fut = lp
@@ -48,6 +50,7 @@ fn exec_01_explicit_executor_runs_the_job_there() {
 
 #[test]
 fn exec_01_panic_in_job_becomes_the_future_error() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let fut = lp
         .run_in_executor(None, || -> u32 { panic!("job exploded") })
@@ -71,6 +74,7 @@ fn exec_01_panic_in_job_becomes_the_future_error() {
 /// thread (EXEC-01).
 #[test]
 fn exec_02_deviation_default_executor_is_a_blocking_pool_off_the_loop_thread() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let loop_thread = std::thread::current().id();
     let fut = lp
@@ -90,6 +94,7 @@ fn exec_02_deviation_default_executor_is_a_blocking_pool_off_the_loop_thread() {
 
 #[test]
 fn exec_02_default_executor_is_created_lazily() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // Never used: shutting it down has nothing to wait for.
     let f = lp.shutdown_default_executor(Some(Duration::from_secs(60)));
@@ -119,6 +124,7 @@ fn exec_02_deviation_default_pool_grows_past_asyncios_cap_of_32() {
 /// `n` jobs on the default executor that wait for each other: they can only finish if they
 /// all run at the same time.
 fn jobs_run_at_once(n: usize) {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let barrier = Arc::new(Barrier::new(n));
     let mut futs = Vec::new();
@@ -149,6 +155,7 @@ fn jobs_run_at_once(n: usize) {
 
 #[test]
 fn exec_03_closed_loop_rejects_run_in_executor() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.close().unwrap();
     let ran = Arc::new(AtomicBool::new(false));
@@ -171,6 +178,7 @@ fn exec_03_closed_loop_rejects_run_in_executor() {
 
 #[test]
 fn exec_04_after_shutdown_none_fails_explicit_still_works() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.run_in_executor(None, || 1).unwrap();
     let dog = Watchdog::new(&lp);
@@ -193,6 +201,7 @@ fn exec_04_after_shutdown_none_fails_explicit_still_works() {
 
 #[test]
 fn exec_05_cancel_before_start_skips_job() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let pool = OneThread::new();
     let gate = Gate::new();
@@ -239,6 +248,7 @@ fn exec_05_cancel_before_start_skips_job() {
 
 #[test]
 fn exec_05_cancel_after_start_drops_result() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let gate = Gate::new();
     let (started_tx, started_rx) = mpsc::channel();
@@ -285,6 +295,7 @@ fn exec_05_cancel_after_start_drops_result() {
 
 #[test]
 fn exec_05_job_finished_before_cancel_keeps_its_result() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let fut = lp.run_in_executor(None, || 8).unwrap();
     let dog = Watchdog::new(&lp);
@@ -299,6 +310,7 @@ fn exec_05_job_finished_before_cancel_keeps_its_result() {
 
 #[test]
 fn exec_05_nothing_is_posted_to_a_loop_closed_meanwhile() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let gate = Gate::new();
     let (started_tx, started_rx) = mpsc::channel();
@@ -327,6 +339,7 @@ fn exec_05_nothing_is_posted_to_a_loop_closed_meanwhile() {
 
 #[test]
 fn exec_06_completion_wakes_a_loop_blocked_in_poll() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let loop_thread = std::thread::current().id();
     let fut = lp
@@ -360,6 +373,7 @@ impl Executor for Inline {
 
 #[test]
 fn exec_06_completion_goes_through_the_threadsafe_queue() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let fut = lp.run_in_executor(Some(&Inline), || 5).unwrap();
     // The job already ran, but its outcome is a call_soon_threadsafe message: not applied yet.
@@ -371,6 +385,7 @@ fn exec_06_completion_goes_through_the_threadsafe_queue() {
 
 #[test]
 fn exec_07_set_default_executor_accepts_any_executor() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let pool = OneThread::new();
     lp.set_default_executor(pool.clone());
@@ -433,6 +448,7 @@ impl Executor for Drops {
 
 #[test]
 fn exec_07_executor_refusal_and_dropped_jobs() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let err = lp.run_in_executor(Some(&Refuses), || 1).unwrap_err();
     assert_eq!(err.to_string(), "invalid argument: pool is full");
@@ -454,6 +470,7 @@ fn exec_07_executor_refusal_and_dropped_jobs() {
 
 #[test]
 fn exec_08_shutdown_waits_for_in_flight_jobs_without_blocking_the_loop() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let gate = Gate::new();
     let finished = Arc::new(AtomicBool::new(false));
@@ -500,6 +517,7 @@ impl Write for Capture {
 
 #[test]
 fn exec_08_shutdown_timeout_warns_and_stops_waiting() {
+    let _w = loop_testkit::watchdog();
     let capture = Capture::default();
     let c = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -535,6 +553,7 @@ fn exec_08_shutdown_timeout_warns_and_stops_waiting() {
 
 #[test]
 fn exec_09_close_shuts_default_executor_down_without_waiting() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let pool = OneThread::new();
     lp.set_default_executor(pool.clone());

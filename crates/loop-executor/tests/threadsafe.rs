@@ -24,6 +24,7 @@ impl Drop for SendOnDrop {
 
 #[test]
 fn exec_10_spawn_outcomes_reach_the_submitting_thread() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let loop_thread = std::thread::current().id();
     let remote = lp.remote();
@@ -85,6 +86,7 @@ fn exec_10_spawn_outcomes_reach_the_submitting_thread() {
 
 #[test]
 fn exec_10_spawn_from_the_loop_thread_is_awaited_there() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let fut = lp.remote().spawn(async { 2 + 2 }).unwrap();
     // Waiting would block the loop; awaiting lets the loop run the task.
@@ -95,6 +97,7 @@ fn exec_10_spawn_from_the_loop_thread_is_awaited_there() {
 
 #[test]
 fn exec_10_spawn_on_a_closed_loop_gives_closed() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
     lp.close().unwrap();
@@ -103,6 +106,7 @@ fn exec_10_spawn_on_a_closed_loop_gives_closed() {
 
 #[test]
 fn core_51_spawn_factory_refusal_is_reported_at_the_callers_line() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_task_factory(Some(Rc::new(|_: &EventLoop, _spec: TaskSpec| {
         Err(Error::invalid_argument("factory says no"))

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
 use loop_executor::ExecutorExt;
@@ -19,16 +19,13 @@ use loop_transport::{DatagramProtocol, Extra};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Tests run one at a time: several count the process' fds.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The test's watchdog, holding the test lock exclusively: several tests count the process'
+/// fds, so the tests of this file run one at a time.
+fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 /// What a recording protocol saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,18 +133,13 @@ impl DatagramProtocol<DatagramTransport> for Rec {
     }
 }
 
-#[path = "../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-
 /// Runs `fut` with a 60 s watchdog (a generous bound against hangs, not a timing assertion).
 fn run<F>(lp: &EventLoop, fut: F) -> F::Output
 where
     F: std::future::Future + 'static,
     F::Output: 'static,
 {
-    watchdog::run(lp, 60, fut)
+    loop_testkit::run(lp, 60, fut)
 }
 
 /// Runs the loop until `cond` holds for the recorded events (woken by each event).

@@ -379,6 +379,7 @@ const CHILD_ENV: &str = "EVLOOP_NET37_CHILD";
 #[test]
 #[ignore = "run by net_37_accept_out_of_descriptors_pauses_then_recovers in a child process"]
 fn net_37_child() {
+    let _w = loop_testkit::watchdog();
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
@@ -439,6 +440,7 @@ fn net_37_child() {
 
 #[test]
 fn net_37_accept_out_of_descriptors_pauses_then_recovers() {
+    let _w = loop_testkit::watchdog();
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(std::env::current_exe().unwrap())

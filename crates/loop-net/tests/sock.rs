@@ -8,9 +8,7 @@ use std::rc::Rc;
 use loop_core::{Error, EventLoop};
 use loop_net::{Addr, SockExt};
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();
@@ -21,6 +19,7 @@ fn pair() -> (UnixStream, UnixStream) {
 
 #[test]
 fn net_08_sock_recv_returns_data_then_empty_at_eof() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (a, b) = pair();
     let lp2 = lp.clone();
@@ -52,6 +51,7 @@ fn net_08_sock_recv_returns_data_then_empty_at_eof() {
 
 #[test]
 fn net_08_sock_recv_huge_content_round_trip() {
+    let _w = loop_testkit::watchdog();
     // 4 MiB through a socketpair: the writer waits for writability many times, the reader for
     // readability; every byte arrives in order.
     let lp = EventLoop::new().unwrap();
@@ -88,6 +88,7 @@ fn net_08_sock_recv_huge_content_round_trip() {
 
 #[test]
 fn net_09_sock_recv_into_returns_count() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (a, mut b) = pair();
     b.write_all(b"0123456789").unwrap();
@@ -106,6 +107,7 @@ fn net_09_sock_recv_into_returns_count() {
 
 #[test]
 fn net_10_sock_sendall_sends_every_byte_to_a_slow_reader() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (a, b) = pair();
     let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
@@ -141,6 +143,7 @@ fn net_10_sock_sendall_sends_every_byte_to_a_slow_reader() {
 
 #[test]
 fn net_10_sock_sendall_to_closed_peer_is_epipe_not_sigpipe() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (a, b) = pair();
     drop(b);
@@ -168,6 +171,7 @@ fn nonblocking_tcp_socket() -> TcpStream {
 
 #[test]
 fn net_11_sock_connect_connects_and_refused_is_an_os_error() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -202,6 +206,7 @@ fn net_11_sock_connect_connects_and_refused_is_an_os_error() {
 
 #[test]
 fn net_12_sock_accept_returns_nonblocking_connection_and_peer() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -228,6 +233,7 @@ fn net_12_sock_accept_returns_nonblocking_connection_and_peer() {
 
 #[test]
 fn net_13_cancelled_recv_leaves_no_registration_and_loses_no_data() {
+    let _w = loop_testkit::exclusive();
     let base = fd_count();
     let lp = EventLoop::new().unwrap();
     let (a, mut b) = pair();
@@ -271,6 +277,7 @@ fn net_13_cancelled_recv_leaves_no_registration_and_loses_no_data() {
 
 #[test]
 fn net_13_cancelled_accept_then_accept_works() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     listener.set_nonblocking(true).unwrap();
@@ -299,6 +306,7 @@ fn net_13_cancelled_accept_then_accept_works() {
 
 #[test]
 fn net_14_recvfrom_sendto_and_recvfrom_into() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -336,6 +344,7 @@ fn net_14_recvfrom_sendto_and_recvfrom_into() {
 
 #[test]
 fn net_15_blocking_socket_rejected_in_debug_mode_and_for_accept() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (a, mut b) = UnixStream::pair().unwrap(); // blocking
     b.write_all(b"x").unwrap();

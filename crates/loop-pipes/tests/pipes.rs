@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::Duration;
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
@@ -18,16 +18,13 @@ use rustix::fs::{Mode, OFlags};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Tests run one at a time: several count the process' fds.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The test's watchdog, holding the test lock exclusively: several tests count the process'
+/// fds, so the tests of this file run one at a time.
+fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use loop_testkit::fd_count;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ev {
@@ -128,18 +125,13 @@ impl Protocol for Rec {
     }
 }
 
-#[path = "../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-
 /// Runs `fut` with a 60 s watchdog (a generous bound against hangs, not a timing assertion).
 fn run<F>(lp: &EventLoop, fut: F) -> F::Output
 where
     F: std::future::Future + 'static,
     F::Output: 'static,
 {
-    watchdog::run(lp, 60, fut)
+    loop_testkit::run(lp, 60, fut)
 }
 
 /// Runs the loop until `cond` holds for the recorded events (each event wakes the wait).

@@ -61,6 +61,7 @@ fn run_child(test: &str, mode: &str) -> (ExitStatus, String) {
 
 #[test]
 fn sig_11_remove_restores_default_disposition() {
+    let _w = loop_testkit::watchdog();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }
@@ -75,6 +76,7 @@ fn sig_11_remove_restores_default_disposition() {
 
 #[test]
 fn sig_11_control_installed_handler_keeps_the_process_alive() {
+    let _w = loop_testkit::watchdog();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }
@@ -89,6 +91,7 @@ fn sig_11_control_installed_handler_keeps_the_process_alive() {
 
 #[test]
 fn sig_14_close_restores_default_disposition() {
+    let _w = loop_testkit::watchdog();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }
@@ -103,6 +106,7 @@ fn sig_14_close_restores_default_disposition() {
 
 #[test]
 fn sig_14_dropping_an_unclosed_loop_restores_default_disposition() {
+    let _w = loop_testkit::watchdog();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }

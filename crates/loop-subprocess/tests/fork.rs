@@ -34,6 +34,7 @@ fn in_the_fork() -> i32 {
 
 #[test]
 fn sub_27_subprocesses_work_from_a_loop_in_a_forked_child() {
+    let _w = loop_testkit::watchdog();
     // The parent has a loop with a child running (a pidfd registered, pipes open): the fork
     // inherits all of that and must not be confused by it.
     let lp = EventLoop::new().unwrap();
@@ -49,9 +50,10 @@ fn sub_27_subprocesses_work_from_a_loop_in_a_forked_child() {
     .unwrap();
 
     // SAFETY: the child only runs Rust code of this test (no other thread of this process
-    // is running at this point besides the harness' main thread waiting on a channel; glibc's
-    // malloc is fork-safe) and leaves with `_exit`, so no destructor or exit handler of the
-    // parent runs twice.
+    // is running at this point besides the harness' main thread waiting on a channel and the
+    // test watchdog's thread waiting on a condition variable, whose lock the child never
+    // takes; glibc's malloc is fork-safe) and leaves with `_exit`, so no destructor or exit
+    // handler of the parent runs twice.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

@@ -37,6 +37,7 @@ fn shell(lp: &EventLoop, cmd: &str, o: SubprocessOptions) -> Process {
 
 #[test]
 fn sub_15_high_level_defaults_inherit_and_pipes_give_streams() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let p = exec(&lp, "true", &[], SubprocessOptions::new());
     assert!(p.stdin.is_none() && p.stdout.is_none() && p.stderr.is_none());
@@ -64,6 +65,7 @@ fn sub_15_high_level_defaults_inherit_and_pipes_give_streams() {
 
 #[test]
 fn sub_16_concurrent_waits_and_cancelling_one() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let p = Rc::new(exec(&lp, "sleep", &["60"], SubprocessOptions::new()));
     let tasks: Vec<_> = (0..3)
@@ -96,6 +98,7 @@ fn sub_16_concurrent_waits_and_cancelling_one() {
 
 #[test]
 fn sub_17_wait_started_before_the_exit_waits_for_the_pipes_too() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // The shell exits with 3 at once; its background sleep keeps stdout open.
     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
@@ -142,6 +145,7 @@ fn sub_17_wait_started_before_the_exit_waits_for_the_pipes_too() {
 
 #[test]
 fn sub_18_communicate_variants() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // input, both outputs
     let mut p = shell(&lp, "cat; echo done >&2", piped());
@@ -198,6 +202,7 @@ fn sub_18_communicate_variants() {
 
 #[test]
 fn sub_18_communicate_does_not_deadlock_on_full_pipes() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // 4 MiB through cat both ways, while stderr gets 1 MiB: far more than any pipe buffer.
     let input: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
@@ -215,6 +220,7 @@ fn sub_18_communicate_does_not_deadlock_on_full_pipes() {
 
 #[test]
 fn sub_19_broken_pipe_ignored_by_communicate_raised_by_drain() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let big = vec![b'x'; 1 << 20];
     // The child exits without reading.
@@ -258,6 +264,7 @@ fn sub_19_broken_pipe_ignored_by_communicate_raised_by_drain() {
 
 #[test]
 fn sub_20_kill_terminate_send_signal_give_negative_codes() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     for (sig, how) in [
         (libc::SIGKILL, "kill"),
@@ -278,6 +285,7 @@ fn sub_20_kill_terminate_send_signal_give_negative_codes() {
 
 #[test]
 fn sub_21_stdout_paused_above_twice_the_limit_and_resumed() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let limit = 1000;
     let o = SubprocessOptions::new().stdout(Stdio::Pipe).limit(limit);
@@ -307,6 +315,7 @@ fn sub_21_stdout_paused_above_twice_the_limit_and_resumed() {
 
 #[test]
 fn sub_21_output_after_exit_can_be_read() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
     let mut p = shell(&lp, "echo line 1; echo line 2", o);
@@ -322,6 +331,7 @@ fn sub_21_output_after_exit_can_be_read() {
 
 #[test]
 fn sub_21_stdin_pipe_is_not_inherited() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let holder = exec(&lp, "cat", &[], SubprocessOptions::new().stdin(Stdio::Pipe));
     let fd = holder
@@ -348,6 +358,7 @@ fn sub_21_stdin_pipe_is_not_inherited() {
 
 #[test]
 fn sub_13_cancelled_create_subprocess_collects_the_child() {
+    let _w = loop_testkit::exclusive();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
     let lp2 = lp.clone();
@@ -376,6 +387,7 @@ fn sub_13_cancelled_create_subprocess_collects_the_child() {
 
 #[test]
 fn stdin_close_and_write_eof_give_the_child_eof() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     for use_eof in [false, true] {
         let mut p = exec(&lp, "cat", &[], piped());

@@ -66,6 +66,7 @@ fn finish(lp: &EventLoop, done: loop_core::LoopFuture<()>) {
 
 #[test]
 fn sub_01_defaults_are_three_pipes_and_connection_made_ran_on_return() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = exec(&lp, "cat", &[], SubprocessOptions::new());
     // connection_made already ran when subprocess_exec returned.
@@ -83,6 +84,7 @@ fn sub_01_defaults_are_three_pipes_and_connection_made_ran_on_return() {
 
 #[test]
 fn sub_04_event_order_of_a_normal_run() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = shell(
         &lp,
@@ -99,6 +101,7 @@ fn sub_04_event_order_of_a_normal_run() {
 
 #[test]
 fn sub_04_child_killed_mid_write_keeps_the_order() {
+    let _w = loop_testkit::exclusive();
     let lp = EventLoop::new().unwrap();
     let (log, done, make) = Rec::new(&lp);
     let lp2 = lp.clone();
@@ -127,6 +130,7 @@ fn sub_04_child_killed_mid_write_keeps_the_order() {
 
 #[test]
 fn sub_04_events_before_connection_made_wait_for_it() {
+    let _w = loop_testkit::watchdog();
     // A child that writes and exits at once: its output, EOF and exit may all be seen while
     // the pipes are still being connected; they still come after connection_made.
     let lp = EventLoop::new().unwrap();
@@ -141,6 +145,7 @@ fn sub_04_events_before_connection_made_wait_for_it() {
 
 #[test]
 fn sub_05_pid_and_returncodes() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, _log, done) = shell(&lp, "exit 7", SubprocessOptions::new());
     assert!(t.get_pid() > 1);
@@ -167,6 +172,7 @@ fn sub_05_pid_and_returncodes() {
 
 #[test]
 fn sub_06_pipe_transports_and_stderr_to_stdout() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let o = SubprocessOptions::new()
         .stdin(Stdio::Null)
@@ -193,6 +199,7 @@ fn sub_06_pipe_transports_and_stderr_to_stdout() {
 
 #[test]
 fn sub_07_interactive_stdin_and_eof() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = exec(&lp, "cat", &[], SubprocessOptions::new());
     let stdin = t.get_pipe_transport(0).unwrap();
@@ -210,6 +217,7 @@ fn sub_07_interactive_stdin_and_eof() {
 
 #[test]
 fn sub_08_closing_stdout_early_breaks_the_childs_writes() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = shell(
         &lp,
@@ -231,6 +239,7 @@ fn sub_08_closing_stdout_early_breaks_the_childs_writes() {
 
 #[test]
 fn sub_09_signals_after_exit_and_after_connection_lost() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // Exited, the loop has not noticed yet: signals are no-ops, the code stays 0.
     let (t, done) = exit_behind_the_loops_back(&lp);
@@ -276,9 +285,10 @@ fn sub_09_signals_after_exit_and_after_connection_lost() {
 
 #[test]
 fn sub_10_close_kills_a_running_child_but_not_a_finished_one() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_debug(true);
-    let (logs, _g) = capture_logs();
+    let logs = log_capture();
 
     let (t, log, done) = exec(&lp, "sleep", &["60"], SubprocessOptions::new());
     assert!(!t.is_closing());
@@ -312,6 +322,7 @@ fn sub_10_close_kills_a_running_child_but_not_a_finished_one() {
 
 #[test]
 fn sub_11_extra_info_subprocess() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, _log, done) = exec(&lp, "echo", &["a", "b"], SubprocessOptions::new());
     let v = t.get_extra_info(Extra::Custom("subprocess")).unwrap();
@@ -327,6 +338,7 @@ fn sub_11_extra_info_subprocess() {
 
 #[test]
 fn sub_13_cancelled_setup_kills_and_collects_the_child() {
+    let _w = loop_testkit::exclusive();
     let lp = EventLoop::new().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
     let (log, _done, make) = Rec::new(&lp);
@@ -371,6 +383,7 @@ fn session_of(pid: &str) -> i32 {
 
 #[test]
 fn sub_14_spawn_options_pass_through() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // env on top of the inherited one, through the shell.
     let o = SubprocessOptions::new().env_var("EVLOOP_TEST_VAR", "value 1");
@@ -456,6 +469,7 @@ fn sub_14_spawn_options_pass_through() {
 
 #[test]
 fn sub_04_stdin_flow_control_reaches_the_protocol() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // `sleep` never reads its stdin: a large write stays buffered above the high-water mark.
     let (t, log, done) = exec(&lp, "sleep", &["60"], SubprocessOptions::new());
@@ -470,6 +484,7 @@ fn sub_04_stdin_flow_control_reaches_the_protocol() {
 
 #[test]
 fn protocol_panic_is_reported_and_the_transport_goes_on() {
+    let _w = loop_testkit::watchdog();
     struct Panicky(loop_core::LoopFuture<()>);
     impl loop_subprocess::SubprocessProtocol<SubprocessTransport> for Panicky {
         fn pipe_data_received(&mut self, _fd: i32, _data: &[u8]) {
@@ -504,6 +519,7 @@ fn protocol_panic_is_reported_and_the_transport_goes_on() {
 
 #[test]
 fn with_protocol_reaches_the_concrete_protocol() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = exec(&lp, "cat", &[], SubprocessOptions::new());
     assert_eq!(t.with_protocol(|r: &mut Rec| r.log.borrow().len()), Some(1));

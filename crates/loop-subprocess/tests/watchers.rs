@@ -103,7 +103,7 @@ fn sub_22_closing_the_loop_kills_and_collects_pidfd_children() {
 fn sub_24_status_collected_elsewhere_reports_255_and_warns() {
     let _g = serial();
     for watcher in [ExitWatcher::Auto, ExitWatcher::Thread] {
-        let (logs, _guard) = capture_logs();
+        let logs = log_capture();
         let lp = EventLoop::new().unwrap();
         let p = spawn(
             &lp,

@@ -16,6 +16,7 @@ use loop_timers::{TimersExt, MAX_DELAY};
 
 #[test]
 fn timer_01_time_is_monotonic_seconds() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let mut prev = lp.time();
     for _ in 0..1000 {
@@ -39,6 +40,7 @@ fn timer_01_time_is_monotonic_seconds() {
 
 #[test]
 fn timer_01_time_works_after_close() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let before = lp.time();
     lp.close().unwrap();
@@ -50,6 +52,7 @@ fn timer_01_time_works_after_close() {
 
 #[test]
 fn timer_01_time_is_the_loops_clock() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     // Two loops share one time base.
     let other = EventLoop::new().unwrap();
@@ -73,6 +76,7 @@ fn timer_01_time_is_the_loops_clock() {
 
 #[test]
 fn timer_02_call_later_is_queued_as_a_timer_with_when_now_plus_delay() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let d = Duration::from_millis(250);
     let before = lp.now();
@@ -100,6 +104,7 @@ fn timer_02_call_later_is_queued_as_a_timer_with_when_now_plus_delay() {
 
 #[test]
 fn timer_02_callback_runs_once_no_earlier_than_the_delay() {
+    let _w = loop_testkit::watchdog();
     // Virtual clock: the loop jumps to the deadline instead of sleeping until it.
     let lp = virtual_loop();
     let runs = log::<Instant>();
@@ -138,6 +143,7 @@ fn timer_02_callback_runs_once_no_earlier_than_the_delay() {
 
 #[test]
 fn timer_03_non_finite_seconds_are_rejected_and_schedule_nothing() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let e = lp.call_later_secs(bad, |_| unreachable!()).unwrap_err();
@@ -159,6 +165,7 @@ fn timer_03_non_finite_seconds_are_rejected_and_schedule_nothing() {
 
 #[test]
 fn timer_04_call_at_uses_the_time_base() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let at = lp.time() + 0.04;
     let fired = Rc::new(Cell::new(f64::NAN));
@@ -192,6 +199,7 @@ fn timer_04_call_at_uses_the_time_base() {
 
 #[test]
 fn timer_04_closed_loop_refuses_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let h = lp.call_later(Duration::from_secs(1), |_| {}).unwrap();
     lp.close().unwrap();
@@ -213,12 +221,14 @@ fn timer_04_closed_loop_refuses_timers() {
 
 #[test]
 fn timer_04_close_drops_pending_timers_without_running_them() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let dropped = Rc::new(Cell::new(false));
     let guard = DropFlag(dropped.clone());
-    lp.call_later(Duration::from_secs(5), move |_| {
+    let never = loop_testkit::never("a timer of a closed loop");
+    lp.call_later(Duration::from_secs(5), move |lp| {
         let _keep = &guard;
-        unreachable!("closed loops run nothing")
+        never(lp)
     })
     .unwrap();
     lp.close().unwrap();
@@ -231,6 +241,7 @@ fn timer_04_close_drops_pending_timers_without_running_them() {
 
 #[test]
 fn timer_05_negative_delays_run_in_when_order() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let order = log();
     lp.call_later_secs(-1.0, push(&order, "a")).unwrap();
@@ -246,6 +257,7 @@ fn timer_05_negative_delays_run_in_when_order() {
 
 #[test]
 fn timer_05_zero_delay_runs_on_the_next_iteration() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     let s = seen.clone();
@@ -274,6 +286,7 @@ fn timer_05_zero_delay_runs_on_the_next_iteration() {
 
 #[test]
 fn timer_06_equal_deadlines_run_fifo() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let order = log();
     let at = lp.now() + Duration::from_millis(10);
@@ -292,6 +305,7 @@ fn timer_06_equal_deadlines_run_fifo() {
 
 #[test]
 fn timer_06_due_timers_run_in_when_order() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let order = log();
     // Scheduled in a scrambled order, all due by the time the loop looks.
@@ -317,6 +331,7 @@ fn rng(state: &mut u64) -> u64 {
 
 #[test]
 fn timer_06_many_due_timers_run_in_when_then_fifo_order() {
+    let _w = loop_testkit::watchdog();
     // Small batches are popped one by one; large ones go through the bulk path of the queue.
     // Both must give the same order: by deadline, ties in scheduling order, cancelled skipped.
     for n in [10usize, 1_000, 5_000, 40_000] {
@@ -373,6 +388,7 @@ fn timer_06_many_due_timers_run_in_when_then_fifo_order() {
 
 #[test]
 fn timer_07_when_is_the_absolute_time() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let at = Instant::now() + Duration::from_millis(1234);
     assert_eq!(lp.call_at(at, |_| {}).unwrap().when(), at);
@@ -396,6 +412,7 @@ fn timer_07_when_is_the_absolute_time() {
 
 #[test]
 fn timer_08_cancel_releases_the_callback_and_it_never_runs() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let dropped = Rc::new(Cell::new(false));
     let guard = DropFlag(dropped.clone());
@@ -424,6 +441,7 @@ fn timer_08_cancel_releases_the_callback_and_it_never_runs() {
 
 #[test]
 fn timer_08_cancel_after_due_still_prevents_the_run() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
@@ -445,6 +463,7 @@ fn timer_08_cancel_after_due_still_prevents_the_run() {
 
 #[test]
 fn timer_09_handles_order_by_when_then_scheduling_order() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let at = Instant::now() + Duration::from_secs(10);
     let a = lp.call_at(at, |_| {}).unwrap();

@@ -16,7 +16,7 @@ fn far_timers(lp: &EventLoop, n: u64) -> Vec<TimerHandle> {
         .map(|i| {
             lp.call_later(
                 Duration::from_secs(60) + Duration::from_millis(i),
-                |_| unreachable!(),
+                loop_testkit::never("a far timer"),
             )
             .unwrap()
         })
@@ -31,6 +31,7 @@ fn one_iteration(lp: &EventLoop) {
 
 #[test]
 fn timer_16_more_than_half_of_over_100_cancelled_rebuilds_the_heap() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let hs = far_timers(&lp, 150);
     // Cancel the 76 latest: none of them is at the head, so only the bulk rule can drop them.
@@ -48,6 +49,7 @@ fn timer_16_more_than_half_of_over_100_cancelled_rebuilds_the_heap() {
 
 #[test]
 fn timer_16_exactly_half_cancelled_is_not_enough() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let hs = far_timers(&lp, 150);
     for h in &hs[75..] {
@@ -65,6 +67,7 @@ fn timer_16_exactly_half_cancelled_is_not_enough() {
 
 #[test]
 fn timer_16_one_hundred_timers_or_fewer_are_never_bulk_cleaned() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let hs = far_timers(&lp, 100);
     for h in &hs[10..] {
@@ -83,6 +86,7 @@ fn timer_16_one_hundred_timers_or_fewer_are_never_bulk_cleaned() {
 
 #[test]
 fn timer_16_cancelling_a_timer_that_left_the_heap_does_not_count() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let later: Rc<RefCell<Vec<TimerHandle>>> = Rc::new(RefCell::new(Vec::new()));
     let l = later.clone();
@@ -111,6 +115,7 @@ fn timer_16_cancelling_a_timer_that_left_the_heap_does_not_count() {
 
 #[test]
 fn timer_16_cancel_counts_only_while_in_the_heap_across_iterations() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     let fired = lp.call_later(Duration::ZERO, push(&seen, "fired")).unwrap();
@@ -136,6 +141,7 @@ fn timer_16_cancel_counts_only_while_in_the_heap_across_iterations() {
 
 #[test]
 fn timer_16_live_timers_survive_a_clean_up_and_fire_in_order() {
+    let _w = loop_testkit::watchdog();
     let lp = common::virtual_loop();
     let order = log();
     let mut hs = Vec::new();
@@ -165,6 +171,7 @@ fn timer_16_live_timers_survive_a_clean_up_and_fire_in_order() {
 
 #[test]
 fn timer_16_cancel_through_the_inner_handle_is_not_counted_but_still_cleaned() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let hs = far_timers(&lp, 150);
     // 40 cancelled through the loop_core handle (not counted), 76 through the timer handle.

@@ -19,6 +19,7 @@ use loop_timers::TimersExt;
 
 #[test]
 fn timer_10_due_timers_run_after_io_in_the_same_iteration() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let seen = log();
     let (r, mut w) = UnixStream::pair().unwrap();
@@ -49,6 +50,7 @@ fn timer_10_due_timers_run_after_io_in_the_same_iteration() {
 
 #[test]
 fn timer_10_due_timers_join_the_ready_callbacks_and_their_work_waits() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     let s = seen.clone();
@@ -84,6 +86,7 @@ fn timer_10_due_timers_join_the_ready_callbacks_and_their_work_waits() {
 
 #[test]
 fn timer_11_resolution_is_the_os_clock_resolution() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let res = lp.clock_resolution();
     // Linux reports 1 ns with high-resolution timers, one jiffy without.
@@ -97,6 +100,7 @@ fn timer_11_resolution_is_the_os_clock_resolution() {
 
 #[test]
 fn timer_11_timers_within_the_resolution_of_now_are_due() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_clock_resolution(Duration::from_secs(10));
     let seen = log();
@@ -112,6 +116,7 @@ fn timer_11_timers_within_the_resolution_of_now_are_due() {
 
 #[test]
 fn timer_11_without_the_fudge_a_future_timer_is_not_due() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     lp.call_later(Duration::from_secs(5), push_iter(&seen, "later"))
@@ -124,6 +129,7 @@ fn timer_11_without_the_fudge_a_future_timer_is_not_due() {
 
 #[test]
 fn timer_11_a_timer_due_within_the_resolution_does_not_make_the_loop_wait() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_clock_resolution(Duration::from_millis(500));
     let seen = log();
@@ -143,6 +149,7 @@ fn timer_11_a_timer_due_within_the_resolution_does_not_make_the_loop_wait() {
 
 #[test]
 fn timer_17_panicking_timer_is_reported_with_its_handle_and_the_loop_continues() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let reports: Rc<RefCell<Vec<ExceptionContext>>> = Rc::new(RefCell::new(Vec::new()));
     let r = reports.clone();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{log, push_iter, virtual_loop};
 use loop_core::{EventLoop, MAX_POLL_TIMEOUT};
+use loop_testkit::never;
 use loop_timers::TimersExt;
 
 // ---------------------------------------------------------------------------------------------
@@ -14,6 +15,7 @@ use loop_timers::TimersExt;
 
 #[test]
 fn timer_12_five_short_sleeps_take_at_most_20_iterations() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let before = lp.stats().iterations;
     lp.run_until_complete(async {
@@ -31,6 +33,7 @@ fn timer_12_five_short_sleeps_take_at_most_20_iterations() {
 
 #[test]
 fn timer_12_short_sleeps_as_durations_do_not_spin_either() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let before = lp.stats().iterations;
     lp.run_until_complete(async {
@@ -51,9 +54,10 @@ fn timer_12_short_sleeps_as_durations_do_not_spin_either() {
 
 #[test]
 fn timer_13_ready_work_does_not_wait_for_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let far = lp
-        .call_later(Duration::from_secs(30), |_| unreachable!())
+        .call_later(Duration::from_secs(30), never("the 30 s timer"))
         .unwrap();
     let start = Instant::now();
     lp.call_soon(|lp| {
@@ -69,8 +73,9 @@ fn timer_13_ready_work_does_not_wait_for_timers() {
 
 #[test]
 fn timer_13_a_stop_request_polls_with_zero_timeout() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    lp.call_later(Duration::from_secs(30), |_| unreachable!())
+    lp.call_later(Duration::from_secs(30), never("the 30 s timer"))
         .unwrap();
     lp.stop();
     lp.run_forever().unwrap();
@@ -81,6 +86,7 @@ fn timer_13_a_stop_request_polls_with_zero_timeout() {
 
 #[test]
 fn timer_13_idle_loop_blocks_until_the_earliest_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     lp.call_later(Duration::from_millis(60), push_iter(&seen, "first"))
@@ -101,6 +107,7 @@ fn timer_13_idle_loop_blocks_until_the_earliest_timer() {
 
 #[test]
 fn timer_13_no_timers_blocks_until_woken() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
     let th = std::thread::spawn(move || {
@@ -120,19 +127,24 @@ fn timer_13_no_timers_blocks_until_woken() {
 
 #[test]
 fn timer_14_poll_timeout_cap_is_one_day() {
+    let _w = loop_testkit::watchdog();
     assert_eq!(MAX_POLL_TIMEOUT, Duration::from_secs(24 * 3600));
 }
 
 #[test]
 fn timer_14_timers_beyond_one_day_do_not_break_the_poll() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let a = lp
-        .call_later(Duration::from_secs(25 * 3600), |_| unreachable!())
+        .call_later(Duration::from_secs(25 * 3600), never("the 25 h timer"))
         .unwrap();
     let b = lp
-        .call_later(Duration::from_secs(400 * 86_400), |_| unreachable!())
+        .call_later(
+            Duration::from_secs(400 * 86_400),
+            never("the 400-day timer"),
+        )
         .unwrap();
-    let c = lp.call_later_secs(1e12, |_| unreachable!()).unwrap();
+    let c = lp.call_later_secs(1e12, never("the 1e12 s timer")).unwrap();
     assert!(b.when() > lp.now() + Duration::from_secs(399 * 86_400));
     let remote = lp.remote();
     let th = std::thread::spawn(move || {
@@ -201,14 +213,21 @@ fn timer_14_a_timer_two_days_out_polls_with_the_one_day_cap() {
 
 #[test]
 fn timer_15_cancelled_head_does_not_set_the_poll_timeout() {
+    let _w = loop_testkit::watchdog();
     // Virtual clock: the loop jumps exactly to the deadline the poll timeout came from.
     let lp = virtual_loop();
     let seen = log();
     let head = lp
-        .call_later(Duration::from_millis(20), |_| unreachable!())
+        .call_later(
+            Duration::from_millis(20),
+            never("the cancelled 20 ms timer"),
+        )
         .unwrap();
     let second = lp
-        .call_later(Duration::from_millis(40), |_| unreachable!())
+        .call_later(
+            Duration::from_millis(40),
+            never("the cancelled 40 ms timer"),
+        )
         .unwrap();
     lp.call_later(Duration::from_millis(120), push_iter(&seen, "live"))
         .unwrap();
@@ -230,6 +249,7 @@ fn timer_15_cancelled_head_does_not_set_the_poll_timeout() {
 
 #[test]
 fn timer_15_only_cancelled_heads_are_popped() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let head = lp.call_later(Duration::from_secs(5), |_| {}).unwrap();
     let _live = lp.call_later(Duration::from_secs(10), |_| {}).unwrap();

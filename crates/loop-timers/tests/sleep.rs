@@ -23,6 +23,7 @@ fn anchor(lp: &EventLoop) {
 
 #[test]
 fn timer_18_sleep_is_completed_by_a_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let during = Rc::new(Cell::new(None));
     let d = during.clone();
@@ -42,6 +43,7 @@ fn timer_18_sleep_is_completed_by_a_timer() {
 
 #[test]
 fn timer_18_sleep_timer_is_located_where_sleep_was_called() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let mut s = lp.sleep(Duration::from_secs(5));
     let line = line!() - 1;
@@ -56,6 +58,7 @@ fn timer_18_sleep_timer_is_located_where_sleep_was_called() {
 
 #[test]
 fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let task = lp
@@ -79,6 +82,7 @@ fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
 
 #[test]
 fn timer_18_a_task_may_catch_the_cancellation_of_its_sleep() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let task = lp
@@ -105,6 +109,7 @@ fn timer_18_a_task_may_catch_the_cancellation_of_its_sleep() {
 
 #[test]
 fn timer_18_a_dropped_sleep_cancels_its_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let winner = lp
@@ -126,6 +131,7 @@ fn timer_18_a_dropped_sleep_cancels_its_timer() {
 
 #[test]
 fn timer_18_sleep_errors_are_returned_not_panics() {
+    let _w = loop_testkit::watchdog();
     // No running loop.
     let r = future::block_on(sleep(Duration::from_millis(1)));
     assert!(matches!(r, Err(Error::NoRunningLoop)), "{r:?}");
@@ -149,6 +155,7 @@ fn timer_18_sleep_errors_are_returned_not_panics() {
 
 #[test]
 fn timer_18_sleep_until_an_instant() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let at = lp.now() + Duration::from_millis(20);
     lp.run_until_complete(sleep_until(at)).unwrap().unwrap();
@@ -167,6 +174,7 @@ fn timer_18_sleep_until_an_instant() {
 
 #[test]
 fn core_48_sleep_zero_yields_one_iteration() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
@@ -194,6 +202,7 @@ fn core_48_sleep_zero_yields_one_iteration() {
 
 #[test]
 fn core_48_sleep_nan_is_an_invalid_argument() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
     let errs = lp
@@ -221,6 +230,7 @@ fn core_48_sleep_nan_is_an_invalid_argument() {
 
 #[test]
 fn core_48_cancel_during_sleep_zero_is_delivered_at_the_await() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
     let task = lp
@@ -246,6 +256,7 @@ fn core_48_cancel_during_sleep_zero_is_delivered_at_the_await() {
 
 #[test]
 fn timeout_returns_the_output_when_the_future_wins() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let r = lp
@@ -267,6 +278,7 @@ fn timeout_returns_the_output_when_the_future_wins() {
 
 #[test]
 fn timeout_expiry_drops_the_inner_future_and_returns_timed_out() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let dropped = Rc::new(Cell::new(false));
     let d = dropped.clone();
@@ -291,6 +303,7 @@ fn timeout_expiry_drops_the_inner_future_and_returns_timed_out() {
 
 #[test]
 fn timeout_at_a_past_deadline_still_polls_once() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let past = Instant::now() - Duration::from_secs(1);
     let r = lp
@@ -305,6 +318,7 @@ fn timeout_at_a_past_deadline_still_polls_once() {
 
 #[test]
 fn timeout_cancelling_the_task_reaches_the_inner_future_and_cancels_both_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let task = lp
@@ -326,6 +340,7 @@ fn timeout_cancelling_the_task_reaches_the_inner_future_and_cancels_both_timers(
 
 #[test]
 fn timeout_dropped_before_expiry_cancels_its_timer() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     anchor(&lp);
     let r = lp
@@ -345,6 +360,7 @@ fn timeout_dropped_before_expiry_cancels_its_timer() {
 
 #[test]
 fn timeout_outside_a_running_loop_is_an_error() {
+    let _w = loop_testkit::watchdog();
     let r = future::block_on(timeout(Duration::from_millis(1), async { 1 }));
     assert!(matches!(r, Err(Error::NoRunningLoop)), "{r:?}");
 }

@@ -32,6 +32,7 @@ fn at(
 
 #[test]
 fn timer_06_virtual_clock_runs_hour_long_delays_in_exact_order() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let seen = log();
@@ -76,6 +77,7 @@ fn timer_06_virtual_clock_runs_hour_long_delays_in_exact_order() {
 
 #[test]
 fn timer_02_virtual_clock_time_follows_the_jumps() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let t0 = lp.time();
     let h = lp.call_later_secs(1800.0, |_| {}).unwrap();
@@ -101,6 +103,7 @@ fn timer_02_virtual_clock_time_follows_the_jumps() {
 
 #[test]
 fn timer_14_virtual_clock_runs_a_day_of_timers() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let t0 = lp.time();
@@ -167,6 +170,7 @@ fn timer_14_virtual_clock_runs_a_day_of_timers() {
 
 #[test]
 fn timer_18_virtual_clock_sleep_and_timeout_take_exact_virtual_time() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let lp2 = lp.clone();
@@ -209,6 +213,7 @@ fn timer_18_virtual_clock_sleep_and_timeout_take_exact_virtual_time() {
 
 #[test]
 fn timer_18_virtual_clock_cancelling_a_sleeping_task() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let task = lp.create_task(async { sleep(24 * HOUR).await }).unwrap();
@@ -235,6 +240,7 @@ fn timer_18_virtual_clock_cancelling_a_sleeping_task() {
 
 #[test]
 fn timer_10_virtual_clock_ready_io_runs_before_the_jump() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let seen = log();
@@ -275,6 +281,7 @@ fn timer_10_virtual_clock_ready_io_runs_before_the_jump() {
 
 #[test]
 fn timer_13_virtual_clock_without_timers_blocks_on_io_and_time_stands_still() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let remote = lp.remote();
@@ -297,6 +304,7 @@ fn timer_13_virtual_clock_without_timers_blocks_on_io_and_time_stands_still() {
 
 #[test]
 fn timer_13_virtual_clock_busy_loop_does_not_advance_until_told() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let start = lp.now();
     let fired = Rc::new(Cell::new(false));

@@ -278,6 +278,7 @@ proptest! {
         ops in prop::collection::vec(read_op(), 0..12),
         extra in 0..4usize,
     ) {
+        let _w = loop_testkit::watchdog();
         // A limit above the input: no read depends on when the data arrived.
         let limit = data.len().max(1) + extra;
         let (done, rest) = run_on_loop(limit, chunked(&data, &sizes, &gaps), ops);
@@ -306,6 +307,7 @@ proptest! {
         limit in 1..12usize,
         eof in any::<bool>(),
     ) {
+        let _w = loop_testkit::watchdog();
         let mut steps = vec![Step::Feed(data.clone())];
         if eof {
             steps.push(Step::Eof);
@@ -328,6 +330,7 @@ proptest! {
         single in any::<bool>(),
         eof in any::<bool>(),
     ) {
+        let _w = loop_testkit::watchdog();
         let op = if single {
             ReadOp::Readuntil(seps[0].clone())
         } else {
@@ -354,6 +357,7 @@ proptest! {
         n in 0..50usize,
         exactly in any::<bool>(),
     ) {
+        let _w = loop_testkit::watchdog();
         let op = if exactly { ReadOp::Readexactly(n) } else { ReadOp::Readuntil(sep) };
         let steps = [Step::Feed(data.clone()), Step::Eof, Step::Start(op)];
         let d = driven(64, &steps)?;
@@ -371,6 +375,7 @@ proptest! {
         limit in 1..16usize,
         steps in prop::collection::vec(step(), 0..40),
     ) {
+        let _w = loop_testkit::watchdog();
         driven(limit, &steps)?;
     }
 }
@@ -379,6 +384,7 @@ proptest! {
 /// as the match, so its (later) start is what the limit is checked against.
 #[test]
 fn stream_11_equal_ends_use_the_shortest_separator_for_the_limit() {
+    let _w = loop_testkit::watchdog();
     for seps in [
         vec![b"ab".to_vec(), b"b".to_vec()],
         vec![b"b".to_vec(), b"ab".to_vec()],
@@ -409,6 +415,7 @@ fn stream_11_equal_ends_use_the_shortest_separator_for_the_limit() {
 /// reader bug in the properties above).
 #[test]
 fn stream_09_13_model_matches_asyncio_examples() {
+    let _w = loop_testkit::watchdog();
     let run = |limit: usize, feeds: &[&[u8]], op: ReadOp| {
         let mut steps: Vec<Step> = vec![Step::Start(op)];
         steps.extend(feeds.iter().map(|f| Step::Feed(f.to_vec())));

@@ -1,6 +1,7 @@
-//! Helpers shared by the executor tests: a watchdog, a gate and a one-thread executor.
+//! Helpers shared by the executor tests: loop-testkit's, under the names these tests use, a
+//! gate and a one-thread executor.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -8,56 +9,26 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use loop_core::{Error, EventLoop, Remote, Result};
+use loop_core::{Error, EventLoop, Result};
 use loop_executor::{Executor, Job};
 
-/// Generous bound for anything that should happen "soon" on a loaded machine.
-pub const LONG: Duration = Duration::from_secs(30);
+pub use loop_testkit::{eventually, exclusive, watchdog, watchdog_for, DropProbe};
 
-/// Stops the loop if the test hangs, so that a missing wake-up fails instead of hanging.
-/// Dropping it ends its thread at once.
-pub struct Watchdog {
-    tx: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<bool>>,
-}
+/// Generous bound for anything that should happen "soon" on a loaded machine.
+pub const LONG: Duration = loop_testkit::LONG;
+
+/// A watchdog with the loop registered ([`loop_testkit::watchdog_for`]), under the name these
+/// tests use: if the test hangs, the loop unwinds with a fatal error and the test fails.
+pub struct Watchdog(loop_testkit::Watchdog);
 
 impl Watchdog {
     pub fn new(lp: &EventLoop) -> Watchdog {
-        Watchdog::with_remote(lp.remote())
+        Watchdog(loop_testkit::watchdog_for(lp))
     }
 
-    pub fn with_remote(remote: Remote) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        let handle = std::thread::spawn(move || match rx.recv_timeout(LONG) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = remote.stop();
-                true
-            }
-            _ => false,
-        });
-        Watchdog {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    /// Ends the watchdog; true if it had to stop the loop.
-    pub fn fired(mut self) -> bool {
-        self.finish()
-    }
-
-    fn finish(&mut self) -> bool {
-        drop(self.tx.take());
-        self.handle
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.finish();
+    /// Ends the watchdog; true if its limit passed.
+    pub fn fired(self) -> bool {
+        self.0.fired()
     }
 }
 
@@ -143,52 +114,7 @@ impl Drop for OneThread {
     }
 }
 
-/// Counts drops, and remembers the thread of the last one.
-pub struct DropProbe {
-    pub drops: Arc<AtomicUsize>,
-    pub thread: Arc<Mutex<Option<std::thread::ThreadId>>>,
-}
-
-impl DropProbe {
-    pub fn new() -> (
-        DropProbe,
-        Arc<AtomicUsize>,
-        Arc<Mutex<Option<std::thread::ThreadId>>>,
-    ) {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let thread = Arc::new(Mutex::new(None));
-        (
-            DropProbe {
-                drops: drops.clone(),
-                thread: thread.clone(),
-            },
-            drops,
-            thread,
-        )
-    }
-}
-
-impl Drop for DropProbe {
-    fn drop(&mut self) {
-        *self.thread.lock().unwrap() = Some(std::thread::current().id());
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Waits (at most `LONG`) until `cond` holds.
-pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < LONG {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cond()
-}
-
 /// Runs the loop for one iteration that does nothing but what is ready.
 pub fn one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
+    loop_testkit::run_once(lp);
 }

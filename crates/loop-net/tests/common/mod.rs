@@ -1,44 +1,26 @@
-//! Helpers shared by the loop-net integration tests: a watchdog run, fd counting, a recording
-//! protocol and an echo protocol.
-#![allow(dead_code)]
+//! Helpers shared by the loop-net integration tests: loop-testkit's (watchdog, test lock, fd
+//! counting, exception capture) under the names these tests use, a recording protocol and an
+//! echo protocol.
+#![allow(dead_code, unused_imports)]
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 
-use loop_core::{EventLoop, ExceptionContext, LoopFuture};
+use loop_core::{EventLoop, LoopFuture};
 use loop_transport::{Protocol, Transport};
 
-/// Tests of one binary run one at a time: they count the process' fds.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub use loop_testkit::{exclusive, fd_count, record_exceptions, run, watchdog, Exceptions};
 
-/// Takes the per-binary test lock.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The guard of a test that counts the process's fds: it runs alone
+/// ([`loop_testkit::exclusive`]).
+pub fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
-/// Open fds of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-#[path = "../../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-pub use watchdog::run;
-
-/// Collects exception-handler reports.
-pub fn capture_exceptions(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(Some(Rc::new(
-        move |_lp: &EventLoop, ctx: &ExceptionContext| {
-            s.borrow_mut().push(ctx.clone());
-        },
-    )));
-    seen
+/// Collects exception-handler reports ([`loop_testkit::record_exceptions`]).
+pub fn capture_exceptions(lp: &EventLoop) -> Exceptions {
+    loop_testkit::record_exceptions(lp)
 }
 
 /// Records what happens to a connection.

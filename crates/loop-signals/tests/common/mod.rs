@@ -1,23 +1,26 @@
-//! Helpers shared by the signal tests.
+//! Helpers shared by the signal tests: loop-testkit's, under the names these tests use, and
+//! the signal-specific ones.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use loop_core::{EventLoop, Remote};
+use loop_core::EventLoop;
+
+pub use loop_testkit::{
+    eventually, exclusive, record_exceptions, spin_until, watchdog, watchdog_for, Exceptions,
+};
 
 /// Generous bound for anything that should happen "soon" on a loaded machine.
-pub const LONG: Duration = Duration::from_secs(30);
+pub const LONG: Duration = loop_testkit::LONG;
 
-/// Signal handlers are process-wide: the tests of one binary take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Signal handlers are process-wide: a test that installs one runs alone
+/// ([`loop_testkit::exclusive`]), which is also its watchdog.
+pub fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
 /// Sends `sig` to the calling thread (`raise`): it is handled before this returns, so a test
@@ -45,75 +48,21 @@ pub fn pending_for_process(sig: i32) -> bool {
 
 /// Runs one loop iteration (zero-timeout poll).
 pub fn one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
+    loop_testkit::run_once(lp);
 }
 
-/// Runs loop iterations until `cond` holds (at most `LONG`).
-pub fn spin_until(lp: &EventLoop, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < LONG {
-        one_iteration(lp);
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
-}
-
-/// Waits (at most `LONG`) until `cond` holds, without running a loop.
-pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < LONG {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    cond()
-}
-
-/// Stops the loop if the test hangs; dropping it ends its thread at once.
-pub struct Watchdog {
-    tx: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<bool>>,
-}
+/// A watchdog with the loop registered ([`loop_testkit::watchdog_for`]), under the name these
+/// tests use: if the test hangs, the loop unwinds with a fatal error and the test fails.
+pub struct Watchdog(loop_testkit::Watchdog);
 
 impl Watchdog {
     pub fn new(lp: &EventLoop) -> Watchdog {
-        let remote: Remote = lp.remote();
-        let (tx, rx) = mpsc::channel::<()>();
-        let handle = std::thread::spawn(move || match rx.recv_timeout(LONG) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = remote.stop();
-                true
-            }
-            _ => false,
-        });
-        Watchdog {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
+        Watchdog(loop_testkit::watchdog_for(lp))
     }
 
-    /// Ends the watchdog; true if it had to stop the loop.
-    pub fn fired(mut self) -> bool {
-        self.finish()
-    }
-
-    fn finish(&mut self) -> bool {
-        drop(self.tx.take());
-        self.handle
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.finish();
+    /// Ends the watchdog; true if its limit passed.
+    pub fn fired(self) -> bool {
+        self.0.fired()
     }
 }
 

@@ -1,108 +1,26 @@
-//! Helpers shared by the subprocess tests: a recording protocol, a watchdog, fd and zombie
-//! checks, log capture.
-#![allow(dead_code)]
+//! Helpers shared by the subprocess tests: loop-testkit's (watchdog, test lock, fd, thread
+//! and zombie checks, log capture) under the names these tests use, and a recording protocol.
+#![allow(dead_code, unused_imports)]
 
 use std::cell::RefCell;
-use std::io::{self, Write};
+use std::io;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use loop_core::{EventLoop, LoopFuture};
 use loop_subprocess::{SubprocessProtocol, SubprocessTransport};
-use rustix::io::Errno;
-use rustix::process::{Pid, WaitId, WaitIdOptions};
 
-/// Generous bound for anything that should happen "soon" on a loaded machine.
+/// The bound, in seconds, these tests give `run` (the watchdog's limit).
 pub const LONG: u64 = 60;
 
-/// Tests of one binary that count fds, threads or children take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub use loop_testkit::{
+    children, eventually, exclusive, fd_count, is_reaped, log_capture, run, spin, spin_until,
+    threads_named, wait_exited_nowait, watchdog,
+};
 
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Open fds of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Threads of this process whose name starts with `prefix` (the kernel keeps 15 bytes).
-pub fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|c| c.trim_end().starts_with(prefix))
-        .count()
-}
-
-/// Children of this process (all its threads), zombies included.
-pub fn children() -> Vec<u32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        if let Ok(s) = std::fs::read_to_string(e.path().join("children")) {
-            v.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-        }
-    }
-    v
-}
-
-/// True once `pid` is no child of ours any more (its status was collected): `waitid` with
-/// `WNOWAIT` answers `ECHILD` and collects nothing itself.
-pub fn is_reaped(pid: u32) -> bool {
-    let pid = Pid::from_raw(pid as i32).unwrap();
-    matches!(
-        rustix::process::waitid(
-            WaitId::Pid(pid),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-        ),
-        Err(Errno::CHILD)
-    )
-}
-
-/// Blocks until `pid` exited, without collecting its status.
-pub fn wait_exited_nowait(pid: u32) {
-    let pid = Pid::from_raw(pid as i32).unwrap();
-    loop {
-        match rustix::process::waitid(
-            WaitId::Pid(pid),
-            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-        ) {
-            Err(Errno::INTR) => continue,
-            _ => return,
-        }
-    }
-}
-
-#[path = "../../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-pub use watchdog::run;
-
-/// Runs `n` loop iterations.
-pub fn spin(lp: &EventLoop, n: usize) {
-    for _ in 0..n {
-        lp.stop();
-        lp.run_forever().unwrap();
-    }
-}
-
-/// Runs loop iterations until `cond` holds (at most `LONG` seconds); false on timeout.
-pub fn spin_until(lp: &EventLoop, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(LONG) {
-        if cond() {
-            return true;
-        }
-        spin(lp, 1);
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    cond()
+/// The guard of a test that counts fds, threads or children: it runs alone
+/// ([`loop_testkit::exclusive`]).
+pub fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
 
 /// A protocol event as recorded by [`Rec`].
@@ -222,48 +140,4 @@ pub fn check_order(log: &[Ev], fds: &[i32]) {
         .filter(|e| matches!(e, Ev::PipeLost(f, _) if !fds.contains(f)))
         .count();
     assert_eq!(other_lost, 0, "{log:?}");
-}
-
-/// A `tracing` subscriber for the current thread that keeps what is logged.
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures DEBUG and above on this thread until the guard is dropped.
-pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let logs = Logs::default();
-    let l = logs.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || l.clone())
-        .finish();
-    (logs, tracing::subscriber::set_default(sub))
-}
-
-/// Waits (at most `LONG` seconds) until `cond` holds, without running a loop.
-pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(LONG) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    cond()
 }

@@ -1,56 +1,32 @@
-//! Helpers shared by the integration tests: a recording protocol, a watchdog, fd counting.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: loop-testkit's (watchdog, test lock, fd counting,
+//! exception capture) under the names these tests use, and a recording protocol.
+#![allow(dead_code, unused_imports)]
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsFd;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use loop_core::{EventLoop, ExceptionContext, LoopFuture};
 use loop_transport::{Protocol, Transport};
 
-/// Tests of one binary run one at a time: they count the process' fds.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub use loop_testkit::{exclusive, fd_count, record_exceptions, run, spin, watchdog, Exceptions};
 
-/// Takes the per-binary test lock.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The guard of a test that counts the process's fds: it runs alone
+/// ([`loop_testkit::exclusive`]).
+pub fn serial() -> loop_testkit::Watchdog {
+    loop_testkit::exclusive()
 }
-
-/// Open fds of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-#[path = "../../../../tests/support/watchdog.rs"]
-mod watchdog;
-// `watchdog` takes these from `super`.
-use loop_core::{fatal, Fatal};
-pub use watchdog::run;
 
 /// Runs the loop until `fut` is done (a loop future completed by a protocol).
 pub fn run_until<T: 'static>(lp: &EventLoop, secs: u64, fut: LoopFuture<T>) -> T {
     run(lp, secs, fut).expect("future failed")
 }
 
-/// Runs `n` loop iterations.
-pub fn spin(lp: &EventLoop, n: usize) {
-    for _ in 0..n {
-        lp.stop();
-        lp.run_forever().unwrap();
-    }
-}
-
-/// Collects every exception-handler report.
-pub fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let log = Rc::new(RefCell::new(Vec::new()));
-    let l = log.clone();
-    lp.set_exception_handler(Some(Rc::new(move |_lp, ctx| {
-        l.borrow_mut().push(ctx.clone())
-    })));
-    log
+/// Collects every exception-handler report ([`loop_testkit::record_exceptions`]).
+pub fn capture_reports(lp: &EventLoop) -> Exceptions {
+    loop_testkit::record_exceptions(lp)
 }
 
 /// The value of an extra key of a report.
