@@ -325,6 +325,7 @@ fn timeout_of_blocking_poll(lp: &EventLoop) -> Option<Duration> {
 
 #[test]
 fn stats_last_poll_timeout_is_the_timeout_given_to_the_poller_capped_at_one_day() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.stats().last_poll_timeout, None);
     // Nothing to wait for: the poll has no timeout.

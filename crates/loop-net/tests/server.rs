@@ -501,6 +501,7 @@ const MUTED_CHILD_ENV: &str = "EVLOOP_NET37_MUTED_CHILD";
 #[test]
 #[ignore = "run by net_37_listener_stays_muted_while_descriptors_are_exhausted in a child process"]
 fn net_37_muted_child() {
+    let _w = loop_testkit::watchdog();
     if std::env::var_os(MUTED_CHILD_ENV).is_none() {
         return;
     }
@@ -577,6 +578,7 @@ fn net_37_muted_child() {
 
 #[test]
 fn net_37_listener_stays_muted_while_descriptors_are_exhausted() {
+    let _w = loop_testkit::watchdog();
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -135,6 +135,7 @@ fn check_child(test: &str, mode: &str) {
 
 #[test]
 fn sig_11_a_handler_installed_before_does_not_run_and_is_not_restored() {
+    let _w = common::serial();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }
@@ -146,6 +147,7 @@ fn sig_11_a_handler_installed_before_does_not_run_and_is_not_restored() {
 
 #[test]
 fn sig_11_sig_ign_installed_before_is_replaced_and_not_restored() {
+    let _w = common::serial();
     if let Ok(mode) = std::env::var(MODE) {
         return child(&mode);
     }

@@ -35,6 +35,7 @@ impl Drop for TempDir {
 
 #[test]
 fn tls_context_loads_chain_and_key_from_files() {
+    let _w = loop_testkit::watchdog();
     let dir = TempDir::new("files");
     let ca = Ca::new("file CA");
     let leaf = ca.issue(&["localhost"]);
@@ -67,6 +68,7 @@ fn tls_context_loads_chain_and_key_from_files() {
 
 #[test]
 fn tls_context_errors_name_the_file_and_the_problem() {
+    let _w = loop_testkit::watchdog();
     let dir = TempDir::new("errors");
     let ca = Ca::new("error CA");
     let leaf = ca.issue(&["localhost"]);
@@ -115,6 +117,7 @@ fn tls_context_errors_name_the_file_and_the_problem() {
 
 #[test]
 fn tls_context_refuses_a_key_that_is_not_the_certificates() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("mismatch CA");
     let a = ca.issue(&["a.localhost"]);
     let b = ca.issue(&["b.localhost"]);
@@ -131,6 +134,7 @@ fn tls_context_refuses_a_key_that_is_not_the_certificates() {
 
 #[test]
 fn tls_context_needs_a_chain_and_a_key() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("credentials CA");
     let leaf = ca.issue(&["localhost"]);
     let err = SslContext::server()
@@ -155,6 +159,7 @@ fn tls_context_needs_a_chain_and_a_key() {
 
 #[test]
 fn tls_context_side_must_match_the_engine() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("side CA");
     let leaf = ca.issue(&["localhost"]);
     let server = server_ctx(&leaf);
@@ -175,6 +180,7 @@ fn tls_context_side_must_match_the_engine() {
 
 #[test]
 fn tls_default_client_context_uses_the_os_trust_store() {
+    let _w = loop_testkit::watchdog();
     let ctx = SslContext::default_client("example.com").unwrap();
     assert!(ctx.check_hostname());
     let roots = &ctx.client_config().unwrap();
@@ -184,6 +190,7 @@ fn tls_default_client_context_uses_the_os_trust_store() {
 
 #[test]
 fn tls_argument_checks_use_asyncios_messages() {
+    let _w = loop_testkit::watchdog();
     let s = Duration::from_secs(1);
     let msg = |r: Result<_, loop_tls::ArgumentError>| r.map(|_: ()| ()).unwrap_err().to_string();
     assert_eq!(

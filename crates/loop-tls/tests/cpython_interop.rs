@@ -189,6 +189,7 @@ asyncio.run(main())
 
 #[test]
 fn tls_interop_engine_client_against_cpython_asyncio_server() {
+    let _w = loop_testkit::watchdog();
     let Some(py) = python() else { return };
     let dir = Dir::new("interop-client");
     let ca = Ca::new("interop CA");
@@ -279,11 +280,13 @@ print(f"OK {received} {info}", flush=True)
 
 #[test]
 fn tls_interop_engine_server_against_cpython_ssl_client() {
+    let _w = loop_testkit::watchdog();
     engine_server_against_python(TlsVersion::Tls13);
 }
 
 #[test]
 fn tls12_interop_engine_server_against_cpython_ssl_client() {
+    let _w = loop_testkit::watchdog();
     engine_server_against_python(TlsVersion::Tls12);
 }
 

@@ -18,6 +18,7 @@ fn pair() -> (Peer, Peer) {
 
 #[test]
 fn tls_handshake_completes_once_and_data_flows_both_ways() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     assert_eq!(c.engine.state(), TlsState::Wrapped);
     assert_eq!(s.engine.state(), TlsState::Wrapped);
@@ -33,6 +34,7 @@ fn tls_handshake_completes_once_and_data_flows_both_ways() {
 
 #[test]
 fn tls_writes_during_the_handshake_are_sent_after_it() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("early write CA");
     let leaf = ca.issue(&["localhost"]);
     let client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
@@ -100,11 +102,13 @@ fn stream(total: usize) {
 
 #[test]
 fn tls_16_mib_each_way_fills_and_drains_the_write_buffer() {
+    let _w = loop_testkit::watchdog();
     stream(16 * 1024 * 1024);
 }
 
 #[test]
 fn tls_one_big_write_waits_in_the_write_buffer_beyond_64_kib() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     let data = pattern(4 * 1024 * 1024, 3);
     c.write(&data);
@@ -126,6 +130,7 @@ fn tls_one_big_write_waits_in_the_write_buffer_beyond_64_kib() {
 
 #[test]
 fn tls_client_close_sends_close_notify_and_both_sides_close() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     c.write(b"last words");
     let r = c.engine.begin_shutdown();
@@ -158,6 +163,7 @@ fn tls_client_close_sends_close_notify_and_both_sides_close() {
 
 #[test]
 fn tls_server_close_is_seen_by_the_client_as_close_notify() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     s.write(b"bye");
     let r = s.engine.begin_shutdown();
@@ -171,6 +177,7 @@ fn tls_server_close_is_seen_by_the_client_as_close_notify() {
 
 #[test]
 fn tls_close_flushes_the_whole_write_buffer_before_close_notify() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     let data = pattern(3 * 1024 * 1024 + 7, 4);
     c.write(&data);
@@ -189,6 +196,7 @@ fn tls_close_flushes_the_whole_write_buffer_before_close_notify() {
 
 #[test]
 fn tls_transport_eof_without_close_notify_is_a_plain_eof() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     c.write(b"truncated?");
     step(&mut c, &mut s);
@@ -206,6 +214,7 @@ fn tls_transport_eof_without_close_notify_is_a_plain_eof() {
 
 #[test]
 fn tls_transport_eof_delivers_data_still_buffered() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     c.write(b"still in flight");
     let ct = c.engine.take_ciphertext();
@@ -229,6 +238,7 @@ fn tls_transport_eof_delivers_data_still_buffered() {
 
 #[test]
 fn tls_pause_reading_holds_plaintext_until_resumed() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     s.engine.pause_reading();
     assert!(!s.engine.is_reading());
@@ -244,6 +254,7 @@ fn tls_pause_reading_holds_plaintext_until_resumed() {
 
 #[test]
 fn tls_data_arriving_after_our_close_notify_is_discarded() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     let r = c.engine.begin_shutdown();
     c.apply(r);
@@ -260,6 +271,7 @@ fn tls_data_arriving_after_our_close_notify_is_discarded() {
 
 #[test]
 fn tls_bad_record_after_our_close_notify_is_an_error_not_a_panic() {
+    let _w = loop_testkit::watchdog();
     for corrupt in [true, false] {
         let (mut c, mut s) = pair();
         let r = c.engine.begin_shutdown();
@@ -282,6 +294,7 @@ fn tls_bad_record_after_our_close_notify_is_an_error_not_a_panic() {
 
 #[test]
 fn tls_close_during_the_handshake_aborts() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("abort CA");
     let client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
     let mut c = Peer::new(client);
@@ -295,6 +308,7 @@ fn tls_close_during_the_handshake_aborts() {
 
 #[test]
 fn tls_transport_eof_during_the_handshake_is_connection_reset() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("eof CA");
     let mut client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
     let _ = client.start_handshake().unwrap();
@@ -307,6 +321,7 @@ fn tls_transport_eof_during_the_handshake_is_connection_reset() {
 
 #[test]
 fn tls_handshake_timeout_fires_only_while_handshaking() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("timeout CA");
     let leaf = ca.issue(&["localhost"]);
     let mut client = TlsEngine::client(&client_ctx(&ca), "localhost").unwrap();
@@ -332,6 +347,7 @@ fn tls_handshake_timeout_fires_only_while_handshaking() {
 
 #[test]
 fn tls_shutdown_timeout_fires_while_waiting_for_the_peer() {
+    let _w = loop_testkit::watchdog();
     let (mut c, _s) = pair();
     assert!(c.engine.on_shutdown_timeout().is_none());
     let r = c.engine.begin_shutdown();
@@ -348,6 +364,7 @@ fn tls_shutdown_timeout_fires_while_waiting_for_the_peer() {
 
 #[test]
 fn tls_corrupted_record_is_an_error() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = pair();
     c.write(b"integrity matters");
     let mut ct = c.engine.take_ciphertext();
@@ -373,6 +390,7 @@ fn tls_corrupted_record_is_an_error() {
 
 #[test]
 fn tls_garbage_instead_of_a_handshake_is_a_corrupted_record() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("garbage CA");
     let leaf = ca.issue(&["localhost"]);
     let mut server = TlsEngine::server(&server_ctx(&leaf)).unwrap();
@@ -385,6 +403,7 @@ fn tls_garbage_instead_of_a_handshake_is_a_corrupted_record() {
 
 #[test]
 fn tls_start_handshake_twice_is_refused() {
+    let _w = loop_testkit::watchdog();
     let (mut c, _s) = pair();
     assert!(matches!(
         c.engine.start_handshake(),
@@ -402,6 +421,7 @@ fn version_pair(max: TlsVersion) -> (Peer, Peer) {
 
 #[test]
 fn tls12_handshake_data_and_close() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = version_pair(TlsVersion::Tls12);
     assert_eq!(c.engine.protocol_version(), Some(TlsVersion::Tls12));
     assert_eq!(s.engine.protocol_version(), Some(TlsVersion::Tls12));
@@ -418,6 +438,7 @@ fn tls12_handshake_data_and_close() {
 
 #[test]
 fn tls13_handshake_data_and_close() {
+    let _w = loop_testkit::watchdog();
     let (mut c, mut s) = version_pair(TlsVersion::Tls13);
     assert_eq!(c.engine.protocol_version(), Some(TlsVersion::Tls13));
     assert_eq!(s.engine.protocol_version(), Some(TlsVersion::Tls13));

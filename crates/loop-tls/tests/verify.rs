@@ -25,6 +25,7 @@ fn unchecked_client(ca: &Ca) -> SslContext {
 
 #[test]
 fn tls_handshake_fails_on_unknown_ca() {
+    let _w = loop_testkit::watchdog();
     let trusted = Ca::new("the CA the client trusts");
     let other = Ca::new("some other CA");
     let leaf = other.issue(&["localhost"]);
@@ -51,6 +52,7 @@ fn tls_handshake_fails_on_unknown_ca() {
 
 #[test]
 fn tls_handshake_fails_on_name_mismatch_naming_the_expected_name() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("mismatch CA");
     let leaf = ca.issue(&["localhost", "alt.localhost"]);
     let client = TlsEngine::client(&client_ctx(&ca), "db.example.org").unwrap();
@@ -73,6 +75,7 @@ fn tls_handshake_fails_on_name_mismatch_naming_the_expected_name() {
 
 #[test]
 fn tls_empty_server_hostname_skips_the_name_check_and_sends_no_sni() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("no-name CA");
     let leaf = ca.issue(&["some.other.name"]);
     let client = TlsEngine::client(&unchecked_client(&ca), "").unwrap();
@@ -87,6 +90,7 @@ fn tls_empty_server_hostname_skips_the_name_check_and_sends_no_sni() {
 
 #[test]
 fn tls_empty_server_hostname_still_checks_the_chain() {
+    let _w = loop_testkit::watchdog();
     let trusted = Ca::new("trusted CA");
     let other = Ca::new("untrusted CA");
     let leaf = other.issue(&["localhost"]);
@@ -102,6 +106,7 @@ fn tls_empty_server_hostname_still_checks_the_chain() {
 
 #[test]
 fn tls_empty_server_hostname_still_checks_the_chain_self_signed() {
+    let _w = loop_testkit::watchdog();
     // A self-signed server certificate is its own issuer, and not a trusted one.
     let trusted = Ca::new("trusted CA");
     let self_signed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -123,6 +128,7 @@ fn tls_empty_server_hostname_still_checks_the_chain_self_signed() {
 
 #[test]
 fn tls_empty_server_hostname_needs_hostname_checking_off() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("strict CA");
     let err = TlsEngine::client(&client_ctx(&ca), "").unwrap_err();
     assert!(matches!(
@@ -139,6 +145,7 @@ fn tls_empty_server_hostname_needs_hostname_checking_off() {
 
 #[test]
 fn tls_hostname_checking_off_sends_sni_without_checking_it() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("sni CA");
     let leaf = ca.issue(&["localhost"]);
     let client = TlsEngine::client(&unchecked_client(&ca), "elsewhere.example").unwrap();
@@ -149,6 +156,7 @@ fn tls_hostname_checking_off_sends_sni_without_checking_it() {
 
 #[test]
 fn tls_sni_is_seen_by_the_server() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("sni CA");
     let leaf = ca.issue(&["api.localhost"]);
     let client = TlsEngine::client(&client_ctx(&ca), "api.localhost").unwrap();
@@ -161,6 +169,7 @@ fn tls_sni_is_seen_by_the_server() {
 
 #[test]
 fn tls_ip_address_is_verified_as_an_ip_san() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("ip CA");
     let by_ip = ca.issue(&["127.0.0.1", "::1"]);
     for addr in ["127.0.0.1", "::1"] {
@@ -190,6 +199,7 @@ fn tls_ip_address_is_verified_as_an_ip_san() {
 
 #[test]
 fn tls_alpn_is_negotiated() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("alpn CA");
     let leaf = ca.issue(&["localhost"]);
     let client_ctx = SslContext::client()
@@ -230,6 +240,7 @@ fn tls_alpn_is_negotiated() {
 
 #[test]
 fn tls_version_limits_are_honoured() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("versions CA");
     let leaf = ca.issue(&["localhost"]);
     let client = SslContext::client()
@@ -256,6 +267,7 @@ fn tls_version_limits_are_honoured() {
 
 #[test]
 fn tls_ready_rustls_configs_are_used_as_given() {
+    let _w = loop_testkit::watchdog();
     let ca = Ca::new("ready CA");
     let leaf = ca.issue(&["localhost"]);
     let mut roots = rustls::RootCertStore::empty();
