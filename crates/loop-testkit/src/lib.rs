@@ -24,7 +24,7 @@
 //!   callback's panic and hands it to the exception handler, so the assertion would prove
 //!   nothing. Record into a [`Log`] or flag and assert after the run, or take
 //!   [`record_exceptions`] and call [`Exceptions::assert_none`] at the end. A callback that
-//!   must not run at all is [`never`], which fails the test from inside the loop.
+//!   must not run at all is [`never`](fn@never), which fails the test from inside the loop.
 //!
 //! # Why a dev-dependency cycle is fine here
 //!
