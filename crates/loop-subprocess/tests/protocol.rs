@@ -217,7 +217,10 @@ fn sub_07_interactive_stdin_and_eof() {
 
 #[test]
 fn sub_08_closing_stdout_early_breaks_the_childs_writes() {
-    let _w = loop_testkit::watchdog();
+    // Alone: a child spawned meanwhile by another test holds copies of every fd of this
+    // process from its fork to its exec, the stdout pipe's read end included; the child's one
+    // write would then succeed instead of failing with EPIPE.
+    let _w = loop_testkit::exclusive();
     let lp = EventLoop::new().unwrap();
     let (t, log, done) = shell(
         &lp,
