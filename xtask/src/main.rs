@@ -35,7 +35,7 @@ fn main() -> ExitCode {
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask conformance [--write]
-       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]"
+       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX] [--jobs N] [--timeout SECS] [--list]"
             );
             ExitCode::from(2)
         }
