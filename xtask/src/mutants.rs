@@ -1,5 +1,5 @@
 //! `cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
-//! [--jobs N] [--timeout SECS] [--list]`: mutation testing.
+//! [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]`: mutation testing.
 //!
 //! Installs cargo-mutants if needed ([`crate::tools`]), then runs it on the given source
 //! files with the tests of the crate each file belongs to:
@@ -16,6 +16,9 @@
 //!   spread over the whole file rather than its first N-th.
 //! - `--timeout SECS` (default 120) bounds one mutant's test run: a mutant that makes the
 //!   tests hang is stopped and counted as a timeout (the tests noticed it).
+//! - `--test-package CRATE` runs the tests of `CRATE` too, for a mutant that a dependent
+//!   crate's tests catch (a transport mutant caught by loop-pipes' tests, say); the crate of
+//!   the mutated file is always tested.
 //! - `--jobs N` (default 1) mutants are built and tested at once, each in its own copy.
 //! - The mutant builds carry no debug info (`CARGO_PROFILE_DEV_DEBUG=0`): every mutant is
 //!   linked once and never debugged, and linking the test binaries is most of its cost.
@@ -29,6 +32,7 @@ use crate::{cargo, tools};
 pub fn run(args: &[String]) -> ExitCode {
     let mut files = Vec::new();
     let mut extra: Vec<String> = Vec::new();
+    let mut test_packages: Vec<String> = Vec::new();
     let mut jobs = "1".to_string();
     let mut timeout = "120".to_string();
     let mut it = args.iter();
@@ -46,6 +50,10 @@ pub fn run(args: &[String]) -> ExitCode {
                 extra.extend([a.clone(), v.clone()]);
                 it.next();
             }
+            ("--test-package", Some(v)) => {
+                test_packages.push(v.clone());
+                it.next();
+            }
             ("--jobs" | "-j", Some(v)) if v.parse::<u32>().is_ok_and(|n| n > 0) => {
                 jobs = v.clone();
                 it.next();
@@ -58,7 +66,8 @@ pub fn run(args: &[String]) -> ExitCode {
             _ => {
                 eprintln!(
                     "usage: cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] \
-                     [--exclude-re REGEX] [--jobs N] [--timeout SECS] [--list]   (unexpected {a})"
+                     [--exclude-re REGEX] [--test-package CRATE]... [--jobs N] [--timeout SECS] \
+                     [--list]   (unexpected {a})"
                 );
                 return ExitCode::from(2);
             }
@@ -101,6 +110,11 @@ pub fn run(args: &[String]) -> ExitCode {
             cmd.args(["--file", f]);
         }
         cmd.args(&extra);
+        if !test_packages.is_empty() {
+            for t in package.iter().chain(&test_packages) {
+                cmd.args(["--test-package", t]);
+            }
+        }
         if !extra.iter().any(|a| a == "--list") {
             cmd.args(["--jobs", &jobs, "--timeout", &timeout]);
             cmd.env("CARGO_PROFILE_DEV_DEBUG", "0");
