@@ -35,7 +35,8 @@ fn main() -> ExitCode {
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask conformance [--write]
-       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]"
+       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
+                           [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]"
             );
             ExitCode::from(2)
         }

@@ -1,11 +1,27 @@
-//! `cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]`: mutation testing.
+//! `cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
+//! [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]`: mutation testing.
 //!
 //! Installs cargo-mutants if needed ([`crate::tools`]), then runs it on the given source
 //! files with the tests of the crate each file belongs to:
 //! `cargo mutants --package <crate> --file <path>... [--shard K/N] [--re REGEX]`, one run per
 //! crate, with nextest as the test runner. A mutant that survives is a change to the code that
 //! no test notices. Without `--file` it mutates the whole workspace (hours). The reports go
-//! to `<target dir>/mutants/<crate>/mutants.out`.
+//! to `<target dir>/mutants/<crate>/mutants.out` (`caught.txt`, `missed.txt`, `timeout.txt`,
+//! `unviable.txt`, `outcomes.json`); a second run of the same crate moves the first one's to
+//! `mutants.out.old`.
+//!
+//! cargo-mutants builds and tests every mutant in a copy of the workspace in a temporary
+//! directory, never in the working tree. Choices made here:
+//! - `--shard K/N` takes every N-th mutant (`--sharding round-robin`), so a shard is a sample
+//!   spread over the whole file rather than its first N-th.
+//! - `--timeout SECS` (default 120) bounds one mutant's test run: a mutant that makes the
+//!   tests hang is stopped and counted as a timeout (the tests noticed it).
+//! - `--test-package CRATE` runs the tests of `CRATE` too, for a mutant that a dependent
+//!   crate's tests catch (a transport mutant caught by loop-pipes' tests, say); the crate of
+//!   the mutated file is always tested.
+//! - `--jobs N` (default 1) mutants are built and tested at once, each in its own copy.
+//! - The mutant builds carry no debug info (`CARGO_PROFILE_DEV_DEBUG=0`): every mutant is
+//!   linked once and never debugged, and linking the test binaries is most of its cost.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +32,9 @@ use crate::{cargo, tools};
 pub fn run(args: &[String]) -> ExitCode {
     let mut files = Vec::new();
     let mut extra: Vec<String> = Vec::new();
+    let mut test_packages: Vec<String> = Vec::new();
+    let mut jobs = "1".to_string();
+    let mut timeout = "120".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.clone().next()) {
@@ -23,14 +42,32 @@ pub fn run(args: &[String]) -> ExitCode {
                 files.push(v.clone());
                 it.next();
             }
-            ("--shard" | "--re", Some(v)) => {
+            ("--shard", Some(v)) => {
+                extra.extend([a.clone(), v.clone(), "--sharding=round-robin".into()]);
+                it.next();
+            }
+            ("--re" | "--exclude-re", Some(v)) => {
                 extra.extend([a.clone(), v.clone()]);
                 it.next();
             }
+            ("--test-package", Some(v)) => {
+                test_packages.push(v.clone());
+                it.next();
+            }
+            ("--jobs" | "-j", Some(v)) if v.parse::<u32>().is_ok_and(|n| n > 0) => {
+                jobs = v.clone();
+                it.next();
+            }
+            ("--timeout", Some(v)) if v.parse::<u32>().is_ok_and(|n| n > 0) => {
+                timeout = v.clone();
+                it.next();
+            }
+            ("--list", _) => extra.push(a.clone()),
             _ => {
                 eprintln!(
-                    "usage: cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]   \
-                     (unexpected {a})"
+                    "usage: cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] \
+                     [--exclude-re REGEX] [--test-package CRATE]... [--jobs N] [--timeout SECS] \
+                     [--list]   (unexpected {a})"
                 );
                 return ExitCode::from(2);
             }
@@ -73,6 +110,15 @@ pub fn run(args: &[String]) -> ExitCode {
             cmd.args(["--file", f]);
         }
         cmd.args(&extra);
+        if !test_packages.is_empty() {
+            for t in package.iter().chain(&test_packages) {
+                cmd.args(["--test-package", t]);
+            }
+        }
+        if !extra.iter().any(|a| a == "--list") {
+            cmd.args(["--jobs", &jobs, "--timeout", &timeout]);
+            cmd.env("CARGO_PROFILE_DEV_DEBUG", "0");
+        }
         if nextest {
             cmd.arg("--test-tool=nextest");
         }

@@ -547,3 +547,70 @@ fn core_25_only_plain_callbacks_are_accepted() {
     lp.run_until_complete(t).unwrap().unwrap();
     assert_eq!(ran.get(), 2);
 }
+
+/// CORE-19 with CORE-21: a `call_soon_threadsafe` handle cancelled before the loop reaches it
+/// reports the won cancel (`true`, then `false` for a repeat) and never runs; one cancelled
+/// after it ran reports `false`.
+#[test]
+fn core_19_remote_handle_cancel_reports_whether_it_won() {
+    let lp = EventLoop::new().unwrap();
+    let remote = lp.remote();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let early = std::thread::spawn(move || {
+        let h = remote
+            .call_soon_threadsafe(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let first = h.cancel();
+        let second = h.cancel();
+        (h, first, second)
+    })
+    .join()
+    .unwrap();
+    let (h, first, second) = early;
+    assert!(first, "a cancel before the run must win");
+    assert!(!second, "a second cancel has nothing to win");
+    assert!(h.cancelled() && !h.started());
+    let r = ran.clone();
+    let late = lp
+        .remote()
+        .call_soon_threadsafe(move |_| {
+            r.fetch_add(10, Ordering::SeqCst);
+        })
+        .unwrap();
+    run_once(&lp);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        10,
+        "only the second callback ran"
+    );
+    assert!(late.started());
+    assert!(!late.cancel(), "a cancel after the run cannot win");
+    assert!(!late.cancelled());
+    assert_eq!(
+        format!("{late:?}"),
+        format!("<RemoteHandle scheduled at {}>", late.location())
+    );
+    lp.close().unwrap();
+}
+
+/// CORE-18 / CORE-21: handles are the same scheduled callback only as clones of each other:
+/// cancelling one cancels its clones and no other handle.
+#[test]
+fn core_21_a_handle_is_only_its_clones() {
+    let lp = EventLoop::new().unwrap();
+    let log = log();
+    let (a_log, b_log) = (log.clone(), log.clone());
+    let a = lp.call_soon(move |_| push(&a_log, "a")).unwrap();
+    let b = lp.call_soon(move |_| push(&b_log, "b")).unwrap();
+    let a2 = a.clone();
+    assert!(a.ptr_eq(&a2));
+    assert!(!a.ptr_eq(&b), "two scheduled callbacks are the same handle");
+    a2.cancel();
+    assert!(a.cancelled() && !b.cancelled());
+    run_once(&lp);
+    assert_eq!(entries(&log), ["b"]);
+    lp.close().unwrap();
+}

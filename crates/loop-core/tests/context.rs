@@ -272,3 +272,86 @@ fn context_vars_basics() {
     assert_eq!(ctx.get(&V), Some(7));
     assert_eq!(format!("{V:?}"), "<ContextVar name=\"v\">");
 }
+
+/// CORE-23: what a callback sets stays in that callback also when it is the first context
+/// variable ever set on the thread: the loop's own work after it (here an event source that
+/// schedules a callback) is back in the run's context, so the callback it schedules does not
+/// see the value.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    struct Probe {
+        armed: Cell<bool>,
+        seen: Log,
+    }
+    impl loop_core::Source for Probe {
+        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+            // Due at once while armed, so that the loop does not block in the poll.
+            self.armed.get().then(Instant::now)
+        }
+        fn dispatch(&self, lp: &EventLoop, _now: Instant) {
+            if self.armed.take() {
+                let s = self.seen.clone();
+                lp.call_soon(move |lp| {
+                    push(&s, format!("source's callback sees {}", request()));
+                    lp.stop();
+                })
+                .unwrap();
+            }
+        }
+        fn close(&self, _lp: &EventLoop) {}
+    }
+
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    let probe = Rc::new(Probe {
+        armed: Cell::new(false),
+        seen: seen.clone(),
+    });
+    lp.add_source(probe.clone());
+    let (p, s) = (probe.clone(), seen.clone());
+    lp.call_soon(move |_| {
+        REQUEST.set("set by a".into());
+        push(&s, format!("a sees {}", request()));
+        p.armed.set(true);
+    })
+    .unwrap();
+    // One run: the source dispatches in the iteration after `a`, inside the same
+    // `run_forever` (which restores its caller's context only when it returns).
+    let wd = Watchdog::new(&lp, 30);
+    lp.run_forever().unwrap();
+    drop(wd);
+    assert_eq!(
+        entries(&seen),
+        ["a sees set by a", "source's callback sees -"]
+    );
+    assert_eq!(REQUEST.get(), None);
+    lp.close().unwrap();
+}
+
+/// CORE-23: `Handle::run` runs the callback in its own context; what it sets does not stay
+/// in the caller's, also when it is the first context variable set on the thread.
+#[test]
+fn core_23_handle_run_keeps_what_the_callback_sets_to_itself() {
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    let s = seen.clone();
+    let h = loop_core::Handle::new(move |_| {
+        REQUEST.set("set by the callback".into());
+        push(&s, request());
+    });
+    h.run(&lp);
+    assert_eq!(entries(&seen), ["set by the callback"]);
+    assert_eq!(
+        REQUEST.get(),
+        None,
+        "the callback's value leaked to its caller"
+    );
+    lp.close().unwrap();
+}

@@ -316,3 +316,36 @@ fn net_07_readiness_for_a_cancelled_handle_removes_the_registration() {
         assert!(lp.remove_reader(&a).unwrap(), "the reader stays");
     });
 }
+
+/// CORE-11 with NET-02: a reader whose callback raises a `Fatal` stops the loop (the error
+/// unwinds out of `run_forever`) but stays registered: the next run calls it again for the
+/// byte still unread, and nothing is reported to the exception handler.
+#[test]
+fn core_11_fatal_from_a_reader_leaves_the_reader_registered() {
+    with_loop(|lp| {
+        let seen = record_exceptions(lp);
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"x").unwrap();
+        let n = Rc::new(Cell::new(0));
+        let m = n.clone();
+        lp.add_reader(&a, move |lp| {
+            m.set(m.get() + 1);
+            if m.get() == 1 {
+                loop_core::fatal("interrupted");
+            }
+            lp.stop();
+        })
+        .unwrap();
+        let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run_forever()))
+            .unwrap_err();
+        assert!(p.is::<loop_core::Fatal>());
+        assert_eq!(n.get(), 1);
+        let wd = Watchdog::new(lp, 10);
+        lp.run_forever().unwrap();
+        assert!(!wd.fired(), "the reader was dropped by the fatal error");
+        drop(wd);
+        assert_eq!(n.get(), 2);
+        assert!(lp.remove_reader(&a).unwrap());
+        assert!(messages(&seen).is_empty(), "{:?}", messages(&seen));
+    });
+}

@@ -683,3 +683,115 @@ fn net_29_connect_accepted_socket_wraps_a_server_side_socket() {
         "{err}"
     );
 }
+
+/// NET-22 with NET-25: cancelling `create_connection` while its first attempt is connecting
+/// ends it cancelled at once: no further address is tried (the next one would accept).
+#[test]
+fn net_22_cancelling_during_an_attempt_tries_no_further_address() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let order = loop_net::getaddrinfo_blocking(
+        None,
+        Some("1"),
+        &Hints {
+            socktype: SOCK_STREAM,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    if order.len() < 2 || !order[0].addr.is_ipv6() {
+        println!("needs ::1 before 127.0.0.1 from the resolver; skipped");
+        return;
+    }
+    // The first address hangs (accept queue full), the second would accept at once.
+    let (hang, _filler) = full_listener("[::1]:0");
+    let port = hang.local_addr().unwrap().port();
+    let Ok(good) = TcpListener::bind(("127.0.0.1", port)) else {
+        println!("port {port} taken on 127.0.0.1; skipped");
+        return;
+    };
+    good.set_nonblocking(true).unwrap();
+    let before = fd_count();
+    let lp2 = lp.clone();
+    let cancelled = run(&lp, 30, async move {
+        let o = ConnectOptions {
+            // The second attempt starts only when the first one fails.
+            happy_eyeballs_delay: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let task = lp2.create_task(lp2.create_connection(|| Quiet, "", port, o))?;
+        for _ in 0..5 {
+            loop_core::yield_now().await;
+        }
+        let r = task.task_ref();
+        task.cancel(None);
+        for _ in 0..20 {
+            loop_core::yield_now().await;
+        }
+        Ok::<_, Error>(r.done() && r.cancelled())
+    })
+    .unwrap();
+    assert!(cancelled, "the task did not end cancelled");
+    let accepted = good.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the next address was tried after the cancel: {accepted:?}"
+    );
+    assert_eq!(fd_count(), before, "an attempt's socket stayed open");
+}
+
+/// NET-25: when the latest attempt fails while an earlier one is still connecting, the
+/// earlier one goes on (the result waits for it); cancelling then ends everything cancelled
+/// and closes the remaining socket.
+#[test]
+fn net_25_the_last_attempt_failing_first_leaves_the_earlier_one_running() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let order = loop_net::getaddrinfo_blocking(
+        None,
+        Some("1"),
+        &Hints {
+            socktype: SOCK_STREAM,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    if order.len() < 2 || !order[0].addr.is_ipv6() {
+        println!("needs ::1 before 127.0.0.1 from the resolver; skipped");
+        return;
+    }
+    // The first address hangs (accept queue full); nothing listens on the second: refused.
+    let (hang, _filler) = full_listener("[::1]:0");
+    let port = hang.local_addr().unwrap().port();
+    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        println!("port {port} taken on 127.0.0.1; skipped");
+        return;
+    }
+    let before = fd_count();
+    let lp2 = lp.clone();
+    let (waiting, open, cancelled) = run(&lp, 30, async move {
+        let o = ConnectOptions {
+            happy_eyeballs_delay: Some(Duration::from_millis(20)),
+            ..Default::default()
+        };
+        let task = lp2.create_task(lp2.create_connection(|| Quiet, "", port, o))?;
+        let r = task.task_ref();
+        // Long enough for the second attempt to start and be refused.
+        loop_timers::TimersExt::sleep(&lp2, Duration::from_millis(300)).await?;
+        let waiting = !r.done();
+        let open = fd_count();
+        task.cancel(None);
+        while !r.done() {
+            loop_core::yield_now().await;
+        }
+        Ok::<_, Error>((waiting, open, r.cancelled()))
+    })
+    .unwrap();
+    assert!(
+        waiting,
+        "the refused second attempt ended the connection early"
+    );
+    assert_eq!(open, before + 1, "the first attempt's socket is open");
+    assert!(cancelled, "the task did not end cancelled");
+    assert_eq!(fd_count(), before, "a socket stayed open");
+}

@@ -969,3 +969,148 @@ fn net_26_accepted_connections_get_tcp_nodelay() {
     t.close();
     s.close();
 }
+
+/// NET-32: hosts given as a slice or a vector of names: the server listens on exactly those
+/// addresses, each once.
+#[test]
+fn net_32_hosts_from_a_slice_or_a_vec_listen_on_exactly_those() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let want: Vec<std::net::IpAddr> = vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()];
+    let ips = |s: &Server| {
+        let mut v: Vec<std::net::IpAddr> = s
+            .local_addrs()
+            .iter()
+            .map(|a| a.as_inet().unwrap().ip())
+            .collect();
+        v.sort();
+        v
+    };
+    let hosts: &[&str] = &["127.0.0.1", "127.0.0.2"];
+    let a = server(&lp, hosts, 0, ServerOptions::default());
+    assert_eq!(ips(&a), want);
+    a.close();
+    let b = server(
+        &lp,
+        vec!["127.0.0.2", "127.0.0.1"],
+        0,
+        ServerOptions::default(),
+    );
+    assert_eq!(ips(&b), want);
+    b.close();
+    assert_eq!(Hosts::from(hosts).as_slice(), ["127.0.0.1", "127.0.0.2"]);
+}
+
+/// NET-42: the errors of `serve_forever` name the server by its sockets, as its `Debug` does.
+#[test]
+fn net_42_serve_forever_errors_name_the_server_by_its_sockets() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let fd = s.sockets()[0];
+    let port = port_of(&s);
+    let described = format!("<Server sockets=[fd={fd} 127.0.0.1:{port}]>");
+    assert_eq!(format!("{s:?}"), described);
+    let s2 = s.clone();
+    let lp2 = lp.clone();
+    let second = run(&lp, 10, async move {
+        let a = s2.clone();
+        let first = lp2.create_task(async move { a.serve_forever().await })?;
+        loop_core::yield_now().await;
+        let second = s2.serve_forever().await.unwrap_err();
+        first.cancel(None);
+        Ok::<_, Error>(second)
+    })
+    .unwrap();
+    assert_eq!(
+        second.to_string(),
+        format!("server {described} is already being awaited on serve_forever()")
+    );
+    s.close();
+    assert_eq!(format!("{s:?}"), "<Server sockets=[]>");
+}
+
+/// NET-37: an accept error other than running out of resources (here `EINVAL`, from a
+/// listening socket that was shut down behind the server's back) reaches the exception handler
+/// as a callback error naming the listening socket.
+#[test]
+fn net_37_other_accept_errors_reach_the_exception_handler_naming_the_listener() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let seen = capture_exceptions(&lp);
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let fd = s.sockets()[0];
+    // SAFETY: `fd` is the server's listening socket, open until `s.close()` below.
+    let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::net::shutdown(listener, rustix::net::Shutdown::Both).unwrap();
+    let seen2 = seen.clone();
+    run(&lp, 10, async move {
+        while seen2.borrow().is_empty() {
+            loop_core::yield_now().await;
+        }
+    });
+    s.close();
+    let seen = seen.borrow();
+    let ctx = &seen[0];
+    assert_eq!(ctx.message, "Exception in callback accept_connection");
+    assert_eq!(
+        ctx.exception.as_ref().unwrap().to_string(),
+        std::io::Error::from_raw_os_error(libc::EINVAL).to_string()
+    );
+    let socket = ctx
+        .extra
+        .iter()
+        .find(|(k, _)| *k == "socket")
+        .map(|(_, v)| v.to_string())
+        .expect("the socket is named");
+    assert!(
+        socket.starts_with(&format!("<socket fd={fd}, family=")),
+        "{socket}"
+    );
+}
+
+/// NET-38: an accepted connection's socket is non-blocking and close-on-exec (a child process
+/// started later does not inherit it).
+#[test]
+fn net_38_accepted_sockets_are_non_blocking_and_close_on_exec() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let fds = Rc::new(std::cell::RefCell::new(Vec::new()));
+    struct Probe(Rc<std::cell::RefCell<Vec<i32>>>);
+    impl Protocol for Probe {
+        fn connection_made(&mut self, t: &Transport) {
+            self.0.borrow_mut().push(t.fileno().unwrap());
+        }
+    }
+    let f = fds.clone();
+    let s = run(
+        &lp,
+        30,
+        lp.create_server(
+            move || Probe(f.clone()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        ),
+    )
+    .unwrap();
+    let _client = TcpStream::connect(("127.0.0.1", port_of(&s))).unwrap();
+    let f = fds.clone();
+    run(&lp, 10, async move {
+        while f.borrow().is_empty() {
+            loop_core::yield_now().await;
+        }
+    });
+    let fd = fds.borrow()[0];
+    // SAFETY: `fd` is the accepted connection's socket, open while the server keeps it.
+    let conn = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let fd_flags = rustix::io::fcntl_getfd(conn).unwrap();
+    assert!(
+        fd_flags.contains(rustix::io::FdFlags::CLOEXEC),
+        "{fd_flags:?}"
+    );
+    let status = rustix::fs::fcntl_getfl(conn).unwrap();
+    assert!(status.contains(rustix::fs::OFlags::NONBLOCK), "{status:?}");
+    s.abort_clients();
+    s.close();
+}

@@ -193,3 +193,60 @@ fn sig_10_several_signals_in_one_drain_each_run_once() {
     assert!(lp.remove_signal_handler(libc::SIGWINCH).unwrap());
     lp.close().unwrap();
 }
+
+/// SIG-10: deliveries of one signal that wait in the self-pipe together are drained at once
+/// and run the callback once (signals coalesce, as Unix signals do).
+#[test]
+fn sig_10_deliveries_waiting_in_one_drain_run_the_callback_once() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let count = Rc::new(Cell::new(0));
+    let c = count.clone();
+    lp.add_signal_handler(SIG, move |_| c.set(c.get() + 1))
+        .unwrap();
+    // Three bytes in the pipe before the loop reads it.
+    for _ in 0..3 {
+        send(SIG);
+    }
+    assert!(spin_until(&lp, || count.get() >= 1));
+    for _ in 0..3 {
+        common::one_iteration(&lp);
+    }
+    assert_eq!(count.get(), 1, "one drain ran the callback more than once");
+    // A later delivery runs it again.
+    send(SIG);
+    assert!(spin_until(&lp, || count.get() == 2));
+    assert!(lp.remove_signal_handler(SIG).unwrap());
+    lp.close().unwrap();
+}
+
+/// SIG-09: a handle cancelled after its signal arrived but before the callback ran: the
+/// callback does not run for that delivery either.
+#[test]
+fn sig_09_cancelled_between_delivery_and_run_does_not_run() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let usr2 = Rc::new(Cell::new(0));
+    let u = usr2.clone();
+    let h = lp
+        .add_signal_handler(SIG, move |_| u.set(u.get() + 1))
+        .unwrap();
+    let winch = Rc::new(Cell::new(0));
+    let w = winch.clone();
+    // Both bytes are read in one drain, SIGWINCH first: its callback runs first and cancels
+    // SIGUSR2's handler, whose callback is already scheduled.
+    lp.add_signal_handler(libc::SIGWINCH, move |_| {
+        w.set(w.get() + 1);
+        h.cancel();
+    })
+    .unwrap();
+    send(libc::SIGWINCH);
+    send(SIG);
+    assert!(spin_until(&lp, || winch.get() == 1));
+    for _ in 0..3 {
+        common::one_iteration(&lp);
+    }
+    assert_eq!(usr2.get(), 0, "a callback cancelled before it ran, ran");
+    assert!(lp.remove_signal_handler(libc::SIGWINCH).unwrap());
+    lp.close().unwrap();
+}

@@ -188,3 +188,21 @@ fn sig_14_close_removes_every_handler() {
     c.add_signal_handler(libc::SIGALRM, |_| {}).unwrap();
     c.close().unwrap();
 }
+
+/// SIG-03: the valid set ends at `SIGRTMAX` inclusive: the last real-time signal can be
+/// handled, the number after it cannot.
+#[test]
+fn sig_03_the_last_real_time_signal_is_valid_and_the_next_number_is_not() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let last = libc::SIGRTMAX();
+    lp.add_signal_handler(last, |_| {}).unwrap();
+    assert!(lp.remove_signal_handler(last).unwrap());
+    let err = lp.add_signal_handler(last + 1, |_| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid argument: invalid signal number {}", last + 1)
+    );
+    assert_eq!(registered(&lp), 0);
+    lp.close().unwrap();
+}

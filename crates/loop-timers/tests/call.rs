@@ -489,3 +489,30 @@ fn timer_09_handles_order_by_when_then_scheduling_order() {
     assert!(format!("{a:?}").contains("cancelled"));
     assert!(format!("{b:?}").contains(file!()));
 }
+
+/// TIMER-02: two loops on one thread, used in turn: each timer lands in the queue of the loop
+/// it was scheduled on and runs there, and only there.
+#[test]
+fn timer_02_two_loops_on_one_thread_keep_their_own_timers() {
+    let a = virtual_loop();
+    let b = virtual_loop();
+    let ran = log::<&str>();
+    a.call_later(Duration::from_millis(10), push(&ran, "a"))
+        .unwrap();
+    b.call_later(Duration::from_millis(10), push(&ran, "b"))
+        .unwrap();
+    a.call_later(Duration::from_millis(20), push(&ran, "a2"))
+        .unwrap();
+    assert_eq!(a.timer_stats().scheduled, 2);
+    assert_eq!(b.timer_stats().scheduled, 1);
+    b.call_later(Duration::from_millis(50), |lp| lp.stop())
+        .unwrap();
+    b.run_forever().unwrap();
+    assert_eq!(*ran.borrow(), ["b"], "loop b ran another loop's timers");
+    a.call_later(Duration::from_millis(50), |lp| lp.stop())
+        .unwrap();
+    a.run_forever().unwrap();
+    assert_eq!(*ran.borrow(), ["b", "a", "a2"]);
+    a.close().unwrap();
+    b.close().unwrap();
+}

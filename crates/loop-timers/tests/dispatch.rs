@@ -184,3 +184,47 @@ fn timer_17_panicking_timer_is_reported_with_its_handle_and_the_loop_continues()
     lp.call_later(Duration::ZERO, |lp| lp.stop()).unwrap();
     lp.run_forever().unwrap();
 }
+
+/// TIMER-11: the resolution a program sets is the one the loop reports and uses.
+#[test]
+fn timer_11_set_clock_resolution_is_what_clock_resolution_reports() {
+    let lp = EventLoop::new().unwrap();
+    lp.set_clock_resolution(Duration::from_millis(5));
+    assert_eq!(lp.clock_resolution(), Duration::from_millis(5));
+    lp.set_clock_resolution(Duration::from_nanos(250));
+    assert_eq!(lp.clock_resolution(), Duration::from_nanos(250));
+    lp.close().unwrap();
+}
+
+/// TIMER-11 with a burst: a dispatch that moves a large part of a big heap at once (more than
+/// a thousand timers due together) keeps the strict rule `when < now + resolution`: a timer
+/// exactly at `now + resolution` is not due yet and runs in a later iteration.
+#[test]
+fn timer_11_a_burst_of_due_timers_keeps_the_strict_due_rule() {
+    let lp = virtual_loop();
+    let res = Duration::from_micros(1);
+    lp.set_clock_resolution(res);
+    let t0 = lp.now() + Duration::from_millis(10);
+    let burst_ran = Rc::new(std::cell::Cell::new(0u64));
+    for _ in 0..1100 {
+        let b = burst_ran.clone();
+        lp.call_at(t0, move |lp| b.set(lp.stats().iterations))
+            .unwrap();
+    }
+    // The virtual clock jumps to the first instant the burst is due, `t0 - res + 1 ns`:
+    // `now + resolution` is then `t0 + 1 ns`, exactly this timer's deadline.
+    let seen = log();
+    lp.call_at(t0 + Duration::from_nanos(1), push_iter(&seen, "edge"))
+        .unwrap();
+    lp.call_at(t0 + Duration::from_millis(10), |lp| lp.stop())
+        .unwrap();
+    lp.run_forever().unwrap();
+    let burst = burst_ran.get();
+    assert!(burst > 0, "the burst never ran");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].1 > burst,
+        "a timer at exactly now + resolution ran with the burst (iteration {burst})"
+    );
+}

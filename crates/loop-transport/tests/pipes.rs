@@ -169,3 +169,37 @@ fn pipe_15_write_pipe_flow_control_is_the_socket_one() {
         vec![Ev::Made, Ev::Pause, Ev::Resume, Ev::Lost(None)]
     );
 }
+
+/// PIPE-10 with NET-59: `writelines` on a write pipe, straight into an empty pipe and from the
+/// buffer once the pipe is full, delivers every piece once, in order.
+#[test]
+fn pipe_10_writelines_on_a_write_pipe_delivers_every_piece_in_order() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (rec, log, lost) = Rec::new(&lp);
+    let t = Transport::new(
+        &lp,
+        w,
+        rec,
+        TransportOptions::write_pipe().write_buffer_limits(Some(usize::MAX / 4), None),
+    )
+    .unwrap();
+    spin(&lp, 2);
+    let pieces: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 5000 + usize::from(i)]).collect();
+    // The first pieces go straight into the empty pipe (one vectored write), the rest is
+    // buffered as several chunks and written, vectored, as the reader drains the pipe.
+    t.writelines(&pieces[..3]).unwrap();
+    t.writelines(&pieces[3..]).unwrap();
+    assert!(t.get_write_buffer_size() > 0, "the pipe took everything");
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(r);
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        got
+    });
+    t.close();
+    run_until(&lp, 30, lost);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Lost(None)]);
+    assert_eq!(reader.join().unwrap(), pieces.concat());
+}

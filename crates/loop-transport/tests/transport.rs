@@ -1647,3 +1647,155 @@ fn transport_new_rejects_wrong_fds() {
         Err(Error::Closed)
     ));
 }
+
+/// NET-66: extra-info values print what they hold.
+#[test]
+fn net_66_extra_info_values_print_what_they_hold() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, _b) = UnixStream::pair().unwrap();
+    let raw = a.as_raw_fd();
+    let accepted: std::net::SocketAddr = "192.0.2.7:4242".parse().unwrap();
+    let (rec, _log, _lost) = Rec::new(&lp);
+    let t = Transport::new(
+        &lp,
+        a,
+        rec,
+        TransportOptions::socket().peername(accepted.into()),
+    )
+    .unwrap();
+    let peer = t.get_extra_info(Extra::Peername).unwrap();
+    assert_eq!(
+        format!("{peer:?}"),
+        format!("Addr({:?})", Addr::Inet(accepted))
+    );
+    let sock = t.get_extra_info(Extra::Socket).unwrap();
+    assert_eq!(format!("{sock:?}"), format!("Fd({raw})"));
+    t.abort();
+    spin(&lp, 2);
+    lp.close().unwrap();
+}
+
+/// Closing the loop closes the fd of every transport still open, also after transports
+/// closed earlier freed their places in the loop's list of live transports and new ones took
+/// them.
+#[test]
+fn loop_close_closes_every_open_transport_after_places_were_reused() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let mut open = Vec::new();
+    let mut first = None;
+    for i in 0..3 {
+        let (rec, _log, lost) = Rec::new(&lp);
+        let (t, peer) = socket_transport(&lp, rec);
+        if i == 0 {
+            first = Some((t, peer, lost));
+        } else {
+            open.push((t, peer));
+        }
+    }
+    spin(&lp, 2);
+    // The first one closes for good: its connection_lost runs, its place is freed.
+    let (t1, _peer1, lost1) = first.unwrap();
+    t1.close();
+    run_until(&lp, 10, lost1);
+    assert!(t1.fileno().is_none());
+    // A new transport takes the freed place.
+    let (rec, _log, _lost) = Rec::new(&lp);
+    open.push(socket_transport(&lp, rec));
+    spin(&lp, 2);
+    lp.close().unwrap();
+    for (i, (t, mut peer)) in open.into_iter().enumerate() {
+        assert!(t.fileno().is_none(), "transport {i} is still open");
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "transport {i}: no EOF");
+    }
+}
+
+/// NET-61: a transport's description follows its state (open, closing, closed); every handle
+/// of it is the same transport on the same loop, and no other transport is.
+#[test]
+fn net_61_handles_know_their_transport_and_loop_and_describe_its_state() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rec, _log, lost) = Rec::new(&lp);
+    let (t, _peer) = socket_transport(&lp, rec);
+    let (rec2, _log2, _lost2) = Rec::new(&lp);
+    let (other, _peer2) = socket_transport(&lp, rec2);
+    spin(&lp, 2);
+    assert!(t.ptr_eq(&t.clone()));
+    assert!(!t.ptr_eq(&other), "two transports are the same one");
+    assert!(t
+        .get_loop()
+        .expect("an open transport has its loop")
+        .ptr_eq(&lp));
+    let fd = t.fileno().unwrap();
+    assert_eq!(format!("{t:?}"), format!("<Transport fd={fd} socket open>"));
+    t.close();
+    assert_eq!(
+        format!("{t:?}"),
+        format!("<Transport fd={fd} socket closing>")
+    );
+    run_until(&lp, 10, lost);
+    assert_eq!(
+        format!("{t:?}"),
+        format!("<Transport fd={fd} socket closed>")
+    );
+    other.abort();
+    spin(&lp, 2);
+    lp.close().unwrap();
+}
+
+/// NET-55: write interest is registered only while data is buffered. An idle socket transport
+/// and a write pipe whose peer sends data wake the loop for nothing: no I/O event at all.
+#[test]
+fn net_55_idle_transports_cause_no_io_events() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rec, _log, _lost) = Rec::new(&lp);
+    let (t, _peer) = socket_transport(&lp, rec);
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let (rec, log, lost) = Rec::new(&lp);
+    let w = Transport::new(&lp, a, rec, TransportOptions::write_pipe()).unwrap();
+    spin(&lp, 3);
+    // The write pipe never reads: what its peer sends is no event for it.
+    b.write_all(b"not for a write pipe").unwrap();
+    spin(&lp, 3);
+    assert_eq!(
+        lp.stats().io_events,
+        0,
+        "an idle transport caused I/O events"
+    );
+    assert_eq!(non_data(&log), vec![Ev::Made]);
+    assert!(data_of(&log).is_empty());
+    // It still notices its reader going away (PIPE-09).
+    drop(b);
+    run_until(&lp, 10, lost);
+    t.abort();
+    spin(&lp, 2);
+    drop(w);
+    lp.close().unwrap();
+}
+
+/// NET-52 with NET-74: a peer that sends more than one readiness event reads (sixteen full
+/// reads) and then closes: the transport reads on in a later iteration, and still sees the
+/// EOF that came with the hang-up.
+#[test]
+fn net_52_eof_after_a_burst_longer_than_one_event_reads_is_delivered() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let (rec, log, lost) = Rec::new(&lp);
+    // 16-byte reads: 40 full reads, a short one, then EOF.
+    let sent = pattern(16 * 40 + 5);
+    b.write_all(&sent).unwrap();
+    drop(b);
+    let t = Transport::new(&lp, a, rec, TransportOptions::socket().max_read_size(16)).unwrap();
+    run_until(&lp, 10, lost);
+    assert_eq!(data_of(&log), sent);
+    assert_eq!(non_data(&log), vec![Ev::Made, Ev::Eof, Ev::Lost(None)]);
+    assert!(t.is_closing());
+    lp.close().unwrap();
+}
