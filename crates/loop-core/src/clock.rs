@@ -101,7 +101,8 @@ impl Builder {
     /// * callbacks take no virtual time; [`Stats`](crate::Stats) durations stay real.
     ///
     /// ```
-    /// use loop_core::{EventLoop, Source};
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
     /// use std::time::{Duration, Instant};
     /// use std::{cell::Cell, rc::Rc};
     ///

@@ -114,10 +114,12 @@ impl Drop for Shared {
     }
 }
 
-/// An event source polled once per iteration: timers are one.
+/// An event source polled once per iteration: timers are one. Part of the unstable
+/// [`internal`](crate::internal) API.
 ///
 /// ```
-/// use loop_core::{EventLoop, Source};
+/// use loop_core::internal::{LoopInternals, Source};
+/// use loop_core::EventLoop;
 /// use std::time::Instant;
 ///
 /// struct Never;
@@ -133,7 +135,8 @@ pub trait Source {
     /// The earliest time something of this source becomes due, if any. Called before each
     /// blocking poll; may drop cancelled entries on the way (TIMER-15).
     fn next_deadline(&self, lp: &EventLoop) -> Option<Instant>;
-    /// Queues (with [`EventLoop::schedule`]) everything due at `now`. Called once per iteration,
+    /// Queues (with [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule))
+    /// everything due at `now`. Called once per iteration,
     /// after I/O was polled.
     fn dispatch(&self, lp: &EventLoop, now: Instant);
     /// Drops everything pending without running it (`close()`).
@@ -143,7 +146,8 @@ pub trait Source {
     /// [`Stats::timers_pending`]. The default is 0.
     ///
     /// ```
-    /// use loop_core::{EventLoop, Source};
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
     /// use std::time::Instant;
     ///
     /// struct Three;
@@ -299,12 +303,12 @@ pub struct Stats {
     /// assert_eq!(lp.stats().fds_registered, 0);
     /// ```
     pub fds_registered: u64,
-    /// Entries waiting in the loop's event sources now, as each [`Source::pending`] reports
-    /// them: with the timers crate, the timers scheduled and not cancelled yet (sleeps and
-    /// timeouts included).
+    /// Entries waiting in the loop's event sources now, as each source reports them: with the
+    /// timers crate, the timers scheduled and not cancelled yet (sleeps and timeouts included).
     ///
     /// ```
-    /// use loop_core::{EventLoop, Source};
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
     /// use std::time::Instant;
     ///
     /// struct Two;
@@ -389,8 +393,8 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// The ready queue.
     pub(crate) ready: RefCell<VecDeque<Work>>,
-    /// epoll and the registrations.
-    pub(crate) reactor: Reactor,
+    /// epoll and the registrations, in an `Rc` of its own: registrations hold it weakly.
+    pub(crate) reactor: Rc<Reactor>,
     /// `run_*` is executing.
     running: Cell<bool>,
     /// `stop()` was requested.
@@ -571,6 +575,76 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// A handle to a loop that does not keep it alive: what the loop's own internals (transports,
+/// servers, timers, the executor, signal state, child watchers) keep, so that dropping the
+/// last [`EventLoop`] handle frees the loop. Part of the unstable
+/// [`internal`](crate::internal) API.
+///
+/// ```
+/// use loop_core::internal::LoopInternals;
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let weak = lp.downgrade();
+/// assert!(weak.upgrade().unwrap().ptr_eq(&lp));
+/// drop(lp);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[derive(Clone)]
+pub struct WeakLoop {
+    /// The loop state, weakly.
+    inner: std::rc::Weak<Inner>,
+}
+
+impl WeakLoop {
+    /// A handle that never upgrades (for fields filled in later).
+    ///
+    /// ```
+    /// assert!(loop_core::internal::WeakLoop::new().upgrade().is_none());
+    /// ```
+    pub fn new() -> WeakLoop {
+        WeakLoop {
+            inner: std::rc::Weak::new(),
+        }
+    }
+
+    /// The loop, if a strong handle of it still exists.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.downgrade().upgrade().is_some());
+    /// ```
+    #[inline]
+    pub fn upgrade(&self) -> Option<EventLoop> {
+        self.inner.upgrade().map(|inner| EventLoop { inner })
+    }
+
+    /// True if `lp` is the loop this handle points to.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.downgrade().is(&lp));
+    /// ```
+    pub fn is(&self, lp: &EventLoop) -> bool {
+        std::ptr::eq(self.inner.as_ptr(), Rc::as_ptr(&lp.inner))
+    }
+}
+
+impl Default for WeakLoop {
+    fn default() -> WeakLoop {
+        WeakLoop::new()
+    }
+}
+
+impl std::fmt::Debug for WeakLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.upgrade() {
+            Some(lp) => write!(f, "<WeakLoop loop={}>", lp.id()),
+            None => f.write_str("<WeakLoop (gone)>"),
+        }
+    }
+}
+
 /// Runs what it guards in the empty context, then restores the previous one.
 struct EmptyContext(Option<crate::context::Snapshot>);
 
@@ -663,7 +737,7 @@ impl EventLoop {
                     closed: AtomicBool::new(false),
                 }),
                 ready: RefCell::new(VecDeque::with_capacity(256)),
-                reactor,
+                reactor: Rc::new(reactor),
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
@@ -739,6 +813,12 @@ impl EventLoop {
         }
     }
 
+    /// The loop's poller.
+    #[inline]
+    pub(crate) fn reactor(&self) -> &Rc<Reactor> {
+        &self.inner.reactor
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.get() {
             Err(Error::Closed)
@@ -785,39 +865,17 @@ impl EventLoop {
         self.inner.ready.borrow_mut().push_back(w);
     }
 
-    /// Queues an existing handle (event sources use this for due work).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.schedule(&loop_core::Handle::new(|lp| lp.stop())).unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    pub fn schedule(&self, h: &Handle) -> Result<()> {
+    /// Queues an existing handle (event sources use this for due work); see
+    /// [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule).
+    pub(crate) fn schedule(&self, h: &Handle) -> Result<()> {
         self.check_open()?;
         self.push_ready(Work::Call(h.cb.clone()));
         Ok(())
     }
 
-    /// Queues readiness for an [`IoHandler`] as if the poller had reported it (used by
-    /// transports to retry a read after `resume_reading` on an edge-triggered fd).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, IoHandler, Readiness};
-    /// struct Stop;
-    /// impl IoHandler for Stop { fn ready(&self, lp: &EventLoop, _: Readiness) { lp.stop() } }
-    /// let lp = EventLoop::new().unwrap();
-    /// lp.schedule_io(std::rc::Rc::new(Stop), Readiness::READABLE).unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    pub fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
+    /// Queues readiness for an [`IoHandler`] as if the poller had reported it; see
+    /// [`LoopInternals::schedule_io`](crate::internal::LoopInternals::schedule_io).
+    pub(crate) fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
         self.check_open()?;
         self.push_ready(Work::Io(handler, r));
         Ok(())
@@ -938,7 +996,7 @@ impl EventLoop {
     }
 
     /// Closes the loop: runs the close hooks of extension crates (executor shutdown without
-    /// waiting, signal handlers removed, see [`on_close`](EventLoop::on_close)), drops every
+    /// waiting, signal handlers removed), drops every
     /// pending callback and timer without running it, tears pending tasks down (reporting each
     /// as "Task was destroyed but it is pending!"), drops the fd watchers and closes the epoll
     /// fd and the wake-up eventfd. Idempotent. Dropping the last handle of an unclosed loop
@@ -1116,37 +1174,15 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Adds an event source, polled every iteration.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, Source};
-    /// use std::time::Instant;
-    ///
-    /// struct Never;
-    /// impl Source for Never {
-    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
-    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
-    ///     fn close(&self, _lp: &EventLoop) {}
-    /// }
-    /// let lp = EventLoop::new().unwrap();
-    /// lp.add_source(std::rc::Rc::new(Never));
-    /// lp.close().unwrap();
-    /// ```
-    pub fn add_source(&self, s: Rc<dyn Source>) {
+    /// Adds an event source, polled every iteration; see
+    /// [`LoopInternals::add_source`](crate::internal::LoopInternals::add_source).
+    pub(crate) fn add_source(&self, s: Rc<dyn Source>) {
         self.inner.sources.borrow_mut().push(s);
     }
 
-    /// Per-loop state of type `T`, created by `init` on first use (extension crates keep their
-    /// state here).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let a = lp.extension(|_| std::cell::Cell::new(5u32));
-    /// let b = lp.extension(|_| std::cell::Cell::new(0u32));
-    /// assert_eq!(b.get(), 5);
-    /// # drop(a);
-    /// ```
-    pub fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T> {
+    /// Per-loop state of type `T`, created by `init` on first use; see
+    /// [`LoopInternals::extension`](crate::internal::LoopInternals::extension).
+    pub(crate) fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T> {
         let id = TypeId::of::<T>();
         if let Some(v) = self.inner.extensions.borrow().get(&id) {
             return v.clone().downcast::<T>().expect("keyed by type");
@@ -1162,28 +1198,22 @@ impl EventLoop {
             .expect("keyed by type")
     }
 
-    /// Registers `f` to run once when the loop is closed, after the loop is marked closed and
-    /// before pending work is dropped. Hooks run in registration order; a hook that panics is
-    /// reported to the exception handler and the others still run. Extension crates use this
-    /// for what `close()` must do without waiting (the executor is shut down without waiting,
-    /// signal handlers are removed). Hooks also run when the last handle of an unclosed loop is
-    /// dropped.
-    ///
-    /// ```
-    /// use std::{cell::Cell, rc::Rc};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let closed = Rc::new(Cell::new(false));
-    /// let c = closed.clone();
-    /// lp.on_close(move |_| c.set(true));
-    /// lp.close().unwrap();
-    /// assert!(closed.get());
-    /// ```
-    #[track_caller]
-    pub fn on_close(&self, f: impl FnOnce(&EventLoop) + 'static) {
-        self.inner
-            .close_hooks
-            .borrow_mut()
-            .push((Box::new(f), Location::caller()));
+    /// Registers `f` to run once when the loop is closed; see
+    /// [`LoopInternals::on_close`](crate::internal::LoopInternals::on_close).
+    pub(crate) fn on_close_at(
+        &self,
+        f: Box<dyn FnOnce(&EventLoop)>,
+        at: &'static Location<'static>,
+    ) {
+        self.inner.close_hooks.borrow_mut().push((f, at));
+    }
+
+    /// A handle that does not keep the loop alive; see
+    /// [`LoopInternals::downgrade`](crate::internal::LoopInternals::downgrade).
+    pub(crate) fn downgrade(&self) -> WeakLoop {
+        WeakLoop {
+            inner: Rc::downgrade(&self.inner),
+        }
     }
 
     /// Runs one iteration.

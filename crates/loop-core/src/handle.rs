@@ -165,11 +165,12 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Wraps `f` in a handle that is not scheduled yet; [`EventLoop::schedule`] queues it. Used
-    /// by event sources such as timers, which keep the handle until its time comes. The
-    /// handle captures the current [`Context`](crate::Context): `f` runs in it.
+    /// Wraps `f` in a handle that is not scheduled yet; the loop's internal `schedule` hook
+    /// queues it. Used by event sources such as timers, which keep the handle until its time
+    /// comes. The handle captures the current [`Context`](crate::Context): `f` runs in it.
     ///
     /// ```
+    /// use loop_core::internal::LoopInternals;
     /// use loop_core::{EventLoop, Handle};
     /// let lp = EventLoop::new().unwrap();
     /// let h = Handle::new(|lp| lp.stop());

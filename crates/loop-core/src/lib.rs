@@ -54,6 +54,8 @@ mod exception;
 mod future;
 mod group;
 mod handle;
+#[doc(hidden)]
+pub mod internal;
 mod reactor;
 mod runner;
 mod sync;
@@ -65,14 +67,13 @@ pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
 pub use error::{fatal, Cancelled, Error, Exception, Fatal};
 pub use event_loop::{
-    get_running_loop, EventLoop, Remote, Source, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT,
-    POLL_EVERY,
+    get_running_loop, EventLoop, Remote, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
 };
 pub use exception::{ExceptionContext, ExceptionHandler};
 pub use future::{CallbackId, LoopFuture};
 pub use group::{spawn_loops, LoopGroup};
 pub use handle::{Handle, RemoteHandle};
-pub use reactor::{Fileno, IoHandler, IoRegistration, Mode, Readiness};
+pub use reactor::{Fileno, Mode, Readiness};
 pub use runner::{run, AsyncResource};
 pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
 pub use threadsafe::ConcurrentFuture;

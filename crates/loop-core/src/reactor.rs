@@ -142,10 +142,12 @@ pub enum Mode {
     Edge,
 }
 
-/// Something that wants to hear about readiness of one fd: transports implement it.
+/// Something that wants to hear about readiness of one fd: transports implement it. Part of
+/// the unstable [`internal`](crate::internal) API.
 ///
 /// ```
-/// use loop_core::{EventLoop, IoHandler, Readiness};
+/// use loop_core::internal::IoHandler;
+/// use loop_core::{EventLoop, Readiness};
 /// struct Printer;
 /// impl IoHandler for Printer {
 ///     fn ready(&self, _lp: &EventLoop, r: Readiness) {
@@ -617,13 +619,18 @@ fn io_flags(mode: Mode, read: bool, write: bool) -> epoll::EventFlags {
     f
 }
 
-/// A handler registration; deregisters when dropped.
+/// An I/O object registered with a loop's poller: owns the object `F` and its registration
+/// together, so the fd rule holds by construction — the registration is removed from epoll
+/// *before* `F` (and so the fd) is dropped, both on [`Drop`] and in
+/// [`into_inner`](Registered::into_inner). async-io's `Async<T>` is the model. Part of the
+/// unstable [`internal`](crate::internal) API.
 ///
-/// Drop it before closing the fd (declare it before the fd's owner in a struct, so it is
-/// dropped first).
+/// The registration holds the loop's poller weakly: dropping a `Registered` after the loop is
+/// gone only drops `F`, and a `Registered` never keeps the loop alive.
 ///
 /// ```
-/// use loop_core::{EventLoop, IoHandler, Mode, Readiness};
+/// use loop_core::internal::{IoHandler, Registered};
+/// use loop_core::{EventLoop, Mode, Readiness};
 /// use std::os::unix::net::UnixStream;
 /// use std::rc::Rc;
 ///
@@ -633,55 +640,213 @@ fn io_flags(mode: Mode, read: bool, write: bool) -> epoll::EventFlags {
 /// }
 /// let lp = EventLoop::new().unwrap();
 /// let (a, _b) = UnixStream::pair().unwrap();
-/// let reg = lp.register_io(&a, Mode::Edge, true, false, "example", Rc::new(Noop)).unwrap();
+/// let reg = Registered::new(&lp, a, Mode::Edge, true, false, "example", Rc::new(Noop)).unwrap();
 /// reg.set_interest(true, true).unwrap();
-/// drop(reg);
+/// // The fd is owned: `add_reader` on it names the owner in its error.
+/// assert!(lp.add_reader(reg.get_ref(), |_| {}).unwrap_err().to_string().contains("example"));
+/// let a: UnixStream = reg.into_inner(); // deregistered, the socket given back
+/// assert!(lp.add_reader(&a, |_| {}).is_ok());
+/// # lp.remove_reader(&a).unwrap();
 /// ```
-pub struct IoRegistration {
-    /// The loop (weak: a registration does not keep the loop alive).
-    pub(crate) lp: Weak<crate::event_loop::Inner>,
+pub struct Registered<F: AsFd> {
+    /// The poller (weak: a registration does not keep the loop alive).
+    reactor: Weak<Reactor>,
     /// Slot index.
-    pub(crate) idx: u32,
+    idx: u32,
     /// Slot generation.
-    pub(crate) gen: u32,
+    gen: u32,
+    /// The I/O object; `None` only inside `into_inner` and `drop`.
+    ///
+    /// # Invariant
+    ///
+    /// While `Some`, the registration (`idx`, `gen`) refers to this object's fd; it is removed
+    /// from the poller before the object is taken out or dropped.
+    io: Option<F>,
 }
 
-impl IoRegistration {
-    /// Sets which readiness the handler wants to hear about.
+impl<F: AsFd> Registered<F> {
+    /// Registers `io`'s fd with `lp`'s poller: readiness is delivered to `handler` through the
+    /// ready queue. `owner` names the owner in the error other users of the fd get
+    /// ([`Error::FdInUse`](crate::Error::FdInUse)). On error `io` is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed),
+    /// [`Error::FdInUse`](crate::Error::FdInUse) if the fd is already registered, or the
+    /// `epoll_ctl` error.
+    ///
+    /// ```
+    /// # use loop_core::internal::{IoHandler, Registered};
+    /// # use loop_core::{EventLoop, Mode, Readiness};
+    /// # struct Noop;
+    /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
+    /// let lp = EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let r = Registered::new(&lp, a, Mode::Level, true, false, "doc", std::rc::Rc::new(Noop));
+    /// assert_eq!(lp.stats().fds_registered, 1);
+    /// drop(r);
+    /// assert_eq!(lp.stats().fds_registered, 0);
+    /// ```
+    pub fn new(
+        lp: &EventLoop,
+        io: F,
+        mode: Mode,
+        readable: bool,
+        writable: bool,
+        owner: &str,
+        handler: Rc<dyn IoHandler>,
+    ) -> crate::Result<Registered<F>> {
+        Registered::try_new(lp, io, mode, readable, writable, owner, handler).map_err(|(e, _)| e)
+    }
+
+    /// As [`new`](Registered::new), but gives `io` back with the error.
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Registered::new).
+    ///
+    /// ```
+    /// # use loop_core::internal::{IoHandler, Registered};
+    /// # use loop_core::{EventLoop, Mode, Readiness};
+    /// # struct Noop;
+    /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
+    /// let lp = EventLoop::new().unwrap();
+    /// lp.close().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let h = std::rc::Rc::new(Noop);
+    /// let (err, a) = Registered::try_new(&lp, a, Mode::Edge, true, false, "doc", h).unwrap_err();
+    /// assert!(matches!(err, loop_core::Error::Closed));
+    /// # drop(a);
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub fn try_new(
+        lp: &EventLoop,
+        io: F,
+        mode: Mode,
+        readable: bool,
+        writable: bool,
+        owner: &str,
+        handler: Rc<dyn IoHandler>,
+    ) -> Result<Registered<F>, (crate::Error, F)> {
+        if let Err(e) = lp.check_open() {
+            return Err((e, io));
+        }
+        let reactor = lp.reactor();
+        let res = reactor.register(
+            io.as_fd(),
+            mode,
+            readable,
+            writable,
+            Rc::from(owner),
+            handler,
+        );
+        match res {
+            Ok((idx, gen)) => Ok(Registered {
+                reactor: Rc::downgrade(reactor),
+                idx,
+                gen,
+                io: Some(io),
+            }),
+            Err(e) => Err((e, io)),
+        }
+    }
+
+    /// Sets which readiness the handler wants to hear about. A no-op once the loop is gone.
     ///
     /// # Errors
     ///
     /// The `epoll_ctl` error, if any.
     ///
     /// ```
-    /// # use loop_core::{EventLoop, IoHandler, Mode, Readiness};
+    /// # use loop_core::internal::{IoHandler, Registered};
+    /// # use loop_core::{EventLoop, Mode, Readiness};
     /// # struct Noop;
     /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
     /// # let lp = EventLoop::new().unwrap();
     /// # let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let reg = lp.register_io(&a, Mode::Edge, true, false, "doc", std::rc::Rc::new(Noop)).unwrap();
+    /// let reg = Registered::new(&lp, a, Mode::Edge, true, false, "doc", std::rc::Rc::new(Noop))
+    ///     .unwrap();
     /// reg.set_interest(false, false).unwrap();
     /// ```
     pub fn set_interest(&self, readable: bool, writable: bool) -> io::Result<()> {
-        match self.lp.upgrade() {
-            Some(inner) => inner
-                .reactor
-                .set_interest(self.idx, self.gen, readable, writable),
+        match self.reactor.upgrade() {
+            Some(r) => r.set_interest(self.idx, self.gen, readable, writable),
             None => Ok(()),
+        }
+    }
+
+    /// The I/O object.
+    ///
+    /// ```
+    /// # use loop_core::internal::{IoHandler, Registered};
+    /// # use loop_core::{EventLoop, Mode, Readiness};
+    /// # struct Noop;
+    /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
+    /// # let lp = EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let reg = Registered::new(&lp, a, Mode::Edge, true, false, "doc", std::rc::Rc::new(Noop))
+    ///     .unwrap();
+    /// assert!(reg.get_ref().peer_addr().is_ok());
+    /// ```
+    #[inline]
+    pub fn get_ref(&self) -> &F {
+        self.io.as_ref().expect("present until into_inner or drop")
+    }
+
+    /// Deregisters, then gives the I/O object back.
+    ///
+    /// ```
+    /// # use loop_core::internal::{IoHandler, Registered};
+    /// # use loop_core::{EventLoop, Mode, Readiness};
+    /// # struct Noop;
+    /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
+    /// # let lp = EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let reg = Registered::new(&lp, a, Mode::Edge, true, false, "doc", std::rc::Rc::new(Noop))
+    ///     .unwrap();
+    /// let a = reg.into_inner();
+    /// assert_eq!(lp.stats().fds_registered, 0);
+    /// # drop(a);
+    /// ```
+    pub fn into_inner(mut self) -> F {
+        self.deregister();
+        self.io.take().expect("present until into_inner or drop")
+    }
+
+    fn deregister(&self) {
+        if let Some(r) = self.reactor.upgrade() {
+            r.deregister(self.idx, self.gen);
         }
     }
 }
 
-impl std::fmt::Debug for IoRegistration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<IoRegistration slot={} gen={}>", self.idx, self.gen)
+impl<F: AsFd> AsFd for Registered<F> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
     }
 }
 
-impl Drop for IoRegistration {
+impl<F: AsFd> std::fmt::Debug for Registered<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::os::fd::AsRawFd;
+        match &self.io {
+            Some(io) => write!(
+                f,
+                "<Registered fd={} slot={} gen={}>",
+                io.as_fd().as_raw_fd(),
+                self.idx,
+                self.gen
+            ),
+            None => write!(f, "<Registered (released)>"),
+        }
+    }
+}
+
+impl<F: AsFd> Drop for Registered<F> {
     fn drop(&mut self) {
-        if let Some(inner) = self.lp.upgrade() {
-            inner.reactor.deregister(self.idx, self.gen);
+        if self.io.is_some() {
+            // The fd rule: out of epoll first, then the fd is closed (when `io` drops).
+            self.deregister();
         }
     }
 }
@@ -809,55 +974,5 @@ impl EventLoop {
             return Ok(false);
         }
         self.inner.reactor.unwatch(fd, read)
-    }
-
-    /// Registers `fd` with a handler that is told about readiness through the ready queue (for
-    /// transports). `owner` names the owner in the error other callers get for this fd.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed), [`Error::FdInUse`](crate::Error::FdInUse) if the
-    /// fd is already registered, or the `epoll_ctl` error.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, IoHandler, Mode, Readiness};
-    /// use std::os::unix::net::UnixStream;
-    ///
-    /// struct Noop;
-    /// impl IoHandler for Noop {
-    ///     fn ready(&self, _: &EventLoop, _: Readiness) {}
-    /// }
-    /// let lp = EventLoop::new().unwrap();
-    /// let (a, _b) = UnixStream::pair().unwrap();
-    /// let reg = lp
-    ///     .register_io(&a, Mode::Level, true, false, "example", std::rc::Rc::new(Noop))
-    ///     .unwrap();
-    /// // The fd is now owned: `add_reader` on it names the owner in its error.
-    /// assert!(lp.add_reader(&a, |_| {}).unwrap_err().to_string().contains("example"));
-    /// drop(reg);
-    /// ```
-    pub fn register_io(
-        &self,
-        fd: impl AsFd,
-        mode: Mode,
-        readable: bool,
-        writable: bool,
-        owner: &str,
-        handler: Rc<dyn IoHandler>,
-    ) -> crate::Result<IoRegistration> {
-        self.check_open()?;
-        let (idx, gen) = self.inner.reactor.register(
-            fd.as_fd(),
-            mode,
-            readable,
-            writable,
-            Rc::from(owner),
-            handler,
-        )?;
-        Ok(IoRegistration {
-            lp: Rc::downgrade(&self.inner),
-            idx,
-            gen,
-        })
     }
 }

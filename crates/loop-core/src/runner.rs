@@ -11,7 +11,7 @@
 //! 3. the shutdown hooks of extension crates ([`EventLoop::on_shutdown`]) run one after the
 //!    other: the executor crate waits here for its default executor (asyncio's
 //!    `shutdown_default_executor(300 s)`);
-//! 4. [`EventLoop::close`], which runs the close hooks ([`EventLoop::on_close`]).
+//! 4. [`EventLoop::close`], which runs the close hooks of the extension crates.
 //!
 //! **Async resources** are asyncio's async generators, restated: a resource that needs an
 //! `await` to be closed properly (a stream that flushes, a protocol that says goodbye)
@@ -229,7 +229,7 @@ impl EventLoop {
     /// awaits each hook's future, in registration order, before it closes the loop. The
     /// executor crate waits for its default executor here (asyncio's
     /// `shutdown_default_executor(300 s)`); what must happen at `close()` without waiting goes
-    /// to [`on_close`](EventLoop::on_close) instead. Only runners run these hooks: a loop
+    /// to a close hook instead. Only runners run these hooks: a loop
     /// closed by hand drops them.
     ///
     /// ```
@@ -376,7 +376,7 @@ fn report_resource_error(lp: &EventLoop, name: &str, e: Error) {
 /// 2. [`EventLoop::shutdown_asyncgens`] finalizes the registered async resources;
 /// 3. the [`EventLoop::on_shutdown`] hooks run (the executor crate waits for its default
 ///    executor there);
-/// 4. the loop is closed (running the [`EventLoop::on_close`] hooks).
+/// 4. the loop is closed (running the extension crates' close hooks).
 ///
 /// Use [`EventLoop::run_main`] to configure the loop first.
 ///

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loop_core::{CallbackId, Error, EventLoop, Exception, LoopFuture, Remote, Result, Source};
+use loop_core::internal::{LoopInternals, Source};
+use loop_core::{CallbackId, Error, EventLoop, Exception, LoopFuture, Remote, Result};
 
 /// A job for an [`Executor`]: a boxed closure to run once, on some thread.
 ///

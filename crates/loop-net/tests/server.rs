@@ -931,7 +931,7 @@ fn net_45_get_loop_and_start_after_close() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
-    assert!(s.get_loop().ptr_eq(&lp));
+    assert!(s.get_loop().unwrap().ptr_eq(&lp));
     s.close();
     let s2 = s.clone();
     let err = run(&lp, 10, async move { s2.start_serving().await }).unwrap_err();

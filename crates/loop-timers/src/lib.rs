@@ -30,7 +30,7 @@
 //! # How timers are kept
 //!
 //! Each loop has one timer queue, created on first use in the loop's extension slot and
-//! registered as an event [`Source`](loop_core::Source): before the loop blocks it asks the
+//! registered as an event source: before the loop blocks it asks the
 //! queue for its earliest deadline (the poll timeout), and once per iteration, after I/O was
 //! polled, the queue moves every due timer to the ready queue. Timers that become due in an
 //! iteration therefore run in that same iteration, after its I/O callbacks; what they schedule
