@@ -354,11 +354,7 @@ fn reliability_bad_input_create_connection_to_a_closed_port_econnrefused_names_t
     })
     .unwrap();
     for e in errs {
-        assert_eq!(
-            evloop::net::raw_os_error(&e),
-            Some(libc::ECONNREFUSED),
-            "{e:?}"
-        );
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e:?}");
         assert!(
             matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
             "{e:?}"

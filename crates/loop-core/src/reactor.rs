@@ -128,6 +128,12 @@ impl<T: std::os::fd::AsRawFd + ?Sized> Fileno for &T {
     }
 }
 
+impl Fileno for BorrowedFd<'_> {
+    fn fileno(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
 /// How a registration is triggered.
 ///
 /// ```
@@ -181,6 +187,15 @@ enum Target {
 /// One registered fd.
 struct Reg {
     /// The fd number.
+    ///
+    /// # Invariant
+    ///
+    /// The reactor never owns this fd and uses the number only in `epoll_ctl` calls on its
+    /// own epoll set. For a transport registration the fd is owned by the `Registered` holding
+    /// this slot, which removes the slot before the fd is closed. For an `add_reader` /
+    /// `add_writer` watch the user owns the fd and must remove the watch before closing it
+    /// (asyncio's rule); if they do not, the kernel has already dropped the closed fd from the
+    /// epoll set, and a later `epoll_ctl` on a reused number only touches this loop's set.
     fd: RawFd,
     /// The flags currently given to epoll.
     flags: epoll::EventFlags,
@@ -262,7 +277,8 @@ fn key(idx: u32, gen: u32) -> u64 {
 }
 
 fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: epoll_ctl is the only use of the borrowed fd and it cannot cause memory unsafety:
+    // SAFETY: see the `# Invariant` of `Reg::fd`: epoll_ctl on this loop's own epoll set is the
+    // only use of the borrowed fd, and it cannot cause memory unsafety:
     // if the fd was closed meanwhile the kernel answers EBADF (ignored), and if the number was
     // reused the call can only touch this loop's own epoll set, whose entries are all ours.
     unsafe { BorrowedFd::borrow_raw(fd) }
@@ -325,14 +341,7 @@ impl Reactor {
     }
 
     /// Adds or replaces the reader (`read == true`) or writer of a watched fd.
-    pub(crate) fn watch(
-        &self,
-        fd: BorrowedFd<'_>,
-        read: bool,
-        handle: Handle,
-    ) -> crate::Result<()> {
-        use std::os::fd::AsRawFd;
-        let raw = fd.as_raw_fd();
+    pub(crate) fn watch(&self, raw: RawFd, read: bool, handle: Handle) -> crate::Result<()> {
         let mut regs = self.regs.borrow_mut();
         let old;
         match regs.by_fd.get(&raw).copied() {
@@ -859,8 +868,13 @@ impl EventLoop {
     /// on the same fd is kept. The returned handle can be cancelled, which removes the reader
     /// the next time the fd is reported ready.
     ///
+    /// `fd` is an fd number or a reference to an fd owner ([`Fileno`]), as for
+    /// [`remove_reader`](EventLoop::remove_reader). The loop does not own the fd: remove the
+    /// reader before closing it.
+    ///
     /// # Errors
     ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a negative fd;
     /// [`Error::Closed`](crate::Error::Closed) after `close()`;
     /// [`Error::FdInUse`](crate::Error::FdInUse) if a transport owns the fd; the `epoll_ctl`
     /// error (e.g. `EPERM` for a regular file).
@@ -889,11 +903,11 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader(
         &self,
-        fd: impl AsFd,
+        fd: impl Fileno,
         callback: impl FnMut(&EventLoop) + 'static,
     ) -> crate::Result<Handle> {
         self.add_watch(
-            fd.as_fd(),
+            fd.fileno(),
             true,
             crate::handle_repeat(std::panic::Location::caller(), callback),
         )
@@ -915,17 +929,18 @@ impl EventLoop {
     #[track_caller]
     pub fn add_writer(
         &self,
-        fd: impl AsFd,
+        fd: impl Fileno,
         callback: impl FnMut(&EventLoop) + 'static,
     ) -> crate::Result<Handle> {
         self.add_watch(
-            fd.as_fd(),
+            fd.fileno(),
             false,
             crate::handle_repeat(std::panic::Location::caller(), callback),
         )
     }
 
-    fn add_watch(&self, fd: BorrowedFd<'_>, read: bool, h: Handle) -> crate::Result<Handle> {
+    fn add_watch(&self, fd: RawFd, read: bool, h: Handle) -> crate::Result<Handle> {
+        check_fd(fd)?;
         self.check_open()?;
         self.inner.reactor.watch(fd, read, h.clone())?;
         Ok(h)
@@ -965,14 +980,20 @@ impl EventLoop {
     }
 
     fn remove_watch(&self, fd: RawFd, read: bool) -> crate::Result<bool> {
-        if fd < 0 {
-            return Err(crate::Error::invalid_argument(format!(
-                "Invalid file object: {fd} (file descriptors are non-negative)"
-            )));
-        }
+        check_fd(fd)?;
         if self.is_closed() {
             return Ok(false);
         }
         self.inner.reactor.unwatch(fd, read)
     }
+}
+
+/// Rejects a negative fd number.
+fn check_fd(fd: RawFd) -> crate::Result<()> {
+    if fd < 0 {
+        return Err(crate::Error::invalid_argument(format!(
+            "Invalid file object: {fd} (file descriptors are non-negative)"
+        )));
+    }
+    Ok(())
 }

@@ -325,7 +325,7 @@ impl EventLoop {
             return;
         }
         for t in &tasks {
-            t.cancel(None);
+            t.cancel();
         }
         let all_done = self.create_future::<()>();
         let remaining = Rc::new(Cell::new(tasks.len()));

@@ -298,8 +298,9 @@ pub struct TaskRef {
 /// A task of the loop: awaiting it gives `Ok(output)`, or `Err(Error::Cancelled)` if it was
 /// cancelled, or `Err(Error::Exception)` if its body panicked.
 ///
-/// Dropping a `Task` does not cancel it (it runs on, detached). Awaiting moves the output out;
-/// [`Task`] derefs to [`TaskRef`] for everything else.
+/// Dropping a `Task` does not cancel it (it runs on, detached). Awaiting moves the output out.
+/// The methods of [`TaskRef`] are on `Task` too; [`task_ref`](Task::task_ref) gives the untyped
+/// handle (for [`TaskRef::ptr_eq`], [`all_tasks`](crate::all_tasks) comparisons and the like).
 ///
 /// # Examples
 ///
@@ -324,13 +325,6 @@ pub struct Task<T> {
     inner: Rc<TaskInner<T>>,
     /// The same task, untyped.
     r: TaskRef,
-}
-
-impl<T> std::ops::Deref for Task<T> {
-    type Target = TaskRef;
-    fn deref(&self) -> &TaskRef {
-        &self.r
-    }
 }
 
 impl<T: 'static> Task<T> {
@@ -367,6 +361,196 @@ impl<T: 'static> Task<T> {
     /// ```
     pub fn task_ref(&self) -> TaskRef {
         self.r.clone()
+    }
+
+    /// The task's process-wide id; see [`TaskRef::id`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert_eq!(t.get_name(), format!("Task-{}", t.id()));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.r.id()
+    }
+
+    /// The task's name; see [`TaskRef::get_name`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_named_task("worker", async {}).unwrap();
+    /// assert_eq!(t.get_name(), "worker");
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_name(&self) -> String {
+        self.r.get_name()
+    }
+
+    /// Renames the task; see [`TaskRef::set_name`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// t.set_name("renamed");
+    /// assert_eq!(t.get_name(), "renamed");
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn set_name(&self, name: impl ToString) {
+        self.r.set_name(name)
+    }
+
+    /// Requests cancellation; see [`TaskRef::cancel`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.cancel());
+    /// assert!(lp.run_until_complete(t).unwrap_err().is_cancelled());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.r.cancel()
+    }
+
+    /// Requests cancellation with a message; see [`TaskRef::cancel_with`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.cancel_with("enough"));
+    /// let e = lp.run_until_complete(t).unwrap_err();
+    /// assert_eq!(e.as_cancelled().unwrap().message(), Some("enough"));
+    /// ```
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.r.cancel_with(msg)
+    }
+
+    /// Outstanding cancel requests; see [`TaskRef::cancelling`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// t.cancel();
+    /// assert_eq!(t.cancelling(), 1);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn cancelling(&self) -> u32 {
+        self.r.cancelling()
+    }
+
+    /// Withdraws one cancel request; see [`TaskRef::uncancel`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// t.cancel();
+    /// assert_eq!(t.uncancel(), 0);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn uncancel(&self) -> u32 {
+        self.r.uncancel()
+    }
+
+    /// True once the task finished; see [`TaskRef::done`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(!t.done());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn done(&self) -> bool {
+        self.r.done()
+    }
+
+    /// True if the task ended cancelled; see [`TaskRef::cancelled`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(!t.cancelled());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn cancelled(&self) -> bool {
+        self.r.cancelled()
+    }
+
+    /// The error the task failed with; see [`TaskRef::exception`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.exception().is_none());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn exception(&self) -> Option<Error> {
+        self.r.exception()
+    }
+
+    /// The task's loop, while it exists; see [`TaskRef::get_loop`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.get_loop().unwrap().ptr_eq(&lp));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.r.get_loop()
+    }
+
+    /// The task's context; see [`TaskRef::get_context`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let _ctx: loop_core::Context = t.get_context();
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_context(&self) -> crate::Context {
+        self.r.get_context()
+    }
+
+    /// Where the task was created; see [`TaskRef::location`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// assert!(t.location().file().ends_with(".rs"));
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn location(&self) -> &'static Location<'static> {
+        self.r.location()
+    }
+
+    /// Adds a done-callback; see [`TaskRef::add_done_callback`].
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let seen = Rc::new(Cell::new(false));
+    /// let s = seen.clone();
+    /// t.add_done_callback(move |t| s.set(t.done()));
+    /// lp.run_until_complete(t).unwrap().unwrap();
+    /// lp.run_until_complete(async {}).unwrap();
+    /// assert!(seen.get());
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
+        self.r.add_done_callback(f)
+    }
+
+    /// Removes a done-callback; see [`TaskRef::remove_done_callback`].
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {}).unwrap();
+    /// let id = t.add_done_callback(|_| {});
+    /// assert_eq!(t.remove_done_callback(id), 1);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.r.remove_done_callback(id)
     }
 
     /// The output, cloned, of a task that finished.
@@ -451,13 +635,28 @@ impl TaskRef {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let t = lp.create_task(async { unreachable!() }).unwrap();
-    /// assert!(t.cancel(Some("stop".into())));
-    /// // Awaiting a cancelled task gives the cancellation; returning it propagates it.
+    /// assert!(t.cancel());
+    /// // The task ends cancelled: `run_until_complete` gives the cancellation as its error,
+    /// // as awaiting the task does.
+    /// let err = lp.run_until_complete(t).unwrap_err();
+    /// assert!(err.is_cancelled());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.t.clone().cancel_dyn(None)
+    }
+
+    /// Requests cancellation with a message, which the [`Cancelled`] error carries (asyncio's
+    /// `cancel(msg)`); otherwise as [`cancel`](TaskRef::cancel).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { unreachable!() }).unwrap();
+    /// assert!(t.cancel_with("stop"));
     /// let err = lp.run_until_complete(t).unwrap_err();
     /// assert_eq!(err.as_cancelled().unwrap().message(), Some("stop"));
     /// ```
-    pub fn cancel(&self, msg: Option<String>) -> bool {
-        self.t.clone().cancel_dyn(msg)
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.t.clone().cancel_dyn(Some(msg.into()))
     }
 
     /// How many cancel requests are outstanding.
@@ -465,8 +664,8 @@ impl TaskRef {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let t = lp.create_task(async {}).unwrap();
-    /// t.cancel(None);
-    /// t.cancel(None);
+    /// t.cancel();
+    /// t.cancel();
     /// assert_eq!(t.cancelling(), 2);
     /// # lp.close().unwrap();
     /// ```
@@ -480,7 +679,7 @@ impl TaskRef {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let t = lp.create_task(async { 5 }).unwrap();
-    /// t.cancel(None);
+    /// t.cancel();
     /// assert_eq!(t.uncancel(), 0);
     /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 5);
     /// ```
@@ -514,7 +713,7 @@ impl TaskRef {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let t = lp.create_task(async {}).unwrap();
     /// let r = t.task_ref();
-    /// t.cancel(None);
+    /// t.cancel();
     /// assert!(lp.run_until_complete(t).unwrap_err().is_cancelled());
     /// assert!(r.cancelled());
     /// ```
@@ -1102,7 +1301,7 @@ impl EventLoop {
         drop(detach);
         run?;
         if !task.done() {
-            task.quiet();
+            task.r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
         let r = std::mem::replace(

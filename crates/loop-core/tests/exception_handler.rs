@@ -64,7 +64,7 @@ fn core_53_custom_handler_gets_the_loop_and_the_context_unchanged() {
     assert_eq!(seen.message, "custom report");
     assert!(matches!(seen.exception, Some(Error::TimedOut)));
     assert_eq!(seen.extra, ctx.extra);
-    assert!(seen.task.as_ref().unwrap().ptr_eq(&t));
+    assert!(seen.task.as_ref().unwrap().ptr_eq(&t.task_ref()));
     assert_eq!(seen.render(), ctx.render());
     drop(got);
     lp.run_until_complete(t).unwrap().unwrap();

@@ -324,9 +324,7 @@ fn deliver<T: 'static>(lp: &EventLoop, id: u64, o: Outcome<T>) {
         }
         Outcome::Skipped => {}
         Outcome::Abandoned => {
-            fut.cancel(Some(
-                "the executor dropped the job without running it".to_string(),
-            ));
+            fut.cancel_with("the executor dropped the job without running it");
         }
     }
 }

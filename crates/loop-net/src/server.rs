@@ -25,7 +25,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use loop_core::internal::{IoHandler, LoopInternals, Registered, WeakLoop};
-use loop_core::{Error, EventLoop, Exception, ExceptionContext, LoopFuture, Mode, Readiness, Result};
+use loop_core::{
+    Error, EventLoop, Exception, ExceptionContext, LoopFuture, Mode, Readiness, Result,
+};
 use loop_timers::{TimerHandle, TimersExt};
 use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
 use rustix::io::Errno;
@@ -568,7 +570,7 @@ impl ServerInner {
             unlink_if_same(&c);
         }
         if let Some(f) = forever {
-            f.cancel(None);
+            f.cancel();
         }
         if idle {
             self.wakeup();
@@ -613,8 +615,7 @@ fn unlink_if_same(c: &UnixCleanup) {
 /// std::net::TcpStream::connect(("127.0.0.1", port))?;
 /// server.close();
 /// assert!(server.sockets().is_empty());
-/// let s = server.clone();
-/// lp.run_until_complete(async move { s.wait_closed().await })??;
+/// lp.run_until_complete(server.wait_closed())??;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -835,19 +836,24 @@ impl Server {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
     /// s.close();
-    /// lp.run_until_complete(async move { s.wait_closed().await }).unwrap().unwrap();
+    /// lp.run_until_complete(s.wait_closed()).unwrap().unwrap();
     /// ```
-    pub async fn wait_closed(&self) -> Result<()> {
-        let fut = {
-            let mut st = self.inner.st.borrow_mut();
-            if st.finished {
-                return Ok(());
-            }
-            let f = self.inner.lp()?.create_future::<()>();
-            st.waiters.push(f.clone());
-            f
-        };
-        fut.await
+    pub fn wait_closed(&self) -> impl std::future::Future<Output = Result<()>> + 'static {
+        // The future owns a handle of the server, so it can be given to `run_until_complete`
+        // directly.
+        let inner = self.inner.clone();
+        async move {
+            let fut = {
+                let mut st = inner.st.borrow_mut();
+                if st.finished {
+                    return Ok(());
+                }
+                let f = inner.lp()?.create_future::<()>();
+                st.waiters.push(f.clone());
+                f
+            };
+            fut.await
+        }
     }
 
     /// Closes every live connection of the server (their buffers are flushed first) (NET-44).

@@ -244,7 +244,7 @@ fn net_34_port_in_use_is_an_addr_in_use_error_and_nothing_leaks() {
         )),
         "{err}"
     );
-    assert_eq!(loop_net::raw_os_error(&err), Some(libc::EADDRINUSE));
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
     assert_eq!(fd_count(), before);
 }
 
@@ -702,7 +702,7 @@ fn net_42_serve_forever_errors_and_cancellation_closes() {
         loop_core::yield_now().await;
         let second = s2.serve_forever().await.unwrap_err();
         let r = first.task_ref();
-        first.cancel(None);
+        first.cancel();
         while !r.done() {
             loop_core::yield_now().await;
         }
