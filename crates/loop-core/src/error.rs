@@ -526,3 +526,13 @@ impl fmt::Display for ErrorGroup {
 }
 
 impl std::error::Error for ErrorGroup {}
+
+/// `Result` with evloop's [`Error`].
+///
+/// ```
+/// fn make() -> loop_core::Result<loop_core::EventLoop> {
+///     loop_core::EventLoop::new()
+/// }
+/// assert!(make().is_ok());
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -690,6 +690,23 @@ impl Drop for RunGuard<'_> {
     }
 }
 
+impl crate::Builder {
+    /// Creates the loop, bound to the current thread.
+    ///
+    /// # Errors
+    ///
+    /// The error of `epoll_create1` or `eventfd` (e.g. `EMFILE`).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::builder().build()?;
+    /// lp.close()?;
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn build(self) -> Result<EventLoop> {
+        EventLoop::from_builder(self)
+    }
+}
+
 impl EventLoop {
     /// Creates a loop bound to the current thread. Debug mode starts on if the environment
     /// variable `EVLOOP_DEBUG` is set to anything but `""` or `"0"`.

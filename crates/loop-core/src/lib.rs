@@ -88,7 +88,7 @@ mod wake;
 
 pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
-pub use error::{fatal, Cancelled, Error, ErrorGroup, Exception, Fatal};
+pub use error::{fatal, Cancelled, Error, ErrorGroup, Exception, Fatal, Result};
 pub use event_loop::{
     get_running_loop, EventLoop, Remote, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
 };
@@ -103,13 +103,3 @@ pub use threadsafe::ConcurrentFuture;
 
 pub(crate) use event_loop::Work;
 pub(crate) use handle::handle_repeat;
-
-/// `Result` with evloop's [`Error`].
-///
-/// ```
-/// fn make() -> loop_core::Result<loop_core::EventLoop> {
-///     loop_core::EventLoop::new()
-/// }
-/// assert!(make().is_ok());
-/// ```
-pub type Result<T, E = Error> = std::result::Result<T, E>;
