@@ -82,6 +82,7 @@ pub mod internal;
 mod reactor;
 mod runner;
 mod sync;
+mod sys;
 mod task;
 mod threadsafe;
 mod wake;

@@ -277,11 +277,7 @@ fn key(idx: u32, gen: u32) -> u64 {
 }
 
 fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: see the `# Invariant` of `Reg::fd`: epoll_ctl on this loop's own epoll set is the
-    // only use of the borrowed fd, and it cannot cause memory unsafety:
-    // if the fd was closed meanwhile the kernel answers EBADF (ignored), and if the number was
-    // reused the call can only touch this loop's own epoll set, whose entries are all ours.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+    crate::sys::borrow_for_epoll(fd)
 }
 
 impl Reactor {

@@ -240,7 +240,7 @@ fn net_06_fd_used_by_a_transport_is_refused() {
     with_loop(|lp| {
         let (a, _b) = UnixStream::pair().unwrap();
         let reg = loop_core::internal::Registered::new(
-            &lp,
+            lp,
             &a,
             Mode::Edge,
             true,
@@ -279,7 +279,7 @@ fn net_06_fd_used_by_a_transport_is_refused() {
         lp.add_reader(&a, |_| {}).unwrap();
         // And the other way round: a watched fd cannot be taken by a transport.
         let e = loop_core::internal::Registered::new(
-            &lp,
+            lp,
             &a,
             Mode::Edge,
             true,

@@ -280,7 +280,7 @@ fn core_08_run_until_complete_and_await_give_a_cancellation_the_same_way() {
             // end this task cancelled too.)
             let awaited = t.await.is_err_and(|e| e.is_cancelled());
             let t2 = make(&lp);
-            let wrapper = lp.create_task(async move { t2.await }).unwrap();
+            let wrapper = lp.create_task(t2).unwrap();
             (awaited, wrapper.await.is_err_and(|e| e.is_cancelled()))
         })
         .unwrap();

@@ -1,4 +1,7 @@
 //! `create_server` and `Server` over real sockets (NET-30..NET-45).
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod common;
 
