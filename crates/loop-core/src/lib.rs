@@ -81,9 +81,11 @@ mod handle;
 pub mod internal;
 mod reactor;
 mod runner;
+mod stats;
 mod sync;
 mod sys;
 mod task;
+mod task_ref;
 mod threadsafe;
 mod wake;
 
@@ -91,7 +93,7 @@ pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
 pub use error::{fatal, Cancelled, Error, ErrorGroup, Exception, Fatal, Result};
 pub use event_loop::{
-    get_running_loop, EventLoop, Remote, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
+    get_running_loop, EventLoop, Remote, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
 };
 pub use exception::{ExceptionContext, ExceptionHandler};
 pub use future::{CallbackId, LoopFuture};
@@ -99,6 +101,7 @@ pub use group::{spawn_loops, LoopGroup};
 pub use handle::{Handle, RemoteHandle};
 pub use reactor::{Fileno, Mode, Readiness};
 pub use runner::{run, AsyncResource};
+pub use stats::Stats;
 pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
 pub use threadsafe::ConcurrentFuture;
 
