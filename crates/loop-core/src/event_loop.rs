@@ -167,6 +167,33 @@ pub trait Source {
     }
 }
 
+/// A boxed local future, as hooks and finalizers return.
+pub(crate) type LocalBoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
+/// A shutdown hook: makes the future the runner awaits.
+pub(crate) type ShutdownHook = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<()>>;
+
+/// A finalizer: makes the future that closes one resource.
+pub(crate) type Finalizer = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<Result<()>>>;
+
+/// The loop's registry of finalizable async resources.
+#[derive(Default)]
+pub(crate) struct Resources {
+    /// Registered resources, by key (registration order): (name, finalizer).
+    pub(crate) entries: std::collections::BTreeMap<u64, (String, Finalizer)>,
+    /// Next key.
+    pub(crate) next: u64,
+    /// `shutdown_asyncgens` was called.
+    pub(crate) shut_down: bool,
+}
+
+impl Resources {
+    /// Empties the registry (loop close); the finalizers are dropped by the caller.
+    pub(crate) fn take_all(&mut self) -> std::collections::BTreeMap<u64, (String, Finalizer)> {
+        std::mem::take(&mut self.entries)
+    }
+}
+
 /// A hook run by `close()`, with the place that registered it.
 type CloseHook = (Box<dyn FnOnce(&EventLoop)>, &'static Location<'static>);
 
@@ -205,9 +232,9 @@ pub(crate) struct Inner {
     /// Run at `close()`, in order of registration.
     close_hooks: RefCell<Vec<CloseHook>>,
     /// Run by the runner before `close()` (see `on_shutdown`).
-    pub(crate) shutdown_hooks: RefCell<Vec<crate::runner::ShutdownHook>>,
+    pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
     /// Finalizable async resources (`shutdown_asyncgens`).
-    pub(crate) resources: RefCell<crate::runner::Resources>,
+    pub(crate) resources: RefCell<Resources>,
     /// Stats counters.
     counters: Counters,
     /// The virtual clock's "now"; `None` for the real clock.
@@ -552,7 +579,7 @@ impl EventLoop {
                 extensions: RefCell::new(HashMap::new()),
                 close_hooks: RefCell::new(Vec::new()),
                 shutdown_hooks: RefCell::new(Vec::new()),
-                resources: RefCell::new(crate::runner::Resources::default()),
+                resources: RefCell::new(Resources::default()),
                 counters: Counters::default(),
                 virtual_now: std::cell::Cell::new(b.virtual_clock.then(Instant::now)),
             }),

@@ -21,41 +21,12 @@
 //! registered at `close()` is dropped without being finalized (plain `Drop` then applies).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
-use crate::event_loop::Inner;
+use crate::event_loop::{Finalizer, Inner, ShutdownHook};
 use crate::{Error, EventLoop, ExceptionContext, Result};
-
-/// A boxed local future, as hooks and finalizers return.
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-/// A shutdown hook: makes the future the runner awaits.
-pub(crate) type ShutdownHook = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<()>>;
-
-/// A finalizer: makes the future that closes one resource.
-type Finalizer = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<Result<()>>>;
-
-/// The loop's registry of finalizable async resources.
-#[derive(Default)]
-pub(crate) struct Resources {
-    /// Registered resources, by key (registration order): (name, finalizer).
-    entries: BTreeMap<u64, (String, Finalizer)>,
-    /// Next key.
-    next: u64,
-    /// `shutdown_asyncgens` was called.
-    shut_down: bool,
-}
-
-impl Resources {
-    /// Empties the registry (loop close); the finalizers are dropped by the caller.
-    pub(crate) fn take_all(&mut self) -> BTreeMap<u64, (String, Finalizer)> {
-        std::mem::take(&mut self.entries)
-    }
-}
 
 /// The registration of an async resource with its loop (see
 /// [`EventLoop::track_async_resource`]). Dropping it unregisters the resource: keep it inside
