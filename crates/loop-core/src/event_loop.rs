@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 use async_task::Runnable;
 
 use crate::exception::ExceptionHandler;
-use crate::handle::{Callback, RemoteCallback};
+use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::reactor::{IoHandler, Reactor, Readiness};
 use crate::stats::{bump, Counters, Stats};
 use crate::task::TaskSlab;
 use crate::wake::{EventFd, Wake};
-use crate::{Error, Exception, ExceptionContext, Handle, RemoteHandle, Result};
+use crate::{Error, Exception, ExceptionContext, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
 pub const POLL_EVERY: u32 = 64;
@@ -47,9 +47,9 @@ pub const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
 /// A unit of work in the ready queue.
 pub(crate) enum Work {
     /// A local callback.
-    Call(Rc<dyn Callback>),
+    Call(Rc<dyn Callback<EventLoop>>),
     /// A callback from `call_soon_threadsafe`.
-    Remote(Arc<dyn RemoteCallback>),
+    Remote(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task step.
     Task(Runnable),
     /// Readiness for a registered handler.
@@ -61,7 +61,7 @@ pub(crate) enum Work {
 /// Work queued from other threads.
 pub(crate) enum RemoteWork {
     /// A `call_soon_threadsafe` callback.
-    Call(Arc<dyn RemoteCallback>),
+    Call(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task woken off the loop's thread.
     Task(Runnable),
     /// `Remote::stop`.
@@ -97,7 +97,7 @@ impl Shared {
 
     /// Disposes of a task step that can no longer run: dropped on the loop's thread, leaked
     /// elsewhere (a local task's future must not be dropped on another thread).
-    fn dispose(&self, w: RemoteWork) {
+    pub(crate) fn dispose(&self, w: RemoteWork) {
         match w {
             RemoteWork::Task(r) if std::thread::current().id() != self.thread => {
                 std::mem::forget(r)
@@ -305,32 +305,6 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Schedules `f` to run on the loop's thread, from any thread, and wakes the loop.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] if the loop was closed.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r = lp.remote();
-    /// std::thread::spawn(move || r.call_soon_threadsafe(|lp| lp.stop()).unwrap()).join().unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    #[track_caller]
-    pub fn call_soon_threadsafe(
-        &self,
-        f: impl FnOnce(&EventLoop) + Send + 'static,
-    ) -> Result<RemoteHandle> {
-        let h = RemoteHandle::new(f);
-        match self.shared.push(RemoteWork::Call(h.cb.clone())) {
-            Ok(()) => Ok(h),
-            Err(w) => {
-                self.shared.dispose(w);
-                Err(Error::Closed)
-            }
-        }
-    }
 
     /// Asks the loop to stop (as [`EventLoop::stop`] from its own thread).
     ///
@@ -654,32 +628,6 @@ impl EventLoop {
         }
     }
 
-    /// Schedules `f` to run on the next iteration; callbacks run once each, in the order they
-    /// were scheduled. The handle cancels it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use std::{cell::RefCell, rc::Rc};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let order = Rc::new(RefCell::new(Vec::new()));
-    /// for i in 0..3 {
-    ///     let o = order.clone();
-    ///     lp.call_soon(move |_| o.borrow_mut().push(i)).unwrap();
-    /// }
-    /// lp.call_soon(|lp| lp.stop()).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(*order.borrow(), [0, 1, 2]);
-    /// ```
-    #[track_caller]
-    pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
-        self.check_open()?;
-        let h = Handle::with_location(Location::caller(), f);
-        self.push_ready(Work::Call(h.cb.clone()));
-        Ok(h)
-    }
 
     /// Appends to the ready queue. Work queued by other threads before this call is moved in
     /// first, so that FIFO order across `call_soon` and `call_soon_threadsafe` follows the time
@@ -692,13 +640,6 @@ impl EventLoop {
         self.inner.ready.borrow_mut().push_back(w);
     }
 
-    /// Queues an existing handle (event sources use this for due work); see
-    /// [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule).
-    pub(crate) fn schedule(&self, h: &Handle) -> Result<()> {
-        self.check_open()?;
-        self.push_ready(Work::Call(h.cb.clone()));
-        Ok(())
-    }
 
     /// Queues readiness for an [`IoHandler`] as if the poller had reported it; see
     /// [`LoopInternals::schedule_io`](crate::internal::LoopInternals::schedule_io).
@@ -708,35 +649,6 @@ impl EventLoop {
         Ok(())
     }
 
-    /// `call_soon_threadsafe` from the loop's own thread (CORE-19): the callback is queued
-    /// after everything queued before it, by this thread or any other, and its handle can be
-    /// cancelled from any thread. No wake-up is written: the caller is the loop's thread.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let order = Arc::new(Mutex::new(Vec::new()));
-    /// let o = order.clone();
-    /// lp.call_soon_threadsafe(move |_| o.lock().unwrap().push("threadsafe")).unwrap();
-    /// let o = order.clone();
-    /// lp.call_soon(move |lp| { o.lock().unwrap().push("soon"); lp.stop() }).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(*order.lock().unwrap(), ["threadsafe", "soon"]);
-    /// ```
-    #[track_caller]
-    pub fn call_soon_threadsafe(
-        &self,
-        f: impl FnOnce(&EventLoop) + Send + 'static,
-    ) -> Result<RemoteHandle> {
-        self.check_open()?;
-        let h = RemoteHandle::new(f);
-        self.push_ready(Work::Remote(h.cb.clone()));
-        Ok(h)
-    }
 
     /// Runs until [`stop`](EventLoop::stop) is called. A `stop()` made before the call makes it
     /// run exactly one iteration (polling with a zero timeout).
@@ -1200,7 +1112,7 @@ impl EventLoop {
                 inner.current_location.set(Some(loc));
                 // The callback's context stays current while a panic of it is reported, so
                 // the exception handler runs in it (CORE-53).
-                let ctx = crate::handle::EnterContext::enter_if_active(&*cb);
+                let ctx = EnterContext::enter_if_active(&*cb);
                 let start = inner.debug.get().then(Instant::now);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
                     self.report_panic(p, "Exception in callback", Some(loc));
@@ -1211,11 +1123,11 @@ impl EventLoop {
                 inner.current_location.set(None);
                 match ctx {
                     Some(ctx) => drop(ctx),
-                    None => crate::handle::leave_unentered(&*cb),
+                    None => leave_unentered(&*cb),
                 }
             }
             Work::Remote(cb) => {
-                if cb.state() != crate::handle::PENDING {
+                if cb.state() != PENDING {
                     return;
                 }
                 bump(&inner.counters.callbacks, 1);

@@ -88,6 +88,7 @@ mod task;
 mod task_ref;
 mod threadsafe;
 mod wake;
+mod work;
 
 pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
