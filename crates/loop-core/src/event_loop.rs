@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use async_task::Runnable;
 
 use crate::exception::ExceptionHandler;
-use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
-use crate::reactor::{IoHandler, Reactor, Readiness};
+use crate::reactor::{Reactor, Readiness, Ready, Watcher};
 use crate::stats::{bump, Counters, Stats};
 use crate::task::TaskSlab;
 use crate::wake::{EventFd, Wake};
+use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
@@ -194,6 +194,39 @@ impl Resources {
     }
 }
 
+/// Something that wants to hear about readiness of one fd: transports implement it. Part of
+/// the unstable [`internal`](crate::internal) API.
+///
+/// ```
+/// use loop_core::internal::IoHandler;
+/// use loop_core::{EventLoop, Readiness};
+/// struct Printer;
+/// impl IoHandler for Printer {
+///     fn ready(&self, _lp: &EventLoop, r: Readiness) {
+///         println!("{r:?}");
+///     }
+/// }
+/// ```
+pub trait IoHandler {
+    /// Called from the ready queue when the fd became ready.
+    fn ready(&self, lp: &EventLoop, readiness: Readiness);
+}
+
+/// The loop's poller: `add_reader` / `add_writer` callbacks and transports' handlers.
+pub(crate) type LoopReactor = Reactor<Rc<dyn Callback<EventLoop>>, Rc<dyn IoHandler>>;
+
+impl Watcher for Rc<dyn Callback<EventLoop>> {
+    #[inline]
+    fn cancel(&self) {
+        Callback::cancel(&**self)
+    }
+
+    #[inline]
+    fn is_cancelled(&self) -> bool {
+        Callback::is_cancelled(&**self)
+    }
+}
+
 /// A hook run by `close()`, with the place that registered it.
 type CloseHook = (Box<dyn FnOnce(&EventLoop)>, &'static Location<'static>);
 
@@ -204,7 +237,7 @@ pub(crate) struct Inner {
     /// The ready queue.
     pub(crate) ready: RefCell<VecDeque<Work>>,
     /// epoll and the registrations, in an `Rc` of its own: registrations hold it weakly.
-    pub(crate) reactor: Rc<Reactor>,
+    pub(crate) reactor: Rc<LoopReactor>,
     /// `run_*` is executing.
     running: Cell<bool>,
     /// `stop()` was requested.
@@ -305,7 +338,6 @@ pub struct Remote {
 }
 
 impl Remote {
-
     /// Asks the loop to stop (as [`EventLoop::stop`] from its own thread).
     ///
     /// # Errors
@@ -616,7 +648,7 @@ impl EventLoop {
 
     /// The loop's poller.
     #[inline]
-    pub(crate) fn reactor(&self) -> &Rc<Reactor> {
+    pub(crate) fn reactor(&self) -> &Rc<LoopReactor> {
         &self.inner.reactor
     }
 
@@ -627,7 +659,6 @@ impl EventLoop {
             Ok(())
         }
     }
-
 
     /// Appends to the ready queue. Work queued by other threads before this call is moved in
     /// first, so that FIFO order across `call_soon` and `call_soon_threadsafe` follows the time
@@ -640,7 +671,6 @@ impl EventLoop {
         self.inner.ready.borrow_mut().push_back(w);
     }
 
-
     /// Queues readiness for an [`IoHandler`] as if the poller had reported it; see
     /// [`LoopInternals::schedule_io`](crate::internal::LoopInternals::schedule_io).
     pub(crate) fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
@@ -648,7 +678,6 @@ impl EventLoop {
         self.push_ready(Work::Io(handler, r));
         Ok(())
     }
-
 
     /// Runs until [`stop`](EventLoop::stop) is called. A `stop()` made before the call makes it
     /// run exactly one iteration (polling with a zero timeout).
@@ -1015,8 +1044,15 @@ impl EventLoop {
             if let Some(start) = poll_start {
                 inner.counters.account_run(start);
             }
-            let before = inner.ready.borrow().len();
-            let (_, woken) = inner.reactor.poll(timeout, &inner.ready);
+            let mut q = inner.ready.borrow_mut();
+            let before = q.len();
+            let (_, woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
+                Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
+                Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
+            });
+            let polled = q.len() - before;
+            drop(q);
+            inner.reactor.remove_cancelled(cancelled);
             if let Some(start) = poll_start {
                 let end = Instant::now();
                 let c = &inner.counters;
@@ -1025,10 +1061,7 @@ impl EventLoop {
                 c.run_mark.set(Some(end));
                 polled_at = Some(end);
             }
-            bump(
-                &inner.counters.io_events,
-                (inner.ready.borrow().len() - before) as u64,
-            );
+            bump(&inner.counters.io_events, polled as u64);
             // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
             if woken && inner.shared.wake.drain_and_rearm() {
                 self.take_remote();

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::context::{self, Snapshot};
-use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
 use crate::event_loop::{RemoteWork, Work};
+use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, EventLoop, Remote, Result};
 
 /// The one allocation behind a local [`Handle`].

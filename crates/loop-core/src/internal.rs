@@ -20,8 +20,8 @@
 use std::panic::Location;
 use std::rc::Rc;
 
-pub use crate::event_loop::{Source, WeakLoop};
-pub use crate::reactor::{IoHandler, Registered};
+pub use crate::event_loop::{IoHandler, Source, WeakLoop};
+pub use crate::io::Registered;
 use crate::{EventLoop, Handle, Readiness, Result};
 
 mod sealed {

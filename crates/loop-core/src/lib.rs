@@ -79,6 +79,7 @@ mod group;
 mod handle;
 #[doc(hidden)]
 pub mod internal;
+mod io;
 mod reactor;
 mod runner;
 mod stats;
@@ -106,5 +107,4 @@ pub use stats::Stats;
 pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
 pub use threadsafe::ConcurrentFuture;
 
-pub(crate) use event_loop::Work;
 pub(crate) use handle::handle_repeat;

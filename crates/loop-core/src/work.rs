@@ -97,4 +97,3 @@ pub(crate) trait RemoteCallback<L>: Send + Sync {
     /// Where it was scheduled.
     fn location(&self) -> &'static Location<'static>;
 }
-
