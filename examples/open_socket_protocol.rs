@@ -35,6 +35,7 @@ impl Protocol for MyProtocol {
     }
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let (rsock, wsock) = UnixStream::pair()?;

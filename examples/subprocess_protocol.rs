@@ -82,6 +82,7 @@ async fn get_date(lp: EventLoop) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&data).trim_end().to_string())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let run = || -> Result<String, Error> {
         let lp = EventLoop::new()?;

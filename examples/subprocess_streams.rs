@@ -63,6 +63,7 @@ async fn run(lp: &EventLoop, cmd: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let cmd = std::env::args()
         .nth(1)

@@ -83,6 +83,7 @@ async fn talk(lp: EventLoop, port: u16) -> evloop::Result<()> {
     result.map(|_| ())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let port = match port() {
         Ok(p) => p,

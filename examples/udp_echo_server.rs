@@ -65,6 +65,7 @@ async fn serve(lp: EventLoop, port: u16) -> evloop::Result<()> {
     result
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let port = match port() {
         Ok(p) => p,

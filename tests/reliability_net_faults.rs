@@ -6,6 +6,9 @@
 //!
 //! Every test counts the process's fds before and after, so the tests of this binary run one
 //! at a time.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod faults_common;
 

@@ -42,9 +42,9 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
+use loop_core::internal::{IoHandler, LoopInternals, Registered};
 use loop_core::{
-    Error, EventLoop, Exception, ExceptionContext, Fatal, IoHandler, IoRegistration, LoopFuture,
-    Mode, Readiness, Result,
+    Error, EventLoop, Exception, ExceptionContext, Fatal, LoopFuture, Mode, Readiness, Result,
 };
 use loop_executor::ExecutorExt;
 use loop_transport::{Addr, DatagramProtocol, Extra, ExtraValue};
@@ -876,12 +876,17 @@ struct State {
     want_write: bool,
 }
 
-/// The socket and its registration; the registration is dropped first.
+/// The socket, registered with the loop's poller (`Registered` deregisters before closing it).
 struct Io {
-    /// The epoll registration.
-    reg: Option<IoRegistration>,
-    /// The socket.
-    fd: Option<OwnedFd>,
+    /// The registered socket; `None` once torn down.
+    reg: Option<Registered<OwnedFd>>,
+}
+
+impl Io {
+    /// The socket, until teardown.
+    fn fd(&self) -> Option<&OwnedFd> {
+        self.reg.as_ref().map(Registered::get_ref)
+    }
 }
 
 /// The endpoint behind the handle.
@@ -1084,21 +1089,14 @@ impl DatagramTransport {
                 ..Default::default()
             }),
             notes: RefCell::new(VecDeque::new()),
-            io: RefCell::new(Io {
-                reg: None,
-                fd: None,
-            }),
+            io: RefCell::new(Io { reg: None }),
             lp: RefCell::new(Some(lp.clone())),
             waiter: RefCell::new(Some(waiter)),
             burst: Cell::new(0),
         });
         let owner = format!("<DatagramTransport fd={raw}>");
-        let reg = lp.register_io(&fd, Mode::Edge, false, false, &owner, inner.clone())?;
-        {
-            let mut io = inner.io.borrow_mut();
-            io.reg = Some(reg);
-            io.fd = Some(fd);
-        }
+        let reg = Registered::new(lp, fd, Mode::Edge, false, false, &owner, inner.clone())?;
+        inner.io.borrow_mut().reg = Some(reg);
         let me = inner.clone();
         if let Err(e) = lp.call_soon(move |_| me.connection_made()) {
             inner.teardown();
@@ -1389,7 +1387,7 @@ impl DatagramTransport {
     /// assert!(t.fileno().is_none());
     /// ```
     pub fn fileno(&self) -> Option<RawFd> {
-        self.inner.io.borrow().fd.as_ref().map(|fd| fd.as_raw_fd())
+        self.inner.io.borrow().fd().map(|fd| fd.as_raw_fd())
     }
 
     /// Calls `f` with a borrowed view of the socket (for `getsockopt` and the like); `None`
@@ -1410,7 +1408,7 @@ impl DatagramTransport {
     /// ```
     pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
         let io = self.inner.io.borrow();
-        Some(f(io.fd.as_ref()?.as_fd()))
+        Some(f(io.fd()?.as_fd()))
     }
 
     /// asyncio's `get_protocol()`: calls `f` with the protocol as its concrete type `P`.
@@ -1778,7 +1776,7 @@ impl Inner {
             }
             let res = {
                 let io = self.io.borrow();
-                match io.fd.as_ref() {
+                match io.fd() {
                     Some(fd) => rustix::net::recvfrom(fd, &mut buf[..], RecvFlags::DONTWAIT),
                     None => Err(Errno::BADF),
                 }
@@ -1814,7 +1812,7 @@ impl Inner {
     /// Sends one datagram.
     fn send_one(&self, data: &[u8], to: Option<&SocketAddrAny>) -> rustix::io::Result<usize> {
         let io = self.io.borrow();
-        let fd = io.fd.as_ref().ok_or(Errno::BADF)?;
+        let fd = io.fd().ok_or(Errno::BADF)?;
         let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
         loop {
             let r = match to {
@@ -2040,12 +2038,9 @@ impl Inner {
             st.queue.clear();
             st.qsize = 0;
         }
-        let (reg, fd) = {
-            let mut io = self.io.borrow_mut();
-            (io.reg.take(), io.fd.take())
-        };
+        // Deregisters, then closes the socket.
+        let reg = self.io.borrow_mut().reg.take();
         drop(reg);
-        drop(fd);
         let proto = {
             let mut slot = self.proto.borrow_mut();
             (slot.current.take(), slot.replacement.take())

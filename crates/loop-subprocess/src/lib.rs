@@ -93,6 +93,7 @@
 mod child;
 mod options;
 mod process;
+mod sys;
 mod transport;
 
 use std::ffi::{OsStr, OsString};

@@ -375,9 +375,7 @@ pub(crate) fn validate(program: &OsStr, args: &[OsString], o: &SubprocessOptions
                 "pass_fds: {fd} is not a file descriptor (they are non-negative)"
             )));
         }
-        // SAFETY: F_GETFD only reads the descriptor flags of `fd`; on a number that is not an
-        // open descriptor it fails with EBADF and touches no memory.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !crate::sys::is_open_fd(fd) {
             return Err(Error::invalid_argument(format!(
                 "pass_fds: descriptor {fd} is not open in this process"
             )));

@@ -13,6 +13,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use loop_core::internal::LoopInternals;
 use loop_core::{Error, EventLoop, Exception, ExceptionContext, Fatal, LoopFuture, Remote, Result};
 use loop_transport::{
     Extra, ExtraValue, Protocol, StreamReader, StreamReaderProtocol, StreamWriter,

@@ -1,5 +1,8 @@
 //! SUB-27: a loop created in a forked child runs subprocesses. The only test of its binary,
 //! so the fork happens while no other test thread is busy.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -360,7 +360,7 @@ fn sub_13_cancelled_setup_kills_and_collects_the_child() {
     let mut reader = BufReader::new(std::fs::File::from(r));
     reader.read_line(&mut line).unwrap();
     let pid: u32 = line.trim().parse().unwrap();
-    assert!(task.cancel(None));
+    assert!(task.cancel());
     let res = lp.run_until_complete(task);
     assert!(res.unwrap_err().is_cancelled());
     // Killed: every write end of our pipe is gone, EOF.

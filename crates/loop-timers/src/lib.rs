@@ -30,7 +30,7 @@
 //! # How timers are kept
 //!
 //! Each loop has one timer queue, created on first use in the loop's extension slot and
-//! registered as an event [`Source`](loop_core::Source): before the loop blocks it asks the
+//! registered as an event source: before the loop blocks it asks the
 //! queue for its earliest deadline (the poll timeout), and once per iteration, after I/O was
 //! polled, the queue moves every due timer to the ready queue. Timers that become due in an
 //! iteration therefore run in that same iteration, after its I/O callbacks; what they schedule
@@ -88,13 +88,13 @@ mod sleep;
 mod timeout;
 
 use std::panic::Location;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use loop_core::{Error, EventLoop, Handle, Result};
+use loop_core::{EventLoop, Result};
 
 pub use clock::MAX_DELAY;
 pub use handle::TimerHandle;
+use handle::{key_after, open_timers, schedule_key};
 pub use sleep::{sleep, sleep_secs, sleep_until, Sleep};
 pub use timeout::{timeout, timeout_at};
 
@@ -328,40 +328,6 @@ pub trait TimersExt: sealed::Sealed {
     /// ```
     #[track_caller]
     fn sleep_secs(&self, delay: f64) -> Sleep;
-}
-
-/// Schedules `f` at the deadline `key` (nanoseconds since the clock epoch) on `timers`.
-#[inline]
-pub(crate) fn schedule_key(
-    timers: &Rc<Timers>,
-    key: i64,
-    location: &'static Location<'static>,
-    f: impl FnOnce(&EventLoop) + 'static,
-) -> TimerHandle {
-    let handle = Handle::with_location(location, f);
-    let seq = queue::next_seq();
-    timers.push(key, seq, handle.clone());
-    TimerHandle {
-        handle,
-        key,
-        seq,
-        timers: Rc::downgrade(timers),
-    }
-}
-
-/// The queue of an open loop.
-#[inline]
-fn open_timers(lp: &EventLoop) -> Result<Rc<Timers>> {
-    if lp.is_closed() {
-        return Err(Error::Closed);
-    }
-    Ok(Timers::of(lp))
-}
-
-/// The deadline key of `delay_ns` from now on `timers`' loop.
-#[inline]
-pub(crate) fn key_after(lp: &EventLoop, timers: &Timers, delay_ns: i64) -> i64 {
-    clock::key_of(lp.now(), timers.epoch).saturating_add(delay_ns)
 }
 
 impl TimersExt for EventLoop {

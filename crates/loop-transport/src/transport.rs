@@ -13,9 +13,9 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
+use loop_core::internal::{IoHandler, LoopInternals, Registered};
 use loop_core::{
-    Error, EventLoop, Exception, ExceptionContext, Fatal, IoHandler, IoRegistration, LoopFuture,
-    Mode, Readiness, Result,
+    Error, EventLoop, Exception, ExceptionContext, Fatal, LoopFuture, Mode, Readiness, Result,
 };
 use rustix::io::Errno;
 
@@ -478,12 +478,17 @@ struct ProtoSlot {
     running: Option<&'static str>,
 }
 
-/// The fd and its registration; the registration is dropped first (field order).
+/// The fd, registered with the loop's poller (`Registered` deregisters before closing it).
 struct Io {
-    /// The epoll registration.
-    reg: Option<IoRegistration>,
-    /// The fd.
-    fd: Option<OwnedFd>,
+    /// The registered fd; `None` once torn down.
+    reg: Option<Registered<OwnedFd>>,
+}
+
+impl Io {
+    /// The fd, until teardown.
+    fn fd(&self) -> Option<&OwnedFd> {
+        self.reg.as_ref().map(Registered::get_ref)
+    }
 }
 
 /// Mutable transport state.
@@ -735,10 +740,7 @@ impl Transport {
                 running: None,
             }),
             notes: RefCell::new(VecDeque::new()),
-            io: RefCell::new(Io {
-                reg: None,
-                fd: None,
-            }),
+            io: RefCell::new(Io { reg: None }),
             lp: RefCell::new(Some(lp.clone())),
             peername,
             sockname,
@@ -749,12 +751,8 @@ impl Transport {
             }),
         });
         let owner = format!("<Transport fd={raw} {}>", kind.name());
-        let reg = lp.register_io(&fd, Mode::Edge, false, false, &owner, inner.clone())?;
-        {
-            let mut io = inner.io.borrow_mut();
-            io.reg = Some(reg);
-            io.fd = Some(fd);
-        }
+        let reg = Registered::new(lp, fd, Mode::Edge, false, false, &owner, inner.clone())?;
+        inner.io.borrow_mut().reg = Some(reg);
         let me = inner.clone();
         if let Err(e) = lp.call_soon(move |_| me.connection_made()) {
             inner.teardown();
@@ -1118,7 +1116,7 @@ impl Transport {
     /// # t.abort(); lp.run_until_complete(async {}).unwrap();
     /// ```
     pub fn fileno(&self) -> Option<RawFd> {
-        self.inner.io.borrow().fd.as_ref().map(|fd| fd.as_raw_fd())
+        self.inner.io.borrow().fd().map(|fd| fd.as_raw_fd())
     }
 
     /// Calls `f` with a borrowed view of the fd (for `getsockopt` and the like; wrap it in
@@ -1137,7 +1135,7 @@ impl Transport {
     /// ```
     pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
         let io = self.inner.io.borrow();
-        let fd = io.fd.as_ref()?.as_fd();
+        let fd = io.fd()?.as_fd();
         Some(f(fd))
     }
 
@@ -1397,7 +1395,7 @@ impl Inner {
     /// error readiness of a write pipe.
     fn is_char_device(&self) -> bool {
         let io = self.io.borrow();
-        io.fd.as_ref().is_some_and(|fd| {
+        io.fd().is_some_and(|fd| {
             rustix::fs::fstat(fd).is_ok_and(|st| {
                 rustix::fs::FileType::from_raw_mode(st.st_mode)
                     == rustix::fs::FileType::CharacterDevice
@@ -1643,7 +1641,7 @@ impl Inner {
         }
         let res = {
             let io = self.io.borrow();
-            match io.fd.as_ref() {
+            match io.fd() {
                 Some(fd) => rustix::io::read(fd, &mut buf[..self.max_read]),
                 None => Err(Errno::BADF),
             }
@@ -1734,7 +1732,7 @@ impl Inner {
             }
             let len = dst.len().min(max);
             let io = self.io.borrow();
-            let res = match io.fd.as_ref() {
+            let res = match io.fd() {
                 Some(fd) => rustix::io::read(fd, &mut dst[..len]),
                 None => Err(Errno::BADF),
             };
@@ -1848,7 +1846,7 @@ impl Inner {
     /// Sends one buffer.
     fn send_one(&self, data: &[u8]) -> rustix::io::Result<usize> {
         let io = self.io.borrow();
-        let fd = io.fd.as_ref().ok_or(Errno::BADF)?;
+        let fd = io.fd().ok_or(Errno::BADF)?;
         loop {
             let r = if self.kind == FdKind::Socket {
                 rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)
@@ -1868,7 +1866,7 @@ impl Inner {
             return self.send_one(&iov[0]);
         }
         let io = self.io.borrow();
-        let fd = io.fd.as_ref().ok_or(Errno::BADF)?;
+        let fd = io.fd().ok_or(Errno::BADF)?;
         loop {
             let r = if self.kind == FdKind::Socket {
                 rustix::net::sendmsg(
@@ -2088,7 +2086,7 @@ impl Inner {
 
     fn shutdown_write(&self) {
         let io = self.io.borrow();
-        if let Some(fd) = io.fd.as_ref() {
+        if let Some(fd) = io.fd() {
             if let Err(e) = rustix::net::shutdown(fd, rustix::net::Shutdown::Write) {
                 tracing::debug!("shutdown(SHUT_WR) of fd {} failed: {e}", self.raw);
             }
@@ -2223,13 +2221,9 @@ impl Inner {
             st.wsize = 0;
             std::mem::take(&mut st.flush_wakers)
         };
-        let (reg, fd) = {
-            let mut io = self.io.borrow_mut();
-            (io.reg.take(), io.fd.take())
-        };
-        // Deregister before closing.
+        // Deregisters, then closes the fd.
+        let reg = self.io.borrow_mut().reg.take();
         drop(reg);
-        drop(fd);
         let proto = {
             let mut slot = self.proto.borrow_mut();
             (slot.current.take(), slot.replacement.take())
