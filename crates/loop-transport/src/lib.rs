@@ -109,6 +109,8 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+#[doc(hidden)]
+pub mod engine;
 mod protocol;
 mod streams;
 mod transport;
