@@ -638,7 +638,7 @@ fn reliability_panic_in_each_protocol_method_reported_once_other_connection_serv
     rig.finish();
 }
 
-impl DatagramProtocol<DatagramTransport> for Faulty<DatagramTransport> {
+impl DatagramProtocol for Faulty<DatagramTransport> {
     fn connection_made(&mut self, t: &DatagramTransport) {
         self.transport = Some(t.clone());
         self.maybe_panic("connection_made");

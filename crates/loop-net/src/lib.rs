@@ -45,10 +45,8 @@ mod unix;
 
 pub use addr::{peername, sockname, Addr};
 pub use connect::ConnectOptions;
-pub use datagram::{
-    DatagramAddr, DatagramExt, DatagramOptions, DatagramProtocolRef, DatagramTransport, AF_UNIX,
-    MAX_DATAGRAM_READ,
-};
+pub use datagram::{DatagramAddr, DatagramExt, DatagramOptions, AF_UNIX};
+pub use loop_transport::{DatagramTransport, MAX_DATAGRAM_READ};
 pub use errors::{raw_os_error, ErrorGroup};
 pub use ext::NetExt;
 pub use lookup::Service;

@@ -327,6 +327,13 @@ impl<D: Driver> Core<D> {
     /// Delivers the queued notifications (unless held).
     #[inline]
     pub fn flush(&self) {
+        if self.cell.has_deliverable() {
+            self.flush_queued();
+        }
+    }
+
+    #[inline(never)]
+    fn flush_queued(&self) {
         if self.cell.is_held() {
             return;
         }

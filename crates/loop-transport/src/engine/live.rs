@@ -148,6 +148,7 @@ impl Runtime {
 
     /// Takes the shared read buffer, at least `len` bytes long (put it back with
     /// [`put_read_buf`](Runtime::put_read_buf)).
+    #[inline]
     pub fn take_read_buf(&self, len: usize) -> Vec<u8> {
         let mut buf = std::mem::take(&mut *self.read_buf.borrow_mut());
         if buf.len() < len {
@@ -157,6 +158,7 @@ impl Runtime {
     }
 
     /// Returns the read buffer (the larger one is kept).
+    #[inline]
     pub fn put_read_buf(&self, buf: Vec<u8>) {
         let mut slot = self.read_buf.borrow_mut();
         if slot.len() < buf.len() {

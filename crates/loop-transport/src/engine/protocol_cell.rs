@@ -45,8 +45,6 @@ struct Slot<B> {
     current: Option<B>,
     /// Set by `set_protocol` during a call; installed when the call returns.
     replacement: Option<B>,
-    /// Type name of the protocol taken out for a call.
-    running: Option<&'static str>,
     /// A method runs (`current` is `None` then).
     in_call: bool,
 }
@@ -77,8 +75,13 @@ struct Slot<B> {
 pub struct ProtocolCell<B, N> {
     /// The slot.
     slot: RefCell<Slot<B>>,
+    /// Type name of the protocol in the slot (or taken out for a call); kept here so that
+    /// taking the protocol out costs no virtual call.
+    name: Cell<Option<&'static str>>,
     /// Notifications raised while a method ran (or while held).
     notes: RefCell<VecDeque<N>>,
+    /// `notes` is not empty (checked after every call without borrowing the queue).
+    pending: Cell<bool>,
     /// Notifications wait until [`release`](ProtocolCell::release) (before `connection_made`).
     held: Cell<bool>,
     /// Live `ProtocolRef`s.
@@ -91,13 +94,14 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// A cell holding `protocol`.
     pub fn new(protocol: B) -> ProtocolCell<B, N> {
         ProtocolCell {
+            name: Cell::new(Some(protocol.type_name())),
             slot: RefCell::new(Slot {
                 current: Some(protocol),
                 replacement: None,
-                running: None,
                 in_call: false,
             }),
             notes: RefCell::new(VecDeque::new()),
+            pending: Cell::new(false),
             held: Cell::new(false),
             refs: Cell::new(0),
             detached: Cell::new(false),
@@ -114,7 +118,6 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         }
         let p = slot.current.take()?;
         slot.in_call = true;
-        slot.running = Some(p.type_name());
         Some(p)
     }
 
@@ -126,11 +129,12 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         let dropped = {
             let mut slot = self.slot.borrow_mut();
             slot.in_call = false;
-            slot.running = None;
             if let Some(new) = slot.replacement.take() {
+                self.name.set(Some(new.type_name()));
                 slot.current = Some(new);
                 Some(p)
             } else if self.detached.get() && self.refs.get() == 0 {
+                self.name.set(None);
                 Some(p)
             } else {
                 slot.current = Some(p);
@@ -162,6 +166,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             } else if slot.in_call {
                 slot.replacement.replace(protocol)
             } else {
+                self.name.set(Some(protocol.type_name()));
                 slot.current.replace(protocol)
             }
         };
@@ -171,11 +176,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// The protocol's type name: while one of its methods runs, that protocol's (even if
     /// `set_protocol` was called meanwhile); `None` once it is gone.
     pub fn type_name(&self) -> Option<&'static str> {
-        let slot = self.slot.borrow();
-        if slot.in_call {
-            return slot.running;
-        }
-        slot.current.as_ref().map(B::type_name)
+        self.name.get()
     }
 
     /// The transport lets go of the protocol (teardown): it is dropped now, unless a
@@ -187,12 +188,16 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             let mut slot = self.slot.borrow_mut();
             let replacement = slot.replacement.take();
             let current = if self.refs.get() == 0 {
+                if !slot.in_call {
+                    self.name.set(None);
+                }
                 slot.current.take()
             } else {
                 None
             };
             (current, replacement)
         };
+        self.pending.set(false);
         let notes = std::mem::take(&mut *self.notes.borrow_mut());
         drop(dropped);
         drop(notes);
@@ -223,22 +228,32 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// A notification can be delivered now: no method runs, nothing is held or queued.
     #[inline]
     pub fn is_quiet(&self) -> bool {
-        !self.held.get() && !self.in_call() && self.notes.borrow().is_empty()
+        !self.held.get() && !self.pending.get() && !self.in_call()
+    }
+
+    /// Notifications are queued and may be delivered (not held).
+    #[inline]
+    pub fn has_deliverable(&self) -> bool {
+        self.pending.get() && !self.held.get()
     }
 
     /// Queues a notification.
     pub fn push_note(&self, note: N) {
         self.notes.borrow_mut().push_back(note);
+        self.pending.set(true);
     }
 
     /// The next queued notification.
-    #[inline]
     pub fn pop_note(&self) -> Option<N> {
-        self.notes.borrow_mut().pop_front()
+        let mut notes = self.notes.borrow_mut();
+        let note = notes.pop_front();
+        self.pending.set(!notes.is_empty());
+        note
     }
 
     /// Drops the queued notifications.
     pub fn clear_notes(&self) {
+        self.pending.set(false);
         let notes = std::mem::take(&mut *self.notes.borrow_mut());
         drop(notes);
     }
@@ -254,6 +269,9 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         self.refs.set(left);
         if left == 0 && self.detached.get() {
             let dropped = self.slot.borrow_mut().current.take();
+            if dropped.is_some() {
+                self.name.set(None);
+            }
             drop(dropped);
         }
     }
