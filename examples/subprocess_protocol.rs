@@ -23,7 +23,7 @@ struct DateProtocol {
     exited: bool,
 }
 
-impl SubprocessProtocol<SubprocessTransport> for DateProtocol {
+impl SubprocessProtocol for DateProtocol {
     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
         self.output.borrow_mut().extend_from_slice(data);
     }

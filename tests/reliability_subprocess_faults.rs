@@ -120,7 +120,7 @@ impl Rec {
     }
 }
 
-impl SubprocessProtocol<SubprocessTransport> for Rec {
+impl SubprocessProtocol for Rec {
     fn connection_made(&mut self, _t: &SubprocessTransport) {
         self.event(Ev::Made, "connection_made");
     }

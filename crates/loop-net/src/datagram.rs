@@ -412,7 +412,6 @@ struct Opened {
     connected: bool,
 }
 
-
 /// NET-68: adopts `options.sock`.
 fn adopt(mut options: DatagramOptions) -> Result<Opened> {
     let Some(sock) = options.sock.take() else {
@@ -694,4 +693,3 @@ fn try_open(c: &Candidate, options: &DatagramOptions) -> Result<Opened> {
         connected,
     })
 }
-

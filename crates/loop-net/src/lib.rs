@@ -46,10 +46,10 @@ mod unix;
 pub use addr::{peername, sockname, Addr};
 pub use connect::ConnectOptions;
 pub use datagram::{DatagramAddr, DatagramExt, DatagramOptions, AF_UNIX};
-pub use loop_transport::{DatagramTransport, MAX_DATAGRAM_READ};
 pub use errors::{raw_os_error, ErrorGroup};
 pub use ext::NetExt;
 pub use lookup::Service;
+pub use loop_transport::{DatagramTransport, MAX_DATAGRAM_READ};
 pub use resolve::{
     getaddrinfo_blocking, getnameinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET,
     AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP, NI_NUMERICHOST,

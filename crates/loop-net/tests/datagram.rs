@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
 use loop_executor::ExecutorExt;
 use loop_net::{
-    Addr, DatagramAddr, DatagramExt, DatagramOptions, DatagramTransport,
-    AF_INET, AF_UNIX, IPPROTO_TCP, MAX_DATAGRAM_READ,
+    Addr, DatagramAddr, DatagramExt, DatagramOptions, DatagramTransport, AF_INET, AF_UNIX,
+    IPPROTO_TCP, MAX_DATAGRAM_READ,
 };
 use loop_transport::{DatagramProtocol, Extra, ProtocolRef};
 

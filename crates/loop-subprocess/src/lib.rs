@@ -100,10 +100,9 @@ use std::future::Future;
 
 use loop_core::{EventLoop, Result};
 
-pub use loop_transport::SubprocessProtocol;
 pub use options::{ExitWatcher, Stdio, SubprocessOptions};
 pub use process::Process;
-pub use transport::{ProcessInfo, SubprocessTransport};
+pub use transport::{ProcessInfo, SubprocessProtocol, SubprocessTransport};
 
 use child::Defaults;
 use transport::{launch, Mode};
@@ -161,7 +160,7 @@ pub trait SubprocessExt: sealed::Sealed {
     /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
     ///
     /// struct Collect(Rc<RefCell<Vec<u8>>>, loop_core::LoopFuture<()>);
-    /// impl SubprocessProtocol<SubprocessTransport> for Collect {
+    /// impl SubprocessProtocol for Collect {
     ///     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
     ///         self.0.borrow_mut().extend_from_slice(data);
     ///     }
@@ -192,7 +191,7 @@ pub trait SubprocessExt: sealed::Sealed {
     ) -> impl Future<Output = Result<SubprocessTransport>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>;
 
@@ -212,7 +211,7 @@ pub trait SubprocessExt: sealed::Sealed {
     /// ```
     /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
     /// struct Quiet;
-    /// impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+    /// impl SubprocessProtocol for Quiet {}
     ///
     /// let lp = loop_core::EventLoop::new()?;
     /// let lp2 = lp.clone();
@@ -231,7 +230,7 @@ pub trait SubprocessExt: sealed::Sealed {
     ) -> impl Future<Output = Result<SubprocessTransport>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>;
+        P: SubprocessProtocol;
 
     /// Runs `program` with `args` (no shell) and returns a [`Process`]:
     /// `asyncio.create_subprocess_exec`. The child inherits stdin, stdout and stderr unless
@@ -322,7 +321,7 @@ impl SubprocessExt for EventLoop {
     ) -> impl Future<Output = Result<SubprocessTransport>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
@@ -353,7 +352,7 @@ impl SubprocessExt for EventLoop {
     ) -> impl Future<Output = Result<SubprocessTransport>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
     {
         let lp = self.clone();
         let shell = shell_args(cmd.as_ref());
@@ -408,7 +407,7 @@ impl SubprocessExt for EventLoop {
 /// so the subprocess-level events need no handling.
 struct StreamsProtocol;
 
-impl SubprocessProtocol<SubprocessTransport> for StreamsProtocol {}
+impl SubprocessProtocol for StreamsProtocol {}
 
 async fn create(
     lp: EventLoop,

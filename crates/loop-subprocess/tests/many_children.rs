@@ -11,9 +11,7 @@ use std::time::Instant;
 
 use common::*;
 use loop_core::{Error, EventLoop};
-use loop_subprocess::{
-    ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport,
-};
+use loop_subprocess::{ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol};
 
 const CHILDREN: usize = 1000;
 
@@ -94,7 +92,7 @@ fn sub_05_sub_22_a_thousand_children_every_code_right_no_zombie_no_fd_left() {
 }
 
 struct Quiet;
-impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+impl SubprocessProtocol for Quiet {}
 
 fn exec_err(lp: &EventLoop, program: &OsStr, args: Vec<&OsStr>, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();

@@ -486,7 +486,7 @@ fn sub_04_stdin_flow_control_reaches_the_protocol() {
 fn protocol_panic_is_reported_and_the_transport_goes_on() {
     let _w = loop_testkit::watchdog();
     struct Panicky(loop_core::LoopFuture<()>);
-    impl loop_subprocess::SubprocessProtocol<SubprocessTransport> for Panicky {
+    impl loop_subprocess::SubprocessProtocol for Panicky {
         fn pipe_data_received(&mut self, _fd: i32, _data: &[u8]) {
             panic!("boom in pipe_data_received");
         }
@@ -530,5 +530,30 @@ fn with_protocol_reaches_the_concrete_protocol() {
     assert_eq!(t.with_protocol(|_: &mut Rec| ()), None);
     check_order(&log.borrow(), &[0, 1, 2]);
     assert!(format!("{t:?}").contains("returncode=0"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn net_50_every_subprocess_protocol_method_has_a_noop_default() {
+    let _w = loop_testkit::watchdog();
+    struct Bare;
+    impl loop_subprocess::SubprocessProtocol for Bare {}
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let t = run(&lp, LONG, async move {
+        lp2.subprocess_exec(|| Bare, "true", [""; 0], SubprocessOptions::new())
+            .await
+    })
+    .unwrap();
+    let mut b = Bare;
+    use loop_subprocess::SubprocessProtocol as _;
+    b.connection_made(&t);
+    b.pipe_data_received(1, b"p");
+    b.pipe_connection_lost(1, None);
+    b.process_exited();
+    b.pause_writing();
+    b.resume_writing();
+    b.connection_lost(None);
+    t.close();
     lp.close().unwrap();
 }

@@ -131,7 +131,7 @@ mod streams;
 pub use addr::Addr;
 pub use datagram::{DatagramProtocol, DatagramTransport, MAX_DATAGRAM_READ};
 pub use engine::{ProtocolRef, DEFAULT_HIGH_WATER, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
-pub use protocol::{ProtocolAny, SubprocessProtocol};
+pub use protocol::ProtocolAny;
 pub use stream::{
     BufferedProtocol, Extra, ExtraValue, FdKind, Layer, Protocol, SocketRef, StreamProtocol,
     Transport, TransportBackend, TransportOptions, DEFAULT_MAX_READ, MAX_IOV,

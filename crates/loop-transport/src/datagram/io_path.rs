@@ -94,60 +94,6 @@ impl Core<DgramDriver> {
         }
     }
 
-    /// NET-75 .. NET-77.
-    pub(super) fn sendto(&self, data: &[u8], addr: Option<&Addr>) -> Result<()> {
-        let d = &self.driver;
-        let target = match (&d.address, addr) {
-            (Some(default), Some(a)) if a != default => {
-                return Err(Error::invalid_argument(format!(
-                    "Invalid address: must be None or {default}"
-                )))
-            }
-            (Some(default), _) => {
-                if d.connected {
-                    None
-                } else {
-                    Some(default.to_rustix()?)
-                }
-            }
-            (None, Some(a)) => Some(a.to_rustix()?),
-            (None, None) if d.connected => None,
-            (None, None) => {
-                return Err(Error::invalid_argument(
-                    "sendto() needs an address: this endpoint was made without remote_addr",
-                ))
-            }
-        };
-        if self.lifecycle().is_closing() {
-            if self.count_dropped_write() {
-                tracing::warn!("socket.send() raised exception.");
-            }
-            return Ok(());
-        }
-        let queue_now = !d.st.borrow().queue.is_empty();
-        if !queue_now {
-            match self.send_one(data, target.as_ref()) {
-                Ok(_) => return Ok(()),
-                Err(Errno::AGAIN) => {}
-                Err(e) => {
-                    self.notify(Note::Event(e.into()));
-                    return Ok(());
-                }
-            }
-        }
-        let register = {
-            let mut st = d.st.borrow_mut();
-            st.qsize += data.len() + QUEUE_OVERHEAD;
-            st.queue.push_back((data.to_vec(), target));
-            !std::mem::replace(&mut st.want_write, true)
-        };
-        if register {
-            self.update_interest();
-        }
-        self.maybe_pause();
-        Ok(())
-    }
-
     /// Sends queued datagrams in order until the queue is empty or the socket would block.
     pub(super) fn write_ready(&self) {
         loop {
@@ -191,5 +137,56 @@ impl Core<DgramDriver> {
         if life.is_closing() {
             self.schedule_lost(None);
         }
+    }
+
+    /// NET-75 .. NET-77.
+    pub(super) fn sendto(&self, data: &[u8], addr: Option<&Addr>) -> Result<()> {
+        let d = &self.driver;
+        let target = match (&d.address, addr) {
+            (Some(default), Some(a)) if a != default => {
+                return Err(Error::invalid_argument(format!(
+                    "Invalid address: must be None or {default}"
+                )))
+            }
+            (Some(default), _) => {
+                if d.connected {
+                    None
+                } else {
+                    Some(default.to_rustix()?)
+                }
+            }
+            (None, Some(a)) => Some(a.to_rustix()?),
+            (None, None) if d.connected => None,
+            (None, None) => {
+                return Err(Error::invalid_argument(
+                    "sendto() needs an address: this endpoint was made without remote_addr",
+                ))
+            }
+        };
+        if self.lifecycle().is_closing() {
+            if self.count_dropped_write() {
+                tracing::warn!("socket.send() raised exception.");
+            }
+            return Ok(());
+        }
+        let queue_now = !d.st.borrow().queue.is_empty();
+        if !queue_now {
+            match self.send_one(data, target.as_ref()) {
+                Ok(_) => return Ok(()),
+                Err(Errno::AGAIN) => {}
+                Err(e) => {
+                    self.notify(Note::Event(e.into()));
+                    return Ok(());
+                }
+            }
+        }
+        let first = {
+            let mut st = d.st.borrow_mut();
+            st.qsize += data.len() + QUEUE_OVERHEAD;
+            st.queue.push_back((data.to_vec(), target));
+            !std::mem::replace(&mut st.want_write, true)
+        };
+        self.buffered(first);
+        Ok(())
     }
 }

@@ -164,14 +164,7 @@ impl Driver for DgramDriver {
     type Event = io::Error;
 
     fn describe(core: &Core<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let life = core.lifecycle();
-        let state = if life.is_lost() {
-            "closed"
-        } else if life.is_closing() {
-            "closing"
-        } else {
-            "open"
-        };
+        let state = core.lifecycle().label();
         write!(f, "<DatagramTransport fd={} {state}>", core.driver.raw)
     }
 
@@ -200,26 +193,15 @@ impl Driver for DgramDriver {
         }
     }
 
-    fn started(core: &Core<Self>) {
-        core.update_interest();
-    }
-
-    fn closing(core: &Core<Self>) {
+    fn update_interest(core: &Core<Self>) {
         core.update_interest();
     }
 
     fn discard(core: &Core<Self>) {
-        {
-            let mut st = core.driver.st.borrow_mut();
-            st.queue.clear();
-            st.qsize = 0;
-            st.want_write = false;
-        }
-        core.update_interest();
-    }
-
-    fn lost_scheduled(core: &Core<Self>) {
-        core.update_interest();
+        let mut st = core.driver.st.borrow_mut();
+        st.queue.clear();
+        st.qsize = 0;
+        st.want_write = false;
     }
 
     fn release(core: &Core<Self>) {

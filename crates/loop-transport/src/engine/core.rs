@@ -77,20 +77,19 @@ pub trait Driver: Sized + 'static {
     fn ready(core: &Core<Self>, readiness: Readiness) {
         let _ = (core, readiness);
     }
-    /// `connection_made` returned: start reading.
+    /// What the transport watches may have changed: after `connection_made` (start
+    /// reading), when closing starts (stop reading), when `connection_lost` is scheduled, when
+    /// the buffer is discarded, when the first bytes are buffered (watch writability).
+    fn update_interest(core: &Core<Self>) {
+        let _ = core;
+    }
+    /// `connection_made` returned (after [`update_interest`](Driver::update_interest)).
     fn started(core: &Core<Self>) {
         let _ = core;
     }
-    /// The transport started closing: stop reading.
-    fn closing(core: &Core<Self>) {
-        let _ = core;
-    }
-    /// A force-close: drop what is buffered (and whatever waits on it).
+    /// A force-close: drop what is buffered (and whatever waits on it); interest is
+    /// updated after.
     fn discard(core: &Core<Self>) {
-        let _ = core;
-    }
-    /// `connection_lost` was scheduled: stop watching the fd.
-    fn lost_scheduled(core: &Core<Self>) {
         let _ = core;
     }
     /// Teardown: release the fd and what else the transport holds.
@@ -314,6 +313,9 @@ impl<D: Driver> Core<D> {
 
     /// Delivers a notification: now, or (while a protocol method runs, or while held) after.
     pub fn notify(&self, note: Note<D::Event>) {
+        if self.cell.is_detached() {
+            return;
+        }
         if self.cell.is_quiet() {
             self.deliver_note(note);
             return;
@@ -371,6 +373,7 @@ impl<D: Driver> Core<D> {
         let r = self.call("connection_made", D::MADE_POLICY, |p| p.connection_made(&t));
         drop(t);
         self.flush();
+        D::update_interest(self);
         D::started(self);
         let waiter = self.waiter.borrow_mut().take();
         if let Some(w) = waiter {
@@ -406,7 +409,7 @@ impl<D: Driver> Core<D> {
         if !self.mark_closing() {
             return;
         }
-        D::closing(self);
+        D::update_interest(self);
         if D::buffer_size(self) == 0 {
             self.schedule_lost(None);
         }
@@ -420,6 +423,7 @@ impl<D: Driver> Core<D> {
         }
         self.mark_closing();
         D::discard(self);
+        D::update_interest(self);
         self.schedule_lost(exc);
     }
 
@@ -432,7 +436,7 @@ impl<D: Driver> Core<D> {
         }
         self.life.set(life);
         self.dropped_writes.set(self.dropped_writes.get() + 1);
-        D::lost_scheduled(self);
+        D::update_interest(self);
         match (self.lp.get_open(), self.me.upgrade()) {
             (Some(lp), Some(me)) => {
                 if let Err(e) = lp.call_soon(move |_| me.deliver_lost(exc)) {
@@ -454,7 +458,9 @@ impl<D: Driver> Core<D> {
         self.life.set(life);
         self.cell.clear_notes();
         if made {
-            let _ = self.call("connection_lost", Policy::Report, |p| p.connection_lost(exc));
+            let _ = self.call("connection_lost", Policy::Report, |p| {
+                p.connection_lost(exc)
+            });
         }
         self.teardown();
     }
@@ -491,6 +497,16 @@ impl<D: Driver> Core<D> {
             }
         }
         self.lp.release();
+    }
+
+    /// Data was added to the buffer (the driver's send would have blocked): `first` if the
+    /// buffer was empty before (then the driver starts watching writability); pauses the
+    /// protocol if the buffer went above the high-water mark.
+    pub fn buffered(&self, first: bool) {
+        if first {
+            D::update_interest(self);
+        }
+        self.maybe_pause();
     }
 
     /// NET-64: `pause_writing()` when the buffer went strictly above the high-water mark.

@@ -64,7 +64,11 @@ impl LoopRef {
     /// assert!(r.get_open().is_none());
     /// ```
     pub fn get_open(&self) -> Option<EventLoop> {
-        self.0.borrow().as_ref().filter(|lp| !lp.is_closed()).cloned()
+        self.0
+            .borrow()
+            .as_ref()
+            .filter(|lp| !lp.is_closed())
+            .cloned()
     }
 
     /// Lets go of the loop (teardown); later [`get`](LoopRef::get)s give `None`.

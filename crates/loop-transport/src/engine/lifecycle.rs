@@ -136,6 +136,24 @@ impl Lifecycle {
         self.phase >= Phase::Lost
     }
 
+    /// The state as a transport's `Debug` shows it: `open`, `closing` or `closed`.
+    ///
+    /// ```
+    /// let mut l = loop_transport::engine::Lifecycle::new();
+    /// assert_eq!(l.label(), "open");
+    /// l.close();
+    /// assert_eq!(l.label(), "closing");
+    /// ```
+    pub fn label(self) -> &'static str {
+        if self.is_lost() {
+            "closed"
+        } else if self.is_closing() {
+            "closing"
+        } else {
+            "open"
+        }
+    }
+
     /// Torn down.
     ///
     /// ```
@@ -238,7 +256,10 @@ mod tests {
         l.schedule_lost();
         assert!(!l.close(), "no way back from LostScheduled to Closing");
         assert_eq!(l.phase(), Phase::LostScheduled);
-        assert!(l.start(), "connection_made is still due before connection_lost ran");
+        assert!(
+            l.start(),
+            "connection_made is still due before connection_lost ran"
+        );
         assert_eq!(l.phase(), Phase::LostScheduled);
         assert_eq!(l.begin_lost(), Some(true));
         assert!(!l.start(), "no connection_made after connection_lost");

@@ -310,7 +310,11 @@ mod tests {
         cell.set(P(drops.clone()));
         assert_eq!(drops.get(), 0);
         cell.put_back(p);
-        assert_eq!(drops.get(), 1, "the old protocol is dropped when the call returns");
+        assert_eq!(
+            drops.get(),
+            1,
+            "the old protocol is dropped when the call returns"
+        );
         assert!(cell.take().is_some());
     }
 
@@ -335,7 +339,11 @@ mod tests {
         let p = cell.take().unwrap();
         cell.detach();
         cell.set(P(drops.clone()));
-        assert_eq!(drops.get(), 1, "set_protocol after teardown drops the new one");
+        assert_eq!(
+            drops.get(),
+            1,
+            "set_protocol after teardown drops the new one"
+        );
         cell.put_back(p);
         assert_eq!(drops.get(), 2);
         assert_eq!(cell.type_name(), None);

@@ -61,7 +61,9 @@ impl EngineProtocol for Rec {
         self.log.borrow_mut().push("resume".into());
     }
     fn connection_lost(&mut self, exc: Option<io::Error>) {
-        self.log.borrow_mut().push(format!("lost({})", exc.is_some()));
+        self.log
+            .borrow_mut()
+            .push(format!("lost({})", exc.is_some()));
         if let (Some(h), Some(c)) = (self.on_lost.as_mut(), self.core.upgrade()) {
             h(&c);
         }
@@ -139,16 +141,27 @@ fn connection_lost_is_delivered_once_through_the_ready_queue() {
     assert_eq!(log(&s), ["made"]);
     s.core.close();
     s.core.close();
-    s.core.force_close(Some(io::Error::from(io::ErrorKind::Other)));
+    s.core
+        .force_close(Some(io::Error::from(io::ErrorKind::Other)));
     s.core.schedule_lost(None);
     assert!(s.core.lifecycle().is_closing());
-    assert_eq!(log(&s), ["made"], "connection_lost is scheduled, not called");
+    assert_eq!(
+        log(&s),
+        ["made"],
+        "connection_lost is scheduled, not called"
+    );
     spin(&s.lp);
     assert_eq!(log(&s), ["made", "lost(false)"]);
     assert_eq!(s.core.driver.released.get(), 1);
     assert_eq!(s.core.lifecycle().phase(), Phase::TornDown);
-    assert!(s.dropped.get(), "no ProtocolRef: the protocol is dropped at teardown");
-    assert!(s.core.get_loop().is_none(), "the loop reference is released");
+    assert!(
+        s.dropped.get(),
+        "no ProtocolRef: the protocol is dropped at teardown"
+    );
+    assert!(
+        s.core.get_loop().is_none(),
+        "the loop reference is released"
+    );
     s.core.deliver_lost(None);
     s.core.teardown();
     assert_eq!(log(&s).len(), 2);
@@ -224,9 +237,11 @@ fn a_panic_in_connection_lost_is_reported_and_teardown_still_happens() {
     let s = setup(None, None, true);
     let reports = Rc::new(RefCell::new(Vec::new()));
     let r = reports.clone();
-    s.lp.set_exception_handler(Some(std::rc::Rc::new(move |_: &EventLoop, ctx: &loop_core::ExceptionContext| {
-        r.borrow_mut().push(ctx.message.clone())
-    })));
+    s.lp.set_exception_handler(Some(std::rc::Rc::new(
+        move |_: &EventLoop, ctx: &loop_core::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    )));
     spin(&s.lp);
     s.core.close();
     spin(&s.lp);
@@ -263,7 +278,10 @@ fn a_protocol_ref_keeps_the_protocol_after_teardown() {
     s.core.force_close(None);
     spin(&s.lp);
     assert!(!s.dropped.get());
-    assert!(s.core.with_protocol(|_: &mut Rec| ()).is_none(), "the transport let go");
+    assert!(
+        s.core.with_protocol(|_: &mut Rec| ()).is_none(),
+        "the transport let go"
+    );
     assert_eq!(p.with(|r| r.log.borrow().len()), Some(2));
     drop(p);
     assert!(!s.dropped.get());

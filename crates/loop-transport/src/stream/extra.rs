@@ -95,7 +95,6 @@ impl fmt::Debug for ExtraValue {
     }
 }
 
-
 /// A borrowed view of a transport's socket (or pipe) fd: what [`Transport::socket`] gives, for
 /// `getsockopt` and the like (wrap it in `socket2::SockRef` for a socket API).
 ///

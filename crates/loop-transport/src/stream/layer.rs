@@ -62,8 +62,9 @@ pub trait Layer: Driver<Protocol = StreamProtocol> {
         false
     }
 
-    /// As [`Transport::close`]; by default the engine's close (connection_lost once the
-    /// buffer is empty; [`Driver::closing`] is the place to close the lower transport).
+    /// As [`Transport::close`]; by default the engine's close (`is_closing()` at once,
+    /// `connection_lost` once [`Driver::buffer_size`] is zero). A layer that must close the
+    /// lower transport (or start a TLS shutdown) does it here, after `core.close()`.
     fn close(core: &Core<Self>) {
         core.close()
     }

@@ -125,15 +125,8 @@ impl Driver for FdDriver {
     type Event = std::convert::Infallible;
 
     fn describe(core: &Core<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let life = core.lifecycle();
-        let state = if life.is_lost() {
-            "closed"
-        } else if life.is_closing() {
-            "closing"
-        } else {
-            "open"
-        };
         let d = &core.driver;
+        let state = core.lifecycle().label();
         write!(f, "<Transport fd={} {} {state}>", d.raw, d.kind.name())
     }
 
@@ -151,11 +144,7 @@ impl Driver for FdDriver {
         core.ready(r)
     }
 
-    fn started(core: &Core<Self>) {
-        core.update_interest();
-    }
-
-    fn closing(core: &Core<Self>) {
+    fn update_interest(core: &Core<Self>) {
         core.update_interest();
     }
 
@@ -171,14 +160,9 @@ impl Driver for FdDriver {
             st.want_write = false;
             std::mem::take(&mut st.flush_wakers)
         };
-        core.update_interest();
         for w in wakers {
             w.wake();
         }
-    }
-
-    fn lost_scheduled(core: &Core<Self>) {
-        core.update_interest();
     }
 
     fn release(core: &Core<Self>) {

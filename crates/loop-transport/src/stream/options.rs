@@ -247,4 +247,3 @@ impl fmt::Debug for TransportOptions {
             .finish_non_exhaustive()
     }
 }
-

@@ -136,7 +136,7 @@ impl Core<FdDriver> {
             }
             skip = n;
         }
-        let register = {
+        let first = {
             let mut st = self.driver.st.borrow_mut();
             for b in bufs {
                 if skip >= b.len() {
@@ -148,10 +148,7 @@ impl Core<FdDriver> {
             }
             !std::mem::replace(&mut st.want_write, true)
         };
-        if register {
-            self.update_interest();
-        }
-        self.maybe_pause();
+        self.buffered(first);
         Ok(())
     }
 
@@ -206,11 +203,7 @@ impl Core<FdDriver> {
             if shutdown {
                 st.eof_sent = true;
             }
-            (
-                was_watching,
-                shutdown,
-                std::mem::take(&mut st.flush_wakers),
-            )
+            (was_watching, shutdown, std::mem::take(&mut st.flush_wakers))
         };
         if empty {
             self.update_interest();
