@@ -28,7 +28,7 @@ use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use futures_lite::Stream;
 use loop_core::{Error, EventLoop, Exception, Result};
 
-use crate::{Extra, ExtraValue, Protocol, Transport, TransportOptions};
+use crate::{Addr, Extra, ExtraValue, Protocol, SocketRef, Transport, TransportOptions};
 
 /// The default buffer limit of a [`StreamReader`]: 64 KiB (asyncio's `_DEFAULT_LIMIT`).
 ///
@@ -1468,6 +1468,45 @@ impl StreamWriter {
     /// ```
     pub fn get_extra_info(&self, key: Extra) -> Option<ExtraValue> {
         self.transport.get_extra_info(key)
+    }
+
+    /// [`Transport::peername`]: the peer address of a socket stream.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
+    /// assert_eq!(w.peername(), Some(loop_transport::Addr::Unnamed));
+    /// # w.close(); lp.run_until_complete(async {}).unwrap();
+    /// ```
+    pub fn peername(&self) -> Option<Addr> {
+        self.transport.peername()
+    }
+
+    /// [`Transport::sockname`]: the local address of a socket stream.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
+    /// assert_eq!(w.sockname(), Some(loop_transport::Addr::Unnamed));
+    /// # w.close(); lp.run_until_complete(async {}).unwrap();
+    /// ```
+    pub fn sockname(&self) -> Option<Addr> {
+        self.transport.sockname()
+    }
+
+    /// [`Transport::socket`]: the socket (or pipe) fd, kept open while the [`SocketRef`] lives.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
+    /// assert!(w.socket().is_some());
+    /// # w.close(); lp.run_until_complete(async {}).unwrap();
+    /// ```
+    pub fn socket(&self) -> Option<SocketRef> {
+        self.transport.socket()
     }
 
     /// Waits until it is appropriate to write more (STREAM-23): returns at once unless the

@@ -288,3 +288,20 @@ fn a_protocol_ref_keeps_the_protocol_after_teardown() {
     drop(p2);
     assert!(s.dropped.get(), "the last ProtocolRef drops it");
 }
+
+#[test]
+fn connection_lost_is_not_delivered_again_to_a_protocol_kept_alive() {
+    let s = setup(None, None, false);
+    let p = s.core.protocol_ref::<Rec>();
+    spin(&s.lp);
+    s.core.close();
+    spin(&s.lp);
+    assert_eq!(log(&s), ["made", "lost(false)"]);
+    // The protocol is still there (the ProtocolRef holds it), yet nothing reaches it again.
+    s.core.deliver_lost(None);
+    s.core.schedule_lost(None);
+    s.core.deliver_made();
+    spin(&s.lp);
+    assert_eq!(log(&s), ["made", "lost(false)"]);
+    assert_eq!(p.with(|r| r.log.borrow().len()), Some(2));
+}

@@ -74,6 +74,20 @@ pub trait Layer: Driver<Protocol = StreamProtocol> {
         core.force_close(exc)
     }
 
+    /// As [`Transport::set_write_buffer_limits`]: by default the layer's own water marks over
+    /// [`Driver::buffer_size`]. A layer whose buffer is the lower transport's passes them on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::set_write_buffer_limits`].
+    fn set_write_buffer_limits(
+        core: &Core<Self>,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<()> {
+        core.set_write_buffer_limits(high, low)
+    }
+
     /// As [`Transport::pause_reading`]: pauses the lower transport.
     fn pause_reading(core: &Core<Self>) {
         if let Some(l) = Self::lower(core) {
@@ -151,7 +165,7 @@ impl<D: Layer> TransportBackend for Core<D> {
     }
 
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        Core::set_write_buffer_limits(self, high, low)
+        D::set_write_buffer_limits(self, high, low)
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
