@@ -166,7 +166,7 @@ fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let s = seen.clone();
     let l = lp.clone();
-    let t = run(&lp, 30, async move {
+    let (t, _protocol) = run(&lp, 30, async move {
         l.create_connection(
             move || Recorder {
                 seen: s,

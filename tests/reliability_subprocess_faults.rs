@@ -166,6 +166,7 @@ fn shell(lp: &EventLoop, cmd: &'static str, fault: Option<&'static str>) -> Spaw
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)

@@ -99,6 +99,7 @@ use std::ffi::{OsStr, OsString};
 use std::future::Future;
 
 use loop_core::{EventLoop, Result};
+use loop_transport::ProtocolRef;
 
 pub use options::{ExitWatcher, Stdio, SubprocessOptions};
 pub use process::Process;
@@ -138,9 +139,9 @@ mod sealed {
 pub trait SubprocessExt: sealed::Sealed {
     /// Runs `program` with `args` (no shell) under a protocol made by `protocol_factory`:
     /// asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
-    /// says otherwise (SUB-01). The protocol is reachable through
-    /// [`SubprocessTransport::with_protocol`]; share state with it through `Rc`s to read it
-    /// after `connection_lost`.
+    /// says otherwise (SUB-01). Returns the transport and a [`ProtocolRef`] to the protocol
+    /// (asyncio's `(transport, protocol)`), which reads the protocol after `connection_lost`
+    /// too.
     ///
     /// # Errors
     ///
@@ -155,14 +156,12 @@ pub trait SubprocessExt: sealed::Sealed {
     /// Cancelling before completion kills and collects the child; the protocol is never called.
     ///
     /// ```
-    /// use std::cell::RefCell;
-    /// use std::rc::Rc;
-    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
+    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol};
     ///
-    /// struct Collect(Rc<RefCell<Vec<u8>>>, loop_core::LoopFuture<()>);
+    /// struct Collect(Vec<u8>, loop_core::LoopFuture<()>);
     /// impl SubprocessProtocol for Collect {
     ///     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
-    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///         self.0.extend_from_slice(data);
     ///     }
     ///     fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
     ///         let _ = self.1.set_result(());
@@ -170,14 +169,13 @@ pub trait SubprocessExt: sealed::Sealed {
     /// }
     ///
     /// let lp = loop_core::EventLoop::new()?;
-    /// let out = Rc::new(RefCell::new(Vec::new()));
     /// let done = lp.create_future();
-    /// let (o, d, lp2) = (out.clone(), done.clone(), lp.clone());
-    /// let t = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(move || Collect(o, d), "echo", ["hi"], SubprocessOptions::new()).await
+    /// let (d, lp2) = (done.clone(), lp.clone());
+    /// let (t, protocol) = lp.run_until_complete(async move {
+    ///     lp2.subprocess_exec(move || Collect(Vec::new(), d), "echo", ["hi"], SubprocessOptions::new()).await
     /// })??;
     /// lp.run_until_complete(done)??;
-    /// assert_eq!(*out.borrow(), b"hi\n");
+    /// assert_eq!(protocol.with(|c| c.0.clone()), Some(b"hi\n".to_vec()));
     /// assert_eq!(t.get_returncode(), Some(0));
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
@@ -188,7 +186,7 @@ pub trait SubprocessExt: sealed::Sealed {
         program: impl AsRef<OsStr>,
         args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
         P: SubprocessProtocol,
@@ -227,7 +225,7 @@ pub trait SubprocessExt: sealed::Sealed {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
         P: SubprocessProtocol;
@@ -318,7 +316,7 @@ impl SubprocessExt for EventLoop {
         program: impl AsRef<OsStr>,
         args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
         P: SubprocessProtocol,
@@ -340,7 +338,8 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 
@@ -349,7 +348,7 @@ impl SubprocessExt for EventLoop {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
         P: SubprocessProtocol,
@@ -369,7 +368,8 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 

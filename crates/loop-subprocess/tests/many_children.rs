@@ -99,7 +99,9 @@ fn exec_err(lp: &EventLoop, program: &OsStr, args: Vec<&OsStr>, o: SubprocessOpt
     let program = program.to_owned();
     let args: Vec<_> = args.into_iter().map(|a| a.to_owned()).collect();
     run(lp, LONG, async move {
-        lp2.subprocess_exec(|| Quiet, program, args, o).await
+        lp2.subprocess_exec(|| Quiet, program, args, o)
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap_err()
 }
@@ -108,7 +110,7 @@ fn shell_err(lp: &EventLoop, cmd: &OsStr, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();
     let cmd = cmd.to_owned();
     run(lp, LONG, async move {
-        lp2.subprocess_shell(|| Quiet, cmd, o).await
+        lp2.subprocess_shell(|| Quiet, cmd, o).await.map(|(t, _)| t)
     })
     .unwrap_err()
 }

@@ -24,7 +24,9 @@ fn exec(
     let program = program.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let t = run(lp, LONG, async move {
-        lp2.subprocess_exec(make, program, args, options).await
+        lp2.subprocess_exec(make, program, args, options)
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)
@@ -39,7 +41,9 @@ fn shell(
     let lp2 = lp.clone();
     let cmd = cmd.to_string();
     let t = run(lp, LONG, async move {
-        lp2.subprocess_shell(make, cmd, options).await
+        lp2.subprocess_shell(make, cmd, options)
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)
@@ -117,6 +121,7 @@ fn sub_04_child_killed_mid_write_keeps_the_order() {
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done);
@@ -420,6 +425,7 @@ fn sub_14_spawn_options_pass_through() {
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done2);
@@ -506,6 +512,7 @@ fn protocol_panic_is_reported_and_the_transport_goes_on() {
     let t = run(&lp, LONG, async move {
         lp2.subprocess_exec(move || Panicky(d), "echo", ["x"], SubprocessOptions::new())
             .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done);
@@ -543,6 +550,7 @@ fn net_50_every_subprocess_protocol_method_has_a_noop_default() {
     let t = run(&lp, LONG, async move {
         lp2.subprocess_exec(|| Bare, "true", [""; 0], SubprocessOptions::new())
             .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     let mut b = Bare;

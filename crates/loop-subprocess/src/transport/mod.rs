@@ -212,7 +212,7 @@ pub(crate) struct SubprocessDriver {
 ///
 /// let lp = loop_core::EventLoop::new()?;
 /// let lp2 = lp.clone();
-/// let t = lp.run_until_complete(async move {
+/// let (t, _p) = lp.run_until_complete(async move {
 ///     lp2.subprocess_exec(|| Quiet, "true", [""; 0], SubprocessOptions::new()).await
 /// })??;
 /// assert!(t.get_pid() > 0);
@@ -240,7 +240,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
     /// })??;
     /// assert!(t.get_pid() > 1);
@@ -258,7 +258,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// assert_eq!(t.get_returncode(), None);
@@ -278,7 +278,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     let o = SubprocessOptions::new().stderr(Stdio::Stdout);
     ///     lp2.subprocess_exec(|| Q, "cat", [""; 0], o).await
     /// })??;
@@ -307,7 +307,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// t.send_signal(libc::SIGHUP)?;
@@ -333,7 +333,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// t.terminate()?;
@@ -354,7 +354,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// t.kill()?;
@@ -374,7 +374,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// t.close();
@@ -394,7 +394,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
     /// })??;
     /// assert!(!t.is_closing());
@@ -412,7 +412,7 @@ impl SubprocessTransport {
     /// # use loop_subprocess::*;
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
     /// })??;
     /// let v = t.get_extra_info(loop_transport::Extra::Custom("subprocess")).unwrap();
@@ -442,7 +442,7 @@ impl SubprocessTransport {
     ///     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) { self.0 += data.len(); }
     /// }
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _p) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(Count::default, "sleep", ["10"], SubprocessOptions::new()).await
     /// })??;
     /// assert_eq!(t.with_protocol(|c: &mut Count| c.0), Some(0));
@@ -482,7 +482,7 @@ impl SubprocessTransport {
     /// struct Q(u8);
     /// impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
-    /// let t = lp.run_until_complete(async move {
+    /// let (t, _) = lp.run_until_complete(async move {
     ///     lp2.subprocess_exec(|| Q(3), "true", [""; 0], SubprocessOptions::new()).await
     /// })??;
     /// assert_eq!(t.protocol_ref::<Q>().with(|q| q.0), Some(3));
