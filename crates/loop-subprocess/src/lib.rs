@@ -106,7 +106,7 @@ pub use process::Process;
 pub use transport::{ProcessInfo, SubprocessProtocol, SubprocessTransport};
 
 use child::Defaults;
-use transport::{launch, Mode};
+use transport::launch::{launch, Mode};
 
 /// The shell that runs the commands of `subprocess_shell` / `create_subprocess_shell`.
 pub const SHELL: &str = "/bin/sh";

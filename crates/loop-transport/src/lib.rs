@@ -132,9 +132,10 @@ pub use addr::Addr;
 pub use datagram::{DatagramProtocol, DatagramTransport, MAX_DATAGRAM_READ};
 pub use engine::{ProtocolRef, DEFAULT_HIGH_WATER, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 pub use protocol::ProtocolAny;
+pub use stream::layer::Layer;
 pub use stream::{
-    BufferedProtocol, Extra, ExtraValue, FdKind, Layer, Protocol, SocketRef, StreamProtocol,
-    Transport, TransportBackend, TransportOptions, DEFAULT_MAX_READ, MAX_IOV,
+    BufferedProtocol, Extra, ExtraValue, FdKind, Protocol, SocketRef, StreamProtocol, Transport,
+    TransportBackend, TransportOptions, DEFAULT_MAX_READ, MAX_IOV,
 };
 pub use streams::{
     open_read_stream, open_stream, open_write_stream, Lines, StreamError, StreamReader,

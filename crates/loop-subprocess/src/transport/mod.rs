@@ -21,9 +21,7 @@ use loop_transport::{Extra, ExtraValue, ProtocolAny, ProtocolRef, Transport};
 use crate::child::{self, Child, REAPED_ELSEWHERE};
 
 mod driver;
-mod launch;
-
-pub(crate) use launch::{launch, Mode};
+pub(crate) mod launch;
 
 /// A subprocess protocol: asyncio's `SubprocessProtocol`, driven by a [`SubprocessTransport`].
 ///

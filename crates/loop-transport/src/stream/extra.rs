@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use crate::addr::Addr;
 
-/// A key of [`Transport::get_extra_info`] (asyncio's string keys, typed).
+/// A key of [`Transport::get_extra_info`](crate::Transport::get_extra_info) (asyncio's string keys, typed).
 ///
 /// ```
 /// use loop_transport::Extra;
@@ -24,11 +24,11 @@ pub enum Extra {
     Socket,
     /// `pipe`: the pipe's fd, a non-owning view (pipes only).
     Pipe,
-    /// A value attached with [`TransportOptions::extra`], by key (`"subprocess"`, ...).
+    /// A value attached with [`TransportOptions::extra`](crate::TransportOptions::extra), by key (`"subprocess"`, ...).
     Custom(&'static str),
 }
 
-/// A value of [`Transport::get_extra_info`].
+/// A value of [`Transport::get_extra_info`](crate::Transport::get_extra_info).
 ///
 /// ```
 /// use loop_transport::{Addr, ExtraValue};
@@ -95,14 +95,14 @@ impl fmt::Debug for ExtraValue {
     }
 }
 
-/// A borrowed view of a transport's socket (or pipe) fd: what [`Transport::socket`] gives, for
+/// A borrowed view of a transport's socket (or pipe) fd: what [`Transport::socket`](crate::Transport::socket) gives, for
 /// `getsockopt` and the like (wrap it in `socket2::SockRef` for a socket API).
 ///
 /// It keeps the fd open while it lives, so the number never names another file; the transport
 /// still stops watching it at teardown. Do not read from or write to it behind the
 /// transport's back.
 ///
-/// [`Transport::socket`]: crate::Transport::socket
+/// [`Transport::socket`](crate::Transport::socket): crate::Transport::socket
 ///
 /// ```
 /// use loop_transport::{Protocol, Transport, TransportOptions};

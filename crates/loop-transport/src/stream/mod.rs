@@ -25,14 +25,13 @@ use crate::engine::{Core, EngineProtocol, ProtocolHost, ProtocolRef};
 use crate::protocol::ProtocolAny;
 
 pub(crate) mod extra;
-mod layer;
+pub(crate) mod layer;
 mod lifecycle;
 pub(crate) mod options;
 mod read;
 mod write;
 
 pub use self::extra::{Extra, ExtraValue, SocketRef};
-pub use self::layer::Layer;
 pub use self::options::{FdKind, TransportOptions, DEFAULT_MAX_READ, MAX_IOV};
 
 /// A stream protocol: asyncio's `Protocol`, receiving data as byte slices.
@@ -367,7 +366,7 @@ impl EngineProtocol for StreamProtocol {
 /// backed by another transport's protocol rather than an fd (asyncio's TLS transport sits on
 /// a TCP one this way). [`Transport::from_backend`] makes the handle its protocol gets.
 ///
-/// A backend built on the engine's [`Core`] with a [`Layer`] driver gets this trait for free,
+/// A backend built on the engine's [`Core`] with a [`Layer`](crate::Layer) driver gets this trait for free,
 /// and with it the fd transport's rules: the same protocol call policy (never re-entered,
 /// panics reported), lifecycle (`connection_lost` once, through the ready queue) and write
 /// flow control.
@@ -573,7 +572,7 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] after `write_eof()` ("Cannot call write() after write_eof()",
+    /// [`Error::InvalidState`](loop_core::Error::InvalidState) after `write_eof()` ("Cannot call write() after write_eof()",
     /// NET-56) or on a read-only pipe transport.
     ///
     /// ```
@@ -633,7 +632,7 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] on a read-only pipe transport.
+    /// [`Error::InvalidState`](loop_core::Error::InvalidState) on a read-only pipe transport.
     ///
     /// ```
     /// # use loop_transport::{Protocol, Transport, TransportOptions};
@@ -800,7 +799,7 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `high < low`: "high (…) must be >= low (…) must be >= 0".
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `high < low`: "high (…) must be >= low (…) must be >= 0".
     ///
     /// ```
     /// # use loop_transport::{Protocol, Transport, TransportOptions};

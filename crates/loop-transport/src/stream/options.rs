@@ -30,7 +30,7 @@ pub(super) const CHUNK_MAX: usize = 64 * 1024;
 /// Full reads in one readiness event before the transport yields to other work (fairness).
 pub(super) const MAX_READS_PER_EVENT: u32 = 16;
 
-/// What kind of file descriptor a [`Transport`] drives.
+/// What kind of file descriptor a [`Transport`](crate::Transport) drives.
 ///
 /// ```
 /// use loop_transport::FdKind;
@@ -84,7 +84,7 @@ impl FdKind {
     }
 }
 
-/// Options of [`Transport::new`]: the fd kind and what the creating crate attaches.
+/// Options of [`Transport::new`](crate::Transport::new): the fd kind and what the creating crate attaches.
 ///
 /// ```
 /// use loop_transport::{FdKind, TransportOptions};
@@ -178,7 +178,7 @@ impl TransportOptions {
 
     /// The most bytes read from the fd at once (default 256 KiB); also the `size_hint` given to
     /// [`BufferedProtocol::get_buffer`](crate::BufferedProtocol::get_buffer). Zero is rejected by
-    /// [`Transport::new`].
+    /// [`Transport::new`](crate::Transport::new).
     ///
     /// ```
     /// let _o = loop_transport::TransportOptions::read_pipe().max_read_size(64 * 1024);
@@ -188,7 +188,7 @@ impl TransportOptions {
         self
     }
 
-    /// Initial write-buffer limits, as [`Transport::set_write_buffer_limits`].
+    /// Initial write-buffer limits, as [`Transport::set_write_buffer_limits`](crate::Transport::set_write_buffer_limits).
     ///
     /// ```
     /// let _o = loop_transport::TransportOptions::socket().write_buffer_limits(Some(0), Some(0));
