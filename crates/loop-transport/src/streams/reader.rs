@@ -44,6 +44,7 @@ pub(crate) struct ReaderCore {
 }
 
 impl ReaderCore {
+    #[inline]
     pub(super) fn wake(&self) {
         let w = self.st.borrow_mut().waker.take();
         if let Some(w) = w {
@@ -83,6 +84,7 @@ impl ReaderCore {
         self.wake();
     }
 
+    #[inline]
     pub(super) fn exception(&self) -> Option<Error> {
         self.st.borrow().exception.clone()
     }
@@ -315,10 +317,12 @@ impl StreamReader {
         st.local_len = self.buf.len();
     }
 
+    #[inline]
     fn avail(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
 
+    #[inline]
     fn check(&self) -> std::result::Result<(), StreamError> {
         match self.core.exception() {
             Some(e) => Err(StreamError::Other(e)),
@@ -326,6 +330,7 @@ impl StreamReader {
         }
     }
 
+    #[inline]
     fn eof(&self) -> bool {
         self.core.st.borrow().eof
     }
