@@ -33,6 +33,17 @@ use crate::engine::{Core, Driver, ProtocolHost};
 /// `core.maybe_pause()` / `core.maybe_resume()`); its `connection_lost(exc)` becomes
 /// `core.schedule_lost(exc)`. The defaults below delegate to the [`lower`](Layer::lower)
 /// transport: reading pauses and resumes it, extra info and the socket are its own.
+///
+/// A TLS transport maps onto this as asyncio's `SSLProtocol` does: `write` hands plaintext
+/// to the TLS engine and writes the ciphertext it produces to the lower transport;
+/// `buffer_size` is the engine's plaintext backlog; `close` starts the shutdown
+/// (`close_notify`); `force_close` aborts the engine and closes the lower transport with
+/// [`Transport::force_close`] so that the error reaches `connection_lost`. The layering
+/// protocol feeds ciphertext to the engine and delivers `connection_made`
+/// ([`Core::deliver_made`]) when the handshake completes. `start_tls` on a live connection
+/// pauses the lower transport's reading, installs the layering protocol with
+/// [`Transport::set_protocol`] (inside a protocol method the switch happens when the method
+/// returns) and resumes reading.
 pub trait Layer: Driver<Protocol = StreamProtocol> {
     /// Writes the application's data (framed, encrypted...) to the transport underneath.
     ///
