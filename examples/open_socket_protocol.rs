@@ -44,7 +44,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         let on_con_lost = lp2.create_future::<()>();
         let lost = on_con_lost.clone();
         // Register the socket to wait for data.
-        let transport = lp2
+        let (transport, _protocol) = lp2
             .connect_accepted_socket(
                 move || MyProtocol {
                     transport: None,

@@ -22,7 +22,7 @@ struct EchoClientProtocol {
     transport: Option<DatagramTransport>,
 }
 
-impl DatagramProtocol<DatagramTransport> for EchoClientProtocol {
+impl DatagramProtocol for EchoClientProtocol {
     fn connection_made(&mut self, transport: &DatagramTransport) {
         self.transport = Some(transport.clone());
         println!("Send: {}", self.message);

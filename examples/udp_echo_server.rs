@@ -19,7 +19,7 @@ struct EchoServerProtocol {
     transport: Option<DatagramTransport>,
 }
 
-impl DatagramProtocol<DatagramTransport> for EchoServerProtocol {
+impl DatagramProtocol for EchoServerProtocol {
     fn connection_made(&mut self, transport: &DatagramTransport) {
         self.transport = Some(transport.clone());
     }

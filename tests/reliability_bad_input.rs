@@ -145,7 +145,7 @@ fn net_06_fd_owned_by_a_transport_rejected_by_add_reader_remove_reader_and_sock_
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let l = lp.clone();
-    let t = run(&lp, 30, async move {
+    let (t, _protocol) = run(&lp, 30, async move {
         l.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::default())
             .await
     })

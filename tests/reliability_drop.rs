@@ -145,15 +145,16 @@ fn core_14_dropping_only_the_loop_handle_closes_it_and_user_handles_stay_safe() 
     drop(held);
 }
 
-/// The transports' part: accepted and connected transports hold their loop strongly today, so
-/// a loop with open connections stays alive until `close()`. Ignored until the transport engine
-/// holds the loop weakly.
+/// The transports' part: a loop with open connections (accepted and connected stream
+/// transports, a datagram endpoint, a read pipe) is freed when the user drops its handle, the
+/// server, the transports and their protocol handles without `close()`: transports hold their
+/// loop weakly, and the loop's close on drop tears them down and closes their fds.
 #[test]
-#[ignore = "stream transports still hold their loop strongly (the transport engine's part)"]
 fn core_14_drop_without_close_frees_a_loop_with_open_connections() {
     let _w = loop_testkit::exclusive();
     struct Nothing;
     impl evloop::transport::Protocol for Nothing {}
+    impl evloop::transport::DatagramProtocol for Nothing {}
     let fds = fd_count();
     let lp = EventLoop::new().unwrap();
     let weak = lp.downgrade();
@@ -176,13 +177,26 @@ fn core_14_drop_without_close_frees_a_loop_with_open_connections() {
         ))
         .unwrap()
         .unwrap();
+    let endpoint = lp
+        .run_until_complete(lp.create_datagram_endpoint(
+            || Nothing,
+            evloop::net::DatagramOptions::local(evloop::net::DatagramAddr::host("127.0.0.1", "0")),
+        ))
+        .unwrap()
+        .unwrap();
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let pipe = lp
+        .run_until_complete(lp.connect_read_pipe(|| Nothing, r))
+        .unwrap()
+        .unwrap();
     lp.run_until_complete(evloop::timers::sleep(Duration::from_millis(20)))
         .unwrap()
         .unwrap();
-    drop((lp, server, client));
+    drop((lp, server, client, endpoint, pipe));
     assert!(
         weak.upgrade().is_none(),
         "open transports keep the loop alive"
     );
+    drop(w);
     assert_eq!(fd_count(), fds);
 }

@@ -120,7 +120,7 @@ impl Rec {
     }
 }
 
-impl SubprocessProtocol<SubprocessTransport> for Rec {
+impl SubprocessProtocol for Rec {
     fn connection_made(&mut self, _t: &SubprocessTransport) {
         self.event(Ev::Made, "connection_made");
     }
@@ -166,6 +166,7 @@ fn shell(lp: &EventLoop, cmd: &'static str, fault: Option<&'static str>) -> Spaw
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)

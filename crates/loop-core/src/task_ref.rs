@@ -469,7 +469,7 @@ impl TaskRef {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let t = lp.create_task(async {}).unwrap();
-    /// assert!(t.task_ref().ptr_eq(&t));
+    /// assert!(t.task_ref().ptr_eq(&t.task_ref()));
     /// # lp.close().unwrap();
     /// ```
     pub fn ptr_eq(&self, other: &TaskRef) -> bool {

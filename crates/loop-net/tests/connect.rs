@@ -45,7 +45,7 @@ fn connect(
     port: u16,
     o: ConnectOptions,
 ) -> loop_core::Result<Transport> {
-    run(lp, 30, lp.create_connection(|| Quiet, host, port, o))
+    run(lp, 30, lp.create_connection(|| Quiet, host, port, o)).map(|(t, _)| t)
 }
 
 fn close(lp: &EventLoop, t: Transport) {
@@ -222,7 +222,7 @@ fn net_20_sock_must_be_a_stream_socket_and_is_adopted() {
         ..Default::default()
     };
     let lp2 = lp.clone();
-    let t = run(&lp, 10, lp2.create_connection(|| Quiet, "", None::<u16>, o)).unwrap();
+    let (t, _protocol) = run(&lp, 10, lp2.create_connection(|| Quiet, "", None::<u16>, o)).unwrap();
     let nonblocking = t
         .with_fd(|fd| {
             rustix::fs::fcntl_getfl(fd)
@@ -520,7 +520,7 @@ fn net_27_returns_after_connection_made_and_calls_the_factory_once() {
     let calls = Rc::new(std::cell::Cell::new(0));
     let c = calls.clone();
     let lp2 = lp.clone();
-    let t = run(
+    let (t, _protocol) = run(
         &lp,
         30,
         lp.create_connection(
@@ -637,7 +637,7 @@ fn net_29_connect_accepted_socket_wraps_a_server_side_socket() {
     let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (conn, _) = l.accept().unwrap();
     let lp2 = lp.clone();
-    let t = run(
+    let (t, _protocol) = run(
         &lp,
         30,
         lp.connect_accepted_socket(

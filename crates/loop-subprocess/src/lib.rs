@@ -100,14 +100,14 @@ use std::ffi::{OsStr, OsString};
 use std::future::Future;
 
 use loop_core::{EventLoop, Result};
+use loop_transport::ProtocolRef;
 
-pub use loop_transport::SubprocessProtocol;
 pub use options::{ExitWatcher, Stdio, SubprocessOptions};
 pub use process::Process;
-pub use transport::{ProcessInfo, SubprocessTransport};
+pub use transport::{ProcessInfo, SubprocessProtocol, SubprocessTransport};
 
 use child::Defaults;
-use transport::{launch, Mode};
+use transport::launch::{launch, Mode};
 
 /// The shell that runs the commands of `subprocess_shell` / `create_subprocess_shell`.
 pub const SHELL: &str = "/bin/sh";
@@ -140,9 +140,9 @@ mod sealed {
 pub trait SubprocessExt: sealed::Sealed {
     /// Runs `program` with `args` (no shell) under a protocol made by `protocol_factory`:
     /// asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
-    /// says otherwise (SUB-01). The protocol is reachable through
-    /// [`SubprocessTransport::with_protocol`]; share state with it through `Rc`s to read it
-    /// after `connection_lost`.
+    /// says otherwise (SUB-01). Returns the transport and a [`ProtocolRef`] to the protocol
+    /// (asyncio's `(transport, protocol)`), which reads the protocol after `connection_lost`
+    /// too.
     ///
     /// # Errors
     ///
@@ -157,14 +157,12 @@ pub trait SubprocessExt: sealed::Sealed {
     /// Cancelling before completion kills and collects the child; the protocol is never called.
     ///
     /// ```
-    /// use std::cell::RefCell;
-    /// use std::rc::Rc;
-    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
+    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol};
     ///
-    /// struct Collect(Rc<RefCell<Vec<u8>>>, loop_core::LoopFuture<()>);
-    /// impl SubprocessProtocol<SubprocessTransport> for Collect {
+    /// struct Collect(Vec<u8>, loop_core::LoopFuture<()>);
+    /// impl SubprocessProtocol for Collect {
     ///     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
-    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///         self.0.extend_from_slice(data);
     ///     }
     ///     fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
     ///         let _ = self.1.set_result(());
@@ -172,14 +170,13 @@ pub trait SubprocessExt: sealed::Sealed {
     /// }
     ///
     /// let lp = loop_core::EventLoop::new()?;
-    /// let out = Rc::new(RefCell::new(Vec::new()));
     /// let done = lp.create_future();
-    /// let (o, d, lp2) = (out.clone(), done.clone(), lp.clone());
-    /// let t = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(move || Collect(o, d), "echo", ["hi"], SubprocessOptions::new()).await
+    /// let (d, lp2) = (done.clone(), lp.clone());
+    /// let (t, protocol) = lp.run_until_complete(async move {
+    ///     lp2.subprocess_exec(move || Collect(Vec::new(), d), "echo", ["hi"], SubprocessOptions::new()).await
     /// })??;
     /// lp.run_until_complete(done)??;
-    /// assert_eq!(*out.borrow(), b"hi\n");
+    /// assert_eq!(protocol.with(|c| c.0.clone()), Some(b"hi\n".to_vec()));
     /// assert_eq!(t.get_returncode(), Some(0));
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
@@ -190,10 +187,10 @@ pub trait SubprocessExt: sealed::Sealed {
         program: impl AsRef<OsStr>,
         args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>;
 
@@ -213,7 +210,7 @@ pub trait SubprocessExt: sealed::Sealed {
     /// ```
     /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
     /// struct Quiet;
-    /// impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+    /// impl SubprocessProtocol for Quiet {}
     ///
     /// let lp = loop_core::EventLoop::new()?;
     /// let lp2 = lp.clone();
@@ -229,10 +226,10 @@ pub trait SubprocessExt: sealed::Sealed {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>;
+        P: SubprocessProtocol;
 
     /// Runs `program` with `args` (no shell) and returns a [`Process`]:
     /// `asyncio.create_subprocess_exec`. The child inherits stdin, stdout and stderr unless
@@ -320,10 +317,10 @@ impl SubprocessExt for EventLoop {
         program: impl AsRef<OsStr>,
         args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
@@ -342,7 +339,8 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 
@@ -351,10 +349,10 @@ impl SubprocessExt for EventLoop {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
     {
         let lp = self.clone();
         let shell = shell_args(cmd.as_ref());
@@ -371,7 +369,8 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 
@@ -409,7 +408,7 @@ impl SubprocessExt for EventLoop {
 /// so the subprocess-level events need no handling.
 struct StreamsProtocol;
 
-impl SubprocessProtocol<SubprocessTransport> for StreamsProtocol {}
+impl SubprocessProtocol for StreamsProtocol {}
 
 async fn create(
     lp: EventLoop,

@@ -11,9 +11,7 @@ use std::time::Instant;
 
 use common::*;
 use loop_core::{Error, EventLoop};
-use loop_subprocess::{
-    ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport,
-};
+use loop_subprocess::{ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol};
 
 const CHILDREN: usize = 1000;
 
@@ -94,14 +92,16 @@ fn sub_05_sub_22_a_thousand_children_every_code_right_no_zombie_no_fd_left() {
 }
 
 struct Quiet;
-impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+impl SubprocessProtocol for Quiet {}
 
 fn exec_err(lp: &EventLoop, program: &OsStr, args: Vec<&OsStr>, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();
     let program = program.to_owned();
     let args: Vec<_> = args.into_iter().map(|a| a.to_owned()).collect();
     run(lp, LONG, async move {
-        lp2.subprocess_exec(|| Quiet, program, args, o).await
+        lp2.subprocess_exec(|| Quiet, program, args, o)
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap_err()
 }
@@ -110,7 +110,7 @@ fn shell_err(lp: &EventLoop, cmd: &OsStr, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();
     let cmd = cmd.to_owned();
     run(lp, LONG, async move {
-        lp2.subprocess_shell(|| Quiet, cmd, o).await
+        lp2.subprocess_shell(|| Quiet, cmd, o).await.map(|(t, _)| t)
     })
     .unwrap_err()
 }
