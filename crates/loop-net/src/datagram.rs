@@ -383,9 +383,10 @@ impl DatagramExt for EventLoop {
                 Some(waiter.clone()),
             )?;
             let p = t.protocol_ref::<P>();
-            let guard = CloseOnDrop(Some(t.clone()));
+            let mut guard = CloseOnDrop(Some(t.clone()));
             waiter.await?;
-            std::mem::forget(guard);
+            // Made: the transport is the caller's now (the guard lets go of its clone).
+            guard.0 = None;
             Ok((t, p))
         }
     }
