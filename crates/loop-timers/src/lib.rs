@@ -39,7 +39,7 @@
 //! The queue is a **binary min-heap of `(deadline, sequence)`**, as in asyncio, and for the
 //! same reasons: scheduling is one push (O(log n) at worst, O(1) on average for random
 //! deadlines), the poll timeout is a look at the head, and due timers come off the head in
-//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`] — and a
+//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`](loop_core::Handle) — and a
 //! 32-byte heap slot; moving due timers to the ready queue allocates nothing. (One exception:
 //! when a single iteration finds a large share of a big heap due at once — a burst of timers
 //! that expired while the loop was busy — the queue stops popping them one by one and splits
@@ -154,7 +154,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after `close()`.
+    /// [`Error::Closed`](loop_core::Error::Closed) after `close()`.
     ///
     /// ```
     /// use loop_timers::TimersExt;
@@ -180,7 +180,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `delay` is NaN or infinite; [`Error::Closed`] after
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `delay` is NaN or infinite; [`Error::Closed`](loop_core::Error::Closed) after
     /// `close()`.
     ///
     /// ```
@@ -211,7 +211,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after `close()`.
+    /// [`Error::Closed`](loop_core::Error::Closed) after `close()`.
     ///
     /// ```
     /// use loop_timers::TimersExt;
@@ -231,7 +231,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `when` is NaN or infinite; [`Error::Closed`] after
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `when` is NaN or infinite; [`Error::Closed`](loop_core::Error::Closed) after
     /// `close()`.
     ///
     /// ```
@@ -315,7 +315,7 @@ pub trait TimersExt: sealed::Sealed {
     fn sleep(&self, delay: Duration) -> Sleep;
 
     /// [`sleep`](TimersExt::sleep) with the delay in seconds; NaN or an infinity makes the
-    /// sleep fail with [`Error::InvalidArgument`] when awaited.
+    /// sleep fail with [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) when awaited.
     ///
     /// ```
     /// use loop_timers::TimersExt;
