@@ -263,7 +263,7 @@ impl DatagramOptions {
 /// # lp.run_until_complete(async {})?;
 /// # Ok::<(), loop_core::Error>(())
 /// ```
-pub trait DatagramExt {
+pub trait DatagramExt: crate::sealed::Sealed {
     /// Creates a datagram endpoint (asyncio's `create_datagram_endpoint`): a socket, a
     /// [`DatagramTransport`] over it and the protocol made by `protocol_factory` (called once).
     /// Returns once `connection_made` ran (NET-74).

@@ -13,13 +13,9 @@ use loop_transport::{ProtocolRef, StreamProtocol, StreamReader, StreamWriter, Tr
 
 use crate::connect::{self, ConnectOptions};
 use crate::lookup::{self, Service};
+use crate::sealed::Sealed;
 use crate::server::{self, Hosts, Server, ServerOptions};
 use crate::{streams, unix, AddrInfo, Hints};
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for loop_core::EventLoop {}
-}
 
 /// Networking methods of [`EventLoop`]: `getaddrinfo`, `getnameinfo`, `create_connection`,
 /// `create_server`, their Unix variants, and the streams functions `open_connection` /
@@ -55,7 +51,7 @@ mod sealed {
 /// assert_eq!(echoed, b"ping\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait NetExt: sealed::Sealed {
+pub trait NetExt: Sealed {
     /// Resolves `host` and `port` with the system resolver on the default executor (NET-16),
     /// always — even an IP literal (the connection functions skip the resolver for those,
     /// NET-18).

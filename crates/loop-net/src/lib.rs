@@ -38,6 +38,7 @@ mod errors;
 mod ext;
 mod lookup;
 mod resolve;
+mod sealed;
 mod server;
 mod sock;
 mod streams;

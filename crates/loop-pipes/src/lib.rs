@@ -84,7 +84,14 @@ enum Direction {
     Write,
 }
 
-/// `connect_read_pipe` and `connect_write_pipe`, as methods of [`EventLoop`].
+mod sealed {
+    /// Only `EventLoop` implements the extension trait.
+    pub trait Sealed {}
+    impl Sealed for loop_core::EventLoop {}
+}
+
+/// `connect_read_pipe` and `connect_write_pipe`, as methods of [`EventLoop`] (sealed: only
+/// `EventLoop` implements it).
 ///
 /// ```
 /// use loop_pipes::PipesExt;
@@ -99,7 +106,7 @@ enum Direction {
 /// # lp.run_until_complete(async {})?;
 /// # Ok::<(), loop_core::Error>(())
 /// ```
-pub trait PipesExt {
+pub trait PipesExt: sealed::Sealed {
     /// Wraps the read end of a pipe (or a FIFO, a socket, a character device such as a pty) in
     /// a read-only transport whose protocol `protocol_factory` makes (called once), and returns
     /// once `connection_made` ran; reading starts after it (PIPE-01, PIPE-02).
