@@ -62,8 +62,8 @@ async fn get_date(lp: EventLoop) -> Result<String, Error> {
                 exited: false,
             },
             "date",
-            ["-u", "+%Y-%m-%d %H:%M:%S"],
             SubprocessOptions::new()
+                .args(["-u", "+%Y-%m-%d %H:%M:%S"])
                 .stdin(Stdio::Inherit)
                 .stderr(Stdio::Inherit),
         )

@@ -19,8 +19,9 @@ async fn get_date(lp: &EventLoop) -> Result<String, Error> {
     let mut proc = lp
         .create_subprocess_exec(
             "date",
-            ["-u", "+%Y-%m-%d %H:%M:%S"],
-            SubprocessOptions::new().stdout(Stdio::Pipe),
+            SubprocessOptions::new()
+                .args(["-u", "+%Y-%m-%d %H:%M:%S"])
+                .stdout(Stdio::Pipe),
         )
         .await?;
 

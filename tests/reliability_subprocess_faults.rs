@@ -352,7 +352,7 @@ fn reliability_panic_in_each_subprocess_protocol_method_reported_once_loop_goes_
     let l = lp.clone();
     let (out, code) = run(&lp, 30, async move {
         let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-        let mut p = l.create_subprocess_exec("echo", ["ok"], o).await?;
+        let mut p = l.create_subprocess_exec("echo", o.arg("ok")).await?;
         let (out, _) = p.communicate(None).await?;
         Ok::<_, Error>((out.unwrap(), p.returncode()))
     })

@@ -11,7 +11,7 @@
 //! let lp2 = lp.clone();
 //! let line = lp.run_until_complete(async move {
 //!     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-//!     let mut p = lp2.create_subprocess_exec("echo", ["hello", "world"], o).await?;
+//!     let mut p = lp2.create_subprocess_exec("echo", o.args(["hello", "world"])).await?;
 //!     let line = p.stdout.as_mut().unwrap().readline().await?;
 //!     p.wait().await?;
 //!     Ok::<_, loop_core::Error>(line)
@@ -129,7 +129,7 @@ mod sealed {
 /// let l = lp.clone();
 /// let (out, code) = lp.run_until_complete(async move {
 ///     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-///     let mut p = l.create_subprocess_exec("echo", ["hi"], o).await?;
+///     let mut p = l.create_subprocess_exec("echo", o.arg("hi")).await?;
 ///     let (out, _) = p.communicate(None).await?;
 ///     Ok::<_, loop_core::Error>((out.unwrap(), p.returncode()))
 /// })??;
@@ -138,8 +138,8 @@ mod sealed {
 /// # Ok::<(), loop_core::Error>(())
 /// ```
 pub trait SubprocessExt: sealed::Sealed {
-    /// Runs `program` with `args` (no shell) under a protocol made by `protocol_factory`:
-    /// asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
+    /// Runs `program` with the arguments of `options` ([`SubprocessOptions::arg`], no shell)
+    /// under a protocol made by `protocol_factory`: asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
     /// says otherwise (SUB-01). Returns the transport and a [`ProtocolRef`] to the protocol
     /// (asyncio's `(transport, protocol)`), which reads the protocol after `connection_lost`
     /// too.
@@ -173,7 +173,7 @@ pub trait SubprocessExt: sealed::Sealed {
     /// let done = lp.create_future();
     /// let (d, lp2) = (done.clone(), lp.clone());
     /// let (t, protocol) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(move || Collect(Vec::new(), d), "echo", ["hi"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(move || Collect(Vec::new(), d), "echo", SubprocessOptions::new().arg("hi")).await
     /// })??;
     /// lp.run_until_complete(done)??;
     /// assert_eq!(protocol.with(|c| c.0.clone()), Some(b"hi\n".to_vec()));
@@ -181,18 +181,15 @@ pub trait SubprocessExt: sealed::Sealed {
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    fn subprocess_exec<P, F, I, S>(
+    fn subprocess_exec<P, F>(
         &self,
         protocol_factory: F,
         program: impl AsRef<OsStr>,
-        args: I,
         options: SubprocessOptions,
     ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol,
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>;
+        P: SubprocessProtocol;
 
     /// Runs `cmd` with the shell ([`SHELL`]` -c cmd`) under a protocol: asyncio's
     /// `loop.subprocess_shell`. Pipes by default, as [`subprocess_exec`](Self::subprocess_exec).
@@ -200,7 +197,8 @@ pub trait SubprocessExt: sealed::Sealed {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for an empty command or
-    /// one with a NUL byte (asyncio's "cmd must be a string", SUB-03); otherwise as
+    /// one with a NUL byte (asyncio's "cmd must be a string", SUB-03), or arguments set in
+    /// `options` (a shell command carries its own); otherwise as
     /// [`subprocess_exec`](Self::subprocess_exec).
     ///
     /// # Cancel safety
@@ -231,7 +229,7 @@ pub trait SubprocessExt: sealed::Sealed {
         F: FnOnce() -> P,
         P: SubprocessProtocol;
 
-    /// Runs `program` with `args` (no shell) and returns a [`Process`]:
+    /// Runs `program` with the arguments of `options` (no shell) and returns a [`Process`]:
     /// `asyncio.create_subprocess_exec`. The child inherits stdin, stdout and stderr unless
     /// `options` pipes them (SUB-15).
     ///
@@ -248,23 +246,19 @@ pub trait SubprocessExt: sealed::Sealed {
     /// let lp = loop_core::EventLoop::new()?;
     /// let lp2 = lp.clone();
     /// let out = lp.run_until_complete(async move {
-    ///     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-    ///     let mut p = lp2.create_subprocess_exec("printf", ["%s-%s", "a", "b"], o).await?;
+    ///     let o = SubprocessOptions::new().args(["%s-%s", "a", "b"]).stdout(Stdio::Pipe);
+    ///     let mut p = lp2.create_subprocess_exec("printf", o).await?;
     ///     Ok::<_, loop_core::Error>(p.communicate(None).await?.0)
     /// })??;
     /// assert_eq!(out.unwrap(), b"a-b");
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    fn create_subprocess_exec<I, S>(
+    fn create_subprocess_exec(
         &self,
         program: impl AsRef<OsStr>,
-        args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<Process>>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>;
+    ) -> impl Future<Output = Result<Process>>;
 
     /// Runs `cmd` with the shell and returns a [`Process`]: `asyncio.create_subprocess_shell`.
     /// Streams are inherited by default, as [`create_subprocess_exec`](Self::create_subprocess_exec).
@@ -297,36 +291,25 @@ pub trait SubprocessExt: sealed::Sealed {
     ) -> impl Future<Output = Result<Process>>;
 }
 
-fn collect_args<I, S>(args: I) -> Vec<OsString>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    args.into_iter().map(|a| a.as_ref().to_owned()).collect()
-}
-
-fn shell_args(cmd: &OsStr) -> Result<(OsString, Vec<OsString>)> {
-    options::validate_shell_cmd(cmd)?;
+fn shell_args(cmd: &OsStr, options: &SubprocessOptions) -> Result<(OsString, Vec<OsString>)> {
+    options::validate_shell_cmd(cmd, options)?;
     Ok((SHELL.into(), vec!["-c".into(), cmd.to_owned()]))
 }
 
 impl SubprocessExt for EventLoop {
-    fn subprocess_exec<P, F, I, S>(
+    fn subprocess_exec<P, F>(
         &self,
         protocol_factory: F,
         program: impl AsRef<OsStr>,
-        args: I,
-        options: SubprocessOptions,
+        mut options: SubprocessOptions,
     ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
         P: SubprocessProtocol,
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
     {
         let lp = self.clone();
         let program = program.as_ref().to_owned();
-        let args = collect_args(args);
+        let args = std::mem::take(&mut options.args);
         let protocol = Box::new(protocol_factory());
         async move {
             let (t, _) = launch(
@@ -355,7 +338,7 @@ impl SubprocessExt for EventLoop {
         P: SubprocessProtocol,
     {
         let lp = self.clone();
-        let shell = shell_args(cmd.as_ref());
+        let shell = shell_args(cmd.as_ref(), &options);
         let protocol = Box::new(protocol_factory());
         async move {
             let (program, args) = shell?;
@@ -374,19 +357,14 @@ impl SubprocessExt for EventLoop {
         }
     }
 
-    fn create_subprocess_exec<I, S>(
+    fn create_subprocess_exec(
         &self,
         program: impl AsRef<OsStr>,
-        args: I,
-        options: SubprocessOptions,
-    ) -> impl Future<Output = Result<Process>>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+        mut options: SubprocessOptions,
+    ) -> impl Future<Output = Result<Process>> {
         let lp = self.clone();
         let program = program.as_ref().to_owned();
-        let args = collect_args(args);
+        let args = std::mem::take(&mut options.args);
         async move { create(lp, program, args, options).await }
     }
 
@@ -396,7 +374,7 @@ impl SubprocessExt for EventLoop {
         options: SubprocessOptions,
     ) -> impl Future<Output = Result<Process>> {
         let lp = self.clone();
-        let shell = shell_args(cmd.as_ref());
+        let shell = shell_args(cmd.as_ref(), &options);
         async move {
             let (program, args) = shell?;
             create(lp, program, args, options).await

@@ -21,7 +21,7 @@ fn exec(lp: &EventLoop, program: &str, args: &[&str], o: SubprocessOptions) -> P
     let program = program.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     run(lp, LONG, async move {
-        lp2.create_subprocess_exec(program, args, o).await
+        lp2.create_subprocess_exec(program, o.args(args)).await
     })
     .unwrap()
 }

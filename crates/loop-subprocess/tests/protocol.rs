@@ -24,7 +24,7 @@ fn exec(
     let program = program.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let t = run(lp, LONG, async move {
-        lp2.subprocess_exec(make, program, args, options)
+        lp2.subprocess_exec(make, program, options.args(args))
             .await
             .map(|(t, _)| t)
     })
@@ -424,8 +424,7 @@ fn sub_14_spawn_options_pass_through() {
         lp2.subprocess_exec(
             make,
             PathBuf::from("/bin/sh"),
-            [PathBuf::from("-c"), PathBuf::from("echo path")],
-            SubprocessOptions::new(),
+            SubprocessOptions::new().args([PathBuf::from("-c"), PathBuf::from("echo path")]),
         )
         .await
         .map(|(t, _)| t)
@@ -513,9 +512,13 @@ fn protocol_panic_is_reported_and_the_transport_goes_on() {
     let d = done.clone();
     let lp2 = lp.clone();
     let t = run(&lp, LONG, async move {
-        lp2.subprocess_exec(move || Panicky(d), "echo", ["x"], SubprocessOptions::new())
-            .await
-            .map(|(t, _)| t)
+        lp2.subprocess_exec(
+            move || Panicky(d),
+            "echo",
+            SubprocessOptions::new().arg("x"),
+        )
+        .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done);
@@ -551,7 +554,7 @@ fn net_50_every_subprocess_protocol_method_has_a_noop_default() {
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
     let t = run(&lp, LONG, async move {
-        lp2.subprocess_exec(|| Bare, "true", [""; 0], SubprocessOptions::new())
+        lp2.subprocess_exec(|| Bare, "true", SubprocessOptions::new())
             .await
             .map(|(t, _)| t)
     })

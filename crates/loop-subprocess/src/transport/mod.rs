@@ -211,7 +211,7 @@ pub(crate) struct SubprocessDriver {
 /// let lp = loop_core::EventLoop::new()?;
 /// let lp2 = lp.clone();
 /// let (t, _p) = lp.run_until_complete(async move {
-///     lp2.subprocess_exec(|| Quiet, "true", [""; 0], SubprocessOptions::new()).await
+///     lp2.subprocess_exec(|| Quiet, "true", SubprocessOptions::new()).await
 /// })??;
 /// assert!(t.get_pid() > 0);
 /// assert!(t.get_pipe_transport(1).is_some()); // PIPE by default
@@ -239,7 +239,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "true", SubprocessOptions::new()).await
     /// })??;
     /// assert!(t.get_pid() > 1);
     /// # lp.close()?;
@@ -257,7 +257,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// assert_eq!(t.get_returncode(), None);
     /// t.kill()?;
@@ -278,7 +278,7 @@ impl SubprocessTransport {
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
     ///     let o = SubprocessOptions::new().stderr(Stdio::Stdout);
-    ///     lp2.subprocess_exec(|| Q, "cat", [""; 0], o).await
+    ///     lp2.subprocess_exec(|| Q, "cat", o).await
     /// })??;
     /// assert!(t.get_pipe_transport(0).is_some());
     /// assert!(t.get_pipe_transport(2).is_none());
@@ -306,7 +306,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// t.send_signal(libc::SIGHUP)?;
     /// assert!(t.send_signal(12345).is_err());
@@ -332,7 +332,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// t.terminate()?;
     /// # t.close(); lp.close()?;
@@ -353,7 +353,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// t.kill()?;
     /// # t.close(); lp.close()?;
@@ -373,7 +373,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// t.close();
     /// t.close();
@@ -393,7 +393,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "true", SubprocessOptions::new()).await
     /// })??;
     /// assert!(!t.is_closing());
     /// # t.close(); lp.close()?;
@@ -411,7 +411,7 @@ impl SubprocessTransport {
     /// # struct Q; impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q, "true", [""; 0], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q, "true", SubprocessOptions::new()).await
     /// })??;
     /// let v = t.get_extra_info(loop_transport::Extra::Custom("subprocess")).unwrap();
     /// assert_eq!(v.downcast_ref::<ProcessInfo>().unwrap().pid, t.get_pid());
@@ -441,7 +441,7 @@ impl SubprocessTransport {
     /// }
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _p) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(Count::default, "sleep", ["10"], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(Count::default, "sleep", SubprocessOptions::new().arg("10")).await
     /// })??;
     /// assert_eq!(t.with_protocol(|c: &mut Count| c.0), Some(0));
     /// # t.close(); lp.close()?;
@@ -481,7 +481,7 @@ impl SubprocessTransport {
     /// impl SubprocessProtocol for Q {}
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let (t, _) = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(|| Q(3), "true", [""; 0], SubprocessOptions::new()).await
+    ///     lp2.subprocess_exec(|| Q(3), "true", SubprocessOptions::new()).await
     /// })??;
     /// assert_eq!(t.protocol_ref::<Q>().with(|q| q.0), Some(3));
     /// # t.close(); lp.close()?;
