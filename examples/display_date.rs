@@ -64,6 +64,7 @@ fn civil_date(mut days: u64) -> (u64, u64, u64) {
     (year, month, days + 1)
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let ticks = match std::env::args().nth(1) {
         None => 5,

@@ -145,6 +145,7 @@ fn run(args: Args) -> evloop::Result<()> {
     Ok(())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,

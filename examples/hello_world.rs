@@ -11,6 +11,7 @@ fn hello_world(lp: &EventLoop) {
     lp.stop();
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Error> {
     let lp = EventLoop::new()?;
     // Schedule a call to hello_world().

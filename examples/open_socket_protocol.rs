@@ -35,6 +35,7 @@ impl Protocol for MyProtocol {
     }
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let (rsock, wsock) = UnixStream::pair()?;
@@ -43,7 +44,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         let on_con_lost = lp2.create_future::<()>();
         let lost = on_con_lost.clone();
         // Register the socket to wait for data.
-        let transport = lp2
+        let (transport, _protocol) = lp2
             .connect_accepted_socket(
                 move || MyProtocol {
                     transport: None,

@@ -9,6 +9,7 @@ use std::os::unix::net::UnixStream;
 
 use evloop::prelude::*;
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let (rsock, wsock) = UnixStream::pair()?;

@@ -78,6 +78,7 @@ async fn run(lp: EventLoop) -> evloop::Result<()> {
     done.await
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let result = EventLoop::new().and_then(|lp| lp.run_until_complete(run(lp.clone()))?);
     match result {

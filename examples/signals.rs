@@ -35,6 +35,7 @@ fn run() -> evloop::Result<()> {
     lp.close()
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,

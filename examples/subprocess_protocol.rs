@@ -4,28 +4,27 @@
 //! The child is `date -u '+%Y-%m-%d %H:%M:%S'` (the asyncio docs run a Python one-liner that
 //! prints `datetime.now()`). The protocol collects stdout in `pipe_data_received` and completes
 //! a future once `process_exited` *and* `pipe_connection_lost` were both called, since they
-//! come in no fixed order.
+//! come in no fixed order. As in asyncio, `subprocess_exec` returns the transport and the
+//! protocol (a `ProtocolRef`), and the output is read from the protocol afterwards.
 //!
 //! `cargo run --example subprocess_protocol` prints `Current date: 2024-05-01 12:34:56`.
 
-use std::cell::RefCell;
 use std::io;
 use std::process::ExitCode;
-use std::rc::Rc;
 
 use evloop::prelude::*;
 use evloop::subprocess::{Stdio, SubprocessOptions};
 
 struct DateProtocol {
     exit_future: LoopFuture<bool>,
-    output: Rc<RefCell<Vec<u8>>>,
+    output: Vec<u8>,
     pipe_closed: bool,
     exited: bool,
 }
 
-impl SubprocessProtocol<SubprocessTransport> for DateProtocol {
+impl SubprocessProtocol for DateProtocol {
     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
-        self.output.borrow_mut().extend_from_slice(data);
+        self.output.extend_from_slice(data);
     }
 
     fn pipe_connection_lost(&mut self, _fd: i32, _exc: Option<io::Error>) {
@@ -50,22 +49,21 @@ impl DateProtocol {
 
 async fn get_date(lp: EventLoop) -> Result<String, Error> {
     let exit_future = lp.create_future::<bool>();
-    let output = Rc::new(RefCell::new(Vec::new()));
 
     // Create the subprocess controlled by DateProtocol; stdout goes into a pipe (the default),
     // stdin and stderr are inherited.
-    let (f, o) = (exit_future.clone(), output.clone());
-    let transport = lp
+    let f = exit_future.clone();
+    let (transport, protocol) = lp
         .subprocess_exec(
             move || DateProtocol {
                 exit_future: f,
-                output: o,
+                output: Vec::new(),
                 pipe_closed: false,
                 exited: false,
             },
             "date",
-            ["-u", "+%Y-%m-%d %H:%M:%S"],
             SubprocessOptions::new()
+                .args(["-u", "+%Y-%m-%d %H:%M:%S"])
                 .stdin(Stdio::Inherit)
                 .stderr(Stdio::Inherit),
         )
@@ -78,10 +76,11 @@ async fn get_date(lp: EventLoop) -> Result<String, Error> {
     transport.close();
 
     // Read the output which was collected by the pipe_data_received() method of the protocol.
-    let data = output.borrow().clone();
+    let data = protocol.with(|p| p.output.clone()).unwrap_or_default();
     Ok(String::from_utf8_lossy(&data).trim_end().to_string())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let run = || -> Result<String, Error> {
         let lp = EventLoop::new()?;

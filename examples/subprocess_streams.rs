@@ -19,8 +19,9 @@ async fn get_date(lp: &EventLoop) -> Result<String, Error> {
     let mut proc = lp
         .create_subprocess_exec(
             "date",
-            ["-u", "+%Y-%m-%d %H:%M:%S"],
-            SubprocessOptions::new().stdout(Stdio::Pipe),
+            SubprocessOptions::new()
+                .args(["-u", "+%Y-%m-%d %H:%M:%S"])
+                .stdout(Stdio::Pipe),
         )
         .await?;
 
@@ -63,6 +64,7 @@ async fn run(lp: &EventLoop, cmd: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let cmd = std::env::args()
         .nth(1)

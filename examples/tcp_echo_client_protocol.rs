@@ -39,6 +39,7 @@ fn port() -> u16 {
         .unwrap_or(8888)
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Error> {
     let lp = EventLoop::new()?;
     let lp2 = lp.clone();
@@ -46,7 +47,7 @@ pub fn main() -> Result<(), Error> {
         let on_con_lost = lp2.create_future::<()>();
         let message = "Hello World!".to_string();
         let lost = on_con_lost.clone();
-        let transport = lp2
+        let (transport, _protocol) = lp2
             .create_connection(
                 move || EchoClientProtocol {
                     message,

@@ -33,6 +33,7 @@ fn port() -> u16 {
         .unwrap_or(8888)
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> Result<(), Error> {
     let lp = EventLoop::new()?;
     let lp2 = lp.clone();

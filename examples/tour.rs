@@ -525,6 +525,7 @@ fn tour_subprocess_streams() -> Result<Vec<String>, String> {
     Ok(lines)
 }
 
+/// Runs the example (see the file's top comment).
 fn main() -> ExitCode {
     if let Ok(name) = std::env::var(SECTION_VAR) {
         return run_example(&name);

@@ -22,7 +22,7 @@ struct EchoClientProtocol {
     transport: Option<DatagramTransport>,
 }
 
-impl DatagramProtocol<DatagramTransport> for EchoClientProtocol {
+impl DatagramProtocol for EchoClientProtocol {
     fn connection_made(&mut self, transport: &DatagramTransport) {
         self.transport = Some(transport.clone());
         println!("Send: {}", self.message);
@@ -83,6 +83,7 @@ async fn talk(lp: EventLoop, port: u16) -> evloop::Result<()> {
     result.map(|_| ())
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let port = match port() {
         Ok(p) => p,

@@ -19,7 +19,7 @@ struct EchoServerProtocol {
     transport: Option<DatagramTransport>,
 }
 
-impl DatagramProtocol<DatagramTransport> for EchoServerProtocol {
+impl DatagramProtocol for EchoServerProtocol {
     fn connection_made(&mut self, transport: &DatagramTransport) {
         self.transport = Some(transport.clone());
     }
@@ -65,6 +65,7 @@ async fn serve(lp: EventLoop, port: u16) -> evloop::Result<()> {
     result
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> ExitCode {
     let port = match port() {
         Ok(p) => p,

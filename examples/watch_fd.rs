@@ -48,6 +48,7 @@ pub fn run() -> Result<(), Error> {
     run
 }
 
+/// Runs the example (see the file's top comment).
 pub fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -76,7 +76,8 @@ pub mod prelude {
 
     #[cfg(feature = "transport")]
     pub use loop_transport::{
-        BufferedProtocol, DatagramProtocol, Protocol, StreamReader, StreamWriter, Transport,
+        BufferedProtocol, DatagramProtocol, DatagramTransport, Protocol, ProtocolRef, StreamReader,
+        StreamWriter, Transport,
     };
 
     #[cfg(feature = "net")]

@@ -1,6 +1,9 @@
 //! Builds and runs the `echo_multicore` example: two loops with one `SO_REUSEPORT` listener
 //! each on the same port, many clients, every echo checked, connections spread across both
 //! loops, and a clean exit on SIGTERM.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,8 @@
 //! Reliability under faults: signals interrupting the poll wait, and a panic in every kind of
 //! user code the loop runs, each reported once while the loop goes on.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -6,6 +6,9 @@
 //!
 //! Every test counts the process's fds before and after, so the tests of this binary run one
 //! at a time.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod faults_common;
 
@@ -166,7 +169,7 @@ fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let s = seen.clone();
     let l = lp.clone();
-    let t = run(&lp, 30, async move {
+    let (t, _protocol) = run(&lp, 30, async move {
         l.create_connection(
             move || Recorder {
                 seen: s,
@@ -638,7 +641,7 @@ fn reliability_panic_in_each_protocol_method_reported_once_other_connection_serv
     rig.finish();
 }
 
-impl DatagramProtocol<DatagramTransport> for Faulty<DatagramTransport> {
+impl DatagramProtocol for Faulty<DatagramTransport> {
     fn connection_made(&mut self, t: &DatagramTransport) {
         self.transport = Some(t.clone());
         self.maybe_panic("connection_made");

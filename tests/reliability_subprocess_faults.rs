@@ -120,7 +120,7 @@ impl Rec {
     }
 }
 
-impl SubprocessProtocol<SubprocessTransport> for Rec {
+impl SubprocessProtocol for Rec {
     fn connection_made(&mut self, _t: &SubprocessTransport) {
         self.event(Ev::Made, "connection_made");
     }
@@ -166,6 +166,7 @@ fn shell(lp: &EventLoop, cmd: &'static str, fault: Option<&'static str>) -> Spaw
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)
@@ -351,7 +352,7 @@ fn reliability_panic_in_each_subprocess_protocol_method_reported_once_loop_goes_
     let l = lp.clone();
     let (out, code) = run(&lp, 30, async move {
         let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-        let mut p = l.create_subprocess_exec("echo", ["ok"], o).await?;
+        let mut p = l.create_subprocess_exec("echo", o.arg("ok")).await?;
         let (out, _) = p.communicate(None).await?;
         Ok::<_, Error>((out.unwrap(), p.returncode()))
     })

@@ -23,7 +23,8 @@
 //! - `--smoke` (CI): tiny workloads, evloop and the floor only, nothing written; skipped with a
 //!   note when valgrind is missing. Without `--smoke` a missing valgrind fails the step, with
 //!   the command that installs it. `--only NAME` measures the matching micro-benchmarks only
-//!   and writes nothing; `--reps R` sets the runs of each pair.
+//!   and writes nothing (`--impl I` then measures one implementation only); `--reps R` sets
+//!   the runs of each pair.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -363,6 +364,8 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
         (100_000, 200_000)
     };
     let only = arg(args, "--only");
+    // `--impl NAME` (with `--only`): measure one implementation only.
+    let impl_only = arg(args, "--impl").filter(|_| only.is_some());
     let mut m = Measured {
         reps,
         n,
@@ -384,6 +387,9 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
         }
         let mut per_impl = BTreeMap::new();
         for imp in if smoke { &IMPLS[..1] } else { IMPLS } {
+            if impl_only.as_deref().is_some_and(|i| i != *imp) {
+                continue;
+            }
             let t = Instant::now();
             let d = (n.1 - n.0) as f64;
             let (mut v, mut own) = (Vec::new(), Vec::new());

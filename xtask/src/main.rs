@@ -1,6 +1,7 @@
 //! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench`,
 //! `cargo xtask memcheck` (valgrind and LeakSanitizer), `cargo xtask conformance` (keeps
-//! CONFORMANCE.md true) and `cargo xtask mutants` (mutation testing).
+//! CONFORMANCE.md true), `cargo xtask modgraph` (no module import cycles) and
+//! `cargo xtask mutants` (mutation testing).
 //!
 //! Only the standard library is used, so the runner itself builds in a second. The tools the
 //! commands need beyond the toolchain (cargo-nextest, cargo-deny, cargo-mutants, rustfmt,
@@ -15,6 +16,7 @@ mod conformance;
 mod echo;
 mod instructions;
 mod memcheck;
+mod modgraph;
 mod mutants;
 mod svg;
 mod tools;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("memcheck") => memcheck::run(),
+        Some("modgraph") => modgraph::run(),
         Some("conformance") => conformance::run(&args[1..]),
         Some("mutants") => mutants::run(&args[1..]),
         _ => {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask test [--heavy] [--quick]
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
+       cargo xtask modgraph
        cargo xtask conformance [--write]
        cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
                            [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]"
@@ -255,6 +259,14 @@ fn test(args: &[String]) -> ExitCode {
     });
     let mut conformance = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
     conformance.arg("conformance");
+    steps.push(Step {
+        name: "modgraph (no module import cycles)".into(),
+        cmd: {
+            let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+            c.arg("modgraph");
+            c
+        },
+    });
     steps.push(Step {
         name: "conformance (CONFORMANCE.md)".into(),
         cmd: conformance,

@@ -1,8 +1,9 @@
 //! `cargo xtask memcheck`: leak checks that need tools outside the normal build.
 //!
 //! - valgrind memcheck (`--leak-check=full --error-exitcode=1`) on the tour example, which runs
-//!   every asyncio docs example evloop reproduces, and on the reliability test that creates,
-//!   runs and closes 1,000 loops in sequence and on eight threads.
+//!   every asyncio docs example evloop reproduces, on the reliability test that creates,
+//!   runs and closes 1,000 loops in sequence and on eight threads, and on the test that drops
+//!   busy loops without `close()` (`tests/reliability_drop.rs`).
 //! - LeakSanitizer on loop-core's and loop-transport's tests and on the 1,000-loops test, when
 //!   a nightly toolchain is installed (`-Zsanitizer=leak` is nightly-only).
 //! - miri, when the nightly toolchain has it, on loop-core's and loop-transport's tests. Those
@@ -25,6 +26,10 @@ const LOOPS_TEST: (&str, &str) = (
     "reliability_load",
     "reliability_thousand_loops_in_sequence_and_on_eight_threads_leak_nothing",
 );
+
+/// The test that drops a busy loop (server, timers, fd watcher, executor jobs, signal handler,
+/// a pending task) without `close()` and checks that it is freed.
+const DROP_TEST: &str = "reliability_drop";
 
 /// Builds with `args` (a cargo command with `--message-format=json`) and returns the path of
 /// the last executable it produced.
@@ -89,8 +94,16 @@ pub fn run() -> ExitCode {
             LOOPS_TEST.0,
             "--message-format=json",
         ]);
-        match (tour, loops) {
-            (Ok(tour), Ok(loops)) => {
+        let dropped = built(&[
+            "test",
+            "--no-run",
+            "--all-features",
+            "--test",
+            DROP_TEST,
+            "--message-format=json",
+        ]);
+        match (tour, loops, dropped) {
+            (Ok(tour), Ok(loops), Ok(dropped)) => {
                 steps.push(Step {
                     name: "valgrind: tour".into(),
                     cmd: valgrind(&tour, &[]),
@@ -99,8 +112,12 @@ pub fn run() -> ExitCode {
                     name: "valgrind: 1,000 loops created and closed".into(),
                     cmd: valgrind(&loops, &["--exact", LOOPS_TEST.1, "--test-threads=1"]),
                 });
+                steps.push(Step {
+                    name: "valgrind: loops dropped without close()".into(),
+                    cmd: valgrind(&dropped, &["--test-threads=1"]),
+                });
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 eprintln!("xtask: {e}");
                 return ExitCode::FAILURE;
             }
@@ -144,6 +161,10 @@ pub fn run() -> ExitCode {
         steps.push(Step {
             name: "LeakSanitizer: reliability_load".into(),
             cmd: lsan(&["-p", "evloop", "--test", LOOPS_TEST.0]),
+        });
+        steps.push(Step {
+            name: "LeakSanitizer: reliability_drop".into(),
+            cmd: lsan(&["-p", "evloop", "--test", DROP_TEST]),
         });
     } else {
         println!("xtask: no nightly toolchain: LeakSanitizer (-Zsanitizer=leak) skipped");

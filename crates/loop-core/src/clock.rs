@@ -9,14 +9,14 @@
 //! time instead. Nothing runs differently; only the *waiting* is skipped: whenever the loop
 //! would sleep until a deadline, its clock jumps straight to that deadline. A day of hourly
 //! timers runs in microseconds, in exactly the order a real day would give, and
-//! [`EventLoop::now`] (hence `time()` of the timers crate) reports the virtual time, so the
+//! [`EventLoop::now`](crate::EventLoop::now) (hence `time()` of the timers crate) reports the virtual time, so the
 //! results can be asserted exactly.
 //!
 //! # The rules
 //!
 //! * **What advances the clock.** Only two things: an iteration that finds nothing to do but
 //!   wait for the earliest deadline of an event source (a timer), and
-//!   [`EventLoop::advance_clock`]. Running callbacks and tasks takes no virtual time, however
+//!   [`EventLoop::advance_clock`](crate::EventLoop::advance_clock). Running callbacks and tasks takes no virtual time, however
 //!   long they take for real.
 //! * **I/O is still polled when jumping.** An iteration that would sleep polls epoll with a
 //!   zero timeout first. If that poll finds I/O ready (or work queued from another thread), the
@@ -38,10 +38,10 @@
 //!   test waits for the outside world.
 //! * **A loop that never idles never advances.** While work is ready every iteration (a
 //!   callback that keeps rescheduling itself, an fd that is always readable), the clock stands
-//!   still and timers do not become due; [`EventLoop::advance_clock`] moves it by hand.
+//!   still and timers do not become due; [`EventLoop::advance_clock`](crate::EventLoop::advance_clock) moves it by hand.
 //! * **Instants are virtual too.** The clock starts at the real [`Instant`] at which the loop
 //!   was built and moves only as described; deadlines given as an `Instant` should be derived
-//!   from [`EventLoop::now`], not from [`Instant::now`].
+//!   from [`EventLoop::now`](crate::EventLoop::now), not from [`Instant::now`].
 //!
 //! The loop's own measurements stay real: [`Stats::poll_time`](crate::Stats::poll_time) and
 //! [`Stats::run_time`](crate::Stats::run_time) are wall-clock durations, and debug mode's
@@ -49,11 +49,9 @@
 
 use std::time::Instant;
 
-use crate::{EventLoop, Result};
-
-/// Configures an [`EventLoop`] before it is built: the clock (real or virtual) and debug mode.
+/// Configures an [`EventLoop`](crate::EventLoop) before it is built: the clock (real or virtual) and debug mode.
 ///
-/// [`EventLoop::new`] is `EventLoop::builder().build()`.
+/// [`EventLoop::new`](crate::EventLoop::new) is `EventLoop::builder().build()`.
 ///
 /// ```
 /// use loop_core::EventLoop;
@@ -73,7 +71,7 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A builder with the defaults of [`EventLoop::new`]: the real monotonic clock, debug mode
+    /// A builder with the defaults of [`EventLoop::new`](crate::EventLoop::new): the real monotonic clock, debug mode
     /// from the environment.
     ///
     /// ```
@@ -86,12 +84,12 @@ impl Builder {
     }
 
     /// Gives the loop a virtual clock, for deterministic tests of timer-driven code: an hour of
-    /// delay runs at once, in exact order. [`EventLoop::now`] starts at the real instant the
+    /// delay runs at once, in exact order. [`EventLoop::now`](crate::EventLoop::now) starts at the real instant the
     /// loop is built, then:
     ///
     /// * it advances only when an iteration finds nothing to do but wait for the earliest
     ///   deadline (a timer): it jumps straight to that deadline, however far out, and the timers
-    ///   due then run in that iteration; or by hand, with [`EventLoop::advance_clock`];
+    ///   due then run in that iteration; or by hand, with [`EventLoop::advance_clock`](crate::EventLoop::advance_clock);
     /// * before jumping, the iteration still polls I/O with a zero timeout; if that finds I/O
     ///   ready (or work from another thread), the clock stays put and that work runs first;
     /// * with no deadline and nothing ready, the loop blocks on I/O as usual, and that real
@@ -101,7 +99,8 @@ impl Builder {
     /// * callbacks take no virtual time; [`Stats`](crate::Stats) durations stay real.
     ///
     /// ```
-    /// use loop_core::{EventLoop, Source};
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
     /// use std::time::{Duration, Instant};
     /// use std::{cell::Cell, rc::Rc};
     ///
@@ -142,21 +141,6 @@ impl Builder {
     pub fn debug(mut self, on: bool) -> Builder {
         self.debug = Some(on);
         self
-    }
-
-    /// Creates the loop, bound to the current thread.
-    ///
-    /// # Errors
-    ///
-    /// The error of `epoll_create1` or `eventfd` (e.g. `EMFILE`).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::builder().build()?;
-    /// lp.close()?;
-    /// # Ok::<(), loop_core::Error>(())
-    /// ```
-    pub fn build(self) -> Result<EventLoop> {
-        EventLoop::from_builder(self)
     }
 }
 

@@ -10,7 +10,7 @@
 //! Snapshots are copy-on-write: scheduling costs a reference-count increment (nothing at all
 //! while no variable was ever set on the thread), and `set` copies the small map only when it
 //! is shared. Callbacks of [`call_soon_threadsafe`](crate::Remote::call_soon_threadsafe) and
-//! [`IoHandler`](crate::IoHandler)s run in an empty context (a context cannot cross threads;
+//! I/O handlers run in an empty context (a context cannot cross threads;
 //! a transport that wants its creator's context keeps a [`Context`] and uses
 //! [`Context::run`]).
 //!

@@ -91,17 +91,62 @@ impl Error {
         matches!(self, Error::Cancelled(_))
     }
 
-    /// The OS error number, if this is an I/O error that carries one.
+    /// The OS error number (asyncio's `errno`): the error's own, or the one of the OS error it
+    /// wraps, found by walking the source chain. Errors of `create_connection`,
+    /// `create_server` and friends name the address in their message and keep the OS error as
+    /// their source; this finds `ECONNREFUSED`, `EADDRINUSE` and the like there too.
     ///
     /// ```
     /// use loop_core::Error;
     /// let e = Error::from(std::io::Error::from_raw_os_error(32));
     /// assert_eq!(e.raw_os_error(), Some(32));
+    /// // An OS error wrapped with a message keeps its number.
+    /// let wrapped = std::io::Error::new(
+    ///     std::io::ErrorKind::ConnectionRefused,
+    ///     std::io::Error::from_raw_os_error(111),
+    /// );
+    /// assert_eq!(Error::from(wrapped).raw_os_error(), Some(111));
+    /// assert_eq!(Error::TimedOut.raw_os_error(), None);
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
+        let mut cur: &(dyn std::error::Error + 'static) = match self {
+            Error::Io(io) => &**io,
+            Error::Exception(e) => &*e.inner,
+            _ => return None,
+        };
+        loop {
+            if let Some(io) = cur.downcast_ref::<io::Error>() {
+                if let Some(n) = io.raw_os_error() {
+                    return Some(n);
+                }
+                if let Some(inner) = io.get_ref() {
+                    cur = inner;
+                    continue;
+                }
+            }
+            if let Some(Error::Io(io)) = cur.downcast_ref::<Error>() {
+                cur = &**io;
+                continue;
+            }
+            cur = cur.source()?;
+        }
+    }
+
+    /// The errors of a group (an [`ErrorGroup`], such as `create_connection`'s with
+    /// `all_errors`), in order; empty for an error that is not a group.
+    ///
+    /// ```
+    /// use loop_core::{Error, ErrorGroup, Exception};
+    /// let g = Error::Exception(Exception::new(ErrorGroup::new("failed", vec![Error::TimedOut])));
+    /// assert!(matches!(g.errors(), [Error::TimedOut]));
+    /// assert!(Error::Closed.errors().is_empty());
+    /// ```
+    pub fn errors(&self) -> &[Error] {
         match self {
-            Error::Io(e) => e.raw_os_error(),
-            _ => None,
+            Error::Exception(e) => e
+                .downcast_ref::<ErrorGroup>()
+                .map_or(&[][..], ErrorGroup::errors),
+            _ => &[],
         }
     }
 
@@ -430,3 +475,64 @@ pub struct Fatal(pub String);
 pub fn fatal(message: impl Into<String>) -> ! {
     std::panic::resume_unwind(Box::new(Fatal(message.into())))
 }
+
+/// Several errors under one message (asyncio's `ExceptionGroup`): every attempt's error of a
+/// failed `create_connection` with `all_errors`. It comes back as [`Error::Exception`];
+/// [`Error::errors`] gives the errors.
+///
+/// ```
+/// use loop_core::ErrorGroup;
+/// let g = ErrorGroup::new("create_connection failed", vec![loop_core::Error::TimedOut]);
+/// assert_eq!(g.errors().len(), 1);
+/// assert!(g.to_string().starts_with("create_connection failed"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ErrorGroup {
+    /// What failed.
+    message: String,
+    /// Each error, in order.
+    errors: Vec<Error>,
+}
+
+impl ErrorGroup {
+    /// A group of `errors` under `message`.
+    ///
+    /// ```
+    /// let g = loop_core::ErrorGroup::new("m", vec![]);
+    /// assert!(g.errors().is_empty());
+    /// ```
+    pub fn new(message: impl Into<String>, errors: Vec<Error>) -> ErrorGroup {
+        ErrorGroup {
+            message: message.into(),
+            errors,
+        }
+    }
+
+    /// The errors, in order.
+    ///
+    /// ```
+    /// let g = loop_core::ErrorGroup::new("m", vec![loop_core::Error::TimedOut]);
+    /// assert!(matches!(g.errors()[0], loop_core::Error::TimedOut));
+    /// ```
+    pub fn errors(&self) -> &[Error] {
+        &self.errors
+    }
+}
+
+impl fmt::Display for ErrorGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} sub-exceptions)", self.message, self.errors.len())
+    }
+}
+
+impl std::error::Error for ErrorGroup {}
+
+/// `Result` with evloop's [`Error`].
+///
+/// ```
+/// fn make() -> loop_core::Result<loop_core::EventLoop> {
+///     loop_core::EventLoop::new()
+/// }
+/// assert!(make().is_ok());
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 use async_task::Runnable;
 
 use crate::exception::ExceptionHandler;
-use crate::handle::{Callback, RemoteCallback};
-use crate::reactor::{IoHandler, Reactor, Readiness};
+use crate::reactor::{Reactor, Readiness, Ready, Watcher};
+use crate::stats::{bump, Counters, Stats};
 use crate::task::TaskSlab;
 use crate::wake::{EventFd, Wake};
-use crate::{Error, Exception, ExceptionContext, Handle, RemoteHandle, Result};
+use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
+use crate::{Error, Exception, ExceptionContext, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
 pub const POLL_EVERY: u32 = 64;
@@ -46,9 +47,9 @@ pub const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
 /// A unit of work in the ready queue.
 pub(crate) enum Work {
     /// A local callback.
-    Call(Rc<dyn Callback>),
+    Call(Rc<dyn Callback<EventLoop>>),
     /// A callback from `call_soon_threadsafe`.
-    Remote(Arc<dyn RemoteCallback>),
+    Remote(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task step.
     Task(Runnable),
     /// Readiness for a registered handler.
@@ -60,7 +61,7 @@ pub(crate) enum Work {
 /// Work queued from other threads.
 pub(crate) enum RemoteWork {
     /// A `call_soon_threadsafe` callback.
-    Call(Arc<dyn RemoteCallback>),
+    Call(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task woken off the loop's thread.
     Task(Runnable),
     /// `Remote::stop`.
@@ -96,7 +97,7 @@ impl Shared {
 
     /// Disposes of a task step that can no longer run: dropped on the loop's thread, leaked
     /// elsewhere (a local task's future must not be dropped on another thread).
-    fn dispose(&self, w: RemoteWork) {
+    pub(crate) fn dispose(&self, w: RemoteWork) {
         match w {
             RemoteWork::Task(r) if std::thread::current().id() != self.thread => {
                 std::mem::forget(r)
@@ -114,10 +115,12 @@ impl Drop for Shared {
     }
 }
 
-/// An event source polled once per iteration: timers are one.
+/// An event source polled once per iteration: timers are one. Part of the unstable
+/// [`internal`](crate::internal) API.
 ///
 /// ```
-/// use loop_core::{EventLoop, Source};
+/// use loop_core::internal::{LoopInternals, Source};
+/// use loop_core::EventLoop;
 /// use std::time::Instant;
 ///
 /// struct Never;
@@ -133,7 +136,8 @@ pub trait Source {
     /// The earliest time something of this source becomes due, if any. Called before each
     /// blocking poll; may drop cancelled entries on the way (TIMER-15).
     fn next_deadline(&self, lp: &EventLoop) -> Option<Instant>;
-    /// Queues (with [`EventLoop::schedule`]) everything due at `now`. Called once per iteration,
+    /// Queues (with [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule))
+    /// everything due at `now`. Called once per iteration,
     /// after I/O was polled.
     fn dispatch(&self, lp: &EventLoop, now: Instant);
     /// Drops everything pending without running it (`close()`).
@@ -143,7 +147,8 @@ pub trait Source {
     /// [`Stats::timers_pending`]. The default is 0.
     ///
     /// ```
-    /// use loop_core::{EventLoop, Source};
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
     /// use std::time::Instant;
     ///
     /// struct Three;
@@ -162,226 +167,68 @@ pub trait Source {
     }
 }
 
-/// What the loop did so far, from [`EventLoop::stats`].
-///
-/// The counters are always on: each is a plain integer add on the loop's thread, and the two
-/// durations come from the clock readings an iteration that blocks takes anyway (busy
-/// iterations, which skip the poll, read no clock for them). All counts start at zero when the
-/// loop is built and never reset; subtract two snapshots to measure a stretch of work.
+/// A boxed local future, as hooks and finalizers return.
+pub(crate) type LocalBoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
+/// A shutdown hook: makes the future the runner awaits.
+pub(crate) type ShutdownHook = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<()>>;
+
+/// A finalizer: makes the future that closes one resource.
+pub(crate) type Finalizer = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<Result<()>>>;
+
+/// The loop's registry of finalizable async resources.
+#[derive(Default)]
+pub(crate) struct Resources {
+    /// Registered resources, by key (registration order): (name, finalizer).
+    pub(crate) entries: std::collections::BTreeMap<u64, (String, Finalizer)>,
+    /// Next key.
+    pub(crate) next: u64,
+    /// `shutdown_asyncgens` was called.
+    pub(crate) shut_down: bool,
+}
+
+impl Resources {
+    /// Empties the registry (loop close); the finalizers are dropped by the caller.
+    pub(crate) fn take_all(&mut self) -> std::collections::BTreeMap<u64, (String, Finalizer)> {
+        std::mem::take(&mut self.entries)
+    }
+}
+
+/// Something that wants to hear about readiness of one fd: transports implement it. Part of
+/// the unstable [`internal`](crate::internal) API.
 ///
 /// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// lp.call_soon(|lp| lp.stop()).unwrap();
-/// lp.run_forever().unwrap();
-/// let s = lp.stats();
-/// assert_eq!(s.iterations, 1);
-/// assert_eq!(s.callbacks, 1);
+/// use loop_core::internal::IoHandler;
+/// use loop_core::{EventLoop, Readiness};
+/// struct Printer;
+/// impl IoHandler for Printer {
+///     fn ready(&self, _lp: &EventLoop, r: Readiness) {
+///         println!("{r:?}");
+///     }
+/// }
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Loop iterations (asyncio's `_run_once` calls).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.call_soon(|lp| { lp.call_soon(|lp| lp.stop()).unwrap(); }).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(lp.stats().iterations, 2);
-    /// ```
-    pub iterations: u64,
-    /// Callbacks run: `call_soon`, `call_soon_threadsafe`, timers, fd watchers and I/O
-    /// handlers. Cancelled handles that were skipped do not count.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.call_soon(|_| {}).unwrap();
-    /// lp.call_soon(|_| {}).unwrap().cancel();
-    /// lp.stop();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(lp.stats().callbacks, 1);
-    /// ```
-    pub callbacks: u64,
-    /// Task steps run (each poll of a task's future by the loop).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.run_until_complete(async { loop_core::yield_now().await }).unwrap();
-    /// assert_eq!(lp.stats().tasks_polled, 2); // one step before the yield, one after
-    /// ```
-    pub tasks_polled: u64,
-    /// I/O readiness events the poller delivered (fd watchers, transports).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// std::io::Write::write_all(&mut &b, b"x").unwrap();
-    /// lp.add_reader(&a, |lp| lp.stop()).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(lp.stats().io_events, 1);
-    /// lp.remove_reader(&a).unwrap();
-    /// ```
-    pub io_events: u64,
-    /// `epoll_wait` calls. While work is ready the poll is skipped for up to [`POLL_EVERY`]
-    /// iterations, so this is usually well below [`iterations`](Stats::iterations).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.stop();
-    /// lp.run_forever().unwrap(); // a pre-stopped run polls once, with a zero timeout
-    /// assert_eq!(lp.stats().polls, 1);
-    /// ```
-    pub polls: u64,
-    /// The longest ready queue seen at the start of a run phase: the most work one iteration
-    /// had to run.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// for _ in 0..10 {
-    ///     lp.call_soon(|_| {}).unwrap();
-    /// }
-    /// lp.stop();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(lp.stats().ready_high_water, 10);
-    /// ```
-    pub ready_high_water: u64,
-    /// Callbacks or task steps that took at least the slow-callback threshold
-    /// ([`EventLoop::slow_callback_duration`]). Timing each callback costs two clock readings,
-    /// so this is counted in debug mode only (where each is also logged); 0 otherwise.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.set_debug(true);
-    /// lp.set_slow_callback_duration(Duration::from_millis(1));
-    /// lp.call_soon(|lp| { std::thread::sleep(Duration::from_millis(2)); lp.stop() }).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(lp.stats().slow_callbacks, 1);
-    /// ```
-    pub slow_callbacks: u64,
-    /// Wall-clock time spent waiting in `epoll_wait` for I/O, a deadline or a wake-up: the
-    /// loop's idle time. Zero-timeout polls of a busy loop count as running time.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r = lp.remote();
-    /// let t = std::thread::spawn(move || {
-    ///     std::thread::sleep(Duration::from_millis(20));
-    ///     r.stop().unwrap();
-    /// });
-    /// lp.run_forever().unwrap(); // idle until the stop arrives
-    /// t.join().unwrap();
-    /// assert!(lp.stats().poll_time >= Duration::from_millis(10));
-    /// ```
-    pub poll_time: Duration,
-    /// Wall-clock time spent inside `run_forever` / `run_until_complete` but not waiting in
-    /// `epoll_wait`: running callbacks and tasks, dispatching I/O and timers. Together with
-    /// [`poll_time`](Stats::poll_time) it adds up to the time spent in `run_*`; busy
-    /// iterations are accounted at the next blocking poll or when the run returns (or when
-    /// `stats()` is called).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.call_soon(|lp| { std::thread::sleep(Duration::from_millis(5)); lp.stop() }).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert!(lp.stats().run_time >= Duration::from_millis(5));
-    /// ```
-    pub run_time: Duration,
-    /// File descriptors registered with the poller now (fd watchers and transports).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// lp.add_reader(&a, |_| {}).unwrap();
-    /// assert_eq!(lp.stats().fds_registered, 1);
-    /// lp.remove_reader(&a).unwrap();
-    /// assert_eq!(lp.stats().fds_registered, 0);
-    /// ```
-    pub fds_registered: u64,
-    /// Entries waiting in the loop's event sources now, as each [`Source::pending`] reports
-    /// them: with the timers crate, the timers scheduled and not cancelled yet (sleeps and
-    /// timeouts included).
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, Source};
-    /// use std::time::Instant;
-    ///
-    /// struct Two;
-    /// impl Source for Two {
-    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
-    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
-    ///     fn close(&self, _lp: &EventLoop) {}
-    ///     fn pending(&self) -> usize { 2 }
-    /// }
-    /// let lp = EventLoop::new().unwrap();
-    /// assert_eq!(lp.stats().timers_pending, 0);
-    /// lp.add_source(std::rc::Rc::new(Two));
-    /// assert_eq!(lp.stats().timers_pending, 2);
-    /// ```
-    pub timers_pending: u64,
-    /// The timeout the loop passed to its most recent poll of the reactor: `Some(ZERO)` for a
-    /// poll that must not block (work ready, a stop requested, a deadline already due, a
-    /// virtual-clock loop jumping ahead), `Some(d)` for a wait until the nearest deadline —
-    /// never more than [`MAX_POLL_TIMEOUT`], however far out that deadline is (TIMER-14) — and
-    /// `None` if the last poll waited for I/O or a wake-up only, with no deadline, or if the
-    /// loop has not polled yet ([`polls`](Stats::polls) is 0 then).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert_eq!(lp.stats().last_poll_timeout, None); // no poll yet
-    /// lp.stop();
-    /// lp.run_forever().unwrap(); // a pre-stopped run polls once, with a zero timeout
-    /// assert_eq!(lp.stats().last_poll_timeout, Some(Duration::ZERO));
-    /// ```
-    pub last_poll_timeout: Option<Duration>,
+pub trait IoHandler {
+    /// Called from the ready queue when the fd became ready.
+    fn ready(&self, lp: &EventLoop, readiness: Readiness);
+}
+
+/// The loop's poller: `add_reader` / `add_writer` callbacks and transports' handlers.
+pub(crate) type LoopReactor = Reactor<Rc<dyn Callback<EventLoop>>, Rc<dyn IoHandler>>;
+
+impl Watcher for Rc<dyn Callback<EventLoop>> {
+    #[inline]
+    fn cancel(&self) {
+        Callback::cancel(&**self)
+    }
+
+    #[inline]
+    fn is_cancelled(&self) -> bool {
+        Callback::is_cancelled(&**self)
+    }
 }
 
 /// A hook run by `close()`, with the place that registered it.
 type CloseHook = (Box<dyn FnOnce(&EventLoop)>, &'static Location<'static>);
-
-/// Stats counters (cells, so updating them is a plain add).
-#[derive(Default)]
-struct Counters {
-    /// See [`Stats::iterations`].
-    iterations: Cell<u64>,
-    /// See [`Stats::callbacks`].
-    callbacks: Cell<u64>,
-    /// See [`Stats::tasks_polled`].
-    tasks_polled: Cell<u64>,
-    /// See [`Stats::io_events`].
-    io_events: Cell<u64>,
-    /// See [`Stats::polls`].
-    polls: Cell<u64>,
-    /// See [`Stats::ready_high_water`].
-    ready_high_water: Cell<u64>,
-    /// See [`Stats::slow_callbacks`].
-    slow_callbacks: Cell<u64>,
-    /// See [`Stats::poll_time`].
-    poll_time: Cell<Duration>,
-    /// See [`Stats::run_time`] (up to `run_mark`).
-    run_time: Cell<Duration>,
-    /// The last clock reading that split running from polling; `None` outside `run_*`.
-    run_mark: Cell<Option<Instant>>,
-    /// See [`Stats::last_poll_timeout`].
-    last_poll_timeout: Cell<Option<Duration>>,
-}
-
-impl Counters {
-    /// Accounts the time from the last mark to `now` as running time.
-    #[inline]
-    fn account_run(&self, now: Instant) {
-        if let Some(mark) = self.run_mark.get() {
-            let c = &self.run_time;
-            c.set(c.get() + now.saturating_duration_since(mark));
-        }
-    }
-}
-
-fn bump(c: &Cell<u64>, n: u64) {
-    c.set(c.get().wrapping_add(n));
-}
 
 /// The loop's state, behind the `Rc` of [`EventLoop`].
 pub(crate) struct Inner {
@@ -389,8 +236,8 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// The ready queue.
     pub(crate) ready: RefCell<VecDeque<Work>>,
-    /// epoll and the registrations.
-    pub(crate) reactor: Reactor,
+    /// epoll and the registrations, in an `Rc` of its own: registrations hold it weakly.
+    pub(crate) reactor: Rc<LoopReactor>,
     /// `run_*` is executing.
     running: Cell<bool>,
     /// `stop()` was requested.
@@ -418,9 +265,9 @@ pub(crate) struct Inner {
     /// Run at `close()`, in order of registration.
     close_hooks: RefCell<Vec<CloseHook>>,
     /// Run by the runner before `close()` (see `on_shutdown`).
-    pub(crate) shutdown_hooks: RefCell<Vec<crate::runner::ShutdownHook>>,
+    pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
     /// Finalizable async resources (`shutdown_asyncgens`).
-    pub(crate) resources: RefCell<crate::runner::Resources>,
+    pub(crate) resources: RefCell<Resources>,
     /// Stats counters.
     counters: Counters,
     /// The virtual clock's "now"; `None` for the real clock.
@@ -491,33 +338,6 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Schedules `f` to run on the loop's thread, from any thread, and wakes the loop.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] if the loop was closed.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r = lp.remote();
-    /// std::thread::spawn(move || r.call_soon_threadsafe(|lp| lp.stop()).unwrap()).join().unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    #[track_caller]
-    pub fn call_soon_threadsafe(
-        &self,
-        f: impl FnOnce(&EventLoop) + Send + 'static,
-    ) -> Result<RemoteHandle> {
-        let h = RemoteHandle::new(f);
-        match self.shared.push(RemoteWork::Call(h.cb.clone())) {
-            Ok(()) => Ok(h),
-            Err(w) => {
-                self.shared.dispose(w);
-                Err(Error::Closed)
-            }
-        }
-    }
-
     /// Asks the loop to stop (as [`EventLoop::stop`] from its own thread).
     ///
     /// # Errors
@@ -571,6 +391,76 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// A handle to a loop that does not keep it alive: what the loop's own internals (transports,
+/// servers, timers, the executor, signal state, child watchers) keep, so that dropping the
+/// last [`EventLoop`] handle frees the loop. Part of the unstable
+/// [`internal`](crate::internal) API.
+///
+/// ```
+/// use loop_core::internal::LoopInternals;
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let weak = lp.downgrade();
+/// assert!(weak.upgrade().unwrap().ptr_eq(&lp));
+/// drop(lp);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[derive(Clone)]
+pub struct WeakLoop {
+    /// The loop state, weakly.
+    inner: std::rc::Weak<Inner>,
+}
+
+impl WeakLoop {
+    /// A handle that never upgrades (for fields filled in later).
+    ///
+    /// ```
+    /// assert!(loop_core::internal::WeakLoop::new().upgrade().is_none());
+    /// ```
+    pub fn new() -> WeakLoop {
+        WeakLoop {
+            inner: std::rc::Weak::new(),
+        }
+    }
+
+    /// The loop, if a strong handle of it still exists.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.downgrade().upgrade().is_some());
+    /// ```
+    #[inline]
+    pub fn upgrade(&self) -> Option<EventLoop> {
+        self.inner.upgrade().map(|inner| EventLoop { inner })
+    }
+
+    /// True if `lp` is the loop this handle points to.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(lp.downgrade().is(&lp));
+    /// ```
+    pub fn is(&self, lp: &EventLoop) -> bool {
+        std::ptr::eq(self.inner.as_ptr(), Rc::as_ptr(&lp.inner))
+    }
+}
+
+impl Default for WeakLoop {
+    fn default() -> WeakLoop {
+        WeakLoop::new()
+    }
+}
+
+impl std::fmt::Debug for WeakLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.upgrade() {
+            Some(lp) => write!(f, "<WeakLoop loop={}>", lp.id()),
+            None => f.write_str("<WeakLoop (gone)>"),
+        }
+    }
+}
+
 /// Runs what it guards in the empty context, then restores the previous one.
 struct EmptyContext(Option<crate::context::Snapshot>);
 
@@ -613,6 +503,23 @@ impl Drop for RunGuard<'_> {
         if crate::context::active() {
             drop(crate::context::enter(self.base_context.take()));
         }
+    }
+}
+
+impl crate::Builder {
+    /// Creates the loop, bound to the current thread.
+    ///
+    /// # Errors
+    ///
+    /// The error of `epoll_create1` or `eventfd` (e.g. `EMFILE`).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::builder().build()?;
+    /// lp.close()?;
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn build(self) -> Result<EventLoop> {
+        EventLoop::from_builder(self)
     }
 }
 
@@ -663,7 +570,7 @@ impl EventLoop {
                     closed: AtomicBool::new(false),
                 }),
                 ready: RefCell::new(VecDeque::with_capacity(256)),
-                reactor,
+                reactor: Rc::new(reactor),
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
@@ -678,7 +585,7 @@ impl EventLoop {
                 extensions: RefCell::new(HashMap::new()),
                 close_hooks: RefCell::new(Vec::new()),
                 shutdown_hooks: RefCell::new(Vec::new()),
-                resources: RefCell::new(crate::runner::Resources::default()),
+                resources: RefCell::new(Resources::default()),
                 counters: Counters::default(),
                 virtual_now: std::cell::Cell::new(b.virtual_clock.then(Instant::now)),
             }),
@@ -739,39 +646,18 @@ impl EventLoop {
         }
     }
 
+    /// The loop's poller.
+    #[inline]
+    pub(crate) fn reactor(&self) -> &Rc<LoopReactor> {
+        &self.inner.reactor
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.get() {
             Err(Error::Closed)
         } else {
             Ok(())
         }
-    }
-
-    /// Schedules `f` to run on the next iteration; callbacks run once each, in the order they
-    /// were scheduled. The handle cancels it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use std::{cell::RefCell, rc::Rc};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let order = Rc::new(RefCell::new(Vec::new()));
-    /// for i in 0..3 {
-    ///     let o = order.clone();
-    ///     lp.call_soon(move |_| o.borrow_mut().push(i)).unwrap();
-    /// }
-    /// lp.call_soon(|lp| lp.stop()).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(*order.borrow(), [0, 1, 2]);
-    /// ```
-    #[track_caller]
-    pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
-        self.check_open()?;
-        let h = Handle::with_location(Location::caller(), f);
-        self.push_ready(Work::Call(h.cb.clone()));
-        Ok(h)
     }
 
     /// Appends to the ready queue. Work queued by other threads before this call is moved in
@@ -785,72 +671,12 @@ impl EventLoop {
         self.inner.ready.borrow_mut().push_back(w);
     }
 
-    /// Queues an existing handle (event sources use this for due work).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.schedule(&loop_core::Handle::new(|lp| lp.stop())).unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    pub fn schedule(&self, h: &Handle) -> Result<()> {
-        self.check_open()?;
-        self.push_ready(Work::Call(h.cb.clone()));
-        Ok(())
-    }
-
-    /// Queues readiness for an [`IoHandler`] as if the poller had reported it (used by
-    /// transports to retry a read after `resume_reading` on an edge-triggered fd).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, IoHandler, Readiness};
-    /// struct Stop;
-    /// impl IoHandler for Stop { fn ready(&self, lp: &EventLoop, _: Readiness) { lp.stop() } }
-    /// let lp = EventLoop::new().unwrap();
-    /// lp.schedule_io(std::rc::Rc::new(Stop), Readiness::READABLE).unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    pub fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
+    /// Queues readiness for an [`IoHandler`] as if the poller had reported it; see
+    /// [`LoopInternals::schedule_io`](crate::internal::LoopInternals::schedule_io).
+    pub(crate) fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
         self.check_open()?;
         self.push_ready(Work::Io(handler, r));
         Ok(())
-    }
-
-    /// `call_soon_threadsafe` from the loop's own thread (CORE-19): the callback is queued
-    /// after everything queued before it, by this thread or any other, and its handle can be
-    /// cancelled from any thread. No wake-up is written: the caller is the loop's thread.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after `close()`.
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let order = Arc::new(Mutex::new(Vec::new()));
-    /// let o = order.clone();
-    /// lp.call_soon_threadsafe(move |_| o.lock().unwrap().push("threadsafe")).unwrap();
-    /// let o = order.clone();
-    /// lp.call_soon(move |lp| { o.lock().unwrap().push("soon"); lp.stop() }).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert_eq!(*order.lock().unwrap(), ["threadsafe", "soon"]);
-    /// ```
-    #[track_caller]
-    pub fn call_soon_threadsafe(
-        &self,
-        f: impl FnOnce(&EventLoop) + Send + 'static,
-    ) -> Result<RemoteHandle> {
-        self.check_open()?;
-        let h = RemoteHandle::new(f);
-        self.push_ready(Work::Remote(h.cb.clone()));
-        Ok(h)
     }
 
     /// Runs until [`stop`](EventLoop::stop) is called. A `stop()` made before the call makes it
@@ -938,7 +764,7 @@ impl EventLoop {
     }
 
     /// Closes the loop: runs the close hooks of extension crates (executor shutdown without
-    /// waiting, signal handlers removed, see [`on_close`](EventLoop::on_close)), drops every
+    /// waiting, signal handlers removed), drops every
     /// pending callback and timer without running it, tears pending tasks down (reporting each
     /// as "Task was destroyed but it is pending!"), drops the fd watchers and closes the epoll
     /// fd and the wake-up eventfd. Idempotent. Dropping the last handle of an unclosed loop
@@ -1116,37 +942,15 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Adds an event source, polled every iteration.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, Source};
-    /// use std::time::Instant;
-    ///
-    /// struct Never;
-    /// impl Source for Never {
-    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
-    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
-    ///     fn close(&self, _lp: &EventLoop) {}
-    /// }
-    /// let lp = EventLoop::new().unwrap();
-    /// lp.add_source(std::rc::Rc::new(Never));
-    /// lp.close().unwrap();
-    /// ```
-    pub fn add_source(&self, s: Rc<dyn Source>) {
+    /// Adds an event source, polled every iteration; see
+    /// [`LoopInternals::add_source`](crate::internal::LoopInternals::add_source).
+    pub(crate) fn add_source(&self, s: Rc<dyn Source>) {
         self.inner.sources.borrow_mut().push(s);
     }
 
-    /// Per-loop state of type `T`, created by `init` on first use (extension crates keep their
-    /// state here).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let a = lp.extension(|_| std::cell::Cell::new(5u32));
-    /// let b = lp.extension(|_| std::cell::Cell::new(0u32));
-    /// assert_eq!(b.get(), 5);
-    /// # drop(a);
-    /// ```
-    pub fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T> {
+    /// Per-loop state of type `T`, created by `init` on first use; see
+    /// [`LoopInternals::extension`](crate::internal::LoopInternals::extension).
+    pub(crate) fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T> {
         let id = TypeId::of::<T>();
         if let Some(v) = self.inner.extensions.borrow().get(&id) {
             return v.clone().downcast::<T>().expect("keyed by type");
@@ -1162,28 +966,22 @@ impl EventLoop {
             .expect("keyed by type")
     }
 
-    /// Registers `f` to run once when the loop is closed, after the loop is marked closed and
-    /// before pending work is dropped. Hooks run in registration order; a hook that panics is
-    /// reported to the exception handler and the others still run. Extension crates use this
-    /// for what `close()` must do without waiting (the executor is shut down without waiting,
-    /// signal handlers are removed). Hooks also run when the last handle of an unclosed loop is
-    /// dropped.
-    ///
-    /// ```
-    /// use std::{cell::Cell, rc::Rc};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let closed = Rc::new(Cell::new(false));
-    /// let c = closed.clone();
-    /// lp.on_close(move |_| c.set(true));
-    /// lp.close().unwrap();
-    /// assert!(closed.get());
-    /// ```
-    #[track_caller]
-    pub fn on_close(&self, f: impl FnOnce(&EventLoop) + 'static) {
-        self.inner
-            .close_hooks
-            .borrow_mut()
-            .push((Box::new(f), Location::caller()));
+    /// Registers `f` to run once when the loop is closed; see
+    /// [`LoopInternals::on_close`](crate::internal::LoopInternals::on_close).
+    pub(crate) fn on_close_at(
+        &self,
+        f: Box<dyn FnOnce(&EventLoop)>,
+        at: &'static Location<'static>,
+    ) {
+        self.inner.close_hooks.borrow_mut().push((f, at));
+    }
+
+    /// A handle that does not keep the loop alive; see
+    /// [`LoopInternals::downgrade`](crate::internal::LoopInternals::downgrade).
+    pub(crate) fn downgrade(&self) -> WeakLoop {
+        WeakLoop {
+            inner: Rc::downgrade(&self.inner),
+        }
     }
 
     /// Runs one iteration.
@@ -1246,8 +1044,15 @@ impl EventLoop {
             if let Some(start) = poll_start {
                 inner.counters.account_run(start);
             }
-            let before = inner.ready.borrow().len();
-            let (_, woken) = inner.reactor.poll(timeout, &inner.ready);
+            let mut q = inner.ready.borrow_mut();
+            let before = q.len();
+            let (_, woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
+                Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
+                Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
+            });
+            let polled = q.len() - before;
+            drop(q);
+            inner.reactor.remove_cancelled(cancelled);
             if let Some(start) = poll_start {
                 let end = Instant::now();
                 let c = &inner.counters;
@@ -1256,10 +1061,7 @@ impl EventLoop {
                 c.run_mark.set(Some(end));
                 polled_at = Some(end);
             }
-            bump(
-                &inner.counters.io_events,
-                (inner.ready.borrow().len() - before) as u64,
-            );
+            bump(&inner.counters.io_events, polled as u64);
             // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
             if woken && inner.shared.wake.drain_and_rearm() {
                 self.take_remote();
@@ -1343,7 +1145,7 @@ impl EventLoop {
                 inner.current_location.set(Some(loc));
                 // The callback's context stays current while a panic of it is reported, so
                 // the exception handler runs in it (CORE-53).
-                let ctx = crate::handle::EnterContext::enter_if_active(&*cb);
+                let ctx = EnterContext::enter_if_active(&*cb);
                 let start = inner.debug.get().then(Instant::now);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
                     self.report_panic(p, "Exception in callback", Some(loc));
@@ -1354,11 +1156,11 @@ impl EventLoop {
                 inner.current_location.set(None);
                 match ctx {
                     Some(ctx) => drop(ctx),
-                    None => crate::handle::leave_unentered(&*cb),
+                    None => leave_unentered(&*cb),
                 }
             }
             Work::Remote(cb) => {
-                if cb.state() != crate::handle::PENDING {
+                if cb.state() != PENDING {
                     return;
                 }
                 bump(&inner.counters.callbacks, 1);

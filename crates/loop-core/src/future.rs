@@ -186,7 +186,7 @@ impl<T: 'static> LoopFuture<T> {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let f = lp.create_future::<()>();
-    /// assert!(f.cancel(None));
+    /// assert!(f.cancel());
     /// assert!(f.cancelled());
     /// ```
     pub fn cancelled(&self) -> bool {
@@ -235,10 +235,29 @@ impl<T: 'static> LoopFuture<T> {
     /// ```
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let f = lp.create_future::<()>();
-    /// assert!(f.cancel(Some("no longer needed".into())));
-    /// assert!(!f.cancel(None));
+    /// assert!(f.cancel());
+    /// assert!(!f.cancel());
+    /// assert!(f.cancelled());
     /// ```
-    pub fn cancel(&self, msg: Option<String>) -> bool {
+    pub fn cancel(&self) -> bool {
+        self.cancel_msg(None)
+    }
+
+    /// Cancels the future with a message, which the [`Cancelled`] error carries (asyncio's
+    /// `cancel(msg)`); otherwise as [`cancel`](LoopFuture::cancel).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let f = lp.create_future::<()>();
+    /// assert!(f.cancel_with("no longer needed"));
+    /// let e = f.result().unwrap_err();
+    /// assert_eq!(e.as_cancelled().unwrap().message(), Some("no longer needed"));
+    /// ```
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.cancel_msg(Some(msg.into()))
+    }
+
+    pub(crate) fn cancel_msg(&self, msg: Option<String>) -> bool {
         // A late cancel still marks an unread error as dealt with (CORE-33).
         self.inner.retrieved.set(true);
         self.complete(Err(Error::Cancelled(Cancelled::new(msg))))
@@ -400,7 +419,7 @@ impl<T: 'static> LoopFuture<T> {
 
 impl<T: 'static> CancelTarget for FutInner<T> {
     fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool {
-        LoopFuture { inner: self }.cancel(msg)
+        LoopFuture { inner: self }.cancel_msg(msg)
     }
 }
 

@@ -17,85 +17,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::context::{self, Snapshot};
-use crate::EventLoop;
-
-/// Makes a callback's context current for as long as it lives (also when the callback
-/// panics), then stores what the callback left in it back into the callback.
-pub(crate) struct EnterContext<'a> {
-    /// The callback.
-    cb: &'a dyn Callback,
-    /// The context that was current before; `None` if contexts were not in use on this thread
-    /// when the callback started (its context and the current one were then both empty).
-    prev: Option<Snapshot>,
-}
-
-impl<'a> EnterContext<'a> {
-    #[inline]
-    pub(crate) fn new(cb: &'a dyn Callback) -> EnterContext<'a> {
-        if !context::active() {
-            return EnterContext { cb, prev: None };
-        }
-        let prev = context::enter(cb.swap_context(None));
-        EnterContext {
-            cb,
-            prev: Some(prev),
-        }
-    }
-
-    /// The hot-path variant for the loop: `None` (nothing to switch, no guard to drop) while
-    /// contexts are not in use on this thread; call [`leave_unentered`] after the run then.
-    #[inline]
-    pub(crate) fn enter_if_active(cb: &'a dyn Callback) -> Option<EnterContext<'a>> {
-        if !context::active() {
-            return None;
-        }
-        let prev = context::enter(cb.swap_context(None));
-        Some(EnterContext {
-            cb,
-            prev: Some(prev),
-        })
-    }
-}
-
-/// After a callback ran without [`EnterContext`] (contexts were not in use when it started):
-/// if it started using them, keep what it set in the callback and make the current context
-/// empty again. (If a `Fatal` unwinds before this, `run_forever` restores its base context.)
-#[inline]
-pub(crate) fn leave_unentered(cb: &dyn Callback) {
-    if context::active() {
-        cb.swap_context(context::enter(None));
-    }
-}
-
-impl Drop for EnterContext<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        match self.prev.take() {
-            Some(prev) => {
-                self.cb.swap_context(context::enter(prev));
-            }
-            // The callback may have started using contexts: keep what it set, restore empty.
-            None if context::active() => {
-                self.cb.swap_context(context::enter(None));
-            }
-            None => {}
-        }
-    }
-}
-
-/// The type-erased body of a local handle.
-pub(crate) trait Callback {
-    /// Runs the callback if it was not cancelled (and not run before).
-    fn call(&self, lp: &EventLoop);
-    /// Cancels: marks and drops the closure.
-    fn cancel(&self);
-    /// True once cancelled.
-    fn is_cancelled(&self) -> bool;
-    /// Where it was scheduled.
-    fn location(&self) -> &'static Location<'static>;
-    /// Swaps the context the callback runs in (the loop enters it around each run).
-    fn swap_context(&self, ctx: Snapshot) -> Snapshot;
-}
+use crate::event_loop::{RemoteWork, Work};
+use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
+use crate::{Error, EventLoop, Remote, Result};
 
 /// The one allocation behind a local [`Handle`].
 struct Cb<F> {
@@ -109,7 +33,7 @@ struct Cb<F> {
     f: Cell<Option<F>>,
 }
 
-impl<F: FnOnce(&EventLoop) + 'static> Callback for Cb<F> {
+impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
     #[inline]
     fn call(&self, lp: &EventLoop) {
         if let Some(f) = self.f.take() {
@@ -161,15 +85,16 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback for Cb<F> {
 #[derive(Clone)]
 pub struct Handle {
     /// The shared callback cell.
-    pub(crate) cb: Rc<dyn Callback>,
+    pub(crate) cb: Rc<dyn Callback<EventLoop>>,
 }
 
 impl Handle {
-    /// Wraps `f` in a handle that is not scheduled yet; [`EventLoop::schedule`] queues it. Used
-    /// by event sources such as timers, which keep the handle until its time comes. The
-    /// handle captures the current [`Context`](crate::Context): `f` runs in it.
+    /// Wraps `f` in a handle that is not scheduled yet; the loop's internal `schedule` hook
+    /// queues it. Used by event sources such as timers, which keep the handle until its time
+    /// comes. The handle captures the current [`Context`](crate::Context): `f` runs in it.
     ///
     /// ```
+    /// use loop_core::internal::LoopInternals;
     /// use loop_core::{EventLoop, Handle};
     /// let lp = EventLoop::new().unwrap();
     /// let h = Handle::new(|lp| lp.stop());
@@ -276,22 +201,9 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// State values of a remote handle.
-pub(crate) const PENDING: u8 = 0;
+/// State values of a remote handle (`PENDING` is the ready queue's).
 const RUNNING: u8 = 1;
 const CANCELLED: u8 = 2;
-
-/// The type-erased body of a [`RemoteHandle`].
-pub(crate) trait RemoteCallback: Send + Sync {
-    /// Runs the callback unless cancelled first.
-    fn call(&self, lp: &EventLoop);
-    /// Cancels it unless it already started.
-    fn cancel(&self) -> bool;
-    /// The state (PENDING, RUNNING, CANCELLED).
-    fn state(&self) -> u8;
-    /// Where it was scheduled.
-    fn location(&self) -> &'static Location<'static>;
-}
 
 /// The allocation behind a [`RemoteHandle`].
 struct RemoteCb<F> {
@@ -303,7 +215,7 @@ struct RemoteCb<F> {
     f: Mutex<Option<F>>,
 }
 
-impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback for RemoteCb<F> {
+impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for RemoteCb<F> {
     fn call(&self, lp: &EventLoop) {
         if self
             .state
@@ -352,7 +264,7 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback for RemoteCb<F> {
 #[derive(Clone)]
 pub struct RemoteHandle {
     /// The shared callback cell.
-    pub(crate) cb: Arc<dyn RemoteCallback>,
+    pub(crate) cb: Arc<dyn RemoteCallback<EventLoop>>,
 }
 
 impl RemoteHandle {
@@ -433,7 +345,7 @@ struct RepeatCb<F> {
     f: Cell<Option<F>>,
 }
 
-impl<F: FnMut(&EventLoop) + 'static> Callback for RepeatCb<F> {
+impl<F: FnMut(&EventLoop) + 'static> Callback<EventLoop> for RepeatCb<F> {
     fn call(&self, lp: &EventLoop) {
         if let Some(mut f) = self.f.take() {
             match catch_unwind(AssertUnwindSafe(|| f(lp))) {
@@ -490,5 +402,101 @@ pub(crate) fn handle_repeat(
             ctx: Cell::new(context::snapshot()),
             f: Cell::new(Some(f)),
         }),
+    }
+}
+
+impl Remote {
+    /// Schedules `f` to run on the loop's thread, from any thread, and wakes the loop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the loop was closed.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let r = lp.remote();
+    /// std::thread::spawn(move || r.call_soon_threadsafe(|lp| lp.stop()).unwrap()).join().unwrap();
+    /// lp.run_forever().unwrap();
+    /// ```
+    #[track_caller]
+    pub fn call_soon_threadsafe(
+        &self,
+        f: impl FnOnce(&EventLoop) + Send + 'static,
+    ) -> Result<RemoteHandle> {
+        let h = RemoteHandle::new(f);
+        match self.shared.push(RemoteWork::Call(h.cb.clone())) {
+            Ok(()) => Ok(h),
+            Err(w) => {
+                self.shared.dispose(w);
+                Err(Error::Closed)
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    /// Schedules `f` to run on the next iteration; callbacks run once each, in the order they
+    /// were scheduled. The handle cancels it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close()`.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let order = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..3 {
+    ///     let o = order.clone();
+    ///     lp.call_soon(move |_| o.borrow_mut().push(i)).unwrap();
+    /// }
+    /// lp.call_soon(|lp| lp.stop()).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*order.borrow(), [0, 1, 2]);
+    /// ```
+    #[track_caller]
+    pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
+        self.check_open()?;
+        let h = Handle::with_location(Location::caller(), f);
+        self.push_ready(Work::Call(h.cb.clone()));
+        Ok(h)
+    }
+
+    /// Queues an existing handle (event sources use this for due work); see
+    /// [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule).
+    pub(crate) fn schedule(&self, h: &Handle) -> Result<()> {
+        self.check_open()?;
+        self.push_ready(Work::Call(h.cb.clone()));
+        Ok(())
+    }
+
+    /// `call_soon_threadsafe` from the loop's own thread (CORE-19): the callback is queued
+    /// after everything queued before it, by this thread or any other, and its handle can be
+    /// cancelled from any thread. No wake-up is written: the caller is the loop's thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close()`.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let order = Arc::new(Mutex::new(Vec::new()));
+    /// let o = order.clone();
+    /// lp.call_soon_threadsafe(move |_| o.lock().unwrap().push("threadsafe")).unwrap();
+    /// let o = order.clone();
+    /// lp.call_soon(move |lp| { o.lock().unwrap().push("soon"); lp.stop() }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*order.lock().unwrap(), ["threadsafe", "soon"]);
+    /// ```
+    #[track_caller]
+    pub fn call_soon_threadsafe(
+        &self,
+        f: impl FnOnce(&EventLoop) + Send + 'static,
+    ) -> Result<RemoteHandle> {
+        self.check_open()?;
+        let h = RemoteHandle::new(f);
+        self.push_ready(Work::Remote(h.cb.clone()));
+        Ok(h)
     }
 }

@@ -30,6 +30,29 @@
 //!   polls, idle versus running time, the ready-queue high-water mark, pending timers,
 //!   registered fds and slow callbacks, always on, at the cost of plain integer adds.
 //!
+//! # `run_until_complete` and cancellation: one rule
+//!
+//! [`EventLoop::run_until_complete(fut)`](EventLoop::run_until_complete) wraps `fut` into a task
+//! and returns exactly what awaiting that task in another task returns: `Ok(output)` when the
+//! body finished, `Err(Error::Cancelled)` when the task ended cancelled (cancelled before it
+//! ran, or a cancellation delivered into it propagated out with `?`), `Err(Error::Exception)`
+//! when it panicked. The loop's own refusals come as `Err` too ([`Error::Closed`],
+//! [`Error::AlreadyRunning`], [`Error::AnotherLoopRunning`], [`Error::StoppedBeforeComplete`]).
+//! So `lp.run_until_complete(task)` for a cancelled `task: Task<T>` gives
+//! `Err(Error::Cancelled)`, the same as `lp.create_task(async move { task.await })?.await` in
+//! another task; `task.await` itself gives the task's own outcome, `Err(Error::Cancelled)` as
+//! its `Result<T>`. The future must own what it needs (`'static`): pass futures that hold their
+//! own handles (such as `server.wait_closed()`), not ones that borrow from the caller.
+//!
+//! # Dropping a loop
+//!
+//! Dropping the last [`EventLoop`] handle of a loop that was not closed closes it, and the
+//! loop's internals (fd registrations, timers, the executor, signal state, servers) hold the
+//! loop weakly, so nothing of it is leaked. A task whose future captured an `EventLoop` clone
+//! keeps its loop alive, as any `Rc` cycle does: inside tasks use [`EventLoop::current`] (or
+//! the `&EventLoop` a callback receives) instead of a captured clone, or call
+//! [`close`](EventLoop::close), which breaks such cycles.
+//!
 //! # Example
 //!
 //! ```
@@ -54,38 +77,34 @@ mod exception;
 mod future;
 mod group;
 mod handle;
+#[doc(hidden)]
+pub mod internal;
+mod io;
 mod reactor;
 mod runner;
+mod stats;
 mod sync;
+mod sys;
 mod task;
+mod task_ref;
 mod threadsafe;
 mod wake;
+mod work;
 
 pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
-pub use error::{fatal, Cancelled, Error, Exception, Fatal};
+pub use error::{fatal, Cancelled, Error, ErrorGroup, Exception, Fatal, Result};
 pub use event_loop::{
-    get_running_loop, EventLoop, Remote, Source, Stats, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT,
-    POLL_EVERY,
+    get_running_loop, EventLoop, Remote, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
 };
 pub use exception::{ExceptionContext, ExceptionHandler};
 pub use future::{CallbackId, LoopFuture};
 pub use group::{spawn_loops, LoopGroup};
 pub use handle::{Handle, RemoteHandle};
-pub use reactor::{Fileno, IoHandler, IoRegistration, Mode, Readiness};
+pub use reactor::{Fileno, Mode, Readiness};
 pub use runner::{run, AsyncResource};
+pub use stats::Stats;
 pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
 pub use threadsafe::ConcurrentFuture;
 
-pub(crate) use event_loop::Work;
 pub(crate) use handle::handle_repeat;
-
-/// `Result` with evloop's [`Error`].
-///
-/// ```
-/// fn make() -> loop_core::Result<loop_core::EventLoop> {
-///     loop_core::EventLoop::new()
-/// }
-/// assert!(make().is_ok());
-/// ```
-pub type Result<T, E = Error> = std::result::Result<T, E>;

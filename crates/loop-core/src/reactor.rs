@@ -12,17 +12,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::rc::{Rc, Weak};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::Duration;
 
 use rustix::event::epoll;
 use rustix::io::Errno;
-
-use crate::handle::Handle;
-use crate::{EventLoop, Work};
 
 /// epoll data of the loop's wake-up eventfd.
 pub(crate) const WAKE_KEY: u64 = u64::MAX;
@@ -128,6 +124,12 @@ impl<T: std::os::fd::AsRawFd + ?Sized> Fileno for &T {
     }
 }
 
+impl Fileno for BorrowedFd<'_> {
+    fn fileno(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
 /// How a registration is triggered.
 ///
 /// ```
@@ -142,71 +144,81 @@ pub enum Mode {
     Edge,
 }
 
-/// Something that wants to hear about readiness of one fd: transports implement it.
-///
-/// ```
-/// use loop_core::{EventLoop, IoHandler, Readiness};
-/// struct Printer;
-/// impl IoHandler for Printer {
-///     fn ready(&self, _lp: &EventLoop, r: Readiness) {
-///         println!("{r:?}");
-///     }
-/// }
-/// ```
-pub trait IoHandler {
-    /// Called from the ready queue when the fd became ready.
-    fn ready(&self, lp: &EventLoop, readiness: Readiness);
+/// A watch callback (`add_reader` / `add_writer`) as the reactor keeps it.
+pub(crate) trait Watcher {
+    /// Cancels it (a replaced or removed watch).
+    fn cancel(&self);
+    /// True once cancelled (NET-07: the watch is removed instead of run).
+    fn is_cancelled(&self) -> bool;
 }
 
 /// What a registration delivers to.
-enum Target {
+enum Target<W, H> {
     /// `add_reader` / `add_writer`: handles queued while the fd is ready.
     Watch {
         /// The read callback.
-        reader: Option<Handle>,
+        reader: Option<W>,
         /// The write callback.
-        writer: Option<Handle>,
+        writer: Option<W>,
     },
     /// A transport or other handler.
     Io {
         /// The handler.
-        handler: Rc<dyn IoHandler>,
+        handler: H,
         /// What owns the fd, for the error message of NET-06.
         owner: Rc<str>,
     },
 }
 
 /// One registered fd.
-struct Reg {
+struct Reg<W, H> {
     /// The fd number.
+    ///
+    /// # Invariant
+    ///
+    /// The reactor never owns this fd and uses the number only in `epoll_ctl` calls on its
+    /// own epoll set. For a transport registration the fd is owned by the `Registered` holding
+    /// this slot, which removes the slot before the fd is closed. For an `add_reader` /
+    /// `add_writer` watch the user owns the fd and must remove the watch before closing it
+    /// (asyncio's rule); if they do not, the kernel has already dropped the closed fd from the
+    /// epoll set, and a later `epoll_ctl` on a reused number only touches this loop's set.
     fd: RawFd,
     /// The flags currently given to epoll.
     flags: epoll::EventFlags,
     /// What events go to.
-    target: Target,
+    target: Target<W, H>,
 }
 
 /// A slot of the registration table.
-struct Slot {
+struct Slot<W, H> {
     /// Bumped each time the slot is freed.
     gen: u32,
     /// The registration, if the slot is in use.
-    reg: Option<Reg>,
+    reg: Option<Reg<W, H>>,
 }
 
 /// The registration table.
-#[derive(Default)]
-struct Regs {
+struct Regs<W, H> {
     /// Slots, indexed by the low half of the epoll data.
-    slots: Vec<Slot>,
+    slots: Vec<Slot<W, H>>,
     /// Free slot indexes.
     free: Vec<u32>,
     /// fd number → slot.
     by_fd: HashMap<RawFd, u32>,
 }
 
-impl Regs {
-    fn insert(&mut self, reg: Reg) -> (u32, u32) {
+impl<W, H> Default for Regs<W, H> {
+    fn default() -> Self {
+        Regs {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_fd: HashMap::new(),
+        }
+    }
+}
+
+impl<W, H> Regs<W, H> {
+    fn insert(&mut self, reg: Reg<W, H>) -> (u32, u32) {
         let fd = reg.fd;
         let idx = match self.free.pop() {
             Some(i) => {
@@ -225,7 +237,7 @@ impl Regs {
         (idx, self.slots[idx as usize].gen)
     }
 
-    fn remove(&mut self, idx: u32) -> Option<Reg> {
+    fn remove(&mut self, idx: u32) -> Option<Reg<W, H>> {
         let slot = &mut self.slots[idx as usize];
         let reg = slot.reg.take()?;
         slot.gen = slot.gen.wrapping_add(1);
@@ -236,7 +248,7 @@ impl Regs {
         Some(reg)
     }
 
-    fn get(&mut self, idx: u32, gen: u32) -> Option<&mut Reg> {
+    fn get(&mut self, idx: u32, gen: u32) -> Option<&mut Reg<W, H>> {
         let slot = self.slots.get_mut(idx as usize)?;
         if slot.gen != gen {
             return None;
@@ -245,12 +257,25 @@ impl Regs {
     }
 }
 
-/// The epoll instance and its registrations.
-pub(crate) struct Reactor {
+/// Watches `poll` found cancelled, to remove with
+/// [`remove_cancelled`](Reactor::remove_cancelled): (fd, reader or writer).
+#[must_use]
+pub(crate) struct Cancelled(Vec<(RawFd, bool)>);
+
+/// What `poll` reports, in the order of the events.
+pub(crate) enum Ready<'a, W, H> {
+    /// Readiness for an I/O handler.
+    Io(&'a H, Readiness),
+    /// A watch callback to run.
+    Watch(&'a W),
+}
+
+/// The epoll instance and its registrations: watch callbacks `W` and I/O handlers `H`.
+pub(crate) struct Reactor<W, H> {
     /// The epoll fd; `None` once the loop is closed.
     epoll: RefCell<Option<OwnedFd>>,
     /// Registrations.
-    regs: RefCell<Regs>,
+    regs: RefCell<Regs<W, H>>,
     /// The event buffer, reused across waits.
     events: RefCell<Vec<epoll::Event>>,
 }
@@ -260,14 +285,11 @@ fn key(idx: u32, gen: u32) -> u64 {
 }
 
 fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: epoll_ctl is the only use of the borrowed fd and it cannot cause memory unsafety:
-    // if the fd was closed meanwhile the kernel answers EBADF (ignored), and if the number was
-    // reused the call can only touch this loop's own epoll set, whose entries are all ours.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+    crate::sys::borrow_for_epoll(fd)
 }
 
-impl Reactor {
-    pub(crate) fn new(wake: BorrowedFd<'_>) -> io::Result<Reactor> {
+impl<W: Watcher, H: Clone> Reactor<W, H> {
+    pub(crate) fn new(wake: BorrowedFd<'_>) -> io::Result<Reactor<W, H>> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         epoll::add(
             &epoll,
@@ -323,14 +345,7 @@ impl Reactor {
     }
 
     /// Adds or replaces the reader (`read == true`) or writer of a watched fd.
-    pub(crate) fn watch(
-        &self,
-        fd: BorrowedFd<'_>,
-        read: bool,
-        handle: Handle,
-    ) -> crate::Result<()> {
-        use std::os::fd::AsRawFd;
-        let raw = fd.as_raw_fd();
+    pub(crate) fn watch(&self, raw: RawFd, read: bool, handle: W) -> crate::Result<()> {
         let mut regs = self.regs.borrow_mut();
         let old;
         match regs.by_fd.get(&raw).copied() {
@@ -432,7 +447,7 @@ impl Reactor {
         readable: bool,
         writable: bool,
         owner: Rc<str>,
-        handler: Rc<dyn IoHandler>,
+        handler: H,
     ) -> crate::Result<(u32, u32)> {
         use std::os::fd::AsRawFd;
         let raw = fd.as_raw_fd();
@@ -519,8 +534,8 @@ impl Reactor {
     pub(crate) fn poll(
         &self,
         timeout: Option<Duration>,
-        ready: &RefCell<VecDeque<Work>>,
-    ) -> (usize, bool) {
+        mut emit: impl FnMut(Ready<'_, W, H>),
+    ) -> (usize, bool, Cancelled) {
         let ts = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: d.subsec_nanos() as _,
@@ -529,7 +544,7 @@ impl Reactor {
         events.clear();
         let ep = self.epoll.borrow();
         let Some(ep) = ep.as_ref() else {
-            return (0, false);
+            return (0, false, Cancelled(Vec::new()));
         };
         let n = match epoll::wait(
             ep,
@@ -546,7 +561,6 @@ impl Reactor {
         let mut woken = false;
         let mut regs = self.regs.borrow_mut();
         let mut to_remove: Vec<(RawFd, bool)> = Vec::new();
-        let mut q = ready.borrow_mut();
         for ev in events.iter() {
             let data = ev.data.u64();
             if data == WAKE_KEY {
@@ -559,36 +573,39 @@ impl Reactor {
             };
             let r = Readiness::from_flags(ev.flags);
             match &reg.target {
-                Target::Io { handler, .. } => q.push_back(Work::Io(handler.clone(), r)),
+                Target::Io { handler, .. } => emit(Ready::Io(handler, r)),
                 Target::Watch { reader, writer } => {
                     if r.is_readable() {
                         if let Some(h) = reader {
-                            if h.cancelled() {
+                            if h.is_cancelled() {
                                 to_remove.push((reg.fd, true));
                             } else {
-                                q.push_back(Work::Call(h.cb.clone()));
+                                emit(Ready::Watch(h));
                             }
                         }
                     }
                     if r.is_writable() {
                         if let Some(h) = writer {
-                            if h.cancelled() {
+                            if h.is_cancelled() {
                                 to_remove.push((reg.fd, false));
                             } else {
-                                q.push_back(Work::Call(h.cb.clone()));
+                                emit(Ready::Watch(h));
                             }
                         }
                     }
                 }
             }
         }
-        drop(q);
         drop(regs);
-        // NET-07: a registration whose handle was cancelled is removed instead of run.
-        for (fd, read) in to_remove {
+        (n, woken, Cancelled(to_remove))
+    }
+
+    /// NET-07: removes the watches that `poll` found cancelled. Called once the ready queue is
+    /// no longer borrowed: cancelling drops user closures, whose destructors may schedule.
+    pub(crate) fn remove_cancelled(&self, c: Cancelled) {
+        for (fd, read) in c.0 {
             let _ = self.unwatch(fd, read);
         }
-        (n, woken)
     }
 }
 
@@ -615,249 +632,4 @@ fn io_flags(mode: Mode, read: bool, write: bool) -> epoll::EventFlags {
         f |= epoll::EventFlags::ET;
     }
     f
-}
-
-/// A handler registration; deregisters when dropped.
-///
-/// Drop it before closing the fd (declare it before the fd's owner in a struct, so it is
-/// dropped first).
-///
-/// ```
-/// use loop_core::{EventLoop, IoHandler, Mode, Readiness};
-/// use std::os::unix::net::UnixStream;
-/// use std::rc::Rc;
-///
-/// struct Noop;
-/// impl IoHandler for Noop {
-///     fn ready(&self, _: &EventLoop, _: Readiness) {}
-/// }
-/// let lp = EventLoop::new().unwrap();
-/// let (a, _b) = UnixStream::pair().unwrap();
-/// let reg = lp.register_io(&a, Mode::Edge, true, false, "example", Rc::new(Noop)).unwrap();
-/// reg.set_interest(true, true).unwrap();
-/// drop(reg);
-/// ```
-pub struct IoRegistration {
-    /// The loop (weak: a registration does not keep the loop alive).
-    pub(crate) lp: Weak<crate::event_loop::Inner>,
-    /// Slot index.
-    pub(crate) idx: u32,
-    /// Slot generation.
-    pub(crate) gen: u32,
-}
-
-impl IoRegistration {
-    /// Sets which readiness the handler wants to hear about.
-    ///
-    /// # Errors
-    ///
-    /// The `epoll_ctl` error, if any.
-    ///
-    /// ```
-    /// # use loop_core::{EventLoop, IoHandler, Mode, Readiness};
-    /// # struct Noop;
-    /// # impl IoHandler for Noop { fn ready(&self, _: &EventLoop, _: Readiness) {} }
-    /// # let lp = EventLoop::new().unwrap();
-    /// # let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let reg = lp.register_io(&a, Mode::Edge, true, false, "doc", std::rc::Rc::new(Noop)).unwrap();
-    /// reg.set_interest(false, false).unwrap();
-    /// ```
-    pub fn set_interest(&self, readable: bool, writable: bool) -> io::Result<()> {
-        match self.lp.upgrade() {
-            Some(inner) => inner
-                .reactor
-                .set_interest(self.idx, self.gen, readable, writable),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::fmt::Debug for IoRegistration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<IoRegistration slot={} gen={}>", self.idx, self.gen)
-    }
-}
-
-impl Drop for IoRegistration {
-    fn drop(&mut self) {
-        if let Some(inner) = self.lp.upgrade() {
-            inner.reactor.deregister(self.idx, self.gen);
-        }
-    }
-}
-
-impl EventLoop {
-    /// Watches `fd` for reading: while it is readable, `callback` is queued once per loop
-    /// iteration (level-triggered), until [`remove_reader`](EventLoop::remove_reader).
-    ///
-    /// Adding a reader to an fd that has one replaces it (the old handle is cancelled); a writer
-    /// on the same fd is kept. The returned handle can be cancelled, which removes the reader
-    /// the next time the fd is reported ready.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) after `close()`;
-    /// [`Error::FdInUse`](crate::Error::FdInUse) if a transport owns the fd; the `epoll_ctl`
-    /// error (e.g. `EPERM` for a regular file).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::io::{Read, Write};
-    /// use std::os::unix::net::UnixStream;
-    /// use std::rc::Rc;
-    ///
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (rsock, mut wsock) = UnixStream::pair().unwrap();
-    /// let rsock = Rc::new(rsock);
-    /// let r2 = rsock.clone();
-    /// lp.add_reader(&*rsock, move |lp| {
-    ///     let mut buf = [0; 16];
-    ///     let n = (&*r2).read(&mut buf).unwrap();
-    ///     assert_eq!(&buf[..n], b"abc");
-    ///     lp.remove_reader(&*r2).unwrap();
-    ///     lp.stop();
-    /// }).unwrap();
-    /// wsock.write_all(b"abc").unwrap();
-    /// lp.run_forever().unwrap();
-    /// ```
-    #[track_caller]
-    pub fn add_reader(
-        &self,
-        fd: impl AsFd,
-        callback: impl FnMut(&EventLoop) + 'static,
-    ) -> crate::Result<Handle> {
-        self.add_watch(
-            fd.as_fd(),
-            true,
-            crate::handle_repeat(std::panic::Location::caller(), callback),
-        )
-    }
-
-    /// Watches `fd` for writing; the mirror of [`add_reader`](EventLoop::add_reader).
-    ///
-    /// # Errors
-    ///
-    /// As for [`add_reader`](EventLoop::add_reader).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// lp.add_writer(&a, |lp| lp.stop()).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert!(lp.remove_writer(&a).unwrap());
-    /// ```
-    #[track_caller]
-    pub fn add_writer(
-        &self,
-        fd: impl AsFd,
-        callback: impl FnMut(&EventLoop) + 'static,
-    ) -> crate::Result<Handle> {
-        self.add_watch(
-            fd.as_fd(),
-            false,
-            crate::handle_repeat(std::panic::Location::caller(), callback),
-        )
-    }
-
-    fn add_watch(&self, fd: BorrowedFd<'_>, read: bool, h: Handle) -> crate::Result<Handle> {
-        self.check_open()?;
-        self.inner.reactor.watch(fd, read, h.clone())?;
-        Ok(h)
-    }
-
-    /// Stops watching `fd` for reading. Returns `Ok(true)` if a reader was registered (its
-    /// handle is cancelled); `Ok(false)` for an unknown fd, an fd with only a writer, or after
-    /// `close()`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a negative fd;
-    /// [`Error::FdInUse`](crate::Error::FdInUse) for an fd owned by a transport (use the
-    /// transport's `pause_reading` instead).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert!(!lp.remove_reader(0).unwrap());
-    /// assert!(lp.remove_reader(-1).is_err());
-    /// ```
-    pub fn remove_reader(&self, fd: impl Fileno) -> crate::Result<bool> {
-        self.remove_watch(fd.fileno(), true)
-    }
-
-    /// Stops watching `fd` for writing; the mirror of [`remove_reader`](EventLoop::remove_reader).
-    ///
-    /// # Errors
-    ///
-    /// As for [`remove_reader`](EventLoop::remove_reader).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert!(!lp.remove_writer(1).unwrap());
-    /// ```
-    pub fn remove_writer(&self, fd: impl Fileno) -> crate::Result<bool> {
-        self.remove_watch(fd.fileno(), false)
-    }
-
-    fn remove_watch(&self, fd: RawFd, read: bool) -> crate::Result<bool> {
-        if fd < 0 {
-            return Err(crate::Error::invalid_argument(format!(
-                "Invalid file object: {fd} (file descriptors are non-negative)"
-            )));
-        }
-        if self.is_closed() {
-            return Ok(false);
-        }
-        self.inner.reactor.unwatch(fd, read)
-    }
-
-    /// Registers `fd` with a handler that is told about readiness through the ready queue (for
-    /// transports). `owner` names the owner in the error other callers get for this fd.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed), [`Error::FdInUse`](crate::Error::FdInUse) if the
-    /// fd is already registered, or the `epoll_ctl` error.
-    ///
-    /// ```
-    /// use loop_core::{EventLoop, IoHandler, Mode, Readiness};
-    /// use std::os::unix::net::UnixStream;
-    ///
-    /// struct Noop;
-    /// impl IoHandler for Noop {
-    ///     fn ready(&self, _: &EventLoop, _: Readiness) {}
-    /// }
-    /// let lp = EventLoop::new().unwrap();
-    /// let (a, _b) = UnixStream::pair().unwrap();
-    /// let reg = lp
-    ///     .register_io(&a, Mode::Level, true, false, "example", std::rc::Rc::new(Noop))
-    ///     .unwrap();
-    /// // The fd is now owned: `add_reader` on it names the owner in its error.
-    /// assert!(lp.add_reader(&a, |_| {}).unwrap_err().to_string().contains("example"));
-    /// drop(reg);
-    /// ```
-    pub fn register_io(
-        &self,
-        fd: impl AsFd,
-        mode: Mode,
-        readable: bool,
-        writable: bool,
-        owner: &str,
-        handler: Rc<dyn IoHandler>,
-    ) -> crate::Result<IoRegistration> {
-        self.check_open()?;
-        let (idx, gen) = self.inner.reactor.register(
-            fd.as_fd(),
-            mode,
-            readable,
-            writable,
-            Rc::from(owner),
-            handler,
-        )?;
-        Ok(IoRegistration {
-            lp: Rc::downgrade(&self.inner),
-            idx,
-            gen,
-        })
-    }
 }

@@ -11,7 +11,7 @@
 //! 3. the shutdown hooks of extension crates ([`EventLoop::on_shutdown`]) run one after the
 //!    other: the executor crate waits here for its default executor (asyncio's
 //!    `shutdown_default_executor(300 s)`);
-//! 4. [`EventLoop::close`], which runs the close hooks ([`EventLoop::on_close`]).
+//! 4. [`EventLoop::close`], which runs the close hooks of the extension crates.
 //!
 //! **Async resources** are asyncio's async generators, restated: a resource that needs an
 //! `await` to be closed properly (a stream that flushes, a protocol that says goodbye)
@@ -21,41 +21,12 @@
 //! registered at `close()` is dropped without being finalized (plain `Drop` then applies).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
-use crate::event_loop::Inner;
+use crate::event_loop::{Finalizer, Inner, ShutdownHook};
 use crate::{Error, EventLoop, ExceptionContext, Result};
-
-/// A boxed local future, as hooks and finalizers return.
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-/// A shutdown hook: makes the future the runner awaits.
-pub(crate) type ShutdownHook = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<()>>;
-
-/// A finalizer: makes the future that closes one resource.
-type Finalizer = Box<dyn FnOnce(&EventLoop) -> LocalBoxFuture<Result<()>>>;
-
-/// The loop's registry of finalizable async resources.
-#[derive(Default)]
-pub(crate) struct Resources {
-    /// Registered resources, by key (registration order): (name, finalizer).
-    entries: BTreeMap<u64, (String, Finalizer)>,
-    /// Next key.
-    next: u64,
-    /// `shutdown_asyncgens` was called.
-    shut_down: bool,
-}
-
-impl Resources {
-    /// Empties the registry (loop close); the finalizers are dropped by the caller.
-    pub(crate) fn take_all(&mut self) -> BTreeMap<u64, (String, Finalizer)> {
-        std::mem::take(&mut self.entries)
-    }
-}
 
 /// The registration of an async resource with its loop (see
 /// [`EventLoop::track_async_resource`]). Dropping it unregisters the resource: keep it inside
@@ -229,7 +200,7 @@ impl EventLoop {
     /// awaits each hook's future, in registration order, before it closes the loop. The
     /// executor crate waits for its default executor here (asyncio's
     /// `shutdown_default_executor(300 s)`); what must happen at `close()` without waiting goes
-    /// to [`on_close`](EventLoop::on_close) instead. Only runners run these hooks: a loop
+    /// to a close hook instead. Only runners run these hooks: a loop
     /// closed by hand drops them.
     ///
     /// ```
@@ -325,7 +296,7 @@ impl EventLoop {
             return;
         }
         for t in &tasks {
-            t.cancel(None);
+            t.cancel();
         }
         let all_done = self.create_future::<()>();
         let remaining = Rc::new(Cell::new(tasks.len()));
@@ -376,7 +347,7 @@ fn report_resource_error(lp: &EventLoop, name: &str, e: Error) {
 /// 2. [`EventLoop::shutdown_asyncgens`] finalizes the registered async resources;
 /// 3. the [`EventLoop::on_shutdown`] hooks run (the executor crate waits for its default
 ///    executor there);
-/// 4. the loop is closed (running the [`EventLoop::on_close`] hooks).
+/// 4. the loop is closed (running the extension crates' close hooks).
 ///
 /// Use [`EventLoop::run_main`] to configure the loop first.
 ///

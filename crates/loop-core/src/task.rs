@@ -89,36 +89,36 @@ static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 /// The type-independent state of a task.
 pub(crate) struct Header {
     /// Process-wide id.
-    id: u64,
+    pub(crate) id: u64,
     /// Where `create_task` was called.
-    location: &'static Location<'static>,
+    pub(crate) location: &'static Location<'static>,
     /// The loop.
-    lp: Weak<Inner>,
+    pub(crate) lp: Weak<Inner>,
     /// The loop's id.
-    loop_id: u64,
+    pub(crate) loop_id: u64,
     /// Index in the loop's task table.
-    slab_key: Cell<usize>,
+    pub(crate) slab_key: Cell<usize>,
     /// The first step ran.
-    started: Cell<bool>,
+    pub(crate) started: Cell<bool>,
     /// Done.
-    finished: Cell<bool>,
+    pub(crate) finished: Cell<bool>,
     /// Done by cancellation.
-    cancelled: Cell<bool>,
+    pub(crate) cancelled: Cell<bool>,
     /// The loop future the task waits on.
-    fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    pub(crate) fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
     /// The last step suspended in a loop-aware `await` (a loop future or task), which can
     /// deliver a cancellation into the body; false when it suspended on a foreign future.
-    waiting_on_loop: Cell<bool>,
+    pub(crate) waiting_on_loop: Cell<bool>,
     /// The task's waker (to reschedule it for a cancellation).
-    waker: RefCell<Option<Waker>>,
+    pub(crate) waker: RefCell<Option<Waker>>,
     /// Report "destroyed but pending" if dropped pending.
-    log_destroy_pending: Cell<bool>,
+    pub(crate) log_destroy_pending: Cell<bool>,
     /// The error was read (no "never retrieved" report).
-    retrieved: Cell<bool>,
+    pub(crate) retrieved: Cell<bool>,
     /// The task's context; taken out (current) while a step runs.
-    ctx: Cell<crate::context::Snapshot>,
+    pub(crate) ctx: Cell<crate::context::Snapshot>,
     /// A name, cancellation and done-callback state: `None` until first used.
-    cold: RefCell<Option<Box<Cold>>>,
+    pub(crate) cold: RefCell<Option<Box<Cold>>>,
 }
 
 /// The part of a task's state most tasks never use (an explicit name, cancellation,
@@ -126,42 +126,42 @@ pub(crate) struct Header {
 /// task (created, run, awaited) stays small: with a million live tasks, memory traffic is
 /// most of what a task costs.
 #[derive(Default)]
-struct Cold {
+pub(crate) struct Cold {
     /// Explicit name.
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// A cancellation to deliver: `Some(message)`.
-    must_cancel: Option<Option<String>>,
+    pub(crate) must_cancel: Option<Option<String>>,
     /// Number of cancel requests not withdrawn by `uncancel`.
-    cancelling: u32,
+    pub(crate) cancelling: u32,
     /// Cancellations delivered into the body: (token, message).
-    delivered: Vec<(std::sync::Weak<()>, Option<String>)>,
+    pub(crate) delivered: Vec<(std::sync::Weak<()>, Option<String>)>,
     /// Done-callbacks.
-    callbacks: Vec<DoneCallback<TaskRef>>,
+    pub(crate) callbacks: Vec<DoneCallback<TaskRef>>,
     /// Next callback id.
-    next_cb: u64,
+    pub(crate) next_cb: u64,
 }
 
 impl Header {
     /// The cold state, created on first use. The borrow must end before user code runs.
-    fn cold(&self) -> RefMut<'_, Cold> {
+    pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
         RefMut::map(self.cold.borrow_mut(), |c| {
             &mut **c.get_or_insert_with(Default::default)
         })
     }
 
     /// Applies `f` to the cold state if it exists (without creating it).
-    fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
+    pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
         self.cold.borrow_mut().as_deref_mut().map(f)
     }
 
     /// Takes the cancellation waiting to be delivered, if any.
-    fn take_must_cancel(&self) -> Option<Option<String>> {
+    pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
         self.if_cold(|c| c.must_cancel.take()).flatten()
     }
 
     /// What every ending does, finished or dropped pending: drops the waker and the awaited
     /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
-    fn release(&self) -> Option<Rc<Inner>> {
+    pub(crate) fn release(&self) -> Option<Rc<Inner>> {
         let waker = self.waker.borrow_mut().take();
         drop(waker);
         let waiter = self.fut_waiter.borrow_mut().take();
@@ -175,7 +175,7 @@ impl Header {
     }
 
     /// Takes the done-callbacks.
-    fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
+    pub(crate) fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
         self.if_cold(|c| std::mem::take(&mut c.callbacks))
             .unwrap_or_default()
     }
@@ -298,8 +298,9 @@ pub struct TaskRef {
 /// A task of the loop: awaiting it gives `Ok(output)`, or `Err(Error::Cancelled)` if it was
 /// cancelled, or `Err(Error::Exception)` if its body panicked.
 ///
-/// Dropping a `Task` does not cancel it (it runs on, detached). Awaiting moves the output out;
-/// [`Task`] derefs to [`TaskRef`] for everything else.
+/// Dropping a `Task` does not cancel it (it runs on, detached). Awaiting moves the output out.
+/// The methods of [`TaskRef`] are on `Task` too; [`task_ref`](Task::task_ref) gives the untyped
+/// handle (for [`TaskRef::ptr_eq`], [`all_tasks`](crate::all_tasks) comparisons and the like).
 ///
 /// # Examples
 ///
@@ -323,14 +324,7 @@ pub struct Task<T> {
     /// The typed task.
     inner: Rc<TaskInner<T>>,
     /// The same task, untyped.
-    r: TaskRef,
-}
-
-impl<T> std::ops::Deref for Task<T> {
-    type Target = TaskRef;
-    fn deref(&self) -> &TaskRef {
-        &self.r
-    }
+    pub(crate) r: TaskRef,
 }
 
 impl<T: 'static> Task<T> {
@@ -399,296 +393,6 @@ impl<T: 'static> Task<T> {
                 Err(Error::invalid_state("the result was moved out by an await"))
             }
         }
-    }
-}
-
-impl TaskRef {
-    /// The task's process-wide id (its default name is `Task-<id>`).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let a = lp.create_task(async {}).unwrap();
-    /// let b = lp.create_task(async {}).unwrap();
-    /// assert!(b.id() > a.id());
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn id(&self) -> u64 {
-        self.t.header().id
-    }
-
-    /// The task's name.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// assert_eq!(t.get_name(), format!("Task-{}", t.id()));
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn get_name(&self) -> String {
-        let h = self.t.header();
-        h.if_cold(|c| c.name.clone())
-            .flatten()
-            .unwrap_or_else(|| format!("Task-{}", h.id))
-    }
-
-    /// Renames the task.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// t.set_name(12345);
-    /// assert_eq!(t.get_name(), "12345");
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn set_name(&self, name: impl ToString) {
-        self.t.header().cold().name = Some(name.to_string());
-    }
-
-    /// Requests cancellation (see the module docs for how it is delivered). Returns false if
-    /// the task is already done. Each call while pending increments
-    /// [`cancelling`](TaskRef::cancelling).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async { unreachable!() }).unwrap();
-    /// assert!(t.cancel(Some("stop".into())));
-    /// // Awaiting a cancelled task gives the cancellation; returning it propagates it.
-    /// let err = lp.run_until_complete(t).unwrap_err();
-    /// assert_eq!(err.as_cancelled().unwrap().message(), Some("stop"));
-    /// ```
-    pub fn cancel(&self, msg: Option<String>) -> bool {
-        self.t.clone().cancel_dyn(msg)
-    }
-
-    /// How many cancel requests are outstanding.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// t.cancel(None);
-    /// t.cancel(None);
-    /// assert_eq!(t.cancelling(), 2);
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn cancelling(&self) -> u32 {
-        self.t.header().if_cold(|c| c.cancelling).unwrap_or(0)
-    }
-
-    /// Withdraws one cancel request; at zero, a cancellation not yet delivered is withdrawn.
-    /// Returns the remaining count.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async { 5 }).unwrap();
-    /// t.cancel(None);
-    /// assert_eq!(t.uncancel(), 0);
-    /// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 5);
-    /// ```
-    pub fn uncancel(&self) -> u32 {
-        let h = self.t.header();
-        h.if_cold(|c| {
-            c.cancelling = c.cancelling.saturating_sub(1);
-            if c.cancelling == 0 {
-                c.must_cancel = None;
-            }
-            c.cancelling
-        })
-        .unwrap_or(0)
-    }
-
-    /// True once the task finished (with a value, an error or a cancellation).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// assert!(!t.done());
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn done(&self) -> bool {
-        self.t.header().finished.get()
-    }
-
-    /// True if the task ended by cancellation.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// let r = t.task_ref();
-    /// t.cancel(None);
-    /// assert!(lp.run_until_complete(t).unwrap_err().is_cancelled());
-    /// assert!(r.cancelled());
-    /// ```
-    pub fn cancelled(&self) -> bool {
-        self.t.header().cancelled.get()
-    }
-
-    /// The error the task ended with, if any (`None` while pending or after success).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async { panic!("inside") }).unwrap();
-    /// let r = t.task_ref();
-    /// let _ = lp.run_until_complete(t);
-    /// assert!(r.exception().unwrap().to_string().contains("inside"));
-    /// ```
-    pub fn exception(&self) -> Option<Error> {
-        self.t.error()
-    }
-
-    /// The loop of the task (`None` once the loop is gone).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// assert!(t.get_loop().unwrap().ptr_eq(&lp));
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn get_loop(&self) -> Option<EventLoop> {
-        self.t
-            .header()
-            .lp
-            .upgrade()
-            .map(|inner| EventLoop { inner })
-    }
-
-    /// The task's context: a snapshot of the variables it sees now (asyncio's
-    /// `Task.get_context()`); from inside the task, the current context.
-    ///
-    /// ```
-    /// use loop_core::{ContextVar, EventLoop};
-    /// static V: ContextVar<u8> = ContextVar::new("v");
-    /// let lp = EventLoop::new().unwrap();
-    /// let t = lp.create_task(async { V.set(2); }).unwrap();
-    /// assert_eq!(t.get_context().get(&V), None);
-    /// let r = t.task_ref();
-    /// lp.run_until_complete(t).unwrap().unwrap();
-    /// assert_eq!(r.get_context().get(&V), Some(2));
-    /// ```
-    pub fn get_context(&self) -> crate::Context {
-        if current().is_some_and(|c| Rc::ptr_eq(&c, &self.t)) {
-            return crate::Context::current();
-        }
-        let h = self.t.header();
-        let map = h.ctx.take();
-        h.ctx.set(map.clone());
-        crate::Context { map }
-    }
-
-    /// Runs `f` in the task's context (the exception handler does, for reports about a task).
-    pub(crate) fn run_in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        if current().is_some_and(|c| Rc::ptr_eq(&c, &self.t)) {
-            return f();
-        }
-        let mut ctx = self.get_context();
-        ctx.run(f)
-    }
-
-    /// Where the task was created.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// assert_eq!(t.location().line(), line!() - 1);
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn location(&self) -> &'static Location<'static> {
-        self.t.header().location
-    }
-
-    /// Adds a callback run (through the ready queue) when the task is done; scheduled at once if
-    /// it is done already. It runs in the [`Context`](crate::Context) that is current here.
-    ///
-    /// ```
-    /// use std::{cell::Cell, rc::Rc};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// let seen = Rc::new(Cell::new(false));
-    /// let s = seen.clone();
-    /// t.add_done_callback(move |t| { s.set(t.done()); t.get_loop().unwrap().stop() });
-    /// lp.run_forever().unwrap();
-    /// assert!(seen.get());
-    /// ```
-    #[track_caller]
-    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
-        let h = self.t.header();
-        let id = {
-            let mut c = h.cold();
-            c.next_cb += 1;
-            c.next_cb - 1
-        };
-        let cb = DoneCallback::new(id, f);
-        if h.finished.get() {
-            if let Some(lp) = self.get_loop() {
-                cb.schedule(&lp, self.clone());
-            }
-        } else {
-            h.cold().callbacks.push(cb);
-        }
-        CallbackId(id)
-    }
-
-    /// Removes a done-callback not yet scheduled; returns how many were removed (0 or 1).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// let id = t.add_done_callback(|_| {});
-    /// assert_eq!(t.remove_done_callback(id), 1);
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        let taken: Vec<_> = {
-            let h = self.t.header();
-            let Some(cbs) = h.if_cold(|c| std::mem::take(&mut c.callbacks)) else {
-                return 0;
-            };
-            let (gone, keep): (Vec<_>, Vec<_>) = cbs.into_iter().partition(|cb| cb.id == id.0);
-            h.cold().callbacks = keep;
-            gone
-        };
-        taken.len()
-    }
-
-    /// True if both refer to the same task.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let t = lp.create_task(async {}).unwrap();
-    /// assert!(t.task_ref().ptr_eq(&t));
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn ptr_eq(&self, other: &TaskRef) -> bool {
-        Rc::ptr_eq(&self.t, &other.t)
-    }
-
-    /// Do not report this task if it is dropped while pending.
-    pub(crate) fn quiet(&self) {
-        self.t.header().log_destroy_pending.set(false);
-    }
-}
-
-impl fmt::Debug for TaskRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = self.t.header();
-        let state = if h.cancelled.get() {
-            "cancelled"
-        } else if h.finished.get() {
-            "finished"
-        } else {
-            "pending"
-        };
-        write!(
-            f,
-            "<Task {state} name='{}' created at {}>",
-            self.get_name(),
-            h.location
-        )
-    }
-}
-
-impl<T> fmt::Debug for Task<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.r, f)
     }
 }
 
@@ -1102,7 +806,7 @@ impl EventLoop {
         drop(detach);
         run?;
         if !task.done() {
-            task.quiet();
+            task.r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
         let r = std::mem::replace(

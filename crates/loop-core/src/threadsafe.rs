@@ -173,7 +173,7 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
             let reg = lp.extension(|_| Registry::default());
             let task = reg.0.borrow_mut().remove(&id);
             if let Some(t) = task {
-                t.cancel(None);
+                t.cancel();
             }
         });
         true

@@ -17,6 +17,7 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use loop_core::internal::LoopInternals;
 use loop_core::{
     ConcurrentFuture, Error, EventLoop, Handle, LoopFuture, Remote, RemoteHandle, Task, TaskRef,
 };

@@ -12,7 +12,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use common::*;
-use loop_core::{Error, EventLoop, IoHandler, Mode, Readiness, Source};
+use loop_core::internal::LoopInternals;
+use loop_core::internal::{IoHandler, Source};
+use loop_core::{Error, EventLoop, Mode, Readiness};
 
 #[test]
 fn core_13_close_on_a_running_loop_fails() {
@@ -150,9 +152,16 @@ fn core_15_close_drops_pending_work_and_closes_the_loop_fds() {
         let _f = &wflag;
     })
     .unwrap();
-    let reg = lp
-        .register_io(&b, Mode::Level, true, false, "t", Rc::new(NoopIo))
-        .unwrap();
+    let reg = loop_core::internal::Registered::new(
+        &lp,
+        &b,
+        Mode::Level,
+        true,
+        false,
+        "t",
+        Rc::new(NoopIo),
+    )
+    .unwrap();
     let unstarted = lp.create_task(async { unreachable!() }).unwrap();
     // Extension state is dropped.
     let ext = lp.extension(|_| Cell::new(1u8));
@@ -208,7 +217,8 @@ fn core_16_scheduling_after_close_fails() {
     let (a, _b) = UnixStream::pair().unwrap();
     assert!(closed(lp.add_reader(&a, |_| {})));
     assert!(closed(lp.add_writer(&a, |_| {})));
-    assert!(closed(lp.register_io(
+    assert!(closed(loop_core::internal::Registered::new(
+        &lp,
         &a,
         Mode::Edge,
         true,

@@ -284,6 +284,7 @@ fn context_vars_basics() {
 )]
 fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
     let _w = loop_testkit::watchdog();
+    use loop_core::internal::LoopInternals;
     use std::cell::Cell;
     use std::time::Instant;
 
@@ -291,7 +292,7 @@ fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
         armed: Cell<bool>,
         seen: Log,
     }
-    impl loop_core::Source for Probe {
+    impl loop_core::internal::Source for Probe {
         fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
             // Due at once while armed, so that the loop does not block in the poll.
             self.armed.get().then(Instant::now)
@@ -325,8 +326,7 @@ fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
     .unwrap();
     // One run: the source dispatches in the iteration after `a`, inside the same
     // `run_forever` (which restores its caller's context only when it returns).
-    let wd = loop_testkit::watchdog().limit(30);
-    wd.watch(&lp);
+    let wd = loop_testkit::watchdog_for(&lp).limit(30);
     lp.run_forever().unwrap();
     drop(wd);
     assert_eq!(

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use loop_core::{yield_now, EventLoop, Exception, Handle, IoHandler, Readiness};
+use loop_core::internal::IoHandler;
+use loop_core::internal::LoopInternals;
+use loop_core::{yield_now, EventLoop, Exception, Handle, Readiness};
 
 /// Runs in a child process (see core_56): asserts the debug default matches CORE56_EXPECT.
 #[test]

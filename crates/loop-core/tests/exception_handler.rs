@@ -13,9 +13,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use common::*;
+use loop_core::internal::IoHandler;
+use loop_core::internal::LoopInternals;
 use loop_core::{
-    fatal, Error, EventLoop, ExceptionContext, ExceptionHandler, Fatal, IoHandler, Mode, Readiness,
-    TaskSpec,
+    fatal, Error, EventLoop, ExceptionContext, ExceptionHandler, Fatal, Mode, Readiness, TaskSpec,
 };
 
 #[test]
@@ -63,7 +64,7 @@ fn core_53_custom_handler_gets_the_loop_and_the_context_unchanged() {
     assert_eq!(seen.message, "custom report");
     assert!(matches!(seen.exception, Some(Error::TimedOut)));
     assert_eq!(seen.extra, ctx.extra);
-    assert!(seen.task.as_ref().unwrap().ptr_eq(&t));
+    assert!(seen.task.as_ref().unwrap().ptr_eq(&t.task_ref()));
     assert_eq!(seen.render(), ctx.render());
     drop(got);
     lp.run_until_complete(t).unwrap().unwrap();
@@ -264,16 +265,16 @@ fn panics_in_every_kind_of_callback_are_reported_once_and_the_loop_goes_on() {
     // I/O handler.
     let (a, mut b) = UnixStream::pair().unwrap();
     b.write_all(b"y").unwrap();
-    let _reg = lp
-        .register_io(
-            &a,
-            Mode::Edge,
-            true,
-            false,
-            "panicking",
-            Rc::new(PanickingIo),
-        )
-        .unwrap();
+    let _reg = loop_core::internal::Registered::new(
+        &lp,
+        &a,
+        Mode::Edge,
+        true,
+        false,
+        "panicking",
+        Rc::new(PanickingIo),
+    )
+    .unwrap();
     // Task step: the task fails; reported once, when its last handle goes, unretrieved.
     let failing = lp.create_task(async { panic!("step failure") }).unwrap();
 

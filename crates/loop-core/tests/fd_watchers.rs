@@ -14,7 +14,8 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use common::*;
-use loop_core::{Error, EventLoop, IoHandler, Mode, Readiness};
+use loop_core::internal::IoHandler;
+use loop_core::{Error, EventLoop, Mode, Readiness};
 
 /// Runs `f` with a fresh loop, then closes it and checks no fd leaked.
 fn with_loop(f: impl FnOnce(&EventLoop)) {
@@ -238,16 +239,16 @@ impl IoHandler for Owner {
 fn net_06_fd_used_by_a_transport_is_refused() {
     with_loop(|lp| {
         let (a, _b) = UnixStream::pair().unwrap();
-        let reg = lp
-            .register_io(
-                &a,
-                Mode::Edge,
-                true,
-                false,
-                "<UnixTransport fd=a>",
-                Rc::new(Owner),
-            )
-            .unwrap();
+        let reg = loop_core::internal::Registered::new(
+            lp,
+            &a,
+            Mode::Edge,
+            true,
+            false,
+            "<UnixTransport fd=a>",
+            Rc::new(Owner),
+        )
+        .unwrap();
         let fd = a.as_raw_fd();
         let errors = [
             lp.add_reader(&a, |_| {}).map(|_| ()),
@@ -277,9 +278,16 @@ fn net_06_fd_used_by_a_transport_is_refused() {
         assert_eq!(lp.stats().fds_registered, 0);
         lp.add_reader(&a, |_| {}).unwrap();
         // And the other way round: a watched fd cannot be taken by a transport.
-        let e = lp
-            .register_io(&a, Mode::Edge, true, false, "t", Rc::new(Owner))
-            .unwrap_err();
+        let e = loop_core::internal::Registered::new(
+            lp,
+            &a,
+            Mode::Edge,
+            true,
+            false,
+            "t",
+            Rc::new(Owner),
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::FdInUse { .. }));
         assert!(lp.remove_reader(&a).unwrap());
     });
@@ -340,8 +348,7 @@ fn core_11_fatal_from_a_reader_leaves_the_reader_registered() {
             .unwrap_err();
         assert!(p.is::<loop_core::Fatal>());
         assert_eq!(n.get(), 1);
-        let wd = loop_testkit::watchdog().limit(10);
-        wd.watch(lp);
+        let wd = loop_testkit::watchdog_for(lp).limit(10);
         lp.run_forever().unwrap();
         assert!(!wd.fired(), "the reader was dropped by the fatal error");
         drop(wd);

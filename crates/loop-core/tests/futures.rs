@@ -54,7 +54,7 @@ fn core_28_set_result() {
         f.set_exception(Error::TimedOut),
         Err(Error::InvalidState(_))
     ));
-    assert!(!f.cancel(None));
+    assert!(!f.cancel());
     assert!(!f.cancelled());
     assert_eq!(f.result().unwrap(), 5);
 }
@@ -81,7 +81,7 @@ fn core_29_set_exception() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!f.cancel(None));
+    assert!(!f.cancel());
     assert!(!f.cancelled());
     assert!(matches!(f.set_result(1), Err(Error::InvalidState(_))));
     // Any loop_core::Error can be set, io errors keep their OS error.
@@ -103,7 +103,7 @@ fn core_30_cancel_a_pending_future() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let f = lp.create_future::<i32>();
-    assert!(f.cancel(Some("no longer needed".into())));
+    assert!(f.cancel_with("no longer needed"));
     assert!(f.cancelled());
     assert!(f.done());
     match f.result() {
@@ -119,15 +119,15 @@ fn core_30_cancel_a_pending_future() {
         f.set_exception(Error::TimedOut),
         Err(Error::InvalidState(_))
     ));
-    assert!(!f.cancel(None));
+    assert!(!f.cancel());
     // Without a message.
     let g = lp.create_future::<i32>();
-    assert!(g.cancel(None));
+    assert!(g.cancel());
     assert!(matches!(g.result(), Err(Error::Cancelled(c)) if c.message().is_none()));
     // Awaiting gives the cancellation with its message; run_until_complete's task lets it
     // propagate, so the run itself ends cancelled (asyncio raises CancelledError).
     let h = lp.create_future::<i32>();
-    h.cancel(Some("m".into()));
+    h.cancel_with("m");
     let e = lp.run_until_complete(h).unwrap_err();
     assert!(matches!(e, Error::Cancelled(c) if c.message() == Some("m")));
 }
@@ -167,7 +167,7 @@ fn core_31_done_callbacks_are_scheduled_in_order_never_called_synchronously() {
         if how == 0 {
             g.set_exception(Error::TimedOut).unwrap();
         } else {
-            g.cancel(None);
+            g.cancel();
         }
         let n = entries(&events).len();
         run_once(&lp);
@@ -276,10 +276,10 @@ fn core_33_unretrieved_exception_is_reported_on_drop() {
     f.set_result(1).unwrap();
     drop(f);
     let f = failed_future(&lp);
-    assert!(!f.cancel(None), "cancel on a done future returns false...");
+    assert!(!f.cancel(), "cancel on a done future returns false...");
     drop(f); // ...but still counts as dealing with the error
     let f = lp.create_future::<i32>();
-    f.cancel(None);
+    f.cancel();
     drop(f);
     // Awaiting it retrieves it.
     let f = failed_future(&lp);

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
+use loop_core::internal::LoopInternals;
 use loop_core::{spawn_loops, Error};
 
 /// The number of this process's threads named `evloop-*` (the group's loop threads).

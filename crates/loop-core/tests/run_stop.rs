@@ -14,8 +14,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use common::*;
+use loop_core::internal::LoopInternals;
+use loop_core::internal::Source;
 use loop_core::{
-    fatal, get_running_loop, yield_now, Error, EventLoop, Fatal, Readiness, Source, POLL_EVERY,
+    fatal, get_running_loop, yield_now, Error, EventLoop, Fatal, Readiness, POLL_EVERY,
 };
 
 #[test]
@@ -585,7 +587,7 @@ fn core_07_io_handler_readiness_is_queued_like_callbacks() {
     let _w = loop_testkit::watchdog();
     // register_io handlers are queued by the poll phase in the same FIFO as callbacks.
     struct H(Log);
-    impl loop_core::IoHandler for H {
+    impl loop_core::internal::IoHandler for H {
         fn ready(&self, _lp: &EventLoop, r: Readiness) {
             push(&self.0, format!("handler readable={}", r.is_readable()));
         }
@@ -593,16 +595,16 @@ fn core_07_io_handler_readiness_is_queued_like_callbacks() {
     let lp = EventLoop::new().unwrap();
     let events = log();
     let (a, mut b) = UnixStream::pair().unwrap();
-    let _reg = lp
-        .register_io(
-            &a,
-            loop_core::Mode::Edge,
-            true,
-            false,
-            "test",
-            Rc::new(H(events.clone())),
-        )
-        .unwrap();
+    let _reg = loop_core::internal::Registered::new(
+        &lp,
+        &a,
+        loop_core::Mode::Edge,
+        true,
+        false,
+        "test",
+        Rc::new(H(events.clone())),
+    )
+    .unwrap();
     let e = events.clone();
     lp.call_soon(move |_| push(&e, "ready")).unwrap();
     b.write_all(b"x").unwrap();

@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use common::*;
+use loop_core::internal::LoopInternals;
 use loop_core::{
     fatal, get_running_loop, run, yield_now, Error, EventLoop, ExceptionContext, Fatal,
 };

@@ -12,7 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use loop_core::{EventLoop, Source, Stats};
+use loop_core::internal::LoopInternals;
+use loop_core::internal::Source;
+use loop_core::{EventLoop, Stats};
 
 /// Runs `lp` until `f` stops it, returning the stats difference.
 fn delta(lp: &EventLoop, f: impl FnOnce(&EventLoop)) -> (Stats, Stats) {

@@ -61,7 +61,7 @@ fn core_34_create_task_schedules_without_running() {
         .unwrap();
     assert!(!started.get(), "not run by create_task");
     assert!(!t.done());
-    assert!(lp.all_tasks().iter().any(|x| x.ptr_eq(&t)));
+    assert!(lp.all_tasks().iter().any(|x| x.ptr_eq(&t.task_ref())));
     run_once(&lp);
     assert!(started.get(), "first step on the next iteration");
     assert!(!t.done());
@@ -143,7 +143,7 @@ fn core_38_cancel_delivers_a_cancellation_with_its_message() {
         .unwrap();
     let r = t.task_ref();
     run_once(&lp);
-    assert!(t.cancel(Some("stop it".into())));
+    assert!(t.cancel_with("stop it"));
     assert_eq!(t.cancelling(), 1);
     assert!(
         !t.cancelled(),
@@ -161,7 +161,7 @@ fn core_38_cancel_delivers_a_cancellation_with_its_message() {
         ["Err(Cancelled(Cancelled { message: Some(\"stop it\") }))"]
     );
     assert!(r.cancelled() && r.done());
-    assert!(!r.cancel(None), "cancel() on a done task");
+    assert!(!r.cancel(), "cancel() on a done task");
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn core_39_cancel_before_the_first_step_skips_the_body() {
     let r = ran.clone();
     let t = lp.create_task(async move { r.set(true) }).unwrap();
     let tr = t.task_ref();
-    assert!(t.cancel(Some("early".into())));
+    assert!(t.cancel_with("early"));
     let e = lp.run_until_complete(t).unwrap_err();
     assert!(!ran.get(), "the body never ran");
     assert_eq!(e.as_cancelled().unwrap().message(), Some("early"));
@@ -195,7 +195,7 @@ fn core_40_cancel_while_awaiting_a_loop_future_body_may_handle_it() {
         .unwrap();
     let tr = t.task_ref();
     run_once(&lp);
-    assert!(tr.cancel(Some("msg".into())));
+    assert!(tr.cancel_with("msg"));
     assert!(inner.cancelled());
     assert!(matches!(inner.result(), Err(Error::Cancelled(c)) if c.message() == Some("msg")));
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), "caught msg");
@@ -221,7 +221,7 @@ fn core_40_cancel_after_the_awaited_future_completed_is_still_delivered_to_the_b
     let tr = t.task_ref();
     run_once(&lp);
     inner.set_result(1).unwrap();
-    assert!(tr.cancel(None));
+    assert!(tr.cancel());
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), "true");
     assert!(!tr.cancelled());
 }
@@ -243,7 +243,7 @@ fn core_40_cancel_cancels_an_awaited_task_too() {
     let outer_ref = outer.task_ref();
     run_once(&lp);
     run_once(&lp);
-    assert!(outer_ref.cancel(Some("both".into())));
+    assert!(outer_ref.cancel_with("both"));
     assert_eq!(
         inner_ref.cancelling(),
         1,
@@ -253,6 +253,40 @@ fn core_40_cancel_cancels_an_awaited_task_too() {
     assert!(e.is_cancelled());
     assert!(inner_ref.cancelled() && outer_ref.cancelled());
     assert!(gate.cancelled());
+}
+
+/// CORE-08 with cancellation: `run_until_complete(task)` of a cancelled task gives what awaiting
+/// a wrapper of it in another task gives (`Err(Cancelled)`, the cancellation propagates), while
+/// awaiting the task itself gives its own outcome, `Err(Cancelled)`, as the value.
+#[test]
+fn core_08_run_until_complete_and_await_give_a_cancellation_the_same_way() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let make = |lp: &EventLoop| {
+        let t = lp.create_task(async { 1u8 }).unwrap();
+        t.cancel_with("gone");
+        t
+    };
+    // Directly.
+    let direct = lp.run_until_complete(make(&lp)).unwrap_err();
+    assert_eq!(direct.as_cancelled().unwrap().message(), Some("gone"));
+    // Awaited in a task: the await gives `Err(Cancelled)`; a wrapper that returns it ends
+    // cancelled, so awaiting the wrapper gives `Err(Cancelled)` as well.
+    let t = make(&lp);
+    let (awaited, wrapped) = lp
+        .run_until_complete(async move {
+            let lp = EventLoop::current().unwrap();
+            // (Reduced to booleans: a delivered cancellation still alive in the output would
+            // end this task cancelled too.)
+            let awaited = t.await.is_err_and(|e| e.is_cancelled());
+            let t2 = make(&lp);
+            let wrapper = lp.create_task(t2).unwrap();
+            (awaited, wrapper.await.is_err_and(|e| e.is_cancelled()))
+        })
+        .unwrap();
+    assert!(awaited);
+    assert!(wrapped);
+    lp.close().unwrap();
 }
 
 #[test]
@@ -273,7 +307,7 @@ fn core_40_cancel_while_awaiting_a_foreign_future_drops_the_body() {
         .unwrap();
     let tr = t.task_ref();
     run_once(&lp);
-    assert!(tr.cancel(None));
+    assert!(tr.cancel());
     let e = lp.run_until_complete(t).unwrap_err();
     assert!(e.is_cancelled());
     assert!(dropped.get(), "the body was dropped");
@@ -292,7 +326,7 @@ fn core_41_a_task_that_cancels_itself() {
     let t = lp
         .create_task(async move {
             let me = current_task().unwrap().unwrap();
-            assert!(me.cancel(Some("self".into())));
+            assert!(me.cancel_with("self"));
             let r = f2.await;
             match r {
                 Err(Error::Cancelled(c)) => Err::<(), _>(Error::Cancelled(c)),
@@ -310,7 +344,7 @@ fn core_41_a_task_that_cancels_itself() {
     // Returning right after cancel() still ends the task cancelled.
     let t = lp
         .create_task(async {
-            current_task().unwrap().unwrap().cancel(None);
+            current_task().unwrap().unwrap().cancel();
             "returned"
         })
         .unwrap();
@@ -321,10 +355,7 @@ fn core_41_a_task_that_cancels_itself() {
     // Awaiting a task that cancelled itself gives Cancelled.
     let victim = lp
         .create_task(async {
-            current_task()
-                .unwrap()
-                .unwrap()
-                .cancel(Some("at end".into()));
+            current_task().unwrap().unwrap().cancel_with("at end");
         })
         .unwrap();
     let waiter = lp.create_task(victim).unwrap();
@@ -338,8 +369,8 @@ fn core_42_cancelling_and_uncancel() {
     let lp = EventLoop::new().unwrap();
     let t = lp.create_task(async { 5 }).unwrap();
     assert_eq!(t.cancelling(), 0);
-    assert!(t.cancel(None));
-    assert!(t.cancel(None), "repeated cancel keeps returning true");
+    assert!(t.cancel());
+    assert!(t.cancel(), "repeated cancel keeps returning true");
     assert_eq!(t.cancelling(), 2);
     assert_eq!(t.uncancel(), 1);
     assert_eq!(t.cancelling(), 1);
@@ -350,8 +381,8 @@ fn core_42_cancelling_and_uncancel() {
 
     // Down to zero: the not-yet-delivered cancellation is withdrawn.
     let t = lp.create_task(async { 6 }).unwrap();
-    t.cancel(None);
-    t.cancel(None);
+    t.cancel();
+    t.cancel();
     assert_eq!(t.uncancel(), 1);
     assert_eq!(t.uncancel(), 0);
     assert_eq!(t.uncancel(), 0, "never below zero");
@@ -370,7 +401,7 @@ fn core_42_cancelling_and_uncancel() {
         })
         .unwrap();
     run_once(&lp);
-    t.cancel(None);
+    t.cancel();
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), (true, 1, 0));
 }
 
@@ -390,7 +421,7 @@ fn core_43_a_task_is_completed_only_by_its_body() {
     })
     .unwrap();
     assert!(tr.done());
-    assert!(!tr.cancel(Some("too late".into())));
+    assert!(!tr.cancel_with("too late"));
     assert_eq!(t.result().unwrap(), vec![1, 2]);
     assert!(tr.exception().is_none());
 }
@@ -646,11 +677,11 @@ fn core_47_failed_task_nobody_awaited_is_reported_once() {
     assert!(lp.run_until_complete(t).unwrap().is_err());
     let t = lp.create_task(async { panic!("x") }).unwrap();
     run_once(&lp);
-    assert!(!t.cancel(None));
+    assert!(!t.cancel());
     drop(t);
     // A cancelled task is never reported.
     let t = lp.create_task(async {}).unwrap();
-    t.cancel(None);
+    t.cancel();
     run_once(&lp);
     drop(t);
     assert_eq!(seen.borrow().len(), 1);

@@ -194,7 +194,7 @@ fn exec_10_task_cancelled_inside_the_loop_gives_cancelled() {
                 loop_core::current_task()
                     .unwrap()
                     .unwrap()
-                    .cancel(Some("inside".into()));
+                    .cancel_with("inside");
                 loop_core::yield_now().await;
                 1
             })

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loop_core::{CallbackId, Error, EventLoop, Exception, LoopFuture, Remote, Result, Source};
+use loop_core::internal::{LoopInternals, Source};
+use loop_core::{CallbackId, Error, EventLoop, Exception, LoopFuture, Remote, Result};
 
 /// A job for an [`Executor`]: a boxed closure to run once, on some thread.
 ///
@@ -323,9 +324,7 @@ fn deliver<T: 'static>(lp: &EventLoop, id: u64, o: Outcome<T>) {
         }
         Outcome::Skipped => {}
         Outcome::Abandoned => {
-            fut.cancel(Some(
-                "the executor dropped the job without running it".to_string(),
-            ));
+            fut.cancel_with("the executor dropped the job without running it");
         }
     }
 }

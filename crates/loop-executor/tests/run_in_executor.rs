@@ -225,7 +225,7 @@ fn exec_05_cancel_before_start_skips_job() {
             r.store(true, Ordering::SeqCst);
         })
         .unwrap();
-    assert!(queued.cancel(None));
+    assert!(queued.cancel());
     // The cancellation reaches the job's state through a done-callback: one iteration.
     one_iteration(&lp);
     gate.open();
@@ -265,7 +265,7 @@ fn exec_05_cancel_after_start_drops_result() {
         })
         .unwrap();
     started_rx.recv_timeout(common::LONG).unwrap();
-    assert!(fut.cancel(Some("too late".into())));
+    assert!(fut.cancel_with("too late"));
     gate.open();
     // The shutdown waits until this loop's default-executor job has reported back.
     let dog = Watchdog::new(&lp);
@@ -303,7 +303,7 @@ fn exec_05_job_finished_before_cancel_keeps_its_result() {
         .unwrap()
         .unwrap();
     drop(dog);
-    assert!(!fut.cancel(None));
+    assert!(!fut.cancel());
     assert_eq!(fut.result().unwrap(), 8);
     lp.close().unwrap();
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use loop_core::{Error, EventLoop, Result};
 use loop_timers::TimersExt;
-use loop_transport::{StreamProtocol, Transport, TransportOptions};
+use loop_transport::{ProtocolRef, StreamProtocol, Transport, TransportOptions};
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::errors::{aggregate, with_context};
@@ -170,18 +170,19 @@ impl Drop for CloseUnlessDone {
 
 /// Wraps a connected socket in a transport with a fresh protocol and waits for
 /// `connection_made` (NET-27).
-pub(crate) async fn make_transport<P: Into<StreamProtocol>>(
+pub(crate) async fn make_transport<P: Into<StreamProtocol> + 'static>(
     lp: &EventLoop,
     fd: OwnedFd,
     protocol: P,
     options: TransportOptions,
-) -> Result<Transport> {
+) -> Result<(Transport, ProtocolRef<P>)> {
     let waiter = lp.create_future::<()>();
     let t = Transport::new(lp, fd, protocol, options.waiter(waiter.clone()))?;
+    let p = t.protocol_ref::<P>();
     let mut guard = CloseUnlessDone(Some(t.clone()));
     waiter.await?;
     guard.0 = None;
-    Ok(t)
+    Ok((t, p))
 }
 
 /// How one attempt ended without a socket.
@@ -435,13 +436,13 @@ pub(crate) async fn connect_host(
 }
 
 /// `create_connection` (NET-19..NET-28).
-pub(crate) async fn create_connection<P: Into<StreamProtocol>>(
+pub(crate) async fn create_connection<P: Into<StreamProtocol> + 'static>(
     lp: EventLoop,
     factory: impl FnOnce() -> P,
     host: String,
     port: Service,
     mut o: ConnectOptions,
-) -> Result<Transport> {
+) -> Result<(Transport, ProtocolRef<P>)> {
     check_no_tls(
         o.ssl,
         o.server_hostname.is_some(),
@@ -473,12 +474,12 @@ pub(crate) async fn create_connection<P: Into<StreamProtocol>>(
 }
 
 /// `connect_accepted_socket` (NET-29).
-pub(crate) async fn connect_accepted_socket<P: Into<StreamProtocol>>(
+pub(crate) async fn connect_accepted_socket<P: Into<StreamProtocol> + 'static>(
     lp: EventLoop,
     factory: impl FnOnce() -> P,
     sock: OwnedFd,
     o: ConnectOptions,
-) -> Result<Transport> {
+) -> Result<(Transport, ProtocolRef<P>)> {
     check_no_tls(
         o.ssl,
         o.server_hostname.is_some(),

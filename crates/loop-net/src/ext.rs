@@ -9,17 +9,13 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use loop_core::{EventLoop, Result};
-use loop_transport::{StreamProtocol, StreamReader, StreamWriter, Transport};
+use loop_transport::{ProtocolRef, StreamProtocol, StreamReader, StreamWriter, Transport};
 
 use crate::connect::{self, ConnectOptions};
 use crate::lookup::{self, Service};
+use crate::sealed::Sealed;
 use crate::server::{self, Hosts, Server, ServerOptions};
 use crate::{streams, unix, AddrInfo, Hints};
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for loop_core::EventLoop {}
-}
 
 /// Networking methods of [`EventLoop`]: `getaddrinfo`, `getnameinfo`, `create_connection`,
 /// `create_server`, their Unix variants, and the streams functions `open_connection` /
@@ -27,8 +23,8 @@ mod sealed {
 ///
 /// Protocol factories return anything that converts into a
 /// [`StreamProtocol`] (any [`Protocol`](loop_transport::Protocol), or
-/// `StreamProtocol::buffered(..)`). The transport owns the protocol; reach it with
-/// [`Transport::with_protocol`].
+/// `StreamProtocol::buffered(..)`). The transport owns the protocol; the connection calls
+/// return a [`ProtocolRef`] to it beside the transport, asyncio's `(transport, protocol)`.
 ///
 /// ```
 /// use loop_net::{ConnectOptions, NetExt, ServerOptions};
@@ -55,7 +51,7 @@ mod sealed {
 /// assert_eq!(echoed, b"ping\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait NetExt: sealed::Sealed {
+pub trait NetExt: Sealed {
     /// Resolves `host` and `port` with the system resolver on the default executor (NET-16),
     /// always — even an IP literal (the connection functions skip the resolver for those,
     /// NET-18).
@@ -124,7 +120,7 @@ pub trait NetExt: sealed::Sealed {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let port = l.local_addr().unwrap().port();
-    /// let t = lp.run_until_complete(lp.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::default())).unwrap().unwrap();
     /// assert_eq!(t.peername().unwrap().as_inet().unwrap().port(), port);
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
@@ -135,7 +131,7 @@ pub trait NetExt: sealed::Sealed {
         host: &str,
         port: impl Into<Service>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
@@ -153,7 +149,7 @@ pub trait NetExt: sealed::Sealed {
     /// impl loop_transport::Protocol for Quiet {}
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let t = lp.run_until_complete(lp.connect_accepted_socket(|| Quiet, a, ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.connect_accepted_socket(|| Quiet, a, ConnectOptions::default())).unwrap().unwrap();
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// ```
@@ -162,7 +158,7 @@ pub trait NetExt: sealed::Sealed {
         factory: F,
         sock: impl Into<OwnedFd>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
@@ -215,7 +211,7 @@ pub trait NetExt: sealed::Sealed {
     /// let path = std::env::temp_dir().join(format!("evloop-doc-{}.sock", std::process::id()));
     /// let _ = std::fs::remove_file(&path);
     /// let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    /// let t = lp.run_until_complete(lp.create_unix_connection(|| Quiet, Some(&path), ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.create_unix_connection(|| Quiet, Some(&path), ConnectOptions::default())).unwrap().unwrap();
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// std::fs::remove_file(&path).unwrap();
@@ -225,7 +221,7 @@ pub trait NetExt: sealed::Sealed {
         factory: F,
         path: Option<&Path>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
@@ -400,7 +396,7 @@ impl NetExt for EventLoop {
         host: &str,
         port: impl Into<Service>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static,
@@ -419,7 +415,7 @@ impl NetExt for EventLoop {
         factory: F,
         sock: impl Into<OwnedFd>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static,
@@ -452,7 +448,7 @@ impl NetExt for EventLoop {
         factory: F,
         path: Option<&Path>,
         options: ConnectOptions,
-    ) -> impl Future<Output = Result<Transport>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static,

@@ -38,20 +38,22 @@ mod errors;
 mod ext;
 mod lookup;
 mod resolve;
+mod sealed;
 mod server;
 mod sock;
 mod streams;
+mod sys;
 mod unix;
 
 pub use addr::{peername, sockname, Addr};
 pub use connect::ConnectOptions;
-pub use datagram::{
-    DatagramAddr, DatagramExt, DatagramOptions, DatagramProtocolRef, DatagramTransport, AF_UNIX,
-    MAX_DATAGRAM_READ,
-};
-pub use errors::{raw_os_error, ErrorGroup};
+pub use datagram::{DatagramAddr, DatagramExt, DatagramOptions, AF_UNIX};
 pub use ext::NetExt;
 pub use lookup::Service;
+/// Every attempt's error of a failed `create_connection` with `all_errors` (defined in
+/// loop-core: [`Error::errors`](loop_core::Error::errors) reads it).
+pub use loop_core::ErrorGroup;
+pub use loop_transport::{DatagramTransport, MAX_DATAGRAM_READ};
 pub use resolve::{
     getaddrinfo_blocking, getnameinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET,
     AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP, NI_NUMERICHOST,

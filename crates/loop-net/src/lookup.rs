@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use loop_core::internal::LoopInternals;
 use loop_core::{EventLoop, Result};
 use loop_executor::ExecutorExt;
 
@@ -106,8 +107,13 @@ pub(crate) async fn getaddrinfo(
         let r = getaddrinfo_blocking(host.as_deref(), port.as_deref(), &hints);
         (r, start.elapsed())
     })?;
+    // A pending lookup does not keep the loop alive.
+    let weak = lp.downgrade();
+    drop(lp);
     let (r, took) = job.await?;
-    log_lookup(&lp, &what, took);
+    if let Some(lp) = weak.upgrade() {
+        log_lookup(&lp, &what, took);
+    }
     Ok(r?)
 }
 
@@ -122,8 +128,13 @@ pub(crate) async fn getnameinfo(
         let r = getnameinfo_blocking(&addr, flags);
         (r, start.elapsed())
     })?;
+    // A pending lookup does not keep the loop alive.
+    let weak = lp.downgrade();
+    drop(lp);
     let (r, took) = job.await?;
-    log_lookup(&lp, &format!("getnameinfo({addr}, flags={flags})"), took);
+    if let Some(lp) = weak.upgrade() {
+        log_lookup(&lp, &format!("getnameinfo({addr}, flags={flags})"), took);
+    }
     Ok(r?)
 }
 

@@ -6,9 +6,9 @@
 //! reach them (NET-18), so connecting to `127.0.0.1` works even after the executor was shut
 //! down.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 
 /// `AF_UNSPEC`, `AF_INET`, `AF_INET6` (the values of this platform).
 pub const AF_UNSPEC: i32 = libc::AF_UNSPEC;
@@ -72,25 +72,6 @@ pub struct AddrInfo {
     pub addr: SocketAddr,
 }
 
-fn gai_error(code: i32, what: &str) -> io::Error {
-    if code == libc::EAI_SYSTEM {
-        let e = io::Error::last_os_error();
-        return io::Error::new(e.kind(), format!("{what}: {e}"));
-    }
-    // SAFETY: gai_strerror returns a pointer to a static, NUL-terminated message for any code.
-    let msg = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }
-        .to_string_lossy()
-        .into_owned();
-    let kind = match code {
-        libc::EAI_NONAME | libc::EAI_NODATA | libc::EAI_SERVICE => io::ErrorKind::NotFound,
-        libc::EAI_AGAIN => io::ErrorKind::WouldBlock,
-        libc::EAI_BADFLAGS | libc::EAI_FAMILY | libc::EAI_SOCKTYPE => io::ErrorKind::InvalidInput,
-        libc::EAI_MEMORY => io::ErrorKind::OutOfMemory,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, format!("{what}: {msg}"))
-}
-
 fn cstring(s: &str, what: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| {
         io::Error::new(
@@ -98,39 +79,6 @@ fn cstring(s: &str, what: &str) -> io::Result<CString> {
             format!("{what} contains a NUL byte: {s:?}"),
         )
     })
-}
-
-/// Converts a C `sockaddr` of `len` bytes to an IP address.
-fn sockaddr_to_std(sa: *const libc::sockaddr, len: libc::socklen_t) -> Option<SocketAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: `sa` points to a sockaddr of `len` bytes filled in by getaddrinfo; the family
-    // field is read first and the structure is only reinterpreted as the type of that family
-    // when `len` is large enough for it.
-    unsafe {
-        match i32::from((*sa).sa_family) {
-            libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The system resolver, blocking: what the loop's `getaddrinfo` runs on the executor. `host`
@@ -162,55 +110,18 @@ pub fn getaddrinfo_blocking(
         .filter(|p| !p.is_empty())
         .map(|p| cstring(p, "port"))
         .transpose()?;
-    // SAFETY: an all-zero addrinfo is a valid "no hints" value; the fields we set are plain ints.
-    let mut h: libc::addrinfo = unsafe { std::mem::zeroed() };
-    h.ai_family = hints.family;
-    h.ai_socktype = hints.socktype;
-    h.ai_protocol = hints.protocol;
-    h.ai_flags = hints.flags;
-    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: host and port are NUL-terminated strings or null, `h` is a valid hints struct and
-    // `res` receives a list that we free with freeaddrinfo below.
-    let rc = unsafe {
-        libc::getaddrinfo(
-            c_host.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            c_port.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            &h,
-            &mut res,
-        )
-    };
-    if rc != 0 {
-        return Err(gai_error(rc, &what));
-    }
-    let mut out = Vec::new();
-    let mut cur = res;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getaddrinfo returned, not yet freed.
-        let ai = unsafe { &*cur };
-        if let Some(addr) = sockaddr_to_std(ai.ai_addr, ai.ai_addrlen) {
-            let canonname = if ai.ai_canonname.is_null() {
-                None
-            } else {
-                // SAFETY: a non-null ai_canonname is a NUL-terminated string owned by the list.
-                Some(
-                    unsafe { CStr::from_ptr(ai.ai_canonname) }
-                        .to_string_lossy()
-                        .into_owned(),
-                )
-            };
-            out.push(AddrInfo {
-                family: ai.ai_family,
-                socktype: ai.ai_socktype,
-                protocol: ai.ai_protocol,
-                canonname,
-                addr,
-            });
-        }
-        cur = ai.ai_next;
-    }
-    // SAFETY: `res` came from a successful getaddrinfo and is freed exactly once.
-    unsafe { libc::freeaddrinfo(res) };
-    Ok(out)
+    let hints = [hints.family, hints.socktype, hints.protocol, hints.flags];
+    let found = crate::sys::getaddrinfo(c_host.as_deref(), c_port.as_deref(), hints, &what)?;
+    Ok(found
+        .into_iter()
+        .map(|(family, socktype, protocol, canonname, addr)| AddrInfo {
+            family,
+            socktype,
+            protocol,
+            canonname,
+            addr,
+        })
+        .collect())
 }
 
 /// The system's reverse lookup, blocking: `(host, service)` for an address.
@@ -225,59 +136,7 @@ pub fn getaddrinfo_blocking(
 /// assert_eq!((h.as_str(), p.as_str()), ("127.0.0.1", "80"));
 /// ```
 pub fn getnameinfo_blocking(addr: &SocketAddr, flags: i32) -> io::Result<(String, String)> {
-    let mut host = [0 as libc::c_char; 1025];
-    let mut serv = [0 as libc::c_char; 32];
-    let rc = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: all-zero sockaddr_in is valid; we fill family, port and address.
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            // SAFETY: the sockaddr and both output buffers are valid for the lengths given.
-            unsafe {
-                libc::getnameinfo(
-                    &sin as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    serv.as_mut_ptr(),
-                    serv.len() as libc::socklen_t,
-                    flags,
-                )
-            }
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: all-zero sockaddr_in6 is valid; we fill every meaningful field.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_scope_id = a.scope_id();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            // SAFETY: the sockaddr and both output buffers are valid for the lengths given.
-            unsafe {
-                libc::getnameinfo(
-                    &sin6 as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    serv.as_mut_ptr(),
-                    serv.len() as libc::socklen_t,
-                    flags,
-                )
-            }
-        }
-    };
-    if rc != 0 {
-        return Err(gai_error(rc, &format!("getnameinfo({addr})")));
-    }
-    // SAFETY: on success both buffers hold NUL-terminated strings.
-    let (h, s) = unsafe { (CStr::from_ptr(host.as_ptr()), CStr::from_ptr(serv.as_ptr())) };
-    Ok((
-        h.to_string_lossy().into_owned(),
-        s.to_string_lossy().into_owned(),
-    ))
+    crate::sys::getnameinfo(addr, flags)
 }
 
 /// NET-18: builds the result without the resolver when `host` is an IP literal (no `%zone`),

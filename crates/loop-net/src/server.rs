@@ -24,9 +24,9 @@ use std::rc::{Rc, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
+use loop_core::internal::{IoHandler, LoopInternals, Registered, WeakLoop};
 use loop_core::{
-    Error, EventLoop, Exception, ExceptionContext, IoHandler, IoRegistration, LoopFuture, Mode,
-    Readiness, Result,
+    Error, EventLoop, Exception, ExceptionContext, LoopFuture, Mode, Readiness, Result,
 };
 use loop_timers::{TimerHandle, TimersExt};
 use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
@@ -181,14 +181,42 @@ pub(crate) struct UnixCleanup {
     pub(crate) id: (u64, u64),
 }
 
+/// A listening socket: registered with the poller once the server serves.
+enum Sock {
+    /// Bound, not registered yet (`start_serving=False`).
+    Idle(OwnedFd),
+    /// Registered with the loop's poller.
+    Serving(Registered<OwnedFd>),
+    /// Being moved from `Idle` to `Serving` inside `start()`, which holds the state borrowed
+    /// throughout: never seen elsewhere.
+    Moving,
+}
+
 /// One listening socket.
 struct Listener {
-    /// The socket. Declared after `reg` so the registration goes first.
-    reg: Option<IoRegistration>,
     /// The timer that resumes accepting after a resource error.
     retry: Option<TimerHandle>,
     /// The socket.
-    fd: OwnedFd,
+    sock: Sock,
+}
+
+impl Listener {
+    /// The socket.
+    fn fd(&self) -> &OwnedFd {
+        match &self.sock {
+            Sock::Idle(fd) => fd,
+            Sock::Serving(r) => r.get_ref(),
+            Sock::Moving => unreachable!("only inside start(), under the state borrow"),
+        }
+    }
+
+    /// The registration, once serving.
+    fn reg(&self) -> Option<&Registered<OwnedFd>> {
+        match &self.sock {
+            Sock::Serving(r) => Some(r),
+            Sock::Idle(_) | Sock::Moving => None,
+        }
+    }
 }
 
 /// Mutable state of a server.
@@ -217,8 +245,8 @@ struct State {
 pub(crate) struct ServerInner {
     /// Self, for callbacks.
     me: Weak<ServerInner>,
-    /// The loop.
-    lp: EventLoop,
+    /// The loop (weak: the loop keeps its servers, not the other way round).
+    lp: WeakLoop,
     /// Makes protocols.
     factory: RefCell<Factory>,
     /// Accept batch and listen backlog.
@@ -280,7 +308,7 @@ impl ServerInner {
         reg.next.set(id + 1);
         let inner = Rc::new_cyclic(|me| ServerInner {
             me: me.clone(),
-            lp: lp.clone(),
+            lp: lp.downgrade(),
             factory: RefCell::new(factory),
             backlog,
             id,
@@ -288,9 +316,8 @@ impl ServerInner {
                 listeners: fds
                     .into_iter()
                     .map(|fd| Listener {
-                        reg: None,
                         retry: None,
-                        fd,
+                        sock: Sock::Idle(fd),
                     })
                     .collect(),
                 serving: false,
@@ -307,14 +334,19 @@ impl ServerInner {
         inner
     }
 
+    /// The loop, while it exists.
+    fn lp(&self) -> Result<EventLoop> {
+        self.lp.upgrade().ok_or(Error::Closed)
+    }
+
     fn describe(&self) -> String {
         let st = self.st.borrow();
         let socks: Vec<String> = st
             .listeners
             .iter()
-            .map(|l| match Addr::sockname_of(&l.fd) {
-                Ok(a) => format!("fd={} {a}", l.fd.as_raw_fd()),
-                Err(_) => format!("fd={}", l.fd.as_raw_fd()),
+            .map(|l| match Addr::sockname_of(l.fd()) {
+                Ok(a) => format!("fd={} {a}", l.fd().as_raw_fd()),
+                Err(_) => format!("fd={}", l.fd().as_raw_fd()),
             })
             .collect();
         format!("<Server sockets=[{}]>", socks.join(", "))
@@ -334,17 +366,31 @@ impl ServerInner {
             return Ok(());
         }
         let backlog = i32::try_from(self.backlog).unwrap_or(i32::MAX);
+        let lp = self.lp()?;
         for (idx, l) in st.listeners.iter_mut().enumerate() {
-            rustix::net::listen(&l.fd, backlog)?;
+            let fd = match std::mem::replace(&mut l.sock, Sock::Moving) {
+                Sock::Idle(fd) => fd,
+                other => {
+                    l.sock = other;
+                    continue;
+                }
+            };
+            if let Err(e) = rustix::net::listen(&fd, backlog) {
+                l.sock = Sock::Idle(fd);
+                return Err(e.into());
+            }
             let handler = Rc::new(AcceptHandler {
                 server: self.me.clone(),
                 idx,
             });
-            let owner = format!("<Server listener fd={}>", l.fd.as_raw_fd());
-            l.reg = Some(
-                self.lp
-                    .register_io(&l.fd, Mode::Level, true, false, &owner, handler)?,
-            );
+            let owner = format!("<Server listener fd={}>", fd.as_raw_fd());
+            match Registered::try_new(&lp, fd, Mode::Level, true, false, &owner, handler) {
+                Ok(reg) => l.sock = Sock::Serving(reg),
+                Err((e, fd)) => {
+                    l.sock = Sock::Idle(fd);
+                    return Err(e);
+                }
+            }
         }
         st.serving = true;
         Ok(())
@@ -361,7 +407,7 @@ impl ServerInner {
                 let Some(l) = st.listeners.get(idx) else {
                     return;
                 };
-                rustix::net::acceptfrom_with(&l.fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+                rustix::net::acceptfrom_with(l.fd(), SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
             };
             match res {
                 Ok((conn, addr)) => self.accept_connection(conn, Addr::from_rustix(addr)),
@@ -374,7 +420,9 @@ impl ServerInner {
                     let ctx = ExceptionContext::new("Exception in callback accept_connection")
                         .with_exception(e.into())
                         .with_extra("socket", self.listener_desc(idx));
-                    self.lp.call_exception_handler(&ctx);
+                    if let Some(lp) = self.lp.upgrade() {
+                        lp.call_exception_handler(&ctx);
+                    }
                     return;
                 }
             }
@@ -386,7 +434,7 @@ impl ServerInner {
             .borrow()
             .listeners
             .get(idx)
-            .map(|l| crate::connect::describe_sock(l.fd.as_fd()))
+            .map(|l| crate::connect::describe_sock(l.fd().as_fd()))
             .unwrap_or_default()
     }
 
@@ -395,16 +443,19 @@ impl ServerInner {
         let ctx = ExceptionContext::new("socket.accept() out of system resource")
             .with_exception(e.into())
             .with_extra("socket", self.listener_desc(idx));
-        self.lp.call_exception_handler(&ctx);
+        let Some(lp) = self.lp.upgrade() else {
+            return;
+        };
+        lp.call_exception_handler(&ctx);
         let me = self.me.clone();
-        let timer = self.lp.call_later(ACCEPT_RETRY_DELAY, move |_| {
+        let timer = lp.call_later(ACCEPT_RETRY_DELAY, move |_| {
             if let Some(s) = me.upgrade() {
                 s.resume_accepting(idx);
             }
         });
         let mut st = self.st.borrow_mut();
         if let Some(l) = st.listeners.get_mut(idx) {
-            if let Some(reg) = &l.reg {
+            if let Some(reg) = l.reg() {
                 let _ = reg.set_interest(false, false);
             }
             l.retry = timer.ok();
@@ -417,7 +468,7 @@ impl ServerInner {
         if let Some(l) = st.listeners.get_mut(idx) {
             l.retry = None;
             if serving {
-                if let Some(reg) = &l.reg {
+                if let Some(reg) = l.reg() {
                     let _ = reg.set_interest(true, false);
                 }
             }
@@ -439,6 +490,9 @@ impl ServerInner {
             st.next_client
         };
         let me = self.me.clone();
+        let Some(lp) = self.lp.upgrade() else {
+            return;
+        };
         let result = protocol.and_then(|p| {
             let opts = TransportOptions::socket()
                 .peername(peer)
@@ -447,19 +501,19 @@ impl ServerInner {
                         s.detach(id);
                     }
                 });
-            Transport::new(&self.lp, conn, p, opts)
+            Transport::new(&lp, conn, p, opts)
         });
         match result {
             Ok(t) => {
                 self.st.borrow_mut().clients.insert(id, t);
             }
             Err(e) => {
-                if self.lp.get_debug() {
+                if lp.get_debug() {
                     let ctx = ExceptionContext::new(
                         "Error on transport creation for incoming connection",
                     )
                     .with_exception(e);
-                    self.lp.call_exception_handler(&ctx);
+                    lp.call_exception_handler(&ctx);
                 }
             }
         }
@@ -509,19 +563,21 @@ impl ServerInner {
             if let Some(t) = l.retry.take() {
                 t.cancel();
             }
-            drop(l.reg.take());
+            // The registration goes first, then the socket (both inside `Registered`).
             drop(l);
         }
         if let Some(c) = cleanup {
             unlink_if_same(&c);
         }
         if let Some(f) = forever {
-            f.cancel(None);
+            f.cancel();
         }
         if idle {
             self.wakeup();
         }
-        registry(&self.lp).servers.borrow_mut().remove(&self.id);
+        if let Some(lp) = self.lp.upgrade() {
+            registry(&lp).servers.borrow_mut().remove(&self.id);
+        }
     }
 }
 
@@ -559,8 +615,7 @@ fn unlink_if_same(c: &UnixCleanup) {
 /// std::net::TcpStream::connect(("127.0.0.1", port))?;
 /// server.close();
 /// assert!(server.sockets().is_empty());
-/// let s = server.clone();
-/// lp.run_until_complete(async move { s.wait_closed().await })??;
+/// lp.run_until_complete(server.wait_closed())??;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -585,18 +640,19 @@ impl Drop for ForeverGuard<'_> {
 }
 
 impl Server {
-    /// The loop the server runs on.
+    /// The loop the server runs on; `None` once the loop is gone (the server holds it weakly:
+    /// the loop keeps its servers, not the other way round).
     ///
     /// ```
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
-    /// assert!(s.get_loop().ptr_eq(&lp));
+    /// assert!(s.get_loop().unwrap().ptr_eq(&lp));
     /// # s.close();
     /// ```
-    pub fn get_loop(&self) -> EventLoop {
-        self.inner.lp.clone()
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.inner.lp.upgrade()
     }
 
     /// True while accepting connections (NET-36, NET-40).
@@ -633,7 +689,7 @@ impl Server {
             .borrow()
             .listeners
             .iter()
-            .map(|l| l.fd.as_raw_fd())
+            .map(|l| l.fd().as_raw_fd())
             .collect()
     }
 
@@ -653,7 +709,7 @@ impl Server {
             .borrow()
             .listeners
             .iter()
-            .filter_map(|l| Addr::sockname_of(&l.fd).ok())
+            .filter_map(|l| Addr::sockname_of(l.fd()).ok())
             .collect()
     }
 
@@ -727,7 +783,7 @@ impl Server {
                     self.inner.describe()
                 )));
             }
-            let f = self.inner.lp.create_future::<()>();
+            let f = self.inner.lp()?.create_future::<()>();
             st.serving_forever = Some(f.clone());
             f
         };
@@ -780,19 +836,24 @@ impl Server {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
     /// s.close();
-    /// lp.run_until_complete(async move { s.wait_closed().await }).unwrap().unwrap();
+    /// lp.run_until_complete(s.wait_closed()).unwrap().unwrap();
     /// ```
-    pub async fn wait_closed(&self) -> Result<()> {
-        let fut = {
-            let mut st = self.inner.st.borrow_mut();
-            if st.finished {
-                return Ok(());
-            }
-            let f = self.inner.lp.create_future::<()>();
-            st.waiters.push(f.clone());
-            f
-        };
-        fut.await
+    pub fn wait_closed(&self) -> impl std::future::Future<Output = Result<()>> + 'static {
+        // The future owns a handle of the server, so it can be given to `run_until_complete`
+        // directly.
+        let inner = self.inner.clone();
+        async move {
+            let fut = {
+                let mut st = inner.st.borrow_mut();
+                if st.finished {
+                    return Ok(());
+                }
+                let f = inner.lp()?.create_future::<()>();
+                st.waiters.push(f.clone());
+                f
+            };
+            fut.await
+        }
     }
 
     /// Closes every live connection of the server (their buffers are flushed first) (NET-44).

@@ -110,7 +110,7 @@ fn send_flags() -> SendFlags {
 /// assert_eq!(got, b"ping");
 /// # Ok::<(), loop_core::Error>(())
 /// ```
-pub trait SockExt {
+pub trait SockExt: crate::sealed::Sealed {
     /// Receives up to `n` bytes (an empty vector at EOF). Tries at once, waits only if the
     /// socket would block (NET-08).
     ///

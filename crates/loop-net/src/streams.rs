@@ -34,7 +34,7 @@ pub(crate) async fn open_connection(
     o: ConnectOptions,
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, protocol) = reader_and_protocol(o.limit)?;
-    let t = create_connection(lp, move || protocol, host, port, o).await?;
+    let (t, _) = create_connection(lp, move || protocol, host, port, o).await?;
     reader.set_transport(t.clone());
     let writer = StreamWriter::new(t)?;
     Ok((reader, writer))
@@ -47,7 +47,7 @@ pub(crate) async fn open_unix_connection(
     o: ConnectOptions,
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, protocol) = reader_and_protocol(o.limit)?;
-    let t = create_unix_connection(lp, move || protocol, path, o).await?;
+    let (t, _) = create_unix_connection(lp, move || protocol, path, o).await?;
     reader.set_transport(t.clone());
     let writer = StreamWriter::new(t)?;
     Ok((reader, writer))

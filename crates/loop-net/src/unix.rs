@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use loop_core::{Error, EventLoop, Result};
-use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
+use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport, TransportOptions};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
@@ -59,12 +59,12 @@ fn check_unix_connect_options(o: &ConnectOptions) -> Result<()> {
 }
 
 /// `create_unix_connection` (NET-46).
-pub(crate) async fn create_unix_connection<P: Into<StreamProtocol>>(
+pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
     lp: EventLoop,
     factory: impl FnOnce() -> P,
     path: Option<PathBuf>,
     mut o: ConnectOptions,
-) -> Result<Transport> {
+) -> Result<(Transport, ProtocolRef<P>)> {
     check_no_tls(
         o.ssl,
         o.server_hostname.is_some(),

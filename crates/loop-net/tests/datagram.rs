@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
 use loop_executor::ExecutorExt;
 use loop_net::{
-    Addr, DatagramAddr, DatagramExt, DatagramOptions, DatagramProtocolRef, DatagramTransport,
-    AF_INET, AF_UNIX, IPPROTO_TCP, MAX_DATAGRAM_READ,
+    Addr, DatagramAddr, DatagramExt, DatagramOptions, DatagramTransport, AF_INET, AF_UNIX,
+    IPPROTO_TCP, MAX_DATAGRAM_READ,
 };
-use loop_transport::{DatagramProtocol, Extra};
+use loop_transport::{DatagramProtocol, Extra, ProtocolRef};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -104,7 +104,7 @@ fn echo_rec() -> (S, impl FnOnce() -> Rec) {
     })
 }
 
-impl DatagramProtocol<DatagramTransport> for Rec {
+impl DatagramProtocol for Rec {
     fn connection_made(&mut self, t: &DatagramTransport) {
         self.t = Some(t.clone());
         self.s.push(Ev::Made);
@@ -159,11 +159,11 @@ fn count_data(evs: &[Ev]) -> usize {
 }
 
 /// Creates an endpoint on `lp`.
-fn endpoint<P: DatagramProtocol<DatagramTransport> + 'static>(
+fn endpoint<P: DatagramProtocol + 'static>(
     lp: &EventLoop,
     factory: impl FnOnce() -> P + 'static,
     options: DatagramOptions,
-) -> Result<(DatagramTransport, DatagramProtocolRef<P>), Error> {
+) -> Result<(DatagramTransport, ProtocolRef<P>), Error> {
     let l = lp.clone();
     run(lp, async move {
         l.create_datagram_endpoint(factory, options).await
@@ -203,7 +203,7 @@ fn net_50_datagram_protocol_defaults_do_nothing() {
     let _g = serial();
     // A protocol implementing nothing receives datagrams and errors and closes without harm.
     struct Nothing;
-    impl DatagramProtocol<DatagramTransport> for Nothing {}
+    impl DatagramProtocol for Nothing {}
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
     let (t, p) = endpoint(&lp, || Nothing, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
@@ -219,7 +219,14 @@ fn net_50_datagram_protocol_defaults_do_nothing() {
     for _ in 0..3 {
         run(&lp, loop_core::yield_now());
     }
-    assert!(p.with(|_: &mut Nothing| ()).is_none(), "protocol dropped");
+    assert!(
+        t.with_protocol(|_: &mut Nothing| ()).is_none(),
+        "the transport let go of its protocol"
+    );
+    assert!(
+        p.with(|_: &mut Nothing| ()).is_some(),
+        "the ProtocolRef keeps it alive"
+    );
     assert!(reports.borrow().is_empty());
 }
 
@@ -1179,7 +1186,7 @@ fn queue_step(lp: &EventLoop, t: &DatagramTransport) -> usize {
 /// back, so its queue is bounded by a datagram count (`net.unix.max_dgram_qlen`), not by the
 /// sender's buffer: each datagram the test reads wakes the sender and makes room for exactly
 /// one queued datagram, so the queue drains in steps of `size + 8`.
-fn full_unix_pair<P: DatagramProtocol<DatagramTransport> + 'static>(
+fn full_unix_pair<P: DatagramProtocol + 'static>(
     lp: &EventLoop,
     factory: impl FnOnce() -> P + 'static,
     size: usize,
@@ -1234,7 +1241,7 @@ fn net_64_datagram_resume_writing_when_the_queue_drains_to_exactly_low() {
 fn net_64_datagram_failing_resume_writing_is_reported_once_and_not_fatal() {
     let _g = serial();
     struct BadResume(S);
-    impl DatagramProtocol<DatagramTransport> for BadResume {
+    impl DatagramProtocol for BadResume {
         fn pause_writing(&mut self) {
             self.0.push(Ev::Pause);
         }

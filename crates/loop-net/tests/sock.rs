@@ -255,7 +255,7 @@ fn net_13_cancelled_recv_leaves_no_registration_and_loses_no_data() {
                 1,
                 "the pending recv watches the fd"
             );
-            waiting.cancel(Some("no longer needed".into()));
+            waiting.cancel_with("no longer needed");
             let r = waiting.await;
             assert!(r.unwrap_err().is_cancelled());
             assert_eq!(
@@ -293,7 +293,7 @@ fn net_13_cancelled_accept_then_accept_works() {
             };
             loop_core::yield_now().await;
             loop_core::yield_now().await;
-            pending.cancel(None);
+            pending.cancel();
             assert!(pending.await.unwrap_err().is_cancelled());
             let c = TcpStream::connect(addr).unwrap();
             let (_conn, peer) = lp2.sock_accept::<_, TcpStream>(&*l2).await?;

@@ -89,7 +89,7 @@ fn stream_03_failing_client_callback_is_reported_and_closed() {
                             "panic" => panic!("client callback panicked"),
                             _ => {
                                 let me = loop_core::current_task()?.unwrap();
-                                me.cancel(None);
+                                me.cancel();
                                 loop_core::yield_now().await;
                                 Ok(())
                             }

@@ -85,7 +85,7 @@ fn net_46_create_unix_connection_arguments() {
     );
     // A listening path connects.
     let l = UnixListener::bind(&path).unwrap();
-    let t = run(
+    let (t, _protocol) = run(
         &lp,
         10,
         lp.create_unix_connection(|| Quiet, Some(&path), ConnectOptions::default()),

@@ -62,19 +62,17 @@
 //! `EPOLLERR` / `EPOLLHUP` (PIPE-09) and uses the socket flow-control rules (PIPE-15).
 //!
 //! **The returned protocol.** asyncio returns `(transport, protocol)`. Here the transport owns
-//! the protocol, so the second element is a typed handle, [`PipeProtocolRef`], that reaches the
-//! protocol through the transport while it exists.
+//! the protocol, so the second element is a typed handle, a [`ProtocolRef`], that reaches the
+//! protocol and keeps it alive (readable after `connection_lost` too).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use loop_core::{Error, EventLoop, Result};
-use loop_transport::{Protocol, Transport, TransportOptions};
+use loop_transport::{Protocol, ProtocolRef, Transport, TransportOptions};
 use rustix::fs::FileType;
 
 /// Which end of a pipe a transport drives.
@@ -86,95 +84,14 @@ enum Direction {
     Write,
 }
 
-/// A typed handle to the protocol of a pipe transport, returned by
-/// [`connect_read_pipe`](PipesExt::connect_read_pipe) and
-/// [`connect_write_pipe`](PipesExt::connect_write_pipe) in place of asyncio's protocol object
-/// (the transport owns the protocol).
-///
-/// ```
-/// use loop_pipes::PipesExt;
-/// struct Counter(u32);
-/// impl loop_transport::Protocol for Counter {}
-/// let lp = loop_core::EventLoop::new()?;
-/// let (r, _w) = rustix::pipe::pipe()?;
-/// let l = lp.clone();
-/// let (t, p) = lp.run_until_complete(async move { l.connect_read_pipe(|| Counter(3), r).await })??;
-/// assert_eq!(p.with(|c| c.0), Some(3));
-/// t.close();
-/// lp.run_until_complete(async {})?;
-/// assert_eq!(p.with(|c| c.0), None); // dropped after connection_lost
-/// # Ok::<(), loop_core::Error>(())
-/// ```
-pub struct PipeProtocolRef<P> {
-    /// The transport that owns the protocol.
-    transport: Transport,
-    /// The protocol type.
-    _p: PhantomData<fn() -> P>,
+mod sealed {
+    /// Only `EventLoop` implements the extension trait.
+    pub trait Sealed {}
+    impl Sealed for loop_core::EventLoop {}
 }
 
-impl<P: 'static> PipeProtocolRef<P> {
-    /// Calls `f` with the protocol. `None` once it is gone (after `connection_lost`), was
-    /// replaced by one of another type, or while one of its methods runs.
-    ///
-    /// ```
-    /// use loop_pipes::PipesExt;
-    /// struct Counter(u32);
-    /// impl loop_transport::Protocol for Counter {}
-    /// let lp = loop_core::EventLoop::new()?;
-    /// let (r, _w) = rustix::pipe::pipe()?;
-    /// let l = lp.clone();
-    /// let (t, p) = lp.run_until_complete(async move { l.connect_read_pipe(|| Counter(0), r).await })??;
-    /// p.with(|c| c.0 += 2);
-    /// assert_eq!(p.with(|c| c.0), Some(2));
-    /// t.close();
-    /// # lp.run_until_complete(async {})?;
-    /// # Ok::<(), loop_core::Error>(())
-    /// ```
-    pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
-        self.transport.with_protocol(f)
-    }
-
-    /// The transport.
-    ///
-    /// ```
-    /// use loop_pipes::PipesExt;
-    /// struct Q;
-    /// impl loop_transport::Protocol for Q {}
-    /// let lp = loop_core::EventLoop::new()?;
-    /// let (_r, w) = rustix::pipe::pipe()?;
-    /// let l = lp.clone();
-    /// let (t, p) = lp.run_until_complete(async move { l.connect_write_pipe(|| Q, w).await })??;
-    /// assert!(p.transport().ptr_eq(&t));
-    /// t.close();
-    /// lp.run_until_complete(async {})?;
-    /// # Ok::<(), loop_core::Error>(())
-    /// ```
-    pub fn transport(&self) -> &Transport {
-        &self.transport
-    }
-}
-
-impl<P> Clone for PipeProtocolRef<P> {
-    fn clone(&self) -> Self {
-        PipeProtocolRef {
-            transport: self.transport.clone(),
-            _p: PhantomData,
-        }
-    }
-}
-
-impl<P> fmt::Debug for PipeProtocolRef<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "<PipeProtocolRef {} of {:?}>",
-            std::any::type_name::<P>(),
-            self.transport
-        )
-    }
-}
-
-/// `connect_read_pipe` and `connect_write_pipe`, as methods of [`EventLoop`].
+/// `connect_read_pipe` and `connect_write_pipe`, as methods of [`EventLoop`] (sealed: only
+/// `EventLoop` implements it).
 ///
 /// ```
 /// use loop_pipes::PipesExt;
@@ -189,7 +106,7 @@ impl<P> fmt::Debug for PipeProtocolRef<P> {
 /// # lp.run_until_complete(async {})?;
 /// # Ok::<(), loop_core::Error>(())
 /// ```
-pub trait PipesExt {
+pub trait PipesExt: sealed::Sealed {
     /// Wraps the read end of a pipe (or a FIFO, a socket, a character device such as a pty) in
     /// a read-only transport whose protocol `protocol_factory` makes (called once), and returns
     /// once `connection_made` ran; reading starts after it (PIPE-01, PIPE-02).
@@ -238,7 +155,7 @@ pub trait PipesExt {
         &self,
         protocol_factory: F,
         pipe: impl Into<OwnedFd>,
-    ) -> impl Future<Output = Result<(Transport, PipeProtocolRef<P>)>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         P: Protocol + 'static,
         F: FnOnce() -> P + 'static;
@@ -287,7 +204,7 @@ pub trait PipesExt {
         &self,
         protocol_factory: F,
         pipe: impl Into<OwnedFd>,
-    ) -> impl Future<Output = Result<(Transport, PipeProtocolRef<P>)>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         P: Protocol + 'static,
         F: FnOnce() -> P + 'static;
@@ -298,7 +215,7 @@ impl PipesExt for EventLoop {
         &self,
         protocol_factory: F,
         pipe: impl Into<OwnedFd>,
-    ) -> impl Future<Output = Result<(Transport, PipeProtocolRef<P>)>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         P: Protocol + 'static,
         F: FnOnce() -> P + 'static,
@@ -310,7 +227,7 @@ impl PipesExt for EventLoop {
         &self,
         protocol_factory: F,
         pipe: impl Into<OwnedFd>,
-    ) -> impl Future<Output = Result<(Transport, PipeProtocolRef<P>)>> + 'static
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         P: Protocol + 'static,
         F: FnOnce() -> P + 'static,
@@ -340,7 +257,7 @@ async fn connect<P, F>(
     protocol_factory: F,
     fd: OwnedFd,
     direction: Direction,
-) -> Result<(Transport, PipeProtocolRef<P>)>
+) -> Result<(Transport, ProtocolRef<P>)>
 where
     P: Protocol + 'static,
     F: FnOnce() -> P + 'static,
@@ -357,16 +274,11 @@ where
     }
     .waiter(waiter.clone());
     let transport = Transport::new(&lp, fd, protocol, options)?;
+    let protocol = transport.protocol_ref::<P>();
     let mut guard = CloseOnDrop(Some(transport.clone()));
     waiter.await?;
     guard.0 = None;
-    Ok((
-        transport.clone(),
-        PipeProtocolRef {
-            transport,
-            _p: PhantomData,
-        },
-    ))
+    Ok((transport, protocol))
 }
 
 /// PIPE-01 / PIPE-08: only fds the kernel reports readiness for.

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
-use loop_pipes::{PipeProtocolRef, PipesExt};
+use loop_pipes::PipesExt;
 use loop_transport::{Extra, Protocol, Transport};
 use rustix::fs::{Mode, OFlags};
 
@@ -159,7 +159,7 @@ fn spin(lp: &EventLoop) {
     }
 }
 
-type Connected<P> = Result<(Transport, PipeProtocolRef<P>), Error>;
+type Connected<P> = Result<(Transport, loop_transport::ProtocolRef<P>), Error>;
 
 fn read_pipe<P: Protocol + 'static>(
     lp: &EventLoop,
@@ -377,7 +377,10 @@ fn pipe_02_returns_after_connection_made_reading_starts_after_and_the_pipe_is_ow
         Some(&Ev::Made),
         "connection_made ran first"
     );
-    assert!(p.transport().ptr_eq(&t));
+    assert!(
+        p.with(|_: &mut Rec| ()).is_some() && t.with_protocol(|_: &mut Rec| ()).is_some(),
+        "the ProtocolRef reaches the transport's protocol"
+    );
     assert_eq!(t.get_extra_info(Extra::Pipe).unwrap().as_fd(), Some(raw));
     assert!(t.get_extra_info(Extra::Socket).is_none());
     wait_until(&lp, &s, |_| s.data() == b"early");
@@ -602,8 +605,12 @@ fn pipe_07_close_is_idempotent_stops_reading_and_releases_everything() {
     assert!(t.fileno().is_none());
     assert!(t.get_loop().is_none(), "the loop reference is dropped");
     assert!(
-        p.with(|_: &mut Rec| ()).is_none(),
-        "the protocol is dropped"
+        t.with_protocol(|_: &mut Rec| ()).is_none(),
+        "the transport let go of its protocol"
+    );
+    assert!(
+        p.with(|_: &mut Rec| ()).is_some(),
+        "the ProtocolRef keeps it alive"
     );
     drop(w);
     assert_eq!(fd_count(), with_loop);

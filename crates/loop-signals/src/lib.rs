@@ -80,7 +80,8 @@ use std::os::unix::net::UnixStream;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 
-use loop_core::{Error, EventLoop, Handle, IoHandler, IoRegistration, Mode, Readiness, Result};
+use loop_core::internal::{IoHandler, LoopInternals, Registered};
+use loop_core::{Error, EventLoop, Handle, Mode, Readiness, Result};
 
 /// The signal numbers (`SIGINT`, `SIGTERM`, `SIGUSR1`, ...) of this platform, from the C
 /// library, re-exported from signal-hook so that no `libc` dependency is needed to name them.
@@ -104,13 +105,10 @@ struct Entry {
     location: &'static Location<'static>,
 }
 
-/// The loop's self-pipe. Field order matters: the registration is dropped (deregistered)
-/// before the read end is closed.
+/// The loop's self-pipe.
 struct Pipe {
-    /// The read end in the reactor.
-    _reg: IoRegistration,
-    /// The read end.
-    read: UnixStream,
+    /// The read end, registered with the loop's poller (deregistered before it is closed).
+    read: Registered<UnixStream>,
     /// The write end evloop's signal handler writes to.
     write: UnixStream,
 }
@@ -185,7 +183,7 @@ impl IoHandler for Reader {
             };
             let mut buf = [0u8; 4096];
             loop {
-                match (&pipe.read).read(&mut buf) {
+                match pipe.read.get_ref().read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
                         for &b in &buf[..n] {
@@ -287,8 +285,9 @@ fn ensure_pipe(lp: &EventLoop, st: &Rc<LoopSignals>) -> Result<()> {
     let (read, write) = UnixStream::pair()?;
     read.set_nonblocking(true)?;
     write.set_nonblocking(true)?;
-    let reg = lp.register_io(
-        &read,
+    let read = Registered::new(
+        lp,
+        read,
         Mode::Level,
         true,
         false,
@@ -297,11 +296,7 @@ fn ensure_pipe(lp: &EventLoop, st: &Rc<LoopSignals>) -> Result<()> {
             st: Rc::downgrade(st),
         }),
     )?;
-    *st.pipe.borrow_mut() = Some(Pipe {
-        _reg: reg,
-        read,
-        write,
-    });
+    *st.pipe.borrow_mut() = Some(Pipe { read, write });
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! the loop that owns the signal, and the process that installed it. A per-signal count of
 //! running handlers lets [`clear_target`] wait until no handler can still write to a pipe that
 //! is about to be closed.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::RawFd;

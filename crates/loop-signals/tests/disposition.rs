@@ -5,6 +5,9 @@
 //! `SIG_IGN`, the Rust runtime's default), not the earlier one. The tests that install an earlier
 //! SIGTERM disposition run in a child process (this binary again, with
 //! `EVLOOP_DISPOSITION_CHILD=<mode>`), which the parent finally kills with SIGTERM.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod common;
 

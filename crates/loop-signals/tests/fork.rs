@@ -1,5 +1,8 @@
 //! SIG-15: a forked child inherits the process-wide signal handler and the self-pipe, but a
 //! signal the child receives must not run the parent's handlers.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -10,7 +10,6 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,22 +133,7 @@ pub(crate) fn spawn(
     if opts.start_new_session || !opts.pass_fds.is_empty() {
         let new_session = opts.start_new_session;
         let keep: Vec<RawFd> = opts.pass_fds.clone();
-        // SAFETY: the closure runs in the forked child before exec. It only makes
-        // async-signal-safe system calls (`setsid`, `fcntl`) and allocates nothing: `keep` was
-        // built in the parent and is only read.
-        unsafe {
-            cmd.pre_exec(move || {
-                if new_session && libc::setsid() == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                for &fd in &keep {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        crate::sys::set_pre_exec(&mut cmd, new_session, keep);
     }
     let spawned = cmd.spawn();
     // The child's ends live in `cmd`: close them now, so that the loop sees EOF when the child
@@ -342,10 +326,8 @@ pub(crate) fn to_signal(sig: i32) -> Result<Option<Signal>> {
         return Ok(Some(s));
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
-        // SAFETY: `sig` is a real-time signal between the C library's SIGRTMIN and SIGRTMAX,
-        // a valid, non-zero signal number that applications may send.
-        return Ok(Some(unsafe { Signal::from_raw_unchecked(sig) }));
+    if let Some(s) = crate::sys::realtime_signal(sig) {
+        return Ok(Some(s));
     }
     Err(Error::invalid_argument(format!(
         "invalid signal number {sig}; use a signal such as libc::SIGTERM"

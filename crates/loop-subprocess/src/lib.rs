@@ -11,7 +11,7 @@
 //! let lp2 = lp.clone();
 //! let line = lp.run_until_complete(async move {
 //!     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-//!     let mut p = lp2.create_subprocess_exec("echo", ["hello", "world"], o).await?;
+//!     let mut p = lp2.create_subprocess_exec("echo", o.args(["hello", "world"])).await?;
 //!     let line = p.stdout.as_mut().unwrap().readline().await?;
 //!     p.wait().await?;
 //!     Ok::<_, loop_core::Error>(line)
@@ -93,20 +93,21 @@
 mod child;
 mod options;
 mod process;
+mod sys;
 mod transport;
 
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 
 use loop_core::{EventLoop, Result};
+use loop_transport::ProtocolRef;
 
-pub use loop_transport::SubprocessProtocol;
 pub use options::{ExitWatcher, Stdio, SubprocessOptions};
 pub use process::Process;
-pub use transport::{ProcessInfo, SubprocessTransport};
+pub use transport::{ProcessInfo, SubprocessProtocol, SubprocessTransport};
 
 use child::Defaults;
-use transport::{launch, Mode};
+use transport::launch::{launch, Mode};
 
 /// The shell that runs the commands of `subprocess_shell` / `create_subprocess_shell`.
 pub const SHELL: &str = "/bin/sh";
@@ -128,7 +129,7 @@ mod sealed {
 /// let l = lp.clone();
 /// let (out, code) = lp.run_until_complete(async move {
 ///     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-///     let mut p = l.create_subprocess_exec("echo", ["hi"], o).await?;
+///     let mut p = l.create_subprocess_exec("echo", o.arg("hi")).await?;
 ///     let (out, _) = p.communicate(None).await?;
 ///     Ok::<_, loop_core::Error>((out.unwrap(), p.returncode()))
 /// })??;
@@ -137,11 +138,11 @@ mod sealed {
 /// # Ok::<(), loop_core::Error>(())
 /// ```
 pub trait SubprocessExt: sealed::Sealed {
-    /// Runs `program` with `args` (no shell) under a protocol made by `protocol_factory`:
-    /// asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
-    /// says otherwise (SUB-01). The protocol is reachable through
-    /// [`SubprocessTransport::with_protocol`]; share state with it through `Rc`s to read it
-    /// after `connection_lost`.
+    /// Runs `program` with the arguments of `options` ([`SubprocessOptions::arg`], no shell)
+    /// under a protocol made by `protocol_factory`: asyncio's `loop.subprocess_exec`. stdin, stdout and stderr are pipes unless `options`
+    /// says otherwise (SUB-01). Returns the transport and a [`ProtocolRef`] to the protocol
+    /// (asyncio's `(transport, protocol)`), which reads the protocol after `connection_lost`
+    /// too.
     ///
     /// # Errors
     ///
@@ -156,14 +157,12 @@ pub trait SubprocessExt: sealed::Sealed {
     /// Cancelling before completion kills and collects the child; the protocol is never called.
     ///
     /// ```
-    /// use std::cell::RefCell;
-    /// use std::rc::Rc;
-    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
+    /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol};
     ///
-    /// struct Collect(Rc<RefCell<Vec<u8>>>, loop_core::LoopFuture<()>);
-    /// impl SubprocessProtocol<SubprocessTransport> for Collect {
+    /// struct Collect(Vec<u8>, loop_core::LoopFuture<()>);
+    /// impl SubprocessProtocol for Collect {
     ///     fn pipe_data_received(&mut self, _fd: i32, data: &[u8]) {
-    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///         self.0.extend_from_slice(data);
     ///     }
     ///     fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
     ///         let _ = self.1.set_result(());
@@ -171,30 +170,26 @@ pub trait SubprocessExt: sealed::Sealed {
     /// }
     ///
     /// let lp = loop_core::EventLoop::new()?;
-    /// let out = Rc::new(RefCell::new(Vec::new()));
     /// let done = lp.create_future();
-    /// let (o, d, lp2) = (out.clone(), done.clone(), lp.clone());
-    /// let t = lp.run_until_complete(async move {
-    ///     lp2.subprocess_exec(move || Collect(o, d), "echo", ["hi"], SubprocessOptions::new()).await
+    /// let (d, lp2) = (done.clone(), lp.clone());
+    /// let (t, protocol) = lp.run_until_complete(async move {
+    ///     lp2.subprocess_exec(move || Collect(Vec::new(), d), "echo", SubprocessOptions::new().arg("hi")).await
     /// })??;
     /// lp.run_until_complete(done)??;
-    /// assert_eq!(*out.borrow(), b"hi\n");
+    /// assert_eq!(protocol.with(|c| c.0.clone()), Some(b"hi\n".to_vec()));
     /// assert_eq!(t.get_returncode(), Some(0));
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    fn subprocess_exec<P, F, I, S>(
+    fn subprocess_exec<P, F>(
         &self,
         protocol_factory: F,
         program: impl AsRef<OsStr>,
-        args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>;
+        P: SubprocessProtocol;
 
     /// Runs `cmd` with the shell ([`SHELL`]` -c cmd`) under a protocol: asyncio's
     /// `loop.subprocess_shell`. Pipes by default, as [`subprocess_exec`](Self::subprocess_exec).
@@ -202,7 +197,8 @@ pub trait SubprocessExt: sealed::Sealed {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for an empty command or
-    /// one with a NUL byte (asyncio's "cmd must be a string", SUB-03); otherwise as
+    /// one with a NUL byte (asyncio's "cmd must be a string", SUB-03), or arguments set in
+    /// `options` (a shell command carries its own); otherwise as
     /// [`subprocess_exec`](Self::subprocess_exec).
     ///
     /// # Cancel safety
@@ -212,7 +208,7 @@ pub trait SubprocessExt: sealed::Sealed {
     /// ```
     /// use loop_subprocess::{SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
     /// struct Quiet;
-    /// impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+    /// impl SubprocessProtocol for Quiet {}
     ///
     /// let lp = loop_core::EventLoop::new()?;
     /// let lp2 = lp.clone();
@@ -228,12 +224,12 @@ pub trait SubprocessExt: sealed::Sealed {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>;
+        P: SubprocessProtocol;
 
-    /// Runs `program` with `args` (no shell) and returns a [`Process`]:
+    /// Runs `program` with the arguments of `options` (no shell) and returns a [`Process`]:
     /// `asyncio.create_subprocess_exec`. The child inherits stdin, stdout and stderr unless
     /// `options` pipes them (SUB-15).
     ///
@@ -250,23 +246,19 @@ pub trait SubprocessExt: sealed::Sealed {
     /// let lp = loop_core::EventLoop::new()?;
     /// let lp2 = lp.clone();
     /// let out = lp.run_until_complete(async move {
-    ///     let o = SubprocessOptions::new().stdout(Stdio::Pipe);
-    ///     let mut p = lp2.create_subprocess_exec("printf", ["%s-%s", "a", "b"], o).await?;
+    ///     let o = SubprocessOptions::new().args(["%s-%s", "a", "b"]).stdout(Stdio::Pipe);
+    ///     let mut p = lp2.create_subprocess_exec("printf", o).await?;
     ///     Ok::<_, loop_core::Error>(p.communicate(None).await?.0)
     /// })??;
     /// assert_eq!(out.unwrap(), b"a-b");
     /// lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    fn create_subprocess_exec<I, S>(
+    fn create_subprocess_exec(
         &self,
         program: impl AsRef<OsStr>,
-        args: I,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<Process>>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>;
+    ) -> impl Future<Output = Result<Process>>;
 
     /// Runs `cmd` with the shell and returns a [`Process`]: `asyncio.create_subprocess_shell`.
     /// Streams are inherited by default, as [`create_subprocess_exec`](Self::create_subprocess_exec).
@@ -299,36 +291,25 @@ pub trait SubprocessExt: sealed::Sealed {
     ) -> impl Future<Output = Result<Process>>;
 }
 
-fn collect_args<I, S>(args: I) -> Vec<OsString>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    args.into_iter().map(|a| a.as_ref().to_owned()).collect()
-}
-
-fn shell_args(cmd: &OsStr) -> Result<(OsString, Vec<OsString>)> {
-    options::validate_shell_cmd(cmd)?;
+fn shell_args(cmd: &OsStr, options: &SubprocessOptions) -> Result<(OsString, Vec<OsString>)> {
+    options::validate_shell_cmd(cmd, options)?;
     Ok((SHELL.into(), vec!["-c".into(), cmd.to_owned()]))
 }
 
 impl SubprocessExt for EventLoop {
-    fn subprocess_exec<P, F, I, S>(
+    fn subprocess_exec<P, F>(
         &self,
         protocol_factory: F,
         program: impl AsRef<OsStr>,
-        args: I,
-        options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+        mut options: SubprocessOptions,
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
+        P: SubprocessProtocol,
     {
         let lp = self.clone();
         let program = program.as_ref().to_owned();
-        let args = collect_args(args);
+        let args = std::mem::take(&mut options.args);
         let protocol = Box::new(protocol_factory());
         async move {
             let (t, _) = launch(
@@ -341,7 +322,8 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 
@@ -350,13 +332,13 @@ impl SubprocessExt for EventLoop {
         protocol_factory: F,
         cmd: impl AsRef<OsStr>,
         options: SubprocessOptions,
-    ) -> impl Future<Output = Result<SubprocessTransport>>
+    ) -> impl Future<Output = Result<(SubprocessTransport, ProtocolRef<P>)>>
     where
         F: FnOnce() -> P,
-        P: SubprocessProtocol<SubprocessTransport>,
+        P: SubprocessProtocol,
     {
         let lp = self.clone();
-        let shell = shell_args(cmd.as_ref());
+        let shell = shell_args(cmd.as_ref(), &options);
         let protocol = Box::new(protocol_factory());
         async move {
             let (program, args) = shell?;
@@ -370,23 +352,19 @@ impl SubprocessExt for EventLoop {
                 Mode::Forward,
             )
             .await?;
-            Ok(t)
+            let p = t.protocol_ref::<P>();
+            Ok((t, p))
         }
     }
 
-    fn create_subprocess_exec<I, S>(
+    fn create_subprocess_exec(
         &self,
         program: impl AsRef<OsStr>,
-        args: I,
-        options: SubprocessOptions,
-    ) -> impl Future<Output = Result<Process>>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+        mut options: SubprocessOptions,
+    ) -> impl Future<Output = Result<Process>> {
         let lp = self.clone();
         let program = program.as_ref().to_owned();
-        let args = collect_args(args);
+        let args = std::mem::take(&mut options.args);
         async move { create(lp, program, args, options).await }
     }
 
@@ -396,7 +374,7 @@ impl SubprocessExt for EventLoop {
         options: SubprocessOptions,
     ) -> impl Future<Output = Result<Process>> {
         let lp = self.clone();
-        let shell = shell_args(cmd.as_ref());
+        let shell = shell_args(cmd.as_ref(), &options);
         async move {
             let (program, args) = shell?;
             create(lp, program, args, options).await
@@ -408,7 +386,7 @@ impl SubprocessExt for EventLoop {
 /// so the subprocess-level events need no handling.
 struct StreamsProtocol;
 
-impl SubprocessProtocol<SubprocessTransport> for StreamsProtocol {}
+impl SubprocessProtocol for StreamsProtocol {}
 
 async fn create(
     lp: EventLoop,

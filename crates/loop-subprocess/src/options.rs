@@ -92,6 +92,7 @@ pub enum ExitWatcher {
 /// ```
 /// use loop_subprocess::{Stdio, SubprocessOptions};
 /// let o = SubprocessOptions::new()
+///     .arg("-l")
 ///     .stdin(Stdio::Null)
 ///     .stderr(Stdio::Stdout)
 ///     .env_var("LANG", "C")
@@ -100,6 +101,8 @@ pub enum ExitWatcher {
 /// assert_eq!(o.get_limit(), 1024);
 /// ```
 pub struct SubprocessOptions {
+    /// The program's arguments (after the program itself); exec calls only.
+    pub(crate) args: Vec<OsString>,
     /// stdin, or `None` for the function's default.
     pub(crate) stdin: Option<Stdio>,
     /// stdout, or `None` for the function's default.
@@ -139,6 +142,7 @@ impl SubprocessOptions {
     /// ```
     pub fn new() -> SubprocessOptions {
         SubprocessOptions {
+            args: Vec::new(),
             stdin: None,
             stdout: None,
             stderr: None,
@@ -150,6 +154,43 @@ impl SubprocessOptions {
             limit: DEFAULT_LIMIT,
             exit_watcher: ExitWatcher::Auto,
         }
+    }
+
+    /// Adds one argument of the program (`subprocess_exec` and `create_subprocess_exec`; the
+    /// shell calls take their arguments in the command string and refuse these).
+    ///
+    /// ```
+    /// let o = loop_subprocess::SubprocessOptions::new().arg("-l").arg("/tmp");
+    /// assert_eq!(o.get_args(), ["-l", "/tmp"]);
+    /// ```
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> SubprocessOptions {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds the program's arguments, in order (as [`arg`](Self::arg) for each).
+    ///
+    /// ```
+    /// let o = loop_subprocess::SubprocessOptions::new().args(["%s-%s", "a", "b"]);
+    /// assert_eq!(o.get_args().len(), 3);
+    /// ```
+    pub fn args<I, S>(mut self, args: I) -> SubprocessOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// The program's arguments set so far.
+    ///
+    /// ```
+    /// assert!(loop_subprocess::SubprocessOptions::new().get_args().is_empty());
+    /// ```
+    pub fn get_args(&self) -> &[OsString] {
+        &self.args
     }
 
     /// Where the child's stdin comes from. [`Stdio::Stdout`] is rejected at spawn time.
@@ -375,9 +416,7 @@ pub(crate) fn validate(program: &OsStr, args: &[OsString], o: &SubprocessOptions
                 "pass_fds: {fd} is not a file descriptor (they are non-negative)"
             )));
         }
-        // SAFETY: F_GETFD only reads the descriptor flags of `fd`; on a number that is not an
-        // open descriptor it fails with EBADF and touches no memory.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !crate::sys::is_open_fd(fd) {
             return Err(Error::invalid_argument(format!(
                 "pass_fds: descriptor {fd} is not open in this process"
             )));
@@ -392,7 +431,14 @@ pub(crate) fn validate(program: &OsStr, args: &[OsString], o: &SubprocessOptions
 }
 
 /// The checks of a shell command line (SUB-03: asyncio's "cmd must be a string").
-pub(crate) fn validate_shell_cmd(cmd: &OsStr) -> Result<()> {
+pub(crate) fn validate_shell_cmd(cmd: &OsStr, options: &SubprocessOptions) -> Result<()> {
+    if !options.args.is_empty() {
+        return Err(Error::invalid_argument(
+            "a shell call takes its arguments in the command string, not in \
+             SubprocessOptions::arg/args (use subprocess_exec / create_subprocess_exec for a \
+             program with separate arguments)",
+        ));
+    }
     if cmd.is_empty() {
         return Err(Error::invalid_argument(
             "the shell command must be a non-empty string",

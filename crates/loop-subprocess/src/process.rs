@@ -26,7 +26,7 @@ use crate::SubprocessTransport;
 /// let lp2 = lp.clone();
 /// let (out, code) = lp.run_until_complete(async move {
 ///     let o = SubprocessOptions::new().stdin(Stdio::Pipe).stdout(Stdio::Pipe);
-///     let mut p = lp2.create_subprocess_exec("tr", ["a-z", "A-Z"], o).await?;
+///     let mut p = lp2.create_subprocess_exec("tr", o.args(["a-z", "A-Z"])).await?;
 ///     let (out, _err) = p.communicate(Some(b"hello")).await?;
 ///     Ok::<_, loop_core::Error>((out, p.returncode()))
 /// })??;
@@ -68,7 +68,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let p = lp.run_until_complete(async move {
-    ///     lp2.create_subprocess_exec("true", [""; 0], SubprocessOptions::new()).await
+    ///     lp2.create_subprocess_exec("true", SubprocessOptions::new()).await
     /// })??;
     /// assert!(p.pid() > 1);
     /// # lp.close()?;
@@ -102,7 +102,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let p = lp.run_until_complete(async move {
-    ///     lp2.create_subprocess_exec("true", [""; 0], SubprocessOptions::new().stdout(Stdio::Pipe)).await
+    ///     lp2.create_subprocess_exec("true", SubprocessOptions::new().stdout(Stdio::Pipe)).await
     /// })??;
     /// assert!(p.transport().get_pipe_transport(1).is_some());
     /// # lp.close()?;
@@ -133,7 +133,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let code = lp.run_until_complete(async move {
-    ///     let p = lp2.create_subprocess_exec("false", [""; 0], SubprocessOptions::new()).await?;
+    ///     let p = lp2.create_subprocess_exec("false", SubprocessOptions::new()).await?;
     ///     p.wait().await
     /// })??;
     /// assert_eq!(code, 1);
@@ -203,7 +203,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let code = lp.run_until_complete(async move {
-    ///     let p = lp2.create_subprocess_exec("sleep", ["10"], SubprocessOptions::new()).await?;
+    ///     let p = lp2.create_subprocess_exec("sleep", SubprocessOptions::new().arg("10")).await?;
     ///     p.send_signal(libc::SIGHUP)?;
     ///     p.wait().await
     /// })??;
@@ -225,7 +225,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let code = lp.run_until_complete(async move {
-    ///     let p = lp2.create_subprocess_exec("sleep", ["10"], SubprocessOptions::new()).await?;
+    ///     let p = lp2.create_subprocess_exec("sleep", SubprocessOptions::new().arg("10")).await?;
     ///     p.terminate()?;
     ///     p.wait().await
     /// })??;
@@ -247,7 +247,7 @@ impl Process {
     /// # use loop_subprocess::*;
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let code = lp.run_until_complete(async move {
-    ///     let p = lp2.create_subprocess_exec("sleep", ["10"], SubprocessOptions::new()).await?;
+    ///     let p = lp2.create_subprocess_exec("sleep", SubprocessOptions::new().arg("10")).await?;
     ///     p.kill()?;
     ///     p.wait().await
     /// })??;

@@ -1,5 +1,8 @@
 //! SUB-27: a loop created in a forked child runs subprocesses. The only test of its binary,
 //! so the fork happens while no other test thread is busy.
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 
 mod common;
 
@@ -15,7 +18,7 @@ fn in_the_fork() -> i32 {
     let r = lp.run_until_complete(async move {
         let o = SubprocessOptions::new().stdout(Stdio::Pipe);
         let mut p = lp2
-            .create_subprocess_exec("echo", ["from the fork"], o)
+            .create_subprocess_exec("echo", o.arg("from the fork"))
             .await?;
         let (out, _) = p.communicate(None).await?;
         Ok::<_, loop_core::Error>((out, p.returncode()))
@@ -42,8 +45,7 @@ fn sub_27_subprocesses_work_from_a_loop_in_a_forked_child() {
     let parent_child = run(&lp, LONG, async move {
         lp2.create_subprocess_exec(
             "sleep",
-            ["60"],
-            SubprocessOptions::new().stdout(Stdio::Pipe),
+            SubprocessOptions::new().stdout(Stdio::Pipe).arg("60"),
         )
         .await
     })

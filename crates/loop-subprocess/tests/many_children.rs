@@ -11,9 +11,7 @@ use std::time::Instant;
 
 use common::*;
 use loop_core::{Error, EventLoop};
-use loop_subprocess::{
-    ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol, SubprocessTransport,
-};
+use loop_subprocess::{ExitWatcher, Stdio, SubprocessExt, SubprocessOptions, SubprocessProtocol};
 
 const CHILDREN: usize = 1000;
 
@@ -54,8 +52,7 @@ fn sub_05_sub_22_a_thousand_children_every_code_right_no_zombie_no_fd_left() {
                     let mut p = lp2
                         .create_subprocess_exec(
                             "sh",
-                            ["-c", "echo $1; exit $(($1 % 256))", "sh", &n],
-                            o,
+                            o.args(["-c", "echo $1; exit $(($1 % 256))", "sh", &n]),
                         )
                         .await?;
                     let (out, _) = p.communicate(None).await?;
@@ -94,14 +91,16 @@ fn sub_05_sub_22_a_thousand_children_every_code_right_no_zombie_no_fd_left() {
 }
 
 struct Quiet;
-impl SubprocessProtocol<SubprocessTransport> for Quiet {}
+impl SubprocessProtocol for Quiet {}
 
 fn exec_err(lp: &EventLoop, program: &OsStr, args: Vec<&OsStr>, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();
     let program = program.to_owned();
     let args: Vec<_> = args.into_iter().map(|a| a.to_owned()).collect();
     run(lp, LONG, async move {
-        lp2.subprocess_exec(|| Quiet, program, args, o).await
+        lp2.subprocess_exec(|| Quiet, program, o.args(args))
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap_err()
 }
@@ -110,7 +109,7 @@ fn shell_err(lp: &EventLoop, cmd: &OsStr, o: SubprocessOptions) -> Error {
     let lp2 = lp.clone();
     let cmd = cmd.to_owned();
     run(lp, LONG, async move {
-        lp2.subprocess_shell(|| Quiet, cmd, o).await
+        lp2.subprocess_shell(|| Quiet, cmd, o).await.map(|(t, _)| t)
     })
     .unwrap_err()
 }
@@ -144,12 +143,8 @@ fn sub_12_spawn_failure_propagates_and_closes_everything() {
     // The high-level functions too.
     let lp2 = lp.clone();
     let e = run(&lp, LONG, async move {
-        lp2.create_subprocess_exec(
-            missing,
-            [""; 0],
-            SubprocessOptions::new().stdout(Stdio::Pipe),
-        )
-        .await
+        lp2.create_subprocess_exec(missing, SubprocessOptions::new().stdout(Stdio::Pipe))
+            .await
     })
     .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
@@ -257,6 +252,18 @@ fn sub_03_invalid_shell_commands_are_rejected_before_spawning() {
     })
     .unwrap_err();
     invalid(e, "non-empty string");
+    // A shell command carries its own arguments: arguments in the options are refused.
+    invalid(
+        shell_err(&lp, OsStr::new("echo"), SubprocessOptions::new().arg("x")),
+        "arguments in the command string",
+    );
+    let lp2 = lp.clone();
+    let e = run(&lp, LONG, async move {
+        lp2.create_subprocess_shell("echo", SubprocessOptions::new().args(["a", "b"]))
+            .await
+    })
+    .unwrap_err();
+    invalid(e, "arguments in the command string");
     // Nothing was spawned, nothing is open.
     assert!(children().is_empty(), "{:?}", children());
     assert_eq!(fd_count(), before);

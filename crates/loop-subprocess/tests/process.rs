@@ -21,7 +21,7 @@ fn exec(lp: &EventLoop, program: &str, args: &[&str], o: SubprocessOptions) -> P
     let program = program.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     run(lp, LONG, async move {
-        lp2.create_subprocess_exec(program, args, o).await
+        lp2.create_subprocess_exec(program, o.args(args)).await
     })
     .unwrap()
 }
@@ -79,7 +79,7 @@ fn sub_16_concurrent_waits_and_cancelling_one() {
         lp.create_task(async move { p.wait().await }).unwrap()
     };
     spin(&lp, 2);
-    assert!(cancelled.cancel(None));
+    assert!(cancelled.cancel());
     spin(&lp, 2);
     assert!(cancelled.done());
     assert_eq!(
@@ -377,7 +377,7 @@ fn sub_13_cancelled_create_subprocess_collects_the_child() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let pid: u32 = line.trim().parse().unwrap();
-    assert!(task.cancel(None));
+    assert!(task.cancel());
     assert!(lp.run_until_complete(task).unwrap_err().is_cancelled());
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap(); // EOF: killed

@@ -24,7 +24,9 @@ fn exec(
     let program = program.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let t = run(lp, LONG, async move {
-        lp2.subprocess_exec(make, program, args, options).await
+        lp2.subprocess_exec(make, program, options.args(args))
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)
@@ -39,7 +41,9 @@ fn shell(
     let lp2 = lp.clone();
     let cmd = cmd.to_string();
     let t = run(lp, LONG, async move {
-        lp2.subprocess_shell(make, cmd, options).await
+        lp2.subprocess_shell(make, cmd, options)
+            .await
+            .map(|(t, _)| t)
     })
     .unwrap();
     (t, log, done)
@@ -117,6 +121,7 @@ fn sub_04_child_killed_mid_write_keeps_the_order() {
             SubprocessOptions::new(),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done);
@@ -360,7 +365,7 @@ fn sub_13_cancelled_setup_kills_and_collects_the_child() {
     let mut reader = BufReader::new(std::fs::File::from(r));
     reader.read_line(&mut line).unwrap();
     let pid: u32 = line.trim().parse().unwrap();
-    assert!(task.cancel(None));
+    assert!(task.cancel());
     let res = lp.run_until_complete(task);
     assert!(res.unwrap_err().is_cancelled());
     // Killed: every write end of our pipe is gone, EOF.
@@ -419,10 +424,10 @@ fn sub_14_spawn_options_pass_through() {
         lp2.subprocess_exec(
             make,
             PathBuf::from("/bin/sh"),
-            [PathBuf::from("-c"), PathBuf::from("echo path")],
-            SubprocessOptions::new(),
+            SubprocessOptions::new().args([PathBuf::from("-c"), PathBuf::from("echo path")]),
         )
         .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done2);
@@ -489,7 +494,7 @@ fn sub_04_stdin_flow_control_reaches_the_protocol() {
 fn protocol_panic_is_reported_and_the_transport_goes_on() {
     let _w = loop_testkit::watchdog();
     struct Panicky(loop_core::LoopFuture<()>);
-    impl loop_subprocess::SubprocessProtocol<SubprocessTransport> for Panicky {
+    impl loop_subprocess::SubprocessProtocol for Panicky {
         fn pipe_data_received(&mut self, _fd: i32, _data: &[u8]) {
             panic!("boom in pipe_data_received");
         }
@@ -507,8 +512,13 @@ fn protocol_panic_is_reported_and_the_transport_goes_on() {
     let d = done.clone();
     let lp2 = lp.clone();
     let t = run(&lp, LONG, async move {
-        lp2.subprocess_exec(move || Panicky(d), "echo", ["x"], SubprocessOptions::new())
-            .await
+        lp2.subprocess_exec(
+            move || Panicky(d),
+            "echo",
+            SubprocessOptions::new().arg("x"),
+        )
+        .await
+        .map(|(t, _)| t)
     })
     .unwrap();
     finish(&lp, done);
@@ -533,5 +543,31 @@ fn with_protocol_reaches_the_concrete_protocol() {
     assert_eq!(t.with_protocol(|_: &mut Rec| ()), None);
     check_order(&log.borrow(), &[0, 1, 2]);
     assert!(format!("{t:?}").contains("returncode=0"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn net_50_every_subprocess_protocol_method_has_a_noop_default() {
+    let _w = loop_testkit::watchdog();
+    struct Bare;
+    impl loop_subprocess::SubprocessProtocol for Bare {}
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let t = run(&lp, LONG, async move {
+        lp2.subprocess_exec(|| Bare, "true", SubprocessOptions::new())
+            .await
+            .map(|(t, _)| t)
+    })
+    .unwrap();
+    let mut b = Bare;
+    use loop_subprocess::SubprocessProtocol as _;
+    b.connection_made(&t);
+    b.pipe_data_received(1, b"p");
+    b.pipe_connection_lost(1, None);
+    b.process_exited();
+    b.pause_writing();
+    b.resume_writing();
+    b.connection_lost(None);
+    t.close();
     lp.close().unwrap();
 }

@@ -3,13 +3,14 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::rc::Weak;
+use std::panic::Location;
+use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use loop_core::Handle;
+use loop_core::{Error, EventLoop, Handle, Result};
 
 use crate::clock;
-use crate::queue::Timers;
+use crate::queue::{self, Timers};
 
 /// A timer scheduled with [`call_later`](crate::TimersExt::call_later) or
 /// [`call_at`](crate::TimersExt::call_at): asyncio's `TimerHandle`.
@@ -196,4 +197,38 @@ impl fmt::Debug for TimerHandle {
             self.handle.location()
         )
     }
+}
+
+/// Schedules `f` at the deadline `key` (nanoseconds since the clock epoch) on `timers`.
+#[inline]
+pub(crate) fn schedule_key(
+    timers: &Rc<Timers>,
+    key: i64,
+    location: &'static Location<'static>,
+    f: impl FnOnce(&EventLoop) + 'static,
+) -> TimerHandle {
+    let handle = Handle::with_location(location, f);
+    let seq = queue::next_seq();
+    timers.push(key, seq, handle.clone());
+    TimerHandle {
+        handle,
+        key,
+        seq,
+        timers: Rc::downgrade(timers),
+    }
+}
+
+/// The queue of an open loop.
+#[inline]
+pub(crate) fn open_timers(lp: &EventLoop) -> Result<Rc<Timers>> {
+    if lp.is_closed() {
+        return Err(Error::Closed);
+    }
+    Ok(Timers::of(lp))
+}
+
+/// The deadline key of `delay_ns` from now on `timers`' loop.
+#[inline]
+pub(crate) fn key_after(lp: &EventLoop, timers: &Timers, delay_ns: i64) -> i64 {
+    clock::key_of(lp.now(), timers.epoch).saturating_add(delay_ns)
 }

@@ -30,7 +30,7 @@
 //! # How timers are kept
 //!
 //! Each loop has one timer queue, created on first use in the loop's extension slot and
-//! registered as an event [`Source`](loop_core::Source): before the loop blocks it asks the
+//! registered as an event source: before the loop blocks it asks the
 //! queue for its earliest deadline (the poll timeout), and once per iteration, after I/O was
 //! polled, the queue moves every due timer to the ready queue. Timers that become due in an
 //! iteration therefore run in that same iteration, after its I/O callbacks; what they schedule
@@ -39,7 +39,7 @@
 //! The queue is a **binary min-heap of `(deadline, sequence)`**, as in asyncio, and for the
 //! same reasons: scheduling is one push (O(log n) at worst, O(1) on average for random
 //! deadlines), the poll timeout is a look at the head, and due timers come off the head in
-//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`] — and a
+//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`](loop_core::Handle) — and a
 //! 32-byte heap slot; moving due timers to the ready queue allocates nothing. (One exception:
 //! when a single iteration finds a large share of a big heap due at once — a burst of timers
 //! that expired while the loop was busy — the queue stops popping them one by one and splits
@@ -88,13 +88,13 @@ mod sleep;
 mod timeout;
 
 use std::panic::Location;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use loop_core::{Error, EventLoop, Handle, Result};
+use loop_core::{EventLoop, Result};
 
 pub use clock::MAX_DELAY;
 pub use handle::TimerHandle;
+use handle::{key_after, open_timers, schedule_key};
 pub use sleep::{sleep, sleep_secs, sleep_until, Sleep};
 pub use timeout::{timeout, timeout_at};
 
@@ -154,7 +154,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after `close()`.
+    /// [`Error::Closed`](loop_core::Error::Closed) after `close()`.
     ///
     /// ```
     /// use loop_timers::TimersExt;
@@ -180,7 +180,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `delay` is NaN or infinite; [`Error::Closed`] after
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `delay` is NaN or infinite; [`Error::Closed`](loop_core::Error::Closed) after
     /// `close()`.
     ///
     /// ```
@@ -211,7 +211,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after `close()`.
+    /// [`Error::Closed`](loop_core::Error::Closed) after `close()`.
     ///
     /// ```
     /// use loop_timers::TimersExt;
@@ -231,7 +231,7 @@ pub trait TimersExt: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `when` is NaN or infinite; [`Error::Closed`] after
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `when` is NaN or infinite; [`Error::Closed`](loop_core::Error::Closed) after
     /// `close()`.
     ///
     /// ```
@@ -315,7 +315,7 @@ pub trait TimersExt: sealed::Sealed {
     fn sleep(&self, delay: Duration) -> Sleep;
 
     /// [`sleep`](TimersExt::sleep) with the delay in seconds; NaN or an infinity makes the
-    /// sleep fail with [`Error::InvalidArgument`] when awaited.
+    /// sleep fail with [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) when awaited.
     ///
     /// ```
     /// use loop_timers::TimersExt;
@@ -328,40 +328,6 @@ pub trait TimersExt: sealed::Sealed {
     /// ```
     #[track_caller]
     fn sleep_secs(&self, delay: f64) -> Sleep;
-}
-
-/// Schedules `f` at the deadline `key` (nanoseconds since the clock epoch) on `timers`.
-#[inline]
-pub(crate) fn schedule_key(
-    timers: &Rc<Timers>,
-    key: i64,
-    location: &'static Location<'static>,
-    f: impl FnOnce(&EventLoop) + 'static,
-) -> TimerHandle {
-    let handle = Handle::with_location(location, f);
-    let seq = queue::next_seq();
-    timers.push(key, seq, handle.clone());
-    TimerHandle {
-        handle,
-        key,
-        seq,
-        timers: Rc::downgrade(timers),
-    }
-}
-
-/// The queue of an open loop.
-#[inline]
-fn open_timers(lp: &EventLoop) -> Result<Rc<Timers>> {
-    if lp.is_closed() {
-        return Err(Error::Closed);
-    }
-    Ok(Timers::of(lp))
-}
-
-/// The deadline key of `delay_ns` from now on `timers`' loop.
-#[inline]
-pub(crate) fn key_after(lp: &EventLoop, timers: &Timers, delay_ns: i64) -> i64 {
-    clock::key_of(lp.now(), timers.epoch).saturating_add(delay_ns)
 }
 
 impl TimersExt for EventLoop {

@@ -26,7 +26,8 @@ use std::collections::BinaryHeap;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use loop_core::{EventLoop, Handle, Source};
+use loop_core::internal::{LoopInternals, Source};
+use loop_core::{EventLoop, Handle};
 
 use crate::clock;
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use loop_core::{Error, EventLoop, LoopFuture, Result};
 
+use crate::clock;
+use crate::handle::{key_after, schedule_key, TimerHandle};
 use crate::queue::Timers;
-use crate::{clock, schedule_key, TimerHandle};
 
 /// How long a [`Sleep`] lasts, as it was given.
 #[derive(Clone, Copy, Debug)]
@@ -139,7 +140,7 @@ impl Sleep {
         };
         let timers = Timers::of(&lp);
         let key = match (delay_ns, delay) {
-            (Some(ns), _) => crate::key_after(&lp, &timers, ns),
+            (Some(ns), _) => key_after(&lp, &timers, ns),
             (None, Delay::Until(t)) => clock::key_of(t, timers.epoch),
             (None, _) => unreachable!("only `Until` has no delay"),
         };

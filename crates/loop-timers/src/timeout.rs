@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use loop_core::{Error, EventLoop, Result};
 
-use crate::{clock, open_timers, schedule_key, TimerHandle};
+use crate::clock;
+use crate::handle::{key_after, open_timers, schedule_key, TimerHandle};
 
 /// When a timeout expires, as it was given.
 #[derive(Clone, Copy)]
@@ -139,7 +140,7 @@ async fn run<F: Future>(
     let lp = EventLoop::current()?;
     let timers = open_timers(&lp)?;
     let key = match deadline {
-        Deadline::After(d) => crate::key_after(&lp, &timers, clock::duration_ns(d)),
+        Deadline::After(d) => key_after(&lp, &timers, clock::duration_ns(d)),
         Deadline::At(t) => clock::key_of(t, timers.epoch),
     };
     let mut slot = pin!(Some(fut));

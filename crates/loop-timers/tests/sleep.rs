@@ -66,7 +66,7 @@ fn timer_18_cancelling_the_sleeping_task_cancels_the_timer() {
         .unwrap();
     let t = task.task_ref();
     lp.call_later(Duration::from_millis(10), move |_| {
-        assert!(t.cancel(Some("enough".into())));
+        assert!(t.cancel_with("enough"));
     })
     .unwrap();
     let start = lp.now();
@@ -98,7 +98,7 @@ fn timer_18_a_task_may_catch_the_cancellation_of_its_sleep() {
         .unwrap();
     let t = task.task_ref();
     lp.call_later(Duration::from_millis(10), move |_| {
-        t.cancel(None);
+        t.cancel();
     })
     .unwrap();
     let r = lp.run_until_complete(task).unwrap().unwrap();
@@ -238,7 +238,7 @@ fn core_48_cancel_during_sleep_zero_is_delivered_at_the_await() {
             let me = loop_core::current_task().unwrap().unwrap();
             // Runs in the next iteration, before this task resumes.
             lp2.call_soon(move |_| {
-                me.cancel(Some("stop sleeping".into()));
+                me.cancel_with("stop sleeping");
             })
             .unwrap();
             match sleep(Duration::ZERO).await {
@@ -329,7 +329,7 @@ fn timeout_cancelling_the_task_reaches_the_inner_future_and_cancels_both_timers(
         .unwrap();
     let t = task.task_ref();
     lp.call_later(Duration::from_millis(10), move |_| {
-        t.cancel(None);
+        t.cancel();
     })
     .unwrap();
     let r = lp.run_until_complete(task);

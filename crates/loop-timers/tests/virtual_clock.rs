@@ -219,7 +219,7 @@ fn timer_18_virtual_clock_cancelling_a_sleeping_task() {
     let task = lp.create_task(async { sleep(24 * HOUR).await }).unwrap();
     let t = task.task_ref();
     lp.call_later(HOUR, move |_| {
-        t.cancel(Some("an hour is enough".into()));
+        t.cancel_with("an hour is enough");
     })
     .unwrap();
     match lp.run_until_complete(task) {

@@ -466,3 +466,32 @@ impl ServerContextBuilder {
         Ok(SslContext::from_server_config(Arc::new(config)))
     }
 }
+
+/// The builders are reached from the context type (`SslContext::client()`, `::server()`).
+impl SslContext {
+    /// A builder for a client context; without root certificates it trusts the OS store.
+    ///
+    /// ```
+    /// let ctx = loop_tls::SslContext::client()
+    ///     .alpn_protocols(["h2", "http/1.1"])
+    ///     .build()?;
+    /// assert!(!ctx.is_server());
+    /// # Ok::<(), loop_tls::ContextError>(())
+    /// ```
+    pub fn client() -> ClientContextBuilder {
+        ClientContextBuilder::default()
+    }
+
+    /// A builder for a server context; it needs a certificate chain and its private key.
+    ///
+    /// ```no_run
+    /// let ctx = loop_tls::SslContext::server()
+    ///     .load_cert_chain("server.crt", "server.key")?
+    ///     .build()?;
+    /// assert!(ctx.is_server());
+    /// # Ok::<(), loop_tls::ContextError>(())
+    /// ```
+    pub fn server() -> ServerContextBuilder {
+        ServerContextBuilder::default()
+    }
+}

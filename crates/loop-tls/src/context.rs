@@ -17,7 +17,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::builders::{ClientContextBuilder, ServerContextBuilder};
 use crate::error::ContextError;
 
 /// A TLS protocol version (Python's `ssl.TLSVersion`, the two rustls speaks).
@@ -84,32 +83,6 @@ impl std::fmt::Debug for SslContext {
 }
 
 impl SslContext {
-    /// A builder for a client context; without root certificates it trusts the OS store.
-    ///
-    /// ```
-    /// let ctx = loop_tls::SslContext::client()
-    ///     .alpn_protocols(["h2", "http/1.1"])
-    ///     .build()?;
-    /// assert!(!ctx.is_server());
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn client() -> ClientContextBuilder {
-        ClientContextBuilder::default()
-    }
-
-    /// A builder for a server context; it needs a certificate chain and its private key.
-    ///
-    /// ```no_run
-    /// let ctx = loop_tls::SslContext::server()
-    ///     .load_cert_chain("server.crt", "server.key")?
-    ///     .build()?;
-    /// assert!(ctx.is_server());
-    /// # Ok::<(), loop_tls::ContextError>(())
-    /// ```
-    pub fn server() -> ServerContextBuilder {
-        ServerContextBuilder::default()
-    }
-
     /// asyncio's default client context (`ssl=True`): the OS trust store, and hostname checking
     /// on unless `server_hostname` is empty.
     ///

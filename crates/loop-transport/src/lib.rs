@@ -2,12 +2,17 @@
 //! fd stream transport that TCP, Unix stream sockets and pipes share, and `StreamReader` /
 //! `StreamWriter` on top of it.
 //!
-//! * [`Protocol`], [`BufferedProtocol`], [`DatagramProtocol`], [`SubprocessProtocol`]: traits
-//!   with asyncio's methods, each with a do-nothing default.
-//! * [`Transport`]: a cheap clonable handle to a connected fd, built by [`Transport::new`] from
-//!   any `OwnedFd` and a [`TransportOptions`] naming its [`FdKind`] (socket, read pipe, write
-//!   pipe). loop-net (`create_connection`, `create_server`), loop-pipes and loop-subprocess
-//!   build their stream transports with it.
+//! * [`Protocol`], [`BufferedProtocol`], [`DatagramProtocol`]: traits with asyncio's methods,
+//!   each with a do-nothing default.
+//! * [`Transport`]: a cheap clonable handle to a stream transport: over a connected fd, built
+//!   by [`Transport::new`] from any `OwnedFd` and a [`TransportOptions`] naming its [`FdKind`]
+//!   (socket, read pipe, write pipe) — loop-net (`create_connection`, `create_server`),
+//!   loop-pipes and loop-subprocess build their stream transports with it — or over another
+//!   transport's protocol ([`Transport::from_backend`], a layered transport such as TLS).
+//! * [`DatagramTransport`]: a datagram socket and its [`DatagramProtocol`] (loop-net's
+//!   `create_datagram_endpoint` makes the socket).
+//! * [`ProtocolRef`]: the typed handle to a transport's protocol that every call asyncio
+//!   answers with `(transport, protocol)` returns beside the transport.
 //! * [`StreamReader`], [`StreamWriter`], [`StreamReaderProtocol`], and [`open_stream`] /
 //!   [`open_read_stream`] / [`open_write_stream`] to make streams from a connected fd. They
 //!   implement futures-io's `AsyncRead` + `AsyncBufRead` and `AsyncWrite`.
@@ -97,31 +102,42 @@
 //! read error on pipe transport" as well (PIPE-05). A non-OS read error (asyncio's "Fatal read
 //! error on socket transport") cannot happen here: every read error is an OS error.
 //!
-//! **Lifetime.** The loop keeps a transport alive while its fd is registered, and the
-//! transport keeps its loop alive until `connection_lost` ran (drop the loop with `close()`,
-//! which tears open transports down). After
-//! `connection_lost` the transport deregisters and closes the fd and drops its protocol (which
-//! breaks the protocol ↔ transport reference cycle) and its loop reference. Closing the loop
-//! closes the fds of transports still open (their protocols are dropped without
-//! `connection_lost`, since nothing can run any more).
+//! **Lifetime.** The loop keeps a transport alive (in its one set of live transports) until
+//! the transport is torn down, and the transport keeps its loop reference until then. After
+//! `connection_lost` the transport deregisters and closes the fd, lets go of its protocol
+//! (which breaks the protocol ↔ transport reference cycle; a [`ProtocolRef`] keeps the
+//! protocol alive and readable) and drops its loop reference. Closing the loop closes the fds
+//! of transports still open (their protocols are let go of without `connection_lost`, since
+//! nothing can run any more).
+//!
+//! **One engine.** The stream, datagram and subprocess transports share one engine (the
+//! `engine` module, unstable, for evloop's own crates): the protocol cell and call policy
+//! above, one lifecycle state (`connection_lost` delivered in one place, exactly once), write
+//! flow control over each transport's buffer size, one live-transport set per loop. Each
+//! transport kind supplies only its I/O; a layered transport supplies its `write` and what it
+//! does with the data from below.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod addr;
+mod datagram;
+#[doc(hidden)]
+pub mod engine;
 mod protocol;
+mod stream;
 mod streams;
-mod transport;
 
 pub use addr::Addr;
-pub use protocol::{
-    BufferedProtocol, DatagramProtocol, Protocol, ProtocolAny, StreamProtocol, SubprocessProtocol,
+pub use datagram::{DatagramProtocol, DatagramTransport, MAX_DATAGRAM_READ};
+pub use engine::{ProtocolRef, DEFAULT_HIGH_WATER, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
+pub use protocol::ProtocolAny;
+pub use stream::layer::Layer;
+pub use stream::{
+    BufferedProtocol, Extra, ExtraValue, FdKind, Protocol, SocketRef, StreamProtocol, Transport,
+    TransportBackend, TransportOptions, DEFAULT_MAX_READ, MAX_IOV,
 };
 pub use streams::{
     open_read_stream, open_stream, open_write_stream, Lines, StreamError, StreamReader,
     StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
-};
-pub use transport::{
-    Extra, ExtraValue, FdKind, Transport, TransportOptions, DEFAULT_HIGH_WATER, DEFAULT_MAX_READ,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES, MAX_IOV,
 };

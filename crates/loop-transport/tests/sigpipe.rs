@@ -1,7 +1,9 @@
 //! Writing to a peer that went away gives EPIPE, never SIGPIPE: this binary restores the
 //! default SIGPIPE disposition (which kills the process) before writing, so a transport that
 //! wrote to a socket without `MSG_NOSIGNAL` would make it die.
-
+// These tests drive the OS directly (fork, sigaction, raw fds, rlimits) to set up the
+// situations they check: the unsafe blocks below are that, each with its SAFETY note.
+#![allow(unsafe_code)]
 // Every test here runs an event loop, which miri cannot: its epoll emulation accepts only
 // edge-triggered registrations, and the reactor is level-triggered.
 #![cfg(not(miri))]

@@ -582,7 +582,7 @@ fn stream_15_exception_is_raised_by_every_later_read_and_wakes_a_waiter() {
         })
         .unwrap();
     spin(&lp, 2);
-    t.cancel(None);
+    t.cancel();
     spin(&lp, 2);
     assert!(t.cancelled());
     feeder.connection_lost(Some(io::Error::from(io::ErrorKind::TimedOut)));

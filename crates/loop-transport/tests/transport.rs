@@ -18,8 +18,8 @@ use std::time::Duration;
 use common::*;
 use loop_core::{Error, EventLoop};
 use loop_transport::{
-    Addr, BufferedProtocol, DatagramProtocol, Extra, FdKind, Protocol, StreamProtocol,
-    SubprocessProtocol, Transport, TransportOptions, DEFAULT_MAX_READ,
+    Addr, BufferedProtocol, DatagramProtocol, DatagramTransport, Extra, FdKind, Protocol,
+    StreamProtocol, Transport, TransportOptions, DEFAULT_MAX_READ,
 };
 
 fn socket_transport(lp: &EventLoop, rec: Rec) -> (Transport, UnixStream) {
@@ -53,8 +53,7 @@ fn net_50_every_method_has_a_noop_default() {
     let _g = serial();
     struct Bare;
     impl Protocol for Bare {}
-    impl DatagramProtocol<()> for Bare {}
-    impl SubprocessProtocol<()> for Bare {}
+    impl DatagramProtocol for Bare {}
     struct BareBuf(Vec<u8>);
     impl BufferedProtocol for BareBuf {
         fn get_buffer(&mut self, _: usize) -> &mut [u8] {
@@ -70,16 +69,17 @@ fn net_50_every_method_has_a_noop_default() {
     Protocol::pause_writing(&mut b);
     Protocol::resume_writing(&mut b);
     Protocol::connection_lost(&mut b, None);
-    DatagramProtocol::<()>::connection_made(&mut b, &());
-    SubprocessProtocol::<()>::connection_made(&mut b, &());
+    let dlp = EventLoop::new().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dt = DatagramTransport::new(&dlp, udp, Bare).unwrap();
+    DatagramProtocol::connection_made(&mut b, &dt);
+    dt.abort();
+    dlp.close().unwrap();
     let mut bb = BareBuf(vec![0; 4]);
     BufferedProtocol::buffer_updated(&mut bb, 1);
     assert!(!BufferedProtocol::eof_received(&mut bb));
-    DatagramProtocol::<()>::datagram_received(&mut b, b"d", &Addr::Unnamed);
-    DatagramProtocol::<()>::error_received(&mut b, io::Error::from(io::ErrorKind::Other));
-    SubprocessProtocol::<()>::pipe_data_received(&mut b, 1, b"p");
-    SubprocessProtocol::<()>::pipe_connection_lost(&mut b, 1, None);
-    SubprocessProtocol::<()>::process_exited(&mut b);
+    DatagramProtocol::datagram_received(&mut b, b"d", &Addr::Unnamed);
+    DatagramProtocol::error_received(&mut b, io::Error::from(io::ErrorKind::Other));
 
     // A protocol with nothing but defaults: EOF closes the transport (falsy eof_received).
     let lp = EventLoop::new().unwrap();

@@ -60,7 +60,7 @@ impl Rec {
     }
 }
 
-impl SubprocessProtocol<SubprocessTransport> for Rec {
+impl SubprocessProtocol for Rec {
     fn connection_made(&mut self, transport: &SubprocessTransport) {
         self.transport = Some(transport.clone());
         self.log.borrow_mut().push(Ev::Made);

@@ -1,158 +1,22 @@
-//! Streams: `StreamReader` / `StreamWriter` over a transport, asyncio's high-level API.
-//!
-//! A [`StreamReaderProtocol`] sits in the transport and feeds a [`StreamReader`] (whose
-//! buffer is bounded by flow control, STREAM-18) and tells the [`StreamWriter`] about write
-//! flow control and the end of the connection. Both ends also implement the futures-io traits
-//! (`AsyncRead` + `AsyncBufRead`, `AsyncWrite`), so generic async code (copy, codecs,
-//! line readers) works on them.
-//!
-//! # Errors
-//!
-//! Reader methods return [`StreamError`]: asyncio's `IncompleteReadError` and
-//! `LimitOverrunError` as variants keeping their data, and every other error (an error set with
-//! `set_exception`, the error the connection was lost with, argument errors) as
-//! [`StreamError::Other`] holding a [`loop_core::Error`]. `StreamError` converts into
-//! `loop_core::Error` and `std::io::Error` with `?`. Writer methods return
-//! `loop_core::Result`.
+//! [`StreamReader`]: asyncio's `StreamReader`, with futures-io's `AsyncRead` + `AsyncBufRead`.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use futures_lite::io::{AsyncBufRead, AsyncRead};
 use futures_lite::Stream;
-use loop_core::{Error, EventLoop, Exception, Result};
+use loop_core::{Error, Result};
 
-use crate::{Extra, ExtraValue, Protocol, Transport, TransportOptions};
-
-/// The default buffer limit of a [`StreamReader`]: 64 KiB (asyncio's `_DEFAULT_LIMIT`).
-///
-/// ```
-/// assert_eq!(loop_transport::DEFAULT_LIMIT, 65536);
-/// ```
-pub const DEFAULT_LIMIT: usize = 64 * 1024;
-
-/// An error of a [`StreamReader`] read.
-///
-/// ```
-/// use loop_transport::StreamError;
-/// let e = StreamError::Incomplete { partial: b"ab".to_vec(), expected: Some(5) };
-/// assert_eq!(e.to_string(), "2 bytes read on a total of 5 expected bytes");
-/// let e = StreamError::Incomplete { partial: vec![], expected: None };
-/// assert_eq!(e.to_string(), "0 bytes read on a total of undefined expected bytes");
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum StreamError {
-    /// EOF came before the read could complete (asyncio's `IncompleteReadError`). The bytes
-    /// that were buffered are handed back and no longer in the reader.
-    Incomplete {
-        /// What was read before EOF.
-        partial: Vec<u8>,
-        /// How many bytes were expected (`None` for `readuntil`).
-        expected: Option<usize>,
-    },
-    /// The separator was not found within the limit (asyncio's `LimitOverrunError`); the data
-    /// stays in the reader.
-    LimitOverrun {
-        /// "Separator is not found, and chunk exceed the limit" or "Separator is found, but
-        /// chunk is longer than limit".
-        message: &'static str,
-        /// Bytes to consume to get past the examined data.
-        consumed: usize,
-    },
-    /// Any other error: the reader's exception (for instance the error the connection was
-    /// lost with), an invalid argument, or a misuse.
-    Other(Error),
-}
-
-impl StreamError {
-    /// The partial data of an [`StreamError::Incomplete`].
-    ///
-    /// ```
-    /// let e = loop_transport::StreamError::Incomplete { partial: b"x".to_vec(), expected: None };
-    /// assert_eq!(e.partial(), Some(&b"x"[..]));
-    /// ```
-    pub fn partial(&self) -> Option<&[u8]> {
-        match self {
-            StreamError::Incomplete { partial, .. } => Some(partial),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for StreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StreamError::Incomplete { partial, expected } => match expected {
-                Some(n) => write!(
-                    f,
-                    "{} bytes read on a total of {n} expected bytes",
-                    partial.len()
-                ),
-                None => write!(
-                    f,
-                    "{} bytes read on a total of undefined expected bytes",
-                    partial.len()
-                ),
-            },
-            StreamError::LimitOverrun { message, .. } => f.write_str(message),
-            StreamError::Other(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl std::error::Error for StreamError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StreamError::Other(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<Error> for StreamError {
-    fn from(e: Error) -> StreamError {
-        StreamError::Other(e)
-    }
-}
-
-impl From<io::Error> for StreamError {
-    fn from(e: io::Error) -> StreamError {
-        StreamError::Other(e.into())
-    }
-}
-
-impl From<StreamError> for Error {
-    /// `Other(e)` unwraps to `e`; the two stream errors become an [`Error::Exception`] that
-    /// still downcasts to `StreamError`.
-    fn from(e: StreamError) -> Error {
-        match e {
-            StreamError::Other(e) => e,
-            other => Error::Exception(Exception::new(other)),
-        }
-    }
-}
-
-impl From<StreamError> for io::Error {
-    /// `Incomplete` → `UnexpectedEof`, `LimitOverrun` → `InvalidData`, `Other` → its
-    /// `io::Error` conversion (the OS error kept).
-    fn from(e: StreamError) -> io::Error {
-        match e {
-            StreamError::Other(e) => e.into(),
-            e @ StreamError::Incomplete { .. } => io::Error::new(io::ErrorKind::UnexpectedEof, e),
-            e @ StreamError::LimitOverrun { .. } => io::Error::new(io::ErrorKind::InvalidData, e),
-        }
-    }
-}
+use super::error::{StreamError, DEFAULT_LIMIT};
+use crate::stream::Transport;
 
 /// The part of a reader the protocol feeds.
-struct ReaderState {
+pub(super) struct ReaderState {
     /// Bytes fed and not yet taken into the reader's own buffer.
     incoming: Vec<u8>,
     /// Bytes in the reader's own buffer.
@@ -168,7 +32,7 @@ struct ReaderState {
     /// The method holding the wait slot (STREAM-17).
     waiter: Option<&'static str>,
     /// The transport, for flow control.
-    transport: Option<Transport>,
+    pub(super) transport: Option<Transport>,
     /// Reading was paused by this reader.
     paused: bool,
 }
@@ -176,18 +40,19 @@ struct ReaderState {
 /// Shared between a [`StreamReader`] and its protocol.
 pub(crate) struct ReaderCore {
     /// The state.
-    st: RefCell<ReaderState>,
+    pub(super) st: RefCell<ReaderState>,
 }
 
 impl ReaderCore {
-    fn wake(&self) {
+    #[inline]
+    pub(super) fn wake(&self) {
         let w = self.st.borrow_mut().waker.take();
         if let Some(w) = w {
             w.wake();
         }
     }
 
-    fn feed_data(&self, data: &[u8]) {
+    pub(super) fn feed_data(&self, data: &[u8]) {
         let pause = {
             let mut st = self.st.borrow_mut();
             debug_assert!(!st.eof, "feed_data() after feed_eof()");
@@ -209,24 +74,25 @@ impl ReaderCore {
         }
     }
 
-    fn feed_eof(&self) {
+    pub(super) fn feed_eof(&self) {
         self.st.borrow_mut().eof = true;
         self.wake();
     }
 
-    fn set_exception(&self, e: Error) {
+    pub(super) fn set_exception(&self, e: Error) {
         self.st.borrow_mut().exception = Some(e);
         self.wake();
     }
 
-    fn exception(&self) -> Option<Error> {
+    #[inline]
+    pub(super) fn exception(&self) -> Option<Error> {
         self.st.borrow().exception.clone()
     }
 }
 
 /// Reads from a stream: asyncio's `StreamReader`.
 ///
-/// Fed by a [`StreamReaderProtocol`] (or by hand with [`feed_data`](StreamReader::feed_data) /
+/// Fed by a [`StreamReaderProtocol`](crate::StreamReaderProtocol) (or by hand with [`feed_data`](StreamReader::feed_data) /
 /// [`feed_eof`](StreamReader::feed_eof)). Reads take `&mut self`: one reader is read by one
 /// task at a time. Its buffer is bounded by flow control: the transport is paused when more
 /// than 2 × limit bytes are buffered and resumed once a read brings it to limit or below.
@@ -451,10 +317,12 @@ impl StreamReader {
         st.local_len = self.buf.len();
     }
 
+    #[inline]
     fn avail(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
 
+    #[inline]
     fn check(&self) -> std::result::Result<(), StreamError> {
         match self.core.exception() {
             Some(e) => Err(StreamError::Other(e)),
@@ -462,6 +330,7 @@ impl StreamReader {
         }
     }
 
+    #[inline]
     fn eof(&self) -> bool {
         self.core.st.borrow().eof
     }
@@ -1054,648 +923,4 @@ impl AsyncBufRead for StreamReader {
         let amt = amt.min(this.buf.len() - this.pos);
         this.advance(amt);
     }
-}
-
-/// Write-side state shared by the protocol and the writer.
-#[derive(Default)]
-struct FlowState {
-    /// `pause_writing` was received without `resume_writing`.
-    paused: bool,
-    /// `connection_lost` ran.
-    lost: bool,
-    /// The error it ran with.
-    lost_exc: Option<Error>,
-    /// Tasks in `drain()` / `poll_write`.
-    drain_wakers: Vec<Waker>,
-    /// Tasks in `wait_closed()`.
-    closed_wakers: Vec<Waker>,
-}
-
-/// Shared write-side state.
-#[derive(Default)]
-pub(crate) struct FlowCore {
-    /// The state.
-    st: RefCell<FlowState>,
-}
-
-impl FlowCore {
-    fn pause(&self) {
-        self.st.borrow_mut().paused = true;
-    }
-
-    fn resume(&self) {
-        let wakers = {
-            let mut st = self.st.borrow_mut();
-            st.paused = false;
-            std::mem::take(&mut st.drain_wakers)
-        };
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn lost(&self, exc: Option<Error>) {
-        let wakers = {
-            let mut st = self.st.borrow_mut();
-            st.lost = true;
-            st.lost_exc = exc;
-            let mut w = std::mem::take(&mut st.drain_wakers);
-            w.append(&mut st.closed_wakers);
-            w
-        };
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn register(list: &mut Vec<Waker>, cx: &Context<'_>) {
-        if !list.iter().any(|w| w.will_wake(cx.waker())) {
-            list.push(cx.waker().clone());
-        }
-    }
-
-    /// asyncio's `_drain_helper`.
-    fn poll_drain(&self, cx: &mut Context<'_>, waiting: &mut bool) -> Poll<Result<()>> {
-        let mut st = self.st.borrow_mut();
-        if st.lost {
-            if std::mem::replace(waiting, false) {
-                return Poll::Ready(match &st.lost_exc {
-                    Some(e) => Err(e.clone()),
-                    None => Ok(()),
-                });
-            }
-            return Poll::Ready(Err(connection_lost_error()));
-        }
-        if !st.paused {
-            return Poll::Ready(Ok(()));
-        }
-        *waiting = true;
-        FlowCore::register(&mut st.drain_wakers, cx);
-        Poll::Pending
-    }
-
-    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut st = self.st.borrow_mut();
-        if st.lost {
-            return Poll::Ready(match &st.lost_exc {
-                Some(e) => Err(e.clone()),
-                None => Ok(()),
-            });
-        }
-        FlowCore::register(&mut st.closed_wakers, cx);
-        Poll::Pending
-    }
-}
-
-fn connection_lost_error() -> Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, "Connection lost").into()
-}
-
-/// The protocol between a transport and a [`StreamReader`] / [`StreamWriter`]: asyncio's
-/// `StreamReaderProtocol`.
-///
-/// It feeds received data and EOF to the reader, keeps the connection half-open on EOF
-/// (`eof_received` answers true, STREAM-19), records write flow control for
-/// [`StreamWriter::drain`], and on `connection_lost` feeds EOF to the reader (or sets the
-/// error as its exception) and completes [`StreamWriter::wait_closed`].
-///
-/// ```
-/// use loop_transport::{StreamReader, StreamReaderProtocol, StreamWriter, Transport, TransportOptions};
-///
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let reader = StreamReader::new();
-/// let protocol = StreamReaderProtocol::new(Some(&reader));
-/// let transport = Transport::new(&lp, a, protocol, TransportOptions::socket()).unwrap();
-/// reader.set_transport(transport.clone());
-/// let writer = StreamWriter::new(transport).unwrap();
-/// writer.close();
-/// lp.run_until_complete(async move { writer.wait_closed().await }).unwrap().unwrap();
-/// ```
-pub struct StreamReaderProtocol {
-    /// The reader fed.
-    reader: Option<Rc<ReaderCore>>,
-    /// Write-side state.
-    flow: Rc<FlowCore>,
-    /// Reader and callback handed over in `connection_made` (servers).
-    on_connect: Option<(StreamReader, ClientConnected)>,
-}
-
-/// The callback of [`StreamReaderProtocol::with_client_connected`].
-type ClientConnected = Box<dyn FnOnce(StreamReader, StreamWriter)>;
-
-impl StreamReaderProtocol {
-    /// A protocol feeding `reader` (`None` for a write-only stream, e.g. a subprocess' stdin).
-    ///
-    /// ```
-    /// let _p = loop_transport::StreamReaderProtocol::new(None);
-    /// ```
-    pub fn new(reader: Option<&StreamReader>) -> StreamReaderProtocol {
-        StreamReaderProtocol {
-            reader: reader.map(|r| r.core.clone()),
-            flow: Rc::default(),
-            on_connect: None,
-        }
-    }
-
-    /// A protocol that, in `connection_made`, builds the [`StreamWriter`] and hands the reader
-    /// and writer to `cb` (what `start_server` needs; the callback typically spawns a task).
-    ///
-    /// ```
-    /// let reader = loop_transport::StreamReader::new();
-    /// let _p = loop_transport::StreamReaderProtocol::with_client_connected(reader, |_r, w| w.close());
-    /// ```
-    pub fn with_client_connected(
-        reader: StreamReader,
-        cb: impl FnOnce(StreamReader, StreamWriter) + 'static,
-    ) -> StreamReaderProtocol {
-        StreamReaderProtocol {
-            reader: Some(reader.core.clone()),
-            flow: Rc::default(),
-            on_connect: Some((reader, Box::new(cb))),
-        }
-    }
-}
-
-impl fmt::Debug for StreamReaderProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamReaderProtocol")
-            .field("reader", &self.reader.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Protocol for StreamReaderProtocol {
-    fn connection_made(&mut self, transport: &Transport) {
-        if let Some(r) = &self.reader {
-            r.st.borrow_mut().transport = Some(transport.clone());
-        }
-        if let Some((reader, cb)) = self.on_connect.take() {
-            let writer =
-                StreamWriter::from_parts(transport.clone(), self.flow.clone(), self.reader.clone());
-            cb(reader, writer);
-        }
-    }
-
-    fn data_received(&mut self, data: &[u8]) {
-        if let Some(r) = &self.reader {
-            r.feed_data(data);
-        }
-    }
-
-    fn eof_received(&mut self) -> bool {
-        if let Some(r) = &self.reader {
-            r.feed_eof();
-        }
-        true
-    }
-
-    fn pause_writing(&mut self) {
-        self.flow.pause();
-    }
-
-    fn resume_writing(&mut self) {
-        self.flow.resume();
-    }
-
-    fn connection_lost(&mut self, exc: Option<io::Error>) {
-        let err = exc.map(Error::from);
-        if let Some(r) = self.reader.take() {
-            match &err {
-                None => r.feed_eof(),
-                Some(e) => r.set_exception(e.clone()),
-            }
-            r.st.borrow_mut().transport = None;
-        }
-        self.on_connect = None;
-        self.flow.lost(err);
-    }
-}
-
-/// Writes to a stream: asyncio's `StreamWriter`.
-///
-/// Methods delegate to the [`Transport`] (STREAM-22). [`drain`](StreamWriter::drain) applies
-/// write flow control. Dropping a writer whose transport is still open closes the transport
-/// (with a debug log; asyncio's "unclosed StreamWriter" warning, STREAM-26).
-///
-/// It implements `AsyncWrite`: `poll_write` waits while the transport's buffer is above its
-/// high-water mark, `poll_flush` until the buffer is empty, and `poll_close` flushes and then
-/// half-closes (`write_eof`) a socket or closes a pipe.
-///
-/// # Examples
-///
-/// ```
-/// use std::io::Read;
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let (_reader, writer) = loop_transport::open_stream(&lp, a, loop_transport::DEFAULT_LIMIT, loop_transport::TransportOptions::socket()).unwrap();
-/// lp.run_until_complete(async move {
-///     writer.write(b"hello")?;
-///     writer.drain().await?;
-///     writer.close();
-///     writer.wait_closed().await
-/// }).unwrap().unwrap();
-/// let mut got = Vec::new();
-/// b.read_to_end(&mut got).unwrap();
-/// assert_eq!(got, b"hello");
-/// ```
-pub struct StreamWriter {
-    /// The transport.
-    transport: Transport,
-    /// Flow-control state shared with the protocol.
-    flow: Rc<FlowCore>,
-    /// The paired reader, for `drain()`.
-    reader: Option<Rc<ReaderCore>>,
-}
-
-impl StreamWriter {
-    /// A writer for a transport whose protocol is a [`StreamReaderProtocol`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] if the protocol is something else (or one of its methods is
-    /// running right now).
-    ///
-    /// ```
-    /// use loop_transport::{Protocol, StreamReaderProtocol, StreamWriter, Transport, TransportOptions};
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let t = Transport::new(&lp, a, StreamReaderProtocol::new(None), TransportOptions::socket()).unwrap();
-    /// let w = StreamWriter::new(t).unwrap();
-    ///
-    /// struct Other;
-    /// impl Protocol for Other {}
-    /// let (c, _d) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let t2 = Transport::new(&lp, c, Other, TransportOptions::socket()).unwrap();
-    /// assert!(StreamWriter::new(t2.clone()).is_err());
-    /// # w.close(); t2.abort(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn new(transport: Transport) -> Result<StreamWriter> {
-        let parts = transport
-            .with_protocol(|p: &mut StreamReaderProtocol| (p.flow.clone(), p.reader.clone()));
-        match parts {
-            Some((flow, reader)) => Ok(StreamWriter::from_parts(transport, flow, reader)),
-            None => Err(Error::invalid_argument(
-                "StreamWriter::new needs a transport whose protocol is a StreamReaderProtocol",
-            )),
-        }
-    }
-
-    pub(crate) fn from_parts(
-        transport: Transport,
-        flow: Rc<FlowCore>,
-        reader: Option<Rc<ReaderCore>>,
-    ) -> StreamWriter {
-        StreamWriter {
-            transport,
-            flow,
-            reader,
-        }
-    }
-
-    /// The transport.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// assert!(w.transport().is_reading());
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn transport(&self) -> &Transport {
-        &self.transport
-    }
-
-    /// [`Transport::write`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Transport::write`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// w.write(b"data").unwrap();
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn write(&self, data: &[u8]) -> Result<()> {
-        self.transport.write(data)
-    }
-
-    /// [`Transport::writelines`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Transport::write`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// w.writelines(["a", "b"]).unwrap();
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn writelines<I, B>(&self, bufs: I) -> Result<()>
-    where
-        I: IntoIterator<Item = B>,
-        B: AsRef<[u8]>,
-    {
-        self.transport.writelines(bufs)
-    }
-
-    /// [`Transport::write_eof`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Transport::write_eof`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// w.write_eof().unwrap();
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn write_eof(&self) -> Result<()> {
-        self.transport.write_eof()
-    }
-
-    /// [`Transport::can_write_eof`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// assert!(w.can_write_eof());
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn can_write_eof(&self) -> bool {
-        self.transport.can_write_eof()
-    }
-
-    /// [`Transport::close`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// w.close();
-    /// assert!(w.is_closing());
-    /// # lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn close(&self) {
-        self.transport.close()
-    }
-
-    /// [`Transport::is_closing`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// assert!(!w.is_closing());
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn is_closing(&self) -> bool {
-        self.transport.is_closing()
-    }
-
-    /// [`Transport::get_extra_info`].
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// assert!(w.get_extra_info(loop_transport::Extra::Sockname).is_some());
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub fn get_extra_info(&self, key: Extra) -> Option<ExtraValue> {
-        self.transport.get_extra_info(key)
-    }
-
-    /// Waits until it is appropriate to write more (STREAM-23): returns at once unless the
-    /// transport paused writing, then until `resume_writing`; any number of tasks may drain
-    /// at once.
-    ///
-    /// # Errors
-    ///
-    /// The paired reader's exception, if set (for instance the error the connection was lost
-    /// with: `EPIPE`, `ECONNRESET`, STREAM-24); `ConnectionReset` ("Connection lost") once the
-    /// connection is lost; the error the connection was lost with while waiting.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only waits.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// let w = std::rc::Rc::new(w);
-    /// let w2 = w.clone();
-    /// lp.run_until_complete(async move { w2.write(b"x")?; w2.drain().await }).unwrap().unwrap();
-    /// # w.close(); lp.run_until_complete(async {}).unwrap();
-    /// ```
-    pub async fn drain(&self) -> Result<()> {
-        if let Some(r) = &self.reader {
-            if let Some(e) = r.exception() {
-                return Err(e);
-            }
-        }
-        if self.transport.is_closing() {
-            // Let a scheduled connection_lost run first.
-            loop_core::yield_now().await;
-        }
-        let mut waiting = false;
-        futures_lite::future::poll_fn(|cx| self.flow.poll_drain(cx, &mut waiting)).await
-    }
-
-    /// Waits until the connection is closed (`connection_lost` ran), STREAM-25.
-    ///
-    /// # Errors
-    ///
-    /// The error the connection was lost with, if any.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only waits.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (_r, w) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-    /// w.close();
-    /// lp.run_until_complete(async move { w.wait_closed().await }).unwrap().unwrap();
-    /// ```
-    pub async fn wait_closed(&self) -> Result<()> {
-        futures_lite::future::poll_fn(|cx| self.flow.poll_closed(cx)).await
-    }
-
-    fn lost_error(&self) -> Option<io::Error> {
-        let st = self.flow.st.borrow();
-        if st.lost {
-            return Some(match &st.lost_exc {
-                Some(e) => e.clone().into(),
-                None => io::Error::new(io::ErrorKind::BrokenPipe, "the stream is closed"),
-            });
-        }
-        None
-    }
-}
-
-impl fmt::Debug for StreamWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<StreamWriter transport={:?}>", self.transport)
-    }
-}
-
-impl Drop for StreamWriter {
-    fn drop(&mut self) {
-        if self.transport.is_closing() {
-            return;
-        }
-        match self.transport.get_loop() {
-            Some(lp) if !lp.is_closed() => {
-                tracing::debug!("unclosed {self:?}; closing its transport")
-            }
-            _ => tracing::debug!("{self:?} dropped: loop is closed"),
-        }
-        self.transport.close();
-    }
-}
-
-impl AsyncWrite for StreamWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(e) = this.lost_error() {
-            return Poll::Ready(Err(e));
-        }
-        if this.transport.is_closing() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the stream is closing",
-            )));
-        }
-        {
-            let mut st = this.flow.st.borrow_mut();
-            if st.paused {
-                FlowCore::register(&mut st.drain_wakers, cx);
-                return Poll::Pending;
-            }
-        }
-        this.transport.write(buf).map_err(io::Error::from)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.transport.poll_flushed(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.transport.poll_flushed(cx) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
-        }
-        if self.transport.can_write_eof() {
-            self.transport.write_eof().map_err(io::Error::from)?;
-        } else {
-            self.transport.close();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Makes a reader and a writer over a connected fd (a socket, or a bidirectional pipe-like
-/// fd with [`FdKind::Socket`](crate::FdKind::Socket) semantics): the building block of
-/// `open_connection`, `start_server` and `open_unix_connection`.
-///
-/// The transport is created at once; `connection_made` runs on the next loop iteration.
-///
-/// # Errors
-///
-/// [`Error::InvalidArgument`] for a zero limit; the errors of [`Transport::new`].
-///
-/// ```
-/// use std::io::Write;
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let (mut reader, writer) = loop_transport::open_stream(&lp, a, 1024, loop_transport::TransportOptions::socket()).unwrap();
-/// b.write_all(b"ping\n").unwrap();
-/// let line = lp.run_until_complete(async move { reader.readline().await }).unwrap().unwrap();
-/// assert_eq!(line, b"ping\n");
-/// writer.close();
-/// # lp.run_until_complete(async {}).unwrap();
-/// ```
-pub fn open_stream(
-    lp: &EventLoop,
-    fd: impl Into<OwnedFd>,
-    limit: usize,
-    options: TransportOptions,
-) -> Result<(StreamReader, StreamWriter)> {
-    let reader = StreamReader::with_limit(limit)?;
-    let protocol = StreamReaderProtocol::new(Some(&reader));
-    let flow = protocol.flow.clone();
-    let transport = Transport::new(lp, fd, protocol, options)?;
-    reader.set_transport(transport.clone());
-    let writer = StreamWriter::from_parts(transport, flow, Some(reader.core.clone()));
-    Ok((reader, writer))
-}
-
-/// Makes a reader over a read-only fd (a subprocess' stdout, a read pipe); the transport
-/// closes itself at EOF and after the reader is done with it.
-///
-/// # Errors
-///
-/// As [`open_stream`].
-///
-/// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let (r, w) = rustix::pipe::pipe().unwrap();
-/// let mut reader = loop_transport::open_read_stream(&lp, r, 1024, loop_transport::TransportOptions::read_pipe()).unwrap();
-/// rustix::io::write(&w, b"from the pipe").unwrap();
-/// drop(w);
-/// let all = lp.run_until_complete(async move { reader.read_all().await }).unwrap().unwrap();
-/// assert_eq!(all, b"from the pipe");
-/// ```
-pub fn open_read_stream(
-    lp: &EventLoop,
-    fd: impl Into<OwnedFd>,
-    limit: usize,
-    options: TransportOptions,
-) -> Result<StreamReader> {
-    let reader = StreamReader::with_limit(limit)?;
-    let transport = Transport::new(lp, fd, StreamReaderProtocol::new(Some(&reader)), options)?;
-    reader.set_transport(transport);
-    Ok(reader)
-}
-
-/// Makes a writer over a write-only fd (a subprocess' stdin, a write pipe).
-///
-/// # Errors
-///
-/// The errors of [`Transport::new`].
-///
-/// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let (r, w) = rustix::pipe::pipe().unwrap();
-/// let writer = loop_transport::open_write_stream(&lp, w, loop_transport::TransportOptions::write_pipe()).unwrap();
-/// lp.run_until_complete(async move {
-///     writer.write(b"to the pipe")?;
-///     writer.close();
-///     writer.wait_closed().await
-/// }).unwrap().unwrap();
-/// let mut buf = [0u8; 32];
-/// let n = rustix::io::read(&r, &mut buf).unwrap();
-/// assert_eq!(&buf[..n], b"to the pipe");
-/// ```
-pub fn open_write_stream(
-    lp: &EventLoop,
-    fd: impl Into<OwnedFd>,
-    options: TransportOptions,
-) -> Result<StreamWriter> {
-    let protocol = StreamReaderProtocol::new(None);
-    let flow = protocol.flow.clone();
-    let transport = Transport::new(lp, fd, protocol, options)?;
-    Ok(StreamWriter::from_parts(transport, flow, None))
 }

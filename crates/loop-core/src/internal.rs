@@ -1,0 +1,161 @@
+//! Unstable, for evloop's own crates; no semver promise.
+//!
+//! The hooks the sibling crates (timers, transports, networking, pipes, subprocesses, signals,
+//! the executor) build on: per-loop extension state, close hooks, event sources, scheduling a
+//! handle or an I/O readiness, the owning fd registration [`Registered`], and [`WeakLoop`], the
+//! loop handle that internals keep so that they never keep the loop alive. None of it is part of
+//! evloop's public API: it changes whenever the loop's internals do, without a major version.
+//!
+//! ```
+//! use loop_core::internal::LoopInternals;
+//! use std::cell::Cell;
+//!
+//! let lp = loop_core::EventLoop::new().unwrap();
+//! let weak = lp.downgrade();
+//! let count = lp.extension(|_| Cell::new(0u32));
+//! count.set(1);
+//! assert_eq!(weak.upgrade().unwrap().extension(|_| Cell::new(0u32)).get(), 1);
+//! ```
+
+use std::panic::Location;
+use std::rc::Rc;
+
+pub use crate::event_loop::{IoHandler, Source, WeakLoop};
+pub use crate::io::Registered;
+use crate::{EventLoop, Handle, Readiness, Result};
+
+mod sealed {
+    /// Only [`EventLoop`](crate::EventLoop) implements the internal hooks.
+    pub trait Sealed {}
+    impl Sealed for crate::EventLoop {}
+}
+
+/// The loop's internal hooks, implemented for [`EventLoop`]. Sealed.
+pub trait LoopInternals: sealed::Sealed {
+    /// A handle that does not keep the loop alive.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let w = lp.downgrade();
+    /// drop(lp);
+    /// assert!(w.upgrade().is_none());
+    /// ```
+    fn downgrade(&self) -> WeakLoop;
+
+    /// Per-loop state of type `T`, created by `init` on first use (extension crates keep their
+    /// state here). The loop drops it at `close()` (or when the loop is dropped).
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let a = lp.extension(|_| std::cell::Cell::new(5u32));
+    /// let b = lp.extension(|_| std::cell::Cell::new(0u32));
+    /// assert_eq!(b.get(), 5);
+    /// # drop(a);
+    /// ```
+    fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T>;
+
+    /// Registers `f` to run once when the loop is closed, after the loop is marked closed and
+    /// before pending work is dropped. Hooks run in registration order; a hook that panics is
+    /// reported to the exception handler and the others still run. Extension crates use this
+    /// for what `close()` must do without waiting (the executor is shut down without waiting,
+    /// signal handlers are removed). Hooks also run when the last handle of an unclosed loop is
+    /// dropped.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// use std::{cell::Cell, rc::Rc};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let closed = Rc::new(Cell::new(false));
+    /// let c = closed.clone();
+    /// lp.on_close(move |_| c.set(true));
+    /// lp.close().unwrap();
+    /// assert!(closed.get());
+    /// ```
+    #[track_caller]
+    fn on_close(&self, f: impl FnOnce(&EventLoop) + 'static);
+
+    /// Adds an event source, polled every iteration (the timers crate is one).
+    ///
+    /// ```
+    /// use loop_core::internal::{LoopInternals, Source};
+    /// use loop_core::EventLoop;
+    /// use std::time::Instant;
+    ///
+    /// struct Never;
+    /// impl Source for Never {
+    ///     fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> { None }
+    ///     fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    ///     fn close(&self, _lp: &EventLoop) {}
+    /// }
+    /// let lp = EventLoop::new().unwrap();
+    /// lp.add_source(std::rc::Rc::new(Never));
+    /// lp.close().unwrap();
+    /// ```
+    fn add_source(&self, s: Rc<dyn Source>);
+
+    /// Queues an existing handle (event sources use this for due work).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) after `close()`.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// lp.schedule(&loop_core::Handle::new(|lp| lp.stop())).unwrap();
+    /// lp.run_forever().unwrap();
+    /// ```
+    fn schedule(&self, h: &Handle) -> Result<()>;
+
+    /// Queues readiness for an [`IoHandler`] as if the poller had reported it (used by
+    /// transports to retry a read after `resume_reading` on an edge-triggered fd).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) after `close()`.
+    ///
+    /// ```
+    /// use loop_core::internal::{IoHandler, LoopInternals};
+    /// use loop_core::{EventLoop, Readiness};
+    /// struct Stop;
+    /// impl IoHandler for Stop { fn ready(&self, lp: &EventLoop, _: Readiness) { lp.stop() } }
+    /// let lp = EventLoop::new().unwrap();
+    /// lp.schedule_io(std::rc::Rc::new(Stop), Readiness::READABLE).unwrap();
+    /// lp.run_forever().unwrap();
+    /// ```
+    fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()>;
+}
+
+impl LoopInternals for EventLoop {
+    #[inline]
+    fn downgrade(&self) -> WeakLoop {
+        EventLoop::downgrade(self)
+    }
+
+    #[inline]
+    fn extension<T: 'static>(&self, init: impl FnOnce(&EventLoop) -> T) -> Rc<T> {
+        EventLoop::extension(self, init)
+    }
+
+    #[track_caller]
+    fn on_close(&self, f: impl FnOnce(&EventLoop) + 'static) {
+        self.on_close_at(Box::new(f), Location::caller());
+    }
+
+    #[inline]
+    fn add_source(&self, s: Rc<dyn Source>) {
+        EventLoop::add_source(self, s)
+    }
+
+    #[inline]
+    fn schedule(&self, h: &Handle) -> Result<()> {
+        EventLoop::schedule(self, h)
+    }
+
+    #[inline]
+    fn schedule_io(&self, handler: Rc<dyn IoHandler>, r: Readiness) -> Result<()> {
+        EventLoop::schedule_io(self, handler, r)
+    }
+}

@@ -1,0 +1,99 @@
+//! The callback interface of the ready queue: what a local or remote handle gives the loop to
+//! run, generic over the loop type so that this module needs nothing of the loop.
+
+use std::panic::Location;
+
+use crate::context::{self, Snapshot};
+
+/// Makes a callback's context current for as long as it lives (also when the callback
+/// panics), then stores what the callback left in it back into the callback.
+pub(crate) struct EnterContext<'a, L> {
+    /// The callback.
+    cb: &'a dyn Callback<L>,
+    /// The context that was current before; `None` if contexts were not in use on this thread
+    /// when the callback started (its context and the current one were then both empty).
+    prev: Option<Snapshot>,
+}
+
+impl<'a, L> EnterContext<'a, L> {
+    #[inline]
+    pub(crate) fn new(cb: &'a dyn Callback<L>) -> EnterContext<'a, L> {
+        if !context::active() {
+            return EnterContext { cb, prev: None };
+        }
+        let prev = context::enter(cb.swap_context(None));
+        EnterContext {
+            cb,
+            prev: Some(prev),
+        }
+    }
+
+    /// The hot-path variant for the loop: `None` (nothing to switch, no guard to drop) while
+    /// contexts are not in use on this thread; call [`leave_unentered`] after the run then.
+    #[inline]
+    pub(crate) fn enter_if_active(cb: &'a dyn Callback<L>) -> Option<EnterContext<'a, L>> {
+        if !context::active() {
+            return None;
+        }
+        let prev = context::enter(cb.swap_context(None));
+        Some(EnterContext {
+            cb,
+            prev: Some(prev),
+        })
+    }
+}
+
+/// After a callback ran without [`EnterContext`] (contexts were not in use when it started):
+/// if it started using them, keep what it set in the callback and make the current context
+/// empty again. (If a `Fatal` unwinds before this, `run_forever` restores its base context.)
+#[inline]
+pub(crate) fn leave_unentered<L>(cb: &dyn Callback<L>) {
+    if context::active() {
+        cb.swap_context(context::enter(None));
+    }
+}
+
+impl<L> Drop for EnterContext<'_, L> {
+    #[inline]
+    fn drop(&mut self) {
+        match self.prev.take() {
+            Some(prev) => {
+                self.cb.swap_context(context::enter(prev));
+            }
+            // The callback may have started using contexts: keep what it set, restore empty.
+            None if context::active() => {
+                self.cb.swap_context(context::enter(None));
+            }
+            None => {}
+        }
+    }
+}
+
+/// The type-erased body of a local handle.
+pub(crate) trait Callback<L> {
+    /// Runs the callback if it was not cancelled (and not run before).
+    fn call(&self, lp: &L);
+    /// Cancels: marks and drops the closure.
+    fn cancel(&self);
+    /// True once cancelled.
+    fn is_cancelled(&self) -> bool;
+    /// Where it was scheduled.
+    fn location(&self) -> &'static Location<'static>;
+    /// Swaps the context the callback runs in (the loop enters it around each run).
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot;
+}
+
+/// The state of a remote callback that neither started nor was cancelled.
+pub(crate) const PENDING: u8 = 0;
+
+/// The type-erased body of a [`RemoteHandle`].
+pub(crate) trait RemoteCallback<L>: Send + Sync {
+    /// Runs the callback unless cancelled first.
+    fn call(&self, lp: &L);
+    /// Cancels it unless it already started.
+    fn cancel(&self) -> bool;
+    /// The state (PENDING, RUNNING, CANCELLED).
+    fn state(&self) -> u8;
+    /// Where it was scheduled.
+    fn location(&self) -> &'static Location<'static>;
+}
