@@ -41,6 +41,7 @@ mod resolve;
 mod server;
 mod sock;
 mod streams;
+mod tls;
 mod unix;
 
 pub use addr::{peername, sockname, Addr};

@@ -61,12 +61,16 @@ mod error;
 mod info;
 mod outgoing;
 mod pem;
+mod transport;
 mod verify;
 
 pub use builders::{ClientContextBuilder, ServerContextBuilder};
 pub use context::{default_provider, SslContext, TlsVersion};
 pub use engine::{Eof, Events, TlsEngine, TlsState};
 pub use error::{ArgumentError, ContextError, TlsError};
+#[doc(hidden)]
+pub use transport::{connect_over, server_protocol};
+pub use transport::{start_tls, tls_info, TlsExt, TlsInfo, TlsOptions, TlsProtocol, TlsStreamExt};
 
 /// The rustls version this crate is built on, re-exported for ready configs and certificates.
 ///
