@@ -200,7 +200,10 @@ fn tls_interop_evloop_client_against_a_cpython_asyncio_server() {
         run_once(&lp);
     }
     until(&lp, 120, || st.borrow().data.len() >= TOTAL);
-    assert!(st.borrow().data == data, "the echo differs from what was sent");
+    assert!(
+        st.borrow().data == data,
+        "the echo differs from what was sent"
+    );
     assert!(count(&st, &Ev::Pause) > 0, "pause_writing fired");
     assert_eq!(count(&st, &Ev::Pause), count(&st, &Ev::Resume));
     t.close();
@@ -219,7 +222,11 @@ fn tls_interop_evloop_client_against_a_cpython_asyncio_server() {
     );
     let (text, err) = child.finish(&lp, &mut out);
     // asyncio read everything up to our close_notify, and saw the SNI name.
-    assert_eq!(text.trim(), format!("OK {TOTAL} TLSv1.3 localhost"), "{err}");
+    assert_eq!(
+        text.trim(),
+        format!("OK {TOTAL} TLSv1.3 localhost"),
+        "{err}"
+    );
     errs.assert_none();
 }
 
