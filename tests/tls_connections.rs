@@ -53,7 +53,7 @@ fn tls_connect(lp: &EventLoop, port: u16, o: ConnectOptions) -> evloop::Result<(
 }
 
 #[test]
-fn tls_create_connection_to_create_server_echo_extra_info_and_close_notify_both_ways() {
+fn tls_01_02_03_04_create_connection_to_create_server_echo_extra_info_and_close_notify() {
     let _x = exclusive();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -136,7 +136,7 @@ fn tls_create_connection_to_create_server_echo_extra_info_and_close_notify_both_
 }
 
 #[test]
-fn tls_open_connection_and_start_server_move_a_mebibyte_each_way() {
+fn tls_01_open_connection_and_start_server_move_a_mebibyte_each_way() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -195,7 +195,7 @@ fn tls_open_connection_and_start_server_move_a_mebibyte_each_way() {
 }
 
 #[test]
-fn tls_handshake_failure_on_an_unknown_ca_leaves_nothing_behind() {
+fn tls_06_handshake_failure_on_an_unknown_ca_leaves_nothing_behind() {
     let _x = exclusive();
     let p = pki();
     let other = Ca::new("some other CA");
@@ -226,7 +226,7 @@ fn tls_handshake_failure_on_an_unknown_ca_leaves_nothing_behind() {
 }
 
 #[test]
-fn tls_handshake_failure_on_a_name_mismatch_names_the_name() {
+fn tls_07_handshake_failure_on_a_name_mismatch_names_the_name() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -256,7 +256,7 @@ fn tls_handshake_failure_on_a_name_mismatch_names_the_name() {
 }
 
 #[test]
-fn tls_handshake_timeout_aborts_both_sides_with_asyncios_message() {
+fn tls_08_handshake_timeout_aborts_both_sides_with_asyncios_message() {
     let _x = exclusive();
     let p = pki();
     // Client side: a listener that never answers (the kernel completes the connection).
@@ -319,7 +319,7 @@ fn tls_handshake_timeout_aborts_both_sides_with_asyncios_message() {
 }
 
 #[test]
-fn tls_connection_lost_mid_handshake_fails_the_call() {
+fn tls_09_connection_lost_mid_handshake_fails_the_call() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -350,7 +350,7 @@ fn tls_connection_lost_mid_handshake_fails_the_call() {
 }
 
 #[test]
-fn tls_corrupted_records_end_the_connection_on_either_side() {
+fn tls_10_corrupted_records_end_the_connection_on_either_side() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -393,7 +393,7 @@ fn tls_corrupted_records_end_the_connection_on_either_side() {
 }
 
 #[test]
-fn tls_shutdown_timeout_when_the_peer_never_answers_close_notify() {
+fn tls_11_shutdown_timeout_when_the_peer_never_answers_close_notify() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::builder().virtual_clock().build().unwrap();
@@ -440,7 +440,7 @@ fn tls_shutdown_timeout_when_the_peer_never_answers_close_notify() {
 }
 
 #[test]
-fn tls_data_written_before_close_is_delivered_before_close_notify() {
+fn tls_04_data_written_before_close_is_delivered_before_close_notify() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -479,7 +479,7 @@ fn tls_data_written_before_close_is_delivered_before_close_notify() {
 }
 
 #[test]
-fn tls_eof_without_close_notify_is_a_plain_eof() {
+fn tls_05_eof_without_close_notify_is_a_plain_eof() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -529,7 +529,7 @@ fn tls_eof_without_close_notify_is_a_plain_eof() {
 }
 
 #[test]
-fn tls_flow_control_pause_and_resume_writing_and_reading() {
+fn tls_12_flow_control_pause_and_resume_writing_and_reading() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -582,7 +582,7 @@ fn tls_flow_control_pause_and_resume_writing_and_reading() {
 }
 
 #[test]
-fn tls_start_tls_on_client_and_server_streams() {
+fn tls_13_start_tls_on_client_and_server_streams() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -647,7 +647,7 @@ fn tls_start_tls_on_client_and_server_streams() {
 }
 
 #[test]
-fn tls_start_tls_with_protocols_and_its_errors() {
+fn tls_13_start_tls_with_protocols_and_its_errors() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -710,7 +710,7 @@ fn tls_start_tls_with_protocols_and_its_errors() {
 }
 
 #[test]
-fn tls_over_unix_sockets() {
+fn tls_14_over_unix_sockets() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -776,7 +776,7 @@ fn tls_over_unix_sockets() {
 }
 
 #[test]
-fn tls_alpn_sni_and_ip_address_names() {
+fn tls_15_alpn_sni_and_ip_address_names() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();
@@ -814,7 +814,7 @@ fn tls_alpn_sni_and_ip_address_names() {
 }
 
 #[test]
-fn tls_argument_errors_in_asyncios_words() {
+fn tls_16_argument_errors_in_asyncios_words() {
     let _w = watchdog();
     let p = pki();
     let lp = EventLoop::new().unwrap();

@@ -156,7 +156,7 @@ asyncio.run(main())
 "#;
 
 #[test]
-fn tls_interop_evloop_client_against_a_cpython_asyncio_server() {
+fn tls_17_12_04_evloop_client_against_a_cpython_asyncio_server() {
     let _w = watchdog().limit(180);
     let Some(py) = python() else { return };
     let p = pki();
@@ -262,7 +262,7 @@ print(f"OK {received} {version}", flush=True)
 "#;
 
 #[test]
-fn tls_interop_cpython_ssl_client_against_an_evloop_server() {
+fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
     let _w = watchdog().limit(180);
     let Some(py) = python() else { return };
     let p = pki();
