@@ -17,6 +17,7 @@ mod instructions;
 mod memcheck;
 mod mutants;
 mod svg;
+mod tls_echo;
 mod tools;
 
 fn main() -> ExitCode {
