@@ -892,3 +892,88 @@ fn tls_16_argument_errors_in_asyncios_words() {
         "{err}"
     );
 }
+
+#[test]
+fn tls_04_abort_drops_the_buffer_and_ends_the_connection_at_once() {
+    let _w = watchdog();
+    let p = pki();
+    let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
+    let (server, sst) = tls_server(&lp, &p.server, false);
+    let (t, cst) = tls_connect(
+        &lp,
+        port_of(&server),
+        connect_opts(&p.client, Some("localhost")),
+    )
+    .unwrap();
+    t.write(&vec![1u8; 4 * 1024 * 1024]).unwrap();
+    t.abort();
+    assert!(t.is_closing());
+    until(&lp, 30, || lost(&cst) && lost(&sst));
+    assert_eq!(
+        events(&cst),
+        [
+            Ev::Made,
+            Ev::Lost {
+                err: None,
+                close_notify: false
+            }
+        ]
+    );
+    assert!(
+        sst.borrow().data.len() < 4 * 1024 * 1024,
+        "the buffer was dropped"
+    );
+    assert!(
+        !sst.borrow().log.iter().any(|e| matches!(
+            e,
+            Ev::Eof { close_notify: true }
+                | Ev::Lost {
+                    close_notify: true,
+                    ..
+                }
+        )),
+        "no close_notify after abort: {:?}",
+        sst.borrow().log
+    );
+    assert_eq!(lp.stats().timers_pending, 0);
+    server.close();
+    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    errs.assert_none();
+}
+
+#[test]
+fn tls_01_a_panic_in_the_application_protocol_is_fatal_and_closes_the_connection() {
+    let _w = watchdog();
+    let p = pki();
+    let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
+    struct Boom;
+    impl evloop::transport::Protocol for Boom {
+        fn data_received(&mut self, _: &[u8]) {
+            panic!("boom in data_received");
+        }
+    }
+    let o = ServerOptions {
+        ssl: Some(p.server.clone()),
+        ..Default::default()
+    };
+    let server = run(&lp, 30, lp.create_server(|| Boom, "127.0.0.1", 0, o)).unwrap();
+    let (t, cst) = tls_connect(
+        &lp,
+        port_of(&server),
+        connect_opts(&p.client, Some("localhost")),
+    )
+    .unwrap();
+    t.write(b"trigger").unwrap();
+    until(&lp, 30, || lost(&cst));
+    until(&lp, 30, || server.client_count() == 0);
+    let reports = errs.take();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(
+        reports[0].message,
+        "Fatal error: protocol.data_received() call failed."
+    );
+    server.close();
+    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+}
