@@ -210,7 +210,14 @@ fn main() {
                 ),
             };
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let rt = if args.iter().any(|a| a == "--tls") {
+            let rt = if args.iter().any(|a| a == "--handshakes") {
+                tls::run_handshakes(
+                    addr,
+                    arg(&args, "--secs")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(5.0),
+                )
+            } else if args.iter().any(|a| a == "--tls") {
                 tls::run_client(addr, conns, size, stop)
             } else {
                 echo_client::run(addr, conns, size, stop)

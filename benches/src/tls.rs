@@ -281,3 +281,41 @@ fn pump(c: &mut Conn, msg: &[u8], buf: &mut [u8], done: &mut u64) {
         }
     }
 }
+
+/// Full handshakes, one after the other on fresh connections, for `secs` seconds: connect,
+/// handshake, `close_notify`, close. Returns how many completed.
+pub fn run_handshakes(addr: SocketAddr, secs: f64) -> u64 {
+    let pem = std::fs::read(cert_path(addr.port())).expect("the server's certificate");
+    let ctx = SslContext::client()
+        .root_certificates_pem(&pem)
+        .expect("roots")
+        .build()
+        .expect("client context");
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    let mut done = 0;
+    while Instant::now() < deadline {
+        let mut s = TcpStream::connect(addr).expect("connect to the TLS echo server");
+        s.set_nodelay(true).expect("nodelay");
+        let mut tls = TlsEngine::client(&ctx, "localhost").expect("engine");
+        let _ = tls.start_handshake().expect("handshake");
+        loop {
+            out.clear();
+            tls.take_ciphertext_into(&mut out);
+            s.write_all(&out).expect("write");
+            if tls.handshake_completed() {
+                break;
+            }
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "the server closed during the handshake");
+            let _ = tls.feed_ciphertext(&buf[..n]).expect("TLS");
+        }
+        let _ = tls.begin_shutdown().expect("close_notify");
+        out.clear();
+        tls.take_ciphertext_into(&mut out);
+        s.write_all(&out).expect("write");
+        done += 1;
+    }
+    done
+}

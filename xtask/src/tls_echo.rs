@@ -42,7 +42,7 @@ fn servers(bin: &Path) -> Vec<Server> {
 }
 
 /// Measures every TLS server at 1 and 100 connections (1 KiB); `None` if a run failed.
-pub fn measure_all(bin: &Path, secs: f64, smoke: bool, perf: bool) -> Option<Vec<Row>> {
+pub fn measure_all(bin: &Path, secs: f64, smoke: bool, perf: bool) -> Option<(Vec<Row>, Vec<Row>)> {
     let combos: &[(usize, usize)] = if smoke {
         &[(1, 1024)]
     } else {
@@ -67,11 +67,23 @@ pub fn measure_all(bin: &Path, secs: f64, smoke: bool, perf: bool) -> Option<Vec
             rows.push(r);
         }
     }
-    Some(rows)
+    let mut handshakes = Vec::new();
+    for s in &servers {
+        let Some(r) = measure(bin, s, 1, 0, secs, perf, &["--tls", "--handshakes"]) else {
+            eprintln!("TLS handshake run failed: {}", s.name);
+            return None;
+        };
+        println!(
+            "{:<30} handshakes {:>8.0}/s  user {:.1} µs each  total {:.1} µs each",
+            r.server, r.rps, r.user_us, r.total_us
+        );
+        handshakes.push(r);
+    }
+    Some((rows, handshakes))
 }
 
-/// The TLS table, with its heading.
-pub fn table(rows: &[Row], secs: f64) -> String {
+/// The TLS tables (echo, handshakes), with their heading.
+pub fn table((rows, handshakes): &(Vec<Row>, Vec<Row>), secs: f64) -> String {
     let mut t = format!(
         "\n{TLS_HEADING}\n\nThe same setup over TLS 1.3 (rustls on aws-lc-rs on both sides of the comparison, \
          one self-signed certificate, the same server config for evloop and tokio-rustls), 1 KiB \
@@ -95,6 +107,18 @@ pub fn table(rows: &[Row], secs: f64) -> String {
                 .unwrap_or_else(|| "—".into())
         );
     }
+    t.push_str(
+        "\nFull handshakes (TLS 1.3, a fresh connection each: connect, handshake, `close_notify`, \
+         close), one after the other:\n\n| server | handshakes/s | user µs/handshake | total µs/handshake |\n\
+         |---|---:|---:|---:|\n",
+    );
+    for r in handshakes {
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {:.1} | {:.1} |",
+            r.server, r.rps, r.user_us, r.total_us
+        );
+    }
     t
 }
 
@@ -106,7 +130,7 @@ pub fn run_alone(root: &Path, bin: &Path, secs: f64, smoke: bool) -> ExitCode {
     if smoke {
         println!(
             "smoke run: {} TLS echo runs; BENCHMARKS.md left as it is",
-            rows.len()
+            rows.0.len()
         );
         return ExitCode::SUCCESS;
     }
