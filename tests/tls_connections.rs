@@ -977,3 +977,27 @@ fn tls_01_a_panic_in_the_application_protocol_is_fatal_and_closes_the_connection
     server.close();
     run(&lp, 10, async move { server.wait_closed().await }).unwrap();
 }
+
+#[test]
+fn tls_01_closing_the_loop_with_tls_connections_open_releases_every_fd() {
+    let _x = exclusive();
+    let p = pki();
+    let baseline = fd_count();
+    {
+        let lp = EventLoop::new().unwrap();
+        let (server, _sst) = tls_server(&lp, &p.server, true);
+        let (t, _cst) = tls_connect(
+            &lp,
+            port_of(&server),
+            connect_opts(&p.client, Some("localhost")),
+        )
+        .unwrap();
+        // One more connection still in its handshake.
+        let _half = TcpStream::connect(("127.0.0.1", port_of(&server))).unwrap();
+        until(&lp, 30, || server.client_count() == 2);
+        t.write(b"left in flight").unwrap();
+        lp.close().unwrap();
+        assert!(t.get_loop().is_none(), "torn down with the loop");
+    }
+    assert_eq!(fd_count(), baseline);
+}
