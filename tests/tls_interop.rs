@@ -3,7 +3,8 @@
 //! and a CPython `ssl` client against an evloop TLS server (`create_server(ssl=...)`). 16 MiB
 //! go each way with `pause_writing` / `resume_writing` firing, the bytes are compared, and
 //! each connection ends with `close_notify` both ways. Skipped, with a message, only when
-//! `python3` is not installed.
+//! `python3` is not installed. Over Unix sockets, `create_unix_connection` and
+//! `create_unix_server` meet asyncio's `start_unix_server` and `open_unix_connection`.
 
 mod tls_common;
 
@@ -304,6 +305,119 @@ fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
             }
         ]
     );
+    server.close();
+    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    errs.assert_none();
+}
+
+const UNIX_PEER: &str = r#"
+import asyncio, ssl, sys
+
+async def server(path, cert, key):
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        total = 0
+        while data := await reader.read(65536):  # until the client's close_notify
+            total += len(data)
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        done.set_result(total)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = await asyncio.start_unix_server(handle, path, ssl=ctx)
+    print("READY", flush=True)
+    print(f"OK {await asyncio.wait_for(done, 60)}", flush=True)
+    srv.close()
+    await srv.wait_closed()
+
+async def client(path, cafile, total):
+    ctx = ssl.create_default_context(cafile=cafile)
+    reader, writer = await asyncio.open_unix_connection(path, ssl=ctx, server_hostname="localhost")
+    writer.write(b"u" * total)
+    await writer.drain()
+    echo = await reader.readexactly(total)
+    version = writer.get_extra_info("ssl_object").version()
+    writer.close()
+    await writer.wait_closed()
+    print(f"OK {len(echo)} {version}", flush=True)
+
+if sys.argv[1] == "server":
+    asyncio.run(server(*sys.argv[2:5]))
+else:
+    asyncio.run(client(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+"#;
+
+#[test]
+fn tls_17_14_unix_sockets_against_cpython_both_ways() {
+    let _w = watchdog().limit(120);
+    let Some(py) = python() else { return };
+    let p = pki();
+    let dir = Dir::new("interop-unix");
+    let cert = dir.write("cert.pem", &p.leaf.chain_pem);
+    let key = dir.write("key.pem", &p.leaf.key_pem);
+    let ca = dir.write("ca.pem", &p.ca.pem());
+    let script = dir.write("peer.py", UNIX_PEER);
+    let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
+    const N: usize = 1024 * 1024;
+
+    // evloop's create_unix_connection against asyncio's start_unix_server.
+    let path = dir.0.join("py.sock");
+    let path_s = path.to_str().unwrap().to_owned();
+    let (child, mut out) = Py::spawn(py, &[&script, "server", &path_s, &cert, &key]);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    let (rec, st) = Rec::new(false);
+    let o = ConnectOptions {
+        ssl: Some(p.client.clone()),
+        server_hostname: Some("localhost".into()),
+        ..Default::default()
+    };
+    let (t, _) = run(
+        &lp,
+        30,
+        lp.create_unix_connection(move || rec, Some(&path), o),
+    )
+    .unwrap();
+    t.write(&vec![b'e'; N]).unwrap();
+    until(&lp, 60, || st.borrow().data.len() == N);
+    t.close(); // our close_notify ends asyncio's read loop; its own comes back
+    until(&lp, 60, || lost(&st));
+    assert_eq!(
+        events(&st).last(),
+        Some(&Ev::Lost {
+            err: None,
+            close_notify: true
+        })
+    );
+    let (text, err) = child.finish(&lp, &mut out);
+    assert_eq!(text.trim(), format!("OK {N}"), "{err}");
+
+    // asyncio's open_unix_connection against evloop's create_unix_server.
+    let path = dir.0.join("ev.sock");
+    let (rec, sst) = Rec::new(true);
+    let mut rec = Some(rec);
+    let o = ServerOptions {
+        ssl: Some(p.server.clone()),
+        ..Default::default()
+    };
+    let server = run(
+        &lp,
+        30,
+        lp.create_unix_server(move || rec.take().unwrap(), Some(&path), o),
+    )
+    .unwrap();
+    let path_s = path.to_str().unwrap().to_owned();
+    let (child, mut out) = Py::spawn(py, &[&script, "client", &path_s, &ca, &N.to_string()]);
+    let (text, err) = child.finish(&lp, &mut out);
+    assert_eq!(text.trim(), format!("OK {N} TLSv1.3"), "{err}");
+    until(&lp, 30, || lost(&sst));
+    assert_eq!(sst.borrow().data.len(), N);
     server.close();
     run(&lp, 10, async move { server.wait_closed().await }).unwrap();
     errs.assert_none();
