@@ -56,7 +56,7 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// A python3 that can import uvloop: the system one, or a venv the bench makes for itself.
-fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
+pub(crate) fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
     let ok = |py: &Path| {
         Command::new(py)
             .args(["-c", "import uvloop"])
@@ -353,7 +353,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         );
     }
     t.push_str(&loops_ratio(&rows));
-    match crate::tls_echo::measure_all(&bin, secs, smoke, perf) {
+    match crate::tls_echo::measure_all(root, &bin, secs, smoke, perf) {
         Some(tls_rows) => t.push_str(&crate::tls_echo::table(&tls_rows, secs)),
         None => return ExitCode::FAILURE,
     }

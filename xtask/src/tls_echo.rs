@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::echo::{measure, perf_available, Row, Server};
+use crate::echo::{measure, perf_available, python_with_uvloop, Row, Server};
 
 /// The heading of the TLS table (inside the echo section).
 pub const TLS_HEADING: &str = "### TLS echo";
@@ -41,17 +41,56 @@ fn servers(bin: &Path) -> Vec<Server> {
         .collect()
 }
 
-/// Measures every TLS server at 1 and 100 connections (1 KiB); `None` if a run failed.
-pub fn measure_all(bin: &Path, secs: f64, smoke: bool, perf: bool) -> Option<(Vec<Row>, Vec<Row>)> {
+/// asyncio and uvloop serving TLS with Python's `ssl`, where a Python with uvloop exists.
+fn python_servers(root: &Path) -> Vec<Server> {
+    let Some(py) = python_with_uvloop(root) else {
+        println!("python3 with uvloop not available: asyncio and uvloop TLS rows skipped");
+        return Vec::new();
+    };
+    let script = root
+        .join("benches/python/echo_server.py")
+        .display()
+        .to_string();
+    [("asyncio + ssl", None), ("uvloop + ssl", Some("--uvloop"))]
+        .into_iter()
+        .map(|(name, flag)| {
+            let mut cmd = vec![
+                py.display().to_string(),
+                script.clone(),
+                "--tls".into(),
+                "--cpu".into(),
+                "0".into(),
+            ];
+            cmd.extend(flag.map(str::to_string));
+            Server {
+                name: name.into(),
+                cmd,
+            }
+        })
+        .collect()
+}
+
+/// Measures every TLS server at 1 and 100 connections (1 KiB), and its handshakes per second;
+/// `None` if a run failed.
+pub fn measure_all(
+    root: &Path,
+    bin: &Path,
+    secs: f64,
+    smoke: bool,
+    perf: bool,
+) -> Option<(Vec<Row>, Vec<Row>)> {
     let combos: &[(usize, usize)] = if smoke {
         &[(1, 1024)]
     } else {
         &[(1, 1024), (100, 1024)]
     };
-    let servers = servers(bin);
+    let mut servers = servers(bin);
     if servers.is_empty() {
         eprintln!("the bench binary lists no TLS echo server");
         return None;
+    }
+    if !smoke {
+        servers.extend(python_servers(root));
     }
     let mut rows = Vec::new();
     for &(conns, size) in combos {
@@ -86,7 +125,8 @@ pub fn measure_all(bin: &Path, secs: f64, smoke: bool, perf: bool) -> Option<(Ve
 pub fn table((rows, handshakes): &(Vec<Row>, Vec<Row>), secs: f64) -> String {
     let mut t = format!(
         "\n{TLS_HEADING}\n\nThe same setup over TLS 1.3 (rustls on aws-lc-rs on both sides of the comparison, \
-         one self-signed certificate, the same server config for evloop and tokio-rustls), 1 KiB \
+         one self-signed certificate, the same server config for evloop and tokio-rustls; asyncio and \
+         uvloop with Python's `ssl` (OpenSSL), where Python can install uvloop), 1 KiB \
          messages, {secs} s per run; the handshakes happen before the measured phase. The load \
          generator speaks TLS through evloop's sans-I/O engine. Goal: evloop within 5% of \
          tokio + tokio-rustls in req/s, and user CPU per round trip at or below it.\n\n\
@@ -124,7 +164,7 @@ pub fn table((rows, handshakes): &(Vec<Row>, Vec<Row>), secs: f64) -> String {
 
 /// `--echo --tls`: only the TLS rows, spliced into `BENCHMARKS.md` in place of the old ones.
 pub fn run_alone(root: &Path, bin: &Path, secs: f64, smoke: bool) -> ExitCode {
-    let Some(rows) = measure_all(bin, secs, smoke, perf_available()) else {
+    let Some(rows) = measure_all(root, bin, secs, smoke, perf_available()) else {
         return ExitCode::FAILURE;
     };
     if smoke {
