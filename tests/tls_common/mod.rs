@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use evloop::prelude::*;
 use evloop::tls::{tls_info, SslContext};
 use evloop::transport::{Protocol, Transport};
+use loop_testkit::run;
 
 pub use certs::{client_ctx, server_ctx, Ca, Leaf};
 
@@ -186,4 +187,44 @@ pub fn port_of(server: &evloop::net::Server) -> u16 {
         evloop::transport::Addr::Inet(a) => a.port(),
         ref other => panic!("not an inet address: {other:?}"),
     }
+}
+
+/// A TLS server on 127.0.0.1 whose connections all record into one state (echoing if `echo`).
+pub fn tls_server(lp: &EventLoop, ctx: &SslContext, echo: bool) -> (evloop::net::Server, State) {
+    let (_rec, st) = Rec::new(echo);
+    let shared = st.clone();
+    let o = ServerOptions {
+        ssl: Some(ctx.clone()),
+        ..Default::default()
+    };
+    // Every connection records into the same state.
+    let factory = move || Rec {
+        st: shared.clone(),
+        echo,
+        paused: false,
+    };
+    let server = run(lp, 30, lp.create_server(factory, "127.0.0.1", 0, o)).unwrap();
+    (server, st)
+}
+
+pub fn connect_opts(ctx: &SslContext, name: Option<&str>) -> ConnectOptions {
+    ConnectOptions {
+        ssl: Some(ctx.clone()),
+        server_hostname: name.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+pub fn tls_connect(
+    lp: &EventLoop,
+    port: u16,
+    o: ConnectOptions,
+) -> evloop::Result<(Transport, State)> {
+    let (rec, st) = Rec::new(false);
+    run(
+        lp,
+        30,
+        lp.create_connection(move || rec, "127.0.0.1", port, o),
+    )
+    .map(|(t, _p)| (t, st))
 }
