@@ -22,6 +22,14 @@ pub fn cert_path(port: u16) -> PathBuf {
     std::env::temp_dir().join(format!("evloop-bench-tls-{port}.pem"))
 }
 
+/// The certificate the server of `port` left, read once and removed.
+fn server_cert(port: u16) -> Vec<u8> {
+    let path = cert_path(port);
+    let pem = std::fs::read(&path).expect("the server's certificate");
+    let _ = std::fs::remove_file(&path);
+    pem
+}
+
 /// A self-signed server context for `localhost`; the certificate goes to [`cert_path`].
 fn server_ctx(listener: &TcpListener) -> SslContext {
     let port = listener.local_addr().expect("addr").port();
@@ -166,7 +174,7 @@ pub fn run_client(addr: SocketAddr, conns: usize, size: usize, stop: Stop) -> u6
         Stop::RoundTrips(r) => Some(r),
         Stop::Secs(_) => None,
     };
-    let pem = std::fs::read(cert_path(addr.port())).expect("the server's certificate");
+    let pem = server_cert(addr.port());
     let ctx = SslContext::client()
         .root_certificates_pem(&pem)
         .expect("roots")
@@ -285,7 +293,7 @@ fn pump(c: &mut Conn, msg: &[u8], buf: &mut [u8], done: &mut u64) {
 /// Full handshakes, one after the other on fresh connections, for `secs` seconds: connect,
 /// handshake, `close_notify`, close. Returns how many completed.
 pub fn run_handshakes(addr: SocketAddr, secs: f64) -> u64 {
-    let pem = std::fs::read(cert_path(addr.port())).expect("the server's certificate");
+    let pem = server_cert(addr.port());
     let ctx = SslContext::client()
         .root_certificates_pem(&pem)
         .expect("roots")
