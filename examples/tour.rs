@@ -37,6 +37,12 @@ mod tcp_echo_client_streams;
 mod tcp_echo_server_protocol;
 #[path = "tcp_echo_server_streams.rs"]
 mod tcp_echo_server_streams;
+#[cfg(feature = "tls")]
+#[path = "tls_echo_client.rs"]
+mod tls_echo_client;
+#[cfg(feature = "tls")]
+#[path = "tls_echo_server.rs"]
+mod tls_echo_server;
 #[path = "udp_echo_client.rs"]
 mod udp_echo_client;
 #[path = "udp_echo_server.rs"]
@@ -65,6 +71,10 @@ fn run_example(name: &str) -> ExitCode {
         "tcp_echo_client_streams" => tcp_echo_client_streams::main().report(),
         "tcp_echo_server_protocol" => tcp_echo_server_protocol::main().report(),
         "tcp_echo_server_streams" => tcp_echo_server_streams::main().report(),
+        #[cfg(feature = "tls")]
+        "tls_echo_client" => tls_echo_client::main().report(),
+        #[cfg(feature = "tls")]
+        "tls_echo_server" => tls_echo_server::main().report(),
         "udp_echo_client" => udp_echo_client::main().report(),
         "udp_echo_server" => udp_echo_server::main().report(),
         "watch_fd" => watch_fd::main().report(),
@@ -105,6 +115,11 @@ fn sections() -> Vec<Section> {
         Section {
             title: "TCP echo client and server using streams",
             run: tour_tcp_echo_streams,
+        },
+        #[cfg(feature = "tls")]
+        Section {
+            title: "TLS echo client and server using streams (ssl=, server_hostname=)",
+            run: tour_tls_echo,
         },
         Section {
             title: "UDP echo client and server using protocols",
@@ -433,6 +448,36 @@ fn tour_tcp_echo_streams() -> Result<Vec<String>, String> {
             format!("missing {want:?} in {out:?}")
         })?;
     }
+    Ok(out)
+}
+
+/// The TLS echo pair: the server makes a throwaway CA (written where the client looks for
+/// it), the client verifies the server's certificate for `localhost` against it.
+#[cfg(feature = "tls")]
+fn tour_tls_echo() -> Result<Vec<String>, String> {
+    let port = free_port(false)?.to_string();
+    let mut srv = Running::start("tls_echo_server", &[&port])?;
+    srv.wait_for(|l| l.starts_with("Serving TLS on"))?;
+    let client_lines = run_to_end("tls_echo_client", &[&port]);
+    let server_lines = srv.kill()?;
+    let client_lines = client_lines?;
+    expect(
+        client_lines
+            .iter()
+            .any(|l| l == "Received: \"Hello over TLS!\""),
+        || format!("the client did not get its echo: {client_lines:?}"),
+    )?;
+    expect(
+        server_lines
+            .iter()
+            .any(|l| l.starts_with("Received \"Hello over TLS!\" over Tls13")),
+        || format!("the server did not see the message: {server_lines:?}"),
+    )?;
+    let mut out: Vec<String> = server_lines
+        .iter()
+        .map(|l| format!("server: {l}"))
+        .collect();
+    out.extend(client_lines.iter().map(|l| format!("client: {l}")));
     Ok(out)
 }
 

@@ -19,7 +19,7 @@
 //! | `net` | `loop_net` | `sock_*` calls, `getaddrinfo` / `getnameinfo`, socket addresses |
 //! | `pipes` | `loop_pipes` | `connect_read_pipe`, `connect_write_pipe` (pipes, FIFOs, sockets, ptys) |
 //! | `subprocess` | `loop_subprocess` | `subprocess_exec`, `subprocess_shell`, `create_subprocess_exec`, `create_subprocess_shell`, `Process` |
-//! | `tls` (off by default; `tls-ring` for ring) | `loop_tls` | `SslContext` and the sans-I/O `TlsEngine`; not yet wired into connections |
+//! | `tls` (off by default; `tls-ring` for ring) | `loop_tls` | `ssl=` on the connection and server options (with `net`), `start_tls`, `SslContext`, the sans-I/O `TlsEngine` |
 //!
 //! ```
 //! use evloop::prelude::*;
@@ -94,6 +94,9 @@ pub mod prelude {
 
     #[cfg(feature = "subprocess")]
     pub use loop_subprocess::{SubprocessExt, SubprocessProtocol, SubprocessTransport};
+
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub use loop_tls::{SslContext, TlsExt, TlsOptions, TlsStreamExt};
 }
 
 /// The README's examples, compiled and run as doc tests.

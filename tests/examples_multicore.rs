@@ -7,45 +7,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Builds `name` with the cargo that builds this test and returns its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--features",
-            "net,signals",
-        ])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "net,signals";
 
 /// The message client `c` sends as its `k`-th: distinct per client and round, 1..=300 bytes.
 fn message(c: usize, k: usize) -> Vec<u8> {
@@ -60,7 +26,7 @@ fn net_33_reuse_port_echo_multicore_spreads_connections_over_two_loops() {
     let _w = loop_testkit::watchdog();
     const CLIENTS: usize = 200;
     const ROUNDS: usize = 5;
-    let exe = build_example("echo_multicore");
+    let exe = loop_testkit::build_example("echo_multicore", EXAMPLE_FEATURES);
     let mut server = Command::new(exe)
         .args(["--loops", "2", "--port", "0"])
         .stdout(Stdio::piped())

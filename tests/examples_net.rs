@@ -2,44 +2,10 @@
 //! client against it on a free port, and checks what they print.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
-/// Builds `name` with the cargo that builds this test and returns its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--features",
-            "net",
-        ])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "net";
 
 fn lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
@@ -83,8 +49,8 @@ fn free_port() -> u16 {
 #[test]
 fn tcp_echo_protocol_server_and_client() {
     let _w = loop_testkit::watchdog();
-    let server_exe = build_example("tcp_echo_server_protocol");
-    let client_exe = build_example("tcp_echo_client_protocol");
+    let server_exe = loop_testkit::build_example("tcp_echo_server_protocol", EXAMPLE_FEATURES);
+    let client_exe = loop_testkit::build_example("tcp_echo_client_protocol", EXAMPLE_FEATURES);
     let port = free_port();
     let mut server = Command::new(server_exe)
         .arg(port.to_string())
@@ -131,8 +97,8 @@ fn tcp_echo_protocol_server_and_client() {
 #[test]
 fn tcp_echo_streams_server_and_client() {
     let _w = loop_testkit::watchdog();
-    let server_exe = build_example("tcp_echo_server_streams");
-    let client_exe = build_example("tcp_echo_client_streams");
+    let server_exe = loop_testkit::build_example("tcp_echo_server_streams", EXAMPLE_FEATURES);
+    let client_exe = loop_testkit::build_example("tcp_echo_client_streams", EXAMPLE_FEATURES);
     let mut server = Command::new(server_exe)
         .arg("0")
         .stdout(Stdio::piped())
@@ -176,7 +142,9 @@ fn tcp_echo_streams_server_and_client() {
 fn open_socket_examples_print_received_abc() {
     let _w = loop_testkit::watchdog();
     for name in ["open_socket_protocol", "open_socket_streams"] {
-        let out = Command::new(build_example(name)).output().unwrap();
+        let out = Command::new(loop_testkit::build_example(name, EXAMPLE_FEATURES))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{name}: {out:?}");
         assert_eq!(lines(&out), ["Received: abc"], "{name}");
         assert!(

@@ -1,44 +1,15 @@
 //! Builds and runs the `pipes` example as a child process and checks what it prints.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builds the example with the cargo that builds this test and returns its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--message-format=json"])
-        .args(["--features", "pipes"])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "pipes";
 
 #[test]
 fn pipes_example_prints_every_line_then_eof_then_close() {
     let _w = loop_testkit::watchdog();
-    let exe = build_example("pipes");
+    let exe = loop_testkit::build_example("pipes", EXAMPLE_FEATURES);
     let mut child = Command::new(&exe)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,50 +2,21 @@
 //! (then, in a second run, SIGINT) makes it print `got signal SIGxxx: exit` and exit with 0.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "signals timers";
+
 /// Generous bound for a loaded machine.
 const LONG: Duration = Duration::from_secs(60);
 
-/// Builds the example with the cargo that builds this test and returns its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--message-format=json"])
-        .args(["--features", "signals timers"])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
-
 /// Runs the example, sends `sig` once it printed its pid, and returns (exit code, stdout).
 fn run_and_signal(sig: Signal) -> (Option<i32>, Vec<String>) {
-    let exe = build_example("signals");
+    let exe = loop_testkit::build_example("signals", EXAMPLE_FEATURES);
     let mut child = Command::new(&exe)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,48 +1,13 @@
 //! Builds and runs the `subprocess_protocol` and `subprocess_streams` examples as child
 //! processes and checks what they print.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Builds `name` with the cargo that builds this test (same target directory, from the
-/// environment) and returns the path of its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--features",
-            "subprocess",
-        ])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "subprocess";
 
 fn run(name: &str, args: &[&str]) -> Output {
-    let exe = build_example(name);
+    let exe = loop_testkit::build_example(name, EXAMPLE_FEATURES);
     Command::new(&exe)
         .args(args)
         .output()

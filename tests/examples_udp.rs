@@ -2,44 +2,15 @@
 //! free port and checks the lines the asyncio docs show.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The facade features the examples of this file need.
+const EXAMPLE_FEATURES: &str = "net";
+
 /// Generous bound for a loaded machine.
 const LONG: Duration = Duration::from_secs(60);
-
-/// Builds the example with the cargo that builds this test and returns its binary.
-fn build_example(name: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--message-format=json"])
-        .args(["--features", "net"])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .args(["--example", name])
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")))
-        .find_map(|l| {
-            let start = l.find(key)? + key.len();
-            let len = l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..start + len]))
-        })
-        .unwrap_or_else(|| panic!("no executable for example {name} in:\n{stdout}"))
-}
 
 /// Streams the child's stdout lines into a channel.
 fn lines_of(child: &mut Child) -> (mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
@@ -69,8 +40,8 @@ impl Drop for KillOnDrop {
 #[test]
 fn udp_echo_client_and_server_print_the_docs_lines() {
     let _w = loop_testkit::watchdog();
-    let server_exe = build_example("udp_echo_server");
-    let client_exe = build_example("udp_echo_client");
+    let server_exe = loop_testkit::build_example("udp_echo_server", EXAMPLE_FEATURES);
+    let client_exe = loop_testkit::build_example("udp_echo_client", EXAMPLE_FEATURES);
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -23,6 +23,7 @@ mod echo_servers;
 mod micro_evloop;
 mod micro_smol;
 mod micro_tokio;
+mod tls;
 
 /// A benchmark body: runs `n` operations and returns the elapsed time.
 type Body = fn(u64) -> Duration;
@@ -144,6 +145,17 @@ pub fn echo_server_impls() -> Vec<EchoServerImpl> {
     ]
 }
 
+/// The TLS echo server implementations (`echo-client --tls` drives them).
+pub fn tls_echo_server_impls() -> Vec<EchoServerImpl> {
+    vec![
+        (
+            "evloop (TLS, protocol)",
+            tls::evloop_tls as fn(std::net::TcpListener),
+        ),
+        ("tokio + tokio-rustls", tls::tokio_rustls),
+    ]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cpu: Option<usize> = arg(&args, "--cpu").and_then(|v| v.parse().ok());
@@ -151,7 +163,11 @@ fn main() {
         Some("echo-server") => {
             pin(cpu);
             let name = arg(&args, "--impl").unwrap_or_default();
-            let Some((_, serve)) = echo_server_impls().into_iter().find(|(n, _)| *n == name) else {
+            let Some((_, serve)) = echo_server_impls()
+                .into_iter()
+                .chain(tls_echo_server_impls())
+                .find(|(n, _)| *n == name)
+            else {
                 eprintln!("unknown echo server {name:?}");
                 std::process::exit(2);
             };
@@ -164,6 +180,12 @@ fn main() {
         }
         Some("echo-servers") => {
             for (name, _) in echo_server_impls() {
+                println!("{name}");
+            }
+            return;
+        }
+        Some("tls-echo-servers") => {
+            for (name, _) in tls_echo_server_impls() {
                 println!("{name}");
             }
             return;
@@ -188,7 +210,19 @@ fn main() {
                 ),
             };
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            println!("ROUNDTRIPS {}", echo_client::run(addr, conns, size, stop));
+            let rt = if args.iter().any(|a| a == "--handshakes") {
+                tls::run_handshakes(
+                    addr,
+                    arg(&args, "--secs")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(5.0),
+                )
+            } else if args.iter().any(|a| a == "--tls") {
+                tls::run_client(addr, conns, size, stop)
+            } else {
+                echo_client::run(addr, conns, size, stop)
+            };
+            println!("ROUNDTRIPS {rt}");
             return;
         }
         _ => {}

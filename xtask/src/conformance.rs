@@ -35,7 +35,7 @@ const FILE: &str = "CONFORMANCE.md";
 /// The README, whose headline is kept too.
 const README: &str = "README.md";
 /// Id prefixes, as cited (`CORE-07`) and as in test names (`core_07`).
-const PREFIXES: [(&str, &str); 8] = [
+const PREFIXES: [(&str, &str); 9] = [
     ("CORE", "core"),
     ("TIMER", "timer"),
     ("NET", "net"),
@@ -44,6 +44,7 @@ const PREFIXES: [(&str, &str); 8] = [
     ("SUB", "sub"),
     ("SIG", "sig"),
     ("EXEC", "exec"),
+    ("TLS", "tls"),
 ];
 /// What a status may start with.
 pub const STATUSES: [&str; 4] = [

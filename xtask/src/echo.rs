@@ -17,29 +17,29 @@ use crate::bench::ECHO_HEADING;
 const GOAL_USER_US: f64 = 0.30;
 
 /// One server implementation: how to start it.
-struct Server {
+pub(crate) struct Server {
     /// Its name in the table.
-    name: String,
+    pub(crate) name: String,
     /// The command that starts it pinned to CPU 0 and prints `LISTENING <port>`.
-    cmd: Vec<String>,
+    pub(crate) cmd: Vec<String>,
 }
 
 /// One measured run.
-struct Row {
+pub(crate) struct Row {
     /// Server name.
-    server: String,
+    pub(crate) server: String,
     /// Connections.
-    conns: usize,
+    pub(crate) conns: usize,
     /// Message size.
-    size: usize,
+    pub(crate) size: usize,
     /// Round trips per second.
-    rps: f64,
+    pub(crate) rps: f64,
     /// Server user CPU µs per round trip.
-    user_us: f64,
+    pub(crate) user_us: f64,
     /// Server user + system CPU µs per round trip.
-    total_us: f64,
+    pub(crate) total_us: f64,
     /// System calls per round trip, if perf could count them.
-    syscalls: Option<f64>,
+    pub(crate) syscalls: Option<f64>,
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -56,7 +56,7 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// A python3 that can import uvloop: the system one, or a venv the bench makes for itself.
-fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
+pub(crate) fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
     let ok = |py: &Path| {
         Command::new(py)
             .args(["-c", "import uvloop"])
@@ -96,7 +96,7 @@ fn python_with_uvloop(root: &Path) -> Option<PathBuf> {
     ok(&py).then_some(py)
 }
 
-fn perf_available() -> bool {
+pub(crate) fn perf_available() -> bool {
     Command::new("perf")
         .args(["stat", "-e", "raw_syscalls:sys_enter", "--", "true"])
         .stdout(Stdio::null())
@@ -141,13 +141,14 @@ fn start_server(s: &Server) -> Option<(Child, u16)> {
     Some((child, port))
 }
 
-fn measure(
+pub(crate) fn measure(
     bin: &Path,
     s: &Server,
     conns: usize,
     size: usize,
     secs: f64,
     perf: bool,
+    client_extra: &[&str],
 ) -> Option<Row> {
     let (mut server, port) = start_server(s)?;
     let pid = server.id();
@@ -186,6 +187,7 @@ fn measure(
             "--cpu",
             "1",
         ])
+        .args(client_extra)
         .output()
         .ok()?;
     let after = cpu_us(pid)?;
@@ -234,6 +236,9 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let bin = target_dir(root).join("release/evloop-bench");
+    if args.iter().any(|a| a == "--tls") {
+        return crate::tls_echo::run_alone(root, &bin, secs, smoke);
+    }
     let listed = Command::new(&bin).arg("echo-servers").output();
     let names: Vec<String> = listed
         .map(|o| {
@@ -296,7 +301,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     let mut rows = Vec::new();
     for &(conns, size) in combos {
         for s in &servers {
-            match measure(&bin, s, conns, size, secs, perf) {
+            match measure(&bin, s, conns, size, secs, perf, &[]) {
                 Some(r) => {
                     println!(
                         "{:<30} conns={:<4} size={:<5} {:>10.0} req/s  user {:.3} µs/rt  total {:.3} µs/rt  syscalls {}",
@@ -348,6 +353,10 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         );
     }
     t.push_str(&loops_ratio(&rows));
+    match crate::tls_echo::measure_all(root, &bin, secs, smoke, perf) {
+        Some(tls_rows) => t.push_str(&crate::tls_echo::table(&tls_rows, secs)),
+        None => return ExitCode::FAILURE,
+    }
     let path = root.join("BENCHMARKS.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let head = match existing.find(ECHO_HEADING) {

@@ -19,6 +19,7 @@ mod memcheck;
 mod modgraph;
 mod mutants;
 mod svg;
+mod tls_echo;
 mod tools;
 
 fn main() -> ExitCode {

@@ -61,13 +61,18 @@ pub struct ConnectOptions {
     pub all_errors: bool,
     /// The buffer limit of the `StreamReader` (streams functions only): 64 KiB by default.
     pub limit: usize,
-    /// TLS. evloop has no TLS support: `true` is rejected.
-    pub ssl: bool,
-    /// TLS only: rejected without TLS.
+    /// TLS (feature `tls`): the client context; the connection's protocol gets
+    /// `connection_made` after the handshake. For `connect_accepted_socket`, a server
+    /// context: this end is the TLS server.
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub ssl: Option<loop_tls::SslContext>,
+    /// TLS: the name the server's certificate is checked against and sent as SNI; by
+    /// default the host (`create_unix_connection` needs it). Rejected without `ssl`.
     pub server_hostname: Option<String>,
-    /// TLS only: rejected without TLS.
+    /// TLS: how long the handshake may take (default 60 s). Rejected without `ssl`.
     pub ssl_handshake_timeout: Option<Duration>,
-    /// TLS only: rejected without TLS.
+    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Rejected
+    /// without `ssl`.
     pub ssl_shutdown_timeout: Option<Duration>,
 }
 
@@ -83,43 +88,13 @@ impl Default for ConnectOptions {
             interleave: None,
             all_errors: false,
             limit: loop_transport::DEFAULT_LIMIT,
-            ssl: false,
+            #[cfg(any(feature = "tls", feature = "tls-ring"))]
+            ssl: None,
             server_hostname: None,
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
         }
     }
-}
-
-/// The TLS arguments without TLS (NET-28, NET-29, NET-30, NET-46).
-pub(crate) fn check_no_tls(
-    ssl: bool,
-    server_hostname: bool,
-    handshake: bool,
-    shutdown: bool,
-) -> Result<()> {
-    if ssl {
-        return Err(Error::invalid_argument(
-            "ssl is not supported: evloop has no TLS; run a TLS library over the connection \
-             (the transport's socket, or a StreamReader/StreamWriter) instead",
-        ));
-    }
-    if server_hostname {
-        return Err(Error::invalid_argument(
-            "server_hostname is only meaningful with ssl",
-        ));
-    }
-    if handshake {
-        return Err(Error::invalid_argument(
-            "ssl_handshake_timeout is only meaningful with ssl",
-        ));
-    }
-    if shutdown {
-        return Err(Error::invalid_argument(
-            "ssl_shutdown_timeout is only meaningful with ssl",
-        ));
-    }
-    Ok(())
 }
 
 /// `<socket fd=7, family=2, type=2>`: how error messages name a socket.
@@ -443,13 +418,8 @@ pub(crate) async fn create_connection<P: Into<StreamProtocol> + 'static>(
     port: Service,
     mut o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    check_no_tls(
-        o.ssl,
-        o.server_hostname.is_some(),
-        o.ssl_handshake_timeout.is_some(),
-        o.ssl_shutdown_timeout.is_some(),
-    )?;
     let specified = !host.is_empty() || port.is_specified();
+    let tls = crate::tls::client(&o, (!host.is_empty()).then_some(host.as_str()), false)?;
     let fd = match (specified, o.sock.take()) {
         (true, Some(_)) => {
             return Err(Error::invalid_argument(
@@ -470,7 +440,7 @@ pub(crate) async fn create_connection<P: Into<StreamProtocol> + 'static>(
             connect_host(&lp, h, &port, &o).await?
         }
     };
-    make_transport(&lp, fd, factory(), TransportOptions::socket()).await
+    crate::tls::connect(&lp, fd, factory(), tls).await
 }
 
 /// `connect_accepted_socket` (NET-29).
@@ -480,14 +450,9 @@ pub(crate) async fn connect_accepted_socket<P: Into<StreamProtocol> + 'static>(
     sock: OwnedFd,
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    check_no_tls(
-        o.ssl,
-        o.server_hostname.is_some(),
-        o.ssl_handshake_timeout.is_some(),
-        o.ssl_shutdown_timeout.is_some(),
-    )?;
+    let tls = crate::tls::accepted(&o)?;
     check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
-    make_transport(&lp, sock, factory(), TransportOptions::socket()).await
+    crate::tls::connect(&lp, sock, factory(), tls).await
 }
 
 #[cfg(test)]

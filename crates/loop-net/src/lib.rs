@@ -43,6 +43,7 @@ mod server;
 mod sock;
 mod streams;
 mod sys;
+mod tls;
 mod unix;
 
 pub use addr::{peername, sockname, Addr};

@@ -33,7 +33,7 @@ use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use crate::connect::{check_no_tls, check_stream_socket};
+use crate::connect::check_stream_socket;
 use crate::errors::with_context;
 use crate::lookup::{ensure_resolved, Service};
 use crate::{AddrInfo, Hints, AF_INET6, AI_PASSIVE, SOCK_STREAM};
@@ -75,11 +75,14 @@ pub struct ServerOptions {
     pub cleanup_socket: bool,
     /// The buffer limit of each client's `StreamReader` (`start_server` only): 64 KiB by default.
     pub limit: usize,
-    /// TLS. evloop has no TLS support: `true` is rejected.
-    pub ssl: bool,
-    /// TLS only: rejected without TLS.
+    /// TLS (feature `tls`): the server context; each connection's protocol gets
+    /// `connection_made` after its handshake.
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub ssl: Option<loop_tls::SslContext>,
+    /// TLS: how long each handshake may take (default 60 s). Rejected without `ssl`.
     pub ssl_handshake_timeout: Option<Duration>,
-    /// TLS only: rejected without TLS.
+    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Rejected
+    /// without `ssl`.
     pub ssl_shutdown_timeout: Option<Duration>,
 }
 
@@ -96,7 +99,8 @@ impl Default for ServerOptions {
             start_serving: true,
             cleanup_socket: true,
             limit: loop_transport::DEFAULT_LIMIT,
-            ssl: false,
+            #[cfg(any(feature = "tls", feature = "tls-ring"))]
+            ssl: None,
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
         }
@@ -1080,12 +1084,8 @@ pub(crate) async fn create_server(
     port: Service,
     mut o: ServerOptions,
 ) -> Result<Server> {
-    check_no_tls(
-        o.ssl,
-        false,
-        o.ssl_handshake_timeout.is_some(),
-        o.ssl_shutdown_timeout.is_some(),
-    )?;
+    let tls = crate::tls::server(&o)?;
+    let factory = crate::tls::wrap_factory(&lp, factory, tls);
     let specified = !hosts.0.is_empty() || port.is_specified();
     let fds = match (specified, o.sock.take()) {
         (true, Some(_)) => {

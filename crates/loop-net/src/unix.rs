@@ -13,11 +13,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use loop_core::{Error, EventLoop, Result};
-use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport, TransportOptions};
+use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use crate::connect::{check_no_tls, check_stream_socket, make_transport, ConnectOptions};
+use crate::connect::{check_stream_socket, ConnectOptions};
 use crate::errors::with_context;
 use crate::server::{finish_server, Factory, Server, ServerOptions, UnixCleanup};
 use crate::SockExt;
@@ -65,12 +65,7 @@ pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
     path: Option<PathBuf>,
     mut o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    check_no_tls(
-        o.ssl,
-        o.server_hostname.is_some(),
-        o.ssl_handshake_timeout.is_some(),
-        o.ssl_shutdown_timeout.is_some(),
-    )?;
+    let tls = crate::tls::client(&o, None, true)?;
     check_unix_connect_options(&o)?;
     let sock = match (path, o.sock.take()) {
         (Some(_), Some(_)) => {
@@ -93,7 +88,7 @@ pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
             sock
         }
     };
-    make_transport(&lp, sock, factory(), TransportOptions::socket()).await
+    crate::tls::connect(&lp, sock, factory(), tls).await
 }
 
 /// The device and inode of `path`.
@@ -109,12 +104,8 @@ pub(crate) async fn create_unix_server(
     path: Option<PathBuf>,
     mut o: ServerOptions,
 ) -> Result<Server> {
-    check_no_tls(
-        o.ssl,
-        false,
-        o.ssl_handshake_timeout.is_some(),
-        o.ssl_shutdown_timeout.is_some(),
-    )?;
+    let tls = crate::tls::server(&o)?;
+    let factory = crate::tls::wrap_factory(&lp, factory, tls);
     let bad = [
         (o.reuse_address.is_some(), "reuse_address"),
         (o.reuse_port, "reuse_port"),

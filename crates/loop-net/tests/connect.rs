@@ -614,13 +614,6 @@ fn net_28_tls_arguments_are_rejected_without_tls() {
             },
             "ssl_shutdown_timeout is only meaningful with ssl",
         ),
-        (
-            ConnectOptions {
-                ssl: true,
-                ..Default::default()
-            },
-            "ssl is not supported",
-        ),
     ];
     for (o, msg) in cases {
         let err = connect(&lp, "127.0.0.1", 1, o).unwrap_err();

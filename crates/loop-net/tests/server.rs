@@ -94,17 +94,17 @@ fn net_30_argument_errors() {
     for (o, msg) in [
         (
             ServerOptions {
-                ssl: true,
-                ..Default::default()
-            },
-            "ssl is not supported",
-        ),
-        (
-            ServerOptions {
                 ssl_handshake_timeout: Some(Duration::from_secs(1)),
                 ..Default::default()
             },
             "ssl_handshake_timeout is only meaningful with ssl",
+        ),
+        (
+            ServerOptions {
+                ssl_shutdown_timeout: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+            "ssl_shutdown_timeout is only meaningful with ssl",
         ),
     ] {
         let err = run(&lp, 10, lp.create_server(|| Quiet, "127.0.0.1", 0, o)).unwrap_err();

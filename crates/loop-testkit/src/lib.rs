@@ -20,6 +20,8 @@
 //!   child counts before and after takes [`exclusive()`], which waits until no other test of
 //!   the binary holds a guard and keeps them out until it is dropped. No other test needs to
 //!   know which tests count.
+//! * **Examples are built with [`build_example`]**, which runs cargo with the watchdog
+//!   [`paused`]: a cold build may take minutes, the example's run is what the limit bounds.
 //! * **Nothing is asserted inside a loop callback** without a check outside: the loop catches a
 //!   callback's panic and hands it to the exception handler, so the assertion would prove
 //!   nothing. Record into a [`Log`] or flag and assert after the run, or take
@@ -51,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod counts;
+mod examples;
 mod exceptions;
 mod logs;
 mod probes;
@@ -60,10 +63,11 @@ mod watchdog;
 pub use counts::{
     children, fd_count, fd_count_of, is_reaped, thread_count, threads_named, wait_exited_nowait,
 };
+pub use examples::build_example;
 pub use exceptions::{record_exceptions, Exceptions};
 pub use logs::{capture_logs, log_capture, panic_on_next_log_write, LogCapture};
 pub use probes::{drop_flag, entries, log, never, DropFlag, DropProbe, DropProbeParts, Log};
 pub use spin::{eventually, run_once, spin, spin_until, LONG};
 pub use watchdog::{
-    exclusive, run, time_scale, watchdog, watchdog_for, Watchdog, DEFAULT_LIMIT, GRACE,
+    exclusive, paused, run, time_scale, watchdog, watchdog_for, Watchdog, DEFAULT_LIMIT, GRACE,
 };

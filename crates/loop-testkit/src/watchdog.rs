@@ -299,6 +299,54 @@ fn ensure_thread(reg: &mut Registry) {
 /// The longest the watchdog thread sleeps without looking at the registry.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
+/// How far a pause pushes a guard's deadline: out of reach of any test.
+const PAUSED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Runs `f` with the watchdog guards of the current thread paused: while it runs they cannot
+/// fire, and afterwards each has the time it had left before the pause. For work a test
+/// waits on that is not the behaviour under test and can take minutes on a loaded machine
+/// (building an example with cargo); what the test does itself stays bounded.
+///
+/// ```
+/// let _w = loop_testkit::watchdog();
+/// let n = loop_testkit::paused(|| 6 * 7);
+/// assert_eq!(n, 42);
+/// ```
+pub fn paused<R>(f: impl FnOnce() -> R) -> R {
+    let thread = std::thread::current().id();
+    let start = Instant::now();
+    let left: Vec<(u64, Duration)> = {
+        let mut reg = registry();
+        reg.entries
+            .iter_mut()
+            .filter(|e| e.thread == thread && e.fired_at.is_none())
+            .map(|e| {
+                let left = e.deadline.saturating_duration_since(start);
+                e.deadline = start + PAUSED_FOR;
+                (e.id, left)
+            })
+            .collect()
+    };
+    REGISTRY_CHANGED.notify_all();
+    /// Gives the paused guards their time back, also when `f` panics.
+    struct Resume(Vec<(u64, Duration)>);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let now = Instant::now();
+            let mut reg = registry();
+            for e in reg.entries.iter_mut() {
+                if let Some((_, left)) = self.0.iter().find(|(id, _)| *id == e.id) {
+                    e.deadline = now + *left;
+                }
+            }
+            drop(reg);
+            REGISTRY_CHANGED.notify_all();
+        }
+    }
+    let _resume = Resume(left);
+    f()
+}
+
 /// The watchdog thread: sleeps until the earliest deadline or grace end, acts, repeats, until
 /// `quit`.
 fn watch_loop(quit: &AtomicBool) {

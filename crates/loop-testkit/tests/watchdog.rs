@@ -229,3 +229,20 @@ fn guards_taken_and_dropped_on_many_threads_never_hang_the_watchdog_thread() {
             .expect("a thread hung taking or dropping a guard");
     }
 }
+
+#[test]
+fn a_paused_guard_does_not_fire_and_keeps_the_time_it_had_left() {
+    let w = watchdog().limit(1);
+    // Twice the limit inside the pause: the guard must not fire.
+    loop_testkit::paused(|| std::thread::sleep(Duration::from_millis(2000)));
+    assert!(!w.fired(), "a paused guard fired");
+    // Its second comes back after the pause: a blocked loop is unwound by it.
+    let lp = EventLoop::new().unwrap();
+    w.watch(&lp);
+    let p = catch_unwind(AssertUnwindSafe(|| lp.run_forever())).unwrap_err();
+    assert!(p.is::<Fatal>(), "{}", text(&*p));
+    assert!(w.fired());
+    // It fired: dropping the guard fails the test, which is the point here.
+    assert!(catch_unwind(AssertUnwindSafe(|| drop(w))).is_err());
+    lp.close().unwrap();
+}

@@ -99,6 +99,19 @@ impl TlsEngine {
         self.conn.alpn_protocol()
     }
 
+    /// Whether the peer's `close_notify` arrived (a clean TLS close rather than a bare end
+    /// of file).
+    ///
+    /// ```
+    /// let ctx = loop_tls::SslContext::client().build()?;
+    /// let engine = loop_tls::TlsEngine::client(&ctx, "example.com")?;
+    /// assert!(!engine.close_notify_received());
+    /// # Ok::<(), loop_tls::ContextError>(())
+    /// ```
+    pub fn close_notify_received(&self) -> bool {
+        self.close_notify_received
+    }
+
     /// The rustls connection itself (asyncio's `ssl_object`), for what the accessors above do
     /// not cover.
     ///

@@ -1,14 +1,20 @@
 //! TLS for evloop: asyncio's SSL protocol (`ssl=`, `server_hostname=`, `start_tls`) on rustls.
 //!
 //! asyncio runs TLS as a protocol sitting on the TCP transport that presents the application
-//! protocol with a TLS transport of its own. This crate holds the parts of that design that do
-//! not depend on the loop, so they can be tested and fuzzed alone:
+//! protocol with a TLS transport of its own. This crate does the same on evloop's layered
+//! transports, with the state machine kept free of the loop so that it can be tested and fuzzed
+//! alone:
 //!
 //! * [`SslContext`]: the configuration (asyncio's `ssl.SSLContext`): the OS trust store or given
 //!   roots, a server's certificate chain and key, ALPN, hostname checking, protocol versions.
 //! * [`TlsEngine`]: the state machine of asyncio's `SSLProtocol` over a rustls connection, with
 //!   no I/O and no timers: ciphertext in, plaintext and [`Events`] out, plaintext in with its own
 //!   write buffer, ciphertext out.
+//! * The TLS transport: [`TlsProtocol`] on the transport underneath drives an engine and gives
+//!   the application protocol a [`Transport`](loop_transport::Transport) of its own, with the
+//!   handshake and shutdown timers on the loop. loop-net's `ssl=` options (its `tls` feature)
+//!   build it; [`start_tls`] / [`TlsExt`] upgrade a live connection and [`TlsStreamExt`] a
+//!   `StreamWriter`; [`tls_info`] tells what was negotiated.
 //! * [`args`]: asyncio's argument rules and defaults for the TLS options.
 //!
 //! The crypto provider is aws-lc-rs by default, ring with the `ring` feature; every config is
@@ -61,12 +67,16 @@ mod error;
 mod info;
 mod outgoing;
 mod pem;
+mod transport;
 mod verify;
 
 pub use builders::{ClientContextBuilder, ServerContextBuilder};
 pub use context::{default_provider, SslContext, TlsVersion};
 pub use engine::{Eof, Events, TlsEngine, TlsState};
 pub use error::{ArgumentError, ContextError, TlsError};
+#[doc(hidden)]
+pub use transport::{connect_over, server_protocol};
+pub use transport::{start_tls, tls_info, TlsExt, TlsInfo, TlsOptions, TlsProtocol, TlsStreamExt};
 
 /// The rustls version this crate is built on, re-exported for ready configs and certificates.
 ///

@@ -309,6 +309,27 @@ impl StreamWriter {
         }
     }
 
+    /// A protocol sharing this writer's reader and flow-control state, for a layered
+    /// transport that takes the connection over (TLS's `start_tls`): installed on the new
+    /// transport, it feeds the same reader and wakes the same `drain()` callers.
+    #[doc(hidden)]
+    pub fn protocol_for_upgrade(&self) -> StreamReaderProtocol {
+        StreamReaderProtocol {
+            reader: self.reader.clone(),
+            flow: self.flow.clone(),
+            on_connect: None,
+        }
+    }
+
+    /// Makes `transport` the writer's and its reader's transport (after `start_tls`).
+    #[doc(hidden)]
+    pub fn replace_transport(&mut self, transport: Transport) {
+        if let Some(r) = &self.reader {
+            r.st.borrow_mut().transport = Some(transport.clone());
+        }
+        self.transport = transport;
+    }
+
     /// The transport.
     ///
     /// ```
