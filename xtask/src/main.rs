@@ -117,12 +117,19 @@ struct Counts {
 /// Reads nextest's `Summary [..] N tests run: P passed, F failed, S skipped` and libtest's
 /// `test result: ok. P passed; F failed; I ignored` lines.
 fn parse_counts(text: &str) -> Counts {
+    let is_nextest = |l: &str| l.starts_with("Summary [") && l.contains("tests run:");
+    // nextest shows a failed test's captured output, and with it that test binary's own
+    // `test result:` line: when a nextest summary is present, it alone counts.
+    let from_nextest = text.lines().any(|l| is_nextest(l.trim()));
     let mut c = Counts::default();
     for line in text.lines() {
         let l = line.trim();
-        let nextest = l.starts_with("Summary [") && l.contains("tests run:");
-        let libtest = l.starts_with("test result:");
-        if !(nextest || libtest) {
+        let counted = if from_nextest {
+            is_nextest(l)
+        } else {
+            l.starts_with("test result:")
+        };
+        if !counted {
             continue;
         }
         for part in l.split([',', ';', ':']) {
@@ -469,5 +476,35 @@ fn run_steps(steps: Vec<Step>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_counts;
+
+    #[test]
+    fn a_failed_nextest_test_counts_once_though_its_output_has_a_libtest_summary() {
+        let out = "\
+        FAIL [   0.234s] (3/3) crate::t a_test
+  STDOUT:
+    running 1 test
+    test a_test ... FAILED
+    test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 4 filtered out
+────────────
+     Summary [   0.236s] 3 tests run: 2 passed, 1 failed, 0 skipped
+";
+        let c = parse_counts(out);
+        assert_eq!((c.passed, c.failed, c.skipped), (2, 1, 0));
+    }
+
+    #[test]
+    fn libtest_summaries_add_up_when_nextest_did_not_run() {
+        let out = "\
+test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out
+test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out
+";
+        let c = parse_counts(out);
+        assert_eq!((c.passed, c.failed, c.skipped), (4, 2, 1));
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! * **Every test takes a guard first**: `let _w = loop_testkit::watchdog();` — or
 //!   [`exclusive()`] if it counts process-wide things, or a helper that takes one ([`run`],
-//!   [`watchdog_for`]). The guard bounds the test (60 s unless told otherwise, see
+//!   [`watchdog_for`]). The guard bounds the test (45 s unless told otherwise, see
 //!   [`Watchdog`]) and takes the shared side of the process's test lock. A test that runs no
 //!   loop and blocks on nothing may instead carry the comment `// testkit: no watchdog` with a
 //!   reason; `tests/every_test_has_a_watchdog.rs` in this crate checks every `#[test]` of the

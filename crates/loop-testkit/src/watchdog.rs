@@ -39,9 +39,9 @@ use loop_core::{fatal, EventLoop, Fatal, Remote};
 /// assertion.
 ///
 /// ```
-/// assert_eq!(loop_testkit::DEFAULT_LIMIT.as_secs(), 60);
+/// assert_eq!(loop_testkit::DEFAULT_LIMIT.as_secs(), 45);
 /// ```
-pub const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_LIMIT: Duration = Duration::from_secs(45);
 
 /// How long after its fatal error a blocked test may take to unwind before the process exits
 /// (times [`time_scale`]).
@@ -411,7 +411,8 @@ fn fire(entries: &mut [Entry], i: usize, now: Instant) {
 /// docs. Take it first in every test ([`watchdog()`], [`exclusive()`], [`watchdog_for`]) and
 /// keep it to the end (`let _w = ...`, not `let _ = ...`, which drops it at once).
 ///
-/// When its limit passes (60 s by default) it prints "test `<name>` blocked for `<n>` s: `<hint>`"
+/// When its limit passes (45 s by default, so that with the grace period a blocked test has
+/// failed within a minute) it prints "test `<name>` blocked for `<n>` s: `<hint>`"
 /// to stderr, unwinds every loop registered with [`Watchdog::watch`] with a [`fatal`] error,
 /// and exits the process with status 101 if the test is still blocked [`GRACE`] later. If the
 /// test goes on after the deadline (a loop unwound and the test caught it, or the blocking
