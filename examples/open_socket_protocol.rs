@@ -1,5 +1,6 @@
 //! "Register an open socket to wait for data using a protocol" from the asyncio docs: one end
-//! of a socket pair is wrapped with `connect_accepted_socket`; a callback sends "abc" through
+//! of a socket pair is wrapped with `create_connection_sock` (asyncio's
+//! `create_connection(..., sock=rsock)`); a callback sends "abc" through
 //! the other end; the protocol prints it and closes.
 //!
 //! `cargo run --example open_socket_protocol`
@@ -45,7 +46,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         let lost = on_con_lost.clone();
         // Register the socket to wait for data.
         let (transport, _protocol) = lp2
-            .connect_accepted_socket(
+            .create_connection_sock(
                 move || MyProtocol {
                     transport: None,
                     on_con_lost: lost,

@@ -16,11 +16,9 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
         // Register the open socket to wait for data.
-        let options = ConnectOptions {
-            sock: Some(rsock.into()),
-            ..Default::default()
-        };
-        let (mut reader, writer) = lp2.open_connection("", None::<u16>, options).await?;
+        let (mut reader, writer) = lp2
+            .open_connection_sock(rsock, ConnectOptions::default())
+            .await?;
         // Simulate the reception of data from the network.
         lp2.call_soon(move |_| {
             let _ = (&wsock).write_all(b"abc");

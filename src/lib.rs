@@ -6,8 +6,11 @@
 //! callbacks by their source location.
 //!
 //! This crate is a facade: it re-exports the workspace's crates, each behind a feature of the
-//! same short name (all on by default but `tls`). `use evloop::prelude::*` brings the loop and every
-//! enabled extension trait into scope.
+//! same short name (all on by default but `tls`), and loop-core's public items by name at its
+//! root (loop-core's unstable `internal` hooks are not re-exported there). A feature turns on
+//! only the features whose types its API uses (`net`, `pipes` and `subprocess` turn on
+//! `transport`). `use evloop::prelude::*` brings the loop and every enabled extension trait
+//! into scope.
 //!
 //! | feature | crate | adds |
 //! |---|---|---|
@@ -35,7 +38,13 @@
 #![warn(missing_docs)]
 
 pub use loop_core as core;
-pub use loop_core::*;
+pub use loop_core::{
+    all_tasks, current_task, fatal, get_running_loop, run, spawn_loops, yield_now, AsyncResource,
+    Builder, CallbackId, Cancelled, ConcurrentFuture, Context, ContextVar, Error, ErrorGroup,
+    EventLoop, Exception, ExceptionContext, ExceptionHandler, Fatal, Fileno, Handle, LoopFuture,
+    LoopGroup, Mode, Readiness, Remote, RemoteHandle, Result, Stats, Task, TaskFactory, TaskRef,
+    TaskSpec, Token, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
+};
 
 #[cfg(feature = "timers")]
 pub use loop_timers as timers;

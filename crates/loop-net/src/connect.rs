@@ -38,8 +38,12 @@ use crate::{AddrInfo, Hints, SockExt, SOCK_STREAM};
 /// ```
 #[derive(Debug)]
 pub struct ConnectOptions {
-    /// An already connected stream socket to use instead of a host and port (asyncio's
-    /// `sock=`); it is made non-blocking and owned by the transport.
+    /// An already connected stream socket to use instead of a path, for
+    /// `create_unix_connection` / `open_unix_connection` (asyncio's `sock=`); it is made
+    /// non-blocking and owned by the transport. `create_connection(sock=)` and
+    /// `open_connection(sock=)` are spelled
+    /// [`create_connection_sock`](crate::NetExt::create_connection_sock) and
+    /// [`open_connection_sock`](crate::NetExt::open_connection_sock).
     pub sock: Option<OwnedFd>,
     /// Address family for the resolver (`AF_UNSPEC` = 0: any).
     pub family: i32,

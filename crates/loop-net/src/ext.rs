@@ -257,6 +257,64 @@ pub trait NetExt: Sealed {
         F: FnMut() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
 
+    /// `create_connection(protocol_factory, sock=sock)`: wraps an already connected stream
+    /// socket (TCP or Unix) in a transport with the protocol `factory` makes (NET-20). The
+    /// socket is made non-blocking and owned by the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `sock` is not a stream
+    /// socket, or if `options.sock` is set too (the socket is given once); TLS arguments.
+    ///
+    /// ```
+    /// use loop_net::{ConnectOptions, NetExt};
+    /// struct Quiet;
+    /// impl loop_transport::Protocol for Quiet {}
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (t, _p) = lp
+    ///     .run_until_complete(lp.create_connection_sock(|| Quiet, a, ConnectOptions::default()))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert!(!t.is_closing());
+    /// t.close();
+    /// # lp.run_until_complete(async {}).unwrap();
+    /// ```
+    fn create_connection_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
+    where
+        F: FnOnce() -> P + 'static,
+        P: Into<StreamProtocol> + 'static;
+
+    /// `open_connection(sock=sock)`: [`create_connection_sock`](NetExt::create_connection_sock)
+    /// with a [`StreamReader`] / [`StreamWriter`] pair (STREAM-01); `options.limit` is the
+    /// reader's limit.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_connection_sock`](NetExt::create_connection_sock); a zero limit.
+    ///
+    /// ```
+    /// use loop_net::{ConnectOptions, NetExt};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (_r, w) = lp
+    ///     .run_until_complete(lp.open_connection_sock(a, ConnectOptions::default()))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// w.close();
+    /// # lp.run_until_complete(async {}).unwrap();
+    /// ```
+    fn open_connection_sock(
+        &self,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static;
+
     /// `create_connection` with a [`StreamReader`] / [`StreamWriter`] pair instead of a
     /// protocol (STREAM-01); `options.limit` is the reader's limit.
     ///
@@ -483,6 +541,34 @@ impl NetExt for EventLoop {
         streams::open_connection(self.clone(), host.to_string(), port.into(), options)
     }
 
+    fn create_connection_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
+    where
+        F: FnOnce() -> P + 'static,
+        P: Into<StreamProtocol> + 'static,
+    {
+        let options = with_sock(options, sock.into());
+        let lp = self.clone();
+        async move {
+            connect::create_connection(lp, factory, String::new(), Service::Unspecified, options?)
+                .await
+        }
+    }
+
+    fn open_connection_sock(
+        &self,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static {
+        let options = with_sock(options, sock.into());
+        let lp = self.clone();
+        async move { streams::open_connection(lp, String::new(), Service::Unspecified, options?).await }
+    }
+
     fn open_unix_connection(
         &self,
         path: Option<&Path>,
@@ -517,4 +603,18 @@ impl NetExt for EventLoop {
     {
         streams::start_unix_server(self.clone(), cb, path.map(Path::to_path_buf), options)
     }
+}
+
+/// `options` with `sock` as its socket (the `_sock` calls); refused if `options.sock` is set
+/// too, so that neither socket is dropped unseen.
+fn with_sock(mut options: ConnectOptions, sock: OwnedFd) -> Result<ConnectOptions> {
+    if options.sock.is_some() {
+        return Err(loop_core::Error::invalid_argument(
+            "the socket was given twice: as the sock argument and in ConnectOptions::sock \
+             (leave ConnectOptions::sock unset with create_connection_sock / \
+             open_connection_sock)",
+        ));
+    }
+    options.sock = Some(sock);
+    Ok(options)
 }

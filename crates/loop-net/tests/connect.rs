@@ -196,6 +196,27 @@ fn net_19_host_port_and_sock_are_exclusive() {
             .contains("host and port was not specified and no sock specified"),
         "{err}"
     );
+    // The `_sock` spelling takes the socket once: not also in the options.
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (c, _d) = std::os::unix::net::UnixStream::pair().unwrap();
+    let o = ConnectOptions {
+        sock: Some(c.into()),
+        ..Default::default()
+    };
+    let err = run(&lp, 10, lp.create_connection_sock(|| Quiet, a, o)).unwrap_err();
+    assert!(
+        err.to_string().contains("the socket was given twice"),
+        "{err}"
+    );
+    let o = ConnectOptions {
+        sock: Some(_d.into()),
+        ..Default::default()
+    };
+    let err = run(&lp, 10, lp.open_connection_sock(_b, o)).unwrap_err();
+    assert!(
+        err.to_string().contains("the socket was given twice"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -203,11 +224,8 @@ fn net_20_sock_must_be_a_stream_socket_and_is_adopted() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let o = ConnectOptions {
-        sock: Some(udp.into()),
-        ..Default::default()
-    };
-    let err = run(&lp, 10, lp.create_connection(|| Quiet, "", None::<u16>, o)).unwrap_err();
+    let o = ConnectOptions::default();
+    let err = run(&lp, 10, lp.create_connection_sock(|| Quiet, udp, o)).unwrap_err();
     assert!(
         err.to_string()
             .contains("A Stream Socket was expected, got <socket fd="),
@@ -217,12 +235,9 @@ fn net_20_sock_must_be_a_stream_socket_and_is_adopted() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (mut peer, _) = l.accept().unwrap();
-    let o = ConnectOptions {
-        sock: Some(s.into()),
-        ..Default::default()
-    };
+    let o = ConnectOptions::default();
     let lp2 = lp.clone();
-    let (t, _protocol) = run(&lp, 10, lp2.create_connection(|| Quiet, "", None::<u16>, o)).unwrap();
+    let (t, _protocol) = run(&lp, 10, lp2.create_connection_sock(|| Quiet, s, o)).unwrap();
     let nonblocking = t
         .with_fd(|fd| {
             rustix::fs::fcntl_getfl(fd)
