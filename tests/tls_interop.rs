@@ -8,105 +8,15 @@
 
 mod tls_common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use evloop::prelude::*;
 use evloop::tls::{tls_info, TlsVersion};
-use loop_testkit::{record_exceptions, run, run_once, watchdog};
+use loop_testkit::{record_exceptions, run, run_once, watchdog, Peer, TempDir};
 use tls_common::*;
 
 const TOTAL: usize = 16 * 1024 * 1024;
-
-fn python() -> Option<&'static str> {
-    match Command::new("python3").arg("--version").output() {
-        Ok(o) if o.status.success() => Some("python3"),
-        _ => {
-            eprintln!("SKIPPED: python3 is not installed; the CPython interop tests need it");
-            None
-        }
-    }
-}
-
-/// A directory for certificates and scripts, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("evloop-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The python child, killed if the test fails before it exits.
-struct Py(Child);
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Py {
-    fn spawn(py: &str, args: &[&str]) -> (Py, BufReader<std::process::ChildStdout>) {
-        let mut child = Command::new(py)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        (Py(child), out)
-    }
-
-    /// Waits for the exit while the loop runs (bounded); returns stdout's rest and stderr.
-    fn finish(
-        mut self,
-        lp: &EventLoop,
-        out: &mut BufReader<std::process::ChildStdout>,
-    ) -> (String, String) {
-        let start = Instant::now();
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "python did not exit"
-            );
-            run_once(lp);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut text = String::new();
-        out.read_to_string(&mut text).unwrap();
-        let mut err = String::new();
-        self.0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "python failed ({status}): {text}\n{err}");
-        (text, err)
-    }
-}
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -159,13 +69,15 @@ asyncio.run(main())
 #[test]
 fn tls_17_12_04_evloop_client_against_a_cpython_asyncio_server() {
     let _w = watchdog().limit(180);
-    let Some(py) = python() else { return };
+    let Some(py) = loop_testkit::python3() else {
+        return;
+    };
     let p = pki();
-    let dir = Dir::new("interop-client");
+    let dir = TempDir::new("tls-interop-client");
     let cert = dir.write("cert.pem", &p.leaf.chain_pem);
     let key = dir.write("key.pem", &p.leaf.key_pem);
     let script = dir.write("server.py", ASYNCIO_ECHO_SERVER);
-    let (child, mut out) = Py::spawn(py, &[&script, &cert, &key]);
+    let (child, mut out) = Peer::spawn(py, &[&script, &cert, &key]);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let port: u16 = line
@@ -221,7 +133,10 @@ fn tls_17_12_04_evloop_client_against_a_cpython_asyncio_server() {
         ],
         "asyncio answered our close_notify with its own"
     );
-    let (text, err) = child.finish(&lp, &mut out);
+    let (text, err) = child.finish(&mut out, || {
+        run_once(&lp);
+        std::thread::sleep(Duration::from_millis(1));
+    });
     // asyncio read everything up to our close_notify, and saw the SNI name.
     assert_eq!(
         text.trim(),
@@ -265,9 +180,11 @@ print(f"OK {received} {version}", flush=True)
 #[test]
 fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
     let _w = watchdog().limit(180);
-    let Some(py) = python() else { return };
+    let Some(py) = loop_testkit::python3() else {
+        return;
+    };
     let p = pki();
-    let dir = Dir::new("interop-server");
+    let dir = TempDir::new("tls-interop-server");
     let ca_file = dir.write("ca.pem", &p.ca.pem());
     let script = dir.write("client.py", SSL_CLIENT);
     let lp = EventLoop::new().unwrap();
@@ -285,8 +202,11 @@ fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
     )
     .unwrap();
     let port = port_of(&server).to_string();
-    let (child, mut out) = Py::spawn(py, &[&script, &port, &ca_file, &TOTAL.to_string()]);
-    let (text, err) = child.finish(&lp, &mut out);
+    let (child, mut out) = Peer::spawn(py, &[&script, &port, &ca_file, &TOTAL.to_string()]);
+    let (text, err) = child.finish(&mut out, || {
+        run_once(&lp);
+        std::thread::sleep(Duration::from_millis(1));
+    });
     assert_eq!(text.trim(), format!("OK {TOTAL} TLSv1.3"), "{err}");
     until(&lp, 30, || lost(&st));
     let chunk: Vec<u8> = (0..65536).map(|i| ((i * 7) % 251) as u8).collect();
@@ -354,9 +274,11 @@ else:
 #[test]
 fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     let _w = watchdog().limit(120);
-    let Some(py) = python() else { return };
+    let Some(py) = loop_testkit::python3() else {
+        return;
+    };
     let p = pki();
-    let dir = Dir::new("interop-unix");
+    let dir = TempDir::new("tls-interop-unix");
     let cert = dir.write("cert.pem", &p.leaf.chain_pem);
     let key = dir.write("key.pem", &p.leaf.key_pem);
     let ca = dir.write("ca.pem", &p.ca.pem());
@@ -366,9 +288,9 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     const N: usize = 1024 * 1024;
 
     // evloop's create_unix_connection against asyncio's start_unix_server.
-    let path = dir.0.join("py.sock");
+    let path = dir.join("py.sock");
     let path_s = path.to_str().unwrap().to_owned();
-    let (child, mut out) = Py::spawn(py, &[&script, "server", &path_s, &cert, &key]);
+    let (child, mut out) = Peer::spawn(py, &[&script, "server", &path_s, &cert, &key]);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "READY");
@@ -395,11 +317,14 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
             close_notify: true
         })
     );
-    let (text, err) = child.finish(&lp, &mut out);
+    let (text, err) = child.finish(&mut out, || {
+        run_once(&lp);
+        std::thread::sleep(Duration::from_millis(1));
+    });
     assert_eq!(text.trim(), format!("OK {N}"), "{err}");
 
     // asyncio's open_unix_connection against evloop's create_unix_server.
-    let path = dir.0.join("ev.sock");
+    let path = dir.join("ev.sock");
     let (rec, sst) = Rec::new(true);
     let mut rec = Some(rec);
     let o = ServerOptions {
@@ -413,8 +338,11 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     )
     .unwrap();
     let path_s = path.to_str().unwrap().to_owned();
-    let (child, mut out) = Py::spawn(py, &[&script, "client", &path_s, &ca, &N.to_string()]);
-    let (text, err) = child.finish(&lp, &mut out);
+    let (child, mut out) = Peer::spawn(py, &[&script, "client", &path_s, &ca, &N.to_string()]);
+    let (text, err) = child.finish(&mut out, || {
+        run_once(&lp);
+        std::thread::sleep(Duration::from_millis(1));
+    });
     assert_eq!(text.trim(), format!("OK {N} TLSv1.3"), "{err}");
     until(&lp, 30, || lost(&sst));
     assert_eq!(sst.borrow().data.len(), N);

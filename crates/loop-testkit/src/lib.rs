@@ -52,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+mod child;
 mod counts;
 mod examples;
 mod exceptions;
@@ -60,6 +61,7 @@ mod probes;
 mod spin;
 mod watchdog;
 
+pub use child::{python3, Peer, TempDir};
 pub use counts::{
     children, fd_count, fd_count_of, is_reaped, thread_count, threads_named, wait_exited_nowait,
 };

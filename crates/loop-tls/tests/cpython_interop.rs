@@ -5,91 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use loop_testkit::{Peer as PyChild, TempDir};
 use loop_tls::{Eof, SslContext, TlsEngine, TlsVersion};
 
 const TOTAL: usize = 16 * 1024 * 1024;
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn python() -> Option<&'static str> {
-    match Command::new("python3").arg("--version").output() {
-        Ok(o) if o.status.success() => Some("python3"),
-        _ => {
-            eprintln!("SKIPPED: python3 is not installed; the CPython interop test needs it");
-            None
-        }
-    }
-}
-
-/// A directory for the certificates and scripts, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("loop-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Kills the child if the test fails before reaping it.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Reaped {
-    /// Waits for the exit (bounded) and returns stdout's remaining lines and stderr.
-    fn finish(mut self, stdout: &mut BufReader<std::process::ChildStdout>) -> (String, String) {
-        let start = Instant::now();
-        loop {
-            if self.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "python did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let mut out = String::new();
-        stdout.read_to_string(&mut out).unwrap();
-        let mut err = String::new();
-        self.0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "python failed ({status}): {out}\n{err}");
-        (out, err)
-    }
-}
 
 /// Runs the engine over a non-blocking socket until it reports `close` (or fails).
 /// `app` plays the application protocol after every turn.
@@ -190,22 +115,16 @@ asyncio.run(main())
 #[test]
 fn tls_interop_engine_client_against_cpython_asyncio_server() {
     let _w = loop_testkit::watchdog();
-    let Some(py) = python() else { return };
-    let dir = Dir::new("interop-client");
+    let Some(py) = loop_testkit::python3() else {
+        return;
+    };
+    let dir = TempDir::new("tls-interop-client");
     let ca = Ca::new("interop CA");
     let leaf = ca.issue(&["localhost"]);
     let cert = dir.write("cert.pem", &leaf.chain_pem);
     let key = dir.write("key.pem", &leaf.key_pem);
     let script = dir.write("server.py", ASYNCIO_ECHO_SERVER);
-    let child = Command::new(py)
-        .args([&script, &cert, &key])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let (child, mut stdout) = PyChild::spawn(py, &[&script, &cert, &key]);
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let port: u16 = line
@@ -243,7 +162,9 @@ fn tls_interop_engine_client_against_cpython_asyncio_server() {
         "asyncio must answer with close_notify"
     );
     drop(sock);
-    let (out, err) = child.finish(&mut stdout);
+    let (out, err) = child.finish(&mut stdout, || {
+        std::thread::sleep(Duration::from_millis(10))
+    });
     // The server saw the SNI name the engine sent.
     assert_eq!(out.trim(), format!("OK {TOTAL} TLSv1.3 localhost"), "{err}");
 }
@@ -291,23 +212,18 @@ fn tls12_interop_engine_server_against_cpython_ssl_client() {
 }
 
 fn engine_server_against_python(max: TlsVersion) {
-    let Some(py) = python() else { return };
-    let dir = Dir::new(&format!("interop-server-{max}"));
+    let Some(py) = loop_testkit::python3() else {
+        return;
+    };
+    let dir = TempDir::new(&format!("tls-interop-server-{max}"));
     let ca = Ca::new("interop CA");
     let leaf = ca.issue(&["localhost"]);
     let ca_file = dir.write("ca.pem", &ca.pem());
     let script = dir.write("client.py", SSL_CLIENT);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let child = Command::new(py)
-        .args([&script, &port, &ca_file, &TOTAL.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let (mut child, mut stdout) =
+        PyChild::spawn(py, &[&script, &port, &ca_file, &TOTAL.to_string()]);
 
     listener.set_nonblocking(true).unwrap();
     let start = Instant::now();
@@ -315,11 +231,7 @@ fn engine_server_against_python(max: TlsVersion) {
         match listener.accept() {
             Ok((s, _)) => break s,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if let Ok(Some(st)) = child.0.try_wait() {
-                    let mut err = String::new();
-                    let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
-                    panic!("python exited ({st}) before connecting: {err}");
-                }
+                child.assert_running("connecting");
                 assert!(start.elapsed() < DEADLINE, "python never connected");
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -359,6 +271,8 @@ fn engine_server_against_python(max: TlsVersion) {
     assert_eq!(peer.engine.buffer_size(), 0);
     drop(sock);
     // unwrap() returned only because the engine answered with its own close_notify.
-    let (out, err) = child.finish(&mut stdout);
+    let (out, err) = child.finish(&mut stdout, || {
+        std::thread::sleep(Duration::from_millis(10))
+    });
     assert_eq!(out.trim(), format!("OK {TOTAL} {max} x-echo"), "{err}");
 }
