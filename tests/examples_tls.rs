@@ -12,10 +12,10 @@ fn tls_echo_server_and_client_examples() {
     let _w = loop_testkit::watchdog().limit(300);
     let server_exe = loop_testkit::build_example("tls_echo_server", EXAMPLE_FEATURES);
     let client_exe = loop_testkit::build_example("tls_echo_client", EXAMPLE_FEATURES);
-    let ca = std::env::temp_dir().join(format!("evloop-tls-example-{}.pem", std::process::id()));
+    let ca = loop_testkit::temp_path("ca.pem");
     let mut server = Command::new(server_exe)
         .arg("0")
-        .env("EVLOOP_TLS_CA", &ca)
+        .env("EVLOOP_TLS_CA", ca.as_path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -37,7 +37,7 @@ fn tls_echo_server_and_client_examples() {
         .unwrap();
     let client = Command::new(client_exe)
         .arg(port.to_string())
-        .env("EVLOOP_TLS_CA", &ca)
+        .env("EVLOOP_TLS_CA", ca.as_path())
         .output()
         .unwrap();
     assert!(client.status.success(), "{client:?}");

@@ -187,14 +187,6 @@ fn ipv6_available() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
 
-fn tmp_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("evloop-dgram-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
 // ---------------------------------------------------------------------------------------------
 // NET-50, NET-74, NET-66: the protocol sequence, the return after connection_made
 
@@ -595,7 +587,7 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
 fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
-    let path = tmp_path("server.sock");
+    let path = loop_testkit::temp_path("server.sock");
     // A socket file left behind by a previous process.
     drop(UnixDatagram::bind(&path).unwrap());
     assert!(path.exists());
@@ -603,7 +595,7 @@ fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
     let (server, _) = endpoint(&lp, f, DatagramOptions::local(path.as_path())).unwrap();
     assert_eq!(server.sockname(), Some(Addr::Unix(path.clone())));
     // A client bound to its own path, connected to the server.
-    let cpath = tmp_path("client.sock");
+    let cpath = loop_testkit::temp_path("client.sock");
     let (cs, f) = rec();
     let (client, _) = endpoint(
         &lp,
@@ -637,7 +629,7 @@ fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
 fn net_70_an_existing_non_socket_file_is_not_removed() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
-    let path = tmp_path("regular-file");
+    let path = loop_testkit::temp_path("regular-file");
     std::fs::File::create(&path)
         .unwrap()
         .write_all(b"keep me")
@@ -1192,7 +1184,7 @@ fn full_unix_pair<P: DatagramProtocol + 'static>(
     size: usize,
     queued: usize,
 ) -> (DatagramTransport, UnixDatagram) {
-    let path = tmp_path(&format!("full-{size}-{queued}"));
+    let path = loop_testkit::temp_path(&format!("full-{size}-{queued}"));
     let _ = std::fs::remove_file(&path);
     let b = UnixDatagram::bind(&path).unwrap();
     let a = UnixDatagram::unbound().unwrap();

@@ -50,7 +50,7 @@ fn stream_01_02_open_connection_and_start_server() {
 fn stream_01_02_unix_variants() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let path = std::env::temp_dir().join(format!("evloop-stream-{}.sock", std::process::id()));
+    let path = loop_testkit::temp_path("stream.sock");
     let lp2 = lp.clone();
     let p2 = path.clone();
     let got = run(&lp, 30, async move {

@@ -203,19 +203,12 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-fn tmp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("evloop-pipes-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A new FIFO at a fresh path.
-fn fifo(name: &str) -> std::path::PathBuf {
-    let p = tmp_dir().join(name);
-    let _ = std::fs::remove_file(&p);
+fn fifo(name: &str) -> loop_testkit::TempPath {
+    let p = loop_testkit::temp_path(name);
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &p,
+        p.as_path(),
         rustix::fs::FileType::Fifo,
         Mode::RUSR | Mode::WUSR,
         0,
@@ -283,7 +276,12 @@ fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
 
     // A FIFO: opened non-blocking for reading (no writer yet), then a writer.
     let path = fifo("read.fifo");
-    let r = rustix::fs::open(&path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    let r = rustix::fs::open(
+        path.as_path(),
+        OFlags::RDONLY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .unwrap();
     let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let (s, f) = rec();
     let (_t, _) = read_pipe(&lp, f, r).unwrap();
@@ -320,7 +318,8 @@ fn pipe_01_read_pipe_accepts_a_fifo_a_socket_and_a_pty() {
 fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
-    let file_path = tmp_dir().join("regular");
+    let dir = loop_testkit::TempDir::new("pipes-regular");
+    let file_path = dir.join("regular");
     std::fs::write(&file_path, b"not a pipe").unwrap();
     let before = fd_count();
     let called = Rc::new(RefCell::new(false));
@@ -330,7 +329,7 @@ fn pipe_01_read_pipe_refuses_regular_files_and_directories() {
             "a regular file",
         ),
         (
-            OwnedFd::from(std::fs::File::open(tmp_dir()).unwrap()),
+            OwnedFd::from(std::fs::File::open(dir.path()).unwrap()),
             "a directory",
         ),
     ] {
@@ -637,7 +636,12 @@ fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
     t.close();
 
     let path = fifo("write.fifo");
-    let fr = rustix::fs::open(&path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    let fr = rustix::fs::open(
+        path.as_path(),
+        OFlags::RDONLY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .unwrap();
     let fw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let (t, _) = write_pipe(&lp, || Bare, fw).unwrap();
     t.write(b"fifo").unwrap();
@@ -666,7 +670,8 @@ fn pipe_08_write_pipe_accepts_a_pipe_a_fifo_a_socket_and_a_pty() {
 fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
-    let file_path = tmp_dir().join("regular-w");
+    let dir = loop_testkit::TempDir::new("pipes-regular-w");
+    let file_path = dir.join("regular-w");
     let before = fd_count();
     for (fd, what) in [
         (
@@ -674,7 +679,7 @@ fn pipe_08_write_pipe_refuses_regular_files_and_directories() {
             "a regular file",
         ),
         (
-            OwnedFd::from(std::fs::File::open(tmp_dir()).unwrap()),
+            OwnedFd::from(std::fs::File::open(dir.path()).unwrap()),
             "a directory",
         ),
     ] {

@@ -191,3 +191,45 @@ impl Drop for Peer {
         }
     }
 }
+
+/// A path for one file (a Unix socket, a FIFO) in a directory of its own, removed with the
+/// directory when dropped. Each call gets a new directory, so tests running at the same time
+/// in one process never share a path.
+///
+/// ```
+/// let p = loop_testkit::temp_path("doc.sock");
+/// std::fs::write(&p, "x").unwrap();
+/// let kept = p.to_path_buf();
+/// drop(p);
+/// assert!(!kept.exists());
+/// ```
+pub fn temp_path(name: &str) -> TempPath {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = TempDir::new(&format!("path-{n}"));
+    let path = dir.join(name);
+    TempPath { path, _dir: dir }
+}
+
+/// See [`temp_path`]: derefs to the path.
+#[derive(Debug)]
+pub struct TempPath {
+    /// The file's path inside `_dir`.
+    path: PathBuf,
+    /// The directory, removed on drop.
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}

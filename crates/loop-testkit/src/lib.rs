@@ -61,7 +61,7 @@ mod probes;
 mod spin;
 mod watchdog;
 
-pub use child::{python3, Peer, TempDir};
+pub use child::{python3, temp_path, Peer, TempDir, TempPath};
 pub use counts::{
     children, fd_count, fd_count_of, is_reaped, thread_count, threads_named, wait_exited_nowait,
 };
