@@ -324,7 +324,7 @@ fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
     .unwrap();
     // One run: the source dispatches in the iteration after `a`, inside the same
     // `run_forever` (which restores its caller's context only when it returns).
-    let wd = Watchdog::new(&lp, 30);
+    let wd = loop_testkit::watchdog_for(&lp).limit(30);
     lp.run_forever().unwrap();
     drop(wd);
     assert_eq!(

@@ -340,7 +340,7 @@ fn core_11_fatal_from_a_reader_leaves_the_reader_registered() {
             .unwrap_err();
         assert!(p.is::<loop_core::Fatal>());
         assert_eq!(n.get(), 1);
-        let wd = Watchdog::new(lp, 10);
+        let wd = loop_testkit::watchdog_for(lp).limit(10);
         lp.run_forever().unwrap();
         assert!(!wd.fired(), "the reader was dropped by the fatal error");
         drop(wd);
