@@ -356,7 +356,7 @@ fn net_68_sock_must_be_a_datagram_socket() {
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     assert!(
         err_text(&e).contains("A datagram socket was expected")
-            && err_text(&e).contains("stream socket"),
+            && err_text(&e).contains(", a stream socket;"),
         "{e}"
     );
     let (r, _w) = rustix::pipe::pipe().unwrap();
@@ -1313,4 +1313,49 @@ impl Probe for DatagramTransport {
         let _ = self.with_fd(|fd| fd.as_fd().try_clone_to_owned().is_ok());
         format!("{self:?}")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NET-65 on a datagram endpoint; the protocol handle's Debug
+
+/// NET-65: a datagram endpoint starts at 64 KiB / 16 KiB; only `high` gives `low = high / 4`,
+/// only `low` gives `high = 4 × low`, both `None` restores the defaults, `high < low` is
+/// refused with the values in the message and leaves the limits as they were.
+#[test]
+fn net_65_datagram_write_buffer_limits_defaults_and_derived_values() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, _p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    t.set_write_buffer_limits(Some(400), None).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (100, 400));
+    t.set_write_buffer_limits(None, Some(300)).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (300, 1200));
+    t.set_write_buffer_limits(Some(1000), Some(10)).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (10, 1000));
+    t.set_write_buffer_limits(None, None).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    let e = t.set_write_buffer_limits(Some(1), Some(2)).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    assert!(err_text(&e).contains("high (1) must be >= low (2)"), "{e}");
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    t.close();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
+}
+
+/// NET-74: the protocol handle returned with the transport names the protocol's type and the
+/// transport it belongs to when debug-printed.
+#[test]
+fn net_74_protocol_ref_debug_names_the_protocol_and_its_transport() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    let text = format!("{p:?}");
+    assert!(text.starts_with("<DatagramProtocolRef "), "{text}");
+    assert!(text.contains("datagram::Rec of "), "{text}");
+    assert!(text.ends_with(&format!(" of {t:?}>")), "{text}");
+    t.close();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
 }
