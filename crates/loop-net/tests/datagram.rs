@@ -1359,3 +1359,47 @@ fn net_74_protocol_ref_debug_names_the_protocol_and_its_transport() {
     t.close();
     wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
 }
+
+/// NET-74 with NET-67's `set_protocol`: a datagram endpoint's protocol can be replaced; the
+/// next datagram goes to the new one, `protocol_type_name` names it, and it is `None` once the
+/// protocol is gone after `connection_lost`.
+#[test]
+fn net_74_set_protocol_replaces_the_receiver_and_its_type_name() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, _p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    let name = t.protocol_type_name().unwrap();
+    assert!(name.ends_with("::Rec"), "{name}");
+    let (s2, f2) = rec();
+    let mut second = f2();
+    second.connection_made(&t);
+    s2.log.borrow_mut().clear();
+    t.set_protocol(Replacement(second));
+    let name = t.protocol_type_name().unwrap();
+    assert!(name.ends_with("::Replacement"), "{name}");
+    let at = t.sockname().unwrap().as_inet().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"to the new one", at).unwrap();
+    wait_until(&lp, &s2, |e| count_data(e) == 1);
+    assert_eq!(s2.data(), vec![b"to the new one".to_vec()]);
+    assert_eq!(count_data(&s.events()), 0, "the old protocol received it");
+    t.close();
+    wait_until(&lp, &s2, |e| e.contains(&Ev::Lost(None)));
+    for _ in 0..3 {
+        run(&lp, loop_core::yield_now());
+    }
+    assert_eq!(t.protocol_type_name(), None);
+}
+
+/// A protocol of another type, delegating to a [`Rec`].
+struct Replacement(Rec);
+
+impl DatagramProtocol<DatagramTransport> for Replacement {
+    fn datagram_received(&mut self, data: &[u8], addr: &Addr) {
+        self.0.datagram_received(data, addr);
+    }
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
+        self.0.connection_lost(exc);
+    }
+}
