@@ -280,6 +280,29 @@ fn stats_timers_pending_sums_what_the_sources_report() {
     );
 }
 
+/// A source that does not say how much it holds: `Source::pending`'s default counts nothing.
+struct Silent;
+
+impl Source for Silent {
+    fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+        None
+    }
+    fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    fn close(&self, _lp: &EventLoop) {}
+}
+
+#[test]
+fn stats_a_source_without_a_pending_count_adds_nothing() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    lp.add_source(Rc::new(Silent));
+    lp.add_source(Rc::new(Silent));
+    assert_eq!(lp.stats().timers_pending, 0);
+    lp.add_source(Rc::new(Holding(Cell::new(2))));
+    assert_eq!(lp.stats().timers_pending, 2);
+    lp.close().unwrap();
+}
+
 #[test]
 fn stats_are_cheap_plain_copies() {
     let _w = loop_testkit::watchdog();
