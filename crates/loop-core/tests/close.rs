@@ -188,7 +188,10 @@ fn core_16_scheduling_after_close_fails() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
-    assert!(!remote.is_closed(), "the remote of an open loop says closed");
+    assert!(
+        !remote.is_closed(),
+        "the remote of an open loop says closed"
+    );
     lp.close().unwrap();
     fn closed<T>(r: loop_core::Result<T>) -> bool {
         matches!(r, Err(Error::Closed))

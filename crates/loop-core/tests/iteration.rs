@@ -122,7 +122,11 @@ fn core_07_virtual_clock_does_not_jump_past_io_that_is_ready() {
     .unwrap();
     lp.run_forever().unwrap();
     assert!(!w.fired());
-    assert_eq!(read_at.get(), Some(start), "the clock jumped past ready I/O");
+    assert_eq!(
+        read_at.get(),
+        Some(start),
+        "the clock jumped past ready I/O"
+    );
     assert_eq!(due.fired.get(), Some(start + hour));
     assert!(lp.remove_reader(&*reader).unwrap());
     lp.close().unwrap();

@@ -548,8 +548,13 @@ fn sub_04_a_panic_in_a_queued_protocol_method_is_reported_with_its_name() {
     let d = done.clone();
     let lp2 = lp.clone();
     let t = run(&lp, LONG, async move {
-        lp2.subprocess_exec(move || Panicky(d), "true", [""; 0], SubprocessOptions::new())
-            .await
+        lp2.subprocess_exec(
+            move || Panicky(d),
+            "true",
+            [""; 0],
+            SubprocessOptions::new(),
+        )
+        .await
     })
     .unwrap();
     finish(&lp, done);
