@@ -553,6 +553,7 @@ fn core_25_only_plain_callbacks_are_accepted() {
 /// after it ran reports `false`.
 #[test]
 fn core_19_remote_handle_cancel_reports_whether_it_won() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
     let ran = Arc::new(AtomicUsize::new(0));
@@ -600,6 +601,7 @@ fn core_19_remote_handle_cancel_reports_whether_it_won() {
 /// cancelling one cancels its clones and no other handle.
 #[test]
 fn core_21_a_handle_is_only_its_clones() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let log = log();
     let (a_log, b_log) = (log.clone(), log.clone());

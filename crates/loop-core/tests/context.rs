@@ -283,6 +283,7 @@ fn context_vars_basics() {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
+    let _w = loop_testkit::watchdog();
     use std::cell::Cell;
     use std::time::Instant;
 
@@ -339,6 +340,7 @@ fn core_23_the_first_variable_set_on_a_thread_stays_in_its_callback() {
 /// in the caller's, also when it is the first context variable set on the thread.
 #[test]
 fn core_23_handle_run_keeps_what_the_callback_sets_to_itself() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let seen = log();
     let s = seen.clone();
@@ -366,6 +368,7 @@ fn core_23_handle_run_keeps_what_the_callback_sets_to_itself() {
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
 fn core_23_a_threadsafe_callback_leaves_the_loop_threads_context_as_it_was() {
+    let _w = loop_testkit::watchdog();
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -390,7 +393,6 @@ fn core_23_a_threadsafe_callback_leaves_the_loop_threads_context_as_it_was() {
         fn close(&self, _lp: &EventLoop) {}
     }
 
-    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     let token = REQUEST.set("outer".into());
     let seen = log();

@@ -494,6 +494,7 @@ fn timer_09_handles_order_by_when_then_scheduling_order() {
 /// it was scheduled on and runs there, and only there.
 #[test]
 fn timer_02_two_loops_on_one_thread_keep_their_own_timers() {
+    let _w = loop_testkit::watchdog();
     let a = virtual_loop();
     let b = virtual_loop();
     let ran = log::<&str>();

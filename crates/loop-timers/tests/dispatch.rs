@@ -188,6 +188,7 @@ fn timer_17_panicking_timer_is_reported_with_its_handle_and_the_loop_continues()
 /// TIMER-11: the resolution a program sets is the one the loop reports and uses.
 #[test]
 fn timer_11_set_clock_resolution_is_what_clock_resolution_reports() {
+    let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
     lp.set_clock_resolution(Duration::from_millis(5));
     assert_eq!(lp.clock_resolution(), Duration::from_millis(5));
@@ -201,6 +202,7 @@ fn timer_11_set_clock_resolution_is_what_clock_resolution_reports() {
 /// exactly at `now + resolution` is not due yet and runs in a later iteration.
 #[test]
 fn timer_11_a_burst_of_due_timers_keeps_the_strict_due_rule() {
+    let _w = loop_testkit::watchdog();
     let lp = virtual_loop();
     let res = Duration::from_micros(1);
     lp.set_clock_resolution(res);
