@@ -654,6 +654,20 @@ fn core_47_failed_task_nobody_awaited_is_reported_once() {
     run_once(&lp);
     drop(t);
     assert_eq!(seen.borrow().len(), 1);
+    assert!(
+        seen.borrow()[0].source_location.is_none(),
+        "creation site only in debug mode"
+    );
+    // Debug mode adds where the task was created.
+    lp.set_debug(true);
+    let line = line!() + 1;
+    let t = lp.create_task(async { panic!("in debug mode") }).unwrap();
+    run_once(&lp);
+    drop(t);
+    let loc = seen.borrow()[1]
+        .source_location
+        .expect("no creation site in debug mode");
+    assert_eq!((loc.file(), loc.line()), (file!(), line));
 }
 
 /// CORE-45: a task runs only on its own loop. Woken while another loop runs on the same
