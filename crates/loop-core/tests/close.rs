@@ -197,6 +197,10 @@ fn core_16_scheduling_after_close_fails() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let remote = lp.remote();
+    assert!(
+        !remote.is_closed(),
+        "the remote of an open loop says closed"
+    );
     lp.close().unwrap();
     fn closed<T>(r: loop_core::Result<T>) -> bool {
         matches!(r, Err(Error::Closed))
@@ -255,4 +259,60 @@ fn core_17_after_close_removal_time_and_futures_still_work() {
     assert!(f.get_loop().unwrap().is_closed());
     f.set_result(3).unwrap();
     assert_eq!(f.result().unwrap(), 3);
+}
+
+/// The `flags:` field of `/proc/self/fdinfo/<fd>` (octal open flags).
+fn open_flags(fd: &str) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let line = info.lines().find(|l| l.starts_with("flags:")).unwrap();
+    u32::from_str_radix(line["flags:".len()..].trim(), 8).unwrap()
+}
+
+/// The process's open fds, each with what it points at (the listing's own directory fd
+/// included).
+fn open_fds() -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let target = std::fs::read_link(format!("/proc/self/fd/{name}")).ok()?;
+            Some((name, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// CORE-15 (the loop's own fds, which `close()` closes): the epoll fd and the wake-up eventfd
+/// a new loop opens are close-on-exec, so a child started with `exec` does not inherit them,
+/// and the eventfd is non-blocking, so draining it never blocks the loop.
+#[test]
+fn core_15_the_loops_own_fds_are_close_on_exec_and_the_wakeup_fd_non_blocking() {
+    let _s = serial();
+    let before = open_fds();
+    let lp = EventLoop::new().unwrap();
+    let new: Vec<(String, String)> = open_fds()
+        .into_iter()
+        .filter(|(fd, t)| before.get(fd) != Some(t) && !t.starts_with("/proc/"))
+        .collect();
+    let mut kinds: Vec<&str> = new.iter().map(|(_, t)| t.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["anon_inode:[eventfd]", "anon_inode:[eventpoll]"]);
+    for (fd, target) in &new {
+        let flags = open_flags(fd);
+        assert_ne!(
+            flags & rustix::fs::OFlags::CLOEXEC.bits(),
+            0,
+            "{target} (fd {fd}) is inherited across exec: flags {flags:o}"
+        );
+        if target == "anon_inode:[eventfd]" {
+            assert_ne!(
+                flags & rustix::fs::OFlags::NONBLOCK.bits(),
+                0,
+                "the wake-up eventfd (fd {fd}) blocks: flags {flags:o}"
+            );
+        }
+    }
+    lp.close().unwrap();
+    drop(lp);
+    let after = open_fds();
+    assert!(new.iter().all(|(fd, t)| after.get(fd) != Some(t)));
 }

@@ -358,3 +358,66 @@ fn core_23_handle_run_keeps_what_the_callback_sets_to_itself() {
     );
     lp.close().unwrap();
 }
+
+/// CORE-23: a callback from another thread (`call_soon_threadsafe`) runs in an empty context,
+/// and once it returns the loop thread's context is the one it was before: what runs next
+/// outside any callback (a source's dispatch) still sees the context `run_forever` was called
+/// in.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn core_23_a_threadsafe_callback_leaves_the_loop_threads_context_as_it_was() {
+    let _w = loop_testkit::watchdog();
+    use loop_core::internal::LoopInternals;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    struct Probe {
+        remote_ran: Arc<AtomicBool>,
+        done: Cell<bool>,
+        seen: Log,
+    }
+    impl loop_core::internal::Source for Probe {
+        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+            // Due at once until done, so that the loop does not block in the poll.
+            (!self.done.get()).then(Instant::now)
+        }
+        fn dispatch(&self, lp: &EventLoop, _now: Instant) {
+            if self.remote_ran.load(Ordering::SeqCst) && !self.done.replace(true) {
+                push(&self.seen, format!("source sees {}", request()));
+                lp.stop();
+            }
+        }
+        fn close(&self, _lp: &EventLoop) {}
+    }
+
+    let lp = EventLoop::new().unwrap();
+    let token = REQUEST.set("outer".into());
+    let seen = log();
+    let remote_ran = Arc::new(AtomicBool::new(false));
+    lp.add_source(Rc::new(Probe {
+        remote_ran: remote_ran.clone(),
+        done: Cell::new(false),
+        seen: seen.clone(),
+    }));
+    let in_remote = Arc::new(Mutex::new(String::new()));
+    let (r, flag) = (in_remote.clone(), remote_ran.clone());
+    lp.remote()
+        .call_soon_threadsafe(move |_| {
+            *r.lock().unwrap() = request();
+            flag.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    let wd = loop_testkit::watchdog_for(&lp).limit(30);
+    lp.run_forever().unwrap();
+    drop(wd);
+    assert_eq!(*in_remote.lock().unwrap(), "-");
+    assert_eq!(entries(&seen), ["source sees outer"]);
+    assert_eq!(request(), "outer");
+    REQUEST.reset(token);
+    lp.close().unwrap();
+}

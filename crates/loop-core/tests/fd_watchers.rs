@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use common::*;
-use loop_core::internal::IoHandler;
+use loop_core::internal::{IoHandler, Registered};
 use loop_core::{Error, EventLoop, Mode, Readiness};
 
 /// Runs `f` with a fresh loop, then closes it and checks no fd leaked.
@@ -355,5 +355,53 @@ fn core_11_fatal_from_a_reader_leaves_the_reader_registered() {
         assert_eq!(n.get(), 2);
         assert!(lp.remove_reader(&a).unwrap());
         assert!(messages(&seen).is_empty(), "{:?}", messages(&seen));
+    });
+}
+
+/// Records every readiness it is given.
+struct Seen(RefCell<Vec<Readiness>>);
+impl IoHandler for Seen {
+    fn ready(&self, _lp: &EventLoop, r: Readiness) {
+        self.0.borrow_mut().push(r);
+    }
+}
+
+/// NET-02 at the level of what the poller reports: an idle connected socket watched for
+/// writing is writable only (not readable, no error); one with data waiting, watched for
+/// reading, is readable only; once the peer is gone the first one reports the hang-up as an
+/// error, which also counts as readable (a read reports it). Combining readiness values is a
+/// union (`|` of a value with itself is that value).
+#[test]
+fn net_02_readiness_says_what_the_fd_is_ready_for() {
+    with_loop(|lp| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (c, mut d) = UnixStream::pair().unwrap();
+        d.write_all(b"x").unwrap();
+        let on_a = Rc::new(Seen(RefCell::new(Vec::new())));
+        let on_c = Rc::new(Seen(RefCell::new(Vec::new())));
+        let reg_a = Registered::new(lp, &a, Mode::Level, false, true, "a", on_a.clone()).unwrap();
+        let reg_c = Registered::new(lp, &c, Mode::Level, true, false, "c", on_c.clone()).unwrap();
+        run_once(lp);
+        let ra = *on_a.0.borrow().last().expect("a was not reported writable");
+        assert!(
+            ra.is_writable() && !ra.is_readable() && !ra.is_error(),
+            "{ra:?}"
+        );
+        let rc = *on_c.0.borrow().last().expect("c was not reported readable");
+        assert!(
+            rc.is_readable() && !rc.is_writable() && !rc.is_error(),
+            "{rc:?}"
+        );
+        drop(b);
+        run_once(lp);
+        let ra = *on_a.0.borrow().last().unwrap();
+        assert!(ra.is_error() && ra.is_readable(), "{ra:?}");
+        drop((reg_a, reg_c));
+
+        let (r, w) = (Readiness::READABLE, Readiness::WRITABLE);
+        assert_eq!(r | r, r);
+        assert_eq!((r | w) | w, r | w);
+        assert!(!Readiness::EMPTY.is_readable() && !Readiness::EMPTY.is_error());
+        assert!(Readiness::READ_CLOSED.is_readable() && !Readiness::READ_CLOSED.is_error());
     });
 }

@@ -282,6 +282,29 @@ fn stats_timers_pending_sums_what_the_sources_report() {
     );
 }
 
+/// A source that does not say how much it holds: `Source::pending`'s default counts nothing.
+struct Silent;
+
+impl Source for Silent {
+    fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+        None
+    }
+    fn dispatch(&self, _lp: &EventLoop, _now: Instant) {}
+    fn close(&self, _lp: &EventLoop) {}
+}
+
+#[test]
+fn stats_a_source_without_a_pending_count_adds_nothing() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    lp.add_source(Rc::new(Silent));
+    lp.add_source(Rc::new(Silent));
+    assert_eq!(lp.stats().timers_pending, 0);
+    lp.add_source(Rc::new(Holding(Cell::new(2))));
+    assert_eq!(lp.stats().timers_pending, 2);
+    lp.close().unwrap();
+}
+
 #[test]
 fn stats_are_cheap_plain_copies() {
     let _w = loop_testkit::watchdog();
@@ -344,4 +367,23 @@ fn stats_last_poll_timeout_is_the_timeout_given_to_the_poller_capped_at_one_day(
         timeout_of_blocking_poll(&lp),
         Some(loop_core::MAX_POLL_TIMEOUT)
     );
+}
+
+/// A loop says whether its clock is virtual, and only a virtual clock can be moved by hand:
+/// `advance_clock` moves `now()` by exactly the amount given, and is refused on the real
+/// clock with a message saying how to get a virtual one.
+#[test]
+fn virtual_clock_loops_say_so_and_only_they_can_be_advanced() {
+    let _w = loop_testkit::watchdog();
+    let real = EventLoop::new().unwrap();
+    assert!(!real.is_virtual_clock());
+    let e = real.advance_clock(Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("virtual_clock()"), "{e}");
+    real.close().unwrap();
+    let lp = EventLoop::builder().virtual_clock().build().unwrap();
+    assert!(lp.is_virtual_clock());
+    let t0 = lp.now();
+    lp.advance_clock(Duration::from_secs(90)).unwrap();
+    assert_eq!(lp.now() - t0, Duration::from_secs(90));
+    lp.close().unwrap();
 }

@@ -28,6 +28,36 @@ fn core_49_get_and_set_task_factory() {
     );
 }
 
+/// CORE-50: the factory sees each `create_task` as a `TaskSpec`, whose Debug shows the name
+/// given and where `create_task` was called.
+#[test]
+fn core_50_the_factory_sees_a_spec_that_describes_the_task() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let factory: TaskFactory = Rc::new(move |_lp: &EventLoop, spec: TaskSpec| {
+        s.borrow_mut().push(format!("{spec:?}"));
+        Ok(spec)
+    });
+    lp.set_task_factory(Some(factory));
+    let line = line!() + 1;
+    let t = lp.create_named_task("described", async { 1 }).unwrap();
+    assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+    let seen = seen.borrow();
+    let spec = seen
+        .iter()
+        .find(|d| d.contains("name: Some(\"described\")"))
+        .unwrap_or_else(|| panic!("no spec names the task: {seen:?}"));
+    assert!(spec.starts_with("TaskSpec {"), "{spec}");
+    assert!(
+        spec.contains(&format!("file: {:?}, line: {line},", file!())),
+        "{spec} (expected {}:{line})",
+        file!()
+    );
+    lp.close().unwrap();
+}
+
 #[test]
 fn core_50_create_task_goes_through_the_factory() {
     let _w = loop_testkit::watchdog();

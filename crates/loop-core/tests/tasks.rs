@@ -685,4 +685,58 @@ fn core_47_failed_task_nobody_awaited_is_reported_once() {
     run_once(&lp);
     drop(t);
     assert_eq!(seen.borrow().len(), 1);
+    assert!(
+        seen.borrow()[0].source_location.is_none(),
+        "creation site only in debug mode"
+    );
+    // Debug mode adds where the task was created.
+    lp.set_debug(true);
+    let line = line!() + 1;
+    let t = lp.create_task(async { panic!("in debug mode") }).unwrap();
+    run_once(&lp);
+    drop(t);
+    let loc = seen.borrow()[1]
+        .source_location
+        .expect("no creation site in debug mode");
+    assert_eq!((loc.file(), loc.line()), (file!(), line));
+}
+
+/// CORE-45: a task runs only on its own loop. Woken while another loop runs on the same
+/// thread (a callback of loop B completes the future a task of loop A awaits), it is not
+/// stepped by B: it resumes when A runs, with A as the running loop.
+#[test]
+fn core_45_a_task_woken_while_another_loop_runs_resumes_only_on_its_own_loop() {
+    let _w = loop_testkit::watchdog();
+    let a = EventLoop::new().unwrap();
+    let b = EventLoop::new().unwrap();
+    let fut = a.create_future::<u32>();
+    let awaited = fut.clone();
+    let steps = log::<String>();
+    let s = steps.clone();
+    let task = a
+        .create_task(async move {
+            let v = awaited.await.unwrap();
+            let on = get_running_loop().unwrap().id();
+            s.borrow_mut()
+                .push(format!("resumed with {v} on loop {on}"));
+            v
+        })
+        .unwrap();
+    run_once(&a); // the task starts and waits for `fut`
+    assert!(entries(&steps).is_empty());
+    b.call_soon(move |_| fut.set_result(7).unwrap()).unwrap();
+    run_once(&b);
+    run_once(&b);
+    assert!(
+        entries(&steps).is_empty(),
+        "loop B stepped loop A's task: {:?}",
+        entries(&steps)
+    );
+    assert_eq!(a.run_until_complete(task).unwrap().unwrap(), 7);
+    assert_eq!(
+        entries(&steps),
+        [format!("resumed with 7 on loop {}", a.id())]
+    );
+    a.close().unwrap();
+    b.close().unwrap();
 }

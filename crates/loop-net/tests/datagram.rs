@@ -355,7 +355,7 @@ fn net_68_sock_must_be_a_datagram_socket() {
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     assert!(
         err_text(&e).contains("A datagram socket was expected")
-            && err_text(&e).contains("stream socket"),
+            && err_text(&e).contains(", a stream socket;"),
         "{e}"
     );
     let (r, _w) = rustix::pipe::pipe().unwrap();
@@ -1311,5 +1311,94 @@ impl Probe for DatagramTransport {
     fn as_fd_probe(&self) -> String {
         let _ = self.with_fd(|fd| fd.as_fd().try_clone_to_owned().is_ok());
         format!("{self:?}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NET-65 on a datagram endpoint; the protocol handle's Debug
+
+/// NET-65: a datagram endpoint starts at 64 KiB / 16 KiB; only `high` gives `low = high / 4`,
+/// only `low` gives `high = 4 × low`, both `None` restores the defaults, `high < low` is
+/// refused with the values in the message and leaves the limits as they were.
+#[test]
+fn net_65_datagram_write_buffer_limits_defaults_and_derived_values() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, _p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    t.set_write_buffer_limits(Some(400), None).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (100, 400));
+    t.set_write_buffer_limits(None, Some(300)).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (300, 1200));
+    t.set_write_buffer_limits(Some(1000), Some(10)).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (10, 1000));
+    t.set_write_buffer_limits(None, None).unwrap();
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    let e = t.set_write_buffer_limits(Some(1), Some(2)).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    assert!(err_text(&e).contains("high (1) must be >= low (2)"), "{e}");
+    assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    t.close();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
+}
+
+/// NET-74: the protocol handle returned with the transport names the protocol's type and the
+/// transport it belongs to when debug-printed.
+#[test]
+fn net_74_protocol_ref_debug_names_the_protocol_and_its_transport() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    let text = format!("{p:?}");
+    assert!(text.starts_with("<ProtocolRef "), "{text}");
+    assert!(text.contains("datagram::Rec of "), "{text}");
+    assert!(text.ends_with(&format!(" of {t:?}>")), "{text}");
+    t.close();
+    wait_until(&lp, &s, |e| e.contains(&Ev::Lost(None)));
+}
+
+/// NET-74 with NET-67's `set_protocol`: a datagram endpoint's protocol can be replaced; the
+/// next datagram goes to the new one, `protocol_type_name` names it, and it is `None` once the
+/// protocol is gone after `connection_lost`.
+#[test]
+fn net_74_set_protocol_replaces_the_receiver_and_its_type_name() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (s, f) = rec();
+    let (t, _p) = endpoint(&lp, f, DatagramOptions::local(("127.0.0.1", 0))).unwrap();
+    let name = t.protocol_type_name().unwrap();
+    assert!(name.ends_with("::Rec"), "{name}");
+    let (s2, f2) = rec();
+    let mut second = f2();
+    second.connection_made(&t);
+    s2.log.borrow_mut().clear();
+    t.set_protocol(Replacement(second));
+    let name = t.protocol_type_name().unwrap();
+    assert!(name.ends_with("::Replacement"), "{name}");
+    let at = t.sockname().unwrap().as_inet().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"to the new one", at).unwrap();
+    wait_until(&lp, &s2, |e| count_data(e) == 1);
+    assert_eq!(s2.data(), vec![b"to the new one".to_vec()]);
+    assert_eq!(count_data(&s.events()), 0, "the old protocol received it");
+    t.close();
+    wait_until(&lp, &s2, |e| e.contains(&Ev::Lost(None)));
+    for _ in 0..3 {
+        run(&lp, loop_core::yield_now());
+    }
+    assert_eq!(t.protocol_type_name(), None);
+}
+
+/// A protocol of another type, delegating to a [`Rec`].
+struct Replacement(Rec);
+
+impl DatagramProtocol for Replacement {
+    fn datagram_received(&mut self, data: &[u8], addr: &Addr) {
+        self.0.datagram_received(data, addr);
+    }
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
+        self.0.connection_lost(exc);
     }
 }

@@ -37,7 +37,7 @@
 //! once the child exited *and* every pipe closed. A protocol method is never re-entered: what
 //! happens while one runs (a `pause_writing` caused by a write to stdin) is delivered right
 //! after it returns. A panic in a protocol method is reported to the loop's exception handler
-//! (`"protocol.<method>() call failed."`) and the transport goes on.
+//! (`"protocol.<method>() failed"`, as for the stream and datagram transports) and the transport goes on.
 //!
 //! # How it is built, and why
 //!

@@ -530,6 +530,61 @@ fn protocol_panic_is_reported_and_the_transport_goes_on() {
     lp.close().unwrap();
 }
 
+/// SUB-04: events delivered through the transport's queue (`pipe_connection_lost`,
+/// `process_exited`) report a panic under the name of the method that raised it, and the
+/// later events still arrive.
+#[test]
+fn sub_04_a_panic_in_a_queued_protocol_method_is_reported_with_its_name() {
+    let _w = loop_testkit::watchdog();
+    struct Panicky(loop_core::LoopFuture<()>);
+    impl loop_subprocess::SubprocessProtocol for Panicky {
+        fn pipe_connection_lost(&mut self, _fd: i32, _exc: Option<std::io::Error>) {
+            panic!("boom in pipe_connection_lost");
+        }
+        fn process_exited(&mut self) {
+            panic!("boom in process_exited");
+        }
+        fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+            let _ = self.0.set_result(());
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(std::rc::Rc::new(move |_lp, ctx| {
+        r.borrow_mut().push(ctx.message.clone())
+    })));
+    let done = lp.create_future();
+    let d = done.clone();
+    let lp2 = lp.clone();
+    let t = run(&lp, LONG, async move {
+        lp2.subprocess_exec(move || Panicky(d), "true", SubprocessOptions::new())
+            .await
+            .map(|(t, _)| t)
+    })
+    .unwrap();
+    finish(&lp, done);
+    assert_eq!(t.get_returncode(), Some(0));
+    let reports = reports.borrow();
+    assert!(
+        reports
+            .iter()
+            .any(|m| m == "protocol.process_exited() failed"),
+        "{reports:?}"
+    );
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|m| *m == "protocol.pipe_connection_lost() failed")
+            .count(),
+        3,
+        "{reports:?}"
+    );
+    assert_eq!(reports.len(), 4, "{reports:?}");
+    drop(reports);
+    lp.close().unwrap();
+}
+
 #[test]
 fn with_protocol_reaches_the_concrete_protocol() {
     let _w = loop_testkit::watchdog();

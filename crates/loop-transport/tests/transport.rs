@@ -637,6 +637,48 @@ fn net_59_writelines_equals_the_concatenation_with_more_pieces_than_iov_max() {
     assert_eq!(reader.join().unwrap(), expected);
 }
 
+/// NET-59: when the socket takes only part of the first `MAX_IOV` pieces of a `writelines`,
+/// nothing of the later pieces is sent before the rest of that batch: the peer receives exactly
+/// the concatenation even while it reads concurrently, so that room may appear between two
+/// sends. Several rounds over TCP loopback with a small send buffer, each on an empty write
+/// buffer (the direct path).
+#[test]
+fn net_59_writelines_sends_no_later_batch_after_a_partial_one() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (rec, _log, lost) = Rec::new(&lp);
+    let (client, server) = tcp_pair();
+    small_sndbuf(&client);
+    let t = Transport::new(&lp, client, rec, TransportOptions::socket()).unwrap();
+    t.set_write_buffer_limits(Some(usize::MAX / 4), None)
+        .unwrap();
+    let reader = slow_reader(server, 1 << 16, Duration::ZERO);
+    let mut expected = Vec::new();
+    for round in 0..6usize {
+        until(&lp, 30, || t.get_write_buffer_size() == 0);
+        let pieces: Vec<Vec<u8>> = (0..3 * loop_transport::MAX_IOV)
+            .map(|i| {
+                let tag = (round * 3 * loop_transport::MAX_IOV + i) as u32;
+                let mut p = tag.to_le_bytes().to_vec();
+                p.extend(pattern(700 + i % 300).into_iter().map(|b| b ^ round as u8));
+                p
+            })
+            .collect();
+        t.writelines(&pieces).unwrap();
+        expected.extend(pieces.concat());
+    }
+    t.close();
+    run_until(&lp, 60, lost);
+    let got = reader.join().unwrap();
+    let first_diff = got.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        got.len() == expected.len() && first_diff.is_none(),
+        "received {} bytes, expected {}; first difference at {first_diff:?}",
+        got.len(),
+        expected.len()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // NET-60
 
