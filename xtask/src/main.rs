@@ -1,4 +1,5 @@
-//! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench`,
+//! evloop's task runner: `cargo xtask test` (the whole check matrix; `--python`: the Python
+//! package and CPython's asyncio tests against it), `cargo xtask bench`,
 //! `cargo xtask memcheck` (valgrind and LeakSanitizer), `cargo xtask conformance` (keeps
 //! CONFORMANCE.md true) and `cargo xtask mutants` (mutation testing).
 //!
@@ -16,6 +17,7 @@ mod echo;
 mod instructions;
 mod memcheck;
 mod mutants;
+mod python;
 mod svg;
 mod tools;
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     std::env::set_current_dir(&root).expect("cd to the workspace root");
     match args.first().map(String::as_str) {
+        Some("test") if args.iter().any(|a| a == "--python") => python::run(&root, &args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("memcheck") => memcheck::run(),
@@ -32,10 +35,12 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--heavy] [--quick]
+       {}
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask conformance [--write]
-       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]"
+       cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX]",
+                python::USAGE
             );
             ExitCode::from(2)
         }

@@ -1,0 +1,351 @@
+//! `Handle` and `TimerHandle`: asyncio's handles of scheduled callbacks.
+//!
+//! A handle holds the callback, its arguments and the `contextvars.Context` it runs in.
+//! `cancel()` marks it and drops the callback and arguments at once (what they reference is
+//! freed then, not when the callback's turn comes). Running it ([`run`]) enters the context,
+//! calls the callback, and sends an exception to the loop's exception handler, except
+//! `KeyboardInterrupt` and `SystemExit`, which end the run as in asyncio.
+
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, intern};
+
+use crate::bound::ThreadBound;
+use crate::running;
+
+/// What a handle holds.
+pub struct Parts {
+    callback: Option<Py<PyAny>>,
+    args: Option<Py<PyTuple>>,
+    context: Option<Py<PyAny>>,
+    cancelled: bool,
+    source_traceback: Option<Py<PyAny>>,
+}
+
+/// A callback scheduled with `call_soon`, `call_soon_threadsafe` or `add_reader` (asyncio's
+/// `Handle`).
+#[pyclass(module = "evloop", name = "Handle", subclass, frozen)]
+pub struct Handle {
+    parts: Mutex<Parts>,
+}
+
+impl Handle {
+    /// A handle of `callback(*args)` in `context`.
+    pub fn new(
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> Handle {
+        Handle {
+            parts: Mutex::new(Parts {
+                callback: Some(callback),
+                args: Some(args),
+                context: Some(context),
+                cancelled: false,
+                source_traceback,
+            }),
+        }
+    }
+
+    fn parts(&self) -> MutexGuard<'_, Parts> {
+        // A panic never happens while the lock is held (only field moves), so the lock is
+        // never poisoned; take the value anyway if it were.
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cancels: marks the handle and drops the callback and its arguments. Returns whether it
+    /// was not cancelled before.
+    pub fn cancel_parts(&self) -> bool {
+        let (callback, args) = {
+            let mut p = self.parts();
+            if p.cancelled {
+                return false;
+            }
+            p.cancelled = true;
+            (p.callback.take(), p.args.take())
+        };
+        // Dropped after the lock is released: a finaliser may run.
+        drop((callback, args));
+        true
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.parts().cancelled
+    }
+}
+
+/// Calls `callback(*args)` with `context` entered.
+fn call_in_context<'py>(
+    py: Python<'py>,
+    context: &Py<PyAny>,
+    callback: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `context` is a `contextvars.Context` (every handle gets one from
+    // `copy_context()` or from a caller that passed one, checked in `check_context`); the
+    // GIL is held.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = callback.call1(args);
+    // SAFETY: as above; exits the context entered just before.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
+/// Runs the handle: calls its callback in its context unless it was cancelled. An exception
+/// goes to the exception handler of the running loop; `Err` is a `KeyboardInterrupt` /
+/// `SystemExit` of the callback, or an error of the exception handler, which the caller must
+/// let end the run.
+pub fn run(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
+    let (callback, args, context) = {
+        let p = h.get().parts();
+        if p.cancelled {
+            return Ok(());
+        }
+        match (&p.callback, &p.args, &p.context) {
+            (Some(c), Some(a), Some(x)) => (c.clone_ref(py), a.clone_ref(py), x.clone_ref(py)),
+            _ => return Ok(()),
+        }
+    };
+    let running = running::get();
+    let timed = running
+        .as_ref()
+        .filter(|r| r.flags.debug())
+        .map(|_| Instant::now());
+    let result = call_in_context(py, &context, callback.bind(py), args.bind(py));
+    if let Err(err) = result {
+        if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
+            return Err(err);
+        }
+        report(py, h, running.as_deref(), err, &callback, &args)?;
+    }
+    if let (Some(start), Some(r)) = (timed, running.as_deref()) {
+        let took = start.elapsed().as_secs_f64();
+        if took >= r.flags.slow() {
+            r.pyloop
+                .bind(py)
+                .call_method1(intern!(py, "_log_slow_callback"), (h, took))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends the exception of a callback to the exception handler with asyncio's context:
+/// `message`, `exception`, `handle` and, in debug mode, `source_traceback`.
+fn report(
+    py: Python<'_>,
+    h: &Bound<'_, Handle>,
+    running: Option<&running::Running>,
+    err: PyErr,
+    callback: &Py<PyAny>,
+    args: &Py<PyTuple>,
+) -> PyResult<()> {
+    let helpers = crate::helpers(py)?;
+    let source = helpers
+        .format_callback_source
+        .bind(py)
+        .call1((callback, args))?;
+    let ctx = PyDict::new(py);
+    ctx.set_item("message", format!("Exception in callback {source}"))?;
+    ctx.set_item("exception", err.value(py))?;
+    ctx.set_item("handle", h)?;
+    if let Some(tb) = &h.get().parts().source_traceback {
+        ctx.set_item("source_traceback", tb.bind(py))?;
+    }
+    match running {
+        Some(r) => r
+            .pyloop
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (ctx,))?,
+        None => helpers.report_without_loop.bind(py).call1((ctx,))?,
+    };
+    Ok(())
+}
+
+#[pymethods]
+impl Handle {
+    /// Cancels the callback: it will not run, and its references are dropped now.
+    fn cancel(&self) {
+        self.cancel_parts();
+    }
+
+    /// Whether `cancel()` was called.
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    /// The `contextvars.Context` the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts().context.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Runs the callback now (as the loop does).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run(slf.py(), slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts().callback.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.parts().args.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts()
+            .source_traceback
+            .as_ref()
+            .map(|c| c.clone_ref(py))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        describe(
+            slf.py(),
+            slf.get(),
+            slf.get_type().qualname()?.to_string(),
+            None,
+        )
+    }
+}
+
+/// `<Handle cancelled callback(args) at file:line created at file:line>`.
+fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyResult<String> {
+    let (callback, args, cancelled, tb) = {
+        let p = h.parts();
+        (
+            p.callback.as_ref().map(|c| c.clone_ref(py)),
+            p.args.as_ref().map(|a| a.clone_ref(py)),
+            p.cancelled,
+            p.source_traceback.as_ref().map(|t| t.clone_ref(py)),
+        )
+    };
+    let mut out = vec![name];
+    if cancelled {
+        out.push("cancelled".into());
+    }
+    if let Some(when) = when {
+        out.push(format!("when={when}"));
+    }
+    if let (Some(c), Some(a)) = (callback, args) {
+        let helpers = crate::helpers(py)?;
+        out.push(
+            helpers
+                .format_callback_source
+                .bind(py)
+                .call1((c, a))?
+                .to_string(),
+        );
+    }
+    if let Some(tb) = tb {
+        let tb = tb.bind(py);
+        if tb.len()? > 0 {
+            let frame = tb.get_item(-1)?;
+            let file = frame.get_item(0)?;
+            let line = frame.get_item(1)?;
+            out.push(format!("created at {file}:{line}"));
+        }
+    }
+    Ok(format!("<{}>", out.join(" ")))
+}
+
+/// A callback scheduled with `call_later` or `call_at` (asyncio's `TimerHandle`).
+#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen)]
+pub struct TimerHandle {
+    /// When it is due, in the loop's `time()`.
+    when: f64,
+    /// The timer of the loop core, to cancel it there too (loop thread only).
+    timer: ThreadBound<RefCell<Option<loop_timers::TimerHandle>>>,
+}
+
+impl TimerHandle {
+    /// A timer handle due at `when`; the core timer is attached with [`TimerHandle::attach`].
+    pub fn new(when: f64) -> TimerHandle {
+        TimerHandle {
+            when,
+            timer: ThreadBound::new(RefCell::new(None)),
+        }
+    }
+
+    /// Keeps the core timer, to cancel it with the handle.
+    pub fn attach(&self, t: loop_timers::TimerHandle) {
+        if let Some(cell) = self.timer.get() {
+            *cell.borrow_mut() = Some(t);
+        }
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// When the callback is due, in the loop's `time()`.
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    /// Cancels the timer: it will not run, its references are dropped now and, on the loop's
+    /// thread, it leaves the loop's timer queue.
+    fn cancel(slf: &Bound<'_, Self>) {
+        let base = slf.as_super().get();
+        if base.cancel_parts() {
+            if let Some(cell) = slf.get().timer.get() {
+                if let Some(t) = cell.borrow_mut().take() {
+                    t.cancel();
+                }
+            }
+        }
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let name = slf.get_type().qualname()?.to_string();
+        describe(slf.py(), slf.as_super().get(), name, Some(slf.get().when))
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.when.to_bits()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let same = slf.is(other);
+        let r = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Le => a < b || same || a == b,
+            CompareOp::Gt => a > b,
+            CompareOp::Ge => a > b || same || a == b,
+            CompareOp::Eq => same,
+            CompareOp::Ne => !same,
+        };
+        Ok(r.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}
