@@ -14,13 +14,15 @@ use std::time::Instant;
 use loop_core::{EventLoop, Remote};
 use loop_timers::TimersExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
 use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, TimerHandle};
-use crate::running::{self, Flags, Pending, Running, State};
+use crate::running::{self, Flags, Pending, RemotePending, State};
 use crate::{clock, errors, gil};
 
 /// The loop's thread-bound part.
@@ -107,17 +109,18 @@ impl LoopCore {
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
         let run = h.clone_ref(py);
+        let state = core.state.clone();
         let timer = core
             .lp
             .call_at(deadline, move |_| {
-                gil::acquire();
-                Python::attach(|py| {
-                    let h = run.into_bound(py);
-                    if let Err(e) = handle::run(py, h.as_super()) {
-                        running::fatal(e)
-                    }
-                });
-                gil::release_if_idle(running::pending());
+                let py = state.gil.enter();
+                let h = run.into_bound(py);
+                let r = handle::run(py, h.as_super(), Some(&state));
+                drop(h);
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
+                state.leave();
             })
             .map_err(errors::to_py)?;
         h.get().attach(timer);
@@ -138,14 +141,13 @@ impl LoopCore {
         let method = if read { "add_reader" } else { "add_writer" };
         let h = Py::new(py, self.make_handle(py, callback, args, None, method)?)?;
         let run = h.clone_ref(py);
+        let state = core.state.clone();
         let cb = move |_: &EventLoop| {
-            gil::acquire();
-            Python::attach(|py| {
-                if let Err(e) = handle::run(py, run.bind(py)) {
-                    running::fatal(e)
-                }
-            });
-            gil::release_if_idle(running::pending());
+            let py = state.gil.enter();
+            if let Err(e) = handle::run(py, run.bind(py), Some(&state)) {
+                state.fatal(e)
+            }
+            state.leave();
         };
         // SAFETY: the fd number is non-negative (checked by `fileno`) and is borrowed only for
         // the registration call: the loop core keeps the number, not the borrow, and the
@@ -239,18 +241,36 @@ fn fileno(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 
 #[pymethods]
 impl LoopCore {
+    /// The task factory, for the cycle collector (a factory that references the loop).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(core) = self.core.get() {
+            if let Ok(f) = core.state.task_factory.try_borrow() {
+                visit.call(&*f)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Some(core) = self.core.get() {
+            let f = core.state.task_factory.borrow_mut().take();
+            drop(f);
+        }
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let lp = EventLoop::new().map_err(errors::to_py)?;
         let remote = lp.remote();
+        let flags = Arc::new(Flags::new());
         Ok(LoopCore {
             core: ThreadBound::new(Core {
                 lp,
-                state: Rc::new(State::new()),
+                state: Rc::new(State::new(flags.clone())),
             }),
             remote,
-            flags: Arc::new(Flags::new()),
+            flags,
             running: AtomicBool::new(false),
         })
     }
@@ -279,15 +299,15 @@ impl LoopCore {
         let pending = Pending::new(&core.state);
         core.lp
             .call_soon(move |_| {
-                pending.take();
-                gil::acquire();
-                Python::attach(|py| {
-                    let h = run.into_bound(py);
-                    if let Err(e) = handle::run(py, &h) {
-                        running::fatal(e)
-                    }
-                });
-                gil::release_if_idle(running::pending());
+                let state = pending.take();
+                let py = state.gil.enter();
+                let h = run.into_bound(py);
+                let r = handle::run(py, &h, Some(&state));
+                drop(h);
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
+                state.leave();
             })
             .map_err(errors::to_py)?;
         Ok(h)
@@ -340,15 +360,23 @@ impl LoopCore {
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
         let run = h.clone_ref(py);
+        let counted = RemotePending::new(&self.flags);
         let cb = move |_: &EventLoop| {
-            gil::acquire();
-            Python::attach(|py| {
-                let h = run.into_bound(py);
-                if let Err(e) = handle::run(py, &h) {
-                    running::fatal(e)
-                }
-            });
-            gil::release_if_idle(running::pending());
+            counted.take();
+            // Scheduled from any thread: the loop's state is the running loop's.
+            let Some(state) = running::get() else {
+                // Only a running loop runs callbacks; drop the handle with the GIL held.
+                Python::attach(|_| drop(run));
+                return;
+            };
+            let py = state.gil.enter();
+            let h = run.into_bound(py);
+            let r = handle::run(py, &h, Some(&state));
+            drop(h);
+            if let Err(e) = r {
+                state.fatal(e)
+            }
+            state.leave();
         };
         let r = match self.core.get() {
             Some(core) => core.lp.call_soon_threadsafe(cb),
@@ -369,23 +397,23 @@ impl LoopCore {
                 "This event loop is already running",
             ));
         }
-        let previous = running::set(Some(Rc::new(Running {
-            pyloop: slf.clone().into_any().unbind(),
-            flags: this.flags.clone(),
-            state: core.state.clone(),
-            fatal: Default::default(),
-        })));
-        let lp = AssertSend(core.lp.clone());
+        *core.state.pyloop.borrow_mut() = Some(slf.clone().into_any().unbind());
+        let previous = running::set(Some(core.state.clone()));
+        let lp = AssertSend((core.lp.clone(), core.state.clone()));
         let outcome = py.detach(move || {
+            // The whole wrapper moves in (not just its field, which is not `Send`).
             let lp = lp;
-            let keeper = gil::Keeper::new();
-            let r = catch_unwind(AssertUnwindSafe(|| lp.0.run_forever()));
+            let (lp, state) = &lp.0;
+            let keeper = gil::Keeper(&state.gil);
+            let r = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
             drop(keeper);
             AssertSend(r)
         });
-        let run = running::set(previous);
+        running::set(previous);
         this.running.store(false, Ordering::Release);
-        let fatal = run.and_then(|r| r.fatal.borrow_mut().take());
+        let pyloop = core.state.pyloop.borrow_mut().take();
+        drop(pyloop);
+        let fatal = core.state.fatal.borrow_mut().take();
         match outcome.0 {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(errors::to_py(e)),

@@ -11,13 +11,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
 use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
-use crate::running;
+use crate::running::{self, State};
 
 /// What a handle holds.
 pub struct Parts {
@@ -84,7 +86,7 @@ impl Handle {
 /// Calls `callback(*args)` with `context` entered.
 fn call_in_context<'py>(
     py: Python<'py>,
-    context: &Py<PyAny>,
+    context: &Bound<'py, PyAny>,
     callback: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -103,38 +105,49 @@ fn call_in_context<'py>(
 }
 
 /// Runs the handle: calls its callback in its context unless it was cancelled. An exception
-/// goes to the exception handler of the running loop; `Err` is a `KeyboardInterrupt` /
-/// `SystemExit` of the callback, or an error of the exception handler, which the caller must
-/// let end the run.
-pub fn run(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
+/// goes to the exception handler of the loop (`state`, or the running loop); `Err` is a
+/// `KeyboardInterrupt` / `SystemExit` of the callback, or an error of the exception handler,
+/// which the caller must let end the run.
+///
+/// `py` may come from a run that holds the GIL while PyO3 considers the thread detached (see
+/// [`crate::gil`]): everything made here is a `Bound`, released at once; the error path
+/// attaches to PyO3 properly.
+pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyResult<()> {
     let (callback, args, context) = {
         let p = h.get().parts();
         if p.cancelled {
             return Ok(());
         }
         match (&p.callback, &p.args, &p.context) {
-            (Some(c), Some(a), Some(x)) => (c.clone_ref(py), a.clone_ref(py), x.clone_ref(py)),
+            (Some(c), Some(a), Some(x)) => {
+                (c.bind(py).clone(), a.bind(py).clone(), x.bind(py).clone())
+            }
             _ => return Ok(()),
         }
     };
-    let running = running::get();
-    let timed = running
-        .as_ref()
-        .filter(|r| r.flags.debug())
-        .map(|_| Instant::now());
-    let result = call_in_context(py, &context, callback.bind(py), args.bind(py));
-    if let Err(err) = result {
-        if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
-            return Err(err);
-        }
-        report(py, h, running.as_deref(), err, &callback, &args)?;
+    let started = state.filter(|s| s.flags.debug()).map(|_| Instant::now());
+    match call_in_context(py, &context, &callback, &args) {
+        Ok(value) => drop(value),
+        Err(err) => Python::attach(|py| {
+            if err.is_instance_of::<PyKeyboardInterrupt>(py)
+                || err.is_instance_of::<PySystemExit>(py)
+            {
+                return Err(err);
+            }
+            report(py, h, state, err, &callback, &args)
+        })?,
     }
-    if let (Some(start), Some(r)) = (timed, running.as_deref()) {
-        let took = start.elapsed().as_secs_f64();
-        if took >= r.flags.slow() {
-            r.pyloop
-                .bind(py)
-                .call_method1(intern!(py, "_log_slow_callback"), (h, took))?;
+    if let (Some(started), Some(state)) = (started, state) {
+        let took = started.elapsed().as_secs_f64();
+        if took >= state.flags.slow() {
+            Python::attach(|py| -> PyResult<()> {
+                if let Some(pyloop) = &*state.pyloop.borrow() {
+                    pyloop
+                        .bind(py)
+                        .call_method1(intern!(py, "_log_slow_callback"), (h, took))?;
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(())
@@ -145,10 +158,10 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
 fn report(
     py: Python<'_>,
     h: &Bound<'_, Handle>,
-    running: Option<&running::Running>,
+    state: Option<&State>,
     err: PyErr,
-    callback: &Py<PyAny>,
-    args: &Py<PyTuple>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
     let helpers = crate::helpers(py)?;
     let source = helpers
@@ -162,9 +175,9 @@ fn report(
     if let Some(tb) = &h.get().parts().source_traceback {
         ctx.set_item("source_traceback", tb.bind(py))?;
     }
-    match running {
-        Some(r) => r
-            .pyloop
+    let pyloop = state.and_then(|s| s.pyloop.borrow().as_ref().map(|l| l.clone_ref(py)));
+    match pyloop {
+        Some(l) => l
             .bind(py)
             .call_method1(intern!(py, "call_exception_handler"), (ctx,))?,
         None => helpers.report_without_loop.bind(py).call1((ctx,))?,
@@ -174,6 +187,34 @@ fn report(
 
 #[pymethods]
 impl Handle {
+    /// What the handle references, for the cycle collector (a protocol that keeps its timer
+    /// handle, whose callback is a method of the protocol, is a cycle).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // The lock is never held while Python code runs, so it is free during a collection;
+        // if it were not, skipping the visit only delays collecting this handle.
+        if let Ok(p) = self.parts.try_lock() {
+            visit.call(&p.callback)?;
+            visit.call(&p.args)?;
+            visit.call(&p.context)?;
+            visit.call(&p.source_traceback)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the references (the cycle collector breaks a cycle through the handle).
+    fn __clear__(&self) {
+        let parts = {
+            let mut p = self.parts();
+            (
+                p.callback.take(),
+                p.args.take(),
+                p.context.take(),
+                p.source_traceback.take(),
+            )
+        };
+        drop(parts);
+    }
+
     /// Cancels the callback: it will not run, and its references are dropped now.
     fn cancel(&self) {
         self.cancel_parts();
@@ -191,7 +232,8 @@ impl Handle {
 
     /// Runs the callback now (as the loop does).
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        run(slf.py(), slf)
+        let state = running::get();
+        run(slf.py(), slf, state.as_deref())
     }
 
     #[getter]

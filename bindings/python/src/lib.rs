@@ -52,15 +52,22 @@ mod clock {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
-    /// An `Instant` and the same moment in `time.monotonic()` seconds (both are
-    /// `CLOCK_MONOTONIC`; read back to back once).
+    static BASE: OnceLock<(Instant, f64)> = OnceLock::new();
+
+    /// Reads the base: an `Instant` and `time.monotonic()` back to back (both are
+    /// `CLOCK_MONOTONIC`), so that `time()` is `time.monotonic()`'s clock. Called when the
+    /// module is imported.
+    pub fn init(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyAnyMethods;
+        let monotonic = py.import("time")?.getattr("monotonic")?;
+        let now = Instant::now();
+        let secs: f64 = monotonic.call0()?.extract()?;
+        let _ = BASE.set((now, secs));
+        Ok(())
+    }
+
     fn base() -> &'static (Instant, f64) {
-        static BASE: OnceLock<(Instant, f64)> = OnceLock::new();
-        BASE.get_or_init(|| {
-            let now = Instant::now();
-            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-            (now, ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-        })
+        BASE.get_or_init(|| (Instant::now(), 0.0))
     }
 
     /// `time()`: now, in seconds.
@@ -138,6 +145,7 @@ mod errors {
 
 #[pymodule]
 fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    clock::init(m.py())?;
     m.add_class::<core::LoopCore>()?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
