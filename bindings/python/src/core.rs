@@ -91,19 +91,17 @@ impl LoopCore {
         Ok(Handle::new(callback.unbind(), args.unbind(), context, tb))
     }
 
+    /// Schedules the handle `base` as a timer due at `deadline` (`when` in `time()`'s
+    /// seconds).
     fn schedule_timer(
         &self,
         py: Python<'_>,
         when: f64,
         deadline: Instant,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-        method: &str,
+        base: Handle,
     ) -> PyResult<Py<TimerHandle>> {
         self.check_closed()?;
         let core = self.core()?;
-        let base = self.make_handle(py, callback, args, context, method)?;
         let h = Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
@@ -327,7 +325,8 @@ impl LoopCore {
         let now = Instant::now();
         let when = clock::secs_of(now) + delay;
         let deadline = clock::after(now, delay);
-        self.schedule_timer(py, when, deadline, callback, args, context, "call_later")
+        let base = self.make_handle(py, callback, args, context, "call_later")?;
+        self.schedule_timer(py, when, deadline, base)
     }
 
     /// Schedules `callback(*args)` at `when`, in `time()`'s seconds.
@@ -342,7 +341,8 @@ impl LoopCore {
     ) -> PyResult<Py<TimerHandle>> {
         let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
         let deadline = clock::instant_of(when);
-        self.schedule_timer(py, when, deadline, callback, args, context, "call_at")
+        let base = self.make_handle(py, callback, args, context, "call_at")?;
+        self.schedule_timer(py, when, deadline, base)
     }
 
     /// Schedules `callback(*args)` from any thread, and wakes the loop.

@@ -358,7 +358,7 @@ fn run_module(
         } else if text.contains("step killed") {
             "hang: the module ran past --module-timeout".to_string()
         } else {
-            format!("crash: the process died ({})", last_line(&text))
+            format!("crash: the process died ({})", why_it_died(&text))
         };
         match after.running {
             Some(test) => {
@@ -377,15 +377,26 @@ fn run_module(
     (json::read_outcomes(&out).tests, notes)
 }
 
-fn last_line(text: &str) -> String {
-    text.lines()
+/// What a dead runner's output says about why: a Rust panic with its message, a fatal Python
+/// error, a fault, or else its last line.
+fn why_it_died(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let short = |s: &str| s.trim().chars().take(160).collect::<String>();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains("panicked at") {
+            let message = lines.get(i + 1).map(|m| short(m)).unwrap_or_default();
+            return format!("{}: {message}", short(l));
+        }
+        if l.contains("Fatal Python error") || l.contains("Segmentation fault") {
+            return short(l);
+        }
+    }
+    lines
+        .iter()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(160)
-        .collect()
+        .map(|l| short(l))
+        .unwrap_or_default()
 }
 
 /// `cargo xtask test --python`.
@@ -511,4 +522,36 @@ fn python_version(py: &Path) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_runner_is_explained_by_its_panic_or_fault() {
+        let panic =
+            "  T.x ... \nthread '<unnamed>' panicked at src/a.rs:1:2:\ninternal error\nnote: ...";
+        assert_eq!(
+            why_it_died(panic),
+            "thread '<unnamed>' panicked at src/a.rs:1:2:: internal error"
+        );
+        assert_eq!(
+            why_it_died("a\nFatal Python error: Aborted\nmore"),
+            "Fatal Python error: Aborted"
+        );
+        assert_eq!(why_it_died("first\nlast line\n\n"), "last line");
+    }
+
+    #[test]
+    fn arguments_parse_and_a_partial_run_does_not_write() {
+        let o = parse(&["--python".into(), "--module".into(), "test_tasks".into()]).unwrap();
+        assert_eq!(o.modules, ["test_tasks"]);
+        assert!(!o.write);
+        assert!(parse(&["--module".into(), "test_nothing".into()]).is_err());
+        assert!(parse(&["--subjects".into(), "stdlib,trio".into()]).is_err());
+        let all = parse(&[]).unwrap();
+        assert_eq!(all.modules.len(), MODULES.len());
+        assert!(all.write);
+    }
 }

@@ -159,7 +159,7 @@ fn normalise(reason: &str) -> String {
             out.push(c);
         }
     }
-    out.chars().take(160).collect()
+    out.chars().take(200).collect()
 }
 
 /// The section of `CONFORMANCE.md`: how it was measured, the table, the notes of the run, and

@@ -74,9 +74,8 @@ def _stop_when_done(fut):
 
 
 _NOT_YET = (
-    "evloop's Python package does not implement loop.{}() yet: transports, servers, the "
-    "sock_* operations, pipes, subprocesses and signal handlers are still to come. Run this "
-    "code on asyncio's own loop for now."
+    "evloop does not implement loop.{}() yet (transports, servers, sock_* operations, pipes, "
+    "subprocesses and signal handlers are still to come; asyncio's own loop has it)"
 )
 
 
