@@ -21,7 +21,7 @@ use pyo3::PyTraverseError;
 use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
-use crate::handle::{self, Handle, TimerHandle};
+use crate::handle::{self, Handle, Queued, TimerHandle};
 use crate::running::{self, Flags, Pending, RemotePending, State};
 use crate::{clock, errors, gil};
 
@@ -106,13 +106,13 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        let run = h.clone_ref(py);
+        let run = Queued::new(py, &h);
         let state = core.state.clone();
         let timer = core
             .lp
             .call_at(deadline, move |_| {
                 let py = state.gil.enter();
-                let h = run.into_bound(py);
+                let h = run.take(py);
                 let r = handle::run(py, h.as_super(), Some(&state));
                 drop(h);
                 if let Err(e) = r {
@@ -293,13 +293,13 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon")?,
         )?;
-        let run = h.clone_ref(py);
+        let run = Queued::new(py, &h);
         let pending = Pending::new(&core.state);
         core.lp
             .call_soon(move |_| {
                 let state = pending.take();
                 let py = state.gil.enter();
-                let h = run.into_bound(py);
+                let h = run.take(py);
                 let r = handle::run(py, &h, Some(&state));
                 drop(h);
                 if let Err(e) = r {
@@ -359,18 +359,18 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
-        let run = h.clone_ref(py);
+        let run = Queued::new(py, &h);
         let counted = RemotePending::new(&self.flags);
         let cb = move |_: &EventLoop| {
             counted.take();
             // Scheduled from any thread: the loop's state is the running loop's.
             let Some(state) = running::get() else {
                 // Only a running loop runs callbacks; drop the handle with the GIL held.
-                Python::attach(|_| drop(run));
+                drop(run);
                 return;
             };
             let py = state.gil.enter();
-            let h = run.into_bound(py);
+            let h = run.take(py);
             let r = handle::run(py, &h, Some(&state));
             drop(h);
             if let Err(e) = r {

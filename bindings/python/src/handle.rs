@@ -13,7 +13,7 @@ use std::time::Instant;
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::pyclass::CompareOp;
+use pyo3::pyclass::{CompareOp, PyClass};
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 use pyo3::{ffi, intern};
@@ -80,6 +80,55 @@ impl Handle {
 
     fn is_cancelled(&self) -> bool {
         self.parts().cancelled
+    }
+}
+
+/// A handle as the loop holds it while it is queued: out of the cycle collector's sight.
+///
+/// A queued handle is referenced by the loop, which the collector cannot see, so it is never
+/// garbage while queued: traversing it in every collection is pure cost (a batch of queued
+/// callbacks made collections the largest part of `call_soon`). The handle is untracked when
+/// queued and tracked again when the loop lets it go, if anything else still references it
+/// (then it may end up in a cycle, e.g. with the object whose method it calls).
+pub struct Queued<T: PyClass>(Option<Py<T>>);
+
+impl<T: PyClass> Queued<T> {
+    /// Queues `h` (a new reference, untracked).
+    pub fn new(py: Python<'_>, h: &Py<T>) -> Queued<T> {
+        let h = h.clone_ref(py);
+        // SAFETY: `h` is a live object of a GC type (every `#[pyclass]` is), the GIL is held;
+        // untracking a tracked object is always allowed.
+        unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) };
+        Queued(Some(h))
+    }
+
+    /// The loop lets the handle go to run it.
+    pub fn take<'py>(mut self, py: Python<'py>) -> Bound<'py, T> {
+        let h = self.0.take().expect("taken once").into_bound(py);
+        retrack(&h);
+        h
+    }
+}
+
+impl<T: PyClass> Drop for Queued<T> {
+    fn drop(&mut self) {
+        // Dropped without running (cancelled timer, closed loop): always where the GIL is
+        // held and PyO3 knows it, so attaching is only a count.
+        if let Some(h) = self.0.take() {
+            Python::attach(|py| retrack(&h.into_bound(py)));
+        }
+    }
+}
+
+/// Tracks `h` again if something besides the caller references it.
+fn retrack<T>(h: &Bound<'_, T>) {
+    let p = h.as_ptr();
+    // SAFETY: `p` is a live object (the caller holds a reference) of a GC type; the GIL is
+    // held; it is tracked only if it is not already.
+    unsafe {
+        if ffi::Py_REFCNT(p) > 1 && ffi::PyObject_GC_IsTracked(p) == 0 {
+            ffi::PyObject_GC_Track(p.cast());
+        }
     }
 }
 
