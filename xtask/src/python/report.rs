@@ -71,7 +71,12 @@ impl Results {
                 match got.get(test.as_str()) {
                     Some(t) if t.passed() => {}
                     Some(t) => {
-                        out.push((format!("{m}.{test}"), t.outcome.clone(), t.reason.clone()))
+                        let reason = if t.outcome == "skip" {
+                            format!("skipped: {}", t.reason)
+                        } else {
+                            t.reason.clone()
+                        };
+                        out.push((format!("{m}.{test}"), t.outcome.clone(), reason))
                     }
                     None => out.push((
                         format!("{m}.{test}"),
@@ -364,6 +369,9 @@ mod tests {
         let f = r.failures("a", &["m".into()]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].1, "not run");
+        r.add("c", "m", vec![t("C.x", "skip", false, true)]);
+        let f = r.failures("c", &["m".into()]);
+        assert!(f.iter().any(|(_, o, why)| o == "skip" && why.starts_with("skipped: ")));
     }
 
     #[test]
