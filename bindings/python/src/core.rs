@@ -31,6 +31,9 @@ struct Core {
     state: Rc<State>,
 }
 
+/// The handles of an fd's reader and writer (`None`: not watched).
+type WatcherPair = (Option<Py<Handle>>, Option<Py<Handle>>);
+
 /// Moves a value into [`Python::detach`]'s closure, which requires `Send`.
 struct AssertSend<T>(T);
 // SAFETY: `detach` runs its closure on the calling thread, before it returns; the value never
@@ -140,9 +143,26 @@ impl LoopCore {
         let h = Py::new(py, self.make_handle(py, callback, args, None, method)?)?;
         let run = h.clone_ref(py);
         let state = core.state.clone();
-        let cb = move |_: &EventLoop| {
+        let cb = move |lp: &EventLoop| {
             let py = state.gil.enter();
-            if let Err(e) = handle::run(py, run.bind(py), Some(&state)) {
+            if run.get().is_cancelled() {
+                // Cancelled through its handle: the watcher goes (asyncio's selector loop
+                // removes it when the fd is next ready, too), and the handle leaves the map
+                // unless a newer watcher took its place.
+                let key = (fd, read);
+                let mine = matches!(state.watchers.borrow().get(&key), Some(w) if w.is(&run));
+                if mine {
+                    let old = state.watchers.borrow_mut().remove(&key);
+                    // Removing a watcher the loop has just run cannot fail but on a closed
+                    // loop, which has no watchers left.
+                    let _ = if read {
+                        lp.remove_reader(fd)
+                    } else {
+                        lp.remove_writer(fd)
+                    };
+                    drop(old);
+                }
+            } else if let Err(e) = handle::run(py, run.bind(py), Some(&state)) {
                 state.fatal(e)
             }
             state.leave();
@@ -158,7 +178,37 @@ impl LoopCore {
             core.lp.add_writer(borrowed, cb)
         };
         r.map_err(errors::to_py)?;
+        // The watcher this one replaced (if any) is cancelled, as asyncio's is.
+        let old = core
+            .state
+            .watchers
+            .borrow_mut()
+            .insert((fd, read), h.clone_ref(py));
+        if let Some(old) = old {
+            old.get().cancel_parts();
+        }
         Ok(h)
+    }
+
+    /// Stops the watcher of `fd` for reading (`read`) or writing, cancelling its handle;
+    /// whether there was one.
+    fn unwatch(&self, fd: &Bound<'_, PyAny>, read: bool) -> PyResult<bool> {
+        let fd = fileno(fd)?;
+        if self.is_closed() {
+            return Ok(false);
+        }
+        let core = self.core()?;
+        let removed = if read {
+            core.lp.remove_reader(fd)
+        } else {
+            core.lp.remove_writer(fd)
+        }
+        .map_err(errors::to_py)?;
+        let old = core.state.watchers.borrow_mut().remove(&(fd, read));
+        if let Some(old) = old {
+            old.get().cancel_parts();
+        }
+        Ok(removed)
     }
 }
 
@@ -451,7 +501,11 @@ impl LoopCore {
         if self.is_running() {
             return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
         }
-        self.core()?.lp.close().map_err(errors::to_py)
+        let core = self.core()?;
+        core.lp.close().map_err(errors::to_py)?;
+        let watchers = std::mem::take(&mut *core.state.watchers.borrow_mut());
+        drop(watchers);
+        Ok(())
     }
 
     /// Whether the calling thread is the loop's.
@@ -594,22 +648,26 @@ impl LoopCore {
         self.watch(py, &fd, callback, args, false)
     }
 
-    /// Stops watching `fd` for reading; whether a reader was registered.
+    /// Stops watching `fd` for reading (the watcher's handle is cancelled); whether a reader
+    /// was registered.
     fn remove_reader(&self, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd = fileno(&fd)?;
-        if self.is_closed() {
-            return Ok(false);
-        }
-        self.core()?.lp.remove_reader(fd).map_err(errors::to_py)
+        self.unwatch(&fd, true)
     }
 
-    /// Stops watching `fd` for writing; whether a writer was registered.
+    /// Stops watching `fd` for writing (the watcher's handle is cancelled); whether a writer
+    /// was registered.
     fn remove_writer(&self, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        self.unwatch(&fd, false)
+    }
+
+    /// The handles of the watchers of `fd`: `(reader, writer)`, each `None` when not watched
+    /// (what asyncio's transports show in their `repr`).
+    fn _watchers(&self, py: Python<'_>, fd: Bound<'_, PyAny>) -> PyResult<WatcherPair> {
         let fd = fileno(&fd)?;
-        if self.is_closed() {
-            return Ok(false);
-        }
-        self.core()?.lp.remove_writer(fd).map_err(errors::to_py)
+        let core = self.core()?;
+        let w = core.state.watchers.borrow();
+        let get = |read: bool| w.get(&(fd, read)).map(|h| h.clone_ref(py));
+        Ok((get(true), get(false)))
     }
 
     /// `call_soon` callbacks queued and not yet run (for tests of the binding).

@@ -78,7 +78,7 @@ impl Handle {
         true
     }
 
-    fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.parts().cancelled
     }
 }

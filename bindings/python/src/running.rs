@@ -8,6 +8,8 @@
 //! asyncio's rule, checked before a run starts).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 
 use crate::gil::Gil;
+use crate::handle::Handle;
 
 /// The debug settings of a loop, readable from any thread.
 pub struct Flags {
@@ -70,6 +73,10 @@ pub struct State {
     /// A `KeyboardInterrupt` / `SystemExit` (or an error of the exception handler) that ends
     /// the run, kept while the loop unwinds.
     pub fatal: RefCell<Option<PyErr>>,
+    /// The handle of each fd watcher, by fd and direction (`true`: reading), as asyncio's
+    /// selector keeps them: a watcher replaced or removed has its handle cancelled, and a
+    /// watcher whose handle was cancelled is removed when its fd is next ready.
+    pub watchers: RefCell<HashMap<(RawFd, bool), Py<Handle>>>,
 }
 
 impl State {
@@ -81,6 +88,7 @@ impl State {
             task_factory: RefCell::new(None),
             pyloop: RefCell::new(None),
             fatal: RefCell::new(None),
+            watchers: RefCell::new(HashMap::new()),
         }
     }
 

@@ -572,16 +572,6 @@ class PackageTests(unittest.TestCase):
         finally:
             asyncio.set_event_loop_policy(old)
 
-    def test_what_is_not_there_yet_says_so(self):
-        lp = evloop.new_event_loop()
-        try:
-            for name in ("create_connection", "create_server", "sock_recv", "subprocess_exec",
-                         "add_signal_handler", "create_datagram_endpoint"):
-                with self.assertRaisesRegex(NotImplementedError, "does not implement"):
-                    getattr(lp, name)()
-        finally:
-            lp.close()
-
 
 if __name__ == "__main__":
     logging.basicConfig()

@@ -213,38 +213,93 @@ pub fn section(
     }
     if versions.iter().any(|(s, _)| s == "evloop") {
         let failures = r.failures("evloop", &modules);
-        let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, outcome, reason) in &failures {
-            let key = if reason.is_empty() {
-                outcome.clone()
-            } else {
-                normalise(reason)
-            };
-            *by_reason.entry(key).or_default() += 1;
-        }
-        let mut sorted: Vec<(String, usize)> = by_reason.into_iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        s.push_str(&failures_text(&failures));
+    }
+    s.push_str(SECTION_CLOSE);
+    s.push('\n');
+    s
+}
+
+/// Why a failure that is not a defect of evloop happens, for reasons known to have one.
+const EXPLAINED: [(&str, &str); 2] = [
+    (
+        "has no attribute '_run_once'",
+        "asyncio-internal attribute: the test wraps the selector loop's private `_run_once` to \
+         count iterations; evloop's iterations are native and call no Python `_run_once`",
+    ),
+    (
+        "loop is not a BaseSelectorEventLoop",
+        "class identity: the test reads the selector loop's private self-pipe (`_internal_fds`, \
+         `_csock`) and skips itself on any other loop class",
+    ),
+];
+
+/// How many failures are listed one by one; more are grouped by reason.
+const LISTED: usize = 40;
+
+/// evloop's failures: one by one with their reasons (and why, when known) when there are few,
+/// grouped by reason otherwise.
+fn failures_text(failures: &[(String, String, String)]) -> String {
+    let mut s = String::new();
+    let why = |reason: &str| {
+        EXPLAINED
+            .iter()
+            .find(|(pat, _)| reason.contains(pat))
+            .map(|(_, why)| format!(" — {why}"))
+            .unwrap_or_default()
+    };
+    if failures.len() <= LISTED {
         s.push_str(&format!(
-            "### What fails on evloop ({} tests), by reason\n\n",
+            "### What fails on evloop ({} tests)
+
+",
             failures.len()
         ));
         s.push_str(
-            "The per-test list, with tracebacks, is in \
-             `target/python/conformance/summary.json` and `evloop/<module>.jsonl` after a run.\n\n",
+            "With tracebacks in `target/python/conformance/summary.json` and \
+             `evloop/<module>.jsonl` after a run.\n\n",
         );
-        for (reason, n) in sorted.iter().take(40) {
-            s.push_str(&format!("* {n} × `{}`\n", reason.replace('`', "'")));
-        }
-        if sorted.len() > 40 {
-            let rest: usize = sorted[40..].iter().map(|(_, n)| n).sum();
-            s.push_str(&format!(
-                "* {rest} × other reasons ({} kinds)\n",
-                sorted.len() - 40
-            ));
+        for (test, outcome, reason) in failures {
+            let reason = if reason.is_empty() { outcome } else { reason };
+            let first = reason.lines().next().unwrap_or_default().replace('`', "'");
+            s.push_str(&format!("* {test}: `{first}`{}\n", why(&first)));
         }
         s.push('\n');
+        return s;
     }
-    s.push_str(SECTION_CLOSE);
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, outcome, reason) in failures {
+        let key = if reason.is_empty() {
+            outcome.clone()
+        } else {
+            normalise(reason)
+        };
+        *by_reason.entry(key).or_default() += 1;
+    }
+    let mut sorted: Vec<(String, usize)> = by_reason.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    s.push_str(&format!(
+        "### What fails on evloop ({} tests), by reason\n\n",
+        failures.len()
+    ));
+    s.push_str(
+        "The per-test list, with tracebacks, is in \
+         `target/python/conformance/summary.json` and `evloop/<module>.jsonl` after a run.\n\n",
+    );
+    for (reason, n) in sorted.iter().take(LISTED) {
+        s.push_str(&format!(
+            "* {n} × `{}`{}\n",
+            reason.replace('`', "'"),
+            why(reason)
+        ));
+    }
+    if sorted.len() > LISTED {
+        let rest: usize = sorted[LISTED..].iter().map(|(_, n)| n).sum();
+        s.push_str(&format!(
+            "* {rest} × other reasons ({} kinds)\n",
+            sorted.len() - LISTED
+        ));
+    }
     s.push('\n');
     s
 }
@@ -371,7 +426,9 @@ mod tests {
         assert_eq!(f[0].1, "not run");
         r.add("c", "m", vec![t("C.x", "skip", false, true)]);
         let f = r.failures("c", &["m".into()]);
-        assert!(f.iter().any(|(_, o, why)| o == "skip" && why.starts_with("skipped: ")));
+        assert!(f
+            .iter()
+            .any(|(_, o, why)| o == "skip" && why.starts_with("skipped: ")));
     }
 
     #[test]
@@ -379,6 +436,36 @@ mod tests {
         assert_eq!(
             normalise("<Foo at 0x7f12ab> port 4312"),
             "<Foo at 0x…> port N"
+        );
+    }
+
+    #[test]
+    fn few_failures_are_listed_one_by_one_with_the_known_why() {
+        let few = vec![
+            (
+                "test_events.E.test_timeout_rounding".to_string(),
+                "error".to_string(),
+                "AttributeError: 'Loop' object has no attribute '_run_once'".to_string(),
+            ),
+            (
+                "test_x.T.test_y".to_string(),
+                "fail".to_string(),
+                String::new(),
+            ),
+        ];
+        let text = failures_text(&few);
+        assert!(text.contains("(2 tests)\n"), "{text}");
+        assert!(text.contains("* test_events.E.test_timeout_rounding: `AttributeError"));
+        assert!(text.contains("— asyncio-internal attribute"), "{text}");
+        assert!(text.contains("* test_x.T.test_y: `fail`\n"), "{text}");
+        let many: Vec<_> = (0..=LISTED)
+            .map(|i| (format!("m.T.t{i}"), "error".into(), "OSError: boom".into()))
+            .collect();
+        let text = failures_text(&many);
+        assert!(text.contains("by reason"), "{text}");
+        assert!(
+            text.contains(&format!("* {} × `OSError: boom`", LISTED + 1)),
+            "{text}"
         );
     }
 

@@ -8,8 +8,9 @@ or, to make every new loop an evloop one::
     evloop.install()
 
 The loop runs callbacks, timers, futures, tasks, fd watchers (``add_reader``) and the executor
-natively. Transports, servers, the ``sock_*`` operations, pipes, subprocesses and signal
-handlers are not there yet: those methods raise ``NotImplementedError``.
+natively. Its I/O (``sock_*``, transports, servers, pipes, subprocesses, signal handlers) is
+asyncio's own implementation over those native fd watchers, with subprocesses watched through
+pidfds.
 """
 
 import asyncio as __asyncio
@@ -27,8 +28,13 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(__asyncio.events.BaseDefaultEventLoopPolicy):
-    """The event loop policy whose loops are evloop's (``asyncio.set_event_loop_policy``)."""
+class EventLoopPolicy(__asyncio.DefaultEventLoopPolicy):
+    """The event loop policy whose loops are evloop's (``asyncio.set_event_loop_policy``).
+
+    It is asyncio's Unix policy with evloop's loops, so code that sets or reads the policy's
+    child watcher (Python up to 3.13) keeps working; evloop's loops do not use it: each
+    watches its own children through pidfds.
+    """
 
     _loop_factory = Loop
 

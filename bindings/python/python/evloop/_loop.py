@@ -5,7 +5,8 @@ clock, the timers and the fd watchers, and creates futures and tasks. This modul
 asyncio itself does in Python around that core and what runs once per run rather than once per
 callback: the checks and bookkeeping of ``run_forever`` / ``run_until_complete``, ``close``,
 the exception handler, the default executor, async generator finalisation, and debug-mode
-logging. What is not built yet raises ``NotImplementedError`` saying so.
+logging. The I/O (sockets, transports, servers, pipes, subprocesses, signals) is in
+``_io.py``.
 """
 
 import asyncio
@@ -23,6 +24,7 @@ import weakref
 from asyncio import events, format_helpers, futures, tasks
 
 from ._evloop import LoopCore
+from ._io import IOMixin
 
 __all__ = ("Loop",)
 
@@ -73,23 +75,7 @@ def _stop_when_done(fut):
     futures._get_loop(fut).stop()
 
 
-_NOT_YET = (
-    "evloop does not implement loop.{}() yet (transports, servers, sock_* operations, pipes, "
-    "subprocesses and signal handlers are still to come; asyncio's own loop has it)"
-)
-
-
-def _not_yet(name):
-    def method(self, *args, **kwargs):
-        raise NotImplementedError(_NOT_YET.format(name))
-
-    method.__name__ = name
-    method.__qualname__ = f"Loop.{name}"
-    method.__doc__ = f"Not implemented yet: raises NotImplementedError."
-    return method
-
-
-class Loop(LoopCore, asyncio.AbstractEventLoop):
+class Loop(IOMixin, LoopCore, asyncio.AbstractEventLoop):
     """An asyncio event loop over evloop's native core (``asyncio.AbstractEventLoop``).
 
     A loop is used on the thread that created it; other threads may call
@@ -107,7 +93,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._current_handle = None
         self._origin_tracking = False
         self._origin_tracking_saved_depth = None
-        self._wakeup = None
+        self._init_io()
         if _debug_from_environment():
             self.set_debug(True)
 
@@ -192,53 +178,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         if self.is_running():
             self.call_soon_threadsafe(self._set_origin_tracking, enabled)
 
-    # Ctrl-C: while the loop waits in the kernel no Python code runs, so a signal's Python
-    # handler would wait for the next callback. On the main thread the run points the
-    # interpreter's wake-up fd at a socket the loop watches: the signal wakes the loop, and
-    # the handler runs in the watcher's callback (KeyboardInterrupt ends the run there).
-
-    def _watch_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            return
-        r, w = socket.socketpair()
-        r.setblocking(False)
-        w.setblocking(False)
-        try:
-            previous = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-        except (ValueError, OSError):
-            r.close()
-            w.close()
-            return
-        if previous != -1:
-            # Someone else's wake-up fd: leave it in place.
-            signal.set_wakeup_fd(previous)
-            r.close()
-            w.close()
-            return
-        self._wakeup = (r, w)
-        self._add_reader(r.fileno(), self._drain_wakeup, r)
-
-    def _drain_wakeup(self, r):
-        try:
-            while r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-
-    def _unwatch_signals(self):
-        if self._wakeup is None:
-            return
-        r, w = self._wakeup
-        self._wakeup = None
-        try:
-            signal.set_wakeup_fd(-1)
-        except (ValueError, OSError):
-            pass
-        if not self.is_closed():
-            self.remove_reader(r.fileno())
-        r.close()
-        w.close()
-
     # -- closing -------------------------------------------------------------------------
 
     def close(self):
@@ -255,6 +194,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+        self._close_io()
         self._close()
 
     def __del__(self, _warn=warnings.warn):
@@ -369,16 +309,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         """``socket.getnameinfo`` in the default executor."""
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
-    # -- fd watchers ---------------------------------------------------------------------
-
-    def add_reader(self, fd, callback, *args):
-        """Calls ``callback(*args)`` while ``fd`` is readable."""
-        self._add_reader(fd, callback, *args)
-
-    def add_writer(self, fd, callback, *args):
-        """Calls ``callback(*args)`` while ``fd`` is writable."""
-        self._add_writer(fd, callback, *args)
-
     # -- errors --------------------------------------------------------------------------
 
     def get_exception_handler(self):
@@ -458,36 +388,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _log_slow_callback(self, handle, seconds):
         logger.warning("Executing %r took %.3f seconds", handle, seconds)
-
-    # -- not there yet -------------------------------------------------------------------
-
-    for _name in (
-        "create_connection",
-        "create_server",
-        "create_unix_connection",
-        "create_unix_server",
-        "create_datagram_endpoint",
-        "connect_accepted_socket",
-        "connect_read_pipe",
-        "connect_write_pipe",
-        "subprocess_exec",
-        "subprocess_shell",
-        "sendfile",
-        "start_tls",
-        "sock_recv",
-        "sock_recv_into",
-        "sock_recvfrom",
-        "sock_recvfrom_into",
-        "sock_sendall",
-        "sock_sendto",
-        "sock_connect",
-        "sock_accept",
-        "sock_sendfile",
-        "add_signal_handler",
-        "remove_signal_handler",
-    ):
-        locals()[_name] = _not_yet(_name)
-    del _name
 
 
 def _check_callable(func, method):
