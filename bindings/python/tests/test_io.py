@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 import evloop
@@ -252,6 +253,23 @@ class SubprocessTests(LoopTestCase):
         self.assertEqual(zombies_of(os.getpid()), [])
         self.assertEqual(self.loop._children, {})
         self.assertEqual(fd_count(), before)
+
+    def test_a_child_still_running_when_the_loop_closes_is_reaped(self):
+        async def main():
+            proc = await asyncio.create_subprocess_exec("sleep", "0.2")
+            return proc.pid, proc._transport
+
+        pid, transport = self.loop.run_until_complete(asyncio.wait_for(main(), 10))
+        self.assertIn(pid, self.loop._children)
+        self.loop.close()
+        self.assertEqual(self.loop._children, {})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "the child was not reaped")
+        # The transport's pipes are the transport's (its process is gone).
+        transport._proc.returncode = 0
+        transport.close()
 
     def test_the_policy_keeps_asyncio_s_child_watcher_api(self):
         if sys.version_info >= (3, 14):

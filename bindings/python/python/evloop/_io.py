@@ -104,6 +104,14 @@ class _WatcherKeys:
         return selectors.SelectorKey(fd, fd, events, (reader, writer))
 
 
+def _reap(pid):
+    """Waits for the child ``pid`` (of a closed loop) and reaps it."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def _sighandler_noop(signum, frame):
     """The Python-level handler of a signal the loop handles: the wake-up fd does the work."""
 
@@ -223,10 +231,14 @@ class IOMixin:
         transp._process_exited(returncode)
 
     def _close_children(self):
-        """The loop closes: its pidfds are closed; the children themselves are the
-        transports' (``transport.close()`` kills them)."""
-        for pidfd in self._children.values():
+        """The loop closes: its pidfds are closed, and a child still running is reaped by a
+        thread when it exits (so it does not stay a zombie); its transport is not told, the
+        loop being closed."""
+        for pid, pidfd in self._children.items():
             os.close(pidfd)
+            threading.Thread(
+                target=_reap, args=(pid,), name=f"evloop-reap-{pid}", daemon=True
+            ).start()
         self._children.clear()
 
     # -- signals -------------------------------------------------------------------------
