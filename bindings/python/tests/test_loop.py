@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import unittest
@@ -308,6 +309,29 @@ class ExceptionTests(LoopTestCase):
         self.assertIs(ctx["handle"], h)
         self.assertTrue(ctx["message"].startswith("Exception in callback"), ctx["message"])
         self.assertIn("bad", ctx["message"])
+
+    def test_the_handler_runs_in_the_failing_code_s_context_from_python_3_12(self):
+        # asyncio 3.12+ calls a custom handler in the context of the failing handle or task;
+        # 3.11 and before, in the loop's.
+        expected = "set by the callback" if sys.version_info >= (3, 12) else "unset"
+        seen = []
+        self.loop.set_exception_handler(lambda loop, ctx: seen.append(VAR.get()))
+
+        def bad():
+            VAR.set("set by the callback")
+            raise ValueError("in a callback")
+
+        async def bad_task():
+            VAR.set("set by the callback")
+            raise ValueError("in a task")
+
+        self.loop.call_soon(bad)
+        self.run_briefly()
+        task = self.loop.create_task(bad_task())
+        self.loop.run_until_complete(asyncio.sleep(0.01))
+        del task
+        gc.collect()
+        self.assertEqual(seen, [expected, expected])
 
     def test_the_default_handler_logs_with_the_traceback(self):
         def bad():

@@ -31,10 +31,14 @@ __all__ = ("IOMixin",)
 
 def _borrow(cls, names):
     """The functions ``names`` of asyncio's class ``cls``, by name (none of them uses
-    ``super()``, so they run unchanged on another class)."""
+    ``super()``, so they run unchanged on another class). A name this Python's asyncio does
+    not have is left out (``sock_recvfrom`` and ``sock_sendto`` came in 3.11): the loop then
+    lacks it as asyncio's own loop does."""
     out = {}
     for name in names.split():
-        func = cls.__dict__[name]
+        func = cls.__dict__.get(name)
+        if func is None:
+            continue
         assert "__class__" not in func.__code__.co_freevars, name
         out[name] = func
     return out

@@ -365,7 +365,11 @@ class Loop(IOMixin, LoopCore, asyncio.AbstractEventLoop):
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            ctx = _context_of(context) if _HANDLER_IN_CONTEXT else None
+            if ctx is not None:
+                ctx.run(handler, self, context)
+            else:
+                handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -388,6 +392,26 @@ class Loop(IOMixin, LoopCore, asyncio.AbstractEventLoop):
 
     def _log_slow_callback(self, handle, seconds):
         logger.warning("Executing %r took %.3f seconds", handle, seconds)
+
+
+# From Python 3.12 on, asyncio calls a custom exception handler in the context of the task,
+# future or handle that failed (so it sees the context variables the failing code set).
+_HANDLER_IN_CONTEXT = sys.version_info >= (3, 12)
+
+
+def _context_of(context):
+    """The ``contextvars.Context`` of what an exception handler's ``context`` is about: its
+    task, else its future (a task may be there), else its handle; ``None`` if none has one."""
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    get_context = getattr(thing, "get_context", None)
+    if get_context is None:
+        return None
+    ctx = get_context()
+    return ctx if hasattr(ctx, "run") else None
 
 
 def _check_callable(func, method):
