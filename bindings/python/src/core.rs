@@ -552,6 +552,13 @@ impl LoopCore {
         this.check_closed()?;
         let core = this.core()?;
         let context = context.filter(|c| !c.is_none());
+        if context.is_some() && py.version_info() < (3, 11) {
+            return Err(PyTypeError::new_err(
+                "create_task() takes a context only on Python 3.11 and later (asyncio.Task \
+                 has no context parameter before): run the task's coroutine inside \
+                 context.run() instead",
+            ));
+        }
         let name = name.filter(|n| !n.is_none());
         let factory = core
             .state

@@ -466,7 +466,13 @@ class FutureTaskTests(LoopTestCase):
 
         ctx = contextvars.copy_context()
         ctx.run(VAR.set, "task context")
-        task = self.loop.create_task(coro(), name="named", context=ctx)
+        if sys.version_info < (3, 11):
+            # asyncio.Task has no context before 3.11.
+            with self.assertRaisesRegex(TypeError, "only on Python 3.11"):
+                self.loop.create_task(coro(), context=ctx)
+            task = ctx.run(self.loop.create_task, coro(), name="named")
+        else:
+            task = self.loop.create_task(coro(), name="named", context=ctx)
         self.assertIsInstance(task, asyncio.Task)
         self.assertEqual(task.get_name(), "named")
         self.assertEqual(self.loop.run_until_complete(task), "task context")

@@ -64,7 +64,7 @@ _BORROWED.update(
         selector_events.BaseSelectorEventLoop,
         """
         _make_socket_transport _make_ssl_transport _make_datagram_transport
-        _start_serving _accept_connection _accept_connection2 _stop_serving
+        _start_serving _accept_connection _accept_connection2
         _ensure_fd_no_transport _sendfile_native
         sock_recv _sock_recv sock_recv_into _sock_recv_into _sock_read_done
         sock_recvfrom _sock_recvfrom sock_recvfrom_into _sock_recvfrom_into
@@ -134,8 +134,13 @@ class IOMixin:
     _remove_reader = LoopCore.remove_reader
     _remove_writer = LoopCore.remove_writer
 
+    _selector_stop_serving = selector_events.BaseSelectorEventLoop._stop_serving
+
     def _init_io(self):
         self._transports = weakref.WeakValueDictionary()
+        # Unix servers whose socket file goes when they close (Python 3.13+'s
+        # create_unix_server(cleanup_socket=True)): listening socket → the file's inode.
+        self._unix_server_sockets = {}
         self._signal_handlers = {}
         self._children = {}
         # The socket pair whose write end is the interpreter's wake-up fd, and whether it is
@@ -168,6 +173,21 @@ class IOMixin:
         """Stops watching ``fd`` for writing; whether a writer was registered."""
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
+
+    def _stop_serving(self, sock):
+        """A server stops listening on ``sock``: the watcher goes, the socket is closed, and
+        a Unix socket file the server made is removed if it is still the server's."""
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        self._selector_stop_serving(sock)
+        if path is not None:
+            inode = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # -- subprocesses --------------------------------------------------------------------
 
