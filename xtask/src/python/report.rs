@@ -211,35 +211,50 @@ pub fn section(
         }
         s.push('\n');
     }
-    if versions.iter().any(|(s, _)| s == "evloop") {
-        let failures = r.failures("evloop", &modules);
-        s.push_str(&failures_text(&failures));
+    // evloop first, then the other loops the table compares with.
+    let mut listed: Vec<&str> = versions
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .filter(|s| *s != "stdlib")
+        .collect();
+    listed.sort_by_key(|s| *s != "evloop");
+    for subject in listed {
+        let failures = r.failures(subject, &modules);
+        s.push_str(&failures_text(subject, &failures));
     }
     s.push_str(SECTION_CLOSE);
     s.push('\n');
     s
 }
 
-/// Why a failure that is not a defect of evloop happens, for reasons known to have one.
-const EXPLAINED: [(&str, &str); 2] = [
+/// What a failure means, for reasons known to have a cause outside the loop's behaviour.
+const EXPLAINED: [(&str, &str); 4] = [
     (
         "has no attribute '_run_once'",
         "asyncio-internal attribute: the test wraps the selector loop's private `_run_once` to \
-         count iterations; evloop's iterations are native and call no Python `_run_once`",
+         count iterations; the loop's iterations are native and call no Python `_run_once`",
     ),
     (
         "loop is not a BaseSelectorEventLoop",
         "class identity: the test reads the selector loop's private self-pipe (`_internal_fds`, \
          `_csock`) and skips itself on any other loop class",
     ),
+    (
+        "is not an instance of <class 'asyncio.transports.",
+        "class identity: the loop's transports are not subclasses of asyncio's transport classes",
+    ),
+    (
+        "has no attribute '_stop_serving'",
+        "asyncio-internal attribute: the test calls the selector loop's private `_stop_serving`",
+    ),
 ];
 
 /// How many failures are listed one by one; more are grouped by reason.
-const LISTED: usize = 40;
+const LISTED: usize = 50;
 
-/// evloop's failures: one by one with their reasons (and why, when known) when there are few,
+/// A loop's failures: one by one with their reasons (and why, when known) when there are few,
 /// grouped by reason otherwise.
-fn failures_text(failures: &[(String, String, String)]) -> String {
+fn failures_text(subject: &str, failures: &[(String, String, String)]) -> String {
     let mut s = String::new();
     let why = |reason: &str| {
         EXPLAINED
@@ -250,15 +265,13 @@ fn failures_text(failures: &[(String, String, String)]) -> String {
     };
     if failures.len() <= LISTED {
         s.push_str(&format!(
-            "### What fails on evloop ({} tests)
-
-",
+            "### What fails on {subject} ({} tests)\n\n",
             failures.len()
         ));
-        s.push_str(
+        s.push_str(&format!(
             "With tracebacks in `target/python/conformance/summary.json` and \
-             `evloop/<module>.jsonl` after a run.\n\n",
-        );
+             `{subject}/<module>.jsonl` after a run.\n\n"
+        ));
         for (test, outcome, reason) in failures {
             let reason = if reason.is_empty() { outcome } else { reason };
             let first = reason.lines().next().unwrap_or_default().replace('`', "'");
@@ -279,13 +292,13 @@ fn failures_text(failures: &[(String, String, String)]) -> String {
     let mut sorted: Vec<(String, usize)> = by_reason.into_iter().collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     s.push_str(&format!(
-        "### What fails on evloop ({} tests), by reason\n\n",
+        "### What fails on {subject} ({} tests), by reason\n\n",
         failures.len()
     ));
-    s.push_str(
+    s.push_str(&format!(
         "The per-test list, with tracebacks, is in \
-         `target/python/conformance/summary.json` and `evloop/<module>.jsonl` after a run.\n\n",
-    );
+         `target/python/conformance/summary.json` and `{subject}/<module>.jsonl` after a run.\n\n"
+    ));
     for (reason, n) in sorted.iter().take(LISTED) {
         s.push_str(&format!(
             "* {n} × `{}`{}\n",
@@ -453,15 +466,18 @@ mod tests {
                 String::new(),
             ),
         ];
-        let text = failures_text(&few);
-        assert!(text.contains("(2 tests)\n"), "{text}");
+        let text = failures_text("evloop", &few);
+        assert!(
+            text.contains("### What fails on evloop (2 tests)\n"),
+            "{text}"
+        );
         assert!(text.contains("* test_events.E.test_timeout_rounding: `AttributeError"));
         assert!(text.contains("— asyncio-internal attribute"), "{text}");
         assert!(text.contains("* test_x.T.test_y: `fail`\n"), "{text}");
         let many: Vec<_> = (0..=LISTED)
             .map(|i| (format!("m.T.t{i}"), "error".into(), "OSError: boom".into()))
             .collect();
-        let text = failures_text(&many);
+        let text = failures_text("evloop", &many);
         assert!(text.contains("by reason"), "{text}");
         assert!(
             text.contains(&format!("* {} × `OSError: boom`", LISTED + 1)),
