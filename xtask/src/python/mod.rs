@@ -1,8 +1,9 @@
 //! `cargo xtask test --python`: the Python package and CPython's own asyncio tests.
 //!
-//! 1. A venv under the target dir (`<target>/python/venv`), made with the interpreter given by
-//!    `--python` (or `$EVLOOP_PYTHON`, else `python3`), which must have CPython's `test`
-//!    package (`test.test_asyncio`).
+//! 1. A venv under the target dir (`<target>/python/venv-<major>.<minor>`), made with the
+//!    interpreter given by `--python-bin` (or `$EVLOOP_PYTHON`, else `python3`), which must
+//!    have CPython's `test` package (`test.test_asyncio`). Each interpreter version has its
+//!    own venv, so a run on another version (`--python-bin python3.12`) keeps the others.
 //! 2. Into it, with pip: maturin (to build the package), and uvloop and rloop, the loops the
 //!    table compares with (a subject that does not install is left out, with a note).
 //! 3. When `bindings/python/` exists: the package, built with `maturin develop --release`
@@ -156,8 +157,10 @@ fn tail(text: &str, n: usize) -> String {
         .join("\n")
 }
 
-/// The venv's interpreter, made (or remade for another interpreter version) as needed.
-fn venv(python: &str, dir: &Path) -> Result<PathBuf, String> {
+/// The interpreter of the venv for `python`'s version, `<base>/venv-<major>.<minor>` (one per
+/// version, so that runs on several interpreters keep their installs), made (or remade for
+/// another patch release) as needed.
+fn venv(python: &str, base: &Path) -> Result<PathBuf, String> {
     let probe = Command::new(python)
         .args([
             "-c",
@@ -174,6 +177,8 @@ fn venv(python: &str, dir: &Path) -> Result<PathBuf, String> {
         ));
     }
     let version = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let dir = &base.join(format!("venv-{}", minor.join(".")));
     let venv_python = dir.join("bin/python");
     let stamp = dir.join("evloop-python-version");
     let current = std::fs::read_to_string(&stamp).unwrap_or_default();
@@ -409,7 +414,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         }
     };
     let target = target_dir(root);
-    let py = match venv(&o.python, &target.join("python/venv")) {
+    let py = match venv(&o.python, &target.join("python")) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask: {e}");
