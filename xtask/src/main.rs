@@ -1,4 +1,5 @@
-//! evloop's task runner: `cargo xtask test` (the whole check matrix), `cargo xtask bench`,
+//! evloop's task runner: `cargo xtask test` (the whole check matrix; `--python`: the Python
+//! package and CPython's asyncio tests against it), `cargo xtask bench`,
 //! `cargo xtask memcheck` (valgrind and LeakSanitizer), `cargo xtask conformance` (keeps
 //! CONFORMANCE.md true), `cargo xtask modgraph` (no module import cycles) and
 //! `cargo xtask mutants` (mutation testing).
@@ -18,6 +19,7 @@ mod instructions;
 mod memcheck;
 mod modgraph;
 mod mutants;
+mod python;
 mod svg;
 mod tls_echo;
 mod tools;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     std::env::set_current_dir(&root).expect("cd to the workspace root");
     match args.first().map(String::as_str) {
+        Some("test") if args.iter().any(|a| a == "--python") => python::run(&root, &args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("memcheck") => memcheck::run(),
@@ -36,12 +39,14 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--heavy] [--quick]
+       {}
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask modgraph
        cargo xtask conformance [--write]
        cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
-                           [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]"
+                           [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]",
+                python::USAGE
             );
             ExitCode::from(2)
         }

@@ -1,0 +1,176 @@
+//! What the callbacks of a loop need to know about it ([`State`]): the Python loop object while
+//! it runs (for `call_exception_handler`), its debug settings, the `call_soon` callbacks still
+//! queued and the GIL (see [`crate::gil`]), and where a `KeyboardInterrupt` or `SystemExit`
+//! raised by a callback waits while the loop unwinds.
+//!
+//! Callbacks scheduled on the loop's thread hold the state; those scheduled from other threads
+//! find it through a thread-local set while the loop runs (one loop runs on a thread at a time,
+//! asyncio's rule, checked before a run starts).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::gil::Gil;
+use crate::handle::Handle;
+
+/// The debug settings of a loop, readable from any thread.
+pub struct Flags {
+    /// `get_debug()`.
+    pub debug: AtomicBool,
+    /// `slow_callback_duration`, as the bits of an `f64`.
+    slow: AtomicU64,
+    /// `call_soon_threadsafe` callbacks queued and not yet run or dropped. Changed only by
+    /// threads that hold the GIL, so a callback (which holds it) never sees a callback half
+    /// queued.
+    remote_pending: AtomicUsize,
+}
+
+impl Flags {
+    /// Debug off, slow callbacks from 100 ms (asyncio's defaults).
+    pub fn new() -> Flags {
+        Flags {
+            debug: AtomicBool::new(false),
+            slow: AtomicU64::new(0.1f64.to_bits()),
+            remote_pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// `slow_callback_duration` in seconds.
+    pub fn slow(&self) -> f64 {
+        f64::from_bits(self.slow.load(Ordering::Relaxed))
+    }
+
+    /// Sets `slow_callback_duration`.
+    pub fn set_slow(&self, secs: f64) {
+        self.slow.store(secs.to_bits(), Ordering::Relaxed)
+    }
+
+    /// Whether debug mode is on.
+    #[inline]
+    pub fn debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+}
+
+/// The per-loop state kept on the loop's thread.
+pub struct State {
+    /// `call_soon` callbacks queued and not yet run or dropped.
+    pub pending: Cell<usize>,
+    /// The GIL during a run.
+    pub gil: Gil,
+    /// Debug settings (shared with the Python object, for other threads).
+    pub flags: Arc<Flags>,
+    /// The task factory (`set_task_factory`).
+    pub task_factory: RefCell<Option<Py<PyAny>>>,
+    /// The Python loop object, while it runs.
+    pub pyloop: RefCell<Option<Py<PyAny>>>,
+    /// A `KeyboardInterrupt` / `SystemExit` (or an error of the exception handler) that ends
+    /// the run, kept while the loop unwinds.
+    pub fatal: RefCell<Option<PyErr>>,
+    /// The handle of each fd watcher, by fd and direction (`true`: reading), as asyncio's
+    /// selector keeps them: a watcher replaced or removed has its handle cancelled, and a
+    /// watcher whose handle was cancelled is removed when its fd is next ready.
+    pub watchers: RefCell<HashMap<(RawFd, bool), Py<Handle>>>,
+}
+
+impl State {
+    pub fn new(flags: Arc<Flags>) -> State {
+        State {
+            pending: Cell::new(0),
+            gil: Gil::default(),
+            flags,
+            task_factory: RefCell::new(None),
+            pyloop: RefCell::new(None),
+            fatal: RefCell::new(None),
+            watchers: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A callback ends: the GIL is given up unless more Python callbacks are queued.
+    #[inline]
+    pub fn leave(&self) {
+        let remote = self.flags.remote_pending.load(Ordering::Relaxed);
+        self.gil.leave(self.pending.get() + remote);
+    }
+
+    /// Ends the run with `err`: kept for `run_forever` to raise, and the loop unwinds at once
+    /// (the rest of the iteration does not run, as in asyncio).
+    pub fn fatal(&self, err: PyErr) -> ! {
+        self.fatal.borrow_mut().get_or_insert(err);
+        loop_core::fatal("a Python callback raised KeyboardInterrupt or SystemExit")
+    }
+}
+
+/// Counts one queued `call_soon` callback while it lives: made when the callback is queued,
+/// taken when it runs, dropped (uncounted) when it is cancelled or the loop closes.
+pub struct Pending(Option<Rc<State>>);
+
+impl Pending {
+    #[inline]
+    pub fn new(state: &Rc<State>) -> Pending {
+        state.pending.set(state.pending.get() + 1);
+        Pending(Some(state.clone()))
+    }
+
+    /// The callback runs: it no longer counts. Returns the state.
+    #[inline]
+    pub fn take(mut self) -> Rc<State> {
+        let s = self.0.take().expect("taken once");
+        s.pending.set(s.pending.get() - 1);
+        s
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.pending.set(s.pending.get() - 1);
+        }
+    }
+}
+
+/// [`Pending`] for `call_soon_threadsafe` (any thread; see [`Flags`]).
+pub struct RemotePending(Option<Arc<Flags>>);
+
+impl RemotePending {
+    pub fn new(flags: &Arc<Flags>) -> RemotePending {
+        flags.remote_pending.fetch_add(1, Ordering::Relaxed);
+        RemotePending(Some(flags.clone()))
+    }
+
+    /// The callback runs: it no longer counts.
+    #[inline]
+    pub fn take(mut self) {
+        if let Some(f) = self.0.take() {
+            f.remote_pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for RemotePending {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f.remote_pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+thread_local! {
+    static RUNNING: RefCell<Option<Rc<State>>> = const { RefCell::new(None) };
+}
+
+/// Sets (or clears) the running loop of this thread; returns the previous one.
+pub fn set(r: Option<Rc<State>>) -> Option<Rc<State>> {
+    RUNNING.with(|c| std::mem::replace(&mut *c.borrow_mut(), r))
+}
+
+/// The state of the loop running on this thread.
+pub fn get() -> Option<Rc<State>> {
+    RUNNING.with(|c| c.borrow().clone())
+}

@@ -1,0 +1,351 @@
+"""The loop's I/O as asyncio code sees it: fd watcher handles, sockets, TCP / Unix / UDP
+transports and servers, pipes, subprocesses and signal handlers, over real sockets, pipes,
+processes and signals. Each test checks that what it opened is closed (fd counts) and that
+children are reaped.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import evloop
+
+from .test_loop import LoopTestCase, fd_count
+
+
+class WatcherHandleTests(LoopTestCase):
+    def test_a_replaced_or_removed_watcher_has_its_handle_cancelled(self):
+        a, b = socket.socketpair()
+        with a, b:
+            h1 = self.loop._add_reader(a.fileno(), self.fired.append, 1)
+            h2 = self.loop._add_reader(a.fileno(), self.fired.append, 2)
+            self.assertTrue(h1.cancelled())
+            self.assertFalse(h2.cancelled())
+            self.assertIs(self.loop._watchers(a)[0], h2)
+            self.assertTrue(self.loop.remove_reader(a))
+            self.assertTrue(h2.cancelled())
+            self.assertEqual(self.loop._watchers(a), (None, None))
+            self.assertFalse(self.loop.remove_reader(a))
+
+    def test_a_watcher_whose_handle_was_cancelled_goes_when_its_fd_is_ready(self):
+        a, b = socket.socketpair()
+        with a, b:
+            h = self.loop._add_reader(a.fileno(), self.fired.append, "ran")
+            h.cancel()
+            b.send(b"x")
+            # A loop that only runs callbacks may skip polling for a few iterations: give
+            # it time to poll.
+            self.loop.run_until_complete(asyncio.sleep(0.05))
+            self.assertEqual(self.fired, [])
+            self.assertEqual(self.loop._watchers(a), (None, None))
+
+    def test_a_sock_recv_cancelled_then_restarted_gets_the_data(self):
+        # The cancelled recv's clean-up must not remove the watcher of the recv that
+        # replaced it (asyncio's racing tests).
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def main():
+            first = asyncio.ensure_future(self.loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            # The second recv starts (and replaces the first's watcher) before the first's
+            # clean-up runs.
+            second = asyncio.ensure_future(self.loop.sock_recv(a, 10))
+            first.cancel()
+            await asyncio.sleep(0)
+            b.send(b"hello")
+            return await asyncio.wait_for(second, 5)
+
+        with a, b:
+            self.assertEqual(self.loop.run_until_complete(main()), b"hello")
+
+    def test_public_watchers_refuse_a_transport_s_fd(self):
+        a, b = socket.socketpair()
+
+        async def main():
+            transport, _ = await self.loop.connect_accepted_socket(asyncio.Protocol, a)
+            try:
+                with self.assertRaisesRegex(RuntimeError, "is used by transport"):
+                    self.loop.add_reader(a.fileno(), print)
+            finally:
+                transport.close()
+                await asyncio.sleep(0)
+
+        with b:
+            self.loop.run_until_complete(main())
+
+
+class EchoProtocol(asyncio.Protocol):
+    lost = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.done = asyncio.get_running_loop().create_future()
+        EchoProtocol.lost.append(self.done)
+
+    def connection_lost(self, exc):
+        self.done.set_result(exc)
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class SocketTests(LoopTestCase):
+    def test_sock_operations_over_tcp(self):
+        before = fd_count()
+
+        async def main():
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.setblocking(False)
+            client = socket.socket()
+            client.setblocking(False)
+            with listener, client:
+                accepting = asyncio.ensure_future(self.loop.sock_accept(listener))
+                await self.loop.sock_connect(client, listener.getsockname())
+                server, _ = await asyncio.wait_for(accepting, 5)
+                with server:
+                    payload = os.urandom(1 << 20)
+                    sending = asyncio.ensure_future(self.loop.sock_sendall(client, payload))
+                    got = bytearray()
+                    while len(got) < len(payload):
+                        got += await self.loop.sock_recv(server, 65536)
+                    await sending
+                    self.assertEqual(bytes(got), payload)
+                    buf = bytearray(4)
+                    await self.loop.sock_sendall(server, b"ping")
+                    n = await self.loop.sock_recv_into(client, buf)
+                    self.assertEqual(buf[:n], b"ping"[:n])
+
+        self.loop.run_until_complete(asyncio.wait_for(main(), 10))
+        self.assertEqual(fd_count(), before)
+
+    def test_tcp_server_and_client_streams(self):
+        before = fd_count()
+
+        async def main():
+            server = await self.loop.create_server(EchoProtocol, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"hello\n")
+            line = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+            # The server side closes its transport when it reads the end of the stream.
+            await asyncio.gather(*EchoProtocol.lost)
+            EchoProtocol.lost.clear()
+            return line
+
+        self.assertEqual(self.loop.run_until_complete(asyncio.wait_for(main(), 10)), b"hello\n")
+        self.assertEqual(fd_count(), before)
+
+    def test_unix_server_and_datagrams(self):
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "sock")
+                server = await self.loop.create_unix_server(EchoProtocol, path)
+                reader, writer = await asyncio.open_unix_connection(path)
+                writer.write(b"unix\n")
+                line = await reader.readline()
+                writer.close()
+                await writer.wait_closed()
+                server.close()
+                await server.wait_closed()
+                await asyncio.gather(*EchoProtocol.lost)
+                EchoProtocol.lost.clear()
+                # From Python 3.13 on, a Unix server removes its socket file when it closes.
+                self.assertEqual(os.path.exists(path), sys.version_info < (3, 13))
+
+            got = self.loop.create_future()
+
+            class Receiver(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.set_result(data)
+
+            rx, _ = await self.loop.create_datagram_endpoint(Receiver, local_addr=("127.0.0.1", 0))
+            tx, _ = await self.loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=rx.get_extra_info("sockname")
+            )
+            tx.sendto(b"udp")
+            data = await got
+            tx.close()
+            rx.close()
+            await asyncio.sleep(0)
+            return line, data
+
+        before = fd_count()
+        out = self.loop.run_until_complete(asyncio.wait_for(main(), 10))
+        self.assertEqual(out, (b"unix\n", b"udp"))
+        self.assertEqual(fd_count(), before)
+
+
+class PipeTests(LoopTestCase):
+    def test_read_and_write_pipes(self):
+        rfd, wfd = os.pipe()
+
+        async def main():
+            reader = asyncio.StreamReader()
+            rtransport, _ = await self.loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(rfd, "rb", 0)
+            )
+            wtransport, _ = await self.loop.connect_write_pipe(
+                asyncio.Protocol, os.fdopen(wfd, "wb", 0)
+            )
+            wtransport.write(b"through the pipe")
+            wtransport.close()
+            data = await reader.read()
+            rtransport.close()
+            await asyncio.sleep(0)
+            return data
+
+        before = fd_count() - 2
+        self.assertEqual(
+            self.loop.run_until_complete(asyncio.wait_for(main(), 10)), b"through the pipe"
+        )
+        self.assertEqual(fd_count(), before)
+
+
+def zombies_of(pid):
+    """This process's children that are zombies (``/proc``)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+class SubprocessTests(LoopTestCase):
+    def test_exit_codes_output_and_no_zombie_or_fd_left(self):
+        before = fd_count()
+
+        async def main():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "import sys; sys.stdout.write(sys.stdin.read().upper()); sys.exit(3)",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            out, _ = await proc.communicate(b"shout")
+            killed = await asyncio.create_subprocess_shell("sleep 30")
+            killed.kill()
+            return out, proc.returncode, await killed.wait()
+
+        asyncio.set_event_loop(self.loop)
+        out = self.loop.run_until_complete(asyncio.wait_for(main(), 20))
+        self.assertEqual(out, (b"SHOUT", 3, -signal.SIGKILL))
+        self.assertEqual(zombies_of(os.getpid()), [])
+        self.assertEqual(self.loop._children, {})
+        self.assertEqual(fd_count(), before)
+
+    def test_a_child_still_running_when_the_loop_closes_is_reaped(self):
+        async def main():
+            proc = await asyncio.create_subprocess_exec("sleep", "0.2")
+            return proc.pid, proc._transport
+
+        pid, transport = self.loop.run_until_complete(asyncio.wait_for(main(), 10))
+        self.assertIn(pid, self.loop._children)
+        self.loop.close()
+        self.assertEqual(self.loop._children, {})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "the child was not reaped")
+        # The transport's pipes are the transport's (its process is gone).
+        transport._proc.returncode = 0
+        transport.close()
+
+    def test_the_policy_keeps_asyncio_s_child_watcher_api(self):
+        if sys.version_info >= (3, 14):
+            self.skipTest("asyncio has no child watchers any more")
+        policy = evloop.EventLoopPolicy()
+        watcher = asyncio.SafeChildWatcher()
+        policy.set_child_watcher(watcher)
+        self.assertIs(policy.get_child_watcher(), watcher)
+        policy.set_child_watcher(None)
+        watcher.close()
+
+
+class SignalTests(LoopTestCase):
+    def setUp(self):
+        super().setUp()
+        if threading.current_thread() is not threading.main_thread():
+            self.skipTest("signal handlers need the main thread")
+
+    def test_a_signal_runs_its_handler_on_the_loop_and_removal_restores_the_default(self):
+        before = fd_count()
+        got = []
+
+        def handler(*args):
+            got.append(args)
+            self.loop.stop()
+
+        self.loop.add_signal_handler(signal.SIGUSR1, handler, "usr1")
+        # The wake-up fd stays installed between runs while a handler is registered.
+        self.assertNotEqual(signal.set_wakeup_fd(-1), -1)
+        signal.set_wakeup_fd(self.loop._wakeup[1].fileno())
+        self.guard(10)
+        self.loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1)
+        self.loop.run_forever()
+        self.assertFalse(self.watchdog_fired)
+        self.assertEqual(got, [("usr1",)])
+        self.assertTrue(self.loop.remove_signal_handler(signal.SIGUSR1))
+        self.assertFalse(self.loop.remove_signal_handler(signal.SIGUSR1))
+        self.assertEqual(signal.getsignal(signal.SIGUSR1), signal.SIG_DFL)
+        self.assertEqual(signal.set_wakeup_fd(-1), -1)
+        self.assertEqual(fd_count(), before)
+
+    def test_bad_handlers_and_signals_are_refused_and_close_removes_handlers(self):
+        async def coro():
+            pass
+
+        with self.assertRaises(TypeError):
+            self.loop.add_signal_handler(signal.SIGUSR2, coro)
+        with self.assertRaises(ValueError):
+            self.loop.add_signal_handler(0, print)
+        with self.assertRaisesRegex(RuntimeError, "cannot be caught"):
+            self.loop.add_signal_handler(signal.SIGKILL, print)
+        self.loop.add_signal_handler(signal.SIGUSR2, print)
+        self.loop.close()
+        self.assertEqual(signal.getsignal(signal.SIGUSR2), signal.SIG_DFL)
+        self.assertEqual(signal.set_wakeup_fd(-1), -1)
+
+    def test_off_the_main_thread_it_is_a_runtime_error(self):
+        errors = []
+
+        def other():
+            lp = evloop.new_event_loop()
+            try:
+                lp.add_signal_handler(signal.SIGUSR1, print)
+            except RuntimeError as exc:
+                errors.append(exc)
+            finally:
+                lp.close()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(10)
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(signal.getsignal(signal.SIGUSR1), signal.SIG_DFL)
+
+
+if __name__ == "__main__":
+    unittest.main()
