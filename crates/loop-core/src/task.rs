@@ -402,7 +402,8 @@ impl<T: 'static> Future for Task<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let cur = current();
         if let Some(t) = &cur {
-            if Rc::ptr_eq(&(self.inner.clone() as Rc<dyn TaskDyn>), t) {
+            // The same allocation (compared by address: no reference count is touched).
+            if std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(t)) {
                 return Poll::Ready(Err(Error::invalid_state("Task cannot await on itself")));
             }
             if let Some(c) = t.take_pending_cancel() {
@@ -975,6 +976,9 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
         w.wake();
     }
     let callbacks = h.take_callbacks();
+    if callbacks.is_empty() {
+        return;
+    }
     if let Some(lp) = lp {
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
