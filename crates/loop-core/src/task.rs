@@ -54,11 +54,13 @@ pub(crate) trait TaskDyn {
 }
 
 impl dyn TaskDyn {
+    #[inline]
     pub(crate) fn loop_id(&self) -> u64 {
         self.header().loop_id
     }
 
     /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
+    #[inline]
     pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
         let h = self.header();
         let msg = h.take_must_cancel()?;
@@ -150,11 +152,13 @@ impl Header {
     }
 
     /// Applies `f` to the cold state if it exists (without creating it).
+    #[inline]
     pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
         self.cold.borrow_mut().as_deref_mut().map(f)
     }
 
     /// Takes the cancellation waiting to be delivered, if any.
+    #[inline]
     pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
         self.if_cold(|c| c.must_cancel.take()).flatten()
     }
@@ -456,10 +460,22 @@ impl<T: 'static> Future for Task<T> {
 }
 
 impl<T> Drop for TaskInner<T> {
+    #[inline]
     fn drop(&mut self) {
-        if self.header.retrieved.get() {
-            return;
+        // Only a failure nobody read is reported; a task that ended well (or whose outcome
+        // was read) has nothing to do here.
+        if !self.header.retrieved.get()
+            && matches!(*self.result.get_mut(), crate::future::Slot::Done(Err(_)))
+        {
+            self.report_unretrieved();
         }
+    }
+}
+
+impl<T> TaskInner<T> {
+    /// Reports "Task exception was never retrieved" for a failed task being dropped.
+    #[cold]
+    fn report_unretrieved(&mut self) {
         if let crate::future::Slot::Done(Err(e)) =
             std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken)
         {
@@ -937,12 +953,19 @@ where
 }
 
 /// Reports a task dropped while pending (CORE-47): its body was dropped without having
-/// finished, because the loop was closed or dropped, or nothing can wake it any more.
+/// finished, because the loop was closed or dropped, or nothing can wake it any more. A
+/// finished task (the common case) costs one flag test here.
+#[inline]
 fn dropped_pending<T: 'static>(task: &Rc<TaskInner<T>>) {
-    let h = &task.header;
-    if h.finished.get() {
-        return;
+    if !task.header.finished.get() {
+        dropped_pending_slow(task);
     }
+}
+
+/// [`dropped_pending`] for a task that did not finish.
+#[cold]
+fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
+    let h = &task.header;
     h.finished.set(true);
     h.cancelled.set(true);
     h.retrieved.set(true);
@@ -970,7 +993,7 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     }
     h.finished.set(true);
     *task.result.borrow_mut() = crate::future::Slot::Done(r);
-    let lp = h.release().map(|inner| EventLoop { inner });
+    let lp = h.release();
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
@@ -979,7 +1002,8 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     if callbacks.is_empty() {
         return;
     }
-    if let Some(lp) = lp {
+    if let Some(inner) = lp {
+        let lp = EventLoop { inner };
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
         };
@@ -1003,8 +1027,10 @@ where
         slot.set(None);
         return Poll::Ready(());
     }
+    // The loop's state, not an `EventLoop` handle: a step never drops the last handle (the
+    // running loop holds one), so the handle's close-on-drop check is not needed here.
     let lp = match h.lp.upgrade() {
-        Some(inner) if !inner.closed_flag() => EventLoop { inner },
+        Some(inner) if !inner.closed_flag() => inner,
         // The loop is closed: drop the body here; the pending guard reports the task when the
         // wrapper ends.
         _ => {
@@ -1034,19 +1060,24 @@ where
         }
     }
     let me: Rc<dyn TaskDyn> = task.clone();
-    let prev = CURRENT.with(|c| c.replace(Some(me)));
-    let prev_ctx = crate::context::enter(h.ctx.take());
-    let start = lp.get_debug().then(Instant::now);
-    let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
-        Some(body) => body.poll(cx),
-        None => Poll::Pending,
-    }));
-    h.ctx.set(crate::context::enter(prev_ctx));
-    let me = CURRENT.with(|c| c.replace(prev));
+    let start = lp.debug_flag().then(Instant::now);
+    // One look-up of the thread-local for both the switch and the restore: the poll runs
+    // inside `catch_unwind`, so the restore is reached however the body ends (and `CURRENT`
+    // is not borrowed while the body runs).
+    let (res, me) = CURRENT.with(|c| {
+        let prev = c.replace(Some(me));
+        let prev_ctx = crate::context::enter(h.ctx.take());
+        let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
+            Some(body) => body.poll(cx),
+            None => Poll::Pending,
+        }));
+        h.ctx.set(crate::context::enter(prev_ctx));
+        (res, c.replace(prev))
+    });
     drop(me);
     if let Some(start) = start {
         let r = TaskRef { t: task.clone() };
-        lp.check_slow(start, &format_args!("{r:?}"));
+        EventLoop { inner: lp.clone() }.check_slow(start, &format_args!("{r:?}"));
     }
     match res {
         Err(p) => {
