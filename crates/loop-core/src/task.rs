@@ -404,18 +404,27 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let cur = current();
-        if let Some(t) = &cur {
-            // The same allocation (compared by address: no reference count is touched).
-            if std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(t)) {
-                return Poll::Ready(Err(Error::invalid_state("Task cannot await on itself")));
-            }
-            if let Some(c) = t.take_pending_cancel() {
-                return Poll::Ready(Err(Error::Cancelled(c)));
-            }
-            if t.loop_id() != self.inner.header.loop_id {
-                return Poll::Ready(Err(Error::DifferentLoop));
-            }
+        // The checks against the awaiting task borrow it in place (no reference count is
+        // touched); the rare paths that keep it look it up again.
+        let early = CURRENT
+            .try_with(|c| {
+                let c = c.borrow();
+                let t = c.as_ref()?;
+                if Rc::as_ptr(&self.inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
+                    return Some(Err(Error::invalid_state("Task cannot await on itself")));
+                }
+                if let Some(c) = t.take_pending_cancel() {
+                    return Some(Err(Error::Cancelled(c)));
+                }
+                if t.loop_id() != self.inner.header.loop_id {
+                    return Some(Err(Error::DifferentLoop));
+                }
+                None
+            })
+            .ok()
+            .flatten();
+        if let Some(e) = early {
+            return Poll::Ready(e);
         }
         {
             let mut r = self.inner.result.borrow_mut();
@@ -431,7 +440,7 @@ impl<T: 'static> Future for Task<T> {
                 }
                 crate::future::Slot::Done(Err(Error::Cancelled(c))) => {
                     let c = Cancelled::new(c.message().map(str::to_string));
-                    if let Some(t) = &cur {
+                    if let Some(t) = current() {
                         t.track_delivered(&c);
                     }
                     return Poll::Ready(Err(Error::Cancelled(c)));
@@ -452,7 +461,7 @@ impl<T: 'static> Future for Task<T> {
             w.push(cx.waker().clone());
         }
         drop(w);
-        if let Some(t) = cur {
+        if let Some(t) = current() {
             t.set_waiter(self.inner.clone());
         }
         Poll::Pending
