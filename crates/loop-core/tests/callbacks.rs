@@ -631,8 +631,8 @@ fn log_soon(lp: &EventLoop, log: &Log, what: &'static str) -> Handle {
 /// context) is released when it is done, not kept for the reuse.
 #[test]
 fn core_21_spent_handles_are_reused_only_when_nobody_holds_them() {
-    static V: loop_core::ContextVar<Rc<DropFlag>> = loop_core::ContextVar::new("v");
     let _w = loop_testkit::watchdog();
+    static V: loop_core::ContextVar<Rc<DropFlag>> = loop_core::ContextVar::new("v");
     let lp = EventLoop::new().unwrap();
     let log = log();
 
