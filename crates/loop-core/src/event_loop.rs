@@ -256,6 +256,9 @@ pub(crate) struct Inner {
     pub(crate) task_factory: RefCell<Option<crate::TaskFactory>>,
     /// Pending tasks of this loop.
     pub(crate) tasks: RefCell<TaskSlab>,
+    /// The allocation of a spent local handle, kept for the next `call_soon` of the same closure
+    /// type (holds no closure and no context; see `recycle`).
+    pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
     /// Location of the callback executing now (for `handle_traceback`).
     pub(crate) current_location: Cell<Option<&'static Location<'static>>>,
     /// Event sources (timers, ...).
@@ -580,6 +583,7 @@ impl EventLoop {
                 exception_handler: RefCell::new(None),
                 task_factory: RefCell::new(None),
                 tasks: RefCell::new(TaskSlab::default()),
+                spare_handle: Cell::new(None),
                 current_location: Cell::new(None),
                 sources: RefCell::new(Vec::new()),
                 extensions: RefCell::new(HashMap::new()),
@@ -1137,27 +1141,8 @@ impl EventLoop {
         let inner = &*self.inner;
         match w {
             Work::Call(cb) => {
-                if cb.is_cancelled() {
-                    return;
-                }
-                bump(&inner.counters.callbacks, 1);
-                let loc = cb.location();
-                inner.current_location.set(Some(loc));
-                // The callback's context stays current while a panic of it is reported, so
-                // the exception handler runs in it (CORE-53).
-                let ctx = EnterContext::enter_if_active(&*cb);
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-                    self.report_panic(p, "Exception in callback", Some(loc));
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
-                }
-                inner.current_location.set(None);
-                match ctx {
-                    Some(ctx) => drop(ctx),
-                    None => leave_unentered(&*cb),
-                }
+                cb.run_queued(self);
+                self.recycle(cb);
             }
             Work::Remote(cb) => {
                 if cb.state() != PENDING {
@@ -1193,6 +1178,50 @@ impl EventLoop {
                 }
             }
             Work::Stop => self.stop(),
+        }
+    }
+
+    /// Runs a queued local callback unless it was cancelled: counted, its location current,
+    /// its context entered, a panic reported. Generic over the callback's type, so that
+    /// everything here is dispatched statically (see [`Callback::run_queued`]).
+    #[inline]
+    pub(crate) fn run_callback<C: Callback<EventLoop>>(&self, cb: &C) {
+        let inner = &*self.inner;
+        if cb.is_cancelled() {
+            return;
+        }
+        bump(&inner.counters.callbacks, 1);
+        let loc = cb.location();
+        inner.current_location.set(Some(loc));
+        // The callback's context stays current while a panic of it is reported, so the
+        // exception handler runs in it (CORE-53).
+        let ctx = EnterContext::enter_if_active(cb);
+        let start = inner.debug.get().then(Instant::now);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
+            self.report_panic(p, "Exception in callback", Some(loc));
+        }
+        if let Some(start) = start {
+            self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
+        }
+        inner.current_location.set(None);
+        match ctx {
+            Some(ctx) => drop(ctx),
+            None => leave_unentered(cb),
+        }
+    }
+
+    /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
+    /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
+    /// already is), so that the spare keeps nothing of the user's alive.
+    #[inline]
+    fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
+        let slot = &self.inner.spare_handle;
+        let prev = slot.take();
+        if prev.is_none() && Rc::strong_count(&cb) == 1 && Rc::weak_count(&cb) == 0 {
+            drop(cb.swap_context(None));
+            slot.set(Some(cb.into_any()));
+        } else {
+            slot.set(prev);
         }
     }
 
@@ -1281,6 +1310,7 @@ impl Inner {
         // Pending tasks: each is woken, cannot be queued on a closed loop, and so is dropped
         // here, on the loop's thread.
         crate::task::abort_all(self);
+        drop(self.spare_handle.take());
         loop {
             let q = std::mem::take(&mut *self.ready.borrow_mut());
             let mut any = !q.is_empty();

@@ -9,6 +9,7 @@
 //! `cancel()` from another thread either wins before the callback starts, or has no effect: the
 //! two can never overlap.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
@@ -31,6 +32,19 @@ struct Cb<F> {
     ctx: Cell<Snapshot>,
     /// The closure; `None` once run or cancelled.
     f: Cell<Option<F>>,
+}
+
+impl<F> Cb<F> {
+    /// A callback scheduled at `location`, in the current context.
+    #[inline(always)]
+    fn new(location: &'static Location<'static>, f: F) -> Cb<F> {
+        Cb {
+            cancelled: Cell::new(false),
+            location,
+            ctx: Cell::new(context::snapshot()),
+            f: Cell::new(Some(f)),
+        }
+    }
 }
 
 impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
@@ -59,6 +73,14 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
     #[inline]
     fn swap_context(&self, ctx: Snapshot) -> Snapshot {
         self.ctx.replace(ctx)
+    }
+
+    fn run_queued(&self, lp: &EventLoop) {
+        lp.run_callback(self)
+    }
+
+    fn into_any(self: Rc<Self>) -> Rc<dyn Any> {
+        self
     }
 }
 
@@ -119,12 +141,7 @@ impl Handle {
         f: impl FnOnce(&EventLoop) + 'static,
     ) -> Handle {
         Handle {
-            cb: Rc::new(Cb {
-                cancelled: Cell::new(false),
-                location,
-                ctx: Cell::new(context::snapshot()),
-                f: Cell::new(Some(f)),
-            }),
+            cb: Rc::new(Cb::new(location, f)),
         }
     }
 
@@ -188,6 +205,36 @@ impl Handle {
             self.cb.call(lp)
         }
     }
+}
+
+/// A local callback in the loop's spare handle allocation if it holds one of the same closure
+/// type (left there by the iteration: a handle that ran or was cancelled and that nobody else
+/// held, its closure and context already dropped), else in a new one. In a chain of callbacks
+/// each scheduling the next, the two allocations are reused turn by turn: no allocator call.
+#[inline]
+fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
+    spare: &Cell<Option<Rc<dyn Any>>>,
+    location: &'static Location<'static>,
+    f: F,
+) -> Rc<dyn Callback<EventLoop>> {
+    if let Some(any) = spare.take() {
+        match any.downcast::<Cb<F>>() {
+            Ok(mut rc) => {
+                if let Some(cb) = Rc::get_mut(&mut rc) {
+                    cb.cancelled.set(false);
+                    cb.location = location;
+                    cb.ctx.set(context::snapshot());
+                    cb.f.set(Some(f));
+                    return rc;
+                }
+                // Shared after all (the loop keeps only unshared ones): leave it.
+                return Rc::new(Cb::new(location, f));
+            }
+            // Another closure type: it stays for its own kind.
+            Err(other) => spare.set(Some(other)),
+        }
+    }
+    Rc::new(Cb::new(location, f))
 }
 
 impl fmt::Debug for Handle {
@@ -377,6 +424,14 @@ impl<F: FnMut(&EventLoop) + 'static> Callback<EventLoop> for RepeatCb<F> {
         drop(self.ctx.take());
     }
 
+    fn run_queued(&self, lp: &EventLoop) {
+        lp.run_callback(self)
+    }
+
+    fn into_any(self: Rc<Self>) -> Rc<dyn Any> {
+        self
+    }
+
     fn is_cancelled(&self) -> bool {
         self.cancelled.get()
     }
@@ -457,7 +512,9 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
         self.check_open()?;
-        let h = Handle::with_location(Location::caller(), f);
+        let h = Handle {
+            cb: reuse_or_new(&self.inner.spare_handle, Location::caller(), f),
+        };
         self.push_ready(Work::Call(h.cb.clone()));
         Ok(h)
     }

@@ -54,11 +54,13 @@ pub(crate) trait TaskDyn {
 }
 
 impl dyn TaskDyn {
+    #[inline]
     pub(crate) fn loop_id(&self) -> u64 {
         self.header().loop_id
     }
 
     /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
+    #[inline]
     pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
         let h = self.header();
         let msg = h.take_must_cancel()?;
@@ -150,11 +152,13 @@ impl Header {
     }
 
     /// Applies `f` to the cold state if it exists (without creating it).
+    #[inline]
     pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
         self.cold.borrow_mut().as_deref_mut().map(f)
     }
 
     /// Takes the cancellation waiting to be delivered, if any.
+    #[inline]
     pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
         self.if_cold(|c| c.must_cancel.take()).flatten()
     }
@@ -400,17 +404,27 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let cur = current();
-        if let Some(t) = &cur {
-            if Rc::ptr_eq(&(self.inner.clone() as Rc<dyn TaskDyn>), t) {
-                return Poll::Ready(Err(Error::invalid_state("Task cannot await on itself")));
-            }
-            if let Some(c) = t.take_pending_cancel() {
-                return Poll::Ready(Err(Error::Cancelled(c)));
-            }
-            if t.loop_id() != self.inner.header.loop_id {
-                return Poll::Ready(Err(Error::DifferentLoop));
-            }
+        // The checks against the awaiting task borrow it in place (no reference count is
+        // touched); the rare paths that keep it look it up again.
+        let early = CURRENT
+            .try_with(|c| {
+                let c = c.borrow();
+                let t = c.as_ref()?;
+                if Rc::as_ptr(&self.inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
+                    return Some(Err(Error::invalid_state("Task cannot await on itself")));
+                }
+                if let Some(c) = t.take_pending_cancel() {
+                    return Some(Err(Error::Cancelled(c)));
+                }
+                if t.loop_id() != self.inner.header.loop_id {
+                    return Some(Err(Error::DifferentLoop));
+                }
+                None
+            })
+            .ok()
+            .flatten();
+        if let Some(e) = early {
+            return Poll::Ready(e);
         }
         {
             let mut r = self.inner.result.borrow_mut();
@@ -426,7 +440,7 @@ impl<T: 'static> Future for Task<T> {
                 }
                 crate::future::Slot::Done(Err(Error::Cancelled(c))) => {
                     let c = Cancelled::new(c.message().map(str::to_string));
-                    if let Some(t) = &cur {
+                    if let Some(t) = current() {
                         t.track_delivered(&c);
                     }
                     return Poll::Ready(Err(Error::Cancelled(c)));
@@ -447,7 +461,7 @@ impl<T: 'static> Future for Task<T> {
             w.push(cx.waker().clone());
         }
         drop(w);
-        if let Some(t) = cur {
+        if let Some(t) = current() {
             t.set_waiter(self.inner.clone());
         }
         Poll::Pending
@@ -455,10 +469,22 @@ impl<T: 'static> Future for Task<T> {
 }
 
 impl<T> Drop for TaskInner<T> {
+    #[inline]
     fn drop(&mut self) {
-        if self.header.retrieved.get() {
-            return;
+        // Only a failure nobody read is reported; a task that ended well (or whose outcome
+        // was read) has nothing to do here.
+        if !self.header.retrieved.get()
+            && matches!(*self.result.get_mut(), crate::future::Slot::Done(Err(_)))
+        {
+            self.report_unretrieved();
         }
+    }
+}
+
+impl<T> TaskInner<T> {
+    /// Reports "Task exception was never retrieved" for a failed task being dropped.
+    #[cold]
+    fn report_unretrieved(&mut self) {
         if let crate::future::Slot::Done(Err(e)) =
             std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken)
         {
@@ -936,12 +962,19 @@ where
 }
 
 /// Reports a task dropped while pending (CORE-47): its body was dropped without having
-/// finished, because the loop was closed or dropped, or nothing can wake it any more.
+/// finished, because the loop was closed or dropped, or nothing can wake it any more. A
+/// finished task (the common case) costs one flag test here.
+#[inline]
 fn dropped_pending<T: 'static>(task: &Rc<TaskInner<T>>) {
-    let h = &task.header;
-    if h.finished.get() {
-        return;
+    if !task.header.finished.get() {
+        dropped_pending_slow(task);
     }
+}
+
+/// [`dropped_pending`] for a task that did not finish.
+#[cold]
+fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
+    let h = &task.header;
     h.finished.set(true);
     h.cancelled.set(true);
     h.retrieved.set(true);
@@ -969,13 +1002,17 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     }
     h.finished.set(true);
     *task.result.borrow_mut() = crate::future::Slot::Done(r);
-    let lp = h.release().map(|inner| EventLoop { inner });
+    let lp = h.release();
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
     }
     let callbacks = h.take_callbacks();
-    if let Some(lp) = lp {
+    if callbacks.is_empty() {
+        return;
+    }
+    if let Some(inner) = lp {
+        let lp = EventLoop { inner };
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
         };
@@ -999,8 +1036,10 @@ where
         slot.set(None);
         return Poll::Ready(());
     }
+    // The loop's state, not an `EventLoop` handle: a step never drops the last handle (the
+    // running loop holds one), so the handle's close-on-drop check is not needed here.
     let lp = match h.lp.upgrade() {
-        Some(inner) if !inner.closed_flag() => EventLoop { inner },
+        Some(inner) if !inner.closed_flag() => inner,
         // The loop is closed: drop the body here; the pending guard reports the task when the
         // wrapper ends.
         _ => {
@@ -1030,19 +1069,24 @@ where
         }
     }
     let me: Rc<dyn TaskDyn> = task.clone();
-    let prev = CURRENT.with(|c| c.replace(Some(me)));
-    let prev_ctx = crate::context::enter(h.ctx.take());
-    let start = lp.get_debug().then(Instant::now);
-    let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
-        Some(body) => body.poll(cx),
-        None => Poll::Pending,
-    }));
-    h.ctx.set(crate::context::enter(prev_ctx));
-    let me = CURRENT.with(|c| c.replace(prev));
+    let start = lp.debug_flag().then(Instant::now);
+    // One look-up of the thread-local for both the switch and the restore: the poll runs
+    // inside `catch_unwind`, so the restore is reached however the body ends (and `CURRENT`
+    // is not borrowed while the body runs).
+    let (res, me) = CURRENT.with(|c| {
+        let prev = c.replace(Some(me));
+        let prev_ctx = crate::context::enter(h.ctx.take());
+        let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
+            Some(body) => body.poll(cx),
+            None => Poll::Pending,
+        }));
+        h.ctx.set(crate::context::enter(prev_ctx));
+        (res, c.replace(prev))
+    });
     drop(me);
     if let Some(start) = start {
         let r = TaskRef { t: task.clone() };
-        lp.check_slow(start, &format_args!("{r:?}"));
+        EventLoop { inner: lp.clone() }.check_slow(start, &format_args!("{r:?}"));
     }
     match res {
         Err(p) => {

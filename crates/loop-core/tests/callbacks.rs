@@ -617,3 +617,57 @@ fn core_21_a_handle_is_only_its_clones() {
     assert_eq!(entries(&log), ["b"]);
     lp.close().unwrap();
 }
+
+/// Schedules a callback that logs `what`; every call gives a callback of the same type.
+fn log_soon(lp: &EventLoop, log: &Log, what: &'static str) -> Handle {
+    let log = log.clone();
+    lp.call_soon(move |_| push(&log, what)).unwrap()
+}
+
+/// CORE-18 / CORE-21: the loop keeps the allocation of a handle that ran (or was skipped as
+/// cancelled) and that nothing else holds, for the next callback of the same type. A handle the
+/// user still holds is never reused: it stays its own, and cancelling it touches no later
+/// handle. A reused handle starts afresh (not cancelled), and what a spent one ran with (its
+/// context) is released when it is done, not kept for the reuse.
+#[test]
+fn core_21_spent_handles_are_reused_only_when_nobody_holds_them() {
+    let _w = loop_testkit::watchdog();
+    static V: loop_core::ContextVar<Rc<DropFlag>> = loop_core::ContextVar::new("v");
+    let lp = EventLoop::new().unwrap();
+    let log = log();
+
+    // Held after its run: the next callback gets another handle.
+    let held = log_soon(&lp, &log, "a");
+    run_once(&lp);
+    let b = log_soon(&lp, &log, "b");
+    assert!(!b.ptr_eq(&held), "a handle the user holds was reused");
+    held.cancel();
+    assert!(held.cancelled() && !b.cancelled());
+    run_once(&lp);
+    assert_eq!(entries(&log), ["a", "b"]);
+    drop(b);
+
+    // Cancelled and dropped before its turn: skipped, then its allocation may serve the next
+    // callback, which must run.
+    log_soon(&lp, &log, "skipped").cancel();
+    run_once(&lp);
+    let c = log_soon(&lp, &log, "c");
+    assert!(!c.cancelled(), "a reused handle starts not cancelled");
+    run_once(&lp);
+    assert_eq!(entries(&log), ["a", "b", "c"]);
+    drop(c);
+
+    // The context a callback ran in is released once it has run.
+    let (dropped, flag) = drop_flag();
+    let mut ctx = loop_core::Context::empty();
+    ctx.run(|| {
+        V.set(Rc::new(flag));
+        drop(log_soon(&lp, &log, "d"));
+    });
+    drop(ctx);
+    assert!(!dropped.get(), "the queued callback holds its context");
+    run_once(&lp);
+    assert_eq!(entries(&log), ["a", "b", "c", "d"]);
+    assert!(dropped.get(), "a spent handle kept its context alive");
+    lp.close().unwrap();
+}
