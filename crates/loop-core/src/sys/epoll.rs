@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustix::event::epoll;
 use rustix::io::Errno;
 
-use super::{borrow_registered, Interest, WAKE_KEY};
+use super::shared::{borrow_registered, Interest, WAKE_KEY};
 use crate::readiness::Readiness;
 
 /// The loop's wake-up: its eventfd, registered in the epoll set under [`WAKE_KEY`].

@@ -16,7 +16,7 @@ use std::time::Duration;
 use polling::{Event, PollMode};
 use rustix::io::Errno;
 
-use super::{borrow_registered, Interest};
+use super::shared::{borrow_registered, Interest};
 use crate::readiness::Readiness;
 use crate::wake::WakeFd;
 
