@@ -397,7 +397,7 @@ fn pipe_01_connect_read_pipe_on_a_regular_file_or_directory_rejected_and_closed(
         // The fd handed over was closed.
         assert_eq!(
             fd_count(),
-            rig.base + 2,
+            rig.base + loop_core::internal::LOOP_FDS,
             "{path}: only the loop's own fds are open"
         );
     }

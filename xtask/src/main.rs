@@ -2,7 +2,8 @@
 //! package and CPython's asyncio tests against it), `cargo xtask bench`,
 //! `cargo xtask memcheck` (valgrind and LeakSanitizer), `cargo xtask conformance` (keeps
 //! CONFORMANCE.md true), `cargo xtask modgraph` (no module import cycles) and
-//! `cargo xtask mutants` (mutation testing).
+//! `cargo xtask mutants` (mutation testing) and `cargo xtask cross-check` (macOS and FreeBSD
+//! builds, checked here).
 //!
 //! Only the standard library is used, so the runner itself builds in a second. The tools the
 //! commands need beyond the toolchain (cargo-nextest, cargo-deny, cargo-mutants, rustfmt,
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod bench;
 mod conformance;
+mod cross;
 mod echo;
 mod instructions;
 mod memcheck;
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some("modgraph") => modgraph::run(),
         Some("conformance") => conformance::run(&args[1..]),
         Some("mutants") => mutants::run(&args[1..]),
+        Some("cross-check") => cross::run(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [--heavy] [--quick]
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask modgraph
+       cargo xtask cross-check [--target TARGET]
        cargo xtask conformance [--write]
        cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
                            [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]",
@@ -304,15 +308,54 @@ fn test(args: &[String]) -> ExitCode {
         c.args(extra);
         c
     };
+    // Every feature but `reactor-polling`, which changes the reactor: these steps test the
+    // epoll backend, the step after them the `polling` one.
     for krate in member_crates() {
+        let features: &[&str] = if krate == "loop-core" {
+            &[]
+        } else {
+            &["--all-features"]
+        };
         steps.push(Step {
             name: format!("test {krate}"),
-            cmd: run_tests(&krate, &["--all-features"]),
+            cmd: run_tests(&krate, features),
         });
     }
+    let facade: Vec<String> = facade_features()
+        .into_iter()
+        .filter(|f| f != "reactor-polling")
+        .collect();
     steps.push(Step {
         name: "test evloop (all features)".into(),
-        cmd: run_tests("evloop", &["--all-features"]),
+        cmd: run_tests("evloop", &["--features", &facade.join(",")]),
+    });
+    // The whole suite again on the reactor that macOS and the BSDs use (`polling`), in the same
+    // target dir: only loop-core and what depends on it are rebuilt.
+    steps.push(Step {
+        name: "tests on the polling backend".into(),
+        cmd: if nextest {
+            cargo(&[
+                "nextest",
+                "run",
+                "--no-fail-fast",
+                "--no-tests=pass",
+                "--failure-output",
+                "final",
+                "--workspace",
+                "--all-features",
+            ])
+        } else {
+            cargo(&[
+                "test",
+                "--no-fail-fast",
+                "--workspace",
+                "--all-features",
+                "--lib",
+                "--bins",
+                "--tests",
+                "--examples",
+            ])
+        },
     });
     // The cross-thread wake-up of `loop-core/src/wake.rs` under loom (every interleaving up to
     // three preemptions). `--cfg loom` changes every crate's build: it gets its own target dir.
@@ -338,7 +381,8 @@ fn test(args: &[String]) -> ExitCode {
                 "final",
                 "-p",
                 "evloop",
-                "--all-features",
+                "--features",
+                &facade.join(","),
                 "-E",
                 "binary(~reliability)",
                 "--stress-count",
@@ -348,7 +392,10 @@ fn test(args: &[String]) -> ExitCode {
             let mut c = Command::new("sh");
             c.args([
                 "-c",
-                "for i in 1 2 3 4 5; do cargo test -p evloop --all-features --test 'reliability_*' || exit 1; done",
+                &format!(
+                    "for i in 1 2 3 4 5; do cargo test -p evloop --features {} --test 'reliability_*' || exit 1; done",
+                    facade.join(",")
+                ),
             ]);
             c
         };

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use async_task::Runnable;
 
 use crate::exception::ExceptionHandler;
-use crate::reactor::{Reactor, Readiness, Ready, Watcher};
+use crate::reactor::{Reactor, Ready, Watcher};
+use crate::readiness::Readiness;
 use crate::stats::{bump, Counters, Stats};
 use crate::task::TaskSlab;
-use crate::wake::{EventFd, Wake};
+use crate::wake::Wake;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext, Result};
 
@@ -75,7 +76,7 @@ pub(crate) struct Shared {
     /// The thread that created the loop.
     pub(crate) thread: ThreadId,
     /// Work from other threads and the eventfd that wakes the loop for it.
-    pub(crate) wake: Wake<RemoteWork, EventFd>,
+    pub(crate) wake: Wake<RemoteWork, crate::sys::Waker>,
     /// Set by `close()`.
     closed: AtomicBool,
 }
@@ -556,11 +557,8 @@ impl EventLoop {
 
     /// Creates a loop as `b` says.
     pub(crate) fn from_builder(b: crate::Builder) -> Result<EventLoop> {
-        let wake = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )?;
-        let reactor = Reactor::new(std::os::fd::AsFd::as_fd(&wake))?;
+        let (poller, waker) = crate::sys::Poller::new()?;
+        let reactor = Reactor::new(poller);
         let debug = b.debug.unwrap_or_else(
             || matches!(std::env::var("EVLOOP_DEBUG"), Ok(v) if !v.is_empty() && v != "0"),
         );
@@ -569,7 +567,7 @@ impl EventLoop {
                 shared: Arc::new(Shared {
                     id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
                     thread: std::thread::current().id(),
-                    wake: Wake::new(EventFd::new(wake)),
+                    wake: Wake::new(waker),
                     closed: AtomicBool::new(false),
                 }),
                 ready: RefCell::new(VecDeque::with_capacity(256)),
@@ -1050,7 +1048,7 @@ impl EventLoop {
             }
             let mut q = inner.ready.borrow_mut();
             let before = q.len();
-            let (_, woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
+            let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
                 Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
                 Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
             });

@@ -22,6 +22,30 @@ use std::rc::Rc;
 
 pub use crate::event_loop::{IoHandler, Source, WeakLoop};
 pub use crate::io::Registered;
+
+/// True if the reactor reports hang-ups and errors ([`Readiness::ERROR`],
+/// [`Readiness::READ_CLOSED`]): on the epoll backend (Linux). The `polling` backend (macOS, the
+/// BSDs, Linux with the `reactor-polling` feature) reports only readable and writable, so a
+/// transport learns of EOF and errors by reading and writing, and a write pipe watches for
+/// readability to notice that its reader went away (asyncio's way on every platform).
+///
+/// ```
+/// # #[cfg(all(target_os = "linux", not(feature = "reactor-polling")))]
+/// assert!(loop_core::internal::HANGUP_REPORTED);
+/// ```
+pub const HANGUP_REPORTED: bool = crate::sys::HANGUP_REPORTED;
+
+/// How many fds an open loop holds: 2 on the epoll backend (the epoll fd and the wake-up
+/// eventfd); on the `polling` backend, `polling`'s own (3 on Linux, 1 on macOS and FreeBSD).
+/// For tests that count fds.
+///
+/// ```
+/// let before = loop_testkit::fd_count();
+/// let lp = loop_core::EventLoop::new()?;
+/// assert_eq!(loop_testkit::fd_count(), before + loop_core::internal::LOOP_FDS);
+/// # Ok::<(), loop_core::Error>(())
+/// ```
+pub const LOOP_FDS: usize = crate::sys::LOOP_FDS;
 use crate::{EventLoop, Handle, Readiness, Result};
 
 mod sealed {

@@ -7,7 +7,7 @@ use std::rc::{Rc, Weak};
 
 use crate::event_loop::{IoHandler, LoopReactor};
 use crate::handle::Handle;
-use crate::reactor::{Fileno, Mode};
+use crate::readiness::{Fileno, Mode};
 use crate::EventLoop;
 
 /// An I/O object registered with a loop's poller: owns the object `F` and its registration

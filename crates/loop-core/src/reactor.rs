@@ -1,148 +1,22 @@
-//! The reactor: one epoll instance per loop, registrations keyed by slot and generation.
+//! The reactor: one OS poller per loop (epoll on Linux, `polling` elsewhere: see
+//! [`crate::sys`]), registrations keyed by slot and generation.
 //!
-//! evloop talks to epoll directly through rustix instead of going through `polling`: `polling`'s
-//! `wait` re-arms a timerfd and its notifier on every call (five system calls per wait), while
-//! an event loop needs exactly one (`epoll_wait`) on its hot path. Each fd is registered once —
-//! level-triggered for `add_reader` / `add_writer` (asyncio's semantics), edge-triggered for
-//! transports, which read until a short read — and never re-armed per event.
+//! Each fd is registered once — level-triggered for `add_reader` / `add_writer` (asyncio's
+//! semantics), edge-triggered for transports, which read until a short read — and never
+//! re-armed per event.
 //!
-//! A registration's epoll data is its slot index plus a generation, so an event that arrives
-//! for a slot that was freed and reused in the same `epoll_wait` batch is recognised as stale and
-//! dropped.
+//! A registration's key is its slot index plus a generation, so an event that arrives for a
+//! slot that was freed and reused in the same wait batch is recognised as stale and dropped.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rustix::event::epoll;
-use rustix::io::Errno;
-
-/// epoll data of the loop's wake-up eventfd.
-pub(crate) const WAKE_KEY: u64 = u64::MAX;
-
-/// What became ready on a file descriptor.
-///
-/// ```
-/// use loop_core::Readiness;
-/// let r = Readiness::READABLE | Readiness::WRITABLE;
-/// assert!(r.is_readable() && r.is_writable() && !r.is_error());
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Readiness(u8);
-
-impl Readiness {
-    /// Nothing.
-    pub const EMPTY: Readiness = Readiness(0);
-    /// Data (or EOF) can be read.
-    pub const READABLE: Readiness = Readiness(1);
-    /// Data can be written.
-    pub const WRITABLE: Readiness = Readiness(2);
-    /// An error or hang-up is pending on the fd.
-    pub const ERROR: Readiness = Readiness(4);
-    /// The peer shut down its writing side.
-    pub const READ_CLOSED: Readiness = Readiness(8);
-
-    /// True if readable (or in error, which a read reports).
-    ///
-    /// ```
-    /// assert!(loop_core::Readiness::READABLE.is_readable());
-    /// ```
-    pub fn is_readable(self) -> bool {
-        self.0 & (Self::READABLE.0 | Self::ERROR.0 | Self::READ_CLOSED.0) != 0
-    }
-
-    /// True if writable (or in error, which a write reports).
-    ///
-    /// ```
-    /// assert!(loop_core::Readiness::WRITABLE.is_writable());
-    /// ```
-    pub fn is_writable(self) -> bool {
-        self.0 & (Self::WRITABLE.0 | Self::ERROR.0) != 0
-    }
-
-    /// True if an error or hang-up is pending.
-    ///
-    /// ```
-    /// assert!(loop_core::Readiness::ERROR.is_error());
-    /// ```
-    pub fn is_error(self) -> bool {
-        self.0 & Self::ERROR.0 != 0
-    }
-
-    fn from_flags(flags: epoll::EventFlags) -> Readiness {
-        let mut r = 0;
-        if flags.intersects(epoll::EventFlags::IN | epoll::EventFlags::PRI) {
-            r |= Self::READABLE.0;
-        }
-        if flags.contains(epoll::EventFlags::OUT) {
-            r |= Self::WRITABLE.0;
-        }
-        if flags.intersects(epoll::EventFlags::ERR | epoll::EventFlags::HUP) {
-            r |= Self::ERROR.0;
-        }
-        if flags.contains(epoll::EventFlags::RDHUP) {
-            r |= Self::READ_CLOSED.0;
-        }
-        Readiness(r)
-    }
-}
-
-impl std::ops::BitOr for Readiness {
-    type Output = Readiness;
-    fn bitor(self, rhs: Readiness) -> Readiness {
-        Readiness(self.0 | rhs.0)
-    }
-}
-
-/// A file descriptor given by number or by reference to its owner (asyncio accepts an int or an
-/// object with `fileno()`).
-///
-/// ```
-/// use loop_core::Fileno;
-/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// use std::os::fd::AsRawFd;
-/// assert_eq!((&a).fileno(), a.as_raw_fd());
-/// assert_eq!(7.fileno(), 7);
-/// ```
-pub trait Fileno {
-    /// The descriptor number.
-    fn fileno(&self) -> RawFd;
-}
-
-impl Fileno for RawFd {
-    fn fileno(&self) -> RawFd {
-        *self
-    }
-}
-
-impl<T: std::os::fd::AsRawFd + ?Sized> Fileno for &T {
-    fn fileno(&self) -> RawFd {
-        (**self).as_raw_fd()
-    }
-}
-
-impl Fileno for BorrowedFd<'_> {
-    fn fileno(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
-    }
-}
-
-/// How a registration is triggered.
-///
-/// ```
-/// assert_ne!(loop_core::Mode::Edge, loop_core::Mode::Level);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Reported every poll while the condition holds (`add_reader` semantics).
-    Level,
-    /// Reported once per change; the handler must read or write until `WouldBlock` or a short
-    /// transfer before it is reported again.
-    Edge,
-}
+use crate::readiness::{Mode, Readiness};
+use crate::sys::{Events, Interest, Poller, WAKE_KEY};
 
 /// A watch callback (`add_reader` / `add_writer`) as the reactor keeps it.
 pub(crate) trait Watcher {
@@ -176,15 +50,16 @@ struct Reg<W, H> {
     ///
     /// # Invariant
     ///
-    /// The reactor never owns this fd and uses the number only in `epoll_ctl` calls on its
-    /// own epoll set. For a transport registration the fd is owned by the `Registered` holding
+    /// The reactor never owns this fd and uses the number only to add it to, change it in and
+    /// remove it from its own poller. For a transport registration the fd is owned by the `Registered` holding
     /// this slot, which removes the slot before the fd is closed. For an `add_reader` /
     /// `add_writer` watch the user owns the fd and must remove the watch before closing it
     /// (asyncio's rule); if they do not, the kernel has already dropped the closed fd from the
-    /// epoll set, and a later `epoll_ctl` on a reused number only touches this loop's set.
+    /// poller (epoll and kqueue drop closed fds), and a later call on a reused number only
+    /// touches this loop's poller.
     fd: RawFd,
-    /// The flags currently given to epoll.
-    flags: epoll::EventFlags,
+    /// The interest currently given to the poller.
+    flags: Interest,
     /// What events go to.
     target: Target<W, H>,
 }
@@ -199,7 +74,7 @@ struct Slot<W, H> {
 
 /// The registration table.
 struct Regs<W, H> {
-    /// Slots, indexed by the low half of the epoll data.
+    /// Slots, indexed by the low half of the key.
     slots: Vec<Slot<W, H>>,
     /// Free slot indexes.
     free: Vec<u32>,
@@ -270,38 +145,27 @@ pub(crate) enum Ready<'a, W, H> {
     Watch(&'a W),
 }
 
-/// The epoll instance and its registrations: watch callbacks `W` and I/O handlers `H`.
+/// The poller and its registrations: watch callbacks `W` and I/O handlers `H`.
 pub(crate) struct Reactor<W, H> {
-    /// The epoll fd; `None` once the loop is closed.
-    epoll: RefCell<Option<OwnedFd>>,
+    /// The OS poller; closed with the loop.
+    poller: Poller,
     /// Registrations.
     regs: RefCell<Regs<W, H>>,
     /// The event buffer, reused across waits.
-    events: RefCell<Vec<epoll::Event>>,
+    events: RefCell<Events>,
 }
 
 fn key(idx: u32, gen: u32) -> u64 {
     (u64::from(gen) << 32) | u64::from(idx)
 }
 
-fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
-    crate::sys::borrow_for_epoll(fd)
-}
-
 impl<W: Watcher, H: Clone> Reactor<W, H> {
-    pub(crate) fn new(wake: BorrowedFd<'_>) -> io::Result<Reactor<W, H>> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(
-            &epoll,
-            wake,
-            epoll::EventData::new_u64(WAKE_KEY),
-            epoll::EventFlags::IN,
-        )?;
-        Ok(Reactor {
-            epoll: RefCell::new(Some(epoll)),
+    pub(crate) fn new(poller: Poller) -> Reactor<W, H> {
+        Reactor {
+            poller,
             regs: RefCell::new(Regs::default()),
-            events: RefCell::new(Vec::with_capacity(1024)),
-        })
+            events: RefCell::new(Events::with_capacity(1024)),
+        }
     }
 
     /// Number of registered fds.
@@ -309,39 +173,16 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         self.regs.borrow().by_fd.len()
     }
 
-    fn ctl_add(&self, fd: RawFd, k: u64, flags: epoll::EventFlags) -> io::Result<()> {
-        let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else {
-            return Err(Errno::BADF.into());
-        };
-        match epoll::add(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags) {
-            Err(Errno::EXIST) => {
-                epoll::modify(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags)?
-            }
-            r => r?,
-        }
-        Ok(())
+    fn ctl_add(&self, fd: RawFd, k: u64, flags: Interest) -> io::Result<()> {
+        self.poller.add(fd, k, flags)
     }
 
-    fn ctl_modify(&self, fd: RawFd, k: u64, flags: epoll::EventFlags) -> io::Result<()> {
-        let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else {
-            return Err(Errno::BADF.into());
-        };
-        match epoll::modify(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags) {
-            Err(Errno::NOENT) => {
-                epoll::add(ep, borrow_raw(fd), epoll::EventData::new_u64(k), flags)?
-            }
-            r => r?,
-        }
-        Ok(())
+    fn ctl_modify(&self, fd: RawFd, k: u64, flags: Interest) -> io::Result<()> {
+        self.poller.modify(fd, k, flags)
     }
 
     fn ctl_delete(&self, fd: RawFd) {
-        // EBADF / ENOENT: the fd was closed (which removes it from epoll) or never added.
-        if let Some(ep) = self.epoll.borrow().as_ref() {
-            let _ = epoll::delete(ep, borrow_raw(fd));
-        }
+        self.poller.delete(fd);
     }
 
     /// Adds or replaces the reader (`read == true`) or writer of a watched fd.
@@ -485,7 +326,7 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         let Some(reg) = regs.get(idx, gen) else {
             return Ok(());
         };
-        let mode = if reg.flags.contains(epoll::EventFlags::ET) {
+        let mode = if reg.flags.contains(Interest::EDGE) {
             Mode::Edge
         } else {
             Mode::Level
@@ -513,7 +354,7 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         }
     }
 
-    /// Drops every registration and closes the epoll fd (loop close); returns the handles and
+    /// Drops every registration and closes the poller (loop close); returns the handles and
     /// handlers to drop outside the borrow.
     pub(crate) fn clear(&self) -> Vec<impl Sized> {
         let mut regs = self.regs.borrow_mut();
@@ -526,7 +367,7 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
             }
         }
         drop(regs);
-        *self.epoll.borrow_mut() = None;
+        self.poller.close();
         out
     }
 
@@ -535,34 +376,12 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         &self,
         timeout: Option<Duration>,
         mut emit: impl FnMut(Ready<'_, W, H>),
-    ) -> (usize, bool, Cancelled) {
-        let ts = timeout.map(|d| rustix::event::Timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: d.subsec_nanos() as _,
-        });
+    ) -> (bool, Cancelled) {
         let mut events = self.events.borrow_mut();
-        events.clear();
-        let ep = self.epoll.borrow();
-        let Some(ep) = ep.as_ref() else {
-            return (0, false, Cancelled(Vec::new()));
-        };
-        let n = match epoll::wait(
-            ep,
-            rustix::buffer::spare_capacity(&mut *events),
-            ts.as_ref(),
-        ) {
-            Ok(n) => n,
-            Err(Errno::INTR) => 0,
-            Err(e) => {
-                tracing::error!("epoll_wait failed: {e}");
-                0
-            }
-        };
-        let mut woken = false;
+        let mut woken = self.poller.wait(&mut events, timeout);
         let mut regs = self.regs.borrow_mut();
         let mut to_remove: Vec<(RawFd, bool)> = Vec::new();
-        for ev in events.iter() {
-            let data = ev.data.u64();
+        for (data, r) in events.iter() {
             if data == WAKE_KEY {
                 woken = true;
                 continue;
@@ -571,7 +390,6 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
             let Some(reg) = regs.get(idx, gen) else {
                 continue;
             };
-            let r = Readiness::from_flags(ev.flags);
             match &reg.target {
                 Target::Io { handler, .. } => emit(Ready::Io(handler, r)),
                 Target::Watch { reader, writer } => {
@@ -597,7 +415,7 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
             }
         }
         drop(regs);
-        (n, woken, Cancelled(to_remove))
+        (woken, Cancelled(to_remove))
     }
 
     /// NET-07: removes the watches that `poll` found cancelled. Called once the ready queue is
@@ -609,27 +427,27 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
     }
 }
 
-fn watch_flags(read: bool, write: bool) -> epoll::EventFlags {
-    let mut f = epoll::EventFlags::empty();
+fn watch_flags(read: bool, write: bool) -> Interest {
+    let mut f = Interest::NONE;
     if read {
-        f |= epoll::EventFlags::IN;
+        f |= Interest::READ;
     }
     if write {
-        f |= epoll::EventFlags::OUT;
+        f |= Interest::WRITE;
     }
     f
 }
 
-fn io_flags(mode: Mode, read: bool, write: bool) -> epoll::EventFlags {
-    let mut f = epoll::EventFlags::empty();
+fn io_flags(mode: Mode, read: bool, write: bool) -> Interest {
+    let mut f = Interest::NONE;
     if read {
-        f |= epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+        f |= Interest::READ | Interest::READ_CLOSED;
     }
     if write {
-        f |= epoll::EventFlags::OUT;
+        f |= Interest::WRITE;
     }
     if mode == Mode::Edge {
-        f |= epoll::EventFlags::ET;
+        f |= Interest::EDGE;
     }
     f
 }

@@ -25,10 +25,9 @@
 //! The eventfd's failure paths (CORE-20: interrupted reads and writes, failed writes) cannot
 //! be provoked from outside, so test builds give [`EventFd`] a script of errors to return
 //! instead of calling the kernel; the `core_20_*` tests below inject them into a real loop.
-//! Other builds have no such field and no check.
-
-use std::os::fd::OwnedFd;
-use std::sync::RwLock;
+//! Other builds have no such field and no check. The eventfd is the epoll backend's waker; the
+//! `polling` backend wakes the loop through `Poller::notify` (`crate::sys`), under the same
+//! protocol, so these CORE-20 tests belong to the epoll backend and the loom model to both.
 
 use rustix::io::Errno;
 
@@ -169,23 +168,42 @@ impl<T, F: WakeFd> Wake<T, F> {
     }
 }
 
-/// The loop's eventfd (non-blocking, registered with its epoll).
+/// The loop's eventfd (non-blocking, registered with its epoll): the waker of the epoll
+/// backend ([`crate::sys`]).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 pub(crate) struct EventFd {
     /// `None` once the loop is closed. Writers hold the read lock, so `close()` cannot close
     /// the fd under a write (whose number could meanwhile name another file).
-    fd: RwLock<Option<OwnedFd>>,
+    fd: std::sync::RwLock<Option<std::os::fd::OwnedFd>>,
     /// Errors the next reads and writes return instead of calling the kernel: what the
     /// CORE-20 tests inject. Test builds only.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(
+        test,
+        not(loom),
+        any(target_os = "linux", target_os = "android"),
+        not(feature = "reactor-polling")
+    ))]
     faults: Faults,
 }
 
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 impl EventFd {
     /// Wraps a non-blocking eventfd.
-    pub(crate) fn new(fd: OwnedFd) -> EventFd {
+    pub(crate) fn new(fd: std::os::fd::OwnedFd) -> EventFd {
         EventFd {
-            fd: RwLock::new(Some(fd)),
-            #[cfg(all(test, not(loom)))]
+            fd: std::sync::RwLock::new(Some(fd)),
+            #[cfg(all(
+                test,
+                not(loom),
+                any(target_os = "linux", target_os = "android"),
+                not(feature = "reactor-polling")
+            ))]
             faults: Faults::default(),
         }
     }
@@ -196,12 +214,21 @@ impl EventFd {
     }
 }
 
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 impl WakeFd for EventFd {
     fn write(&self) -> Result<(), Errno> {
         let guard = self.fd.read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             Some(fd) => {
-                #[cfg(all(test, not(loom)))]
+                #[cfg(all(
+                    test,
+                    not(loom),
+                    any(target_os = "linux", target_os = "android"),
+                    not(feature = "reactor-polling")
+                ))]
                 self.faults.next(&self.faults.writes)?;
                 rustix::io::write(fd, &1u64.to_ne_bytes()).map(drop)
             }
@@ -213,7 +240,12 @@ impl WakeFd for EventFd {
         let guard = self.fd.read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             Some(fd) => {
-                #[cfg(all(test, not(loom)))]
+                #[cfg(all(
+                    test,
+                    not(loom),
+                    any(target_os = "linux", target_os = "android"),
+                    not(feature = "reactor-polling")
+                ))]
                 self.faults.next(&self.faults.reads)?;
                 rustix::io::read(fd, &mut [0u8; 8]).map(drop)
             }
@@ -224,7 +256,12 @@ impl WakeFd for EventFd {
 
 /// Scripted failures of an [`EventFd`] (test builds only): each read or write first takes
 /// the next error of its list, if any, and returns it without calling the kernel.
-#[cfg(all(test, not(loom)))]
+#[cfg(all(
+    test,
+    not(loom),
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 #[derive(Default)]
 struct Faults {
     /// What the next reads return.
@@ -233,7 +270,12 @@ struct Faults {
     writes: std::sync::Mutex<std::collections::VecDeque<Errno>>,
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(
+    test,
+    not(loom),
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 impl Faults {
     /// Takes the next scripted error of `list`.
     fn next(
@@ -247,7 +289,12 @@ impl Faults {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(
+    test,
+    not(loom),
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 impl EventFd {
     /// The next reads fail with `errors`, in order.
     fn fail_reads(&self, errors: &[Errno]) {
@@ -270,7 +317,12 @@ impl EventFd {
 
 /// CORE-20's failure paths of the eventfd, injected with [`EventFd`]'s test-only fault script
 /// into a real eventfd and a real loop.
-#[cfg(all(test, not(loom)))]
+#[cfg(all(
+    test,
+    not(loom),
+    any(target_os = "linux", target_os = "android"),
+    not(feature = "reactor-polling")
+))]
 mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use loop_core::{Error, EventLoop, Result};
 use loop_timers::TimersExt;
 use loop_transport::{ProtocolRef, StreamProtocol, Transport, TransportOptions};
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use crate::errors::{aggregate, with_context};
 use crate::lookup::{ensure_resolved, Service};
@@ -103,7 +103,7 @@ impl Default for ConnectOptions {
 
 /// `<socket fd=7, family=2, type=2>`: how error messages name a socket.
 pub(crate) fn describe_sock(fd: BorrowedFd<'_>) -> String {
-    let family = rustix::net::sockopt::socket_domain(fd)
+    let family = crate::sys::socket_family(fd)
         .map(|f| f.as_raw().to_string())
         .unwrap_or_else(|e| format!("? ({e})"));
     let ty = rustix::net::sockopt::socket_type(fd)
@@ -124,7 +124,7 @@ pub(crate) fn check_stream_socket(
     );
     let ok_family = match family {
         None => true,
-        Some(f) => rustix::net::sockopt::socket_domain(fd).is_ok_and(|d| d == f),
+        Some(f) => crate::sys::socket_family(fd).is_ok_and(|d| d == f),
     };
     if ok_type && ok_family {
         Ok(())
@@ -181,12 +181,11 @@ fn new_socket(family: i32, proto: i32) -> io::Result<OwnedFd> {
         .ok()
         .and_then(std::num::NonZeroU32::new)
         .map(rustix::net::Protocol::from_raw);
-    Ok(rustix::net::socket_with(
+    crate::sys::socket(
         AddressFamily::from_raw(family as u16),
         SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         protocol,
-    )?)
+    )
 }
 
 /// One attempt: a socket for `info`, bound to the first local address of its family, then

@@ -21,7 +21,7 @@ use loop_core::{Error, EventLoop, Result};
 use loop_executor::ExecutorExt;
 use loop_transport::{Addr, DatagramProtocol, DatagramTransport, ProtocolRef};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use crate::resolve::{
     getaddrinfo_blocking, numeric_addrinfo, AddrInfo, Hints, AF_INET, AF_INET6, AF_UNSPEC,
@@ -657,12 +657,7 @@ fn try_open(c: &Candidate, options: &DatagramOptions) -> Result<Opened> {
     let family = u16::try_from(c.family).map_err(|_| {
         Error::invalid_argument(format!("family {} is not an address family", c.family))
     })?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::from_raw(family),
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        proto,
-    )?;
+    let fd = crate::sys::socket(AddressFamily::from_raw(family), SocketType::DGRAM, proto)?;
     if options.reuse_port && rustix::net::sockopt::set_socket_reuseport(&fd, true).is_err() {
         return Err(Error::invalid_argument(
             "reuse_port not supported by socket module (SO_REUSEPORT was refused)",

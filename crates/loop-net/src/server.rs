@@ -31,7 +31,7 @@ use loop_core::{
 use loop_timers::{TimerHandle, TimersExt};
 use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use crate::connect::check_stream_socket;
 use crate::errors::with_context;
@@ -411,7 +411,7 @@ impl ServerInner {
                 let Some(l) = st.listeners.get(idx) else {
                     return;
                 };
-                rustix::net::acceptfrom_with(l.fd(), SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+                crate::sys::accept(std::os::fd::AsFd::as_fd(l.fd()))
             };
             match res {
                 Ok((conn, addr)) => self.accept_connection(conn, Addr::from_rustix(addr)),
@@ -946,12 +946,11 @@ fn new_listener(info: &AddrInfo) -> io::Result<OwnedFd> {
         .ok()
         .and_then(std::num::NonZeroU32::new)
         .map(rustix::net::Protocol::from_raw);
-    Ok(rustix::net::socket_with(
+    crate::sys::socket(
         AddressFamily::from_raw(info.family as u16),
         SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         protocol,
-    )?)
+    )
 }
 
 /// One host's resolution, in flight.

@@ -82,7 +82,7 @@ fn check_nonblocking(lp: &EventLoop, fd: BorrowedFd<'_>, always: bool) -> Result
 }
 
 fn send_flags() -> SendFlags {
-    SendFlags::DONTWAIT | SendFlags::NOSIGNAL
+    SendFlags::DONTWAIT | crate::sys::SEND_NOSIGNAL
 }
 
 /// The `sock_*` calls, as methods of [`EventLoop`].
@@ -389,8 +389,7 @@ impl SockExt for EventLoop {
             let fd = sock.as_fd();
             check_nonblocking(self, fd, true)?;
             loop {
-                let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
-                match rustix::net::acceptfrom_with(fd, flags) {
+                match crate::sys::accept(fd) {
                     Ok((conn, addr)) => return Ok((T::from(conn), Addr::from_any(addr))),
                     Err(Errno::AGAIN) | Err(Errno::CONNABORTED) => wait_fd(self, fd, true).await?,
                     Err(Errno::INTR) => {}

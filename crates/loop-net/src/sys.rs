@@ -176,3 +176,79 @@ fn sockaddr_to_std(sa: *const libc::sockaddr, len: libc::socklen_t) -> Option<So
         }
     }
 }
+
+/// Flags of every socket send: `MSG_NOSIGNAL` where it exists (a peer that went away gives
+/// `EPIPE`, not SIGPIPE). Apple has no such flag: [`socket`] and [`accept`] set
+/// `SO_NOSIGPIPE` on its sockets instead.
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) const SEND_NOSIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::NOSIGNAL;
+/// Flags of every socket send (Apple: none; its sockets have `SO_NOSIGPIPE`).
+#[cfg(target_vendor = "apple")]
+pub(crate) const SEND_NOSIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::empty();
+
+/// A new socket, non-blocking and close-on-exec: atomically where the platform can
+/// (`SOCK_NONBLOCK | SOCK_CLOEXEC`), set right after creation on Apple, which also gets
+/// `SO_NOSIGPIPE` there.
+pub(crate) fn socket(
+    family: rustix::net::AddressFamily,
+    ty: rustix::net::SocketType,
+    protocol: Option<rustix::net::Protocol>,
+) -> io::Result<std::os::fd::OwnedFd> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        use rustix::net::SocketFlags;
+        Ok(rustix::net::socket_with(
+            family,
+            ty,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            protocol,
+        )?)
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let fd = rustix::net::socket(family, ty, protocol)?;
+        apple_socket_flags(&fd)?;
+        Ok(fd)
+    }
+}
+
+/// Accepts a connection on `listener`: non-blocking and close-on-exec (`accept4` where it
+/// exists; on Apple, whose accept takes no flags, set right after).
+pub(crate) fn accept(
+    listener: std::os::fd::BorrowedFd<'_>,
+) -> rustix::io::Result<(std::os::fd::OwnedFd, Option<rustix::net::SocketAddrAny>)> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        use rustix::net::SocketFlags;
+        rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let (fd, addr) = rustix::net::acceptfrom(listener)?;
+        apple_socket_flags(&fd)?;
+        Ok((fd, addr))
+    }
+}
+
+/// Apple: non-blocking, close-on-exec and `SO_NOSIGPIPE`, after the fact.
+#[cfg(target_vendor = "apple")]
+fn apple_socket_flags(fd: &std::os::fd::OwnedFd) -> rustix::io::Result<()> {
+    rustix::io::ioctl_fionbio(fd, true)?;
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    rustix::net::sockopt::set_socket_nosigpipe(fd, true)
+}
+
+/// The address family of socket `fd`: `SO_DOMAIN` on Linux, the family of its own address
+/// (`getsockname`) where that option does not exist.
+pub(crate) fn socket_family(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> rustix::io::Result<rustix::net::AddressFamily> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::net::sockopt::socket_domain(fd)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        Ok(rustix::net::getsockname(fd)?.address_family())
+    }
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use loop_core::{Error, EventLoop, Result};
 use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use crate::connect::{check_stream_socket, ConnectOptions};
 use crate::errors::with_context;
@@ -32,12 +32,7 @@ pub(crate) fn unix_addr(p: &Path) -> Addr {
 }
 
 fn unix_socket() -> io::Result<OwnedFd> {
-    Ok(rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?)
+    crate::sys::socket(AddressFamily::UNIX, SocketType::STREAM, None)
 }
 
 /// Rejects the options that only make sense for TCP.

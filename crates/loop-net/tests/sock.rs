@@ -159,13 +159,15 @@ fn net_10_sock_sendall_to_closed_peer_is_epipe_not_sigpipe() {
 }
 
 fn nonblocking_tcp_socket() -> TcpStream {
-    let s = rustix::net::socket_with(
+    // Flags set after creation: `SOCK_NONBLOCK` does not exist on every platform.
+    let s = rustix::net::socket(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
         None,
     )
     .unwrap();
+    rustix::io::ioctl_fionbio(&s, true).unwrap();
+    rustix::io::fcntl_setfd(&s, rustix::io::FdFlags::CLOEXEC).unwrap();
     TcpStream::from(s)
 }
 

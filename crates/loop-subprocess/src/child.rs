@@ -57,9 +57,21 @@ pub(crate) struct Spawned {
     pub(crate) pipes: [Option<OwnedFd>; 3],
 }
 
-/// A pipe with both ends close-on-exec (so no other child inherits the loop's end).
+/// A pipe with both ends close-on-exec (so no other child inherits the loop's end):
+/// atomically with `pipe2` where it exists, set right after creation on Apple, which has no
+/// `pipe2`.
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let (r, w) = rustix::pipe::pipe()?;
+        rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+        Ok((r, w))
+    }
 }
 
 /// Splits one stream choice into the child's side and, for a pipe, the parent's end.

@@ -73,7 +73,7 @@ impl Addr {
                     return Addr::Unix(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)));
                 }
             }
-            match u.abstract_name() {
+            match crate::sys::abstract_name(&u) {
                 // An unnamed socket reports an empty abstract name.
                 Some(name) if !name.is_empty() => return Addr::UnixAbstract(name.to_vec()),
                 _ => {}
@@ -99,7 +99,7 @@ impl Addr {
         Ok(match self {
             Addr::Inet(a) => SocketAddrAny::from(*a),
             Addr::Unix(p) => SocketAddrAny::from(SocketAddrUnix::new(p.as_path())?),
-            Addr::UnixAbstract(n) => SocketAddrAny::from(SocketAddrUnix::new_abstract_name(n)?),
+            Addr::UnixAbstract(n) => SocketAddrAny::from(crate::sys::new_abstract(n)?),
             Addr::Unnamed => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,

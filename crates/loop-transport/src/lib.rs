@@ -127,6 +127,7 @@ pub mod engine;
 mod protocol;
 mod stream;
 mod streams;
+mod sys;
 
 pub use addr::Addr;
 pub use datagram::{DatagramProtocol, DatagramTransport, MAX_DATAGRAM_READ};

@@ -1794,6 +1794,12 @@ fn net_61_handles_know_their_transport_and_loop_and_describe_its_state() {
 /// and a write pipe whose peer sends data wake the loop for nothing: no I/O event at all.
 #[test]
 fn net_55_idle_transports_cause_no_io_events() {
+    // Linux's epoll only: it reports a write pipe's reader going away without read interest.
+    // The `polling` backend (kqueue) has no hang-up report, so a write pipe there watches for
+    // readability, and what a socket peer sends is an event for it.
+    if !loop_core::internal::HANGUP_REPORTED {
+        return;
+    }
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (rec, _log, _lost) = Rec::new(&lp);

@@ -81,7 +81,7 @@ impl Core<DgramDriver> {
     fn send_one(&self, data: &[u8], to: Option<&SocketAddrAny>) -> rustix::io::Result<usize> {
         let io = self.driver.io.borrow();
         let fd = io.fd().ok_or(Errno::BADF)?;
-        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let flags = SendFlags::DONTWAIT | crate::sys::SEND_NOSIGNAL;
         loop {
             let r = match to {
                 Some(a) => rustix::net::sendto(fd, data, flags, a),

@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
+use loop_core::internal::HANGUP_REPORTED;
 use loop_core::{Error, EventLoop, Result};
 use rustix::io::Errno;
 
@@ -76,10 +77,12 @@ impl Transport {
             }
             // asyncio sets TCP_NODELAY on every TCP transport.
             if let Ok(rustix::net::AddressFamily::INET | rustix::net::AddressFamily::INET6) =
-                rustix::net::sockopt::socket_domain(&fd)
+                crate::sys::socket_family(&fd)
             {
                 let _ = rustix::net::sockopt::set_tcp_nodelay(&fd, true);
             }
+            // EPIPE, not SIGPIPE, where sends cannot say so themselves (Apple).
+            crate::sys::no_sigpipe(&fd)?;
             sockname = Addr::sockname_of(&fd).ok();
             peername = match options.peername {
                 Some(p) => Some(p),
@@ -196,7 +199,9 @@ impl Core<FdDriver> {
         let (read, write) = {
             let st = d.st.borrow();
             (
-                d.kind.is_readable() && life.is_open() && !st.read_eof,
+                (d.kind.is_readable() || self.watches_reader_of_write_pipe())
+                    && life.is_open()
+                    && !st.read_eof,
                 st.want_write && !life.is_lost(),
             )
         };
@@ -217,12 +222,23 @@ impl Core<FdDriver> {
         })
     }
 
+    /// True for a write pipe whose reader going away is learnt from readability: on a backend
+    /// without hang-up reports (`polling`: kqueue reports the read filter's EOF on the write
+    /// end), as asyncio does everywhere. Not for character devices (ptys), whose readability
+    /// is the other side's output.
+    fn watches_reader_of_write_pipe(&self) -> bool {
+        !HANGUP_REPORTED && self.driver.kind == FdKind::WritePipe && !self.is_char_device()
+    }
+
     /// Dispatches one readiness event.
     fn ready(&self, r: Readiness) {
         let d = &self.driver;
         let hup = r.is_error() || (r | Readiness::READ_CLOSED) == r;
-        let drain = d.drain_next.replace(false) || hup;
-        if d.kind == FdKind::WritePipe && r.is_error() && !self.is_char_device() {
+        // Without hang-up reports (the `polling` backend: kqueue) an EOF that came with the
+        // last data raises no new edge, so every readable event reads until EAGAIN or EOF.
+        let drain = d.drain_next.replace(false) || hup || !HANGUP_REPORTED;
+        let gone = r.is_error() || (!HANGUP_REPORTED && r.is_readable());
+        if d.kind == FdKind::WritePipe && gone && !self.is_char_device() {
             // PIPE-09: the reader went away. Not for character devices (ptys): as in
             // asyncio, a hang-up there is learnt from the next write's error (EIO, PIPE-12).
             let buffered = d.st.borrow().wsize > 0;

@@ -18,7 +18,7 @@ impl Core<FdDriver> {
         let fd = io.fd().ok_or(Errno::BADF)?;
         loop {
             let r = if self.driver.kind == FdKind::Socket {
-                rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)
+                rustix::net::send(fd, data, crate::sys::SEND_NOSIGNAL)
             } else {
                 rustix::io::write(fd, data)
             };
@@ -42,7 +42,7 @@ impl Core<FdDriver> {
                     fd,
                     iov,
                     &mut rustix::net::SendAncillaryBuffer::default(),
-                    rustix::net::SendFlags::NOSIGNAL,
+                    crate::sys::SEND_NOSIGNAL,
                 )
             } else {
                 rustix::io::writev(fd, iov)
