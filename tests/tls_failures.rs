@@ -9,6 +9,8 @@ mod tls_common;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use evloop::prelude::*;
@@ -212,6 +214,89 @@ fn tls_10_corrupted_records_end_the_connection_on_either_side() {
     server.close();
     run(&lp, 10, async move { server.wait_closed().await }).unwrap();
     errs.assert_none();
+}
+
+/// A TCP relay between a client and a server that flips one bit of the first client-to-server
+/// chunk it forwards after `corrupt` is set: a record corrupted in flight after the handshake.
+fn corrupting_relay(server_port: u16, corrupt: Arc<AtomicBool>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (client, _) = l.accept().unwrap();
+        let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+        let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let upstream = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                if corrupt.swap(false, Ordering::SeqCst) {
+                    buf[n - 1] ^= 0x01;
+                }
+                if s_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = s_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut s_in, mut c_out) = (server, client);
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = s_in.read(&mut buf) {
+            if c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_out.shutdown(std::net::Shutdown::Write);
+        upstream.join().unwrap();
+    });
+    port
+}
+
+/// TLS-10 after the handshake: a record corrupted in flight between two evloop peers fails its
+/// authentication on the server, which ends the connection with an error naming the failure;
+/// the corrupted bytes never reach the application, the client's connection ends too, and
+/// nothing is left behind.
+#[test]
+fn tls_10_a_record_corrupted_after_the_handshake_ends_the_connection() {
+    let _w = exclusive();
+    let base = fd_count();
+    let p = pki();
+    let lp = EventLoop::new().unwrap();
+    let errs = record_exceptions(&lp);
+    let (server, sst) = tls_server(&lp, &p.server, true);
+    let corrupt = Arc::new(AtomicBool::new(false));
+    let relay = corrupting_relay(port_of(&server), corrupt.clone());
+    let (t, cst) = tls_connect(&lp, relay, connect_opts(&p.client, Some("localhost"))).unwrap();
+    // One clean exchange first: the handshake is done and data flows through the relay.
+    t.write(b"clean").unwrap();
+    until(&lp, 30, || cst.borrow().data == b"clean");
+    corrupt.store(true, Ordering::SeqCst);
+    t.write(b"corrupted in flight").unwrap();
+    until(&lp, 30, || lost(&sst) && lost(&cst));
+    assert_eq!(
+        sst.borrow().data,
+        b"clean",
+        "the corrupted record reached the app"
+    );
+    let last = events(&sst).last().cloned().unwrap();
+    let Ev::Lost {
+        err: Some((_, text)),
+        ..
+    } = last
+    else {
+        panic!("the server's connection ended without an error: {last:?}")
+    };
+    assert!(
+        text.to_lowercase().contains("decrypt") || text.to_lowercase().contains("mac"),
+        "the error names the failed record: {text}"
+    );
+    assert_eq!(lp.stats().timers_pending, 0);
+    drop(t);
+    server.close();
+    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    errs.assert_none();
+    lp.close().unwrap();
+    drop(lp);
+    loop_testkit::eventually(|| fd_count() == base);
+    assert_eq!(fd_count(), base, "an fd leaked");
 }
 
 #[test]
