@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 mod display_date;
 #[path = "hello_world.rs"]
 mod hello_world;
+#[cfg(feature = "tls")]
+#[path = "https_request.rs"]
+mod https_request;
 #[path = "open_socket_protocol.rs"]
 mod open_socket_protocol;
 #[path = "open_socket_streams.rs"]
@@ -72,6 +75,8 @@ fn run_example(name: &str) -> ExitCode {
         "tcp_echo_server_protocol" => tcp_echo_server_protocol::main().report(),
         "tcp_echo_server_streams" => tcp_echo_server_streams::main().report(),
         #[cfg(feature = "tls")]
+        "https_request" => https_request::main().report(),
+        #[cfg(feature = "tls")]
         "tls_echo_client" => tls_echo_client::main().report(),
         #[cfg(feature = "tls")]
         "tls_echo_server" => tls_echo_server::main().report(),
@@ -120,6 +125,11 @@ fn sections() -> Vec<Section> {
         Section {
             title: "TLS echo client and server using streams (ssl=, server_hostname=)",
             run: tour_tls_echo,
+        },
+        #[cfg(feature = "tls")]
+        Section {
+            title: "An HTTPS-style request against a local TLS server (ssl=, server_hostname=)",
+            run: tour_https_request,
         },
         Section {
             title: "UDP echo client and server using protocols",
@@ -449,6 +459,26 @@ fn tour_tcp_echo_streams() -> Result<Vec<String>, String> {
         })?;
     }
     Ok(out)
+}
+
+/// One HTTPS-style request: `GET /` over TLS to a server in the same process, certificate
+/// verified for `localhost`, the response read to the server's close_notify.
+#[cfg(feature = "tls")]
+fn tour_https_request() -> Result<Vec<String>, String> {
+    let lines = run_to_end("https_request", &[])?;
+    expect(lines.iter().any(|l| l == "server: GET / HTTP/1.1"), || {
+        format!("the server did not see the request: {lines:?}")
+    })?;
+    expect(lines.iter().any(|l| l == "client: HTTP/1.1 200 OK"), || {
+        format!("the client did not get the status line: {lines:?}")
+    })?;
+    expect(
+        lines
+            .iter()
+            .any(|l| l == "client: body \"Hello from evloop over TLS\\n\""),
+        || format!("the client did not get the body: {lines:?}"),
+    )?;
+    Ok(lines)
 }
 
 /// The TLS echo pair: the server makes a throwaway CA (written where the client looks for

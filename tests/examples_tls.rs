@@ -62,3 +62,22 @@ fn tls_echo_server_and_client_examples() {
     server.wait().unwrap();
     let _ = std::fs::remove_file(&ca);
 }
+
+#[test]
+fn https_request_example_gets_the_response_over_a_verified_connection() {
+    let _w = loop_testkit::watchdog().limit(120);
+    let exe = loop_testkit::build_example("https_request", EXAMPLE_FEATURES);
+    let out = Command::new(exe).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "client: connected with Tls13, certificate verified for localhost",
+            "server: GET / HTTP/1.1",
+            "client: HTTP/1.1 200 OK",
+            "client: body \"Hello from evloop over TLS\\n\"",
+        ]
+    );
+}
