@@ -127,7 +127,11 @@ struct Counts {
 /// Reads nextest's `Summary [..] N tests run: P passed, F failed, S skipped` and libtest's
 /// `test result: ok. P passed; F failed; I ignored` lines.
 fn parse_counts(text: &str) -> Counts {
-    let is_nextest = |l: &str| l.starts_with("Summary [") && l.contains("tests run:");
+    // A stress run (`--stress-count`) prints one `Stress test [..] iteration i/n: N tests run:
+    // ..` line per iteration and a summary that counts iterations, not tests.
+    let is_nextest = |l: &str| {
+        (l.starts_with("Summary [") || l.starts_with("Stress test [")) && l.contains("tests run:")
+    };
     // nextest shows a failed test's captured output, and with it that test binary's own
     // `test result:` line: when a nextest summary is present, it alone counts.
     let from_nextest = text.lines().any(|l| is_nextest(l.trim()));
@@ -549,6 +553,18 @@ mod tests {
 ";
         let c = parse_counts(out);
         assert_eq!((c.passed, c.failed, c.skipped), (2, 1, 0));
+    }
+
+    #[test]
+    fn a_stress_run_counts_the_tests_of_every_iteration() {
+        let out = "\
+ Stress test [   7.726s] iteration 1/2: 26 tests run: 26 passed, 0 skipped
+    test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out
+ Stress test [   8.308s] iteration 2/2: 26 tests run: 25 passed, 1 failed, 0 skipped
+     Summary [  16.034s] 2/2 stress run iterations: 1 passed, 1 failed
+";
+        let c = parse_counts(out);
+        assert_eq!((c.passed, c.failed, c.skipped), (51, 1, 0));
     }
 
     #[test]
