@@ -91,8 +91,7 @@ fn tls_01_02_03_04_create_connection_to_create_server_echo_extra_info_and_close_
     );
     loop_testkit::spin(&lp, 3);
     assert_eq!(lp.stats().timers_pending, 0, "no timer left behind");
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     assert_eq!(fd_count(), baseline, "every socket closed");
     errs.assert_none();
 }
@@ -151,8 +150,7 @@ fn tls_01_open_connection_and_start_server_move_a_mebibyte_each_way() {
     })
     .unwrap();
     assert!(got == payload, "the echo differs");
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -190,8 +188,7 @@ fn tls_04_data_written_before_close_is_delivered_before_close_notify() {
             }
         ]
     );
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -240,8 +237,7 @@ fn tls_05_eof_without_close_notify_is_a_plain_eof() {
             }
         ]
     );
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -253,17 +249,11 @@ fn tls_12_flow_control_pause_and_resume_writing_and_reading() {
     let errs = record_exceptions(&lp);
     let (mut rec, sst) = Rec::new(false);
     rec.paused = true;
-    let mut rec = Some(rec);
     let o = ServerOptions {
         ssl: Some(p.server.clone()),
         ..Default::default()
     };
-    let server = run(
-        &lp,
-        30,
-        lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
-    )
-    .unwrap();
+    let server = serve(&lp, rec, o).unwrap();
     let (t, cst) = tls_connect(
         &lp,
         port_of(&server),
@@ -293,8 +283,7 @@ fn tls_12_flow_control_pause_and_resume_writing_and_reading() {
     until(&lp, 60, || sst.borrow().data.len() == sent);
     t.close();
     until(&lp, 30, || lost(&cst) && lost(&sst));
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -358,8 +347,7 @@ fn tls_13_start_tls_on_client_and_server_streams() {
     })
     .unwrap();
     assert_eq!(reply, b"secret was swordfish sni=localhost\n");
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -486,8 +474,7 @@ fn tls_14_over_unix_sockets() {
     })
     .unwrap();
     assert_eq!(reply, b"OVER A UNIX SOCKET\n");
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     assert!(!path.exists());
     errs.assert_none();
 }
@@ -525,8 +512,7 @@ fn tls_15_alpn_sni_and_ip_address_names() {
     assert_eq!(sinfo.sni, None, "no SNI for an IP address");
     t.close();
     until(&lp, 30, || lost(&sst));
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -574,8 +560,7 @@ fn tls_04_abort_drops_the_buffer_and_ends_the_connection_at_once() {
         sst.borrow().log
     );
     assert_eq!(lp.stats().timers_pending, 0);
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -611,8 +596,7 @@ fn tls_01_a_panic_in_the_application_protocol_is_fatal_and_closes_the_connection
         reports[0].message,
         "Fatal error: protocol.data_received() call failed."
     );
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
 }
 
 #[test]

@@ -42,8 +42,7 @@ fn tls_06_handshake_failure_on_an_unknown_ca_leaves_nothing_behind() {
     until(&lp, 30, || server.client_count() == 0);
     assert!(sst.borrow().log.is_empty(), "{:?}", sst.borrow().log);
     assert_eq!(lp.stats().timers_pending, 0, "no handshake timer left");
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     assert_eq!(fd_count(), baseline);
     // TLS failures are OS-level errors, as in asyncio: not reported to the handler.
     errs.assert_none();
@@ -75,8 +74,7 @@ fn tls_07_handshake_failure_on_a_name_mismatch_names_the_name() {
         .unwrap();
     let (t, _) = tls_connect(&lp, port, connect_opts(&unchecked, Some(""))).unwrap();
     t.abort();
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
 }
 
 #[test]
@@ -118,13 +116,7 @@ fn tls_08_handshake_timeout_aborts_both_sides_with_asyncios_message() {
         ..Default::default()
     };
     let (rec, sst) = Rec::new(false);
-    let mut rec = Some(rec);
-    let server = run(
-        &lp,
-        30,
-        lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
-    )
-    .unwrap();
+    let server = serve(&lp, rec, o).unwrap();
     let mut mute = TcpStream::connect(("127.0.0.1", port_of(&server))).unwrap();
     until(&lp, 30, || server.client_count() == 1);
     until_virtual(&lp, || server.client_count() == 0);
@@ -136,8 +128,7 @@ fn tls_08_handshake_timeout_aborts_both_sides_with_asyncios_message() {
     assert!(sst.borrow().log.is_empty());
     assert_eq!(lp.stats().timers_pending, 0);
     drop(mute);
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     assert_eq!(fd_count(), baseline);
     errs.assert_none();
 }
@@ -211,8 +202,7 @@ fn tls_10_corrupted_records_end_the_connection_on_either_side() {
     );
     assert!(sst.borrow().log.is_empty());
     assert_eq!(lp.stats().timers_pending, 0);
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -290,8 +280,7 @@ fn tls_10_a_record_corrupted_after_the_handshake_ends_the_connection() {
     );
     assert_eq!(lp.stats().timers_pending, 0);
     drop(t);
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
     lp.close().unwrap();
     drop(lp);
@@ -341,8 +330,7 @@ fn tls_11_shutdown_timeout_when_the_peer_never_answers_close_notify() {
     // The server side sees the abort as a plain end of file once it reads again.
     sst.borrow().transport.clone().unwrap().resume_reading();
     until(&lp, 30, || lost(&sst));
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -392,14 +380,7 @@ fn tls_16_argument_errors_in_asyncios_words() {
         ..Default::default()
     };
     let (rec, _) = Rec::new(false);
-    let mut rec = Some(rec);
-    let err = run(
-        &lp,
-        10,
-        lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
-    )
-    .map(|_| ())
-    .unwrap_err();
+    let err = serve(&lp, rec, o).map(|_| ()).unwrap_err();
     assert!(
         err.to_string()
             .contains("Server side SSL needs a valid SSLContext"),
@@ -411,14 +392,7 @@ fn tls_16_argument_errors_in_asyncios_words() {
         ..Default::default()
     };
     let (rec, _) = Rec::new(false);
-    let mut rec = Some(rec);
-    let err = run(
-        &lp,
-        10,
-        lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
-    )
-    .map(|_| ())
-    .unwrap_err();
+    let err = serve(&lp, rec, o).map(|_| ()).unwrap_err();
     assert!(
         err.to_string()
             .contains("ssl_shutdown_timeout should be a positive number"),

@@ -190,8 +190,7 @@ fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
             }
         ]
     );
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }
 
@@ -311,7 +310,6 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     assert_eq!(text.trim(), format!("OK {N} TLSv1.3"), "{err}");
     until(&lp, 30, || lost(&sst));
     assert_eq!(sst.borrow().data.len(), N);
-    server.close();
-    run(&lp, 10, async move { server.wait_closed().await }).unwrap();
+    close_server(&lp, server);
     errs.assert_none();
 }

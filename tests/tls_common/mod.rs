@@ -189,6 +189,22 @@ pub fn port_of(server: &evloop::net::Server) -> u16 {
     }
 }
 
+/// A server on 127.0.0.1 with `o` whose one connection is served by `rec`.
+pub fn serve(lp: &EventLoop, rec: Rec, o: ServerOptions) -> evloop::Result<evloop::net::Server> {
+    let mut rec = Some(rec);
+    run(
+        lp,
+        30,
+        lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
+    )
+}
+
+/// Closes `server` and waits until it is closed.
+pub fn close_server(lp: &EventLoop, server: evloop::net::Server) {
+    server.close();
+    run(lp, 10, async move { server.wait_closed().await }).unwrap();
+}
+
 /// A TLS server on 127.0.0.1 whose connections all record into one state (echoing if `echo`).
 pub fn tls_server(lp: &EventLoop, ctx: &SslContext, echo: bool) -> (evloop::net::Server, State) {
     let (_rec, st) = Rec::new(echo);
