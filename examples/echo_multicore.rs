@@ -92,10 +92,7 @@ fn run(args: Args) -> evloop::Result<()> {
     let shared_port = port.clone();
     let group = evloop::spawn_loops(n, move |lp, i| {
         let counts = counts.clone();
-        let options = ServerOptions {
-            reuse_port: true,
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::new().reuse_port(true);
         let factory = move || {
             counts[i].fetch_add(1, Ordering::Relaxed);
             Echo { transport: None }

@@ -61,10 +61,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
-        let options = ServerOptions {
-            ssl: Some(server_ctx),
-            ..Default::default()
-        };
+        let options = ServerOptions::new().ssl(server_ctx);
         let server = lp2
             .start_server(handle_request, "127.0.0.1", 0, options)
             .await?;
@@ -72,11 +69,9 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
             evloop::transport::Addr::Inet(a) => a.port(),
             ref other => panic!("not an inet address: {other:?}"),
         };
-        let options = ConnectOptions {
-            ssl: Some(client_ctx),
-            server_hostname: Some("localhost".into()),
-            ..Default::default()
-        };
+        let options = ConnectOptions::new()
+            .ssl(client_ctx)
+            .server_hostname("localhost");
         let (mut reader, writer) = lp2.open_connection("127.0.0.1", port, options).await?;
         let info = tls_info(writer.transport()).expect("a TLS connection");
         println!(

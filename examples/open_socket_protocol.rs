@@ -52,7 +52,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
                     on_con_lost: lost,
                 },
                 rsock,
-                ConnectOptions::default(),
+                ConnectOptions::new(),
             )
             .await?;
         // Simulate the reception of data from the network.

@@ -17,7 +17,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     lp.run_until_complete(async move {
         // Register the open socket to wait for data.
         let (mut reader, writer) = lp2
-            .open_connection_sock(rsock, ConnectOptions::default())
+            .open_connection_sock(rsock, ConnectOptions::new())
             .await?;
         // Simulate the reception of data from the network.
         lp2.call_soon(move |_| {

@@ -55,7 +55,7 @@ pub fn main() -> Result<(), Error> {
                 },
                 "127.0.0.1",
                 port(),
-                ConnectOptions::default(),
+                ConnectOptions::new(),
             )
             .await?;
         // Wait until the protocol signals that the connection is lost, then close.

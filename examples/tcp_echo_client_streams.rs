@@ -22,7 +22,7 @@ pub fn main() -> Result<(), Error> {
     lp.run_until_complete(async move {
         let message = "Hello World!";
         let (mut reader, writer) = lp2
-            .open_connection("127.0.0.1", port(), ConnectOptions::default())
+            .open_connection("127.0.0.1", port(), ConnectOptions::new())
             .await?;
         println!("Send: {message:?}");
         writer.write(message.as_bytes())?;

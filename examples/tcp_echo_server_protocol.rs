@@ -53,7 +53,7 @@ pub fn main() -> Result<(), Error> {
                 || EchoServerProtocol { transport: None },
                 "127.0.0.1",
                 port(),
-                ServerOptions::default(),
+                ServerOptions::new(),
             )
             .await?;
         server.serve_forever().await

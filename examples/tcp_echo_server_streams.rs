@@ -39,7 +39,7 @@ pub fn main() -> Result<(), Error> {
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
         let server = lp2
-            .start_server(handle_echo, "127.0.0.1", port(), ServerOptions::default())
+            .start_server(handle_echo, "127.0.0.1", port(), ServerOptions::new())
             .await?;
         let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
         println!("Serving on {}", addrs.join(", "));

@@ -30,11 +30,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
-        let options = ConnectOptions {
-            ssl: Some(ctx),
-            server_hostname: Some("localhost".into()),
-            ..Default::default()
-        };
+        let options = ConnectOptions::new().ssl(ctx).server_hostname("localhost");
         let (mut reader, writer) = lp2.open_connection("127.0.0.1", port(), options).await?;
         let info = tls_info(writer.transport()).expect("a TLS connection");
         println!(

@@ -75,10 +75,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lp = EventLoop::new()?;
     let lp2 = lp.clone();
     lp.run_until_complete(async move {
-        let options = ServerOptions {
-            ssl: Some(ctx),
-            ..Default::default()
-        };
+        let options = ServerOptions::new().ssl(ctx);
         let server = lp2
             .start_server(handle_echo, "127.0.0.1", port(), options)
             .await?;

@@ -146,7 +146,7 @@ fn net_06_fd_owned_by_a_transport_rejected_by_add_reader_remove_reader_and_sock_
     let port = listener.local_addr().unwrap().port();
     let l = lp.clone();
     let (t, _protocol) = run(&lp, 30, async move {
-        l.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::default())
+        l.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::new())
             .await
     })
     .unwrap();
@@ -292,7 +292,7 @@ fn net_40_net_43_net_45_server_closed_twice_then_wait_closed_and_start_serving_r
     let lp = rig.lp.clone();
     let l = lp.clone();
     let server = run(&lp, 30, async move {
-        l.create_server(|| Quiet, "127.0.0.1", 0, ServerOptions::default())
+        l.create_server(|| Quiet, "127.0.0.1", 0, ServerOptions::new())
             .await
     })
     .unwrap();
@@ -343,13 +343,13 @@ fn reliability_bad_input_create_connection_to_a_closed_port_econnrefused_names_t
                 },
                 "127.0.0.1",
                 port,
-                ConnectOptions::default(),
+                ConnectOptions::new(),
             )
             .await
             .map(|_| ())
             .unwrap_err();
         let b = l
-            .open_connection("127.0.0.1", port, ConnectOptions::default())
+            .open_connection("127.0.0.1", port, ConnectOptions::new())
             .await
             .map(|_| ())
             .unwrap_err();

@@ -199,7 +199,7 @@ async fn run_clients(lp: EventLoop, port: u16, n: usize) -> Result<Totals, Error
             wave.push(lp.create_task(lp.open_connection(
                 "127.0.0.1",
                 port,
-                ConnectOptions::default(),
+                ConnectOptions::new(),
             ))?);
         }
         for t in wave {
@@ -345,10 +345,7 @@ fn reliability_10k_connections_net_38_one_loop_echoes_every_byte() {
                 },
                 "127.0.0.1",
                 0,
-                ServerOptions {
-                    backlog: BACKLOG,
-                    ..ServerOptions::default()
-                },
+                ServerOptions::new().backlog(BACKLOG),
             )
             .await?;
         let port = server.local_addrs()[0].as_inet().unwrap().port();

@@ -39,7 +39,7 @@ fn busy_loop() -> (WeakLoop, Vec<Box<dyn std::any::Any>>) {
             || Nothing,
             "127.0.0.1",
             0,
-            evloop::net::ServerOptions::default(),
+            evloop::net::ServerOptions::new(),
         ))
         .unwrap()
         .unwrap();
@@ -163,7 +163,7 @@ fn core_14_drop_without_close_frees_a_loop_with_open_connections() {
             || Nothing,
             "127.0.0.1",
             0,
-            evloop::net::ServerOptions::default(),
+            evloop::net::ServerOptions::new(),
         ))
         .unwrap()
         .unwrap();
@@ -173,7 +173,7 @@ fn core_14_drop_without_close_frees_a_loop_with_open_connections() {
             || Nothing,
             "127.0.0.1",
             port,
-            evloop::net::ConnectOptions::default(),
+            evloop::net::ConnectOptions::new(),
         ))
         .unwrap()
         .unwrap();

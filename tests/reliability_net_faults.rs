@@ -93,7 +93,7 @@ fn reliability_peer_reset_mid_stream_connection_lost_econnreset_exactly_once() {
             },
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         )
         .await
     })
@@ -178,7 +178,7 @@ fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
             },
             "127.0.0.1",
             port,
-            ConnectOptions::default(),
+            ConnectOptions::new(),
         )
         .await
     })
@@ -222,7 +222,7 @@ fn reliability_write_to_closed_peer_epipe_connection_lost_once_no_sigpipe() {
     let l = lp.clone();
     let (first, again, closed) = run(&lp, 60, async move {
         let (_r, w) = l
-            .open_connection("127.0.0.1", port, ConnectOptions::default())
+            .open_connection("127.0.0.1", port, ConnectOptions::new())
             .await?;
         while peer_rx.try_recv().is_err() {
             l.sleep(Duration::from_millis(1)).await?;
@@ -379,7 +379,7 @@ fn reliability_tiny_sndbuf_slow_reader_pause_resume_alternate_data_intact_drain_
             },
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         )
         .await
     })
@@ -420,7 +420,7 @@ fn reliability_tiny_sndbuf_slow_reader_pause_resume_alternate_data_intact_drain_
     let l = lp.clone();
     let (waited, checked) = run(&lp, 120, async move {
         let (_r, w) = l
-            .open_connection("127.0.0.1", port, ConnectOptions::default())
+            .open_connection("127.0.0.1", port, ConnectOptions::new())
             .await?;
         w.transport()
             .with_fd(|fd| rustix::net::sockopt::set_socket_send_buffer_size(fd, 4096))
@@ -547,7 +547,7 @@ fn reliability_panic_in_each_protocol_method_reported_once_other_connection_serv
             },
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         )
         .await
     })
@@ -675,20 +675,21 @@ fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connec
     let with_echo = fd_count();
     let lost = Rc::new(Cell::new(0u32));
 
+    let faulty = |method: &'static str| {
+        let lost = lost.clone();
+        move || Faulty::<DatagramTransport> {
+            method,
+            transport: None,
+            lost,
+        }
+    };
     let endpoint = |method: &'static str, options: DatagramOptions| {
         let l = lp.clone();
-        let lo = lost.clone();
+        let factory = faulty(method);
         run(&lp, 30, async move {
-            l.create_datagram_endpoint(
-                move || Faulty::<DatagramTransport> {
-                    method,
-                    transport: None,
-                    lost: lo,
-                },
-                options,
-            )
-            .await
-            .map(|(t, _)| t)
+            l.create_datagram_endpoint(factory, options)
+                .await
+                .map(|(t, _)| t)
         })
     };
     let check = |method: &str, echo: &mut EchoCheck| {
@@ -757,7 +758,14 @@ fn reliability_panic_in_each_datagram_protocol_method_reported_once_other_connec
     // (EAGAIN), so datagrams queue in the transport; reading drains them.
     for method in ["pause_writing", "resume_writing"] {
         let (ours, theirs) = UnixDatagram::pair().unwrap();
-        let t = endpoint(method, DatagramOptions::sock(ours)).unwrap();
+        let options = DatagramOptions::new();
+        let t = run(
+            &lp,
+            30,
+            lp.create_datagram_endpoint_sock(faulty(method), ours, options),
+        )
+        .map(|(t, _)| t)
+        .unwrap();
         t.set_write_buffer_limits(Some(0), Some(0)).unwrap();
         let mut sent = 0;
         until(&lp, 30, "the datagram queue backs up", || {

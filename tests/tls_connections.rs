@@ -102,10 +102,7 @@ fn tls_01_open_connection_and_start_server_move_a_mebibyte_each_way() {
     let p = pki();
     let lp = EventLoop::new().unwrap();
     let errs = record_exceptions(&lp);
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(
         &lp,
         30,
@@ -134,11 +131,9 @@ fn tls_01_open_connection_and_start_server_move_a_mebibyte_each_way() {
     let lp2 = lp.clone();
     let client = p.client.clone();
     let got = run(&lp, 60, async move {
-        let o = ConnectOptions {
-            ssl: Some(client),
-            server_hostname: Some("localhost".into()),
-            ..Default::default()
-        };
+        let o = ConnectOptions::new()
+            .ssl(client)
+            .server_hostname("localhost");
         let (mut r, w) = lp2.open_connection("127.0.0.1", port, o).await?;
         assert!(tls_info(w.transport()).is_some());
         w.write(&sent)?;
@@ -249,10 +244,7 @@ fn tls_12_flow_control_pause_and_resume_writing_and_reading() {
     let errs = record_exceptions(&lp);
     let (mut rec, sst) = Rec::new(false);
     rec.paused = true;
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = serve(&lp, rec, o).unwrap();
     let (t, cst) = tls_connect(
         &lp,
@@ -320,7 +312,7 @@ fn tls_13_start_tls_on_client_and_server_streams() {
             },
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         ),
     )
     .unwrap();
@@ -329,7 +321,7 @@ fn tls_13_start_tls_on_client_and_server_streams() {
     let client = p.client.clone();
     let reply = run(&lp, 30, async move {
         let (mut r, mut w) = lp2
-            .open_connection("127.0.0.1", port, ConnectOptions::default())
+            .open_connection("127.0.0.1", port, ConnectOptions::new())
             .await?;
         assert!(tls_info(w.transport()).is_none(), "plain at first");
         w.write(b"STARTTLS\n")?;
@@ -422,10 +414,7 @@ fn tls_14_over_unix_sockets() {
     let errs = record_exceptions(&lp);
     let path = std::env::temp_dir().join(format!("evloop-tls-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(
         &lp,
         30,
@@ -436,7 +425,7 @@ fn tls_14_over_unix_sockets() {
                 w.close();
                 w.wait_closed().await
             },
-            Some(&path),
+            &path,
             o,
         ),
     )
@@ -445,12 +434,9 @@ fn tls_14_over_unix_sockets() {
     let client = p.client.clone();
     let path2 = path.clone();
     let reply = run(&lp, 30, async move {
-        let o = ConnectOptions {
-            ssl: Some(client.clone()),
-            ..Default::default()
-        };
+        let o = ConnectOptions::new().ssl(client.clone());
         let err = lp2
-            .open_unix_connection(Some(&path2), o)
+            .open_unix_connection(&path2, o)
             .await
             .map(|_| ())
             .unwrap_err();
@@ -459,12 +445,10 @@ fn tls_14_over_unix_sockets() {
                 .contains("you have to pass server_hostname when using ssl"),
             "{err}"
         );
-        let o = ConnectOptions {
-            ssl: Some(client),
-            server_hostname: Some("localhost".into()),
-            ..Default::default()
-        };
-        let (mut r, w) = lp2.open_unix_connection(Some(&path2), o).await?;
+        let o = ConnectOptions::new()
+            .ssl(client)
+            .server_hostname("localhost");
+        let (mut r, w) = lp2.open_unix_connection(&path2, o).await?;
         let info = tls_info(w.transport()).unwrap();
         assert_eq!(info.version, Some(TlsVersion::Tls13));
         w.write(b"over a unix socket\n")?;
@@ -576,10 +560,7 @@ fn tls_01_a_panic_in_the_application_protocol_is_fatal_and_closes_the_connection
             panic!("boom in data_received");
         }
     }
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(&lp, 30, lp.create_server(|| Boom, "127.0.0.1", 0, o)).unwrap();
     let (t, cst) = tls_connect(
         &lp,

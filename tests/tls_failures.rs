@@ -8,7 +8,6 @@ mod tls_common;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +99,8 @@ fn tls_08_handshake_timeout_aborts_both_sides_with_asyncios_message() {
         io::ErrorKind::ConnectionAborted
     );
     assert!(lp.time() - start >= 60.0, "the default is 60 s");
-    let mut o = connect_opts(&p.client, Some("localhost"));
-    o.ssl_handshake_timeout = Some(Duration::from_secs(5));
+    let o =
+        connect_opts(&p.client, Some("localhost")).ssl_handshake_timeout(Duration::from_secs(5));
     let start = lp.time();
     let err = tls_connect(&lp, port, o).map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("5.0 seconds"), "{err}");
@@ -110,11 +109,9 @@ fn tls_08_handshake_timeout_aborts_both_sides_with_asyncios_message() {
     drop(silent);
 
     // Server side: a client that connects and sends nothing is dropped after the timeout.
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ssl_handshake_timeout: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let o = ServerOptions::new()
+        .ssl(p.server.clone())
+        .ssl_handshake_timeout(Duration::from_secs(2));
     let (rec, sst) = Rec::new(false);
     let server = serve(&lp, rec, o).unwrap();
     let mut mute = TcpStream::connect(("127.0.0.1", port_of(&server))).unwrap();
@@ -298,18 +295,14 @@ fn tls_11_shutdown_timeout_when_the_peer_never_answers_close_notify() {
     let (mut rec, sst) = Rec::new(false);
     rec.paused = true;
     let mut rec = Some(rec);
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(
         &lp,
         30,
         lp.create_server(move || rec.take().unwrap(), "127.0.0.1", 0, o),
     )
     .unwrap();
-    let mut o = connect_opts(&p.client, Some("localhost"));
-    o.ssl_shutdown_timeout = Some(Duration::from_secs(3));
+    let o = connect_opts(&p.client, Some("localhost")).ssl_shutdown_timeout(Duration::from_secs(3));
     let (t, cst) = tls_connect(&lp, port_of(&server), o).unwrap();
     until(&lp, 30, || sst.borrow().log.contains(&Ev::Made));
     let start = lp.time();
@@ -348,19 +341,11 @@ fn tls_16_argument_errors_in_asyncios_words() {
     };
     // sock= with ssl and no name.
     let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let o = ConnectOptions {
-        ssl: Some(p.client.clone()),
-        sock: Some(OwnedFd::from(a)),
-        ..Default::default()
-    };
+    let o = ConnectOptions::new().ssl(p.client.clone());
     let (rec, _) = Rec::new(false);
-    let err = run(
-        &lp,
-        10,
-        lp.create_connection(move || rec, "", None::<u16>, o),
-    )
-    .map(|_| ())
-    .unwrap_err();
+    let err = run(&lp, 10, lp.create_connection_sock(move || rec, a, o))
+        .map(|_| ())
+        .unwrap_err();
     assert!(
         err.to_string()
             .ends_with("You must set server_hostname when using ssl without a host"),
@@ -368,17 +353,13 @@ fn tls_16_argument_errors_in_asyncios_words() {
     );
     let msg = connect(connect_opts(&p.server, None), "127.0.0.1");
     assert!(msg.contains("client-side SslContext"), "{msg}");
-    let mut o = connect_opts(&p.client, None);
-    o.ssl_handshake_timeout = Some(Duration::ZERO);
+    let o = connect_opts(&p.client, None).ssl_handshake_timeout(Duration::ZERO);
     let msg = connect(o, "127.0.0.1");
     assert!(
         msg.contains("ssl_handshake_timeout should be a positive number"),
         "{msg}"
     );
-    let o = ServerOptions {
-        ssl: Some(p.client.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.client.clone());
     let (rec, _) = Rec::new(false);
     let err = serve(&lp, rec, o).map(|_| ()).unwrap_err();
     assert!(
@@ -386,11 +367,9 @@ fn tls_16_argument_errors_in_asyncios_words() {
             .contains("Server side SSL needs a valid SSLContext"),
         "{err}"
     );
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ssl_shutdown_timeout: Some(Duration::ZERO),
-        ..Default::default()
-    };
+    let o = ServerOptions::new()
+        .ssl(p.server.clone())
+        .ssl_shutdown_timeout(Duration::ZERO);
     let (rec, _) = Rec::new(false);
     let err = serve(&lp, rec, o).map(|_| ()).unwrap_err();
     assert!(

@@ -53,11 +53,9 @@ fn tls_17_12_04_evloop_client_against_a_cpython_asyncio_server() {
     let lp = EventLoop::new().unwrap();
     let errs = record_exceptions(&lp);
     let (rec, st) = Rec::new(false);
-    let o = ConnectOptions {
-        ssl: Some(p.client.clone()),
-        server_hostname: Some("localhost".into()),
-        ..Default::default()
-    };
+    let o = ConnectOptions::new()
+        .ssl(p.client.clone())
+        .server_hostname("localhost");
     let (t, _) = run(
         &lp,
         30,
@@ -156,10 +154,7 @@ fn tls_17_12_04_cpython_ssl_client_against_an_evloop_server() {
     let errs = record_exceptions(&lp);
     let (rec, st) = Rec::new(true);
     let mut rec = Some(rec);
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(
         &lp,
         30,
@@ -259,17 +254,10 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "READY");
     let (rec, st) = Rec::new(false);
-    let o = ConnectOptions {
-        ssl: Some(p.client.clone()),
-        server_hostname: Some("localhost".into()),
-        ..Default::default()
-    };
-    let (t, _) = run(
-        &lp,
-        30,
-        lp.create_unix_connection(move || rec, Some(&path), o),
-    )
-    .unwrap();
+    let o = ConnectOptions::new()
+        .ssl(p.client.clone())
+        .server_hostname("localhost");
+    let (t, _) = run(&lp, 30, lp.create_unix_connection(move || rec, &path, o)).unwrap();
     t.write(&vec![b'e'; N]).unwrap();
     until(&lp, 60, || st.borrow().data.len() == N);
     t.close(); // our close_notify ends asyncio's read loop; its own comes back
@@ -291,14 +279,11 @@ fn tls_17_14_unix_sockets_against_cpython_both_ways() {
     let path = dir.join("ev.sock");
     let (rec, sst) = Rec::new(true);
     let mut rec = Some(rec);
-    let o = ServerOptions {
-        ssl: Some(p.server.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(p.server.clone());
     let server = run(
         &lp,
         30,
-        lp.create_unix_server(move || rec.take().unwrap(), Some(&path), o),
+        lp.create_unix_server(move || rec.take().unwrap(), &path, o),
     )
     .unwrap();
     let path_s = path.to_str().unwrap().to_owned();

@@ -169,7 +169,6 @@ pub fn smol(listener: TcpListener) {
 
 /// Serves `listener` with evloop's `create_server`, on one loop, until the process ends.
 fn evloop_serve(listener: TcpListener, protocol: bool) {
-    use evloop::net::Hosts;
     use evloop::prelude::*;
 
     /// Writes every chunk back as it arrives.
@@ -202,14 +201,11 @@ fn evloop_serve(listener: TcpListener, protocol: bool) {
     }
 
     let lp = EventLoop::new().expect("loop");
-    let opts = ServerOptions {
-        sock: Some(listener.into()),
-        ..ServerOptions::default()
-    };
+    let opts = ServerOptions::new();
     let server = if protocol {
-        lp.run_until_complete(lp.create_server(|| Echo(None), Hosts::any(), None::<u16>, opts))
+        lp.run_until_complete(lp.create_server_sock(|| Echo(None), listener, opts))
     } else {
-        lp.run_until_complete(lp.start_server(echo, Hosts::any(), None::<u16>, opts))
+        lp.run_until_complete(lp.start_server_sock(echo, listener, opts))
     }
     .expect("loop")
     .expect("server");
@@ -254,10 +250,7 @@ pub fn evloop_protocol_two_loops(listener: TcpListener) {
     drop(listener);
     let group = evloop::spawn_loops(2, move |lp, i| {
         crate::pin(Some(i));
-        let opts = ServerOptions {
-            reuse_port: true,
-            ..ServerOptions::default()
-        };
+        let opts = ServerOptions::new().reuse_port(true);
         // The loop keeps a serving server alive until it is closed.
         lp.run_until_complete(lp.create_server(|| Echo(None), "127.0.0.1", port, opts))??;
         Ok(())

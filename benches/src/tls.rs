@@ -65,18 +65,9 @@ pub fn evloop_tls(listener: TcpListener) {
     let ctx = server_ctx(&listener);
     listener.set_nonblocking(true).expect("nonblocking");
     let lp = EventLoop::new().expect("loop");
-    let opts = ServerOptions {
-        sock: Some(listener.into()),
-        ssl: Some(ctx),
-        ..ServerOptions::default()
-    };
+    let opts = ServerOptions::new().ssl(ctx);
     let server = lp
-        .run_until_complete(lp.create_server(
-            || Echo(None),
-            evloop::net::Hosts::any(),
-            None::<u16>,
-            opts,
-        ))
+        .run_until_complete(lp.create_server_sock(|| Echo(None), listener, opts))
         .expect("run")
         .expect("server");
     lp.run_forever().expect("serve");

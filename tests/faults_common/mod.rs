@@ -189,7 +189,7 @@ impl EchoCheck {
     pub fn start(lp: &EventLoop) -> EchoCheck {
         let l = lp.clone();
         let server = run(lp, 30, async move {
-            l.create_server(Echo::default, "127.0.0.1", 0, ServerOptions::default())
+            l.create_server(Echo::default, "127.0.0.1", 0, ServerOptions::new())
                 .await
         })
         .expect("echo server");

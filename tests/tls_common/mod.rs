@@ -209,10 +209,7 @@ pub fn close_server(lp: &EventLoop, server: evloop::net::Server) {
 pub fn tls_server(lp: &EventLoop, ctx: &SslContext, echo: bool) -> (evloop::net::Server, State) {
     let (_rec, st) = Rec::new(echo);
     let shared = st.clone();
-    let o = ServerOptions {
-        ssl: Some(ctx.clone()),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().ssl(ctx.clone());
     // Every connection records into the same state.
     let factory = move || Rec {
         st: shared.clone(),
@@ -224,10 +221,10 @@ pub fn tls_server(lp: &EventLoop, ctx: &SslContext, echo: bool) -> (evloop::net:
 }
 
 pub fn connect_opts(ctx: &SslContext, name: Option<&str>) -> ConnectOptions {
-    ConnectOptions {
-        ssl: Some(ctx.clone()),
-        server_hostname: name.map(str::to_owned),
-        ..Default::default()
+    let o = ConnectOptions::new().ssl(ctx.clone());
+    match name {
+        Some(name) => o.server_hostname(name),
+        None => o,
     }
 }
 

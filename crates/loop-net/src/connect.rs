@@ -23,67 +23,54 @@ use crate::errors::{aggregate, with_context};
 use crate::lookup::{ensure_resolved, Service};
 use crate::{AddrInfo, Hints, SockExt, SOCK_STREAM};
 
-/// Options of `create_connection`, `open_connection`, `create_unix_connection` and
-/// `connect_accepted_socket` (asyncio's keyword arguments). `Default` gives asyncio's defaults.
+/// Options of `create_connection`, `open_connection`, `create_unix_connection`,
+/// `connect_accepted_socket` and their `_sock` forms (asyncio's keyword arguments), built with
+/// one chainable setter per option. [`new`](ConnectOptions::new) (or `Default`) gives asyncio's
+/// defaults.
 ///
 /// ```
 /// use loop_net::ConnectOptions;
 /// use std::time::Duration;
-/// let o = ConnectOptions {
-///     happy_eyeballs_delay: Some(Duration::from_millis(250)),
-///     ..Default::default()
-/// };
-/// assert_eq!(o.limit, 65536);
-/// assert!(o.sock.is_none());
+/// let o = ConnectOptions::new()
+///     .happy_eyeballs_delay(Duration::from_millis(250))
+///     .local_addr(("127.0.0.1", 0))
+///     .limit(1024);
+/// assert_eq!(o.get_limit(), 1024);
+/// assert_eq!(ConnectOptions::new().get_limit(), 65536);
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ConnectOptions {
-    /// An already connected stream socket to use instead of a path, for
-    /// `create_unix_connection` / `open_unix_connection` (asyncio's `sock=`); it is made
-    /// non-blocking and owned by the transport. `create_connection(sock=)` and
-    /// `open_connection(sock=)` are spelled
-    /// [`create_connection_sock`](crate::NetExt::create_connection_sock) and
-    /// [`open_connection_sock`](crate::NetExt::open_connection_sock).
-    pub sock: Option<OwnedFd>,
     /// Address family for the resolver (`AF_UNSPEC` = 0: any).
-    pub family: i32,
+    pub(crate) family: i32,
     /// Protocol for the resolver (0: any).
-    pub proto: i32,
+    pub(crate) proto: i32,
     /// `AI_*` flags for the resolver.
-    pub flags: i32,
-    /// Local `(host, port)` to bind each attempt's socket to before connecting; resolved like
-    /// the remote address.
-    pub local_addr: Option<(String, u16)>,
-    /// Happy eyeballs (RFC 8305): start the next attempt after this delay even if the previous
-    /// one has not failed yet. `None`: one attempt at a time.
-    pub happy_eyeballs_delay: Option<Duration>,
-    /// Reorder the resolved addresses by family, round-robin, the first family contributing
-    /// this many leading entries. Defaults to 1 when a happy-eyeballs delay is given.
-    pub interleave: Option<usize>,
-    /// When every attempt fails, return all their errors as an [`ErrorGroup`](crate::ErrorGroup)
-    /// instead of one OS error.
-    pub all_errors: bool,
-    /// The buffer limit of the `StreamReader` (streams functions only): 64 KiB by default.
-    pub limit: usize,
-    /// TLS (feature `tls`): the client context; the connection's protocol gets
-    /// `connection_made` after the handshake. For `connect_accepted_socket`, a server
-    /// context: this end is the TLS server.
+    pub(crate) flags: i32,
+    /// Local `(host, port)` to bind each attempt's socket to.
+    pub(crate) local_addr: Option<(String, u16)>,
+    /// Happy eyeballs delay (RFC 8305).
+    pub(crate) happy_eyeballs_delay: Option<Duration>,
+    /// Reorder the resolved addresses by family.
+    pub(crate) interleave: Option<usize>,
+    /// Return every attempt's error as a group.
+    pub(crate) all_errors: bool,
+    /// The `StreamReader`'s buffer limit.
+    pub(crate) limit: usize,
+    /// TLS: the context.
     #[cfg(any(feature = "tls", feature = "tls-ring"))]
-    pub ssl: Option<loop_tls::SslContext>,
-    /// TLS: the name the server's certificate is checked against and sent as SNI; by
-    /// default the host (`create_unix_connection` needs it). Rejected without `ssl`.
-    pub server_hostname: Option<String>,
-    /// TLS: how long the handshake may take (default 60 s). Rejected without `ssl`.
-    pub ssl_handshake_timeout: Option<Duration>,
-    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Rejected
-    /// without `ssl`.
-    pub ssl_shutdown_timeout: Option<Duration>,
+    pub(crate) ssl: Option<loop_tls::SslContext>,
+    /// TLS: the expected server name.
+    pub(crate) server_hostname: Option<String>,
+    /// TLS: the handshake timeout.
+    pub(crate) ssl_handshake_timeout: Option<Duration>,
+    /// TLS: the shutdown timeout.
+    pub(crate) ssl_shutdown_timeout: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
     fn default() -> ConnectOptions {
         ConnectOptions {
-            sock: None,
             family: 0,
             proto: 0,
             flags: 0,
@@ -98,6 +85,158 @@ impl Default for ConnectOptions {
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
         }
+    }
+}
+
+impl ConnectOptions {
+    /// asyncio's defaults: any family, one attempt at a time, a 64 KiB reader limit, no TLS.
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ConnectOptions::new().get_limit(), 65536);
+    /// ```
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Address family for the resolver (`AF_UNSPEC` = 0, the default: any).
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().family(loop_net::AF_INET);
+    /// ```
+    pub fn family(mut self, family: i32) -> ConnectOptions {
+        self.family = family;
+        self
+    }
+
+    /// Protocol for the resolver (0, the default: any).
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().proto(loop_net::IPPROTO_TCP);
+    /// ```
+    pub fn proto(mut self, proto: i32) -> ConnectOptions {
+        self.proto = proto;
+        self
+    }
+
+    /// `AI_*` flags for the resolver (default 0).
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().flags(loop_net::AI_CANONNAME);
+    /// ```
+    pub fn flags(mut self, flags: i32) -> ConnectOptions {
+        self.flags = flags;
+        self
+    }
+
+    /// Local `(host, port)` to bind each attempt's socket to before connecting; resolved like
+    /// the remote address (an empty host: any address).
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().local_addr(("127.0.0.1", 0));
+    /// ```
+    pub fn local_addr(mut self, (host, port): (impl Into<String>, u16)) -> ConnectOptions {
+        self.local_addr = Some((host.into(), port));
+        self
+    }
+
+    /// Happy eyeballs (RFC 8305): start the next attempt after this delay even if the previous
+    /// one has not failed yet. Not set (the default): one attempt at a time.
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().happy_eyeballs_delay(std::time::Duration::from_millis(250));
+    /// ```
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> ConnectOptions {
+        self.happy_eyeballs_delay = Some(delay);
+        self
+    }
+
+    /// Reorder the resolved addresses by family, round-robin, the first family contributing
+    /// this many leading entries. Defaults to 1 when a happy-eyeballs delay is given.
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().interleave(2);
+    /// ```
+    pub fn interleave(mut self, first_count: usize) -> ConnectOptions {
+        self.interleave = Some(first_count);
+        self
+    }
+
+    /// When every attempt fails, return all their errors as an [`ErrorGroup`](crate::ErrorGroup)
+    /// (read with [`Error::errors`](loop_core::Error::errors)) instead of one OS error.
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().all_errors(true);
+    /// ```
+    pub fn all_errors(mut self, all: bool) -> ConnectOptions {
+        self.all_errors = all;
+        self
+    }
+
+    /// The buffer limit of the `StreamReader` (streams functions only): 64 KiB by default.
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ConnectOptions::new().limit(1024).get_limit(), 1024);
+    /// ```
+    pub fn limit(mut self, limit: usize) -> ConnectOptions {
+        self.limit = limit;
+        self
+    }
+
+    /// The `StreamReader` buffer limit set with [`limit`](ConnectOptions::limit).
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ConnectOptions::new().get_limit(), 65536);
+    /// ```
+    pub fn get_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// TLS (feature `tls`): the client context; the connection's protocol gets
+    /// `connection_made` after the handshake. For `connect_accepted_socket`, a server
+    /// context: this end is the TLS server.
+    ///
+    /// ```
+    /// let ctx = loop_tls::SslContext::client().build()?;
+    /// let _o = loop_net::ConnectOptions::new().ssl(ctx);
+    /// # Ok::<(), loop_tls::ContextError>(())
+    /// ```
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub fn ssl(mut self, ctx: loop_tls::SslContext) -> ConnectOptions {
+        self.ssl = Some(ctx);
+        self
+    }
+
+    /// TLS: the name the server's certificate is checked against and sent as SNI; by
+    /// default the host (`create_unix_connection` needs it); an empty name turns the hostname
+    /// check off. Refused without [`ssl`](ConnectOptions::ssl).
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().server_hostname("example.com");
+    /// ```
+    pub fn server_hostname(mut self, name: impl Into<String>) -> ConnectOptions {
+        self.server_hostname = Some(name.into());
+        self
+    }
+
+    /// TLS: how long the handshake may take (default 60 s). Refused without `ssl`.
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().ssl_handshake_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn ssl_handshake_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.ssl_handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Refused
+    /// without `ssl`.
+    ///
+    /// ```
+    /// let _o = loop_net::ConnectOptions::new().ssl_shutdown_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn ssl_shutdown_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.ssl_shutdown_timeout = Some(timeout);
+        self
     }
 }
 
@@ -419,31 +558,30 @@ pub(crate) async fn create_connection<P: Into<StreamProtocol> + 'static>(
     factory: impl FnOnce() -> P,
     host: String,
     port: Service,
-    mut o: ConnectOptions,
+    o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let specified = !host.is_empty() || port.is_specified();
-    let tls = crate::tls::client(&o, (!host.is_empty()).then_some(host.as_str()), false)?;
-    let fd = match (specified, o.sock.take()) {
-        (true, Some(_)) => {
-            return Err(Error::invalid_argument(
-                "host/port and sock can not be specified at the same time",
-            ))
-        }
-        (false, None) => {
-            return Err(Error::invalid_argument(
-                "host and port was not specified and no sock specified",
-            ))
-        }
-        (false, Some(sock)) => {
-            check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
-            sock
-        }
-        (true, None) => {
-            let h = (!host.is_empty()).then_some(host.as_str());
-            connect_host(&lp, h, &port, &o).await?
-        }
-    };
+    let h = (!host.is_empty()).then_some(host.as_str());
+    let tls = crate::tls::client(&o, h, false)?;
+    if h.is_none() && !port.is_specified() {
+        return Err(Error::invalid_argument(
+            "host and port was not specified and no sock specified \
+             (create_connection_sock takes a connected socket)",
+        ));
+    }
+    let fd = connect_host(&lp, h, &port, &o).await?;
     crate::tls::connect(&lp, fd, factory(), tls).await
+}
+
+/// `create_connection(sock=)`: adopts a connected stream socket (NET-20).
+pub(crate) async fn create_connection_sock<P: Into<StreamProtocol> + 'static>(
+    lp: EventLoop,
+    factory: impl FnOnce() -> P,
+    sock: OwnedFd,
+    o: ConnectOptions,
+) -> Result<(Transport, ProtocolRef<P>)> {
+    let tls = crate::tls::client(&o, None, false)?;
+    check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
+    crate::tls::connect(&lp, sock, factory(), tls).await
 }
 
 /// `connect_accepted_socket` (NET-29).

@@ -28,7 +28,8 @@ use crate::resolve::{
     AI_PASSIVE, SOCK_DGRAM,
 };
 
-/// `AF_UNIX`: the Unix-domain family, for [`DatagramOptions::family`].
+/// `AF_UNIX`: the Unix-domain family, for [`DatagramOptions::family`] and
+/// [`ServerSocket::family`](crate::ServerSocket::family).
 ///
 /// ```
 /// assert_eq!(loop_net::AF_UNIX, libc::AF_UNIX);
@@ -144,83 +145,156 @@ impl From<PathBuf> for DatagramAddr {
     }
 }
 
-/// The options of [`create_datagram_endpoint`](DatagramExt::create_datagram_endpoint)
-/// (asyncio's keyword arguments). Build it with struct update syntax from `Default`:
+/// The options of [`create_datagram_endpoint`](DatagramExt::create_datagram_endpoint) and
+/// [`create_datagram_endpoint_sock`](DatagramExt::create_datagram_endpoint_sock) (asyncio's
+/// keyword arguments), built with one chainable setter per option; [`new`](DatagramOptions::new)
+/// (or `Default`) sets none.
 ///
 /// ```
 /// use loop_net::{DatagramOptions, AF_INET};
-/// let o = DatagramOptions {
-///     local_addr: Some(("127.0.0.1", 0).into()),
-///     family: AF_INET,
-///     ..Default::default()
-/// };
-/// assert!(o.remote_addr.is_none() && !o.reuse_port);
+/// let o = DatagramOptions::new().local_addr(("127.0.0.1", 0)).family(AF_INET);
+/// assert!(o.get_local_addr().is_some() && o.get_remote_addr().is_none());
 /// ```
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct DatagramOptions {
     /// Address to bind the socket to.
-    pub local_addr: Option<DatagramAddr>,
-    /// Address to connect the socket to (or, with `allow_broadcast`, the default destination).
-    pub remote_addr: Option<DatagramAddr>,
-    /// Address family (`AF_INET`, `AF_INET6`, [`AF_UNIX`]); 0 picks it from the addresses
-    /// (Unix paths give `AF_UNIX`).
-    pub family: i32,
-    /// Protocol number (0: the family's default, UDP for IP).
-    pub proto: i32,
+    pub(crate) local_addr: Option<DatagramAddr>,
+    /// Address to connect the socket to.
+    pub(crate) remote_addr: Option<DatagramAddr>,
+    /// Address family.
+    pub(crate) family: i32,
+    /// Protocol number.
+    pub(crate) proto: i32,
     /// `AI_*` flags for the resolver.
-    pub flags: i32,
-    /// Set `SO_REUSEPORT`, so that several endpoints may bind the same address (NET-72).
-    pub reuse_port: bool,
-    /// Set `SO_BROADCAST`; `remote_addr` then only sets the default destination and the
-    /// socket is not connected (NET-73).
-    pub allow_broadcast: bool,
-    /// An existing datagram socket to use instead of creating one; none of the other options
-    /// may then be given (NET-68).
-    pub sock: Option<OwnedFd>,
+    pub(crate) flags: i32,
+    /// Set `SO_REUSEPORT`.
+    pub(crate) reuse_port: bool,
+    /// Set `SO_BROADCAST`.
+    pub(crate) allow_broadcast: bool,
 }
 
 impl DatagramOptions {
-    /// Options with just a local address.
+    /// No option set: an unbound, unconnected socket of the family the addresses give.
+    ///
+    /// ```
+    /// assert!(loop_net::DatagramOptions::new().get_local_addr().is_none());
+    /// ```
+    pub fn new() -> DatagramOptions {
+        DatagramOptions::default()
+    }
+
+    /// Options with just a local address: `new().local_addr(addr)`.
     ///
     /// ```
     /// let o = loop_net::DatagramOptions::local(("127.0.0.1", 9999));
-    /// assert!(o.local_addr.is_some());
+    /// assert!(o.get_local_addr().is_some());
     /// ```
     pub fn local(addr: impl Into<DatagramAddr>) -> DatagramOptions {
-        DatagramOptions {
-            local_addr: Some(addr.into()),
-            ..Default::default()
-        }
+        DatagramOptions::new().local_addr(addr)
     }
 
-    /// Options with just a remote address.
+    /// Options with just a remote address: `new().remote_addr(addr)`.
     ///
     /// ```
     /// let o = loop_net::DatagramOptions::remote(("127.0.0.1", 9999));
-    /// assert!(o.remote_addr.is_some());
+    /// assert!(o.get_remote_addr().is_some());
     /// ```
     pub fn remote(addr: impl Into<DatagramAddr>) -> DatagramOptions {
-        DatagramOptions {
-            remote_addr: Some(addr.into()),
-            ..Default::default()
-        }
+        DatagramOptions::new().remote_addr(addr)
     }
 
-    /// Options adopting an existing socket.
+    /// Address to bind the socket to (a `(host, port)`, a `SocketAddr`, a Unix path).
     ///
     /// ```
-    /// let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    /// let o = loop_net::DatagramOptions::sock(s);
-    /// assert!(o.sock.is_some());
+    /// let _o = loop_net::DatagramOptions::new().local_addr(("127.0.0.1", 0));
     /// ```
-    pub fn sock(sock: impl Into<OwnedFd>) -> DatagramOptions {
-        DatagramOptions {
-            sock: Some(sock.into()),
-            ..Default::default()
-        }
+    pub fn local_addr(mut self, addr: impl Into<DatagramAddr>) -> DatagramOptions {
+        self.local_addr = Some(addr.into());
+        self
     }
 
-    /// The options other than `sock` that were given, as `name=value` (NET-68).
+    /// The local address set with [`local_addr`](DatagramOptions::local_addr).
+    ///
+    /// ```
+    /// assert!(loop_net::DatagramOptions::new().get_local_addr().is_none());
+    /// ```
+    pub fn get_local_addr(&self) -> Option<&DatagramAddr> {
+        self.local_addr.as_ref()
+    }
+
+    /// Address to connect the socket to (or, with `allow_broadcast`, the default destination).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().remote_addr(("127.0.0.1", 9999));
+    /// ```
+    pub fn remote_addr(mut self, addr: impl Into<DatagramAddr>) -> DatagramOptions {
+        self.remote_addr = Some(addr.into());
+        self
+    }
+
+    /// The remote address set with [`remote_addr`](DatagramOptions::remote_addr).
+    ///
+    /// ```
+    /// assert!(loop_net::DatagramOptions::new().get_remote_addr().is_none());
+    /// ```
+    pub fn get_remote_addr(&self) -> Option<&DatagramAddr> {
+        self.remote_addr.as_ref()
+    }
+
+    /// Address family (`AF_INET`, `AF_INET6`, [`AF_UNIX`]); 0 (the default) picks it from the
+    /// addresses (Unix paths give `AF_UNIX`).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().family(loop_net::AF_INET6);
+    /// ```
+    pub fn family(mut self, family: i32) -> DatagramOptions {
+        self.family = family;
+        self
+    }
+
+    /// Protocol number (0, the default: the family's default, UDP for IP).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().proto(loop_net::IPPROTO_UDP);
+    /// ```
+    pub fn proto(mut self, proto: i32) -> DatagramOptions {
+        self.proto = proto;
+        self
+    }
+
+    /// `AI_*` flags for the resolver (default 0).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().flags(loop_net::AI_PASSIVE);
+    /// ```
+    pub fn flags(mut self, flags: i32) -> DatagramOptions {
+        self.flags = flags;
+        self
+    }
+
+    /// Set `SO_REUSEPORT`, so that several endpoints may bind the same address (NET-72).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().reuse_port(true);
+    /// ```
+    pub fn reuse_port(mut self, reuse: bool) -> DatagramOptions {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// Set `SO_BROADCAST`; the remote address then only sets the default destination and the
+    /// socket is not connected (NET-73).
+    ///
+    /// ```
+    /// let _o = loop_net::DatagramOptions::new().allow_broadcast(true);
+    /// ```
+    pub fn allow_broadcast(mut self, allow: bool) -> DatagramOptions {
+        self.allow_broadcast = allow;
+        self
+    }
+
+    /// The options that were given, as `name=value` (refused with a socket, NET-68).
     fn modifiers(&self) -> Vec<String> {
         let mut v = Vec::new();
         if let Some(a) = &self.local_addr {
@@ -268,8 +342,6 @@ pub trait DatagramExt: crate::sealed::Sealed {
     /// [`DatagramTransport`] over it and the protocol made by `protocol_factory` (called once).
     /// Returns once `connection_made` ran (NET-74).
     ///
-    /// * With `sock`: the socket is adopted as it is (made non-blocking); it must be a
-    ///   datagram socket and no other option may be given (NET-68).
     /// * Without addresses: an unbound socket of `family` (NET-69).
     /// * With Unix paths (or `family` [`AF_UNIX`]): a Unix datagram socket; a stale socket
     ///   file at the local path is removed first (NET-70).
@@ -283,8 +355,7 @@ pub trait DatagramExt: crate::sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// * [`Error::InvalidArgument`]: `sock` with other options or not a datagram socket; no
-    ///   address and no family ("unexpected address family"); a host/port for a Unix endpoint
+    /// * [`Error::InvalidArgument`]: no address and no family ("unexpected address family"); a host/port for a Unix endpoint
     ///   or a path for an IP one; no (family, protocol) pair common to both addresses ("can not
     ///   get address information"); `reuse_port` unsupported.
     /// * [`Error::Io`]: the resolver's error or an empty result; socket creation, bind or
@@ -351,6 +422,43 @@ pub trait DatagramExt: crate::sealed::Sealed {
     where
         P: DatagramProtocol + 'static,
         F: FnOnce() -> P + 'static;
+
+    /// `create_datagram_endpoint(protocol_factory, sock=sock)`: adopts an existing datagram
+    /// socket as it is (made non-blocking; a connected socket's peer is the default
+    /// destination) (NET-68). `options` must be empty: the socket is set up by its owner.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidArgument`]: `sock` is not a datagram socket; any option set in
+    ///   `options` ("socket modifier options can not be used when sock is specified").
+    /// * [`Error::Closed`] for a closed loop; the panic of `connection_made`, if it panicked.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the transport is closed.
+    ///
+    /// ```
+    /// use loop_net::{DatagramExt, DatagramOptions};
+    /// struct Quiet;
+    /// impl loop_transport::DatagramProtocol for Quiet {}
+    /// let lp = loop_core::EventLoop::new()?;
+    /// let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let at = sock.local_addr()?;
+    /// let (t, _) = lp.run_until_complete(lp.create_datagram_endpoint_sock(|| Quiet, sock, DatagramOptions::new()))??;
+    /// assert_eq!(t.sockname().unwrap().as_inet(), Some(at));
+    /// t.close();
+    /// # lp.run_until_complete(async {})?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn create_datagram_endpoint_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: impl Into<OwnedFd>,
+        options: DatagramOptions,
+    ) -> impl Future<Output = Result<(DatagramTransport, ProtocolRef<P>)>> + 'static
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> P + 'static;
 }
 
 impl DatagramExt for EventLoop {
@@ -368,28 +476,59 @@ impl DatagramExt for EventLoop {
             if lp.is_closed() {
                 return Err(Error::Closed);
             }
-            let opened = match options.sock {
-                Some(_) => adopt(options)?,
-                None => open(&lp, &options).await?,
-            };
-            let protocol = protocol_factory();
-            let waiter = lp.create_future::<()>();
-            let t = DatagramTransport::with_parts(
-                &lp,
-                opened.fd,
-                Box::new(protocol),
-                opened.address,
-                opened.connected,
-                Some(waiter.clone()),
-            )?;
-            let p = t.protocol_ref::<P>();
-            let mut guard = CloseOnDrop(Some(t.clone()));
-            waiter.await?;
-            // Made: the transport is the caller's now (the guard lets go of its clone).
-            guard.0 = None;
-            Ok((t, p))
+            let opened = open(&lp, &options).await?;
+            endpoint(lp, opened, protocol_factory).await
         }
     }
+
+    fn create_datagram_endpoint_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: impl Into<OwnedFd>,
+        options: DatagramOptions,
+    ) -> impl Future<Output = Result<(DatagramTransport, ProtocolRef<P>)>> + 'static
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> P + 'static,
+    {
+        let lp = self.clone();
+        let sock = sock.into();
+        async move {
+            if lp.is_closed() {
+                return Err(Error::Closed);
+            }
+            let opened = adopt(sock, &options)?;
+            endpoint(lp, opened, protocol_factory).await
+        }
+    }
+}
+
+/// The transport over an opened socket, once `connection_made` ran (NET-74).
+async fn endpoint<P, F>(
+    lp: EventLoop,
+    opened: Opened,
+    protocol_factory: F,
+) -> Result<(DatagramTransport, ProtocolRef<P>)>
+where
+    P: DatagramProtocol + 'static,
+    F: FnOnce() -> P,
+{
+    let protocol = protocol_factory();
+    let waiter = lp.create_future::<()>();
+    let t = DatagramTransport::with_parts(
+        &lp,
+        opened.fd,
+        Box::new(protocol),
+        opened.address,
+        opened.connected,
+        Some(waiter.clone()),
+    )?;
+    let p = t.protocol_ref::<P>();
+    let mut guard = CloseOnDrop(Some(t.clone()));
+    waiter.await?;
+    // Made: the transport is the caller's now (the guard lets go of its clone).
+    guard.0 = None;
+    Ok((t, p))
 }
 
 /// Closes a transport whose creation was interrupted.
@@ -413,11 +552,8 @@ struct Opened {
     connected: bool,
 }
 
-/// NET-68: adopts `options.sock`.
-fn adopt(mut options: DatagramOptions) -> Result<Opened> {
-    let Some(sock) = options.sock.take() else {
-        return Err(Error::invalid_argument("no sock given"));
-    };
+/// NET-68: adopts `sock`, with no option set.
+fn adopt(sock: OwnedFd, options: &DatagramOptions) -> Result<Opened> {
     DatagramTransport::check_socket(&sock)?;
     let problems = options.modifiers();
     if !problems.is_empty() {

@@ -15,6 +15,7 @@ use crate::connect::{self, ConnectOptions};
 use crate::lookup::{self, Service};
 use crate::sealed::Sealed;
 use crate::server::{self, Hosts, Server, ServerOptions};
+use crate::streams::{Listen, Target};
 use crate::{streams, unix, AddrInfo, Hints};
 
 /// Networking methods of [`EventLoop`]: `getaddrinfo`, `getnameinfo`, `create_connection`,
@@ -39,9 +40,9 @@ use crate::{streams, unix, AddrInfo, Hints};
 /// let lp = loop_core::EventLoop::new()?;
 /// let lp2 = lp.clone();
 /// let echoed = lp.run_until_complete(async move {
-///     let server = lp2.create_server(|| Echo(None), "127.0.0.1", 0, ServerOptions::default()).await?;
+///     let server = lp2.create_server(|| Echo(None), "127.0.0.1", 0, ServerOptions::new()).await?;
 ///     let port = server.local_addrs()[0].as_inet().unwrap().port();
-///     let (mut reader, writer) = lp2.open_connection("127.0.0.1", port, ConnectOptions::default()).await?;
+///     let (mut reader, writer) = lp2.open_connection("127.0.0.1", port, ConnectOptions::new()).await?;
 ///     writer.write(b"ping\n")?;
 ///     let line = reader.readline().await?;
 ///     writer.close();
@@ -95,17 +96,16 @@ pub trait NetExt: Sealed {
         flags: i32,
     ) -> impl Future<Output = Result<(String, String)>> + 'static;
 
-    /// Connects to `host:port` (or adopts `options.sock`), wraps the socket in a transport with
-    /// the protocol `factory()` makes, and returns once `connection_made` has run (NET-19 ..
-    /// NET-28). Addresses are tried in resolver order, or staggered with
-    /// `happy_eyeballs_delay`. An empty `host` with an unspecified port means "use
-    /// `options.sock`".
+    /// Connects to `host:port`, wraps the socket in a transport with the protocol `factory()`
+    /// makes, and returns once `connection_made` has run (NET-19 .. NET-28). Addresses are
+    /// tried in resolver order, or staggered with `happy_eyeballs_delay`. A connected socket
+    /// is adopted with [`create_connection_sock`](NetExt::create_connection_sock) instead.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for conflicting or
-    /// missing arguments, a `sock` that is not a stream socket, or TLS arguments; the
-    /// resolver's error; when every attempt fails, its error, or
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for an empty `host` with
+    /// an unspecified port, or TLS arguments; the resolver's error; when every attempt fails,
+    /// its error, or
     /// "Multiple exceptions: …", or an [`ErrorGroup`](crate::ErrorGroup) with `all_errors`.
     ///
     /// # Cancel safety
@@ -120,7 +120,7 @@ pub trait NetExt: Sealed {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let port = l.local_addr().unwrap().port();
-    /// let (t, _p) = lp.run_until_complete(lp.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.create_connection(|| Quiet, "127.0.0.1", port, ConnectOptions::new())).unwrap().unwrap();
     /// assert_eq!(t.peername().unwrap().as_inet().unwrap().port(), port);
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
@@ -149,7 +149,7 @@ pub trait NetExt: Sealed {
     /// impl loop_transport::Protocol for Quiet {}
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let (t, _p) = lp.run_until_complete(lp.connect_accepted_socket(|| Quiet, a, ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.connect_accepted_socket(|| Quiet, a, ConnectOptions::new())).unwrap().unwrap();
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// ```
@@ -163,15 +163,15 @@ pub trait NetExt: Sealed {
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
 
-    /// Listens on every address of `hosts` at `port` (or on `options.sock`); each accepted
-    /// connection gets a transport and a protocol from `factory` (NET-30 .. NET-45). An empty
-    /// [`Hosts`] or `""` means every interface (one IPv4 and one IPv6 socket, the latter
-    /// IPV6_V6ONLY).
+    /// Listens on every address of `hosts` at `port`; each accepted connection gets a
+    /// transport and a protocol from `factory` (NET-30 .. NET-45). An empty [`Hosts`] or `""`
+    /// means every interface (one IPv4 and one IPv6 socket, the latter IPV6_V6ONLY). A bound
+    /// socket is served with [`create_server_sock`](NetExt::create_server_sock) instead.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for conflicting or
-    /// missing arguments, TLS arguments, or an unsupported `reuse_port`; the resolver's error;
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for no host and an
+    /// unspecified port, TLS arguments, or an unsupported `reuse_port`; the resolver's error;
     /// "error while attempting to bind on address …" (kind `AddrInUse` for a port in use).
     ///
     /// ```
@@ -179,7 +179,7 @@ pub trait NetExt: Sealed {
     /// struct Quiet;
     /// impl loop_transport::Protocol for Quiet {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| Quiet, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| Quiet, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// assert!(s.is_serving());
     /// s.close();
     /// ```
@@ -194,14 +194,14 @@ pub trait NetExt: Sealed {
         F: FnMut() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
 
-    /// Connects to the Unix socket at `path` (or adopts `options.sock`) (NET-46). A path
-    /// starting with a NUL byte is an abstract name.
+    /// Connects to the Unix socket at `path` (NET-46). A path starting with a NUL byte is an
+    /// abstract name. A connected socket is adopted with
+    /// [`create_unix_connection_sock`](NetExt::create_unix_connection_sock) instead.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for conflicting or missing
-    /// arguments, TCP-only options or TLS arguments; the connect error (`NotFound` for a
-    /// missing path).
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for TCP-only options or
+    /// TLS arguments; the connect error (`NotFound` for a missing path).
     ///
     /// ```
     /// use loop_net::{ConnectOptions, NetExt};
@@ -211,7 +211,7 @@ pub trait NetExt: Sealed {
     /// let path = std::env::temp_dir().join(format!("evloop-doc-{}.sock", std::process::id()));
     /// let _ = std::fs::remove_file(&path);
     /// let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    /// let (t, _p) = lp.run_until_complete(lp.create_unix_connection(|| Quiet, Some(&path), ConnectOptions::default())).unwrap().unwrap();
+    /// let (t, _p) = lp.run_until_complete(lp.create_unix_connection(|| Quiet, &path, ConnectOptions::new())).unwrap().unwrap();
     /// t.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// std::fs::remove_file(&path).unwrap();
@@ -219,21 +219,55 @@ pub trait NetExt: Sealed {
     fn create_unix_connection<F, P>(
         &self,
         factory: F,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static;
 
-    /// Listens on the Unix socket `path` (or `options.sock`) (NET-47 .. NET-49). A stale socket
-    /// file at `path` is removed first; with `cleanup_socket` (default) `close()` removes the
-    /// file if it is still the one created.
+    /// `create_unix_connection(protocol_factory, sock=sock)`: wraps an already connected Unix
+    /// stream socket in a transport with the protocol `factory` makes (NET-46). The socket is
+    /// made non-blocking and owned by the transport.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for conflicting or missing
-    /// arguments, TCP-only options or TLS arguments; "Address '…' is already in use" (kind
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `sock` is not a Unix
+    /// stream socket; TCP-only options or TLS arguments.
+    ///
+    /// ```
+    /// use loop_net::{ConnectOptions, NetExt};
+    /// struct Quiet;
+    /// impl loop_transport::Protocol for Quiet {}
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let (t, _p) = lp
+    ///     .run_until_complete(lp.create_unix_connection_sock(|| Quiet, a, ConnectOptions::new()))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert!(!t.is_closing());
+    /// t.close();
+    /// # lp.run_until_complete(async {}).unwrap();
+    /// ```
+    fn create_unix_connection_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
+    where
+        F: FnOnce() -> P + 'static,
+        P: Into<StreamProtocol> + 'static;
+
+    /// Listens on the Unix socket `path` (NET-47 .. NET-49). A stale socket file at `path` is
+    /// removed first; with `cleanup_socket` (default) `close()` removes the file if it is
+    /// still the one created. A bound socket is served with
+    /// [`create_unix_server_sock`](NetExt::create_unix_server_sock) instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) for TCP-only options or
+    /// TLS arguments; "Address '…' is already in use" (kind
     /// `AddrInUse`) when a non-socket file is in the way; the bind error.
     ///
     /// ```
@@ -242,7 +276,7 @@ pub trait NetExt: Sealed {
     /// impl loop_transport::Protocol for Quiet {}
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let path = std::env::temp_dir().join(format!("evloop-doc-srv-{}.sock", std::process::id()));
-    /// let s = lp.run_until_complete(lp.create_unix_server(|| Quiet, Some(&path), ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_unix_server(|| Quiet, &path, ServerOptions::new())).unwrap().unwrap();
     /// assert!(path.exists());
     /// s.close();
     /// assert!(!path.exists());
@@ -250,7 +284,69 @@ pub trait NetExt: Sealed {
     fn create_unix_server<F, P>(
         &self,
         factory: F,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        F: FnMut() -> P + 'static,
+        P: Into<StreamProtocol> + 'static;
+
+    /// `create_server(protocol_factory, sock=sock)`: serves on an already bound stream socket
+    /// (TCP or Unix; NET-30). The server owns the socket from now on, makes it non-blocking and
+    /// calls `listen()` when it starts serving.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `sock` is not a stream
+    /// socket; TLS arguments.
+    ///
+    /// ```
+    /// use loop_net::{NetExt, ServerOptions};
+    /// struct Quiet;
+    /// impl loop_transport::Protocol for Quiet {}
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = l.local_addr().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server_sock(|| Quiet, l, ServerOptions::new())).unwrap().unwrap();
+    /// assert_eq!(s.local_addrs()[0].as_inet(), Some(addr));
+    /// s.close();
+    /// ```
+    fn create_server_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        F: FnMut() -> P + 'static,
+        P: Into<StreamProtocol> + 'static;
+
+    /// `create_unix_server(protocol_factory, sock=sock)`: serves on an already bound Unix
+    /// stream socket (NET-47). With `cleanup_socket`, `close()` removes the socket's file if it
+    /// is still the one bound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `sock` is not a Unix
+    /// stream socket; TCP-only options or TLS arguments.
+    ///
+    /// ```
+    /// use loop_net::{NetExt, ServerOptions};
+    /// struct Quiet;
+    /// impl loop_transport::Protocol for Quiet {}
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let path = std::env::temp_dir().join(format!("evloop-doc-srv-sock-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    /// let s = lp.run_until_complete(lp.create_unix_server_sock(|| Quiet, l, ServerOptions::new())).unwrap().unwrap();
+    /// assert!(s.is_serving());
+    /// s.close();
+    /// assert!(!path.exists());
+    /// ```
+    fn create_unix_server_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
         options: ServerOptions,
     ) -> impl Future<Output = Result<Server>> + 'static
     where
@@ -264,7 +360,7 @@ pub trait NetExt: Sealed {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`](loop_core::Error::InvalidArgument) if `sock` is not a stream
-    /// socket, or if `options.sock` is set too (the socket is given once); TLS arguments.
+    /// socket; TLS arguments.
     ///
     /// ```
     /// use loop_net::{ConnectOptions, NetExt};
@@ -273,7 +369,7 @@ pub trait NetExt: Sealed {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
     /// let (t, _p) = lp
-    ///     .run_until_complete(lp.create_connection_sock(|| Quiet, a, ConnectOptions::default()))
+    ///     .run_until_complete(lp.create_connection_sock(|| Quiet, a, ConnectOptions::new()))
     ///     .unwrap()
     ///     .unwrap();
     /// assert!(!t.is_closing());
@@ -303,7 +399,7 @@ pub trait NetExt: Sealed {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
     /// let (_r, w) = lp
-    ///     .run_until_complete(lp.open_connection_sock(a, ConnectOptions::default()))
+    ///     .run_until_complete(lp.open_connection_sock(a, ConnectOptions::new()))
     ///     .unwrap()
     ///     .unwrap();
     /// w.close();
@@ -327,7 +423,7 @@ pub trait NetExt: Sealed {
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     /// let port = l.local_addr().unwrap().port();
-    /// let (_r, w) = lp.run_until_complete(lp.open_connection("127.0.0.1", port, ConnectOptions::default())).unwrap().unwrap();
+    /// let (_r, w) = lp.run_until_complete(lp.open_connection("127.0.0.1", port, ConnectOptions::new())).unwrap().unwrap();
     /// w.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// ```
@@ -342,20 +438,44 @@ pub trait NetExt: Sealed {
     ///
     /// # Errors
     ///
-    /// As [`create_unix_connection`](NetExt::create_unix_connection).
+    /// As [`create_unix_connection`](NetExt::create_unix_connection); a zero limit.
+    ///
+    /// ```
+    /// use loop_net::{ConnectOptions, NetExt};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let path = std::env::temp_dir().join(format!("evloop-doc-ouc-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    /// let (_r, w) = lp.run_until_complete(lp.open_unix_connection(&path, ConnectOptions::new())).unwrap().unwrap();
+    /// w.close();
+    /// # lp.run_until_complete(async {}).unwrap();
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    fn open_unix_connection(
+        &self,
+        path: impl AsRef<Path>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static;
+
+    /// `open_unix_connection(sock=sock)`:
+    /// [`create_unix_connection_sock`](NetExt::create_unix_connection_sock) with a
+    /// [`StreamReader`] / [`StreamWriter`] pair (STREAM-01).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_unix_connection_sock`](NetExt::create_unix_connection_sock); a zero limit.
     ///
     /// ```
     /// use loop_net::{ConnectOptions, NetExt};
     /// let lp = loop_core::EventLoop::new().unwrap();
     /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    /// let o = ConnectOptions { sock: Some(a.into()), ..Default::default() };
-    /// let (_r, w) = lp.run_until_complete(lp.open_unix_connection(None, o)).unwrap().unwrap();
+    /// let (_r, w) = lp.run_until_complete(lp.open_unix_connection_sock(a, ConnectOptions::new())).unwrap().unwrap();
     /// w.close();
     /// # lp.run_until_complete(async {}).unwrap();
     /// ```
-    fn open_unix_connection(
+    fn open_unix_connection_sock(
         &self,
-        path: Option<&Path>,
+        sock: impl Into<OwnedFd>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static;
 
@@ -376,7 +496,7 @@ pub trait NetExt: Sealed {
     ///         w.write(&line)?;
     ///         w.drain().await
     ///     },
-    ///     "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    ///     "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// assert!(s.is_serving());
     /// s.close();
     /// ```
@@ -403,13 +523,70 @@ pub trait NetExt: Sealed {
     /// let path = std::env::temp_dir().join(format!("evloop-doc-ss-{}.sock", std::process::id()));
     /// let s = lp.run_until_complete(lp.start_unix_server(
     ///     |_r, w: loop_transport::StreamWriter| async move { w.close(); Ok(()) },
-    ///     Some(&path), ServerOptions::default())).unwrap().unwrap();
+    ///     &path, ServerOptions::new())).unwrap().unwrap();
     /// s.close();
     /// ```
     fn start_unix_server<C, Fut>(
         &self,
         cb: C,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static;
+
+    /// `start_server(cb, sock=sock)`: [`create_server_sock`](NetExt::create_server_sock)
+    /// whose connections call `cb(reader, writer)` (STREAM-02).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_server_sock`](NetExt::create_server_sock); a zero limit.
+    ///
+    /// ```
+    /// use loop_net::{NetExt, ServerOptions};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let s = lp.run_until_complete(lp.start_server_sock(
+    ///     |_r, w: loop_transport::StreamWriter| async move { w.close(); Ok(()) },
+    ///     l, ServerOptions::new())).unwrap().unwrap();
+    /// assert!(s.is_serving());
+    /// s.close();
+    /// ```
+    fn start_server_sock<C, Fut>(
+        &self,
+        cb: C,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static;
+
+    /// `start_unix_server(cb, sock=sock)`:
+    /// [`create_unix_server_sock`](NetExt::create_unix_server_sock) whose connections call
+    /// `cb(reader, writer)` (STREAM-02).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_unix_server_sock`](NetExt::create_unix_server_sock); a zero limit.
+    ///
+    /// ```
+    /// use loop_net::{NetExt, ServerOptions};
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let path = std::env::temp_dir().join(format!("evloop-doc-sus-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    /// let s = lp.run_until_complete(lp.start_unix_server_sock(
+    ///     |_r, w: loop_transport::StreamWriter| async move { w.close(); Ok(()) },
+    ///     l, ServerOptions::new())).unwrap().unwrap();
+    /// s.close();
+    /// assert!(!path.exists());
+    /// ```
+    fn start_unix_server_sock<C, Fut>(
+        &self,
+        cb: C,
+        sock: impl Into<OwnedFd>,
         options: ServerOptions,
     ) -> impl Future<Output = Result<Server>> + 'static
     where
@@ -504,32 +681,69 @@ impl NetExt for EventLoop {
     fn create_unix_connection<F, P>(
         &self,
         factory: F,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
     where
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static,
     {
-        unix::create_unix_connection(self.clone(), factory, path.map(Path::to_path_buf), options)
+        let path = path.as_ref().to_path_buf();
+        unix::create_unix_connection(self.clone(), factory, path, options)
+    }
+
+    fn create_unix_connection_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(Transport, ProtocolRef<P>)>> + 'static
+    where
+        F: FnOnce() -> P + 'static,
+        P: Into<StreamProtocol> + 'static,
+    {
+        unix::create_unix_connection_sock(self.clone(), factory, sock.into(), options)
     }
 
     fn create_unix_server<F, P>(
         &self,
         factory: F,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
         options: ServerOptions,
     ) -> impl Future<Output = Result<Server>> + 'static
     where
         F: FnMut() -> P + 'static,
         P: Into<StreamProtocol> + 'static,
     {
-        unix::create_unix_server(
-            self.clone(),
-            boxed_factory(factory),
-            path.map(Path::to_path_buf),
-            options,
-        )
+        let path = path.as_ref().to_path_buf();
+        unix::create_unix_server(self.clone(), boxed_factory(factory), path, options)
+    }
+
+    fn create_server_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        F: FnMut() -> P + 'static,
+        P: Into<StreamProtocol> + 'static,
+    {
+        server::create_server_sock(self.clone(), boxed_factory(factory), sock.into(), options)
+    }
+
+    fn create_unix_server_sock<F, P>(
+        &self,
+        factory: F,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        F: FnMut() -> P + 'static,
+        P: Into<StreamProtocol> + 'static,
+    {
+        let factory = boxed_factory(factory);
+        unix::create_unix_server_sock(self.clone(), factory, sock.into(), options)
     }
 
     fn open_connection(
@@ -538,7 +752,8 @@ impl NetExt for EventLoop {
         port: impl Into<Service>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static {
-        streams::open_connection(self.clone(), host.to_string(), port.into(), options)
+        let target = Target::Host(host.to_string(), port.into());
+        streams::open_connection(self.clone(), target, options)
     }
 
     fn create_connection_sock<F, P>(
@@ -551,12 +766,7 @@ impl NetExt for EventLoop {
         F: FnOnce() -> P + 'static,
         P: Into<StreamProtocol> + 'static,
     {
-        let options = with_sock(options, sock.into());
-        let lp = self.clone();
-        async move {
-            connect::create_connection(lp, factory, String::new(), Service::Unspecified, options?)
-                .await
-        }
+        connect::create_connection_sock(self.clone(), factory, sock.into(), options)
     }
 
     fn open_connection_sock(
@@ -564,17 +774,24 @@ impl NetExt for EventLoop {
         sock: impl Into<OwnedFd>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static {
-        let options = with_sock(options, sock.into());
-        let lp = self.clone();
-        async move { streams::open_connection(lp, String::new(), Service::Unspecified, options?).await }
+        streams::open_connection(self.clone(), Target::Sock(sock.into()), options)
     }
 
     fn open_unix_connection(
         &self,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
         options: ConnectOptions,
     ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static {
-        streams::open_unix_connection(self.clone(), path.map(Path::to_path_buf), options)
+        let target = Target::UnixPath(path.as_ref().to_path_buf());
+        streams::open_connection(self.clone(), target, options)
+    }
+
+    fn open_unix_connection_sock(
+        &self,
+        sock: impl Into<OwnedFd>,
+        options: ConnectOptions,
+    ) -> impl Future<Output = Result<(StreamReader, StreamWriter)>> + 'static {
+        streams::open_connection(self.clone(), Target::UnixSock(sock.into()), options)
     }
 
     fn start_server<C, Fut>(
@@ -588,33 +805,47 @@ impl NetExt for EventLoop {
         C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
         Fut: Future<Output = Result<()>> + 'static,
     {
-        streams::start_server(self.clone(), cb, hosts.into(), port.into(), options)
+        let listen = Listen::Hosts(hosts.into(), port.into());
+        streams::start_server(self.clone(), cb, listen, options)
     }
 
     fn start_unix_server<C, Fut>(
         &self,
         cb: C,
-        path: Option<&Path>,
+        path: impl AsRef<Path>,
         options: ServerOptions,
     ) -> impl Future<Output = Result<Server>> + 'static
     where
         C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
         Fut: Future<Output = Result<()>> + 'static,
     {
-        streams::start_unix_server(self.clone(), cb, path.map(Path::to_path_buf), options)
+        let listen = Listen::UnixPath(path.as_ref().to_path_buf());
+        streams::start_server(self.clone(), cb, listen, options)
     }
-}
 
-/// `options` with `sock` as its socket (the `_sock` calls); refused if `options.sock` is set
-/// too, so that neither socket is dropped unseen.
-fn with_sock(mut options: ConnectOptions, sock: OwnedFd) -> Result<ConnectOptions> {
-    if options.sock.is_some() {
-        return Err(loop_core::Error::invalid_argument(
-            "the socket was given twice: as the sock argument and in ConnectOptions::sock \
-             (leave ConnectOptions::sock unset with create_connection_sock / \
-             open_connection_sock)",
-        ));
+    fn start_server_sock<C, Fut>(
+        &self,
+        cb: C,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static,
+    {
+        streams::start_server(self.clone(), cb, Listen::Sock(sock.into()), options)
     }
-    options.sock = Some(sock);
-    Ok(options)
+
+    fn start_unix_server_sock<C, Fut>(
+        &self,
+        cb: C,
+        sock: impl Into<OwnedFd>,
+        options: ServerOptions,
+    ) -> impl Future<Output = Result<Server>> + 'static
+    where
+        C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static,
+    {
+        streams::start_server(self.clone(), cb, Listen::UnixSock(sock.into()), options)
+    }
 }

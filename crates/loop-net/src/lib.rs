@@ -40,6 +40,7 @@ mod lookup;
 mod resolve;
 mod sealed;
 mod server;
+mod server_socket;
 mod sock;
 mod streams;
 mod sys;
@@ -61,4 +62,5 @@ pub use resolve::{
     NI_NUMERICSERV, SOCK_DGRAM, SOCK_STREAM,
 };
 pub use server::{Hosts, Server, ServerOptions, ACCEPT_RETRY_DELAY};
+pub use server_socket::ServerSocket;
 pub use sock::SockExt;

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -36,60 +36,56 @@ use rustix::net::{AddressFamily, SocketType};
 use crate::connect::check_stream_socket;
 use crate::errors::with_context;
 use crate::lookup::{ensure_resolved, Service};
+use crate::server_socket::ServerSocket;
 use crate::{AddrInfo, Hints, AF_INET6, AI_PASSIVE, SOCK_STREAM};
 
 /// How long accepting stays paused after running out of file descriptors or memory (NET-37).
 pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// Options of `create_server`, `start_server`, `create_unix_server` and `start_unix_server`
-/// (asyncio's keyword arguments). `Default` gives asyncio's defaults.
+/// Options of `create_server`, `start_server`, `create_unix_server`, `start_unix_server` and
+/// their `_sock` forms (asyncio's keyword arguments), built with one chainable setter per
+/// option. [`new`](ServerOptions::new) (or `Default`) gives asyncio's defaults.
 ///
 /// ```
-/// let o = loop_net::ServerOptions::default();
-/// assert_eq!(o.backlog, 100);
-/// assert!(o.start_serving && o.cleanup_socket);
-/// assert_eq!(o.reuse_address, None); // SO_REUSEADDR on (TCP)
+/// use loop_net::ServerOptions;
+/// let o = ServerOptions::new().backlog(16).start_serving(false);
+/// assert_eq!(o.get_backlog(), 16);
+/// assert!(!o.get_start_serving());
+/// assert_eq!(ServerOptions::new().get_backlog(), 100);
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ServerOptions {
-    /// An already bound stream socket to serve on instead of hosts and a port (asyncio's
-    /// `sock=`); the server owns it from now on.
-    pub sock: Option<OwnedFd>,
-    /// Address family for the resolver (`AF_UNSPEC` = 0: any).
-    pub family: i32,
-    /// `AI_*` flags for the resolver (`AI_PASSIVE` is always added).
-    pub flags: i32,
-    /// `listen()` backlog, and the most connections accepted per readiness event. Default 100.
-    pub backlog: u32,
-    /// SO_REUSEADDR (TCP). `None`: on, as asyncio on POSIX.
-    pub reuse_address: Option<bool>,
-    /// SO_REUSEPORT (TCP): several sockets (of this or other processes) may bind the same port.
-    pub reuse_port: bool,
-    /// SO_KEEPALIVE on the listening sockets (TCP).
-    pub keep_alive: bool,
-    /// Start accepting before the call returns (default). With `false`, call
-    /// [`Server::start_serving`] or [`Server::serve_forever`] later.
-    pub start_serving: bool,
-    /// Unix servers: unlink the socket file on `close()` if it is still the one created
-    /// (default true).
-    pub cleanup_socket: bool,
-    /// The buffer limit of each client's `StreamReader` (`start_server` only): 64 KiB by default.
-    pub limit: usize,
-    /// TLS (feature `tls`): the server context; each connection's protocol gets
-    /// `connection_made` after its handshake.
+    /// Address family for the resolver.
+    pub(crate) family: i32,
+    /// `AI_*` flags for the resolver.
+    pub(crate) flags: i32,
+    /// `listen()` backlog and accept batch.
+    pub(crate) backlog: u32,
+    /// SO_REUSEADDR; `None`: on.
+    pub(crate) reuse_address: Option<bool>,
+    /// SO_REUSEPORT.
+    pub(crate) reuse_port: bool,
+    /// SO_KEEPALIVE on the listening sockets.
+    pub(crate) keep_alive: bool,
+    /// Start accepting before the call returns.
+    pub(crate) start_serving: bool,
+    /// Unlink the Unix socket file on close.
+    pub(crate) cleanup_socket: bool,
+    /// The clients' `StreamReader` limit.
+    pub(crate) limit: usize,
+    /// TLS: the server context.
     #[cfg(any(feature = "tls", feature = "tls-ring"))]
-    pub ssl: Option<loop_tls::SslContext>,
-    /// TLS: how long each handshake may take (default 60 s). Rejected without `ssl`.
-    pub ssl_handshake_timeout: Option<Duration>,
-    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Rejected
-    /// without `ssl`.
-    pub ssl_shutdown_timeout: Option<Duration>,
+    pub(crate) ssl: Option<loop_tls::SslContext>,
+    /// TLS: the handshake timeout.
+    pub(crate) ssl_handshake_timeout: Option<Duration>,
+    /// TLS: the shutdown timeout.
+    pub(crate) ssl_shutdown_timeout: Option<Duration>,
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
-            sock: None,
             family: 0,
             flags: 0,
             backlog: 100,
@@ -104,6 +100,185 @@ impl Default for ServerOptions {
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
         }
+    }
+}
+
+impl ServerOptions {
+    /// asyncio's defaults: backlog 100, `SO_REUSEADDR` on, serving at once, the Unix socket
+    /// file removed on close, a 64 KiB reader limit, no TLS.
+    ///
+    /// ```
+    /// let o = loop_net::ServerOptions::new();
+    /// assert!(o.get_start_serving() && o.get_cleanup_socket());
+    /// ```
+    pub fn new() -> ServerOptions {
+        ServerOptions::default()
+    }
+
+    /// Address family for the resolver (`AF_UNSPEC` = 0, the default: any).
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().family(loop_net::AF_INET);
+    /// ```
+    pub fn family(mut self, family: i32) -> ServerOptions {
+        self.family = family;
+        self
+    }
+
+    /// `AI_*` flags for the resolver (`AI_PASSIVE` is always added).
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().flags(loop_net::AI_CANONNAME);
+    /// ```
+    pub fn flags(mut self, flags: i32) -> ServerOptions {
+        self.flags = flags;
+        self
+    }
+
+    /// `listen()` backlog, and the most connections accepted per readiness event. Default 100.
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ServerOptions::new().backlog(8).get_backlog(), 8);
+    /// ```
+    pub fn backlog(mut self, backlog: u32) -> ServerOptions {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The backlog set with [`backlog`](ServerOptions::backlog).
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ServerOptions::new().get_backlog(), 100);
+    /// ```
+    pub fn get_backlog(&self) -> u32 {
+        self.backlog
+    }
+
+    /// SO_REUSEADDR (TCP). Not set: on, as asyncio on POSIX.
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().reuse_address(false);
+    /// ```
+    pub fn reuse_address(mut self, reuse: bool) -> ServerOptions {
+        self.reuse_address = Some(reuse);
+        self
+    }
+
+    /// SO_REUSEPORT (TCP): several sockets (of this or other processes) may bind the same port.
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().reuse_port(true);
+    /// ```
+    pub fn reuse_port(mut self, reuse: bool) -> ServerOptions {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// SO_KEEPALIVE on the listening sockets (TCP).
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().keep_alive(true);
+    /// ```
+    pub fn keep_alive(mut self, keep_alive: bool) -> ServerOptions {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Start accepting before the call returns (default true). With `false`, call
+    /// [`Server::start_serving`] or [`Server::serve_forever`] later.
+    ///
+    /// ```
+    /// assert!(!loop_net::ServerOptions::new().start_serving(false).get_start_serving());
+    /// ```
+    pub fn start_serving(mut self, start: bool) -> ServerOptions {
+        self.start_serving = start;
+        self
+    }
+
+    /// Whether the server starts accepting before the call returns.
+    ///
+    /// ```
+    /// assert!(loop_net::ServerOptions::new().get_start_serving());
+    /// ```
+    pub fn get_start_serving(&self) -> bool {
+        self.start_serving
+    }
+
+    /// Unix servers: unlink the socket file on `close()` if it is still the one created
+    /// (default true).
+    ///
+    /// ```
+    /// assert!(!loop_net::ServerOptions::new().cleanup_socket(false).get_cleanup_socket());
+    /// ```
+    pub fn cleanup_socket(mut self, cleanup: bool) -> ServerOptions {
+        self.cleanup_socket = cleanup;
+        self
+    }
+
+    /// Whether a Unix server removes its socket file on `close()`.
+    ///
+    /// ```
+    /// assert!(loop_net::ServerOptions::new().get_cleanup_socket());
+    /// ```
+    pub fn get_cleanup_socket(&self) -> bool {
+        self.cleanup_socket
+    }
+
+    /// The buffer limit of each client's `StreamReader` (`start_server` only): 64 KiB by
+    /// default.
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ServerOptions::new().limit(1024).get_limit(), 1024);
+    /// ```
+    pub fn limit(mut self, limit: usize) -> ServerOptions {
+        self.limit = limit;
+        self
+    }
+
+    /// The `StreamReader` buffer limit set with [`limit`](ServerOptions::limit).
+    ///
+    /// ```
+    /// assert_eq!(loop_net::ServerOptions::new().get_limit(), 65536);
+    /// ```
+    pub fn get_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// TLS (feature `tls`): the server context; each connection's protocol gets
+    /// `connection_made` after its handshake.
+    ///
+    /// ```no_run
+    /// let ctx = loop_tls::SslContext::server()
+    ///     .load_cert_chain("server.crt", "server.key")?
+    ///     .build()?;
+    /// let _o = loop_net::ServerOptions::new().ssl(ctx);
+    /// # Ok::<(), loop_tls::ContextError>(())
+    /// ```
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub fn ssl(mut self, ctx: loop_tls::SslContext) -> ServerOptions {
+        self.ssl = Some(ctx);
+        self
+    }
+
+    /// TLS: how long each handshake may take (default 60 s). Refused without `ssl`.
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().ssl_handshake_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn ssl_handshake_timeout(mut self, timeout: Duration) -> ServerOptions {
+        self.ssl_handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// TLS: how long closing waits for the peer's `close_notify` (default 30 s). Refused
+    /// without `ssl`.
+    ///
+    /// ```
+    /// let _o = loop_net::ServerOptions::new().ssl_shutdown_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn ssl_shutdown_timeout(mut self, timeout: Duration) -> ServerOptions {
+        self.ssl_shutdown_timeout = Some(timeout);
+        self
     }
 }
 
@@ -186,11 +361,14 @@ pub(crate) struct UnixCleanup {
 }
 
 /// A listening socket: registered with the poller once the server serves.
+///
+/// The socket is shared (`Rc`) only with the [`ServerSocket`] views, which hold it weakly and
+/// borrow it for the length of a call: the server's is the one strong reference that lasts.
 enum Sock {
     /// Bound, not registered yet (`start_serving=False`).
-    Idle(OwnedFd),
+    Idle(Rc<OwnedFd>),
     /// Registered with the loop's poller.
-    Serving(Registered<OwnedFd>),
+    Serving(Registered<Rc<OwnedFd>>),
     /// Being moved from `Idle` to `Serving` inside `start()`, which holds the state borrowed
     /// throughout: never seen elsewhere.
     Moving,
@@ -206,7 +384,7 @@ struct Listener {
 
 impl Listener {
     /// The socket.
-    fn fd(&self) -> &OwnedFd {
+    fn fd(&self) -> &Rc<OwnedFd> {
         match &self.sock {
             Sock::Idle(fd) => fd,
             Sock::Serving(r) => r.get_ref(),
@@ -215,7 +393,7 @@ impl Listener {
     }
 
     /// The registration, once serving.
-    fn reg(&self) -> Option<&Registered<OwnedFd>> {
+    fn reg(&self) -> Option<&Registered<Rc<OwnedFd>>> {
         match &self.sock {
             Sock::Serving(r) => Some(r),
             Sock::Idle(_) | Sock::Moving => None,
@@ -321,7 +499,7 @@ impl ServerInner {
                     .into_iter()
                     .map(|fd| Listener {
                         retry: None,
-                        sock: Sock::Idle(fd),
+                        sock: Sock::Idle(Rc::new(fd)),
                     })
                     .collect(),
                 serving: false,
@@ -348,7 +526,7 @@ impl ServerInner {
         let socks: Vec<String> = st
             .listeners
             .iter()
-            .map(|l| match Addr::sockname_of(l.fd()) {
+            .map(|l| match Addr::sockname_of(&**l.fd()) {
                 Ok(a) => format!("fd={} {a}", l.fd().as_raw_fd()),
                 Err(_) => format!("fd={}", l.fd().as_raw_fd()),
             })
@@ -613,7 +791,7 @@ fn unlink_if_same(c: &UnixCleanup) {
 /// impl Protocol for Nothing {}
 ///
 /// let lp = loop_core::EventLoop::new()?;
-/// let server = lp.run_until_complete(lp.create_server(|| Nothing, "127.0.0.1", 0, ServerOptions::default()))??;
+/// let server = lp.run_until_complete(lp.create_server(|| Nothing, "127.0.0.1", 0, ServerOptions::new()))??;
 /// assert!(server.is_serving());
 /// let port = server.local_addrs()[0].as_inet().unwrap().port();
 /// std::net::TcpStream::connect(("127.0.0.1", port))?;
@@ -651,7 +829,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// assert!(s.get_loop().unwrap().ptr_eq(&lp));
     /// # s.close();
     /// ```
@@ -665,7 +843,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let o = ServerOptions { start_serving: false, ..Default::default() };
+    /// let o = ServerOptions::new().start_serving(false);
     /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, o)).unwrap().unwrap();
     /// assert!(!s.is_serving());
     /// # s.close();
@@ -675,25 +853,28 @@ impl Server {
         st.serving && !st.closed
     }
 
-    /// The listening sockets' fd numbers (asyncio's `sockets`): views, valid until `close()`;
-    /// the server owns them. Empty after `close()` (NET-39).
+    /// The listening sockets (asyncio's `sockets`): typed views with the bound address and
+    /// family; the server keeps owning the sockets and closes them on `close()`. Empty after
+    /// `close()` (NET-39).
     ///
     /// ```
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
-    /// assert_eq!(s.sockets().len(), 1);
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
+    /// let socks = s.sockets();
+    /// assert_eq!(socks.len(), 1);
+    /// assert_eq!(socks[0].family(), loop_net::AF_INET);
     /// s.close();
     /// assert!(s.sockets().is_empty());
     /// ```
-    pub fn sockets(&self) -> Vec<RawFd> {
+    pub fn sockets(&self) -> Vec<ServerSocket> {
         self.inner
             .st
             .borrow()
             .listeners
             .iter()
-            .map(|l| l.fd().as_raw_fd())
+            .map(|l| ServerSocket::new(l.fd()))
             .collect()
     }
 
@@ -703,7 +884,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// assert!(s.local_addrs()[0].as_inet().unwrap().ip().is_loopback());
     /// # s.close();
     /// ```
@@ -713,7 +894,7 @@ impl Server {
             .borrow()
             .listeners
             .iter()
-            .filter_map(|l| Addr::sockname_of(l.fd()).ok())
+            .filter_map(|l| Addr::sockname_of(&**l.fd()).ok())
             .collect()
     }
 
@@ -728,7 +909,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let o = ServerOptions { start_serving: false, ..Default::default() };
+    /// let o = ServerOptions::new().start_serving(false);
     /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, o)).unwrap().unwrap();
     /// let s2 = s.clone();
     /// lp.run_until_complete(async move { s2.start_serving().await }).unwrap().unwrap();
@@ -759,7 +940,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// let lp2 = lp.clone();
     /// let cancelled = lp.run_until_complete(async move {
     ///     let s2 = s.clone();
@@ -813,7 +994,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// let port = s.local_addrs()[0].as_inet().unwrap().port();
     /// s.close();
     /// s.close();
@@ -838,7 +1019,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// s.close();
     /// lp.run_until_complete(s.wait_closed()).unwrap().unwrap();
     /// ```
@@ -866,7 +1047,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// s.close();
     /// s.close_clients();
     /// ```
@@ -882,7 +1063,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// s.close();
     /// s.abort_clients();
     /// ```
@@ -898,7 +1079,7 @@ impl Server {
     /// # use loop_net::{NetExt, ServerOptions};
     /// # struct P; impl loop_transport::Protocol for P {}
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::default())).unwrap().unwrap();
+    /// let s = lp.run_until_complete(lp.create_server(|| P, "127.0.0.1", 0, ServerOptions::new())).unwrap().unwrap();
     /// assert_eq!(s.client_count(), 0);
     /// # s.close();
     /// ```
@@ -1081,28 +1262,30 @@ pub(crate) async fn create_server(
     factory: Factory,
     hosts: Hosts,
     port: Service,
-    mut o: ServerOptions,
+    o: ServerOptions,
 ) -> Result<Server> {
     let tls = crate::tls::server(&o)?;
     let factory = crate::tls::wrap_factory(&lp, factory, tls);
-    let specified = !hosts.0.is_empty() || port.is_specified();
-    let fds = match (specified, o.sock.take()) {
-        (true, Some(_)) => {
-            return Err(Error::invalid_argument(
-                "host/port and sock can not be specified at the same time",
-            ))
-        }
-        (false, None) => {
-            return Err(Error::invalid_argument(
-                "Neither host/port nor sock were specified",
-            ))
-        }
-        (false, Some(sock)) => {
-            check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
-            rustix::io::ioctl_fionbio(&sock, true)?;
-            vec![sock]
-        }
-        (true, None) => bind_all(&lp, &hosts, &port, &o).await?,
-    };
+    if hosts.0.is_empty() && !port.is_specified() {
+        return Err(Error::invalid_argument(
+            "Neither host/port nor sock were specified \
+             (create_server_sock serves on a bound socket)",
+        ));
+    }
+    let fds = bind_all(&lp, &hosts, &port, &o).await?;
     finish_server(&lp, fds, factory, &o, None).await
+}
+
+/// `create_server(sock=)`: serves on a bound stream socket (NET-30).
+pub(crate) async fn create_server_sock(
+    lp: EventLoop,
+    factory: Factory,
+    sock: OwnedFd,
+    o: ServerOptions,
+) -> Result<Server> {
+    let tls = crate::tls::server(&o)?;
+    let factory = crate::tls::wrap_factory(&lp, factory, tls);
+    check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
+    rustix::io::ioctl_fionbio(&sock, true)?;
+    finish_server(&lp, vec![sock], factory, &o, None).await
 }

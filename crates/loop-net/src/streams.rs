@@ -14,10 +14,17 @@ use std::rc::Rc;
 use loop_core::{EventLoop, ExceptionContext, Result};
 use loop_transport::{StreamProtocol, StreamReader, StreamReaderProtocol, StreamWriter};
 
-use crate::connect::{create_connection, ConnectOptions};
+use std::os::fd::OwnedFd;
+
+use loop_transport::Transport;
+
+use crate::connect::{create_connection, create_connection_sock, ConnectOptions};
 use crate::lookup::Service;
-use crate::server::{create_server, Factory, Hosts, Server, ServerOptions};
-use crate::unix::{create_unix_connection, create_unix_server};
+use crate::server::{create_server, create_server_sock, Factory, Hosts, Server, ServerOptions};
+use crate::unix::{
+    create_unix_connection, create_unix_connection_sock, create_unix_server,
+    create_unix_server_sock,
+};
 
 /// A reader and a protocol that feeds it.
 fn reader_and_protocol(limit: usize) -> Result<(StreamReader, StreamReaderProtocol)> {
@@ -26,28 +33,32 @@ fn reader_and_protocol(limit: usize) -> Result<(StreamReader, StreamReaderProtoc
     Ok((reader, protocol))
 }
 
-/// `open_connection` (STREAM-01).
-pub(crate) async fn open_connection(
-    lp: EventLoop,
-    host: String,
-    port: Service,
-    o: ConnectOptions,
-) -> Result<(StreamReader, StreamWriter)> {
-    let (reader, protocol) = reader_and_protocol(o.limit)?;
-    let (t, _) = create_connection(lp, move || protocol, host, port, o).await?;
-    reader.set_transport(t.clone());
-    let writer = StreamWriter::new(t)?;
-    Ok((reader, writer))
+/// How a streams call connects: to a host, a Unix path, or over a given socket.
+pub(crate) enum Target {
+    /// `host:port`.
+    Host(String, Service),
+    /// A Unix socket path.
+    UnixPath(PathBuf),
+    /// A connected stream socket (TCP or Unix).
+    Sock(OwnedFd),
+    /// A connected Unix stream socket.
+    UnixSock(OwnedFd),
 }
 
-/// `open_unix_connection` (STREAM-01).
-pub(crate) async fn open_unix_connection(
+/// `open_connection`, `open_unix_connection` and their `sock=` forms (STREAM-01).
+pub(crate) async fn open_connection(
     lp: EventLoop,
-    path: Option<PathBuf>,
+    target: Target,
     o: ConnectOptions,
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, protocol) = reader_and_protocol(o.limit)?;
-    let (t, _) = create_unix_connection(lp, move || protocol, path, o).await?;
+    let factory = move || protocol;
+    let (t, _): (Transport, _) = match target {
+        Target::Host(host, port) => create_connection(lp, factory, host, port, o).await?,
+        Target::UnixPath(path) => create_unix_connection(lp, factory, path, o).await?,
+        Target::Sock(sock) => create_connection_sock(lp, factory, sock, o).await?,
+        Target::UnixSock(sock) => create_unix_connection_sock(lp, factory, sock, o).await?,
+    };
     reader.set_transport(t.clone());
     let writer = StreamWriter::new(t)?;
     Ok((reader, writer))
@@ -110,12 +121,23 @@ fn report(lp: &EventLoop, e: loop_core::Error, t: &loop_transport::Transport) {
     lp.call_exception_handler(&ctx);
 }
 
-/// `start_server` (STREAM-02).
+/// Where a streams server listens: hosts and a port, a Unix path, or a given socket.
+pub(crate) enum Listen {
+    /// Hosts and a port.
+    Hosts(Hosts, Service),
+    /// A Unix socket path.
+    UnixPath(PathBuf),
+    /// A bound stream socket (TCP or Unix).
+    Sock(OwnedFd),
+    /// A bound Unix stream socket.
+    UnixSock(OwnedFd),
+}
+
+/// `start_server`, `start_unix_server` and their `sock=` forms (STREAM-02).
 pub(crate) async fn start_server<C, Fut>(
     lp: EventLoop,
     cb: C,
-    hosts: Hosts,
-    port: Service,
+    listen: Listen,
     o: ServerOptions,
 ) -> Result<Server>
 where
@@ -124,21 +146,10 @@ where
 {
     StreamReader::with_limit(o.limit)?;
     let factory = client_factory(&lp, cb, o.limit);
-    create_server(lp, factory, hosts, port, o).await
-}
-
-/// `start_unix_server` (STREAM-02).
-pub(crate) async fn start_unix_server<C, Fut>(
-    lp: EventLoop,
-    cb: C,
-    path: Option<PathBuf>,
-    o: ServerOptions,
-) -> Result<Server>
-where
-    C: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
-    Fut: Future<Output = Result<()>> + 'static,
-{
-    StreamReader::with_limit(o.limit)?;
-    let factory = client_factory(&lp, cb, o.limit);
-    create_unix_server(lp, factory, path, o).await
+    match listen {
+        Listen::Hosts(hosts, port) => create_server(lp, factory, hosts, port, o).await,
+        Listen::UnixPath(path) => create_unix_server(lp, factory, path, o).await,
+        Listen::Sock(sock) => create_server_sock(lp, factory, sock, o).await,
+        Listen::UnixSock(sock) => create_unix_server_sock(lp, factory, sock, o).await,
+    }
 }

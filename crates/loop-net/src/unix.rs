@@ -57,33 +57,36 @@ fn check_unix_connect_options(o: &ConnectOptions) -> Result<()> {
 pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
     lp: EventLoop,
     factory: impl FnOnce() -> P,
-    path: Option<PathBuf>,
-    mut o: ConnectOptions,
+    path: PathBuf,
+    o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
     let tls = crate::tls::client(&o, None, true)?;
     check_unix_connect_options(&o)?;
-    let sock = match (path, o.sock.take()) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid_argument(
-                "path and sock can not be specified at the same time",
-            ))
-        }
-        (None, None) => return Err(Error::invalid_argument("no path and sock were specified")),
-        (None, Some(sock)) => {
-            check_stream_socket(
-                sock.as_fd(),
-                Some(AddressFamily::UNIX),
-                "A UNIX Domain Stream Socket",
-            )?;
-            sock
-        }
-        (Some(path), None) => {
-            let sock = unix_socket()?;
-            lp.sock_connect(&sock, unix_addr(&path)).await?;
-            sock
-        }
-    };
+    let sock = unix_socket()?;
+    lp.sock_connect(&sock, unix_addr(&path)).await?;
     crate::tls::connect(&lp, sock, factory(), tls).await
+}
+
+/// `create_unix_connection(sock=)`: adopts a connected Unix stream socket (NET-46).
+pub(crate) async fn create_unix_connection_sock<P: Into<StreamProtocol> + 'static>(
+    lp: EventLoop,
+    factory: impl FnOnce() -> P,
+    sock: OwnedFd,
+    o: ConnectOptions,
+) -> Result<(Transport, ProtocolRef<P>)> {
+    let tls = crate::tls::client(&o, None, true)?;
+    check_unix_connect_options(&o)?;
+    check_unix_stream_socket(&sock)?;
+    crate::tls::connect(&lp, sock, factory(), tls).await
+}
+
+/// Checks that `sock` is a Unix stream socket (NET-46, NET-47).
+fn check_unix_stream_socket(sock: &OwnedFd) -> Result<()> {
+    check_stream_socket(
+        sock.as_fd(),
+        Some(AddressFamily::UNIX),
+        "A UNIX Domain Stream Socket",
+    )
 }
 
 /// The device and inode of `path`.
@@ -92,15 +95,10 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     Some(crate::server::file_id_of(&st))
 }
 
-/// `create_unix_server` (NET-47..NET-49).
-pub(crate) async fn create_unix_server(
-    lp: EventLoop,
-    factory: Factory,
-    path: Option<PathBuf>,
-    mut o: ServerOptions,
-) -> Result<Server> {
-    let tls = crate::tls::server(&o)?;
-    let factory = crate::tls::wrap_factory(&lp, factory, tls);
+/// The TLS setup and the option checks of `create_unix_server` and its `_sock` form.
+fn unix_server_factory(lp: &EventLoop, factory: Factory, o: &ServerOptions) -> Result<Factory> {
+    let tls = crate::tls::server(o)?;
+    let factory = crate::tls::wrap_factory(lp, factory, tls);
     let bad = [
         (o.reuse_address.is_some(), "reuse_address"),
         (o.reuse_port, "reuse_port"),
@@ -113,69 +111,86 @@ pub(crate) async fn create_unix_server(
             "{name} is not supported for Unix sockets (it is a create_server option)"
         )));
     }
-    let (sock, file) = match (path, o.sock.take()) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid_argument(
-                "path and sock can not be specified at the same time",
-            ))
-        }
-        (None, None) => {
-            return Err(Error::invalid_argument(
-                "path was not specified, and no sock specified",
-            ))
-        }
-        (None, Some(sock)) => {
-            check_stream_socket(
-                sock.as_fd(),
-                Some(AddressFamily::UNIX),
-                "A UNIX Domain Stream Socket",
-            )?;
-            rustix::io::ioctl_fionbio(&sock, true)?;
-            let file = Addr::sockname_of(&sock)
-                .ok()
-                .and_then(|a| a.as_path().map(Path::to_path_buf));
-            (sock, file)
-        }
-        (Some(path), None) => {
-            let addr = unix_addr(&path);
-            let sock = unix_socket()?;
-            if let Addr::Unix(p) = &addr {
-                // A socket file left behind is stale: remove it (NET-48).
-                match rustix::fs::stat(p) {
-                    Ok(st)
-                        if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                            == rustix::fs::FileType::Socket =>
-                    {
-                        if let Err(e) = rustix::fs::unlink(p) {
-                            tracing::error!(
-                                "Unable to check or remove stale UNIX socket {}: {e}",
-                                p.display()
-                            );
-                        }
-                    }
-                    _ => {}
+    Ok(factory)
+}
+
+/// A socket bound to `path`; a stale socket file there is removed first (NET-48).
+fn bind_unix(path: &Path) -> Result<(OwnedFd, Option<PathBuf>)> {
+    let addr = unix_addr(path);
+    let sock = unix_socket()?;
+    if let Addr::Unix(p) = &addr {
+        // A socket file left behind is stale: remove it (NET-48).
+        match rustix::fs::stat(p) {
+            Ok(st)
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::Socket =>
+            {
+                if let Err(e) = rustix::fs::unlink(p) {
+                    tracing::error!(
+                        "Unable to check or remove stale UNIX socket {}: {e}",
+                        p.display()
+                    );
                 }
             }
-            match rustix::net::bind(&sock, &addr.to_rustix()?) {
-                Ok(()) => {}
-                Err(Errno::ADDRINUSE) => {
-                    let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
-                    return Err(with_context(
-                        e,
-                        format!("Address {:?} is already in use", path.display().to_string()),
-                    )
-                    .into());
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let file = addr.as_path().map(Path::to_path_buf);
-            (sock, file)
+            _ => {}
         }
-    };
+    }
+    match rustix::net::bind(&sock, &addr.to_rustix()?) {
+        Ok(()) => {}
+        Err(Errno::ADDRINUSE) => {
+            let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
+            return Err(with_context(
+                e,
+                format!("Address {:?} is already in use", path.display().to_string()),
+            )
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let file = addr.as_path().map(Path::to_path_buf);
+    Ok((sock, file))
+}
+
+/// The server over a bound Unix socket, removing `file` on close if asked (NET-49).
+async fn finish_unix_server(
+    lp: &EventLoop,
+    sock: OwnedFd,
+    file: Option<PathBuf>,
+    factory: Factory,
+    o: &ServerOptions,
+) -> Result<Server> {
     let cleanup = if o.cleanup_socket {
         file.and_then(|path| file_id(&path).map(|id| UnixCleanup { path, id }))
     } else {
         None
     };
-    finish_server(&lp, vec![sock], factory, &o, cleanup).await
+    finish_server(lp, vec![sock], factory, o, cleanup).await
+}
+
+/// `create_unix_server` (NET-47..NET-49).
+pub(crate) async fn create_unix_server(
+    lp: EventLoop,
+    factory: Factory,
+    path: PathBuf,
+    o: ServerOptions,
+) -> Result<Server> {
+    let factory = unix_server_factory(&lp, factory, &o)?;
+    let (sock, file) = bind_unix(&path)?;
+    finish_unix_server(&lp, sock, file, factory, &o).await
+}
+
+/// `create_unix_server(sock=)`: serves on a bound Unix stream socket (NET-47).
+pub(crate) async fn create_unix_server_sock(
+    lp: EventLoop,
+    factory: Factory,
+    sock: OwnedFd,
+    o: ServerOptions,
+) -> Result<Server> {
+    let factory = unix_server_factory(&lp, factory, &o)?;
+    check_unix_stream_socket(&sock)?;
+    rustix::io::ioctl_fionbio(&sock, true)?;
+    let file = Addr::sockname_of(&sock)
+        .ok()
+        .and_then(|a| a.as_path().map(Path::to_path_buf));
+    finish_unix_server(&lp, sock, file, factory, &o).await
 }

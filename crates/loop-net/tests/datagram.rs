@@ -170,6 +170,18 @@ fn endpoint<P: DatagramProtocol + 'static>(
     })
 }
 
+/// Creates an endpoint on `lp` over an existing socket.
+fn endpoint_sock<P: DatagramProtocol + 'static>(
+    lp: &EventLoop,
+    factory: impl FnOnce() -> P + 'static,
+    sock: impl Into<std::os::fd::OwnedFd>,
+) -> Result<(DatagramTransport, ProtocolRef<P>), Error> {
+    run(
+        lp,
+        lp.create_datagram_endpoint_sock(factory, sock, DatagramOptions::new()),
+    )
+}
+
 fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
@@ -318,7 +330,7 @@ fn net_74_large_datagrams_arrive_whole_and_reads_are_capped_at_256_kib() {
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
     let (s, f) = rec();
-    let (t, _) = endpoint(&lp, f, DatagramOptions::sock(b)).unwrap();
+    let (t, _) = endpoint_sock(&lp, f, b).unwrap();
     // Bigger than any stream read chunk: one datagram, one delivery.
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     a.send(&big).unwrap();
@@ -351,7 +363,7 @@ fn net_68_sock_must_be_a_datagram_socket() {
     let before = fd_count();
     let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
     let (_, f) = rec();
-    let e = endpoint(&lp, f, DatagramOptions::sock(a)).unwrap_err();
+    let e = endpoint_sock(&lp, f, a).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     assert!(
         err_text(&e).contains("A datagram socket was expected")
@@ -360,7 +372,7 @@ fn net_68_sock_must_be_a_datagram_socket() {
     );
     let (r, _w) = rustix::pipe::pipe().unwrap();
     let (_, f) = rec();
-    let e = endpoint(&lp, f, DatagramOptions::sock(r)).unwrap_err();
+    let e = endpoint_sock(&lp, f, r).unwrap_err();
     assert!(err_text(&e).contains("not a socket"), "{e}");
     drop(_w);
     drop(_b);
@@ -373,41 +385,28 @@ fn net_68_sock_excludes_every_socket_modifier_and_names_them() {
     let lp = EventLoop::new().unwrap();
     let cases: Vec<(DatagramOptions, &[&str])> = vec![
         (
-            DatagramOptions {
-                local_addr: Some(("127.0.0.1", 0).into()),
-                ..Default::default()
-            },
+            DatagramOptions::new().local_addr(("127.0.0.1", 0)),
             &["local_addr=127.0.0.1:0"],
         ),
         (
-            DatagramOptions {
-                remote_addr: Some(("127.0.0.1", 9).into()),
-                ..Default::default()
-            },
+            DatagramOptions::new().remote_addr(("127.0.0.1", 9)),
             &["remote_addr=127.0.0.1:9"],
         ),
         (
-            DatagramOptions {
-                family: AF_INET,
-                proto: 17,
-                flags: 1,
-                ..Default::default()
-            },
+            DatagramOptions::new().family(AF_INET).proto(17).flags(1),
             &["family=2", "proto=17", "flags=1"],
         ),
         (
-            DatagramOptions {
-                reuse_port: true,
-                allow_broadcast: true,
-                ..Default::default()
-            },
+            DatagramOptions::new()
+                .reuse_port(true)
+                .allow_broadcast(true),
             &["reuse_port=true", "allow_broadcast=true"],
         ),
     ];
-    for (mut opts, names) in cases {
-        opts.sock = Some(UdpSocket::bind("127.0.0.1:0").unwrap().into());
+    for (opts, names) in cases {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let (_, f) = rec();
-        let e = endpoint(&lp, f, opts).unwrap_err();
+        let e = run(&lp, lp.create_datagram_endpoint_sock(f, sock, opts)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
         let text = err_text(&e);
         assert!(
@@ -427,7 +426,7 @@ fn net_68_adopted_socket_is_made_non_blocking_and_used() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap(); // blocking
     let at = sock.local_addr().unwrap();
     let (s, f) = echo_rec();
-    let (t, _) = endpoint(&lp, f, DatagramOptions::sock(sock)).unwrap();
+    let (t, _) = endpoint_sock(&lp, f, sock).unwrap();
     let nonblocking = t
         .with_fd(|fd| {
             rustix::fs::fcntl_getfl(fd)
@@ -456,7 +455,7 @@ fn net_69_no_address_and_no_family_is_an_error() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
-    let e = endpoint(&lp, f, DatagramOptions::default()).unwrap_err();
+    let e = endpoint(&lp, f, DatagramOptions::new()).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     assert!(err_text(&e).contains("unexpected address family"), "{e}");
 }
@@ -466,15 +465,7 @@ fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();
     let (_, f) = rec();
-    let (t, _) = endpoint(
-        &lp,
-        f,
-        DatagramOptions {
-            family: AF_INET,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (t, _) = endpoint(&lp, f, DatagramOptions::new().family(AF_INET)).unwrap();
     let domain = t
         .with_fd(|fd| rustix::net::sockopt::socket_domain(fd).unwrap())
         .unwrap();
@@ -494,15 +485,7 @@ fn net_69_family_alone_gives_an_unbound_socket_of_that_family() {
     run(&lp, async {});
 
     let (_, f) = rec();
-    let (u, _) = endpoint(
-        &lp,
-        f,
-        DatagramOptions {
-            family: AF_UNIX,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (u, _) = endpoint(&lp, f, DatagramOptions::new().family(AF_UNIX)).unwrap();
     let domain = u
         .with_fd(|fd| rustix::net::sockopt::socket_domain(fd).unwrap())
         .unwrap();
@@ -521,11 +504,7 @@ fn net_69_socket_creation_failure_is_an_os_error() {
     let e = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            family: AF_INET,
-            proto: IPPROTO_TCP,
-            ..Default::default()
-        },
+        DatagramOptions::new().family(AF_INET).proto(IPPROTO_TCP),
     )
     .unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e:?}");
@@ -544,11 +523,9 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
     let e = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", 0).into()),
-            family: AF_UNIX,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(("127.0.0.1", 0))
+            .family(AF_UNIX),
     )
     .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
@@ -558,11 +535,9 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
     let e = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            remote_addr: Some(std::path::Path::new("/tmp/nowhere.sock").into()),
-            family: AF_INET,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .remote_addr(std::path::Path::new("/tmp/nowhere.sock"))
+            .family(AF_INET),
     )
     .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
@@ -573,11 +548,9 @@ fn net_70_unix_family_needs_paths_and_ip_families_need_host_and_port() {
     let e = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", 0).into()),
-            remote_addr: Some(std::path::Path::new("/tmp/nowhere.sock").into()),
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(("127.0.0.1", 0))
+            .remote_addr(std::path::Path::new("/tmp/nowhere.sock")),
     )
     .unwrap_err();
     assert!(err_text(&e).contains("2-tuple is expected"), "{e}");
@@ -600,11 +573,9 @@ fn net_70_unix_datagram_endpoint_removes_a_stale_socket_file_and_echoes() {
     let (client, _) = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(cpath.as_path().into()),
-            remote_addr: Some(path.as_path().into()),
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(cpath.as_path())
+            .remote_addr(path.as_path()),
     )
     .unwrap();
     assert_eq!(client.peername(), Some(Addr::Unix(path.clone())));
@@ -652,11 +623,9 @@ fn net_71_addresses_without_a_common_family_are_refused() {
     let e = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", 0).into()),
-            remote_addr: Some(("::1", 9).into()),
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(("127.0.0.1", 0))
+            .remote_addr(("::1", 9)),
     )
     .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
@@ -674,11 +643,9 @@ fn net_71_host_names_are_resolved_on_the_executor() {
     let (server, _) = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(("localhost", 0).into()),
-            family: AF_INET,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(("localhost", 0))
+            .family(AF_INET),
     )
     .unwrap();
     let at = server.sockname().unwrap().as_inet().unwrap();
@@ -687,11 +654,9 @@ fn net_71_host_names_are_resolved_on_the_executor() {
     let (client, _) = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            remote_addr: Some(DatagramAddr::host("localhost", at.port().to_string())),
-            family: AF_INET,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .remote_addr(DatagramAddr::host("localhost", at.port().to_string()))
+            .family(AF_INET),
     )
     .unwrap();
     assert_eq!(client.peername().unwrap().as_inet(), Some(at));
@@ -707,10 +672,7 @@ fn net_71_host_names_are_resolved_on_the_executor() {
         let (svc, _) = endpoint(
             &lp,
             f,
-            DatagramOptions {
-                remote_addr: Some(("127.0.0.1", "domain").into()),
-                ..Default::default()
-            },
+            DatagramOptions::new().remote_addr(("127.0.0.1", "domain")),
         )
         .unwrap();
         assert_eq!(svc.peername().unwrap().as_inet().unwrap().port(), 53);
@@ -780,11 +742,11 @@ fn net_72_options_only_on_request_and_never_reuseaddr() {
         .unwrap();
     assert!(!ra && !rp && !bc, "nothing set by default");
 
-    let opts = || DatagramOptions {
-        local_addr: Some(("127.0.0.1", 0).into()),
-        reuse_port: true,
-        allow_broadcast: true,
-        ..Default::default()
+    let opts = || {
+        DatagramOptions::new()
+            .local_addr(("127.0.0.1", 0))
+            .reuse_port(true)
+            .allow_broadcast(true)
     };
     let (_, f) = rec();
     let (a, _) = endpoint(&lp, f, opts()).unwrap();
@@ -805,11 +767,9 @@ fn net_72_options_only_on_request_and_never_reuseaddr() {
     let (b, _) = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", port).into()),
-            reuse_port: true,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .local_addr(("127.0.0.1", port))
+            .reuse_port(true),
     )
     .unwrap();
     assert_eq!(b.sockname(), a.sockname());
@@ -856,11 +816,9 @@ fn net_73_allow_broadcast_keeps_remote_addr_as_default_destination_without_conne
     let (t, _) = endpoint(
         &lp,
         f,
-        DatagramOptions {
-            remote_addr: Some(DatagramAddr::Addr(to.clone())),
-            allow_broadcast: true,
-            ..Default::default()
-        },
+        DatagramOptions::new()
+            .remote_addr(DatagramAddr::Addr(to.clone()))
+            .allow_broadcast(true),
     )
     .unwrap();
     assert!(t.peername().is_none(), "not connected");
@@ -1044,7 +1002,7 @@ fn net_77_would_block_sends_are_queued_in_order_and_close_waits_for_them() {
     let before = fd_count();
     let (a, b) = UnixDatagram::pair().unwrap();
     let (s, f) = rec();
-    let (t, _) = endpoint(&lp, f, DatagramOptions::sock(a)).unwrap();
+    let (t, _) = endpoint_sock(&lp, f, a).unwrap();
     assert!(t.peername().is_some(), "a socketpair end is connected");
     let size = 1000;
     let direct = fill_until_queued(&t, size);
@@ -1101,7 +1059,7 @@ fn net_77_abort_discards_the_queue() {
     let lp = EventLoop::new().unwrap();
     let (a, b) = UnixDatagram::pair().unwrap();
     let (s, f) = rec();
-    let (t, _) = endpoint(&lp, f, DatagramOptions::sock(a)).unwrap();
+    let (t, _) = endpoint_sock(&lp, f, a).unwrap();
     let direct = fill_until_queued(&t, 500);
     t.abort();
     assert_eq!(t.get_write_buffer_size(), 0);
@@ -1190,7 +1148,7 @@ fn full_unix_pair<P: DatagramProtocol + 'static>(
     let a = UnixDatagram::unbound().unwrap();
     a.connect(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    let (t, _) = endpoint(lp, factory, DatagramOptions::sock(a)).unwrap();
+    let (t, _) = endpoint_sock(lp, factory, a).unwrap();
     t.set_write_buffer_limits(Some(usize::MAX / 4), None)
         .unwrap();
     let direct = fill_until_queued(&t, size);

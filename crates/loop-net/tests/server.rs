@@ -8,12 +8,13 @@ mod common;
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use common::{capture_exceptions, fd_count, run, serial, Echo};
 use loop_core::{Error, EventLoop};
-use loop_net::{Hosts, NetExt, Server, ServerOptions};
+use loop_net::{Addr, Hosts, NetExt, Server, ServerOptions, AF_INET, AF_INET6};
 use loop_transport::{Extra, Protocol, Transport};
 
 struct Quiet;
@@ -49,26 +50,12 @@ fn echo_roundtrip(lp: &EventLoop, addr: std::net::SocketAddr, msg: &'static [u8]
 fn net_30_argument_errors() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let o = ServerOptions {
-        sock: Some(l.into()),
-        ..Default::default()
-    };
-    let err = run(&lp, 10, lp.create_server(|| Quiet, "127.0.0.1", 0, o)).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("host/port and sock can not be specified at the same time"),
-        "{err}"
-    );
+    // Host/port and a socket cannot both be given: the socket has its own call,
+    // `create_server_sock`.
     let err = run(
         &lp,
         10,
-        lp.create_server(
-            || Quiet,
-            Hosts::any(),
-            None::<u16>,
-            ServerOptions::default(),
-        ),
+        lp.create_server(|| Quiet, Hosts::any(), None::<u16>, ServerOptions::new()),
     )
     .unwrap_err();
     assert!(
@@ -76,14 +63,11 @@ fn net_30_argument_errors() {
             .contains("Neither host/port nor sock were specified"),
         "{err}"
     );
-    let o = ServerOptions {
-        sock: Some(UdpSocket::bind("127.0.0.1:0").unwrap().into()),
-        ..Default::default()
-    };
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let err = run(
         &lp,
         10,
-        lp.create_server(|| Quiet, Hosts::any(), None::<u16>, o),
+        lp.create_server_sock(|| Quiet, udp, ServerOptions::new()),
     )
     .unwrap_err();
     assert!(
@@ -93,17 +77,11 @@ fn net_30_argument_errors() {
     );
     for (o, msg) in [
         (
-            ServerOptions {
-                ssl_handshake_timeout: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
+            ServerOptions::new().ssl_handshake_timeout(Duration::from_secs(1)),
             "ssl_handshake_timeout is only meaningful with ssl",
         ),
         (
-            ServerOptions {
-                ssl_shutdown_timeout: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
+            ServerOptions::new().ssl_shutdown_timeout(Duration::from_secs(1)),
             "ssl_shutdown_timeout is only meaningful with ssl",
         ),
     ] {
@@ -116,7 +94,7 @@ fn net_30_argument_errors() {
 fn net_31_all_interfaces_dual_stack_with_v6only() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, Hosts::any(), 0, ServerOptions::default());
+    let s = server(&lp, Hosts::any(), 0, ServerOptions::new());
     let addrs = s.local_addrs();
     assert!(
         addrs.iter().any(|a| a.as_inet().unwrap().is_ipv4()),
@@ -128,10 +106,8 @@ fn net_31_all_interfaces_dual_stack_with_v6only() {
             .iter()
             .position(|a| a.as_inet().unwrap().is_ipv6())
             .unwrap();
-        let fd = s.sockets()[v6];
-        // SAFETY: the server owns the fd and stays open for this borrow.
-        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        assert!(rustix::net::sockopt::ipv6_v6only(bfd).unwrap());
+        let v6only = s.sockets()[v6].with_fd(|fd| rustix::net::sockopt::ipv6_v6only(fd));
+        assert!(v6only.unwrap().unwrap());
     }
     for a in &addrs {
         let ip = a.as_inet().unwrap();
@@ -153,7 +129,7 @@ fn net_32_several_hosts_each_distinct_address_bound_once() {
         &lp,
         ["127.0.0.1", "127.0.0.1", "localhost"],
         0,
-        ServerOptions::default(),
+        ServerOptions::new(),
     );
     // localhost is 127.0.0.1 here too (or adds ::1): the duplicates collapse.
     let n = s.local_addrs().len();
@@ -176,12 +152,7 @@ fn net_32_several_hosts_each_distinct_address_bound_once() {
     let err = run(
         &lp,
         30,
-        lp.create_server(
-            || Quiet,
-            "no-such-host.invalid",
-            0,
-            ServerOptions::default(),
-        ),
+        lp.create_server(|| Quiet, "no-such-host.invalid", 0, ServerOptions::new()),
     )
     .unwrap_err();
     assert!(matches!(err, Error::Io(_)), "{err}");
@@ -191,38 +162,29 @@ fn net_32_several_hosts_each_distinct_address_bound_once() {
 fn net_33_socket_options() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let o = ServerOptions {
-        reuse_port: true,
-        keep_alive: true,
-        ..Default::default()
-    };
+    let o = ServerOptions::new().reuse_port(true).keep_alive(true);
     let a = server(&lp, "127.0.0.1", 0, o);
     let port = port_of(&a);
-    // SAFETY: the server owns the fd and stays open for this borrow.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(a.sockets()[0]) };
-    assert!(
-        rustix::net::sockopt::socket_reuseaddr(fd).unwrap(),
-        "SO_REUSEADDR by default"
-    );
-    assert!(rustix::net::sockopt::socket_reuseport(fd).unwrap());
-    assert!(rustix::net::sockopt::socket_keepalive(fd).unwrap());
+    a.sockets()[0]
+        .with_fd(|fd| {
+            assert!(
+                rustix::net::sockopt::socket_reuseaddr(fd).unwrap(),
+                "SO_REUSEADDR by default"
+            );
+            assert!(rustix::net::sockopt::socket_reuseport(fd).unwrap());
+            assert!(rustix::net::sockopt::socket_keepalive(fd).unwrap());
+        })
+        .expect("the server holds its socket");
     // SO_REUSEPORT lets a second server bind the same port.
-    let o = ServerOptions {
-        reuse_port: true,
-        ..Default::default()
-    };
+    let o = ServerOptions::new().reuse_port(true);
     let b = server(&lp, "127.0.0.1", port, o);
     assert_eq!(port_of(&b), port);
     a.close();
     b.close();
-    let o = ServerOptions {
-        reuse_address: Some(false),
-        ..Default::default()
-    };
+    let o = ServerOptions::new().reuse_address(false);
     let c = server(&lp, "127.0.0.1", 0, o);
-    // SAFETY: as above.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(c.sockets()[0]) };
-    assert!(!rustix::net::sockopt::socket_reuseaddr(fd).unwrap());
+    let reuse = c.sockets()[0].with_fd(|fd| rustix::net::sockopt::socket_reuseaddr(fd));
+    assert!(!reuse.unwrap().unwrap());
     c.close();
 }
 
@@ -236,7 +198,7 @@ fn net_34_port_in_use_is_an_addr_in_use_error_and_nothing_leaks() {
     let err = run(
         &lp,
         10,
-        lp.create_server(|| Quiet, "127.0.0.1", port, ServerOptions::default()),
+        lp.create_server(|| Quiet, "127.0.0.1", port, ServerOptions::new()),
     )
     .unwrap_err();
     let Error::Io(io) = &err else { panic!("{err}") };
@@ -257,10 +219,7 @@ fn net_35_backlog_is_the_accept_batch() {
     let lp = EventLoop::new().unwrap();
     let made = Rc::new(Cell::new(0));
     let m = made.clone();
-    let o = ServerOptions {
-        backlog: 2,
-        ..Default::default()
-    };
+    let o = ServerOptions::new().backlog(2);
     let s = run(
         &lp,
         10,
@@ -293,10 +252,7 @@ fn net_35_backlog_is_the_accept_batch() {
 fn net_36_start_serving_false_defers_listening() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let o = ServerOptions {
-        start_serving: false,
-        ..Default::default()
-    };
+    let o = ServerOptions::new().start_serving(false);
     let s = server(&lp, "127.0.0.1", 0, o);
     assert!(!s.is_serving());
     let addr = s.local_addrs()[0].as_inet().unwrap();
@@ -333,7 +289,7 @@ fn net_38_each_connection_gets_a_protocol_and_is_tracked_until_lost() {
             move || Keep(t2.clone()),
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         ),
     )
     .unwrap();
@@ -389,7 +345,7 @@ fn net_37_child() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let lp = EventLoop::new().unwrap();
     let seen = capture_exceptions(&lp);
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     println!("PORT {}", port_of(&s));
     std::io::stdout().flush().unwrap();
     // Wait for the parent's client to be in the accept queue, then forbid new fds.
@@ -513,7 +469,7 @@ fn net_37_muted_child() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     use std::cell::RefCell;
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     println!("PORT {}", port_of(&s));
     std::io::stdout().flush().unwrap();
     let mut line = String::new();
@@ -634,7 +590,7 @@ fn net_37_listener_stays_muted_while_descriptors_are_exhausted() {
 fn net_39_40_close_stops_accepting_keeps_connections() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     let addr = s.local_addrs()[0].as_inet().unwrap();
     let mut c = TcpStream::connect(addr).unwrap();
     let s2 = s.clone();
@@ -668,11 +624,72 @@ fn net_39_40_close_stops_accepting_keeps_connections() {
     assert_eq!(&h.join().unwrap(), b"still here");
 }
 
+/// NET-39: `sockets()` lists typed views of the listening sockets: each one's address is the
+/// socket's own `getsockname` and its family the address's; the fd is lent (read, duplicated)
+/// while the server holds it. A view kept past `close()` lends nothing: the server closed the
+/// socket (new connections are refused) even while views exist, and no fd is left.
+#[test]
+fn net_39_server_sockets_are_typed_views_the_server_keeps_owning() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = fd_count();
+    let hosts = if TcpListener::bind("[::1]:0").is_ok() {
+        vec!["127.0.0.1", "::1"]
+    } else {
+        vec!["127.0.0.1"]
+    };
+    let s = server(&lp, hosts.clone(), 0, ServerOptions::new());
+    let socks = s.sockets();
+    let addrs = s.local_addrs();
+    assert_eq!(socks.len(), hosts.len(), "{socks:?}");
+    for (sock, addr) in socks.iter().zip(&addrs) {
+        assert_eq!(sock.local_addr(), addr);
+        let inet = addr.as_inet().unwrap();
+        let family = if inet.is_ipv4() { AF_INET } else { AF_INET6 };
+        assert_eq!(sock.family(), family, "{sock:?}");
+        let own = sock.with_fd(|fd| Addr::sockname_of(fd).unwrap());
+        assert_eq!(
+            own.as_ref(),
+            Some(addr),
+            "the view's address is the socket's own"
+        );
+        assert_eq!(sock.fileno(), sock.with_fd(|fd| fd.as_raw_fd()));
+        assert_eq!(echo_roundtrip(&lp, inet, b"typed"), b"typed");
+    }
+    // A duplicate may be made while the server holds the socket.
+    let dup = socks[0]
+        .with_fd(|fd| fd.try_clone_to_owned().unwrap())
+        .unwrap();
+    assert_eq!(Addr::sockname_of(&dup).unwrap(), addrs[0]);
+    drop(dup);
+    // Closed from inside a borrow: the fd stays valid until the borrow ends.
+    let s2 = s.clone();
+    let inside = socks[0].with_fd(move |fd| {
+        s2.close();
+        Addr::sockname_of(fd).is_ok()
+    });
+    assert_eq!(inside, Some(true));
+    assert!(s.sockets().is_empty());
+    for sock in &socks {
+        assert!(sock.with_fd(|_| ()).is_none(), "{sock:?}");
+        assert_eq!(sock.fileno(), None);
+        let at = sock.local_addr().as_inet().unwrap();
+        assert!(TcpStream::connect(at).is_err(), "refused after close: {at}");
+    }
+    run(&lp, 10, s.wait_closed()).unwrap();
+    drop(socks);
+    assert_eq!(
+        fd_count(),
+        before,
+        "a listening socket or a connection was left open"
+    );
+}
+
 #[test]
 fn net_41_close_cancels_serve_forever() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     let s2 = s.clone();
     let lp2 = lp.clone();
     let err = run(&lp, 10, async move {
@@ -692,10 +709,7 @@ fn net_41_close_cancels_serve_forever() {
 fn net_42_serve_forever_errors_and_cancellation_closes() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let o = ServerOptions {
-        start_serving: false,
-        ..Default::default()
-    };
+    let o = ServerOptions::new().start_serving(false);
     let s = server(&lp, "127.0.0.1", 0, o);
     let lp2 = lp.clone();
     let s2 = s.clone();
@@ -732,7 +746,7 @@ fn net_42_serve_forever_errors_and_cancellation_closes() {
 fn net_43_wait_closed_needs_closed_and_no_clients() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     let addr = s.local_addrs()[0].as_inet().unwrap();
     let c = TcpStream::connect(addr).unwrap();
     let lp2 = lp.clone();
@@ -780,7 +794,7 @@ fn net_44_close_clients_and_abort_clients() {
     let _s = serial();
     for abort in [false, true] {
         let lp = EventLoop::new().unwrap();
-        let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+        let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
         let addr = s.local_addrs()[0].as_inet().unwrap();
         let mut c = TcpStream::connect(addr).unwrap();
         let s2 = s.clone();
@@ -810,7 +824,7 @@ fn net_44_close_clients_and_abort_clients() {
 fn net_43_a_client_leaving_an_open_server_does_not_release_wait_closed() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     let addr = s.local_addrs()[0].as_inet().unwrap();
     let c = TcpStream::connect(addr).unwrap();
     let lp2 = lp.clone();
@@ -875,7 +889,7 @@ fn net_44_close_clients_flushes_buffered_data_and_abort_clients_discards_it() {
                 move || Keep(t2.clone()),
                 "127.0.0.1",
                 0,
-                ServerOptions::default(),
+                ServerOptions::new(),
             ),
         )
         .unwrap();
@@ -933,7 +947,7 @@ fn net_44_close_clients_flushes_buffered_data_and_abort_clients_discards_it() {
 fn net_45_get_loop_and_start_after_close() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
     assert!(s.get_loop().unwrap().ptr_eq(&lp));
     s.close();
     let s2 = s.clone();
@@ -954,7 +968,7 @@ fn net_26_accepted_connections_get_tcp_nodelay() {
             move || Keep(t2.clone()),
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         ),
     )
     .unwrap();
@@ -990,15 +1004,10 @@ fn net_32_hosts_from_a_slice_or_a_vec_listen_on_exactly_those() {
         v
     };
     let hosts: &[&str] = &["127.0.0.1", "127.0.0.2"];
-    let a = server(&lp, hosts, 0, ServerOptions::default());
+    let a = server(&lp, hosts, 0, ServerOptions::new());
     assert_eq!(ips(&a), want);
     a.close();
-    let b = server(
-        &lp,
-        vec!["127.0.0.2", "127.0.0.1"],
-        0,
-        ServerOptions::default(),
-    );
+    let b = server(&lp, vec!["127.0.0.2", "127.0.0.1"], 0, ServerOptions::new());
     assert_eq!(ips(&b), want);
     b.close();
     assert_eq!(Hosts::from(hosts).as_slice(), ["127.0.0.1", "127.0.0.2"]);
@@ -1009,8 +1018,8 @@ fn net_32_hosts_from_a_slice_or_a_vec_listen_on_exactly_those() {
 fn net_42_serve_forever_errors_name_the_server_by_its_sockets() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
-    let fd = s.sockets()[0];
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
+    let fd = s.sockets()[0].fileno().unwrap();
     let port = port_of(&s);
     let described = format!("<Server sockets=[fd={fd} 127.0.0.1:{port}]>");
     assert_eq!(format!("{s:?}"), described);
@@ -1041,11 +1050,12 @@ fn net_37_other_accept_errors_reach_the_exception_handler_naming_the_listener() 
     let _s = serial();
     let lp = EventLoop::new().unwrap();
     let seen = capture_exceptions(&lp);
-    let s = server(&lp, "127.0.0.1", 0, ServerOptions::default());
-    let fd = s.sockets()[0];
-    // SAFETY: `fd` is the server's listening socket, open until `s.close()` below.
-    let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    rustix::net::shutdown(listener, rustix::net::Shutdown::Both).unwrap();
+    let s = server(&lp, "127.0.0.1", 0, ServerOptions::new());
+    let sock = &s.sockets()[0];
+    let fd = sock.fileno().unwrap();
+    sock.with_fd(|listener| rustix::net::shutdown(listener, rustix::net::Shutdown::Both))
+        .unwrap()
+        .unwrap();
     let seen2 = seen.clone();
     run(&lp, 10, async move {
         while seen2.borrow().is_empty() {
@@ -1093,7 +1103,7 @@ fn net_38_accepted_sockets_are_non_blocking_and_close_on_exec() {
             move || Probe(f.clone()),
             "127.0.0.1",
             0,
-            ServerOptions::default(),
+            ServerOptions::new(),
         ),
     )
     .unwrap();

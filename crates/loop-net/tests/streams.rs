@@ -23,13 +23,13 @@ fn stream_01_02_open_connection_and_start_server() {
     let lp2 = lp.clone();
     let got = run(&lp, 30, async move {
         let server = lp2
-            .start_server(echo_line, "127.0.0.1", 0, ServerOptions::default())
+            .start_server(echo_line, "127.0.0.1", 0, ServerOptions::new())
             .await?;
         let port = server.local_addrs()[0].as_inet().unwrap().port();
         let mut out = Vec::new();
         for msg in [&b"first\n"[..], b"second\n"] {
             let (mut r, w) = lp2
-                .open_connection("127.0.0.1", port, ConnectOptions::default())
+                .open_connection("127.0.0.1", port, ConnectOptions::new())
                 .await?;
             w.write(msg)?;
             out.push(r.readline().await?);
@@ -55,11 +55,9 @@ fn stream_01_02_unix_variants() {
     let p2 = path.clone();
     let got = run(&lp, 30, async move {
         let server = lp2
-            .start_unix_server(echo_line, Some(&p2), ServerOptions::default())
+            .start_unix_server(echo_line, &p2, ServerOptions::new())
             .await?;
-        let (mut r, w) = lp2
-            .open_unix_connection(Some(&p2), ConnectOptions::default())
-            .await?;
+        let (mut r, w) = lp2.open_unix_connection(&p2, ConnectOptions::new()).await?;
         w.write(b"over unix\n")?;
         let line = r.readline().await?;
         w.close();
@@ -97,12 +95,12 @@ fn stream_03_failing_client_callback_is_reported_and_closed() {
                     },
                     "127.0.0.1",
                     0,
-                    ServerOptions::default(),
+                    ServerOptions::new(),
                 )
                 .await?;
             let port = server.local_addrs()[0].as_inet().unwrap().port();
             let (mut r, w) = lp2
-                .open_connection("127.0.0.1", port, ConnectOptions::default())
+                .open_connection("127.0.0.1", port, ConnectOptions::new())
                 .await?;
             // The server side closes the connection: the client sees EOF.
             eofs.push(r.read_all().await?.is_empty());

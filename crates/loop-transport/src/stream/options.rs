@@ -237,6 +237,18 @@ impl TransportOptions {
     }
 }
 
+/// [`TransportOptions::socket`]: the options of a socket transport with the defaults.
+///
+/// ```
+/// let o = loop_transport::TransportOptions::default();
+/// assert_eq!(o.kind(), loop_transport::FdKind::Socket);
+/// ```
+impl Default for TransportOptions {
+    fn default() -> TransportOptions {
+        TransportOptions::socket()
+    }
+}
+
 impl fmt::Debug for TransportOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TransportOptions")
