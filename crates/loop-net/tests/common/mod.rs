@@ -4,11 +4,15 @@
 #![allow(dead_code, unused_imports)]
 
 use std::cell::{Cell, RefCell};
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::rc::Rc;
 
 use loop_core::{EventLoop, LoopFuture};
+use loop_net::{Hosts, NetExt, Server, ServerOptions};
 use loop_transport::{Protocol, Transport};
+
+pub mod datagram;
 
 pub use loop_testkit::{exclusive, fd_count, record_exceptions, run, watchdog, Exceptions};
 
@@ -112,4 +116,41 @@ pub fn full_listener(addr: &str) -> (std::net::TcpListener, std::net::TcpStream)
     let l = std::net::TcpListener::from(s);
     let filler = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
     (l, filler)
+}
+
+/// An echo server on `hosts` and `port`, created under a 30 s watchdog.
+pub fn server(lp: &EventLoop, hosts: impl Into<Hosts>, port: u16, o: ServerOptions) -> Server {
+    run(lp, 30, lp.create_server(Echo::default, hosts, port, o)).unwrap()
+}
+
+/// The port of the server's first listening socket.
+pub fn port_of(s: &Server) -> u16 {
+    s.local_addrs()[0].as_inet().unwrap().port()
+}
+
+/// Round trip through an echo server from a plain blocking client on another thread while
+/// the loop runs.
+pub fn echo_roundtrip(lp: &EventLoop, addr: std::net::SocketAddr, msg: &'static [u8]) -> Vec<u8> {
+    let remote = lp.remote();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(msg).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        c.read_exact(&mut buf).unwrap();
+        tx.send(buf).unwrap();
+        remote.call_soon_threadsafe(|lp| lp.stop()).unwrap();
+    });
+    lp.run_forever().unwrap();
+    h.join().unwrap();
+    rx.recv().unwrap()
+}
+
+/// Keeps each connection's transport.
+pub struct Keep(pub Rc<std::cell::RefCell<Vec<Transport>>>);
+
+impl Protocol for Keep {
+    fn connection_made(&mut self, t: &Transport) {
+        self.0.borrow_mut().push(t.clone());
+    }
 }

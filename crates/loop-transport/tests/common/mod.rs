@@ -254,3 +254,26 @@ pub fn fill_until_buffered(t: &Transport) -> usize {
     }
     panic!("the kernel took 64 MiB without pushing back");
 }
+
+/// A socket transport over one end of a socketpair with `rec` as its protocol, and the other
+/// end.
+pub fn socket_transport(lp: &EventLoop, rec: Rec) -> (Transport, std::os::unix::net::UnixStream) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let t = Transport::new(lp, a, rec, loop_transport::TransportOptions::socket()).unwrap();
+    (t, b)
+}
+
+/// A stream pair with reader limit `limit` over one end of a socketpair, and the other end.
+pub fn pair(
+    lp: &EventLoop,
+    limit: usize,
+) -> (
+    loop_transport::StreamReader,
+    loop_transport::StreamWriter,
+    std::os::unix::net::UnixStream,
+) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let options = loop_transport::TransportOptions::socket();
+    let (r, w) = loop_transport::open_stream(lp, a, limit, options).unwrap();
+    (r, w, b)
+}
