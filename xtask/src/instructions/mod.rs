@@ -26,99 +26,26 @@
 //!   and writes nothing (`--impl I` then measures one implementation only); `--reps R` sets
 //!   the runs of each pair.
 
+mod annotate;
+mod callgrind;
+mod report;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::svg::Group;
 
-/// The heading of the section of `BENCHMARKS.md` this step writes (between the micro-benchmark
-/// and the echo sections).
-pub const HEADING: &str = "\n## Instructions per operation";
-
-/// The micro-benchmarks, in table order, with evloop's goal for each in instructions per
-/// operation.
-const GOALS: &[(&str, f64)] = &[
-    ("call_soon chain", 150.0),
-    ("call_soon queued", 150.0),
-    ("call_later half cancelled", 600.0),
-    ("tasks created and awaited", 500.0),
-    ("call_soon_threadsafe", 150.0),
-];
-
-/// The implementations of each micro-benchmark, in table order.
-const IMPLS: &[&str] = &["evloop", "tokio", "smol"];
-
-/// Echo servers not measured. The two-loop server spreads its connections over two loops by
-/// the kernel's `reuse_port` hash, so its count is the one-loop server's plus whatever the
-/// split costs, and under valgrind its second listener is bound after it reports its port, so
-/// the load generator's first connections can be refused.
-const SKIPPED_SERVERS: &[&str] = &["evloop (protocol, 2 loops)"];
-
-/// Size of the echo messages, in bytes.
-const ECHO_SIZE: usize = 64;
-
-/// The echo workloads: (connections, round trips per connection of the large workload). The
-/// small workload, subtracted to cancel start-up, makes 1/100 of the round trips.
-const ECHO_WORKLOADS: &[(usize, u64)] = &[(1, 10_000), (100, 2_000)];
-
-/// The echo workload of a smoke run, which measures evloop and the floor only (its micro-
-/// benchmarks, evloop only): a smoke run checks that the step works, in seconds.
-const ECHO_SMOKE: &[(usize, u64)] = &[(10, 100)];
-
-/// The echo servers of a smoke run.
-const SMOKE_SERVERS: &[&str] = &["floor (hand-written epoll)", "evloop (protocol)"];
-
-/// No single valgrind run may take longer than this.
-const RUN_LIMIT: Duration = Duration::from_secs(10 * 60);
-
-/// The command that installs valgrind (with `callgrind_annotate`) on Debian and Ubuntu.
-const INSTALL: &str = "apt-get install valgrind";
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// A count per operation over several runs: the median, and the largest minus the smallest.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PerOp {
-    /// The median over the runs.
-    pub median: f64,
-    /// Largest minus smallest (0 for one run).
-    pub spread: f64,
-}
-
-impl PerOp {
-    /// The median and spread of `v` (not empty).
-    fn of(mut v: Vec<f64>) -> PerOp {
-        v.sort_by(f64::total_cmp);
-        PerOp {
-            median: v[v.len() / 2],
-            spread: v[v.len() - 1] - v[0],
-        }
-    }
-}
-
-/// What one run measured.
-#[derive(Debug, Default)]
-pub struct Measured {
-    /// Per micro-benchmark, in table order: implementation -> instructions per operation.
-    pub micro: Vec<(String, BTreeMap<String, PerOp>)>,
-    /// Per micro-benchmark: evloop's instructions per operation outside the C library's
-    /// allocator.
-    pub evloop_own: BTreeMap<String, PerOp>,
-    /// Per echo server and connection count, in run order: instructions per round trip.
-    pub echo: Vec<(String, usize, f64)>,
-    /// Runs of each micro-benchmark pair.
-    reps: usize,
-    /// The two operation counts of the micro-benchmarks.
-    n: (u64, u64),
-}
+use annotate::{allocator_ir, self_costs, short_name};
+use callgrind::{
+    arg, callgrind, slug, total_ir, PerOp, ECHO_SIZE, ECHO_SMOKE, ECHO_WORKLOADS, GOALS, IMPLS,
+    INSTALL, MICRO_UNIT, RUN_LIMIT, SKIPPED_SERVERS, SMOKE_SERVERS,
+};
+pub use callgrind::{Measured, HEADING};
+pub use report::groups;
+use report::{echo_table, micro_table, push_echo, section};
 
 /// Why valgrind cannot be used, with the command that fixes it.
 fn valgrind_missing() -> Option<String> {
@@ -136,40 +63,6 @@ fn valgrind_missing() -> Option<String> {
     })
 }
 
-/// `valgrind --version`, e.g. `valgrind-3.19.0`.
-fn valgrind_version() -> String {
-    Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "valgrind (version unknown)".into())
-}
-
-/// The output of a short command, trimmed; empty if it failed.
-fn output_of(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The commit measured, with a note when the work tree differs from it.
-fn commit() -> String {
-    let head = output_of("git", &["rev-parse", "--short=12", "HEAD"]);
-    if head.is_empty() {
-        return "unknown".into();
-    }
-    let dirty = !output_of("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    if dirty {
-        format!("{head} (with uncommitted changes)")
-    } else {
-        head
-    }
-}
-
 /// Builds the release benchmark binary; returns its path.
 fn build(root: &Path) -> Result<PathBuf, String> {
     let (ok, text) = crate::run_step(
@@ -180,43 +73,6 @@ fn build(root: &Path) -> Result<PathBuf, String> {
         return Err(format!("could not build evloop-bench:\n{text}"));
     }
     Ok(crate::echo::target_dir(root).join("release/evloop-bench"))
-}
-
-/// A name fit for a file name: lower case, runs of other characters as one `-`.
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
-
-/// A valgrind command that profiles into `profile`.
-fn callgrind(profile: &Path) -> Command {
-    let mut c = Command::new("valgrind");
-    c.args(["--tool=callgrind", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", profile.display()));
-    c
-}
-
-/// The total instruction count of a callgrind profile (its `summary:` line: every thread).
-fn total_ir(profile: &Path) -> Result<u64, String> {
-    let text = std::fs::read_to_string(profile)
-        .map_err(|e| format!("could not read {}: {e}", profile.display()))?;
-    summary_ir(&text).ok_or_else(|| format!("no instruction total in {}", profile.display()))
-}
-
-/// The `summary:` (or `totals:`) figure of a callgrind profile's text.
-fn summary_ir(text: &str) -> Option<u64> {
-    ["summary:", "totals:"].iter().find_map(|key| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    })
 }
 
 /// Runs one micro-benchmark of one implementation once, n operations, under callgrind;
@@ -472,193 +328,6 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
     Ok(Some(m))
 }
 
-/// `existing` with its instructions section replaced by `text` (which starts with
-/// [`HEADING`]), or with `text` inserted before the echo section (or at the end).
-fn splice(existing: &str, text: &str) -> String {
-    let (head, tail) = match existing.find(HEADING) {
-        Some(start) => {
-            let end = existing[start + 1..]
-                .find("\n## ")
-                .map_or(existing.len(), |i| start + 1 + i);
-            (&existing[..start], &existing[end..])
-        }
-        None => match existing.find(crate::bench::ECHO_HEADING) {
-            Some(i) => (&existing[..i], &existing[i..]),
-            None => (existing, ""),
-        },
-    };
-    format!(
-        "{}\n{}\n{}",
-        head.trim_end_matches('\n'),
-        text.trim_end_matches('\n'),
-        tail
-    )
-}
-
-/// The micro-benchmark table.
-fn micro_table(m: &Measured) -> String {
-    let mut t = String::from(
-        "| benchmark | evloop | tokio | smol | ratio to best peer | goal (evloop) | evloop spread \
-         | evloop outside malloc | its spread |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (bench, r) in &m.micro {
-        let get = |k: &str| r.get(k).map(|p| p.median);
-        let fmt = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "—".into());
-        let best_peer = ["tokio", "smol"]
-            .iter()
-            .filter_map(|k| get(k))
-            .fold(f64::INFINITY, f64::min);
-        let ratio = match get("evloop") {
-            Some(e) if best_peer.is_finite() => format!("{:.2}", e / best_peer),
-            _ => "—".into(),
-        };
-        let goal = GOALS
-            .iter()
-            .find(|(g, _)| g == bench)
-            .map(|(_, v)| {
-                let met = get("evloop").is_some_and(|e| e <= *v);
-                format!("≤ {v:.0} {}", if met { "(met)" } else { "(not met)" })
-            })
-            .unwrap_or_default();
-        let spread = |p: Option<&PerOp>| p.map(|p| p.spread);
-        let own = m.evloop_own.get(bench);
-        let _ = writeln!(
-            t,
-            "| {bench} | {} | {} | {} | {ratio} | {goal} | {} | {} | {} |",
-            fmt(get("evloop")),
-            fmt(get("tokio")),
-            fmt(get("smol")),
-            fmt(spread(r.get("evloop"))),
-            fmt(own.map(|p| p.median)),
-            fmt(spread(own)),
-        );
-    }
-    t
-}
-
-/// The echo table, with each server's ratio to the hand-written floor at the same load.
-fn echo_table(m: &Measured) -> String {
-    let mut t = String::from(
-        "| server | conns | size | instructions/rt | ratio to floor |\n|---|---:|---:|---:|---:|\n",
-    );
-    for (server, conns, v) in &m.echo {
-        let floor = m
-            .echo
-            .iter()
-            .find(|(s, c, _)| s.starts_with("floor") && c == conns)
-            .map(|(_, _, f)| *f);
-        let ratio = floor
-            .filter(|f| *f > 0.0)
-            .map(|f| format!("{:.2}", v / f))
-            .unwrap_or_else(|| "—".into());
-        let _ = writeln!(t, "| {server} | {conns} | {ECHO_SIZE} | {v:.1} | {ratio} |");
-    }
-    t
-}
-
-/// The section of `BENCHMARKS.md`: what was measured, how, and the two tables.
-fn section(m: &Measured) -> String {
-    let (n0, n1) = m.n;
-    let reps = m.reps;
-    let date = output_of("date", &["-u", "+%Y-%m-%d"]);
-    let workloads: Vec<String> = ECHO_WORKLOADS
-        .iter()
-        .map(|(c, r)| {
-            format!(
-                "{c} connection{} × {r} round trips",
-                if *c == 1 { "" } else { "s" }
-            )
-        })
-        .collect();
-    format!(
-        "{HEADING}\n\n\
-         Written by `cargo xtask bench --instructions` on {date}, commit {commit}, {valgrind}, on \
-         the machine above. Each figure counts the instructions a process executes in user space \
-         (the program, its libraries and the C library's allocator; not the kernel's work inside \
-         system calls), by `valgrind --tool=callgrind`. Unlike the wall-clock times, these counts do \
-         not move with the machine's load: the same binary on the same input gives the same count, \
-         so a 1% change in the work done shows as 1%. Decisions about evloop's speed are made on \
-         these figures; the wall-clock tables show what they come to in time.\n\n\
-         ### Micro-benchmarks (instructions/op, lower is better)\n\n\
-         Each benchmark runs alone in a process that does exactly n operations once \
-         (`evloop-bench micro --only <bench> --impl <impl> --n <n> --runs 1 --no-warmup`), at \
-         n = {n0} and n = {n1}; instructions per operation are (Ir({n1}) − Ir({n0})) / {d}, which \
-         cancels start-up and shutdown. Each pair ran {reps} time{s}: the table gives the median \
-         and evloop's spread over the runs (largest minus smallest), then evloop's count outside \
-         the C library's allocator (malloc, free and their helpers, as `callgrind_annotate` \
-         names them) with its spread. call_soon_threadsafe counts the producer thread's \
-         instructions too (callgrind counts every thread of the process). Two totals vary from \
-         run to run. In call_soon_threadsafe nearly all of the variation is in the allocator's \
-         cross-thread path (callbacks allocated on the producer's thread, freed on the loop's), \
-         which depends on how the two threads interleave: the count outside malloc is the one to \
-         compare. In the timer benchmark, whose delays are real time, how many timers are due at \
-         each poll changes how much sorting the timer heap does and when the allocator \
-         consolidates free memory, so even the count outside malloc moves by a percent or two: \
-         compare medians of more runs (`cargo xtask bench --instructions --only call_later \
-         --reps 7`). \
-         `cargo xtask bench --instructions --annotate <bench>` lists the functions behind a \
-         figure.\n\n{micro}\n\
-         ### Echo server (instructions per round trip, lower is better)\n\n\
-         The server runs under callgrind, pinned to CPU 0; the load generator runs natively on \
-         CPU 1 and makes a fixed number of round trips of {ECHO_SIZE} B messages \
-         (`evloop-bench echo-client --roundtrips`): {workloads}. Instructions per round trip are \
-         the difference from the same server serving 1/100 of the round trips over the same \
-         connections, divided by the difference in round trips, which cancels start-up, \
-         accepting and closing. The system calls are the kernel's work and are not in these \
-         counts (the echo table below counts them). At one connection every round trip wakes \
-         the server, and evloop's, tokio's and the floor's counts repeat exactly; at 100, one \
-         wake-up serves as many connections as the kernel's timing gathers, so those counts, \
-         like smol's, vary between runs by up to about 1%.\n\n{echo}",
-        commit = commit(),
-        valgrind = valgrind_version(),
-        d = n1 - n0,
-        s = if reps == 1 { "" } else { "s" },
-        workloads = workloads.join(" and "),
-        micro = micro_table(m),
-        echo = echo_table(m),
-    )
-}
-
-/// The chart groups of a run: one per micro-benchmark, then one per echo connection count.
-pub fn groups(m: &Measured) -> Vec<Group> {
-    let mut g: Vec<Group> = m
-        .micro
-        .iter()
-        .map(|(bench, r)| Group {
-            title: bench.clone(),
-            unit: MICRO_UNIT.into(),
-            bars: IMPLS
-                .iter()
-                .filter_map(|imp| Some((imp.to_string(), r.get(*imp)?.median)))
-                .collect(),
-        })
-        .collect();
-    for (server, conns, v) in &m.echo {
-        push_echo(&mut g, server, *conns, *v);
-    }
-    g
-}
-
-/// The unit of the micro-benchmark groups.
-const MICRO_UNIT: &str = "instructions/op";
-
-/// Adds an echo bar to the group of its connection count.
-fn push_echo(groups: &mut Vec<Group>, server: &str, conns: usize, v: f64) {
-    let title = format!(
-        "echo, {conns} connection{}, {ECHO_SIZE} B messages",
-        if conns == 1 { "" } else { "s" }
-    );
-    let bar = (server.to_string(), v);
-    match groups.iter_mut().find(|g| g.title == title) {
-        Some(g) => g.bars.push(bar),
-        None => groups.push(Group {
-            title,
-            unit: "server instructions per round trip".into(),
-            bars: vec![bar],
-        }),
-    }
-}
-
 /// The chart groups from the instructions section of `BENCHMARKS.md`, if it has one.
 pub fn parse_groups(doc: &str) -> Vec<Group> {
     let Some(start) = doc.find(HEADING) else {
@@ -705,110 +374,6 @@ pub fn parse_groups(doc: &str) -> Vec<Group> {
         }
     }
     groups
-}
-
-/// Self cost of every function in a callgrind profile, from `callgrind_annotate`: the
-/// function's `file:name [object]` as it prints it -> instructions.
-fn self_costs(profile: &Path) -> Result<BTreeMap<String, u64>, String> {
-    let out = Command::new("callgrind_annotate")
-        .args(["--threshold=100", "--auto=no"])
-        .arg(profile)
-        .output()
-        .map_err(|e| format!("could not run callgrind_annotate ({INSTALL}): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "callgrind_annotate {} failed:\n{}",
-            profile.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(parse_annotate(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// The function rows of `callgrind_annotate` output: `12,345 (1.2%)  file:function [object]`.
-fn parse_annotate(text: &str) -> BTreeMap<String, u64> {
-    let mut costs = BTreeMap::new();
-    for line in text.lines() {
-        let l = line.trim_start();
-        let Some((count, rest)) = l.split_once(' ') else {
-            continue;
-        };
-        let Ok(count) = count.replace(',', "").parse::<u64>() else {
-            continue;
-        };
-        let mut rest = rest.trim_start();
-        if rest.starts_with('(') {
-            rest = rest.split_once(')').map_or("", |(_, r)| r.trim_start());
-        }
-        if rest.is_empty() || rest == "PROGRAM TOTALS" {
-            continue;
-        }
-        *costs.entry(rest.to_string()).or_insert(0) += count;
-    }
-    costs
-}
-
-/// The parts of a function as `callgrind_annotate` names it, `file:function [object]`: the
-/// source file (`???` when unknown), the function, the object when shown.
-fn parse_key(key: &str) -> (&str, &str, Option<&str>) {
-    let (key, object) = match key.rsplit_once(" [") {
-        Some((k, o)) if o.starts_with('/') && o.ends_with(']') => (k, Some(&o[..o.len() - 1])),
-        _ => (key, None),
-    };
-    match key.split_once(':') {
-        Some((f, n)) if !f.contains(' ') && !f.contains('<') => (f, n, object),
-        _ => ("???", key, object),
-    }
-}
-
-/// The C library allocator's functions, by name, for a C library without source information.
-const ALLOCATOR_FNS: &[&str] = &[
-    "malloc",
-    "free",
-    "calloc",
-    "realloc",
-    "cfree",
-    "_int_malloc",
-    "_int_free",
-    "_int_realloc",
-    "malloc_consolidate",
-    "sysmalloc",
-    "unlink_chunk",
-    "tcache_init",
-    "__libc_malloc",
-    "__libc_free",
-    "__libc_calloc",
-    "__libc_realloc",
-];
-
-/// Instructions spent in the C library's allocator (glibc's `malloc/` sources, or its
-/// allocator functions by name), from [`self_costs`].
-fn allocator_ir(costs: &BTreeMap<String, u64>) -> u64 {
-    costs
-        .iter()
-        .filter(|(k, _)| {
-            let (file, func, object) = parse_key(k);
-            file.contains("malloc/")
-                || (object.is_some_and(|o| o.contains("/libc.so")) && ALLOCATOR_FNS.contains(&func))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
-/// A function as `callgrind_annotate` names it, made short: the name, then the source file or
-/// the library when it is not the benchmark binary.
-fn short_name(key: &str, bin: &Path) -> String {
-    let (file, func, object) = parse_key(key);
-    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
-    let place = if file != "???" {
-        Some(base(file))
-    } else {
-        object.filter(|o| Path::new(o) != bin).map(base)
-    };
-    match place {
-        Some(p) => format!("{func}  [{p}]"),
-        None => func.to_string(),
-    }
 }
 
 /// `cargo xtask bench --instructions --annotate <bench> [--impl I] [--top K]`: profiles one
@@ -909,6 +474,29 @@ pub fn annotate(root: &Path, args: &[String]) -> ExitCode {
     }
 }
 
+/// `existing` with its instructions section replaced by `text` (which starts with
+/// [`HEADING`]), or with `text` inserted before the echo section (or at the end).
+fn splice(existing: &str, text: &str) -> String {
+    let (head, tail) = match existing.find(HEADING) {
+        Some(start) => {
+            let end = existing[start + 1..]
+                .find("\n## ")
+                .map_or(existing.len(), |i| start + 1 + i);
+            (&existing[..start], &existing[end..])
+        }
+        None => match existing.find(crate::bench::ECHO_HEADING) {
+            Some(i) => (&existing[..i], &existing[i..]),
+            None => (existing, ""),
+        },
+    };
+    format!(
+        "{}\n{}\n{}",
+        head.trim_end_matches('\n'),
+        text.trim_end_matches('\n'),
+        tail
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,65 +577,5 @@ mod tests {
             splice("# B\n", &new),
             "# B\n\n## Instructions per operation\n\nnew\n"
         );
-    }
-
-    #[test]
-    fn profile_totals_and_annotate_rows_are_read() {
-        assert_eq!(
-            summary_ir("events: Ir\nsummary: 97607422\n\n\ntotals: 97607422\n"),
-            Some(97_607_422)
-        );
-        assert_eq!(summary_ir("events: Ir\n"), None);
-        let text = "\
---------------------------------------------------------------------------------
-Thresholds:       100
---------------------------------------------------------------------------------
-97,607,422 (100.0%)  PROGRAM TOTALS
---------------------------------------------------------------------------------
-Ir                   file:function
---------------------------------------------------------------------------------
-31,164,088 (31.93%)  ???:loop_core::event_loop::EventLoop::run_forever [/t/release/evloop-bench]
-13,443,320 (13.77%)  ./malloc/./malloc/malloc.c:_int_free [/usr/lib/x86_64-linux-gnu/libc.so.6]
- 1,470,000 ( 1.51%)  ???:<loop_core::handle::Cb<F> as loop_core::handle::Callback>::call [/t/release/evloop-bench]
-   630,126 ( 0.65%)  ./malloc/./malloc/arena.c:free
-";
-        let c = parse_annotate(text);
-        assert_eq!(c.len(), 4);
-        let bin = Path::new("/t/release/evloop-bench");
-        let names: Vec<String> = c.keys().map(|k| short_name(k, bin)).collect();
-        assert!(names.contains(&"loop_core::event_loop::EventLoop::run_forever".to_string()));
-        assert!(names.contains(&"_int_free  [malloc.c]".to_string()));
-        assert!(names.contains(&"free  [arena.c]".to_string()));
-        assert!(names.contains(
-            &"<loop_core::handle::Cb<F> as loop_core::handle::Callback>::call".to_string()
-        ));
-        assert_eq!(
-            c["???:loop_core::event_loop::EventLoop::run_forever [/t/release/evloop-bench]"],
-            31_164_088
-        );
-        // The allocator, by its sources or (without them) by name in the C library.
-        assert_eq!(allocator_ir(&c), 13_443_320 + 630_126);
-        let no_sources = parse_annotate(
-            "   100 (1.0%)  ???:_int_free [/usr/lib/libc.so.6]\n\
-             \x20  10 (0.1%)  ???:free [/t/release/evloop-bench]\n\
-             \x20   1 (0.0%)  ???:memcpy [/usr/lib/libc.so.6]\n",
-        );
-        assert_eq!(allocator_ir(&no_sources), 100);
-    }
-
-    #[test]
-    fn per_op_is_the_median_and_the_range() {
-        assert_eq!(
-            PerOp::of(vec![3.0, 1.0, 2.0]),
-            PerOp {
-                median: 2.0,
-                spread: 2.0
-            }
-        );
-        assert_eq!(
-            slug("call_later half cancelled"),
-            "call-later-half-cancelled"
-        );
-        assert_eq!(slug("evloop (protocol)"), "evloop-protocol");
     }
 }
