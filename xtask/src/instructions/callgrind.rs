@@ -165,24 +165,3 @@ pub(super) fn summary_ir(text: &str) -> Option<u64> {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_op_is_the_median_and_the_range() {
-        assert_eq!(
-            PerOp::of(vec![3.0, 1.0, 2.0]),
-            PerOp {
-                median: 2.0,
-                spread: 2.0
-            }
-        );
-        assert_eq!(
-            slug("call_later half cancelled"),
-            "call-later-half-cancelled"
-        );
-        assert_eq!(slug("evloop (protocol)"), "evloop-protocol");
-    }
-}

@@ -499,6 +499,8 @@ fn splice(existing: &str, text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::annotate::parse_annotate;
+    use super::callgrind::summary_ir;
     use super::*;
 
     fn measured() -> Measured {
@@ -577,5 +579,65 @@ mod tests {
             splice("# B\n", &new),
             "# B\n\n## Instructions per operation\n\nnew\n"
         );
+    }
+
+    #[test]
+    fn profile_totals_and_annotate_rows_are_read() {
+        assert_eq!(
+            summary_ir("events: Ir\nsummary: 97607422\n\n\ntotals: 97607422\n"),
+            Some(97_607_422)
+        );
+        assert_eq!(summary_ir("events: Ir\n"), None);
+        let text = "\
+    --------------------------------------------------------------------------------
+    Thresholds:       100
+    --------------------------------------------------------------------------------
+    97,607,422 (100.0%)  PROGRAM TOTALS
+    --------------------------------------------------------------------------------
+    Ir                   file:function
+    --------------------------------------------------------------------------------
+    31,164,088 (31.93%)  ???:loop_core::event_loop::EventLoop::run_forever [/t/release/evloop-bench]
+    13,443,320 (13.77%)  ./malloc/./malloc/malloc.c:_int_free [/usr/lib/x86_64-linux-gnu/libc.so.6]
+     1,470,000 ( 1.51%)  ???:<loop_core::handle::Cb<F> as loop_core::handle::Callback>::call [/t/release/evloop-bench]
+       630,126 ( 0.65%)  ./malloc/./malloc/arena.c:free
+    ";
+        let c = parse_annotate(text);
+        assert_eq!(c.len(), 4);
+        let bin = Path::new("/t/release/evloop-bench");
+        let names: Vec<String> = c.keys().map(|k| short_name(k, bin)).collect();
+        assert!(names.contains(&"loop_core::event_loop::EventLoop::run_forever".to_string()));
+        assert!(names.contains(&"_int_free  [malloc.c]".to_string()));
+        assert!(names.contains(&"free  [arena.c]".to_string()));
+        assert!(names.contains(
+            &"<loop_core::handle::Cb<F> as loop_core::handle::Callback>::call".to_string()
+        ));
+        assert_eq!(
+            c["???:loop_core::event_loop::EventLoop::run_forever [/t/release/evloop-bench]"],
+            31_164_088
+        );
+        // The allocator, by its sources or (without them) by name in the C library.
+        assert_eq!(allocator_ir(&c), 13_443_320 + 630_126);
+        let no_sources = parse_annotate(
+            "   100 (1.0%)  ???:_int_free [/usr/lib/libc.so.6]\n\
+             \x20  10 (0.1%)  ???:free [/t/release/evloop-bench]\n\
+             \x20   1 (0.0%)  ???:memcpy [/usr/lib/libc.so.6]\n",
+        );
+        assert_eq!(allocator_ir(&no_sources), 100);
+    }
+
+    #[test]
+    fn per_op_is_the_median_and_the_range() {
+        assert_eq!(
+            PerOp::of(vec![3.0, 1.0, 2.0]),
+            PerOp {
+                median: 2.0,
+                spread: 2.0
+            }
+        );
+        assert_eq!(
+            slug("call_later half cancelled"),
+            "call-later-half-cancelled"
+        );
+        assert_eq!(slug("evloop (protocol)"), "evloop-protocol");
     }
 }
