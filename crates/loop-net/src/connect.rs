@@ -208,7 +208,7 @@ impl ConnectOptions {
 
     /// TLS: the name the server's certificate is checked against and sent as SNI; by
     /// default the host (`create_unix_connection` needs it); an empty name turns the hostname
-    /// check off. Refused without [`ssl`](ConnectOptions::ssl).
+    /// check off. Refused without `ssl` (feature `tls`).
     ///
     /// ```
     /// let _o = loop_net::ConnectOptions::new().server_hostname("example.com");
