@@ -70,6 +70,56 @@ fn stream_01_02_unix_variants() {
     assert!(!path.exists(), "the socket file was cleaned up");
 }
 
+/// STREAM-01 / STREAM-02, the `sock=` forms: a server on a bound TCP listener
+/// (`start_server_sock`) and on a bound Unix listener (`start_unix_server_sock`), reached by
+/// adopting already connected sockets (`open_connection_sock`, `open_unix_connection_sock`).
+#[test]
+fn stream_01_02_sock_variants() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let before = common::fd_count();
+    let path = loop_testkit::temp_path("stream-sock.sock");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_at = tcp.local_addr().unwrap();
+    let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let lp2 = lp.clone();
+    let p2 = path.clone();
+    let got = run(&lp, 30, async move {
+        let tcp_server = lp2
+            .start_server_sock(echo_line, tcp, ServerOptions::new())
+            .await?;
+        let unix_server = lp2
+            .start_unix_server_sock(echo_line, unix, ServerOptions::new())
+            .await?;
+        assert_eq!(tcp_server.local_addrs()[0].as_inet(), Some(tcp_at));
+        let conn = std::net::TcpStream::connect(tcp_at).unwrap();
+        let (mut r, w) = lp2
+            .open_connection_sock(conn, ConnectOptions::new())
+            .await?;
+        w.write(b"over tcp\n")?;
+        let tcp_line = r.readline().await?;
+        w.close();
+        w.wait_closed().await?;
+        let conn = std::os::unix::net::UnixStream::connect(&p2).unwrap();
+        let (mut r, w) = lp2
+            .open_unix_connection_sock(conn, ConnectOptions::new())
+            .await?;
+        w.write(b"over unix\n")?;
+        let unix_line = r.readline().await?;
+        w.close();
+        w.wait_closed().await?;
+        for s in [tcp_server, unix_server] {
+            s.close();
+            s.wait_closed().await?;
+        }
+        Ok::<_, Error>((tcp_line, unix_line))
+    })
+    .unwrap();
+    assert_eq!(got, (b"over tcp\n".to_vec(), b"over unix\n".to_vec()));
+    assert!(!path.exists(), "cleanup_socket applies to a given socket");
+    assert_eq!(common::fd_count(), before, "a socket was left open");
+}
+
 #[test]
 fn stream_03_failing_client_callback_is_reported_and_closed() {
     let _s = serial();
