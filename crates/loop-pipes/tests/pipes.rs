@@ -730,6 +730,50 @@ fn pipe_09_a_socket_write_pipe_notices_the_reader_going_away() {
     assert!(t.is_closing());
 }
 
+/// A socket is readable also when its peer sends data: that is the peer being there, not going
+/// away. On the `polling` backend, which watches a write pipe's readability, the transport
+/// stays open and does not spin on the unread data (one readiness event per arrival).
+#[test]
+fn pipe_09_a_socket_write_pipe_whose_peer_sends_data_stays_open_without_spinning() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let (s, f) = rec();
+    let (t, _) = write_pipe(&lp, f, a).unwrap();
+    spin(&lp);
+    let before = lp.stats().io_events;
+    b.write_all(b"unexpected").unwrap();
+    // Several polls while the data sits unread.
+    for _ in 0..3 {
+        spin(&lp);
+    }
+    assert_eq!(s.events(), vec![Ev::Made]);
+    assert!(!t.is_closing());
+    let events = lp.stats().io_events - before;
+    assert!(events <= 1, "{events} readiness events for one arrival");
+    // Still a working write pipe.
+    t.write(b"still here").unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(read_exact_fd(&b, 10), b"still here");
+    // More data: one more event at most, still open.
+    b.write_all(b"more").unwrap();
+    spin(&lp);
+    assert!(!t.is_closing());
+    assert!(lp.stats().io_events - before <= 2);
+    // The peer closes with its data unread by anyone: the next write fails (EPIPE) and closes
+    // the transport, on either backend.
+    drop(b);
+    t.write(b"gone?").unwrap();
+    wait_lost(&lp, &s);
+    assert_eq!(
+        s.events(),
+        vec![
+            Ev::Made,
+            Ev::Lost(Some(Some(rustix::io::Errno::PIPE.raw_os_error())))
+        ]
+    );
+}
+
 #[test]
 fn pipe_09_a_pty_write_pipe_learns_of_the_hang_up_from_a_write_error() {
     let _g = serial();
