@@ -7,8 +7,9 @@
 //! Debian packages both: `rustc-web` / `cargo-web` with `rust-web-src`. They are fetched with
 //! `apt-get download` and unpacked with `dpkg-deb -x` into `<target>/cross-toolchain` (never
 //! installed over the system toolchain), once; `RUSTC_BOOTSTRAP=1` lets that stable compiler
-//! take `-Z` flags. Checks go to `<target>/cross`. Each target takes about two minutes the
-//! first time.
+//! take `-Z` flags. Checks go to `<target>/cross`. The first run takes about a minute and a
+//! half of CPU per target, most of it the standard library; later runs recheck what changed.
+//! `cargo xtask test --heavy` (CI) runs it.
 //!
 //! Only what needs no C cross-compiler is checked: every crate but `loop-tls` (its crypto
 //! providers compile C) with all its targets (library, tests, examples), and the facade's
@@ -104,6 +105,26 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     }
 }
 
+/// The one-line summary of a cross-check's output ("3 of 3 targets ok", or which failed),
+/// from the summary it ends with; `None` for the output of any other step.
+pub fn summary(output: &str) -> Option<String> {
+    let (_, tail) = output.split_once("==> cross-check summary")?;
+    let (mut ok, mut failed) = (0, Vec::new());
+    for line in tail.lines().map(str::trim) {
+        if line.starts_with("ok ") {
+            ok += 1;
+        } else if let Some(t) = line.strip_prefix("FAILED ") {
+            failed.push(t.trim().to_string());
+        }
+    }
+    let total = ok + failed.len();
+    Some(if failed.is_empty() {
+        format!("{ok} of {total} targets ok")
+    } else {
+        format!("{ok} of {total} targets ok; failed: {}", failed.join(", "))
+    })
+}
+
 /// The environment that runs the unpacked toolchain.
 fn env(cmd: &mut Command, toolchain: &Path, target_dir: &Path) {
     let libs = [
@@ -190,4 +211,27 @@ fn show(cmd: &Command) -> String {
         s = format!("(cd {} && {s})", dir.display());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn the_summary_line_counts_the_targets_and_names_the_failed_ones() {
+        let out = "\
+==> x86_64-apple-darwin: ok
+==> cross-check summary
+  ok     x86_64-apple-darwin
+  FAILED aarch64-apple-darwin
+  ok     x86_64-unknown-freebsd
+";
+        assert_eq!(
+            summary(out).unwrap(),
+            "2 of 3 targets ok; failed: aarch64-apple-darwin"
+        );
+        let all = "==> cross-check summary\n  ok     x86_64-apple-darwin\n";
+        assert_eq!(summary(all).unwrap(), "1 of 1 targets ok");
+        assert_eq!(summary("test result: ok. 3 passed"), None);
+    }
 }
