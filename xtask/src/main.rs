@@ -407,6 +407,14 @@ fn test(args: &[String]) -> ExitCode {
             name: "reliability suite x5 (--heavy)".into(),
             cmd,
         });
+        // macOS and FreeBSD builds, checked here (`cargo xtask cross-check`, all three
+        // targets): a few minutes the first time, toolchain download included.
+        let mut cross = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+        cross.arg("cross-check");
+        steps.push(Step {
+            name: "cross-check macOS, FreeBSD (--heavy)".into(),
+            cmd: cross,
+        });
     }
     if !quick {
         steps.push(Step {
@@ -503,6 +511,8 @@ fn run_steps(steps: Vec<Step>) -> ExitCode {
         }
         let tests = if counts.passed + counts.failed > 0 {
             format!(" ({} passed, {} failed)", counts.passed, counts.failed)
+        } else if let Some(targets) = cross::summary(&text) {
+            format!(" ({targets})")
         } else {
             String::new()
         };

@@ -77,6 +77,17 @@ pub(crate) fn getnameinfo(addr: &SocketAddr, flags: i32) -> io::Result<(String, 
             // SAFETY: all-zero sockaddr_in is valid; we fill family, port and address.
             let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            // BSD-derived systems carry the length in the address; their getnameinfo checks it.
+            #[cfg(any(
+                target_vendor = "apple",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "openbsd",
+                target_os = "dragonfly",
+            ))]
+            {
+                sin.sin_len = std::mem::size_of::<libc::sockaddr_in>() as u8;
+            }
             sin.sin_port = a.port().to_be();
             sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
             // SAFETY: the sockaddr and both output buffers are valid for the lengths given.
@@ -85,9 +96,10 @@ pub(crate) fn getnameinfo(addr: &SocketAddr, flags: i32) -> io::Result<(String, 
                     &sin as *const _ as *const libc::sockaddr,
                     std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
                     host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
+                    // socklen_t on Linux and Apple, size_t on FreeBSD.
+                    host.len() as _,
                     serv.as_mut_ptr(),
-                    serv.len() as libc::socklen_t,
+                    serv.len() as _,
                     flags,
                 )
             }
@@ -96,6 +108,16 @@ pub(crate) fn getnameinfo(addr: &SocketAddr, flags: i32) -> io::Result<(String, 
             // SAFETY: all-zero sockaddr_in6 is valid; we fill every meaningful field.
             let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            #[cfg(any(
+                target_vendor = "apple",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "openbsd",
+                target_os = "dragonfly",
+            ))]
+            {
+                sin6.sin6_len = std::mem::size_of::<libc::sockaddr_in6>() as u8;
+            }
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_flowinfo = a.flowinfo();
             sin6.sin6_scope_id = a.scope_id();
@@ -106,9 +128,10 @@ pub(crate) fn getnameinfo(addr: &SocketAddr, flags: i32) -> io::Result<(String, 
                     &sin6 as *const _ as *const libc::sockaddr,
                     std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
                     host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
+                    // socklen_t on Linux and Apple, size_t on FreeBSD.
+                    host.len() as _,
                     serv.as_mut_ptr(),
-                    serv.len() as libc::socklen_t,
+                    serv.len() as _,
                     flags,
                 )
             }
@@ -135,7 +158,10 @@ fn gai_error(code: i32, what: &str) -> io::Error {
         .to_string_lossy()
         .into_owned();
     let kind = match code {
-        libc::EAI_NONAME | libc::EAI_NODATA | libc::EAI_SERVICE => io::ErrorKind::NotFound,
+        libc::EAI_NONAME | libc::EAI_SERVICE => io::ErrorKind::NotFound,
+        // FreeBSD and DragonFly dropped EAI_NODATA (folded into EAI_NONAME).
+        #[cfg(not(any(target_os = "freebsd", target_os = "dragonfly")))]
+        libc::EAI_NODATA => io::ErrorKind::NotFound,
         libc::EAI_AGAIN => io::ErrorKind::WouldBlock,
         libc::EAI_BADFLAGS | libc::EAI_FAMILY | libc::EAI_SOCKTYPE => io::ErrorKind::InvalidInput,
         libc::EAI_MEMORY => io::ErrorKind::OutOfMemory,

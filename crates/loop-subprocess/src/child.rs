@@ -6,6 +6,11 @@
 //! of a child happens under the child's mutex, and a signal is sent only while the status has
 //! not been collected. Where a pidfd exists, signals go through `pidfd_send_signal`, which
 //! cannot reach another process at all.
+//!
+//! **Exit fd.** The loop learns of the exit from a descriptor it watches with `add_reader`: a
+//! pidfd on Linux, and on macOS and the BSDs a kqueue of the child's own holding one
+//! `EVFILT_PROC` / `NOTE_EXIT` filter for its pid (a kqueue is readable while it has an event
+//! pending, so it nests in the loop's reactor like any fd).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -166,14 +171,45 @@ pub(crate) fn spawn(
 pub(crate) struct Child {
     /// The pid (valid as long as `returncode` is `None`).
     pid: Pid,
-    /// Collected status and pidfd.
+    /// Collected status and exit fd.
     st: Mutex<ChildState>,
 }
 
+/// What [`Child::with_new_exit_fd`] opens: a pidfd.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type ExitFd = OwnedFd;
+
+/// What [`Child::with_new_exit_fd`] opens: a kqueue with the child's process filter.
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+))]
+type ExitFd = polling::Poller;
+
+/// What the exit fd is, as [`fmt::Debug`](std::fmt::Debug) of the transport shows it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const EXIT_FD_KIND: &str = "pidfd";
+
+/// What the exit fd is, as [`fmt::Debug`](std::fmt::Debug) of the transport shows it.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const EXIT_FD_KIND: &str = "kqueue";
+
 /// See [`Child`].
 struct ChildState {
-    /// The pidfd, while the loop watches it.
-    pidfd: Option<OwnedFd>,
+    /// The exit fd (pidfd or kqueue), while the loop watches it.
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+    ))]
+    exit_fd: Option<ExitFd>,
     /// The return code, once the status was collected.
     returncode: Option<i32>,
 }
@@ -184,7 +220,16 @@ impl Child {
         Child {
             pid: Pid::from_raw(raw).expect("a spawned child has a positive pid"),
             st: Mutex::new(ChildState {
-                pidfd: None,
+                #[cfg(any(
+                    target_os = "linux",
+                    target_os = "android",
+                    target_vendor = "apple",
+                    target_os = "freebsd",
+                    target_os = "netbsd",
+                    target_os = "openbsd",
+                    target_os = "dragonfly",
+                ))]
+                exit_fd: None,
                 returncode: None,
             }),
         }
@@ -199,9 +244,21 @@ impl Child {
         self.pid.as_raw_nonzero().get() as u32
     }
 
-    /// Opens a pidfd for the child and calls `f` with it; keeps it on success.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub(crate) fn with_new_pidfd<R>(
+    /// Opens the exit fd for the child — a pidfd on Linux, a kqueue with an `EVFILT_PROC` /
+    /// `NOTE_EXIT` filter for its pid on macOS and the BSDs — and calls `f` with it; keeps it
+    /// on success. The fd becomes readable when the child exits, also when that happened
+    /// before it was opened (a pidfd), or fails to open for a child that is already gone
+    /// (`ESRCH` where the process filter does not attach to an exited child).
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+    ))]
+    pub(crate) fn with_new_exit_fd<R>(
         &self,
         f: impl FnOnce(BorrowedFd<'_>) -> Result<R>,
     ) -> Result<R> {
@@ -209,16 +266,32 @@ impl Child {
         if st.returncode.is_some() {
             return Err(Error::invalid_state("the child was already reaped"));
         }
+        // The status is uncollected (checked under the lock, which every collection takes),
+        // so the pid is still this child's.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         let fd = rustix::process::pidfd_open(self.pid, rustix::process::PidfdFlags::empty())?;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let fd = crate::sys::exit_kqueue(self.pid)?;
         let r = f(fd.as_fd())?;
-        st.pidfd = Some(fd);
+        st.exit_fd = Some(fd);
         Ok(r)
     }
 
-    /// Closes the pidfd (after it was removed from the reactor).
-    pub(crate) fn close_pidfd(&self) {
-        let fd = self.lock().pidfd.take();
-        drop(fd);
+    /// Closes the exit fd (after it was removed from the reactor).
+    pub(crate) fn close_exit_fd(&self) {
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+        ))]
+        {
+            let fd = self.lock().exit_fd.take();
+            drop(fd);
+        }
     }
 
     /// Sends `sig` (`None`: only checks), unless the status was collected already. A process
@@ -229,13 +302,14 @@ impl Child {
             return Ok(());
         }
         let Some(sig) = sig else { return Ok(()) };
-        let r = match &st.pidfd {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Some(fd) => rustix::process::pidfd_send_signal(fd, sig),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            Some(_) => rustix::process::kill_process(self.pid, sig),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let r = match &st.exit_fd {
+            Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, sig),
             None => rustix::process::kill_process(self.pid, sig),
         };
+        // The status is uncollected (checked above, under the lock): the pid is the child's.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let r = rustix::process::kill_process(self.pid, sig);
         match r {
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(e) => Err(e.into()),
@@ -398,6 +472,8 @@ mod tests {
     fn sub_05_signal_numbers() {
         assert_eq!(to_signal(0).unwrap(), None);
         assert_eq!(to_signal(libc::SIGTERM).unwrap(), Some(Signal::TERM));
+        // Real-time signals: Linux's.
+        #[cfg(target_os = "linux")]
         assert!(to_signal(libc::SIGRTMIN()).unwrap().is_some());
         assert!(to_signal(-1).is_err());
         assert!(to_signal(1000).is_err());
@@ -422,7 +498,7 @@ mod tests {
         {
             let readable = s
                 .child
-                .with_new_pidfd(|fd| {
+                .with_new_exit_fd(|fd| {
                     let mut fds = [rustix::event::PollFd::new(
                         &fd,
                         rustix::event::PollFlags::IN,
@@ -436,6 +512,6 @@ mod tests {
         // Collected once: later calls give the same value, signals are no-ops.
         assert_eq!(s.child.try_reap(), Some(4));
         s.child.signal(Some(Signal::KILL)).unwrap();
-        s.child.close_pidfd();
+        s.child.close_exit_fd();
     }
 }

@@ -60,15 +60,20 @@
 //! * On Linux, a pidfd (`pidfd_open`) is registered with the loop's reactor (`add_reader`).
 //!   It becomes readable when the child exits, even if that happened before it was registered
 //!   (SUB-25); the loop then collects the status with `waitpid(pid, WNOHANG)`. No thread.
-//! * Where `pidfd_open` is not available (an old kernel, a seccomp filter, another Unix), or
+//! * On macOS and the BSDs, a kqueue of the child's own, holding one process filter for its
+//!   pid (`EVFILT_PROC`, `NOTE_EXIT`), is registered the same way: a kqueue is readable while
+//!   an event is pending. A child that is already gone when the filter is added (macOS refuses
+//!   it with `ESRCH`), or whose status is not yet collectable when the exit is reported, is
+//!   handed to a waiter thread, which returns at once.
+//! * Where neither is available (an old kernel, a seccomp filter, another Unix), or
 //!   with [`ExitWatcher::Thread`], one thread per child, named `evloop-waitpid-<n>`, blocks in
 //!   `waitid(pid, WEXITED | WNOWAIT)`: it learns of the exit *without* collecting the status,
 //!   wakes the loop with `call_soon_threadsafe`, and ends; the loop collects the status. If the
 //!   loop is closed by then, the thread collects it itself (and logs a warning), so no zombie
 //!   is left.
 //!
-//! So the threads that exist are: none with pidfd; otherwise one short-lived waiter thread per
-//! running child. There is no process-global watcher and no SIGCHLD handler.
+//! So the threads that exist are: none with a pidfd or kqueue; otherwise one short-lived waiter
+//! thread per running child. There is no process-global watcher and no SIGCHLD handler.
 //!
 //! **Signals never hit a recycled pid.** A pid stays the child's until its status is
 //! collected. Signals and status collection of one child are serialised by a mutex, and a

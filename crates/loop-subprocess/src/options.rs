@@ -59,9 +59,10 @@ impl From<OwnedFd> for Stdio {
 /// Each loop watches its own children, one by one (never `waitpid(-1)`, which would steal
 /// other code's children, SUB-26):
 ///
-/// * [`ExitWatcher::Auto`] (the default): on Linux a pidfd (`pidfd_open`) registered with the
-///   loop's reactor, so no thread is needed; where `pidfd_open` is not available (an old kernel,
-///   a seccomp filter, another system) it falls back to a thread.
+/// * [`ExitWatcher::Auto`] (the default): a descriptor registered with the loop's reactor, so
+///   no thread is needed — on Linux a pidfd (`pidfd_open`), on macOS and the BSDs a kqueue
+///   holding the child's process filter (`EVFILT_PROC`, `NOTE_EXIT`). Where neither is
+///   available (an old kernel, a seccomp filter, another system) it falls back to a thread.
 /// * [`ExitWatcher::Thread`]: one thread per child, named `evloop-waitpid-<n>`, waits for the
 ///   exit without collecting the status and wakes the loop, which collects it. The thread ends
 ///   as soon as the child exited.
@@ -74,7 +75,7 @@ impl From<OwnedFd> for Stdio {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ExitWatcher {
-    /// pidfd where available, else a thread.
+    /// pidfd (Linux) or kqueue process filter (macOS, BSDs) where available, else a thread.
     #[default]
     Auto,
     /// A thread per child.

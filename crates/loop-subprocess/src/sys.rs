@@ -7,6 +7,7 @@ use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use rustix::process::Signal;
 
 /// Makes the child start a new session (`setsid`) and keep the descriptors `keep` open across
@@ -46,4 +47,28 @@ pub(crate) fn realtime_signal(sig: i32) -> Option<Signal> {
     // SAFETY: `sig` is a real-time signal between the C library's SIGRTMIN and SIGRTMAX, a
     // valid, non-zero signal number that applications may send.
     Some(unsafe { Signal::from_raw_unchecked(sig) })
+}
+
+/// A kqueue of its own holding one `EVFILT_PROC` / `NOTE_EXIT` filter for `pid` (one-shot):
+/// readable once the child exits. `ESRCH` if the process is already gone (macOS does not
+/// attach the filter to an exited child; FreeBSD does and reports the exit at once).
+///
+/// The caller must hold the child's lock with its status uncollected, so that `pid` is still
+/// this child's.
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+))]
+pub(crate) fn exit_kqueue(pid: rustix::process::Pid) -> io::Result<polling::Poller> {
+    use polling::os::kqueue::{PollerKqueueExt, Process, ProcessOps};
+    let kq = polling::Poller::new()?;
+    // SAFETY: `from_pid` asks that the pid be tied to an actual child process: it is our
+    // child, whose status is uncollected (the caller holds the child's lock), so the number
+    // has not been reused. The filter names the pid only; no memory is shared with it.
+    let filter = unsafe { Process::from_pid(pid.as_raw_nonzero(), ProcessOps::Exit) };
+    kq.add_filter(filter, 0, polling::PollMode::Oneshot)?;
+    Ok(kq)
 }

@@ -383,6 +383,21 @@ fn sub_13_cancelled_setup_kills_and_collects_the_child() {
 
 /// The session id of `/proc/<pid>` (field 6 of its `stat`); 0 when the
 /// session leader is outside this pid namespace.
+/// A pipe whose ends are close-on-exec (set after creation on Apple, which has no `pipe2`).
+fn cloexec_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    #[cfg(not(target_vendor = "apple"))]
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    #[cfg(target_vendor = "apple")]
+    let (r, w) = {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        for fd in [&r, &w] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).unwrap();
+        }
+        (r, w)
+    };
+    (r, w)
+}
+
 fn session_of(pid: &str) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
@@ -452,7 +467,7 @@ fn sub_14_spawn_options_pass_through() {
     }
 
     // pass_fds: the child writes to a descriptor that is close-on-exec in the parent.
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (r, w) = cloexec_pipe();
     let n = w.as_raw_fd();
     let o = SubprocessOptions::new().pass_fds([n]);
     let (t, _log, done) = shell(&lp, &format!("echo passed >&{n}"), o);
@@ -463,7 +478,7 @@ fn sub_14_spawn_options_pass_through() {
     std::fs::File::from(r).read_to_string(&mut got).unwrap();
     assert_eq!(got, "passed\n");
     // Without pass_fds the descriptor is not there.
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (r, w) = cloexec_pipe();
     let n = w.as_raw_fd();
     let (t, _log, done) = shell(&lp, &format!("echo passed >&{n}"), SubprocessOptions::new());
     finish(&lp, done);

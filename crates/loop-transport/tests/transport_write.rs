@@ -471,6 +471,8 @@ fn net_64_failing_pause_writing_is_reported_and_not_fatal() {
     spin(&lp, 2);
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 /// A write pipe whose kernel buffer holds exactly one capacity `C` (read back from the
 /// kernel): each time the test empties it, the transport's next write takes exactly `C` bytes,
 /// so its buffer drains in known steps.
@@ -482,6 +484,8 @@ fn small_write_pipe() -> (rustix::fd::OwnedFd, rustix::fd::OwnedFd, usize) {
     (r, w, cap)
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 /// Reads everything the pipe holds (non-blocking); returns the byte count.
 fn empty_pipe(r: &rustix::fd::OwnedFd) -> usize {
     let mut buf = vec![0u8; 1 << 16];
@@ -496,6 +500,8 @@ fn empty_pipe(r: &rustix::fd::OwnedFd) -> usize {
     }
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 /// Empties the pipe and runs the loop until the transport wrote again; returns the new size.
 fn drain_one_step(lp: &EventLoop, t: &Transport, r: &rustix::fd::OwnedFd) -> usize {
     let before = t.get_write_buffer_size();
@@ -504,6 +510,8 @@ fn drain_one_step(lp: &EventLoop, t: &Transport, r: &rustix::fd::OwnedFd) -> usi
     t.get_write_buffer_size()
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 #[test]
 fn net_64_resume_writing_when_the_buffer_drains_to_exactly_low() {
     let _g = serial();
@@ -540,6 +548,8 @@ fn net_64_resume_writing_when_the_buffer_drains_to_exactly_low() {
     spin(&lp, 2);
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 #[test]
 fn net_64_resume_writing_with_low_zero_once_the_buffer_is_empty() {
     let _g = serial();
@@ -570,6 +580,8 @@ fn net_64_resume_writing_with_low_zero_once_the_buffer_is_empty() {
     spin(&lp, 2);
 }
 
+// Linux only: the exact pipe capacity these steps count on is set with F_SETPIPE_SZ.
+#[cfg(target_os = "linux")]
 #[test]
 fn net_64_failing_resume_writing_is_reported_once_and_not_fatal() {
     let _g = serial();

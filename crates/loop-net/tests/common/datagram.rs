@@ -169,3 +169,12 @@ pub fn endpoint_sock<P: DatagramProtocol + 'static>(
 pub fn err_text(e: &Error) -> String {
     e.to_string()
 }
+
+/// The address family of socket `fd`: SO_DOMAIN on Linux, the family of its own address
+/// elsewhere (no SO_DOMAIN there).
+pub fn socket_family(fd: std::os::fd::BorrowedFd<'_>) -> rustix::net::AddressFamily {
+    #[cfg(target_os = "linux")]
+    return rustix::net::sockopt::socket_domain(fd).unwrap();
+    #[cfg(not(target_os = "linux"))]
+    return rustix::net::getsockname(fd).unwrap().address_family();
+}

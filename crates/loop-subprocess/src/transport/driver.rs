@@ -13,7 +13,7 @@ use loop_transport::{Protocol, Transport};
 use rustix::process::Signal;
 
 use super::{Event, SubProto, SubprocessDriver, SubprocessTransport, Watch};
-use crate::child::{self, Child, ReapGuard, REAPED_ELSEWHERE};
+use crate::child::{self, Child, ReapGuard, EXIT_FD_KIND, REAPED_ELSEWHERE};
 use crate::options::ExitWatcher;
 
 /// The engine core of a subprocess transport.
@@ -37,7 +37,7 @@ impl Driver for SubprocessDriver {
             None => f.write_str(" running")?,
         }
         match st.watch {
-            Watch::Pidfd(fd) => write!(f, " watched-by=pidfd:{fd}")?,
+            Watch::ExitFd(fd) => write!(f, " watched-by={EXIT_FD_KIND}:{fd}")?,
             Watch::Thread => f.write_str(" watched-by=thread")?,
             Watch::None | Watch::Done => {}
         }
@@ -104,10 +104,10 @@ impl Driver for SubprocessDriver {
         }
         let watch = d.st.borrow().watch;
         match watch {
-            Watch::Pidfd(raw) => {
+            Watch::ExitFd(raw) => {
                 let _ = lp.remove_reader(raw);
                 let rc = d.child.reap_blocking();
-                d.child.close_pidfd();
+                d.child.close_exit_fd();
                 d.st.borrow_mut().returncode.get_or_insert(rc);
             }
             // The waiter thread collects the status when it finds the loop closed.
@@ -255,14 +255,23 @@ impl SubprocessDriver {
         }
     }
 
-    /// Starts watching for the exit (see [`ExitWatcher`]).
+    /// Starts watching for the exit (see [`ExitWatcher`]): with the exit fd (pidfd, or kqueue
+    /// process filter) where there is one, else — or if it cannot be opened — with a thread.
     pub(super) fn start_watch(core: &Rc<Sub>, lp: &EventLoop, watcher: ExitWatcher) -> Result<()> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+        ))]
         if watcher == ExitWatcher::Auto {
-            match SubprocessDriver::start_pidfd(core, lp) {
+            match SubprocessDriver::start_exit_fd(core, lp) {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::debug!(
-                    "no pidfd for pid {} ({e}); watching it with a thread",
+                    "no {EXIT_FD_KIND} for pid {} ({e}); watching it with a thread",
                     core.driver.child.pid()
                 ),
             }
@@ -271,30 +280,66 @@ impl SubprocessDriver {
         SubprocessDriver::start_thread(core, lp)
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn start_pidfd(core: &Rc<Sub>, lp: &EventLoop) -> Result<()> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+    ))]
+    fn start_exit_fd(core: &Rc<Sub>, lp: &EventLoop) -> Result<()> {
         let weak = Rc::downgrade(core);
-        let raw = core.driver.child.with_new_pidfd(|fd| {
+        let raw = core.driver.child.with_new_exit_fd(|fd| {
             let raw = fd.as_raw_fd();
             lp.add_reader(fd, move |lp| match weak.upgrade() {
-                Some(core) => SubprocessDriver::pidfd_ready(&core, lp, raw),
+                Some(core) => SubprocessDriver::exit_fd_ready(&core, lp, raw),
                 None => {
                     let _ = lp.remove_reader(raw);
                 }
             })?;
             Ok(raw)
         })?;
-        core.driver.st.borrow_mut().watch = Watch::Pidfd(raw);
+        core.driver.st.borrow_mut().watch = Watch::ExitFd(raw);
         Ok(())
     }
 
-    /// The pidfd is readable: the child exited.
-    fn pidfd_ready(core: &Rc<Sub>, lp: &EventLoop, raw: RawFd) {
+    /// The exit fd is readable: the child exited.
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+    ))]
+    fn exit_fd_ready(core: &Rc<Sub>, lp: &EventLoop, raw: RawFd) {
         let Some(rc) = core.driver.child.try_reap() else {
+            // kqueue posts NOTE_EXIT while the kernel is still tearing the process down, so
+            // the status may not be collectable yet; the kqueue stays readable until it is
+            // read, so rather than poll it again, hand the last microseconds to a waiter
+            // thread (`waitid(WNOWAIT)` returns as soon as the status is there). A pidfd is
+            // readable only once the child is a zombie, whose status can be collected.
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                let _ = lp.remove_reader(raw);
+                core.driver.child.close_exit_fd();
+                if let Err(e) = SubprocessDriver::start_thread(core, lp) {
+                    tracing::warn!(
+                        "cannot start a waiter thread for pid {} ({e}); collecting its status here",
+                        core.driver.child.pid()
+                    );
+                    let rc = core.driver.child.reap_blocking();
+                    core.driver.st.borrow_mut().watch = Watch::Done;
+                    SubprocessDriver::process_exited(core, rc);
+                }
+            }
             return;
         };
         let _ = lp.remove_reader(raw);
-        core.driver.child.close_pidfd();
+        core.driver.child.close_exit_fd();
         core.driver.st.borrow_mut().watch = Watch::Done;
         SubprocessDriver::process_exited(core, rc);
     }

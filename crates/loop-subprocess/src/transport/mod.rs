@@ -149,8 +149,9 @@ pub(crate) enum Event {
 pub(crate) enum Watch {
     /// Not yet started.
     None,
-    /// A pidfd registered with `add_reader`.
-    Pidfd(RawFd),
+    /// The exit fd (a pidfd, or a kqueue with the process filter) registered with
+    /// `add_reader`.
+    ExitFd(RawFd),
     /// A waiter thread.
     Thread,
     /// The status was collected.

@@ -230,6 +230,31 @@ impl Core<FdDriver> {
         !HANGUP_REPORTED && self.driver.kind == FdKind::WritePipe && !self.is_char_device()
     }
 
+    /// Whether a write pipe that became readable lost its reader (on a backend without hang-up
+    /// reports). The write end of a pipe or FIFO is readable only once the reader closed; a
+    /// socket is readable also when the peer sent data, which says the peer is there. A
+    /// one-byte `recv(MSG_PEEK | MSG_DONTWAIT)` tells the two apart: 0 bytes (the peer shut
+    /// down or closed) or an error is gone; data, or nothing yet, is not. Nothing is consumed.
+    ///
+    /// The registration is edge-triggered, so data the peer keeps unread raises one event per
+    /// arrival, not one per poll: no spin. (asyncio, level-triggered, takes any readability
+    /// as the reader going away.) A peer that sent data and then closed is not seen here —
+    /// its unread data stays in front of the EOF — but the next write fails (`EPIPE`) and
+    /// closes the transport (PIPE-12).
+    fn write_pipe_reader_gone(&self) -> bool {
+        let io = self.driver.io.borrow();
+        let Some(fd) = io.fd() else { return true };
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        match rustix::net::recv(fd, &mut byte[..], flags) {
+            Ok((0, _)) => true,
+            Ok(_) | Err(Errno::AGAIN) | Err(Errno::INTR) => false,
+            // A pipe or FIFO (ENOTSOCK): readable on its write end means the reader closed.
+            // Any other error (ECONNRESET) means the peer is gone too.
+            Err(_) => true,
+        }
+    }
+
     /// Dispatches one readiness event.
     fn ready(&self, r: Readiness) {
         let d = &self.driver;
@@ -237,7 +262,11 @@ impl Core<FdDriver> {
         // Without hang-up reports (the `polling` backend: kqueue) an EOF that came with the
         // last data raises no new edge, so every readable event reads until EAGAIN or EOF.
         let drain = d.drain_next.replace(false) || hup || !HANGUP_REPORTED;
-        let gone = r.is_error() || (!HANGUP_REPORTED && r.is_readable());
+        let gone = r.is_error()
+            || (!HANGUP_REPORTED
+                && r.is_readable()
+                && d.kind == FdKind::WritePipe
+                && self.write_pipe_reader_gone());
         if d.kind == FdKind::WritePipe && gone && !self.is_char_device() {
             // PIPE-09: the reader went away. Not for character devices (ptys): as in
             // asyncio, a hang-up there is learnt from the next write's error (EIO, PIPE-12).
