@@ -49,6 +49,16 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     let toolchain = target_dir.join("cross-toolchain");
     if let Err(e) = setup(&toolchain) {
         eprintln!("cross-check: {e}");
+        // `--if-available` (what `cargo xtask test --heavy` passes): a machine that cannot
+        // fetch the toolchain (no route to Debian's archive) skips the step, loudly, instead of
+        // failing the test run; a toolchain that is there and finds an error still fails.
+        if args.iter().any(|a| a == "--if-available") {
+            println!(
+                "cross-check: skipped, the toolchain could not be set up here; run `cargo xtask \
+                 cross-check` on a machine that reaches Debian's package archive"
+            );
+            return ExitCode::SUCCESS;
+        }
         return ExitCode::FAILURE;
     }
     let only = args

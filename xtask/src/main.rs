@@ -46,7 +46,7 @@ fn main() -> ExitCode {
        cargo xtask bench [--smoke] [--micro | --echo | --instructions [--annotate BENCH]] [--only NAME] [--secs S]
        cargo xtask memcheck
        cargo xtask modgraph
-       cargo xtask cross-check [--target TARGET]
+       cargo xtask cross-check [--target TARGET] [--if-available]
        cargo xtask conformance [--write]
        cargo xtask mutants [--file PATH]... [--shard K/N] [--re REGEX] [--exclude-re REGEX]
                            [--test-package CRATE]... [--jobs N] [--timeout SECS] [--list]",
@@ -410,7 +410,7 @@ fn test(args: &[String]) -> ExitCode {
         // macOS and FreeBSD builds, checked here (`cargo xtask cross-check`, all three
         // targets): a few minutes the first time, toolchain download included.
         let mut cross = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
-        cross.arg("cross-check");
+        cross.args(["cross-check", "--if-available"]);
         steps.push(Step {
             name: "cross-check macOS, FreeBSD (--heavy)".into(),
             cmd: cross,
