@@ -10,7 +10,7 @@
 //! two can never overlap.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -294,6 +294,94 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
     fn location(&self) -> &'static Location<'static> {
         self.location
     }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// How many spent remote callback allocations a loop keeps for reuse.
+const SPARE_REMOTE: usize = 4096;
+
+/// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
+///
+/// A remote callback is allocated on the calling thread and, once it ran, released on the
+/// loop's: left to the allocator, every call takes its slow paths (a thread's cache of freed
+/// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
+/// spent allocation that nobody else holds (its handle dropped, its closure already gone; see
+/// [`SpentRemote`]) and hands it back here, and the next `call_soon_threadsafe` with a closure
+/// of the same type fills it again. At most [`SPARE_REMOTE`] are kept; they hold no closure,
+/// so they keep nothing else alive.
+#[derive(Default)]
+pub(crate) struct SpareRemote(Mutex<Vec<Arc<dyn Any + Send + Sync>>>);
+
+/// The loop's side of [`SpareRemote`]: spent allocations collected during an iteration
+/// without a lock, handed back in one batch when the loop next takes remote work.
+#[derive(Default)]
+pub(crate) struct SpentRemote(RefCell<Vec<Arc<dyn Any + Send + Sync>>>);
+
+impl SpentRemote {
+    /// Keeps `cb` for reuse if nobody else holds it and there is room. The loop's thread,
+    /// after the callback ran or was skipped as cancelled.
+    #[inline]
+    pub(crate) fn keep(&self, cb: Arc<dyn RemoteCallback<EventLoop>>) {
+        // No `Weak` of a remote callback is ever made: one strong reference is ownership.
+        if Arc::strong_count(&cb) != 1 {
+            return;
+        }
+        let mut spent = self.0.borrow_mut();
+        if spent.len() < SPARE_REMOTE {
+            spent.push(cb.into_any());
+        }
+    }
+
+    /// Hands what was kept to `spare`, as far as it has room; the rest is freed.
+    #[inline]
+    pub(crate) fn give_back(&self, spare: &SpareRemote) {
+        let mut spent = self.0.borrow_mut();
+        if spent.is_empty() {
+            return;
+        }
+        let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = SPARE_REMOTE.saturating_sub(to.len()).min(spent.len());
+        let start = spent.len() - room;
+        to.extend(spent.drain(start..));
+        drop(to);
+        spent.clear();
+    }
+}
+
+impl SpareRemote {
+    /// A remote callback running `f`: a spent allocation of its type refilled, else a new one.
+    #[inline]
+    fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
+        &self,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> Arc<RemoteCb<F>> {
+        let spent = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(Ok(mut rc)) = spent.map(|a| a.downcast::<RemoteCb<F>>()) {
+            if let Some(cb) = Arc::get_mut(&mut rc) {
+                *cb.state.get_mut() = PENDING;
+                cb.location = location;
+                *cb.f.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(f);
+                return rc;
+            }
+        }
+        // None kept, or one of another closure type (freed here).
+        Arc::new(RemoteCb::new(location, f))
+    }
+}
+
+impl<F> RemoteCb<F> {
+    /// A pending callback scheduled at `location`.
+    fn new(location: &'static Location<'static>, f: F) -> RemoteCb<F> {
+        RemoteCb {
+            state: AtomicU8::new(PENDING),
+            location,
+            f: Mutex::new(Some(f)),
+        }
+    }
 }
 
 /// The handle of a `call_soon_threadsafe` callback: `Send + Sync`, cancellable from any thread.
@@ -315,14 +403,15 @@ pub struct RemoteHandle {
 }
 
 impl RemoteHandle {
-    #[track_caller]
-    pub(crate) fn new(f: impl FnOnce(&EventLoop) + Send + 'static) -> RemoteHandle {
+    /// A handle for `f`, in a spent allocation of the loop's if one fits.
+    #[inline]
+    fn new(
+        spare: &SpareRemote,
+        location: &'static Location<'static>,
+        f: impl FnOnce(&EventLoop) + Send + 'static,
+    ) -> RemoteHandle {
         RemoteHandle {
-            cb: Arc::new(RemoteCb {
-                state: AtomicU8::new(PENDING),
-                location: Location::caller(),
-                f: Mutex::new(Some(f)),
-            }),
+            cb: spare.take_or_new(location, f),
         }
     }
 
@@ -478,7 +567,7 @@ impl Remote {
         &self,
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> Result<RemoteHandle> {
-        let h = RemoteHandle::new(f);
+        let h = RemoteHandle::new(&self.shared.spare_remote, Location::caller(), f);
         match self.shared.push(RemoteWork::Call(h.cb.clone())) {
             Ok(()) => Ok(h),
             Err(w) => {
@@ -552,7 +641,7 @@ impl EventLoop {
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> Result<RemoteHandle> {
         self.check_open()?;
-        let h = RemoteHandle::new(f);
+        let h = RemoteHandle::new(&self.inner.shared.spare_remote, Location::caller(), f);
         self.push_ready(Work::Remote(h.cb.clone()));
         Ok(h)
     }
