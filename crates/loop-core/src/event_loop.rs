@@ -1158,22 +1158,7 @@ impl EventLoop {
                 self.recycle(cb);
             }
             Work::Remote(cb) => {
-                if cb.state() != PENDING {
-                    inner.spent_remote.keep(cb);
-                    return;
-                }
-                bump(&inner.counters.callbacks, 1);
-                let loc = cb.location();
-                inner.current_location.set(Some(loc));
-                let _ctx = EmptyContext::enter();
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-                    self.report_panic(p, "Exception in callback", Some(loc));
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
-                }
-                inner.current_location.set(None);
+                cb.run_queued(self);
                 inner.spent_remote.keep(cb);
             }
             Work::Task(r) => {
@@ -1222,6 +1207,37 @@ impl EventLoop {
         match ctx {
             Some(ctx) => drop(ctx),
             None => leave_unentered(cb),
+        }
+    }
+
+    /// Runs a queued `call_soon_threadsafe` callback unless it was cancelled: counted, its
+    /// location current, in an empty context (it was scheduled on another thread), a panic
+    /// reported. Generic over the callback's type, so that everything here is dispatched
+    /// statically (see [`RemoteCallback::run_queued`]).
+    #[inline]
+    pub(crate) fn run_remote<C: RemoteCallback<EventLoop>>(&self, cb: &C) {
+        let inner = &*self.inner;
+        if cb.state() != PENDING {
+            return;
+        }
+        bump(&inner.counters.callbacks, 1);
+        let loc = cb.location();
+        inner.current_location.set(Some(loc));
+        // While contexts are not in use on this thread, the current one is empty already.
+        let entered = crate::context::active().then(EmptyContext::enter);
+        let start = inner.debug.get().then(Instant::now);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
+            self.report_panic(p, "Exception in callback", Some(loc));
+        }
+        if let Some(start) = start {
+            self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
+        }
+        inner.current_location.set(None);
+        match entered {
+            Some(ctx) => drop(ctx),
+            // The callback started using contexts: what it set does not outlive it.
+            None if crate::context::active() => drop(crate::context::enter(None)),
+            None => {}
         }
     }
 

@@ -295,13 +295,27 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
         self.location
     }
 
+    fn run_queued(&self, lp: &EventLoop) {
+        lp.run_remote(self)
+    }
+
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
 }
 
-/// How many spent remote callback allocations a loop keeps for reuse.
-const SPARE_REMOTE: usize = 4096;
+/// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
+/// ([`SpareRemote`] and [`SpentRemote`]).
+const SPARE_REMOTE_BYTES: usize = 1 << 20;
+
+/// Spent remote callback allocations and their total size.
+#[derive(Default)]
+struct Kept {
+    /// The allocations, each an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
+    cbs: Vec<Arc<dyn Any + Send + Sync>>,
+    /// Their sizes, added up.
+    bytes: usize,
+}
 
 /// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
 ///
@@ -310,15 +324,15 @@ const SPARE_REMOTE: usize = 4096;
 /// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
 /// spent allocation that nobody else holds (its handle dropped, its closure already gone; see
 /// [`SpentRemote`]) and hands it back here, and the next `call_soon_threadsafe` with a closure
-/// of the same type fills it again. At most [`SPARE_REMOTE`] are kept; they hold no closure,
-/// so they keep nothing else alive.
+/// of the same type fills it again. At most [`SPARE_REMOTE_BYTES`] are kept; they hold no
+/// closure, so they keep nothing else alive.
 #[derive(Default)]
-pub(crate) struct SpareRemote(Mutex<Vec<Arc<dyn Any + Send + Sync>>>);
+pub(crate) struct SpareRemote(Mutex<Kept>);
 
 /// The loop's side of [`SpareRemote`]: spent allocations collected during an iteration
 /// without a lock, handed back in one batch when the loop next takes remote work.
 #[derive(Default)]
-pub(crate) struct SpentRemote(RefCell<Vec<Arc<dyn Any + Send + Sync>>>);
+pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
     /// Keeps `cb` for reuse if nobody else holds it and there is room. The loop's thread,
@@ -329,9 +343,11 @@ impl SpentRemote {
         if Arc::strong_count(&cb) != 1 {
             return;
         }
+        let size = std::mem::size_of_val(&*cb);
         let mut spent = self.0.borrow_mut();
-        if spent.len() < SPARE_REMOTE {
-            spent.push(cb.into_any());
+        if spent.bytes + size <= SPARE_REMOTE_BYTES {
+            spent.bytes += size;
+            spent.cbs.push(cb.into_any());
         }
     }
 
@@ -339,15 +355,24 @@ impl SpentRemote {
     #[inline]
     pub(crate) fn give_back(&self, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
-        if spent.is_empty() {
+        if spent.cbs.is_empty() {
             return;
         }
         let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
-        let room = SPARE_REMOTE.saturating_sub(to.len()).min(spent.len());
-        let start = spent.len() - room;
-        to.extend(spent.drain(start..));
+        let mut n = 0;
+        for cb in &spent.cbs {
+            let size = std::mem::size_of_val(&**cb);
+            if to.bytes + size > SPARE_REMOTE_BYTES {
+                break;
+            }
+            to.bytes += size;
+            n += 1;
+        }
+        to.cbs.extend(spent.cbs.drain(..n));
         drop(to);
-        spent.clear();
+        // What did not fit is freed outside the lock.
+        spent.cbs.clear();
+        spent.bytes = 0;
     }
 }
 
@@ -359,7 +384,14 @@ impl SpareRemote {
         location: &'static Location<'static>,
         f: F,
     ) -> Arc<RemoteCb<F>> {
-        let spent = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let spent = {
+            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let cb = kept.cbs.pop();
+            if let Some(cb) = &cb {
+                kept.bytes -= std::mem::size_of_val(&**cb);
+            }
+            cb
+        };
         if let Some(Ok(mut rc)) = spent.map(|a| a.downcast::<RemoteCb<F>>()) {
             if let Some(cb) = Arc::get_mut(&mut rc) {
                 *cb.state.get_mut() = PENDING;

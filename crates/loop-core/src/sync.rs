@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) use std::sync::atomic::Ordering;
 
 /// The capacity a drained batch keeps for the next one; a larger one (after a burst) is freed.
-const SPARE_CAPACITY: usize = 1024;
+const SPARE_CAPACITY: usize = 16384;
 
 /// An unbounded multi-producer queue with one consumer, which takes everything queued at once.
 ///
