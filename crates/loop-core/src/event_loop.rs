@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) thread: ThreadId,
     /// Work from other threads and the eventfd that wakes the loop for it.
     pub(crate) wake: Wake<RemoteWork, crate::sys::Waker>,
+    /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
+    pub(crate) spare_remote: crate::handle::SpareRemote,
     /// Set by `close()`.
     closed: AtomicBool,
 }
@@ -87,7 +89,8 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(w);
         }
-        self.wake.push(w)
+        self.wake.push(w);
+        Ok(())
     }
 
     /// True if other threads queued work since the loop last took it.
@@ -110,8 +113,15 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        while let Some(w) = self.wake.pop() {
-            self.dispose(w);
+        loop {
+            let mut any = false;
+            self.wake.take_all(|w| {
+                any = true;
+                self.dispose(w);
+            });
+            if !any {
+                break;
+            }
         }
     }
 }
@@ -260,6 +270,8 @@ pub(crate) struct Inner {
     /// The allocation of a spent local handle, kept for the next `call_soon` of the same closure
     /// type (holds no closure and no context; see `recycle`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
+    /// Spent `call_soon_threadsafe` allocations of this iteration, for the next callers.
+    pub(crate) spent_remote: crate::handle::SpentRemote,
     /// Location of the callback executing now (for `handle_traceback`).
     pub(crate) current_location: Cell<Option<&'static Location<'static>>>,
     /// Event sources (timers, ...).
@@ -568,6 +580,7 @@ impl EventLoop {
                     id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
                     thread: std::thread::current().id(),
                     wake: Wake::new(waker),
+                    spare_remote: Default::default(),
                     closed: AtomicBool::new(false),
                 }),
                 ready: RefCell::new(VecDeque::with_capacity(256)),
@@ -582,6 +595,7 @@ impl EventLoop {
                 task_factory: RefCell::new(None),
                 tasks: RefCell::new(TaskSlab::default()),
                 spare_handle: Cell::new(None),
+                spent_remote: Default::default(),
                 current_location: Cell::new(None),
                 sources: RefCell::new(Vec::new()),
                 extensions: RefCell::new(HashMap::new()),
@@ -1124,15 +1138,16 @@ impl EventLoop {
 
     /// Moves work queued by other threads into the ready queue.
     fn take_remote(&self) {
-        let remote = self.inner.shared.wake.take();
-        let mut q = self.inner.ready.borrow_mut();
-        for w in remote {
+        let inner = &*self.inner;
+        inner.spent_remote.give_back(&inner.shared.spare_remote);
+        let mut q = inner.ready.borrow_mut();
+        inner.shared.wake.take(|w| {
             q.push_back(match w {
                 RemoteWork::Call(cb) => Work::Remote(cb),
                 RemoteWork::Task(r) => Work::Task(r),
                 RemoteWork::Stop => Work::Stop,
-            });
-        }
+            })
+        });
     }
 
     fn run_work(&self, w: Work) {
@@ -1143,21 +1158,8 @@ impl EventLoop {
                 self.recycle(cb);
             }
             Work::Remote(cb) => {
-                if cb.state() != PENDING {
-                    return;
-                }
-                bump(&inner.counters.callbacks, 1);
-                let loc = cb.location();
-                inner.current_location.set(Some(loc));
-                let _ctx = EmptyContext::enter();
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-                    self.report_panic(p, "Exception in callback", Some(loc));
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
-                }
-                inner.current_location.set(None);
+                cb.run_queued(self);
+                inner.spent_remote.keep(cb);
             }
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);
@@ -1205,6 +1207,37 @@ impl EventLoop {
         match ctx {
             Some(ctx) => drop(ctx),
             None => leave_unentered(cb),
+        }
+    }
+
+    /// Runs a queued `call_soon_threadsafe` callback unless it was cancelled: counted, its
+    /// location current, in an empty context (it was scheduled on another thread), a panic
+    /// reported. Generic over the callback's type, so that everything here is dispatched
+    /// statically (see [`RemoteCallback::run_queued`]).
+    #[inline]
+    pub(crate) fn run_remote<C: RemoteCallback<EventLoop>>(&self, cb: &C) {
+        let inner = &*self.inner;
+        if cb.state() != PENDING {
+            return;
+        }
+        bump(&inner.counters.callbacks, 1);
+        let loc = cb.location();
+        inner.current_location.set(Some(loc));
+        // While contexts are not in use on this thread, the current one is empty already.
+        let entered = crate::context::active().then(EmptyContext::enter);
+        let start = inner.debug.get().then(Instant::now);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
+            self.report_panic(p, "Exception in callback", Some(loc));
+        }
+        if let Some(start) = start {
+            self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
+        }
+        inner.current_location.set(None);
+        match entered {
+            Some(ctx) => drop(ctx),
+            // The callback started using contexts: what it set does not outlive it.
+            None if crate::context::active() => drop(crate::context::enter(None)),
+            None => {}
         }
     }
 
@@ -1313,10 +1346,10 @@ impl Inner {
             let q = std::mem::take(&mut *self.ready.borrow_mut());
             let mut any = !q.is_empty();
             drop(q);
-            while let Some(w) = self.shared.wake.pop() {
+            self.shared.wake.take_all(|w| {
                 any = true;
                 drop(w);
-            }
+            });
             if !any {
                 break;
             }

@@ -2,69 +2,75 @@
 //! `--cfg loom`.
 //!
 //! [`crate::wake`] is written against these names only, so that the model checker runs that
-//! code itself, not a copy of it. A normal build gets std's atomics and `concurrent-queue`;
+//! code itself, not a copy of it. A normal build gets std's atomics and mutex;
 //! `RUSTFLAGS="--cfg loom"` swaps in loom's, whose every operation is a point where loom may
 //! switch threads. Only the wake-up tests run in such a build (the rest of the crate merely
 //! compiles: loom's types panic outside a model).
 //!
-//! Under loom the queue of remote work is a `loom::sync::Mutex<VecDeque>` instead of
-//! `concurrent-queue`'s lock-free queue. The property the model checks is the protocol of the
-//! `pending` and `notified` flags and the eventfd around the queue, given a queue that is
-//! linearizable (an item popped after its push returned is seen) — what `ConcurrentQueue`
-//! promises and checks with loom in its own test suite. Modelling its internals here as
-//! well would multiply the interleavings without testing anything of evloop's.
+//! The queue of remote work is the same code in both builds (a `Vec` behind a mutex, emptied a
+//! batch at a time), so the model checks it too, not a stand-in.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::AtomicBool;
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicBool;
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
 
 /// loom re-exports std's `Ordering`.
 pub(crate) use std::sync::atomic::Ordering;
 
-/// An unbounded multi-producer queue: `concurrent-queue`'s.
-#[cfg(not(loom))]
-pub(crate) struct Queue<T>(concurrent_queue::ConcurrentQueue<T>);
+/// The capacity a drained batch keeps for the next one; a larger one (after a burst) is freed.
+const SPARE_CAPACITY: usize = 16384;
 
-#[cfg(not(loom))]
-impl<T> Queue<T> {
-    /// An empty queue.
-    pub(crate) fn new() -> Queue<T> {
-        Queue(concurrent_queue::ConcurrentQueue::unbounded())
-    }
-
-    /// Appends `v`; gives it back if the queue was closed (this one never is).
-    #[inline]
-    pub(crate) fn push(&self, v: T) -> Result<(), T> {
-        self.0.push(v).map_err(|e| e.into_inner())
-    }
-
-    /// Removes the oldest item.
-    #[inline]
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.0.pop().ok()
-    }
+/// An unbounded multi-producer queue with one consumer, which takes everything queued at once.
+///
+/// Producers append to a `Vec` under a mutex (held for the push alone: a compare-and-swap and
+/// a store when nobody else holds it). The consumer swaps that `Vec` for an empty one that
+/// kept the capacity of its previous batch, so in a steady state neither side allocates, and
+/// the consumer locks once per batch, not once per item.
+pub(crate) struct Queue<T> {
+    /// What producers appended since the last drain, oldest first.
+    items: Mutex<Vec<T>>,
+    /// The consumer's emptied batch, swapped in at the next drain (only the consumer locks
+    /// it).
+    spare: Mutex<Vec<T>>,
 }
 
-/// An unbounded multi-producer queue: a `VecDeque` behind loom's `Mutex`.
-#[cfg(loom)]
-pub(crate) struct Queue<T>(loom::sync::Mutex<std::collections::VecDeque<T>>);
+/// Locks `m`, also after a panic under the lock (nothing under these locks can be left
+/// half-done by one: a push or a swap).
+#[inline]
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-#[cfg(loom)]
 impl<T> Queue<T> {
     /// An empty queue.
     pub(crate) fn new() -> Queue<T> {
-        Queue(loom::sync::Mutex::new(std::collections::VecDeque::new()))
+        Queue {
+            items: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Appends `v`; never fails.
-    pub(crate) fn push(&self, v: T) -> Result<(), T> {
-        self.0.lock().unwrap().push_back(v);
-        Ok(())
+    /// Appends `v`.
+    #[inline]
+    pub(crate) fn push(&self, v: T) {
+        lock(&self.items).push(v);
     }
 
-    /// Removes the oldest item.
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.0.lock().unwrap().pop_front()
+    /// Takes every item queued now and gives each to `f`, oldest first. Items pushed while
+    /// `f` runs wait for the next drain (no lock is held while `f` runs, so `f` may push).
+    #[inline]
+    pub(crate) fn drain(&self, f: impl FnMut(T)) {
+        let mut batch = std::mem::take(&mut *lock(&self.spare));
+        std::mem::swap(&mut *lock(&self.items), &mut batch);
+        batch.drain(..).for_each(f);
+        if batch.capacity() > SPARE_CAPACITY {
+            batch = Vec::new();
+        }
+        *lock(&self.spare) = batch;
     }
 }

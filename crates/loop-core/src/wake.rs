@@ -2,7 +2,8 @@
 //! (CORE-19, CORE-20).
 //!
 //! `call_soon_threadsafe`, tasks woken on other threads and `Remote::stop` all come through
-//! [`Wake::push`]: the producer appends its work to the queue, sets `pending`, and writes the
+//! [`Wake::push`]: the producer appends its work to the queue (a `Vec` under a mutex, which
+//! the loop empties a batch at a time), sets `pending`, and writes the
 //! eventfd unless a wake-up is already on its way (`notified`), so that any number of pushes
 //! while the loop is busy cost one write. The loop takes what is pending at the start of every
 //! iteration ([`Wake::has_pending`] is one load) and, when epoll reports the eventfd readable,
@@ -74,15 +75,14 @@ impl<T, F: WakeFd> Wake<T, F> {
         &self.fd
     }
 
-    /// Queues `w` and wakes the loop. Any thread. Gives `w` back if the queue refused it.
+    /// Queues `w` and wakes the loop. Any thread.
     #[inline]
-    pub(crate) fn push(&self, w: T) -> Result<(), T> {
-        self.queue.push(w)?;
+    pub(crate) fn push(&self, w: T) {
+        self.queue.push(w);
         // A read-modify-write, not a store: it extends the release sequence of earlier pushes
         // from other threads, so the loop's acquiring swap sees every item pushed before it.
         self.pending.swap(true, Ordering::SeqCst);
         self.notify();
-        Ok(())
     }
 
     /// Wakes the loop if it was not woken since it last drained the eventfd.
@@ -123,19 +123,18 @@ impl<T, F: WakeFd> Wake<T, F> {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Clears `pending` and yields every queued item, oldest first, including those pushed
-    /// while the iteration runs. The loop's thread.
+    /// Clears `pending` and gives every queued item to `f`, oldest first. The loop's thread.
     #[inline]
-    pub(crate) fn take(&self) -> impl Iterator<Item = T> + '_ {
+    pub(crate) fn take(&self, f: impl FnMut(T)) {
         // Cleared before draining: a push racing with the drain sets it again after its item is
-        // in the queue, so nothing is missed (at worst one empty drain later).
+        // in the queue, so nothing is missed (an item that misses this batch is in the next).
         self.pending.swap(false, Ordering::SeqCst);
-        std::iter::from_fn(|| self.queue.pop())
+        self.queue.drain(f)
     }
 
-    /// Removes one queued item without touching the flags (closing the loop).
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.queue.pop()
+    /// Gives every queued item to `f` without touching the flags (closing the loop).
+    pub(crate) fn take_all(&self, f: impl FnMut(T)) {
+        self.queue.drain(f)
     }
 
     /// After epoll reported the eventfd readable: drains it, re-arms wake-ups, and tells
@@ -365,6 +364,13 @@ mod tests {
         (r, text)
     }
 
+    /// What [`Wake::take`] gives, in order.
+    fn taken(wake: &Wake<u32, EventFd>) -> Vec<u32> {
+        let mut v = Vec::new();
+        wake.take(|w| v.push(w));
+        v
+    }
+
     /// `/proc/<pid>/task/<tid>` of the calling thread.
     fn this_thread() -> PathBuf {
         PathBuf::from("/proc").join(std::fs::read_link("/proc/thread-self").unwrap())
@@ -429,7 +435,7 @@ mod tests {
     #[test]
     fn core_20_draining_retries_an_interrupted_read() {
         let wake: Wake<u32, EventFd> = Wake::new(eventfd());
-        wake.push(1).unwrap();
+        wake.push(1);
         assert!(wake.fd().readable());
         wake.fd()
             .fail_reads(&[Errno::INTR, Errno::INTR, Errno::INTR]);
@@ -440,9 +446,9 @@ mod tests {
             "the interrupted reads were not retried: the wake-up is still in the eventfd"
         );
         assert_eq!(logs, "", "an interrupted read is no error");
-        assert_eq!(wake.take().collect::<Vec<_>>(), [1]);
+        assert_eq!(taken(&wake), [1]);
         // Re-armed: the next push writes a wake-up again.
-        wake.push(2).unwrap();
+        wake.push(2);
         assert!(wake.fd().readable());
     }
 
@@ -455,7 +461,7 @@ mod tests {
         assert_eq!(logs, "");
         // Another OS error ends the drain too, with an error line; the wake-up stays for the
         // next poll, which drains it.
-        wake.push(1).unwrap();
+        wake.push(1);
         wake.fd().fail_reads(&[Errno::IO]);
         let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
         assert!(pending);
@@ -464,7 +470,7 @@ mod tests {
             logs.contains("reading the loop's wake-up eventfd failed"),
             "{logs}"
         );
-        assert_eq!(wake.take().collect::<Vec<_>>(), [1]);
+        assert_eq!(taken(&wake), [1]);
         assert!(wake.fd().readable());
         assert!(!wake.drain_and_rearm());
         assert!(!wake.fd().readable());
@@ -502,8 +508,7 @@ mod tests {
         // Directly: the wake-up reaches the eventfd through two interrupted writes.
         let wake: Wake<u32, EventFd> = Wake::new(eventfd());
         wake.fd().fail_writes(&[Errno::INTR, Errno::INTR]);
-        let (r, logs) = capture_logs(|| wake.push(1));
-        assert!(r.is_ok());
+        let ((), logs) = capture_logs(|| wake.push(1));
         assert!(
             wake.fd().readable(),
             "the interrupted write was not retried: no wake-up in the eventfd"
@@ -677,7 +682,7 @@ mod model {
                 let (wake, finished) = (wake.clone(), finished.clone());
                 threads.push(loom::thread::spawn(move || {
                     for id in first..first + n {
-                        assert!(wake.push(id).is_ok());
+                        wake.push(id);
                     }
                     finished.fetch_add(1, Ordering::SeqCst);
                     wake.fd().producer_finished();
@@ -691,7 +696,7 @@ mod model {
             let all_finished = || finished.load(Ordering::SeqCst) == producers.len();
             while ran.len() < total {
                 if wake.has_pending() {
-                    ready.extend(wake.take());
+                    wake.take(|w| ready.push_back(w));
                 }
                 let woken = if ready.is_empty() {
                     wake.fd().wait(all_finished);
@@ -700,7 +705,7 @@ mod model {
                     poll_when_busy && wake.fd().readable()
                 };
                 if woken && wake.drain_and_rearm() {
-                    ready.extend(wake.take());
+                    wake.take(|w| ready.push_back(w));
                 }
                 ran.extend(ready.drain(..));
             }
@@ -710,7 +715,9 @@ mod model {
             }
             ran.sort_unstable();
             assert_eq!(ran, (0..total).collect::<Vec<_>>(), "each item runs once");
-            assert!(wake.pop().is_none());
+            let mut left = 0;
+            wake.take_all(|_| left += 1);
+            assert_eq!(left, 0, "nothing is left in the queue");
         };
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(model)));

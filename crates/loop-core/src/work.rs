@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::context::{self, Snapshot};
 
@@ -105,4 +106,10 @@ pub(crate) trait RemoteCallback<L>: Send + Sync {
     fn state(&self) -> u8;
     /// Where it was scheduled.
     fn location(&self) -> &'static Location<'static>;
+    /// Runs it as the loop runs queued work (the loop's `run_remote`, given the concrete
+    /// type): one dynamic call per callback.
+    fn run_queued(&self, lp: &L);
+    /// The callback as `Any`, so that a spent allocation can be reused for the next callback
+    /// of the same type (see the loop's spare remote handles).
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }

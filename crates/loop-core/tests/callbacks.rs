@@ -630,6 +630,69 @@ fn log_soon(lp: &EventLoop, log: &Log, what: &'static str) -> Handle {
 /// handle. A reused handle starts afresh (not cancelled), and what a spent one ran with (its
 /// context) is released when it is done, not kept for the reuse.
 #[test]
+fn core_19_spent_remote_handles_are_reused_only_when_nobody_holds_them() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let remote = lp.remote();
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    // One closure type for every call, so that a spent allocation fits the next one.
+    let call = |name: &'static str, token: Arc<()>| {
+        let r = ran.clone();
+        remote
+            .call_soon_threadsafe(move |_| {
+                drop(token);
+                r.lock().unwrap().push(name);
+            })
+            .unwrap()
+    };
+    let token = Arc::new(());
+
+    // Held after its run: it stays started, and the next call gets another allocation (a
+    // reused one would read as pending again).
+    let held = call("a", token.clone());
+    run_once(&lp);
+    assert!(held.started());
+    let b = call("b", token.clone());
+    assert!(
+        held.started() && !held.cancelled(),
+        "a held remote handle was reused"
+    );
+    assert!(!b.started() && !b.cancelled());
+    run_once(&lp);
+    assert!(held.started() && b.started());
+    drop(b);
+
+    // Cancelled and dropped before its turn: its closure (and what it captured) is released at
+    // once; then its allocation may serve the next call, which starts pending and runs.
+    let skipped = call("skipped", token.clone());
+    assert!(skipped.cancel());
+    drop(skipped);
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "a cancelled callback kept its closure"
+    );
+    run_once(&lp);
+    // The loop hands spent allocations back when it next takes work from other threads.
+    drop(call("b2", token.clone()));
+    run_once(&lp);
+    let c = call("c", token.clone());
+    assert!(
+        !c.cancelled() && !c.started(),
+        "a reused remote handle starts pending"
+    );
+    run_once(&lp);
+    assert!(c.started());
+    assert_eq!(*ran.lock().unwrap(), ["a", "b", "b2", "c"]);
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "a spent remote callback kept what its closure captured"
+    );
+    lp.close().unwrap();
+}
+
+#[test]
 fn core_21_spent_handles_are_reused_only_when_nobody_holds_them() {
     let _w = loop_testkit::watchdog();
     static V: loop_core::ContextVar<Rc<DropFlag>> = loop_core::ContextVar::new("v");
