@@ -42,7 +42,7 @@ const EXCLUDED: &[&str] = &["loop-tls", "evloop-bench", "xtask"];
 
 /// Runs the step.
 pub fn run(root: &Path, args: &[String]) -> ExitCode {
-    let target_dir = crate::echo::target_dir(root);
+    let target_dir = crate::cmd::target_dir(root);
     let toolchain = target_dir.join("cross-toolchain");
     if let Err(e) = setup(&toolchain) {
         eprintln!("cross-check: {e}");
