@@ -16,7 +16,8 @@ use loop_transport::{StreamProtocol, StreamReader, StreamReaderProtocol, StreamW
 
 use crate::connect::{create_connection, ConnectOptions};
 use crate::lookup::Service;
-use crate::server::{create_server, Factory, Hosts, Server, ServerOptions};
+use crate::plain::Factory;
+use crate::server::{create_server, Hosts, Server, ServerOptions};
 use crate::unix::{create_unix_connection, create_unix_server};
 
 /// A reader and a protocol that feeds it.

@@ -17,9 +17,10 @@ use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
-use crate::connect::{check_stream_socket, ConnectOptions};
+use crate::connect::ConnectOptions;
 use crate::errors::with_context;
-use crate::server::{finish_server, Factory, Server, ServerOptions, UnixCleanup};
+use crate::plain::{check_stream_socket, Factory};
+use crate::server::{finish_server, Server, ServerOptions, UnixCleanup};
 use crate::SockExt;
 
 /// The address of a Unix socket path; a leading NUL byte makes it an abstract name.
@@ -60,7 +61,7 @@ pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
     path: Option<PathBuf>,
     mut o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let tls = crate::tls::client(&o, None, true)?;
+    let tls = crate::tls::client(&crate::connect::tls_args(&o), None, true)?;
     check_unix_connect_options(&o)?;
     let sock = match (path, o.sock.take()) {
         (Some(_), Some(_)) => {
@@ -99,7 +100,7 @@ pub(crate) async fn create_unix_server(
     path: Option<PathBuf>,
     mut o: ServerOptions,
 ) -> Result<Server> {
-    let tls = crate::tls::server(&o)?;
+    let tls = crate::tls::server(&crate::server::tls_args(&o))?;
     let factory = crate::tls::wrap_factory(&lp, factory, tls);
     let bad = [
         (o.reuse_address.is_some(), "reuse_address"),
