@@ -253,7 +253,7 @@ pub fn evloop_protocol_two_loops(listener: TcpListener) {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     let group = evloop::spawn_loops(2, move |lp, i| {
-        crate::pin(Some(i));
+        crate::util::pin(Some(i));
         let opts = ServerOptions {
             reuse_port: true,
             ..ServerOptions::default()
