@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::context::{self, Snapshot};
 use crate::event_loop::{RemoteWork, Work};
+use crate::slot::DoneCallback;
 use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, EventLoop, Remote, Result};
 
@@ -555,5 +556,19 @@ impl EventLoop {
         let h = RemoteHandle::new(f);
         self.push_ready(Work::Remote(h.cb.clone()));
         Ok(h)
+    }
+}
+
+impl<A: 'static> DoneCallback<A> {
+    /// Schedules the callback with `arg` (through the ready queue, never synchronously).
+    pub(crate) fn schedule(self, lp: &EventLoop, arg: A) {
+        let DoneCallback {
+            f, ctx, location, ..
+        } = self;
+        let prev = context::enter(ctx);
+        let h = Handle::with_location(location, move |_| f(&arg));
+        context::enter(prev);
+        // Scheduling fails only on a closed loop, where nothing runs any more.
+        let _ = lp.schedule(&h);
     }
 }
