@@ -249,7 +249,7 @@ pub fn evloop_protocol_two_loops(listener: TcpListener) {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     let group = evloop::spawn_loops(2, move |lp, i| {
-        crate::pin(Some(i));
+        crate::util::pin(Some(i));
         let opts = ServerOptions::new().reuse_port(true);
         // The loop keeps a serving server alive until it is closed.
         lp.run_until_complete(lp.create_server(|| Echo(None), "127.0.0.1", port, opts))??;

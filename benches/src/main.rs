@@ -14,9 +14,9 @@
 //!
 //! `cargo xtask bench` runs them and writes `BENCHMARKS.md`.
 
-use std::cell::Cell;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::util::pin;
 
 mod echo_client;
 mod echo_servers;
@@ -24,6 +24,7 @@ mod micro_evloop;
 mod micro_smol;
 mod micro_tokio;
 mod tls;
+mod util;
 
 /// A benchmark body: runs `n` operations and returns the elapsed time.
 type Body = fn(u64) -> Duration;
@@ -74,54 +75,10 @@ fn benches() -> Vec<(&'static str, Vec<(&'static str, Body)>)> {
     ]
 }
 
-/// A small deterministic random generator (xorshift64*), so every implementation sees the same
-/// delays.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator with a fixed seed.
-    pub fn new() -> Rng {
-        Rng(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A delay in [0, 50 ms).
-    pub fn delay(&mut self) -> Duration {
-        Duration::from_nanos(self.next_u64() % 50_000_000)
-    }
-}
-
-impl Default for Rng {
-    fn default() -> Self {
-        Rng::new()
-    }
-}
-
-/// A shared counter for callback chains.
-pub type Counter = Rc<Cell<u64>>;
-
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Pins the calling thread to one CPU.
-pub(crate) fn pin(cpu: Option<usize>) {
-    if let Some(cpu) = cpu {
-        let mut set = rustix::thread::CpuSet::new();
-        set.set(cpu);
-        if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
-            eprintln!("could not pin to CPU {cpu}: {e}");
-        }
-    }
 }
 
 /// A named echo server that serves a bound listener until the process ends.
@@ -259,11 +216,4 @@ fn main() {
             println!("RESULT\t{name}\t{imp}\t{median:.1}");
         }
     }
-}
-
-/// Times `f`.
-pub fn timed(f: impl FnOnce()) -> Duration {
-    let t = Instant::now();
-    f();
-    t.elapsed()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use evloop::prelude::*;
 
-use crate::{timed, Counter, Rng};
+use crate::util::{timed, Counter, Rng};
 
 fn next(lp: &EventLoop, left: Counter) {
     let n = left.get();

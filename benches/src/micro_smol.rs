@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_executor::LocalExecutor;
 
-use crate::{timed, Counter, Rng};
+use crate::util::{timed, Counter, Rng};
 
 fn spawn_next(ex: &Rc<LocalExecutor<'static>>, left: Counter, done: async_channel::Sender<()>) {
     let n = left.get();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::LocalSet;
 
-use crate::{timed, Counter, Rng};
+use crate::util::{timed, Counter, Rng};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

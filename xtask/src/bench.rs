@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+use crate::echo::ECHO_HEADING;
+
 /// The goal of each micro-benchmark, in ns/op.
 const GOALS: &[(&str, f64)] = &[
     ("call_soon chain", 25.0),
@@ -51,7 +53,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         }
     }
     if all || only_echo {
-        let code = crate::echo::run(root, args);
+        let code = crate::echo_bench::run(root, args);
         if code != ExitCode::SUCCESS {
             return code;
         }
@@ -367,9 +369,6 @@ pub fn machine() -> String {
         .unwrap_or_default();
     format!("- CPU: {cpu}, {cores} cores available\n- Linux {kernel}\n- {rustc}, release profile")
 }
-
-/// The heading of the echo section of `BENCHMARKS.md`.
-pub const ECHO_HEADING: &str = "\n## Echo";
 
 /// The text from `heading` to the end of `doc`, if present.
 pub fn section(doc: &str, heading: &str) -> Option<String> {

@@ -45,7 +45,7 @@ const EXCLUDED: &[&str] = &["loop-tls", "evloop-bench", "xtask"];
 
 /// Runs the step.
 pub fn run(root: &Path, args: &[String]) -> ExitCode {
-    let target_dir = crate::echo::target_dir(root);
+    let target_dir = crate::cmd::target_dir(root);
     let toolchain = target_dir.join("cross-toolchain");
     if let Err(e) = setup(&toolchain) {
         eprintln!("cross-check: {e}");
@@ -57,6 +57,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
                 "cross-check: skipped, the toolchain could not be set up here; run `cargo xtask \
                  cross-check` on a machine that reaches Debian's package archive"
             );
+            println!("{}skipped: no toolchain", crate::cmd::SUMMARY_PREFIX);
             return ExitCode::SUCCESS;
         }
         return ExitCode::FAILURE;
@@ -107,6 +108,17 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     {
         let ok = !failed.contains(target);
         println!("  {} {target}", if ok { "ok    " } else { "FAILED" });
+    }
+    let mut text = String::from("==> cross-check summary\n");
+    for target in TARGETS {
+        if failed.contains(target) {
+            text.push_str(&format!("FAILED {target}\n"));
+        } else if only.is_none() || only.map(String::as_str) == Some(*target) {
+            text.push_str(&format!("ok {target}\n"));
+        }
+    }
+    if let Some(line) = summary(&text) {
+        println!("{}{line}", crate::cmd::SUMMARY_PREFIX);
     }
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-use crate::{cargo, run_step, run_steps, Step, STEP_LIMIT};
+use crate::cmd::{cargo, run_step, run_steps, Step, STEP_LIMIT};
 
 /// The reliability test binary and the test in it that churns through 1,000 loops.
 const LOOPS_TEST: (&str, &str) = (

@@ -35,7 +35,7 @@ type Modules = BTreeMap<String, Module>;
 
 /// `cargo xtask modgraph`: prints every crate's graph; fails on a cycle.
 pub fn run() -> ExitCode {
-    let mut crates: Vec<(String, PathBuf)> = crate::member_crates()
+    let mut crates: Vec<(String, PathBuf)> = crate::cmd::member_crates()
         .into_iter()
         .map(|c| (c.clone(), Path::new("crates").join(c).join("src")))
         .collect();

@@ -27,7 +27,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
-use crate::{cargo, tools};
+use crate::cmd::cargo;
+use crate::tools;
 
 pub fn run(args: &[String]) -> ExitCode {
     let mut files = Vec::new();

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{cargo, run_step};
+use crate::cmd::{cargo, run_step};
 
 /// A cargo subcommand that xtask can install.
 pub struct Tool {

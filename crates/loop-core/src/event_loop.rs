@@ -27,20 +27,17 @@ use std::time::{Duration, Instant};
 
 use async_task::Runnable;
 
-use crate::exception::ExceptionHandler;
-use crate::reactor::{Reactor, Ready, Watcher};
+use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
-use crate::stats::{bump, Counters, Stats};
-use crate::task::TaskSlab;
+use crate::stats::Counters;
+use crate::task_header::{TaskSlab, TaskSpec};
 use crate::wake::Wake;
-use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
-use crate::{Error, Exception, ExceptionContext, Result};
+use crate::work::{Callback, RemoteCallback};
+use crate::{Error, ExceptionContext, Result};
 
-/// While work is ready, I/O is polled at least once per this many iterations.
-pub const POLL_EVERY: u32 = 64;
-
-/// The poller is never asked to wait longer than one day (TIMER-14).
-pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(86_400);
+pub(crate) mod iteration;
+pub(crate) mod remote;
+mod stats;
 
 /// Default slow-callback threshold of debug mode.
 pub const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
@@ -78,7 +75,7 @@ pub(crate) struct Shared {
     /// Work from other threads and the eventfd that wakes the loop for it.
     pub(crate) wake: Wake<RemoteWork, crate::sys::Waker>,
     /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
-    pub(crate) spare_remote: crate::handle::SpareRemote,
+    pub(crate) spare_remote: crate::remote_pool::SpareRemote,
     /// Set by `close()`.
     closed: AtomicBool,
 }
@@ -155,7 +152,7 @@ pub trait Source {
     fn close(&self, lp: &EventLoop);
     /// How many entries this source holds that are still to become due (for timers: the
     /// scheduled, not cancelled ones). [`EventLoop::stats`] reports the sum over all sources as
-    /// [`Stats::timers_pending`]. The default is 0.
+    /// [`Stats::timers_pending`](crate::Stats::timers_pending). The default is 0.
     ///
     /// ```
     /// use loop_core::internal::{LoopInternals, Source};
@@ -177,6 +174,35 @@ pub trait Source {
         0
     }
 }
+
+/// A custom exception handler: `handler(loop, context)`.
+///
+/// ```
+/// use loop_core::{EventLoop, ExceptionContext, ExceptionHandler};
+/// let handler: ExceptionHandler = std::rc::Rc::new(|_lp: &EventLoop, ctx: &ExceptionContext| {
+///     eprintln!("reported: {}", ctx.message);
+/// });
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_exception_handler(Some(handler));
+/// assert!(lp.get_exception_handler().is_some());
+/// ```
+pub type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+
+/// A task factory: sees every `create_task` of the loop and may wrap, rename or refuse it.
+///
+/// ```
+/// use loop_core::{EventLoop, TaskFactory, TaskSpec};
+/// let factory: TaskFactory = std::rc::Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+///     spec.name = Some("renamed".into());
+///     Ok(spec)
+/// });
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_task_factory(Some(factory));
+/// let t = lp.create_task(async { 1 }).unwrap();
+/// assert_eq!(t.get_name(), "renamed");
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// ```
+pub type TaskFactory = Rc<dyn Fn(&EventLoop, TaskSpec) -> Result<TaskSpec>>;
 
 /// A boxed local future, as hooks and finalizers return.
 pub(crate) type LocalBoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
@@ -264,14 +290,14 @@ pub(crate) struct Inner {
     /// Custom exception handler.
     pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
     /// Task factory.
-    pub(crate) task_factory: RefCell<Option<crate::TaskFactory>>,
+    pub(crate) task_factory: RefCell<Option<TaskFactory>>,
     /// Pending tasks of this loop.
     pub(crate) tasks: RefCell<TaskSlab>,
     /// The allocation of a spent local handle, kept for the next `call_soon` of the same closure
     /// type (holds no closure and no context; see `recycle`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
     /// Spent `call_soon_threadsafe` allocations of this iteration, for the next callers.
-    pub(crate) spent_remote: crate::handle::SpentRemote,
+    pub(crate) spent_remote: crate::remote_pool::SpentRemote,
     /// Location of the callback executing now (for `handle_traceback`).
     pub(crate) current_location: Cell<Option<&'static Location<'static>>>,
     /// Event sources (timers, ...).
@@ -311,7 +337,7 @@ pub(crate) fn with_running<R>(f: impl FnOnce(Option<&EventLoop>) -> R) -> R {
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An asyncio-style event loop: one per thread, running callbacks and tasks in a documented
-/// order. A cheap `Clone` handle (`Rc` inside); not `Send` — use [`Remote`] from other threads.
+/// order. A cheap `Clone` handle (`Rc` inside); not `Send` — use [`Remote`](crate::Remote) from other threads.
 ///
 /// # Examples
 ///
@@ -335,76 +361,6 @@ static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 pub struct EventLoop {
     /// The shared loop state.
     pub(crate) inner: Rc<Inner>,
-}
-
-/// A `Send + Sync` handle to a loop, for other threads: `call_soon_threadsafe` and `stop`.
-///
-/// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let remote = lp.remote();
-/// std::thread::spawn(move || {
-///     remote.call_soon_threadsafe(|lp| lp.stop()).unwrap();
-/// });
-/// lp.run_forever().unwrap();
-/// ```
-#[derive(Clone)]
-pub struct Remote {
-    /// The loop's shared part.
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl Remote {
-    /// Asks the loop to stop (as [`EventLoop::stop`] from its own thread).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] if the loop was closed.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r = lp.remote();
-    /// std::thread::spawn(move || r.stop().unwrap());
-    /// lp.run_forever().unwrap();
-    /// ```
-    pub fn stop(&self) -> Result<()> {
-        self.shared
-            .push(RemoteWork::Stop)
-            .map_err(|_| Error::Closed)
-    }
-
-    /// True once the loop was closed.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r = lp.remote();
-    /// lp.close().unwrap();
-    /// assert!(r.is_closed());
-    /// ```
-    pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
-    }
-
-    /// True if the calling thread is the loop's thread.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert!(lp.remote().is_loop_thread());
-    /// ```
-    pub fn is_loop_thread(&self) -> bool {
-        std::thread::current().id() == self.shared.thread
-    }
-
-    pub(crate) fn push_task(&self, r: Runnable) {
-        if let Err(w) = self.shared.push(RemoteWork::Task(r)) {
-            self.shared.dispose(w);
-        }
-    }
-}
-
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<Remote loop={}>", self.shared.id)
-    }
 }
 
 /// A handle to a loop that does not keep it alive: what the loop's own internals (transports,
@@ -473,25 +429,6 @@ impl std::fmt::Debug for WeakLoop {
         match self.upgrade() {
             Some(lp) => write!(f, "<WeakLoop loop={}>", lp.id()),
             None => f.write_str("<WeakLoop (gone)>"),
-        }
-    }
-}
-
-/// Runs what it guards in the empty context, then restores the previous one.
-struct EmptyContext(Option<crate::context::Snapshot>);
-
-impl EmptyContext {
-    #[inline]
-    fn enter() -> EmptyContext {
-        EmptyContext(Some(crate::context::enter(None)))
-    }
-}
-
-impl Drop for EmptyContext {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(prev) = self.0.take() {
-            crate::context::enter(prev);
         }
     }
 }
@@ -647,19 +584,6 @@ impl EventLoop {
     /// ```
     pub fn id(&self) -> u64 {
         self.inner.shared.id
-    }
-
-    /// The thread-safe handle of this loop.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let r: loop_core::Remote = lp.remote();
-    /// # drop(r);
-    /// ```
-    pub fn remote(&self) -> Remote {
-        Remote {
-            shared: self.inner.shared.clone(),
-        }
     }
 
     /// The loop's poller.
@@ -861,39 +785,6 @@ impl EventLoop {
         self.inner.slow_callback.set(d);
     }
 
-    /// What the loop did so far.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert_eq!(lp.stats().iterations, 0);
-    /// ```
-    pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
-        let mut run_time = c.run_time.get();
-        if let Some(mark) = c.run_mark.get() {
-            // Called while running: count the running time since the last mark too.
-            run_time += Instant::now().saturating_duration_since(mark);
-        }
-        let timers_pending = match self.inner.sources.try_borrow() {
-            Ok(sources) => sources.iter().map(|s| s.pending() as u64).sum(),
-            Err(_) => 0,
-        };
-        Stats {
-            iterations: c.iterations.get(),
-            callbacks: c.callbacks.get(),
-            tasks_polled: c.tasks_polled.get(),
-            io_events: c.io_events.get(),
-            polls: c.polls.get(),
-            ready_high_water: c.ready_high_water.get(),
-            slow_callbacks: c.slow_callbacks.get(),
-            poll_time: c.poll_time.get(),
-            run_time,
-            fds_registered: self.inner.reactor.len() as u64,
-            timers_pending,
-            last_poll_timeout: c.last_poll_timeout.get(),
-        }
-    }
-
     /// The loop's clock: the monotonic clock ([`Instant::now`]), or the virtual clock of a
     /// loop built with [`Builder::virtual_clock`](crate::Builder::virtual_clock). Timers use
     /// it for every deadline.
@@ -999,297 +890,6 @@ impl EventLoop {
             inner: Rc::downgrade(&self.inner),
         }
     }
-
-    /// Runs one iteration.
-    fn run_once(&self) {
-        let inner = &*self.inner;
-        bump(&inner.counters.iterations, 1);
-        if inner.shared.has_pending() {
-            self.take_remote();
-        }
-        let busy = !inner.ready.borrow().is_empty();
-        let stopping = inner.stopping.get();
-        // When a poll that may block starts (real clock): its time is idle time.
-        let mut poll_start = None;
-        // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
-        let mut jump_to = None;
-        // `None`: skip the poll; `Some(t)`: poll with timeout `t` (`None`: no timeout).
-        let timeout = if busy || stopping {
-            let skipped = inner.skipped_polls.get();
-            if !stopping && skipped < POLL_EVERY {
-                inner.skipped_polls.set(skipped + 1);
-                None
-            } else {
-                Some(Some(Duration::ZERO))
-            }
-        } else {
-            let deadline = self.next_deadline();
-            match inner.virtual_now.get() {
-                None => {
-                    // One clock reading for the timeout and the start of the idle time.
-                    let now = Instant::now();
-                    let t =
-                        deadline.map(|d| d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT));
-                    if t != Some(Duration::ZERO) {
-                        poll_start = Some(now);
-                    }
-                    Some(t)
-                }
-                Some(vnow) => match deadline {
-                    // Nothing to jump to: block on I/O as usual (real waiting, virtual time
-                    // stands still).
-                    None => {
-                        poll_start = Some(Instant::now());
-                        Some(None)
-                    }
-                    Some(d) => {
-                        if d > vnow {
-                            jump_to = Some(d);
-                        }
-                        Some(Some(Duration::ZERO))
-                    }
-                },
-            }
-        };
-        // The real time the blocking poll returned, reused as the timers' "now".
-        let mut polled_at = None;
-        if let Some(timeout) = timeout {
-            inner.skipped_polls.set(0);
-            bump(&inner.counters.polls, 1);
-            inner.counters.last_poll_timeout.set(timeout);
-            if let Some(start) = poll_start {
-                inner.counters.account_run(start);
-            }
-            let mut q = inner.ready.borrow_mut();
-            let before = q.len();
-            let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
-                Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
-                Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
-            });
-            let polled = q.len() - before;
-            drop(q);
-            inner.reactor.remove_cancelled(cancelled);
-            if let Some(start) = poll_start {
-                let end = Instant::now();
-                let c = &inner.counters;
-                c.poll_time
-                    .set(c.poll_time.get() + end.saturating_duration_since(start));
-                c.run_mark.set(Some(end));
-                polled_at = Some(end);
-            }
-            bump(&inner.counters.io_events, polled as u64);
-            // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
-            if woken && inner.shared.wake.drain_and_rearm() {
-                self.take_remote();
-            }
-            // Virtual clock: the loop would have slept until `d`. If the poll found nothing
-            // either, nothing could have happened before `d`: jump there.
-            if let Some(d) = jump_to {
-                if inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
-                    inner.virtual_now.set(Some(d));
-                }
-            }
-        }
-        // Sources (timers) after I/O.
-        let mut i = 0;
-        let mut now = None;
-        loop {
-            let s = match inner.sources.borrow().get(i) {
-                Some(s) => s.clone(),
-                None => break,
-            };
-            let t = *now.get_or_insert_with(|| match inner.virtual_now.get() {
-                Some(v) => v,
-                None => polled_at.unwrap_or_else(Instant::now),
-            });
-            s.dispatch(self, t);
-            i += 1;
-        }
-        // Run exactly what is ready now.
-        let n = inner.ready.borrow().len();
-        if n as u64 > inner.counters.ready_high_water.get() {
-            inner.counters.ready_high_water.set(n as u64);
-        }
-        for _ in 0..n {
-            let w = inner.ready.borrow_mut().pop_front();
-            match w {
-                Some(w) => self.run_work(w),
-                None => break,
-            }
-        }
-    }
-
-    /// The earliest deadline any source reports.
-    fn next_deadline(&self) -> Option<Instant> {
-        let mut deadline: Option<Instant> = None;
-        let mut i = 0;
-        loop {
-            let s = match self.inner.sources.borrow().get(i) {
-                Some(s) => s.clone(),
-                None => break,
-            };
-            if let Some(d) = s.next_deadline(self) {
-                deadline = Some(deadline.map_or(d, |x| x.min(d)));
-            }
-            i += 1;
-        }
-        deadline
-    }
-
-    /// Moves work queued by other threads into the ready queue.
-    fn take_remote(&self) {
-        let inner = &*self.inner;
-        inner.spent_remote.give_back(&inner.shared.spare_remote);
-        let mut q = inner.ready.borrow_mut();
-        inner.shared.wake.take(|w| {
-            q.push_back(match w {
-                RemoteWork::Call(cb) => Work::Remote(cb),
-                RemoteWork::Task(r) => Work::Task(r),
-                RemoteWork::Stop => Work::Stop,
-            })
-        });
-    }
-
-    fn run_work(&self, w: Work) {
-        let inner = &*self.inner;
-        match w {
-            Work::Call(cb) => {
-                cb.run_queued(self);
-                self.recycle(cb);
-            }
-            Work::Remote(cb) => {
-                cb.run_queued(self);
-                inner.spent_remote.keep(cb);
-            }
-            Work::Task(r) => {
-                bump(&inner.counters.tasks_polled, 1);
-                // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
-                r.run();
-            }
-            Work::Io(h, r) => {
-                bump(&inner.counters.callbacks, 1);
-                let _ctx = EmptyContext::enter();
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
-                    self.report_panic(p, "Exception in I/O handler", None);
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
-                }
-            }
-            Work::Stop => self.stop(),
-        }
-    }
-
-    /// Runs a queued local callback unless it was cancelled: counted, its location current,
-    /// its context entered, a panic reported. Generic over the callback's type, so that
-    /// everything here is dispatched statically (see [`Callback::run_queued`]).
-    #[inline]
-    pub(crate) fn run_callback<C: Callback<EventLoop>>(&self, cb: &C) {
-        let inner = &*self.inner;
-        if cb.is_cancelled() {
-            return;
-        }
-        bump(&inner.counters.callbacks, 1);
-        let loc = cb.location();
-        inner.current_location.set(Some(loc));
-        // The callback's context stays current while a panic of it is reported, so the
-        // exception handler runs in it (CORE-53).
-        let ctx = EnterContext::enter_if_active(cb);
-        let start = inner.debug.get().then(Instant::now);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-            self.report_panic(p, "Exception in callback", Some(loc));
-        }
-        if let Some(start) = start {
-            self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
-        }
-        inner.current_location.set(None);
-        match ctx {
-            Some(ctx) => drop(ctx),
-            None => leave_unentered(cb),
-        }
-    }
-
-    /// Runs a queued `call_soon_threadsafe` callback unless it was cancelled: counted, its
-    /// location current, in an empty context (it was scheduled on another thread), a panic
-    /// reported. Generic over the callback's type, so that everything here is dispatched
-    /// statically (see [`RemoteCallback::run_queued`]).
-    #[inline]
-    pub(crate) fn run_remote<C: RemoteCallback<EventLoop>>(&self, cb: &C) {
-        let inner = &*self.inner;
-        if cb.state() != PENDING {
-            return;
-        }
-        bump(&inner.counters.callbacks, 1);
-        let loc = cb.location();
-        inner.current_location.set(Some(loc));
-        // While contexts are not in use on this thread, the current one is empty already.
-        let entered = crate::context::active().then(EmptyContext::enter);
-        let start = inner.debug.get().then(Instant::now);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
-            self.report_panic(p, "Exception in callback", Some(loc));
-        }
-        if let Some(start) = start {
-            self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
-        }
-        inner.current_location.set(None);
-        match entered {
-            Some(ctx) => drop(ctx),
-            // The callback started using contexts: what it set does not outlive it.
-            None if crate::context::active() => drop(crate::context::enter(None)),
-            None => {}
-        }
-    }
-
-    /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
-    /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
-    /// already is), so that the spare keeps nothing of the user's alive.
-    #[inline]
-    fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
-        let slot = &self.inner.spare_handle;
-        let prev = slot.take();
-        if prev.is_none() && Rc::strong_count(&cb) == 1 && Rc::weak_count(&cb) == 0 {
-            drop(cb.swap_context(None));
-            slot.set(Some(cb.into_any()));
-        } else {
-            slot.set(prev);
-        }
-    }
-
-    /// Debug mode: logs a step that took longer than the threshold.
-    pub(crate) fn check_slow(&self, start: Instant, what: &dyn std::fmt::Display) {
-        let took = start.elapsed();
-        if took >= self.inner.slow_callback.get() {
-            bump(&self.inner.counters.slow_callbacks, 1);
-            tracing::warn!("Executing {what} took {:.3} seconds", took.as_secs_f64());
-        }
-    }
-
-    /// Reports a caught panic to the exception handler (a [`Fatal`](crate::Fatal) one unwinds).
-    pub(crate) fn report_panic(
-        &self,
-        p: Box<dyn Any + Send>,
-        message: &str,
-        loc: Option<&'static Location<'static>>,
-    ) {
-        if p.is::<crate::Fatal>() {
-            resume_unwind(p);
-        }
-        let exc = Exception::from_panic(&*p);
-        let mut ctx = match loc {
-            Some(loc) => {
-                let mut ctx = ExceptionContext::new(format!("{message} scheduled at {loc}"));
-                ctx.handle = Some(format!("<Handle scheduled at {loc}>"));
-                if self.get_debug() {
-                    ctx.source_location = Some(loc);
-                }
-                ctx
-            }
-            None => ExceptionContext::new(message),
-        };
-        ctx.exception = Some(Error::Exception(exc));
-        self.call_exception_handler(&ctx);
-    }
 }
 
 impl Inner {
@@ -1340,7 +940,10 @@ impl Inner {
         drop(resources);
         // Pending tasks: each is woken, cannot be queued on a closed loop, and so is dropped
         // here, on the loop's thread.
-        crate::task::abort_all(self);
+        let wakers = self.tasks.borrow().take_wakers();
+        for w in wakers {
+            w.wake();
+        }
         drop(self.spare_handle.take());
         loop {
             let q = std::mem::take(&mut *self.ready.borrow_mut());

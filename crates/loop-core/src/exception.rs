@@ -1,34 +1,20 @@
-//! The exception handler: where every error that has no caller to return to ends up.
+//! The exception context: what the loop knows about an error that has no caller to return to.
 //!
 //! A panic in a callback, a task step, a protocol method or a done-callback is caught at the
-//! loop boundary and described by an [`ExceptionContext`] (asyncio's context dict, typed). The
-//! loop passes it to the handler set with [`EventLoop::set_exception_handler`], or to
-//! [`EventLoop::default_exception_handler`], which logs it through `tracing` at ERROR level.
-//! The loop then goes on with the next callback.
+//! loop boundary and described by an [`ExceptionContext`] (asyncio's context dict, typed),
+//! which goes to the loop's exception handler (`handler.rs`). This module names no loop.
 
 use std::fmt::{self, Write as _};
-use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::rc::Rc;
+use std::panic::Location;
 
-use crate::{Error, EventLoop, TaskRef};
-
-/// A custom exception handler: `handler(loop, context)`.
-///
-/// ```
-/// use loop_core::{EventLoop, ExceptionContext, ExceptionHandler};
-/// let handler: ExceptionHandler = std::rc::Rc::new(|_lp: &EventLoop, ctx: &ExceptionContext| {
-///     eprintln!("reported: {}", ctx.message);
-/// });
-/// let lp = EventLoop::new().unwrap();
-/// lp.set_exception_handler(Some(handler));
-/// assert!(lp.get_exception_handler().is_some());
-/// ```
-pub type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+use crate::task_header::TaskRef;
+use crate::Error;
 
 /// What the loop knows about an error nobody could receive: asyncio's context dict.
 ///
 /// Build one with [`ExceptionContext::new`] and the `with_*` methods to report errors of your
-/// own through [`EventLoop::call_exception_handler`].
+/// own through
+/// [`EventLoop::call_exception_handler`](crate::EventLoop::call_exception_handler).
 ///
 /// ```
 /// use loop_core::{Error, ExceptionContext};
@@ -172,108 +158,5 @@ impl fmt::Debug for ExceptionContext {
             write!(f, "\nexception: {e}")?;
         }
         Ok(())
-    }
-}
-
-impl EventLoop {
-    /// Sets the handler that receives every unhandled error of this loop; `None` restores the
-    /// default handler.
-    ///
-    /// ```
-    /// use loop_core::EventLoop;
-    /// use std::{cell::RefCell, rc::Rc};
-    ///
-    /// let lp = EventLoop::new().unwrap();
-    /// let seen = Rc::new(RefCell::new(Vec::new()));
-    /// let s = seen.clone();
-    /// lp.set_exception_handler(Some(Rc::new(move |_lp, ctx| s.borrow_mut().push(ctx.message.clone()))));
-    /// lp.call_soon(|_| panic!("boom")).unwrap();
-    /// lp.call_soon(|lp| lp.stop()).unwrap();
-    /// lp.run_forever().unwrap();
-    /// assert!(seen.borrow()[0].starts_with("Exception in callback"));
-    /// ```
-    pub fn set_exception_handler(&self, handler: Option<ExceptionHandler>) {
-        *self.inner.exception_handler.borrow_mut() = handler;
-    }
-
-    /// The custom handler, or `None` when the default one is in use.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// assert!(lp.get_exception_handler().is_none());
-    /// ```
-    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
-        self.inner.exception_handler.borrow().clone()
-    }
-
-    /// The default handler: logs the rendered context at ERROR level through `tracing`, with the
-    /// exception as the `error` field. In debug mode, if a callback is executing and the context
-    /// has no source location, the callback's location is added (`handle_traceback`).
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.default_exception_handler(&loop_core::ExceptionContext::new("logged, not raised"));
-    /// ```
-    pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
-        let mut text_ctx;
-        let mut ctx = ctx;
-        if self.get_debug() && ctx.source_location.is_none() && ctx.handle_location.is_none() {
-            if let Some(loc) = self.inner.current_location.get() {
-                text_ctx = ctx.clone();
-                text_ctx.handle_location = Some(loc);
-                ctx = &text_ctx;
-            }
-        }
-        let text = ctx.render();
-        match &ctx.exception {
-            Some(e) => tracing::error!(error = %e, "{text}"),
-            None => tracing::error!("{text}"),
-        }
-    }
-
-    /// Reports an error: calls the custom handler if one is set, else the default one.
-    ///
-    /// Never fails: if the custom handler panics, the default handler reports that (with the
-    /// message "Unhandled error in exception handler"); if that panics too, a plain line goes to
-    /// the log. A [`Fatal`](crate::Fatal) panic still unwinds.
-    ///
-    /// ```
-    /// let lp = loop_core::EventLoop::new().unwrap();
-    /// lp.call_exception_handler(&loop_core::ExceptionContext::new("reported"));
-    /// ```
-    pub fn call_exception_handler(&self, ctx: &ExceptionContext) {
-        let handler = self.inner.exception_handler.borrow().clone();
-        match handler {
-            None => {
-                if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(ctx))).is_err() {
-                    tracing::error!("Exception in default exception handler");
-                }
-            }
-            Some(h) => {
-                // A report about a task runs in the task's context; other reports run in the
-                // current one (for a callback that failed: the callback's).
-                let call = || match &ctx.task {
-                    Some(t) => t.run_in_context(|| h(self, ctx)),
-                    None => h(self, ctx),
-                };
-                if let Err(p) = catch_unwind(AssertUnwindSafe(call)) {
-                    if p.is::<crate::Fatal>() {
-                        std::panic::resume_unwind(p);
-                    }
-                    let exc = crate::Exception::from_panic(&*p);
-                    let mut report = ExceptionContext::new("Unhandled error in exception handler")
-                        .with_exception(Error::Exception(exc))
-                        .with_extra("context", ctx.render());
-                    report.source_location = ctx.source_location;
-                    if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report)))
-                        .is_err()
-                    {
-                        tracing::error!(
-                            "Exception in default exception handler while handling an unexpected error in custom exception handler"
-                        );
-                    }
-                }
-            }
-        }
     }
 }

@@ -16,69 +16,11 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::context::{self, Snapshot};
 use crate::event_loop::Inner;
-use crate::task::{self, CancelTarget};
-use crate::{Cancelled, Error, EventLoop, ExceptionContext, Handle, Result};
-
-/// Identifies a done-callback, for `remove_done_callback`.
-///
-/// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let f = lp.create_future::<u8>();
-/// let id = f.add_done_callback(|_| {});
-/// assert_eq!(f.remove_done_callback(id), 1);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CallbackId(pub(crate) u64);
-
-/// Where a future or task is in its life.
-pub(crate) enum Slot<T> {
-    /// Not done.
-    Pending,
-    /// Done, result still here.
-    Done(std::result::Result<T, Error>),
-    /// Done, and the value was moved out by an `await`.
-    Taken,
-}
-
-/// A done-callback waiting for its future or task to finish, with the context and the place
-/// it was registered at: it is scheduled in that context (asyncio's `add_done_callback` copies
-/// the context when called).
-pub(crate) struct DoneCallback<A> {
-    /// For `remove_done_callback`.
-    pub(crate) id: u64,
-    /// The callback.
-    f: Box<dyn FnOnce(&A)>,
-    /// The context current at registration.
-    ctx: Snapshot,
-    /// Where it was registered.
-    location: &'static Location<'static>,
-}
-
-impl<A: 'static> DoneCallback<A> {
-    #[track_caller]
-    pub(crate) fn new(id: u64, f: impl FnOnce(&A) + 'static) -> DoneCallback<A> {
-        DoneCallback {
-            id,
-            f: Box::new(f),
-            ctx: context::snapshot(),
-            location: Location::caller(),
-        }
-    }
-
-    /// Schedules the callback with `arg` (through the ready queue, never synchronously).
-    pub(crate) fn schedule(self, lp: &EventLoop, arg: A) {
-        let DoneCallback {
-            f, ctx, location, ..
-        } = self;
-        let prev = context::enter(ctx);
-        let h = Handle::with_location(location, move |_| f(&arg));
-        context::enter(prev);
-        // Scheduling fails only on a closed loop, where nothing runs any more.
-        let _ = lp.schedule(&h);
-    }
-}
+use crate::handler::report;
+use crate::slot::{add_waiter, DoneCallback, Slot};
+use crate::task_header::{self, CancelTarget};
+use crate::{CallbackId, Cancelled, Error, EventLoop, ExceptionContext, Result};
 
 /// Shared state of a [`LoopFuture`].
 pub(crate) struct FutInner<T> {
@@ -427,7 +369,7 @@ impl<T: 'static> Future for LoopFuture<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let cur = task::current();
+        let cur = task_header::current();
         if let Some(t) = &cur {
             if let Some(c) = t.take_pending_cancel() {
                 return Poll::Ready(Err(Error::Cancelled(c)));
@@ -436,41 +378,13 @@ impl<T: 'static> Future for LoopFuture<T> {
                 return Poll::Ready(Err(Error::DifferentLoop));
             }
         }
-        {
-            let mut st = self.inner.state.borrow_mut();
-            match &*st {
-                Slot::Pending => {}
-                Slot::Done(Ok(_)) => {
-                    let Slot::Done(Ok(v)) = std::mem::replace(&mut *st, Slot::Taken) else {
-                        unreachable!()
-                    };
-                    return Poll::Ready(Ok(v));
-                }
-                Slot::Done(Err(Error::Cancelled(c))) => {
-                    // A fresh value per delivery: whether it escapes the task body decides
-                    // whether the task ends cancelled.
-                    let c = Cancelled::new(c.message().map(str::to_string));
-                    if let Some(t) = &cur {
-                        t.track_delivered(&c);
-                    }
-                    return Poll::Ready(Err(Error::Cancelled(c)));
-                }
-                Slot::Done(Err(e)) => {
-                    self.inner.retrieved.set(true);
-                    return Poll::Ready(Err(e.clone()));
-                }
-                Slot::Taken => {
-                    return Poll::Ready(Err(Error::invalid_state(
-                        "the result was moved out by another await",
-                    )))
-                }
+        if let Some(r) = Slot::take_for_await(&self.inner.state, &self.inner.retrieved) {
+            if let (Err(Error::Cancelled(c)), Some(t)) = (&r, &cur) {
+                t.track_delivered(c);
             }
+            return Poll::Ready(r);
         }
-        let mut w = self.inner.waiters.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
-        }
-        drop(w);
+        add_waiter(&self.inner.waiters, cx);
         if let Some(t) = cur {
             t.set_waiter(self.inner.clone());
         }
@@ -507,15 +421,7 @@ impl<T> Drop for FutInner<T> {
                 ..ExceptionContext::new("Future exception was never retrieved")
             }
             .with_exception(e);
-            report(&self.lp, &ctx);
+            report(self.lp.upgrade().map(|inner| EventLoop { inner }), &ctx);
         }
-    }
-}
-
-/// Reports to the loop's handler if the loop is alive, else logs.
-pub(crate) fn report(lp: &Weak<Inner>, ctx: &ExceptionContext) {
-    match lp.upgrade() {
-        Some(inner) => EventLoop { inner }.call_exception_handler(ctx),
-        None => tracing::error!("{ctx:?}"),
     }
 }

@@ -10,7 +10,7 @@
 //! two can never overlap.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::context::{self, Snapshot};
 use crate::event_loop::{RemoteWork, Work};
+use crate::remote_pool::SpareRemote;
+use crate::slot::DoneCallback;
 use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, EventLoop, Remote, Result};
 
@@ -304,105 +306,24 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
     }
 }
 
-/// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
-/// ([`SpareRemote`] and [`SpentRemote`]).
-const SPARE_REMOTE_BYTES: usize = 1 << 20;
-
-/// Spent remote callback allocations and their total size.
-#[derive(Default)]
-struct Kept {
-    /// The allocations, each an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
-    cbs: Vec<Arc<dyn Any + Send + Sync>>,
-    /// Their sizes, added up.
-    bytes: usize,
-}
-
-/// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
-///
-/// A remote callback is allocated on the calling thread and, once it ran, released on the
-/// loop's: left to the allocator, every call takes its slow paths (a thread's cache of freed
-/// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
-/// spent allocation that nobody else holds (its handle dropped, its closure already gone; see
-/// [`SpentRemote`]) and hands it back here, and the next `call_soon_threadsafe` with a closure
-/// of the same type fills it again. At most [`SPARE_REMOTE_BYTES`] are kept; they hold no
-/// closure, so they keep nothing else alive.
-#[derive(Default)]
-pub(crate) struct SpareRemote(Mutex<Kept>);
-
-/// The loop's side of [`SpareRemote`]: spent allocations collected during an iteration
-/// without a lock, handed back in one batch when the loop next takes remote work.
-#[derive(Default)]
-pub(crate) struct SpentRemote(RefCell<Kept>);
-
-impl SpentRemote {
-    /// Keeps `cb` for reuse if nobody else holds it and there is room. The loop's thread,
-    /// after the callback ran or was skipped as cancelled.
-    #[inline]
-    pub(crate) fn keep(&self, cb: Arc<dyn RemoteCallback<EventLoop>>) {
-        // No `Weak` of a remote callback is ever made: one strong reference is ownership.
-        if Arc::strong_count(&cb) != 1 {
-            return;
-        }
-        let size = std::mem::size_of_val(&*cb);
-        let mut spent = self.0.borrow_mut();
-        if spent.bytes + size <= SPARE_REMOTE_BYTES {
-            spent.bytes += size;
-            spent.cbs.push(cb.into_any());
+/// A remote callback running `f`: a spent allocation of its type from `spare` refilled, else a
+/// new one.
+#[inline]
+fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
+    spare: &SpareRemote,
+    location: &'static Location<'static>,
+    f: F,
+) -> Arc<RemoteCb<F>> {
+    if let Some(Ok(mut rc)) = spare.take().map(|a| a.downcast::<RemoteCb<F>>()) {
+        if let Some(cb) = Arc::get_mut(&mut rc) {
+            *cb.state.get_mut() = PENDING;
+            cb.location = location;
+            *cb.f.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(f);
+            return rc;
         }
     }
-
-    /// Hands what was kept to `spare`, as far as it has room; the rest is freed.
-    #[inline]
-    pub(crate) fn give_back(&self, spare: &SpareRemote) {
-        let mut spent = self.0.borrow_mut();
-        if spent.cbs.is_empty() {
-            return;
-        }
-        let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        for cb in &spent.cbs {
-            let size = std::mem::size_of_val(&**cb);
-            if to.bytes + size > SPARE_REMOTE_BYTES {
-                break;
-            }
-            to.bytes += size;
-            n += 1;
-        }
-        to.cbs.extend(spent.cbs.drain(..n));
-        drop(to);
-        // What did not fit is freed outside the lock.
-        spent.cbs.clear();
-        spent.bytes = 0;
-    }
-}
-
-impl SpareRemote {
-    /// A remote callback running `f`: a spent allocation of its type refilled, else a new one.
-    #[inline]
-    fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
-        &self,
-        location: &'static Location<'static>,
-        f: F,
-    ) -> Arc<RemoteCb<F>> {
-        let spent = {
-            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let cb = kept.cbs.pop();
-            if let Some(cb) = &cb {
-                kept.bytes -= std::mem::size_of_val(&**cb);
-            }
-            cb
-        };
-        if let Some(Ok(mut rc)) = spent.map(|a| a.downcast::<RemoteCb<F>>()) {
-            if let Some(cb) = Arc::get_mut(&mut rc) {
-                *cb.state.get_mut() = PENDING;
-                cb.location = location;
-                *cb.f.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(f);
-                return rc;
-            }
-        }
-        // None kept, or one of another closure type (freed here).
-        Arc::new(RemoteCb::new(location, f))
-    }
+    // None kept, or one of another closure type (freed here).
+    Arc::new(RemoteCb::new(location, f))
 }
 
 impl<F> RemoteCb<F> {
@@ -443,7 +364,7 @@ impl RemoteHandle {
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> RemoteHandle {
         RemoteHandle {
-            cb: spare.take_or_new(location, f),
+            cb: take_or_new(spare, location, f),
         }
     }
 
@@ -676,5 +597,19 @@ impl EventLoop {
         let h = RemoteHandle::new(&self.inner.shared.spare_remote, Location::caller(), f);
         self.push_ready(Work::Remote(h.cb.clone()));
         Ok(h)
+    }
+}
+
+impl<A: 'static> DoneCallback<A> {
+    /// Schedules the callback with `arg` (through the ready queue, never synchronously).
+    pub(crate) fn schedule(self, lp: &EventLoop, arg: A) {
+        let DoneCallback {
+            f, ctx, location, ..
+        } = self;
+        let prev = context::enter(ctx);
+        let h = Handle::with_location(location, move |_| f(&arg));
+        context::enter(prev);
+        // Scheduling fails only on a closed loop, where nothing runs any more.
+        let _ = lp.schedule(&h);
     }
 }

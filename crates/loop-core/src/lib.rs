@@ -77,16 +77,20 @@ mod exception;
 mod future;
 mod group;
 mod handle;
+mod handler;
 #[doc(hidden)]
 pub mod internal;
 mod io;
 mod reactor;
 mod readiness;
+mod remote_pool;
 mod runner;
+mod slot;
 mod stats;
 mod sync;
 mod sys;
 mod task;
+mod task_header;
 mod task_ref;
 mod threadsafe;
 mod wake;
@@ -95,17 +99,21 @@ mod work;
 pub use clock::Builder;
 pub use context::{Context, ContextVar, Token};
 pub use error::{fatal, Cancelled, Error, ErrorGroup, Exception, Fatal, Result};
+pub use event_loop::iteration::{MAX_POLL_TIMEOUT, POLL_EVERY};
+pub use event_loop::remote::Remote;
 pub use event_loop::{
-    get_running_loop, EventLoop, Remote, DEFAULT_SLOW_CALLBACK, MAX_POLL_TIMEOUT, POLL_EVERY,
+    get_running_loop, EventLoop, ExceptionHandler, TaskFactory, DEFAULT_SLOW_CALLBACK,
 };
-pub use exception::{ExceptionContext, ExceptionHandler};
-pub use future::{CallbackId, LoopFuture};
+pub use exception::ExceptionContext;
+pub use future::LoopFuture;
 pub use group::{spawn_loops, LoopGroup};
 pub use handle::{Handle, RemoteHandle};
 pub use readiness::{Fileno, Mode, Readiness};
 pub use runner::{run, AsyncResource};
+pub use slot::CallbackId;
 pub use stats::Stats;
-pub use task::{all_tasks, current_task, yield_now, Task, TaskFactory, TaskRef, TaskSpec};
+pub use task::{all_tasks, current_task, yield_now, Task};
+pub use task_header::{TaskRef, TaskSpec};
 pub use threadsafe::ConcurrentFuture;
 
 pub(crate) use handle::handle_repeat;

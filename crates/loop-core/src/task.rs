@@ -21,8 +21,7 @@
 //! reported as "Task exception was never retrieved" when its last handle goes.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, RefMut};
-use std::fmt;
+use std::cell::{Cell, RefCell};
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -34,163 +33,27 @@ use std::time::Instant;
 use async_task::Runnable;
 
 use crate::event_loop::{with_running, Inner, Work};
-use crate::future::{report, CallbackId, DoneCallback};
-use crate::{Cancelled, Error, EventLoop, Exception, ExceptionContext, Remote, Result};
-
-/// Something a task can be waiting on, that its cancellation cancels.
-pub(crate) trait CancelTarget {
-    /// Cancels it; true if it was pending.
-    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool;
-}
-
-/// The type-independent part of every task.
-pub(crate) trait TaskDyn {
-    /// The header.
-    fn header(&self) -> &Header;
-    /// The error the task failed with, if it did (marks it retrieved).
-    fn error(&self) -> Option<Error>;
-    /// Cancels the task.
-    fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
-}
-
-impl dyn TaskDyn {
-    #[inline]
-    pub(crate) fn loop_id(&self) -> u64 {
-        self.header().loop_id
-    }
-
-    /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
-    #[inline]
-    pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
-        let h = self.header();
-        let msg = h.take_must_cancel()?;
-        let c = Cancelled::new(msg);
-        self.track_delivered(&c);
-        Some(c)
-    }
-
-    /// Remembers a cancellation delivered into the body.
-    pub(crate) fn track_delivered(&self, c: &Cancelled) {
-        let mut cold = self.header().cold();
-        let d = &mut cold.delivered;
-        d.retain(|(w, _)| w.strong_count() > 0);
-        d.push((c.token(), c.message().map(str::to_string)));
-    }
-
-    /// Records the loop future the task now waits on.
-    pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
-        let h = self.header();
-        h.waiting_on_loop.set(true);
-        *h.fut_waiter.borrow_mut() = Some(w);
-    }
-}
+use crate::handler::report;
+use crate::slot::{add_waiter, Slot};
+use crate::task_header::{
+    current, CancelTarget, Cold, Header, TaskDyn, TaskRef, TaskSpec, CURRENT,
+};
+use crate::{
+    CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Remote, Result,
+    TaskFactory,
+};
 
 /// Task ids (names are `Task-<id>`), process-wide, from 1.
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The type-independent state of a task.
-pub(crate) struct Header {
-    /// Process-wide id.
-    pub(crate) id: u64,
-    /// Where `create_task` was called.
-    pub(crate) location: &'static Location<'static>,
-    /// The loop.
-    pub(crate) lp: Weak<Inner>,
-    /// The loop's id.
-    pub(crate) loop_id: u64,
-    /// Index in the loop's task table.
-    pub(crate) slab_key: Cell<usize>,
-    /// The first step ran.
-    pub(crate) started: Cell<bool>,
-    /// Done.
-    pub(crate) finished: Cell<bool>,
-    /// Done by cancellation.
-    pub(crate) cancelled: Cell<bool>,
-    /// The loop future the task waits on.
-    pub(crate) fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
-    /// The last step suspended in a loop-aware `await` (a loop future or task), which can
-    /// deliver a cancellation into the body; false when it suspended on a foreign future.
-    pub(crate) waiting_on_loop: Cell<bool>,
-    /// The task's waker (to reschedule it for a cancellation).
-    pub(crate) waker: RefCell<Option<Waker>>,
-    /// Report "destroyed but pending" if dropped pending.
-    pub(crate) log_destroy_pending: Cell<bool>,
-    /// The error was read (no "never retrieved" report).
-    pub(crate) retrieved: Cell<bool>,
-    /// The task's context; taken out (current) while a step runs.
-    pub(crate) ctx: Cell<crate::context::Snapshot>,
-    /// A name, cancellation and done-callback state: `None` until first used.
-    pub(crate) cold: RefCell<Option<Box<Cold>>>,
-}
-
-/// The part of a task's state most tasks never use (an explicit name, cancellation,
-/// done-callbacks). It lives out of line and is allocated on first use, so that the common
-/// task (created, run, awaited) stays small: with a million live tasks, memory traffic is
-/// most of what a task costs.
-#[derive(Default)]
-pub(crate) struct Cold {
-    /// Explicit name.
-    pub(crate) name: Option<String>,
-    /// A cancellation to deliver: `Some(message)`.
-    pub(crate) must_cancel: Option<Option<String>>,
-    /// Number of cancel requests not withdrawn by `uncancel`.
-    pub(crate) cancelling: u32,
-    /// Cancellations delivered into the body: (token, message).
-    pub(crate) delivered: Vec<(std::sync::Weak<()>, Option<String>)>,
-    /// Done-callbacks.
-    pub(crate) callbacks: Vec<DoneCallback<TaskRef>>,
-    /// Next callback id.
-    pub(crate) next_cb: u64,
-}
-
-impl Header {
-    /// The cold state, created on first use. The borrow must end before user code runs.
-    pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
-        RefMut::map(self.cold.borrow_mut(), |c| {
-            &mut **c.get_or_insert_with(Default::default)
-        })
-    }
-
-    /// Applies `f` to the cold state if it exists (without creating it).
-    #[inline]
-    pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
-        self.cold.borrow_mut().as_deref_mut().map(f)
-    }
-
-    /// Takes the cancellation waiting to be delivered, if any.
-    #[inline]
-    pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
-        self.if_cold(|c| c.must_cancel.take()).flatten()
-    }
-
-    /// What every ending does, finished or dropped pending: drops the waker and the awaited
-    /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
-    pub(crate) fn release(&self) -> Option<Rc<Inner>> {
-        let waker = self.waker.borrow_mut().take();
-        drop(waker);
-        let waiter = self.fut_waiter.borrow_mut().take();
-        drop(waiter);
-        let lp = self.lp.upgrade();
-        let removed = lp
-            .as_ref()
-            .and_then(|i| i.tasks.borrow_mut().remove(self.slab_key.get()));
-        drop(removed);
-        lp
-    }
-
-    /// Takes the done-callbacks.
-    pub(crate) fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
-        self.if_cold(|c| std::mem::take(&mut c.callbacks))
-            .unwrap_or_default()
-    }
-}
 
 /// The allocation behind a task.
 pub(crate) struct TaskInner<T> {
     /// The type-independent state.
     header: Header,
+    /// The loop.
+    lp: Weak<Inner>,
     /// The result.
-    result: RefCell<crate::future::Slot<T>>,
+    result: RefCell<Slot<T>>,
     /// Wakers of tasks awaiting this one.
     waiters: RefCell<Vec<Waker>>,
 }
@@ -202,7 +65,7 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
 
     fn error(&self) -> Option<Error> {
         match &*self.result.borrow() {
-            crate::future::Slot::Done(Err(e)) => {
+            Slot::Done(Err(e)) => {
                 self.header.retrieved.set(true);
                 Some(e.clone())
             }
@@ -233,70 +96,16 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
         }
         true
     }
+
+    fn loop_any(&self) -> Option<Rc<dyn Any>> {
+        self.lp.upgrade().map(|inner| inner as Rc<dyn Any>)
+    }
 }
 
 impl<T: 'static> CancelTarget for TaskInner<T> {
     fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool {
         self.cancel_dyn(msg)
     }
-}
-
-/// The loop's table of pending tasks.
-#[derive(Default)]
-pub(crate) struct TaskSlab {
-    /// Entries.
-    entries: Vec<Option<Rc<dyn TaskDyn>>>,
-    /// Free indexes.
-    free: Vec<usize>,
-}
-
-impl TaskSlab {
-    fn insert(&mut self, t: Rc<dyn TaskDyn>) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.entries[i] = Some(t);
-                i
-            }
-            None => {
-                self.entries.push(Some(t));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, i: usize) -> Option<Rc<dyn TaskDyn>> {
-        let t = self.entries.get_mut(i)?.take();
-        if t.is_some() {
-            self.free.push(i);
-        }
-        t
-    }
-}
-
-thread_local! {
-    /// The task whose step is executing on this thread.
-    static CURRENT: RefCell<Option<Rc<dyn TaskDyn>>> = const { RefCell::new(None) };
-}
-
-/// The task executing now, if any.
-pub(crate) fn current() -> Option<Rc<dyn TaskDyn>> {
-    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
-}
-
-/// A handle on a task of any output type: name, cancellation, state, done-callbacks.
-///
-/// ```
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let t = lp.create_task(async { 1 }).unwrap();
-/// let r: loop_core::TaskRef = t.task_ref();
-/// assert!(r.get_name().starts_with("Task-"));
-/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
-/// assert!(r.done());
-/// ```
-#[derive(Clone)]
-pub struct TaskRef {
-    /// The task.
-    pub(crate) t: Rc<dyn TaskDyn>,
 }
 
 /// A task of the loop: awaiting it gives `Ok(output)`, or `Err(Error::Cancelled)` if it was
@@ -345,12 +154,12 @@ impl<T: 'static> Task<T> {
     /// pending or once the outcome was taken.
     pub(crate) fn take_output(&self) -> Option<Result<T>> {
         let mut slot = self.inner.result.borrow_mut();
-        if !matches!(*slot, crate::future::Slot::Done(_)) {
+        if !matches!(*slot, Slot::Done(_)) {
             return None;
         }
         self.inner.header.retrieved.set(true);
-        match std::mem::replace(&mut *slot, crate::future::Slot::Taken) {
-            crate::future::Slot::Done(r) => Some(r),
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Done(r) => Some(r),
             _ => None,
         }
     }
@@ -387,15 +196,13 @@ impl<T: 'static> Task<T> {
         T: Clone,
     {
         match &*self.inner.result.borrow() {
-            crate::future::Slot::Pending => Err(Error::invalid_state("Result is not ready.")),
-            crate::future::Slot::Done(Ok(v)) => Ok(v.clone()),
-            crate::future::Slot::Done(Err(e)) => {
+            Slot::Pending => Err(Error::invalid_state("Result is not ready.")),
+            Slot::Done(Ok(v)) => Ok(v.clone()),
+            Slot::Done(Err(e)) => {
                 self.inner.header.retrieved.set(true);
                 Err(e.clone())
             }
-            crate::future::Slot::Taken => {
-                Err(Error::invalid_state("the result was moved out by an await"))
-            }
+            Slot::Taken => Err(Error::invalid_state("the result was moved out by an await")),
         }
     }
 }
@@ -426,41 +233,15 @@ impl<T: 'static> Future for Task<T> {
         if let Some(e) = early {
             return Poll::Ready(e);
         }
-        {
-            let mut r = self.inner.result.borrow_mut();
-            match &*r {
-                crate::future::Slot::Pending => {}
-                crate::future::Slot::Done(Ok(_)) => {
-                    let crate::future::Slot::Done(Ok(v)) =
-                        std::mem::replace(&mut *r, crate::future::Slot::Taken)
-                    else {
-                        unreachable!()
-                    };
-                    return Poll::Ready(Ok(v));
-                }
-                crate::future::Slot::Done(Err(Error::Cancelled(c))) => {
-                    let c = Cancelled::new(c.message().map(str::to_string));
-                    if let Some(t) = current() {
-                        t.track_delivered(&c);
-                    }
-                    return Poll::Ready(Err(Error::Cancelled(c)));
-                }
-                crate::future::Slot::Done(Err(e)) => {
-                    self.inner.header.retrieved.set(true);
-                    return Poll::Ready(Err(e.clone()));
-                }
-                crate::future::Slot::Taken => {
-                    return Poll::Ready(Err(Error::invalid_state(
-                        "the result was moved out by another await",
-                    )))
+        if let Some(r) = Slot::take_for_await(&self.inner.result, &self.inner.header.retrieved) {
+            if let Err(Error::Cancelled(c)) = &r {
+                if let Some(t) = current() {
+                    t.track_delivered(c);
                 }
             }
+            return Poll::Ready(r);
         }
-        let mut w = self.inner.waiters.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
-        }
-        drop(w);
+        add_waiter(&self.inner.waiters, cx);
         if let Some(t) = current() {
             t.set_waiter(self.inner.clone());
         }
@@ -473,21 +254,38 @@ impl<T> Drop for TaskInner<T> {
     fn drop(&mut self) {
         // Only a failure nobody read is reported; a task that ended well (or whose outcome
         // was read) has nothing to do here.
-        if !self.header.retrieved.get()
-            && matches!(*self.result.get_mut(), crate::future::Slot::Done(Err(_)))
-        {
+        if !self.header.retrieved.get() && matches!(*self.result.get_mut(), Slot::Done(Err(_))) {
             self.report_unretrieved();
         }
     }
 }
 
 impl<T> TaskInner<T> {
+    /// What every ending does, finished or dropped pending: drops the waker and the awaited
+    /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
+    fn release(&self) -> Option<Rc<Inner>> {
+        let h = &self.header;
+        let waker = h.waker.borrow_mut().take();
+        drop(waker);
+        let waiter = h.fut_waiter.borrow_mut().take();
+        drop(waiter);
+        let lp = self.lp.upgrade();
+        let removed = lp
+            .as_ref()
+            .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
+        drop(removed);
+        lp
+    }
+
+    /// A handle of the task's loop, if it still exists.
+    fn loop_handle(&self) -> Option<EventLoop> {
+        self.lp.upgrade().map(|inner| EventLoop { inner })
+    }
+
     /// Reports "Task exception was never retrieved" for a failed task being dropped.
     #[cold]
     fn report_unretrieved(&mut self) {
-        if let crate::future::Slot::Done(Err(e)) =
-            std::mem::replace(self.result.get_mut(), crate::future::Slot::Taken)
-        {
+        if let Slot::Done(Err(e)) = std::mem::replace(self.result.get_mut(), Slot::Taken) {
             if e.is_cancelled() {
                 return;
             }
@@ -507,7 +305,6 @@ impl<T> TaskInner<T> {
                     self.header.location
                 )),
                 source_location: self
-                    .header
                     .lp
                     .upgrade()
                     .is_some_and(|i| i.debug_flag())
@@ -515,64 +312,10 @@ impl<T> TaskInner<T> {
                 ..ExceptionContext::new("Task exception was never retrieved")
             }
             .with_exception(e);
-            report(&self.header.lp, &ctx);
+            report(self.loop_handle(), &ctx);
         }
     }
 }
-
-/// What a task factory receives and returns: the task's future (type-erased), name and
-/// creation site.
-///
-/// ```
-/// use loop_core::{EventLoop, TaskSpec};
-/// use std::rc::Rc;
-///
-/// let lp = EventLoop::new().unwrap();
-/// lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
-///     spec.name = Some(format!("factory:{}", spec.name.unwrap_or_default()));
-///     Ok(spec)
-/// })));
-/// let t = lp.create_named_task("x", async { 1 }).unwrap();
-/// assert_eq!(t.get_name(), "factory:x");
-/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
-/// ```
-#[non_exhaustive]
-pub struct TaskSpec {
-    /// The body. A factory may wrap it, but must keep its output (a boxed value of the task's
-    /// output type).
-    pub future: Pin<Box<dyn Future<Output = Box<dyn Any>>>>,
-    /// The name given to `create_named_task`, if any.
-    pub name: Option<String>,
-    /// Where `create_task` was called.
-    pub location: &'static Location<'static>,
-    /// The context the task will run in: a snapshot of the creator's (asyncio's `context=`).
-    pub context: crate::Context,
-}
-
-impl fmt::Debug for TaskSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskSpec")
-            .field("name", &self.name)
-            .field("location", &self.location)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A task factory: sees every `create_task` of the loop and may wrap, rename or refuse it.
-///
-/// ```
-/// use loop_core::{EventLoop, TaskFactory, TaskSpec};
-/// let factory: TaskFactory = std::rc::Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
-///     spec.name = Some("renamed".into());
-///     Ok(spec)
-/// });
-/// let lp = EventLoop::new().unwrap();
-/// lp.set_task_factory(Some(factory));
-/// let t = lp.create_task(async { 1 }).unwrap();
-/// assert_eq!(t.get_name(), "renamed");
-/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
-/// ```
-pub type TaskFactory = Rc<dyn Fn(&EventLoop, TaskSpec) -> Result<TaskSpec>>;
 
 impl EventLoop {
     /// Wraps a future into a task of this loop; its first step runs on the next iteration.
@@ -678,7 +421,6 @@ impl EventLoop {
             header: Header {
                 id: NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
                 location,
-                lp: Rc::downgrade(&self.inner),
                 loop_id: self.id(),
                 slab_key: Cell::new(0),
                 started: Cell::new(false),
@@ -697,7 +439,8 @@ impl EventLoop {
                     })
                 })),
             },
-            result: RefCell::new(crate::future::Slot::Pending),
+            lp: Rc::downgrade(&self.inner),
+            result: RefCell::new(Slot::Pending),
             waiters: RefCell::new(Vec::new()),
         });
         let r = TaskRef {
@@ -835,13 +578,10 @@ impl EventLoop {
             task.r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
-        let r = std::mem::replace(
-            &mut *task.inner.result.borrow_mut(),
-            crate::future::Slot::Taken,
-        );
+        let r = std::mem::replace(&mut *task.inner.result.borrow_mut(), Slot::Taken);
         task.inner.header.retrieved.set(true);
         match r {
-            crate::future::Slot::Done(r) => r,
+            Slot::Done(r) => r,
             _ => Err(Error::invalid_state("the task's result was already taken")),
         }
     }
@@ -978,7 +718,7 @@ fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
     h.finished.set(true);
     h.cancelled.set(true);
     h.retrieved.set(true);
-    let lp = h.release();
+    let lp = task.release();
     // Done-callbacks can no longer run: drop them (what they captured is released).
     let callbacks = h.take_callbacks();
     drop(callbacks);
@@ -990,7 +730,7 @@ fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
             ctx.source_location = Some(h.location);
         }
         drop(lp);
-        report(&h.lp, &ctx);
+        report(task.loop_handle(), &ctx);
     }
 }
 
@@ -1001,8 +741,8 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
         h.cancelled.set(true);
     }
     h.finished.set(true);
-    *task.result.borrow_mut() = crate::future::Slot::Done(r);
-    let lp = h.release();
+    *task.result.borrow_mut() = Slot::Done(r);
+    let lp = task.release();
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
@@ -1038,7 +778,7 @@ where
     }
     // The loop's state, not an `EventLoop` handle: a step never drops the last handle (the
     // running loop holds one), so the handle's close-on-drop check is not needed here.
-    let lp = match h.lp.upgrade() {
+    let lp = match task.lp.upgrade() {
         Some(inner) if !inner.closed_flag() => inner,
         // The loop is closed: drop the body here; the pending guard reports the task when the
         // wrapper ends.
@@ -1154,21 +894,5 @@ where
             }
             Poll::Pending
         }
-    }
-}
-
-/// Wakes every pending task of a closing loop: the step sees the loop closed and drops the
-/// body on this thread (the pending guard reports it).
-pub(crate) fn abort_all(inner: &Inner) {
-    let wakers: Vec<Waker> = inner
-        .tasks
-        .borrow()
-        .entries
-        .iter()
-        .flatten()
-        .filter_map(|t| t.header().waker.borrow_mut().take())
-        .collect();
-    for w in wakers {
-        w.wake();
     }
 }

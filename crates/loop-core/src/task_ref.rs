@@ -6,8 +6,11 @@ use std::panic::Location;
 
 use std::rc::Rc;
 
-use crate::future::{CallbackId, DoneCallback};
-use crate::task::{current, Task, TaskRef};
+use crate::event_loop::Inner;
+use crate::slot::DoneCallback;
+use crate::task::Task;
+use crate::task_header::{current, TaskRef};
+use crate::CallbackId;
 use crate::{Error, EventLoop};
 
 impl<T: 'static> Task<T> {
@@ -359,11 +362,8 @@ impl TaskRef {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_loop(&self) -> Option<EventLoop> {
-        self.t
-            .header()
-            .lp
-            .upgrade()
-            .map(|inner| EventLoop { inner })
+        let inner = self.t.loop_any()?.downcast::<Inner>().ok()?;
+        Some(EventLoop { inner })
     }
 
     /// The task's context: a snapshot of the variables it sees now (asyncio's

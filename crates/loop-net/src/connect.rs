@@ -9,18 +9,20 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use loop_core::{Error, EventLoop, Result};
 use loop_timers::TimersExt;
-use loop_transport::{ProtocolRef, StreamProtocol, Transport, TransportOptions};
+use loop_transport::{ProtocolRef, StreamProtocol, Transport};
 use rustix::net::{AddressFamily, SocketType};
 
 use crate::errors::{aggregate, with_context};
 use crate::lookup::{ensure_resolved, Service};
+use crate::plain::check_stream_socket;
+use crate::tls::TlsArgs;
 use crate::{AddrInfo, Hints, SockExt, SOCK_STREAM};
 
 /// Options of `create_connection`, `open_connection`, `create_unix_connection`,
@@ -240,67 +242,15 @@ impl ConnectOptions {
     }
 }
 
-/// `<socket fd=7, family=2, type=2>`: how error messages name a socket.
-pub(crate) fn describe_sock(fd: BorrowedFd<'_>) -> String {
-    let family = crate::sys::socket_family(fd)
-        .map(|f| f.as_raw().to_string())
-        .unwrap_or_else(|e| format!("? ({e})"));
-    let ty = rustix::net::sockopt::socket_type(fd)
-        .map(|t| t.as_raw().to_string())
-        .unwrap_or_else(|e| format!("? ({e})"));
-    format!("<socket fd={}, family={family}, type={ty}>", fd.as_raw_fd())
-}
-
-/// Checks that `fd` is a stream socket (of `family`, if given) (NET-20, NET-29, NET-46).
-pub(crate) fn check_stream_socket(
-    fd: BorrowedFd<'_>,
-    family: Option<AddressFamily>,
-    what: &str,
-) -> Result<()> {
-    let ok_type = matches!(
-        rustix::net::sockopt::socket_type(fd),
-        Ok(SocketType::STREAM)
-    );
-    let ok_family = match family {
-        None => true,
-        Some(f) => crate::sys::socket_family(fd).is_ok_and(|d| d == f),
-    };
-    if ok_type && ok_family {
-        Ok(())
-    } else {
-        Err(Error::invalid_argument(format!(
-            "{what} was expected, got {}",
-            describe_sock(fd)
-        )))
+/// The TLS options of a connection call, as [`tls`](crate::tls) checks them.
+pub(crate) fn tls_args(o: &ConnectOptions) -> TlsArgs<'_> {
+    TlsArgs {
+        #[cfg(any(feature = "tls", feature = "tls-ring"))]
+        ssl: o.ssl.as_ref(),
+        server_hostname: o.server_hostname.as_deref(),
+        ssl_handshake_timeout: o.ssl_handshake_timeout,
+        ssl_shutdown_timeout: o.ssl_shutdown_timeout,
     }
-}
-
-/// Closes the transport if the wait for `connection_made` is cut short (NET-27).
-struct CloseUnlessDone(Option<Transport>);
-
-impl Drop for CloseUnlessDone {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            t.close();
-        }
-    }
-}
-
-/// Wraps a connected socket in a transport with a fresh protocol and waits for
-/// `connection_made` (NET-27).
-pub(crate) async fn make_transport<P: Into<StreamProtocol> + 'static>(
-    lp: &EventLoop,
-    fd: OwnedFd,
-    protocol: P,
-    options: TransportOptions,
-) -> Result<(Transport, ProtocolRef<P>)> {
-    let waiter = lp.create_future::<()>();
-    let t = Transport::new(lp, fd, protocol, options.waiter(waiter.clone()))?;
-    let p = t.protocol_ref::<P>();
-    let mut guard = CloseUnlessDone(Some(t.clone()));
-    waiter.await?;
-    guard.0 = None;
-    Ok((t, p))
 }
 
 /// How one attempt ended without a socket.
@@ -561,7 +511,7 @@ pub(crate) async fn create_connection<P: Into<StreamProtocol> + 'static>(
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
     let h = (!host.is_empty()).then_some(host.as_str());
-    let tls = crate::tls::client(&o, h, false)?;
+    let tls = crate::tls::client(&tls_args(&o), h, false)?;
     if h.is_none() && !port.is_specified() {
         return Err(Error::invalid_argument(
             "host and port was not specified and no sock specified \
@@ -579,7 +529,7 @@ pub(crate) async fn create_connection_sock<P: Into<StreamProtocol> + 'static>(
     sock: OwnedFd,
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let tls = crate::tls::client(&o, None, false)?;
+    let tls = crate::tls::client(&tls_args(&o), None, false)?;
     check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
     crate::tls::connect(&lp, sock, factory(), tls).await
 }
@@ -591,7 +541,7 @@ pub(crate) async fn connect_accepted_socket<P: Into<StreamProtocol> + 'static>(
     sock: OwnedFd,
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let tls = crate::tls::accepted(&o)?;
+    let tls = crate::tls::accepted(&tls_args(&o))?;
     check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
     crate::tls::connect(&lp, sock, factory(), tls).await
 }

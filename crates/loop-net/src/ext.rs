@@ -594,7 +594,7 @@ pub trait NetExt: Sealed {
         Fut: Future<Output = Result<()>> + 'static;
 }
 
-fn boxed_factory<F, P>(mut factory: F) -> server::Factory
+fn boxed_factory<F, P>(mut factory: F) -> crate::plain::Factory
 where
     F: FnMut() -> P + 'static,
     P: Into<StreamProtocol>,

@@ -37,6 +37,7 @@ mod datagram;
 mod errors;
 mod ext;
 mod lookup;
+mod plain;
 mod resolve;
 mod sealed;
 mod server;

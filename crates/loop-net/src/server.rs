@@ -29,14 +29,15 @@ use loop_core::{
     Error, EventLoop, Exception, ExceptionContext, LoopFuture, Mode, Readiness, Result,
 };
 use loop_timers::{TimerHandle, TimersExt};
-use loop_transport::{Addr, StreamProtocol, Transport, TransportOptions};
+use loop_transport::{Addr, Transport, TransportOptions};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
-use crate::connect::check_stream_socket;
 use crate::errors::with_context;
 use crate::lookup::{ensure_resolved, Service};
+use crate::plain::{check_stream_socket, Factory};
 use crate::server_socket::ServerSocket;
+use crate::tls::TlsArgs;
 use crate::{AddrInfo, Hints, AF_INET6, AI_PASSIVE, SOCK_STREAM};
 
 /// How long accepting stays paused after running out of file descriptors or memory (NET-37).
@@ -349,9 +350,6 @@ impl From<Vec<&str>> for Hosts {
     }
 }
 
-/// Makes each connection's protocol.
-pub(crate) type Factory = Box<dyn FnMut() -> StreamProtocol>;
-
 /// A socket file to unlink on close, if it is still ours (NET-49).
 pub(crate) struct UnixCleanup {
     /// The path.
@@ -616,7 +614,7 @@ impl ServerInner {
             .borrow()
             .listeners
             .get(idx)
-            .map(|l| crate::connect::describe_sock(l.fd().as_fd()))
+            .map(|l| crate::plain::describe_sock(l.fd().as_fd()))
             .unwrap_or_default()
     }
 
@@ -1256,6 +1254,17 @@ pub(crate) async fn finish_server(
     Ok(server)
 }
 
+/// The TLS options of a server call, as [`tls`](crate::tls) checks them.
+pub(crate) fn tls_args(o: &ServerOptions) -> TlsArgs<'_> {
+    TlsArgs {
+        #[cfg(any(feature = "tls", feature = "tls-ring"))]
+        ssl: o.ssl.as_ref(),
+        server_hostname: None,
+        ssl_handshake_timeout: o.ssl_handshake_timeout,
+        ssl_shutdown_timeout: o.ssl_shutdown_timeout,
+    }
+}
+
 /// `create_server` (NET-30..NET-45).
 pub(crate) async fn create_server(
     lp: EventLoop,
@@ -1264,7 +1273,7 @@ pub(crate) async fn create_server(
     port: Service,
     o: ServerOptions,
 ) -> Result<Server> {
-    let tls = crate::tls::server(&o)?;
+    let tls = crate::tls::server(&tls_args(&o))?;
     let factory = crate::tls::wrap_factory(&lp, factory, tls);
     if hosts.0.is_empty() && !port.is_specified() {
         return Err(Error::invalid_argument(
@@ -1283,7 +1292,7 @@ pub(crate) async fn create_server_sock(
     sock: OwnedFd,
     o: ServerOptions,
 ) -> Result<Server> {
-    let tls = crate::tls::server(&o)?;
+    let tls = crate::tls::server(&tls_args(&o))?;
     let factory = crate::tls::wrap_factory(&lp, factory, tls);
     check_stream_socket(sock.as_fd(), None, "A Stream Socket")?;
     rustix::io::ioctl_fionbio(&sock, true)?;

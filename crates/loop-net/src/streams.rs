@@ -20,7 +20,8 @@ use loop_transport::Transport;
 
 use crate::connect::{create_connection, create_connection_sock, ConnectOptions};
 use crate::lookup::Service;
-use crate::server::{create_server, create_server_sock, Factory, Hosts, Server, ServerOptions};
+use crate::plain::Factory;
+use crate::server::{create_server, create_server_sock, Hosts, Server, ServerOptions};
 use crate::unix::{
     create_unix_connection, create_unix_connection_sock, create_unix_server,
     create_unix_server_sock,

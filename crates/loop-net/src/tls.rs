@@ -7,11 +7,24 @@ use std::os::fd::OwnedFd;
 use loop_core::{Error, EventLoop, Result};
 use loop_transport::{ProtocolRef, StreamProtocol, Transport, TransportOptions};
 
-use crate::connect::{make_transport, ConnectOptions};
-use crate::server::{Factory, ServerOptions};
+use crate::plain::{make_transport, Factory};
 
 #[cfg(any(feature = "tls", feature = "tls-ring"))]
 use loop_tls::{SslContext, TlsOptions};
+
+/// The TLS options of a connection or server call (asyncio's `ssl`, `server_hostname`,
+/// `ssl_handshake_timeout`, `ssl_shutdown_timeout`), borrowed from its options.
+pub(crate) struct TlsArgs<'a> {
+    /// The context.
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    pub(crate) ssl: Option<&'a SslContext>,
+    /// The name to check the server's certificate against (client side).
+    pub(crate) server_hostname: Option<&'a str>,
+    /// How long the handshake may take.
+    pub(crate) ssl_handshake_timeout: Option<std::time::Duration>,
+    /// How long closing waits for the peer's `close_notify`.
+    pub(crate) ssl_shutdown_timeout: Option<std::time::Duration>,
+}
 
 /// The TLS setup of one connection (uninhabited without the `tls` feature).
 pub(crate) struct TlsSetup {
@@ -25,16 +38,6 @@ pub(crate) struct TlsSetup {
 
 fn only_with_ssl(what: &str) -> Error {
     Error::invalid_argument(format!("{what} is only meaningful with ssl"))
-}
-
-#[cfg(any(feature = "tls", feature = "tls-ring"))]
-fn ssl_of_connect(o: &ConnectOptions) -> Option<&SslContext> {
-    o.ssl.as_ref()
-}
-
-#[cfg(any(feature = "tls", feature = "tls-ring"))]
-fn ssl_of_server(o: &ServerOptions) -> Option<&SslContext> {
-    o.ssl.as_ref()
 }
 
 /// The timeouts without TLS (both sides).
@@ -54,14 +57,10 @@ fn check_timeouts(
 
 /// The client side of `create_connection` (`host` given) and `create_unix_connection`
 /// (`host` `None`): asyncio's argument rules; the host is the default `server_hostname`.
-pub(crate) fn client(
-    o: &ConnectOptions,
-    host: Option<&str>,
-    unix: bool,
-) -> Result<Option<TlsSetup>> {
+pub(crate) fn client(o: &TlsArgs<'_>, host: Option<&str>, unix: bool) -> Result<Option<TlsSetup>> {
     #[cfg(any(feature = "tls", feature = "tls-ring"))]
     {
-        let Some(ctx) = ssl_of_connect(o) else {
+        let Some(ctx) = o.ssl else {
             if o.server_hostname.is_some() {
                 return Err(only_with_ssl("server_hostname"));
             }
@@ -81,7 +80,7 @@ pub(crate) fn client(
         let args = loop_tls::args::check_client_args(
             true,
             host,
-            o.server_hostname.as_deref(),
+            o.server_hostname,
             o.ssl_handshake_timeout,
             o.ssl_shutdown_timeout,
         )
@@ -136,13 +135,13 @@ fn server_side(
 }
 
 /// `connect_accepted_socket`: TLS as the server of an accepted socket.
-pub(crate) fn accepted(o: &ConnectOptions) -> Result<Option<TlsSetup>> {
+pub(crate) fn accepted(o: &TlsArgs<'_>) -> Result<Option<TlsSetup>> {
     if o.server_hostname.is_some() {
         return Err(only_with_ssl("server_hostname"));
     }
     #[cfg(any(feature = "tls", feature = "tls-ring"))]
     {
-        let ssl = ssl_of_connect(o);
+        let ssl = o.ssl;
         server_side(
             ssl.is_some(),
             o.ssl_handshake_timeout,
@@ -172,10 +171,10 @@ fn server_opts(
 }
 
 /// `create_server` / `create_unix_server`: the TLS setup every accepted connection gets.
-pub(crate) fn server(o: &ServerOptions) -> Result<Option<TlsSetup>> {
+pub(crate) fn server(o: &TlsArgs<'_>) -> Result<Option<TlsSetup>> {
     #[cfg(any(feature = "tls", feature = "tls-ring"))]
     {
-        let ssl = ssl_of_server(o);
+        let ssl = o.ssl;
         server_side(
             ssl.is_some(),
             o.ssl_handshake_timeout,

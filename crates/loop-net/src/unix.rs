@@ -17,9 +17,10 @@ use loop_transport::{Addr, ProtocolRef, StreamProtocol, Transport};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
-use crate::connect::{check_stream_socket, ConnectOptions};
+use crate::connect::ConnectOptions;
 use crate::errors::with_context;
-use crate::server::{finish_server, Factory, Server, ServerOptions, UnixCleanup};
+use crate::plain::{check_stream_socket, Factory};
+use crate::server::{finish_server, Server, ServerOptions, UnixCleanup};
 use crate::SockExt;
 
 /// The address of a Unix socket path; a leading NUL byte makes it an abstract name.
@@ -60,7 +61,7 @@ pub(crate) async fn create_unix_connection<P: Into<StreamProtocol> + 'static>(
     path: PathBuf,
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let tls = crate::tls::client(&o, None, true)?;
+    let tls = crate::tls::client(&crate::connect::tls_args(&o), None, true)?;
     check_unix_connect_options(&o)?;
     let sock = unix_socket()?;
     lp.sock_connect(&sock, unix_addr(&path)).await?;
@@ -74,7 +75,7 @@ pub(crate) async fn create_unix_connection_sock<P: Into<StreamProtocol> + 'stati
     sock: OwnedFd,
     o: ConnectOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let tls = crate::tls::client(&o, None, true)?;
+    let tls = crate::tls::client(&crate::connect::tls_args(&o), None, true)?;
     check_unix_connect_options(&o)?;
     check_unix_stream_socket(&sock)?;
     crate::tls::connect(&lp, sock, factory(), tls).await
@@ -97,7 +98,7 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 
 /// The TLS setup and the option checks of `create_unix_server` and its `_sock` form.
 fn unix_server_factory(lp: &EventLoop, factory: Factory, o: &ServerOptions) -> Result<Factory> {
-    let tls = crate::tls::server(o)?;
+    let tls = crate::tls::server(&crate::server::tls_args(o))?;
     let factory = crate::tls::wrap_factory(lp, factory, tls);
     let bad = [
         (o.reuse_address.is_some(), "reuse_address"),

@@ -65,14 +65,14 @@ fn valgrind_missing() -> Option<String> {
 
 /// Builds the release benchmark binary; returns its path.
 fn build(root: &Path) -> Result<PathBuf, String> {
-    let (ok, text) = crate::run_step(
-        &mut crate::cargo(&["build", "--quiet", "--release", "-p", "evloop-bench"]),
+    let (ok, text) = crate::cmd::run_step(
+        &mut crate::cmd::cargo(&["build", "--quiet", "--release", "-p", "evloop-bench"]),
         RUN_LIMIT,
     );
     if !ok {
         return Err(format!("could not build evloop-bench:\n{text}"));
     }
-    Ok(crate::echo::target_dir(root).join("release/evloop-bench"))
+    Ok(crate::cmd::target_dir(root).join("release/evloop-bench"))
 }
 
 /// Runs one micro-benchmark of one implementation once, n operations, under callgrind;
@@ -100,7 +100,7 @@ fn micro_ir(
         "1",
         "--no-warmup",
     ];
-    let (ok, text) = crate::run_step(callgrind(&profile).arg(bin).args(bench_args), RUN_LIMIT);
+    let (ok, text) = crate::cmd::run_step(callgrind(&profile).arg(bin).args(bench_args), RUN_LIMIT);
     let ran = text.lines().filter(|l| l.starts_with("RESULT\t")).count();
     if !ok || ran != 1 {
         return Err(format!(
@@ -141,7 +141,7 @@ fn echo_ir(
     let driven = match port {
         None => Err("the server did not report its port".to_string()),
         Some(port) => {
-            let (ok, text) = crate::run_step(
+            let (ok, text) = crate::cmd::run_step(
                 Command::new(bin).args([
                     "echo-client",
                     "--port",
@@ -195,7 +195,7 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
         eprintln!("{e}");
         ExitCode::FAILURE
     })?;
-    let dir = crate::echo::target_dir(root).join("instructions");
+    let dir = crate::cmd::target_dir(root).join("instructions");
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("could not create {}: {e}", dir.display());
         return Err(ExitCode::FAILURE);
@@ -411,7 +411,7 @@ pub fn annotate(root: &Path, args: &[String]) -> ExitCode {
     }
     let result = (|| -> Result<(), String> {
         let bin = build(root)?;
-        let dir = crate::echo::target_dir(root).join("instructions");
+        let dir = crate::cmd::target_dir(root).join("instructions");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (n0, n1) = (100_000u64, 200_000u64);
         let (ir0, p0) = micro_ir(&bin, &dir, bench, &imp, n0, 0)?;
@@ -484,7 +484,7 @@ fn splice(existing: &str, text: &str) -> String {
                 .map_or(existing.len(), |i| start + 1 + i);
             (&existing[..start], &existing[end..])
         }
-        None => match existing.find(crate::bench::ECHO_HEADING) {
+        None => match existing.find(crate::echo::ECHO_HEADING) {
             Some(i) => (&existing[..i], &existing[i..]),
             None => (existing, ""),
         },

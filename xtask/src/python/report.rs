@@ -175,7 +175,10 @@ pub fn section(
     versions: &[(String, String)],
     notes: &[String],
 ) -> String {
-    let modules: Vec<String> = super::MODULES.iter().map(|s| s.to_string()).collect();
+    let modules: Vec<String> = super::suite::MODULES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut s = String::new();
     s.push_str(SECTION_OPEN);
     s.push_str("\n## CPython's test_asyncio on the Python package\n\n");
@@ -350,7 +353,10 @@ pub fn write_section(path: &Path, section: &str) -> Result<bool, String> {
 /// `summary.json`: per module the counted tests and each subject's passes, and per subject the
 /// counted tests that did not pass, with outcome and reason.
 pub fn write_summary(path: &Path, r: &Results, subjects: &[String]) -> Result<(), String> {
-    let modules: Vec<String> = super::MODULES.iter().map(|s| s.to_string()).collect();
+    let modules: Vec<String> = super::suite::MODULES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut s = String::from("{\n  \"modules\": {\n");
     let mut first = true;
     for m in &modules {

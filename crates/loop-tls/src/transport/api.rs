@@ -14,8 +14,9 @@ use loop_transport::{
 
 use super::info::TlsInfo;
 use super::proto::TlsProtocol;
-use super::{Tls, TlsCore};
+use super::state::{Tls, TlsCore};
 use crate::context::SslContext;
+use crate::engine::TlsEngine;
 
 /// The TLS arguments of a connection (asyncio's `server_side`, `server_hostname`,
 /// `ssl_handshake_timeout`, `ssl_shutdown_timeout`). `Default`: the context's side, no name,
@@ -101,6 +102,27 @@ impl TlsOptions {
     }
 }
 
+/// The engine `opts` ask for on `ctx`: the context's side unless `opts` say otherwise, with
+/// the options' name and timeouts.
+fn make_engine(ctx: &SslContext, opts: &TlsOptions) -> Result<TlsEngine> {
+    let server_side = opts.server_side.unwrap_or(ctx.is_server());
+    let mut engine = if server_side {
+        if opts.server_hostname.is_some() {
+            return Err(Error::invalid_argument(
+                "server_hostname is only meaningful for a client-side connection",
+            ));
+        }
+        TlsEngine::server(ctx)
+    } else {
+        TlsEngine::client(ctx, opts.server_hostname.as_deref().unwrap_or(""))
+    }
+    .map_err(|e| Error::invalid_argument(e.to_string()))?;
+    engine
+        .set_timeouts(opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout)
+        .map_err(|e| Error::invalid_argument(e.to_string()))?;
+    Ok(engine)
+}
+
 /// What the handshake's waiter needs cleaned up if the wait is cut short (cancelled): the
 /// transport underneath is aborted, the queued start-up callbacks cancelled.
 struct Unwind {
@@ -144,7 +166,7 @@ pub async fn connect_over<P: Into<StreamProtocol> + 'static>(
     opts: &TlsOptions,
     transport: TransportOptions,
 ) -> Result<(Transport, ProtocolRef<P>)> {
-    let core = Tls::new_core(lp, ctx, app.into(), opts, true)?;
+    let core = Tls::new_core(lp, ctx, app.into(), make_engine(ctx, opts)?, true)?;
     let waiter = Tls::waiter(&core).ok_or(Error::Closed)?;
     let lower = match Transport::new(lp, fd, TlsProtocol::new(core.clone()), transport) {
         Ok(l) => l,
@@ -186,7 +208,7 @@ pub fn server_protocol(
     app: StreamProtocol,
     opts: &TlsOptions,
 ) -> StreamProtocol {
-    match Tls::new_core(lp, ctx, app, opts, true) {
+    match make_engine(ctx, opts).and_then(|engine| Tls::new_core(lp, ctx, app, engine, true)) {
         Ok(core) => {
             // Nobody waits for a server's handshake.
             drop(core.driver.waiter.borrow_mut().take());
@@ -237,7 +259,7 @@ pub fn start_tls<P: Into<StreamProtocol> + 'static>(
                 "start_tls() needs an open transport; this one is closing",
             ));
         }
-        let core = Tls::new_core(&lp, &ctx, protocol.into(), &opts, false)?;
+        let core = Tls::new_core(&lp, &ctx, protocol.into(), make_engine(&ctx, &opts)?, false)?;
         let waiter = Tls::waiter(&core).ok_or(Error::Closed)?;
         // Paused first, so that no data reaches the TLS protocol before the handshake starts.
         lower.pause_reading();

@@ -7,7 +7,7 @@ use loop_transport::engine::Core;
 use loop_transport::ExtraValue;
 use rustls::pki_types::CertificateDer;
 
-use super::Tls;
+use super::state::Tls;
 use crate::context::{SslContext, TlsVersion};
 
 /// What a TLS connection negotiated, as asyncio's `ssl_object` tells it: the peer's

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use loop_transport::{Protocol, Transport};
 
-use super::{Tls, TlsCore};
+use super::state::{Tls, TlsCore};
 use crate::engine::TlsState;
 
 /// The layering protocol of a TLS connection: the protocol of the TCP (or Unix) transport

@@ -1,0 +1,97 @@
+//! The pool of spent `call_soon_threadsafe` allocations a loop keeps for reuse.
+//!
+//! A remote callback is allocated on the calling thread and released on the loop's. Left to the
+//! allocator, every such pair takes its slow paths; keeping spent allocations (which hold no
+//! closure any more) and refilling them on the next call avoids that. This module only keeps
+//! and hands out type-erased allocations; [`handle`](crate::handle) downcasts and refills them.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use crate::work::RemoteCallback;
+
+/// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
+/// ([`SpareRemote`] and [`SpentRemote`]).
+const SPARE_REMOTE_BYTES: usize = 1 << 20;
+
+/// Spent remote callback allocations and their total size.
+#[derive(Default)]
+struct Kept {
+    /// The allocations, each an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
+    cbs: Vec<Arc<dyn Any + Send + Sync>>,
+    /// Their sizes, added up.
+    bytes: usize,
+}
+
+/// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
+///
+/// A remote callback is allocated on the calling thread and, once it ran, released on the
+/// loop's: left to the allocator, every call takes its slow paths (a thread's cache of freed
+/// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
+/// spent allocation that nobody else holds (its handle dropped, its closure already gone; see
+/// [`SpentRemote`]) and hands it back here, and the next `call_soon_threadsafe` with a closure
+/// of the same type fills it again. At most [`SPARE_REMOTE_BYTES`] are kept; they hold no
+/// closure, so they keep nothing else alive.
+#[derive(Default)]
+pub(crate) struct SpareRemote(Mutex<Kept>);
+
+/// The loop's side of [`SpareRemote`]: spent allocations collected during an iteration
+/// without a lock, handed back in one batch when the loop next takes remote work.
+#[derive(Default)]
+pub(crate) struct SpentRemote(RefCell<Kept>);
+
+impl SpentRemote {
+    /// Keeps `cb` for reuse if nobody else holds it and there is room. The loop's thread,
+    /// after the callback ran or was skipped as cancelled.
+    #[inline]
+    pub(crate) fn keep<L>(&self, cb: Arc<dyn RemoteCallback<L>>) {
+        // No `Weak` of a remote callback is ever made: one strong reference is ownership.
+        if Arc::strong_count(&cb) != 1 {
+            return;
+        }
+        let size = std::mem::size_of_val(&*cb);
+        let mut spent = self.0.borrow_mut();
+        if spent.bytes + size <= SPARE_REMOTE_BYTES {
+            spent.bytes += size;
+            spent.cbs.push(cb.into_any());
+        }
+    }
+
+    /// Hands what was kept to `spare`, as far as it has room; the rest is freed.
+    #[inline]
+    pub(crate) fn give_back(&self, spare: &SpareRemote) {
+        let mut spent = self.0.borrow_mut();
+        if spent.cbs.is_empty() {
+            return;
+        }
+        let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for cb in &spent.cbs {
+            let size = std::mem::size_of_val(&**cb);
+            if to.bytes + size > SPARE_REMOTE_BYTES {
+                break;
+            }
+            to.bytes += size;
+            n += 1;
+        }
+        to.cbs.extend(spent.cbs.drain(..n));
+        drop(to);
+        // What did not fit is freed outside the lock.
+        spent.cbs.clear();
+        spent.bytes = 0;
+    }
+}
+
+impl SpareRemote {
+    /// One kept allocation (of any closure type), if there is one.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let cb = kept.cbs.pop();
+        if let Some(cb) = &cb {
+            kept.bytes -= std::mem::size_of_val(&**cb);
+        }
+        cb
+    }
+}

@@ -1,0 +1,258 @@
+//! The task header: the type-independent state every task has ([`Header`], behind the
+//! [`TaskDyn`] trait object that [`TaskRef`] holds), the loop's task table, the task executing
+//! now, and [`TaskSpec`]. Nothing here names the loop: the typed task (`task.rs`) holds its
+//! loop, and a [`TaskRef`] reaches it through [`TaskDyn::loop_any`], so the loop's state can
+//! hold the task table and the task types without a module cycle.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell, RefMut};
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Waker;
+
+use crate::slot::DoneCallback;
+use crate::{Cancelled, Error};
+
+/// Something a task can be waiting on, that its cancellation cancels.
+pub(crate) trait CancelTarget {
+    /// Cancels it; true if it was pending.
+    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool;
+}
+
+/// The type-independent part of every task.
+pub(crate) trait TaskDyn {
+    /// The header.
+    fn header(&self) -> &Header;
+    /// The error the task failed with, if it did (marks it retrieved).
+    fn error(&self) -> Option<Error>;
+    /// Cancels the task.
+    fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
+    /// The task's loop (its state, as `Any`), if it still exists.
+    fn loop_any(&self) -> Option<Rc<dyn Any>>;
+}
+
+impl dyn TaskDyn {
+    #[inline]
+    pub(crate) fn loop_id(&self) -> u64 {
+        self.header().loop_id
+    }
+
+    /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
+    #[inline]
+    pub(crate) fn take_pending_cancel(&self) -> Option<Cancelled> {
+        let h = self.header();
+        let msg = h.take_must_cancel()?;
+        let c = Cancelled::new(msg);
+        self.track_delivered(&c);
+        Some(c)
+    }
+
+    /// Remembers a cancellation delivered into the body.
+    pub(crate) fn track_delivered(&self, c: &Cancelled) {
+        let mut cold = self.header().cold();
+        let d = &mut cold.delivered;
+        d.retain(|(w, _)| w.strong_count() > 0);
+        d.push((c.token(), c.message().map(str::to_string)));
+    }
+
+    /// Records the loop future the task now waits on.
+    #[inline]
+    pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
+        let h = self.header();
+        h.waiting_on_loop.set(true);
+        *h.fut_waiter.borrow_mut() = Some(w);
+    }
+}
+
+/// The type-independent state of a task.
+pub(crate) struct Header {
+    /// Process-wide id.
+    pub(crate) id: u64,
+    /// Where `create_task` was called.
+    pub(crate) location: &'static Location<'static>,
+    /// The loop's id.
+    pub(crate) loop_id: u64,
+    /// Index in the loop's task table.
+    pub(crate) slab_key: Cell<usize>,
+    /// The first step ran.
+    pub(crate) started: Cell<bool>,
+    /// Done.
+    pub(crate) finished: Cell<bool>,
+    /// Done by cancellation.
+    pub(crate) cancelled: Cell<bool>,
+    /// The loop future the task waits on.
+    pub(crate) fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    /// The last step suspended in a loop-aware `await` (a loop future or task), which can
+    /// deliver a cancellation into the body; false when it suspended on a foreign future.
+    pub(crate) waiting_on_loop: Cell<bool>,
+    /// The task's waker (to reschedule it for a cancellation).
+    pub(crate) waker: RefCell<Option<Waker>>,
+    /// Report "destroyed but pending" if dropped pending.
+    pub(crate) log_destroy_pending: Cell<bool>,
+    /// The error was read (no "never retrieved" report).
+    pub(crate) retrieved: Cell<bool>,
+    /// The task's context; taken out (current) while a step runs.
+    pub(crate) ctx: Cell<crate::context::Snapshot>,
+    /// A name, cancellation and done-callback state: `None` until first used.
+    pub(crate) cold: RefCell<Option<Box<Cold>>>,
+}
+
+/// The part of a task's state most tasks never use (an explicit name, cancellation,
+/// done-callbacks). It lives out of line and is allocated on first use, so that the common
+/// task (created, run, awaited) stays small: with a million live tasks, memory traffic is
+/// most of what a task costs.
+#[derive(Default)]
+pub(crate) struct Cold {
+    /// Explicit name.
+    pub(crate) name: Option<String>,
+    /// A cancellation to deliver: `Some(message)`.
+    pub(crate) must_cancel: Option<Option<String>>,
+    /// Number of cancel requests not withdrawn by `uncancel`.
+    pub(crate) cancelling: u32,
+    /// Cancellations delivered into the body: (token, message).
+    pub(crate) delivered: Vec<(std::sync::Weak<()>, Option<String>)>,
+    /// Done-callbacks.
+    pub(crate) callbacks: Vec<DoneCallback<TaskRef>>,
+    /// Next callback id.
+    pub(crate) next_cb: u64,
+}
+
+impl Header {
+    /// The cold state, created on first use. The borrow must end before user code runs.
+    pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
+        RefMut::map(self.cold.borrow_mut(), |c| {
+            &mut **c.get_or_insert_with(Default::default)
+        })
+    }
+
+    /// Applies `f` to the cold state if it exists (without creating it).
+    #[inline]
+    pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
+        self.cold.borrow_mut().as_deref_mut().map(f)
+    }
+
+    /// Takes the cancellation waiting to be delivered, if any.
+    #[inline]
+    pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
+        self.if_cold(|c| c.must_cancel.take()).flatten()
+    }
+
+    /// Takes the done-callbacks.
+    #[inline]
+    pub(crate) fn take_callbacks(&self) -> Vec<DoneCallback<TaskRef>> {
+        self.if_cold(|c| std::mem::take(&mut c.callbacks))
+            .unwrap_or_default()
+    }
+}
+
+/// The loop's table of pending tasks.
+#[derive(Default)]
+pub(crate) struct TaskSlab {
+    /// Entries.
+    pub(crate) entries: Vec<Option<Rc<dyn TaskDyn>>>,
+    /// Free indexes.
+    free: Vec<usize>,
+}
+
+impl TaskSlab {
+    #[inline]
+    pub(crate) fn insert(&mut self, t: Rc<dyn TaskDyn>) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(t);
+                i
+            }
+            None => {
+                self.entries.push(Some(t));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn remove(&mut self, i: usize) -> Option<Rc<dyn TaskDyn>> {
+        let t = self.entries.get_mut(i)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+
+    /// Takes the waker of every pending task (a closing loop wakes them all: each step then
+    /// sees the loop closed and drops its body, on the loop's thread).
+    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+        self.entries
+            .iter()
+            .flatten()
+            .filter_map(|t| t.header().waker.borrow_mut().take())
+            .collect()
+    }
+}
+
+thread_local! {
+    /// The task whose step is executing on this thread.
+    pub(crate) static CURRENT: RefCell<Option<Rc<dyn TaskDyn>>> = const { RefCell::new(None) };
+}
+
+/// The task executing now, if any.
+#[inline]
+pub(crate) fn current() -> Option<Rc<dyn TaskDyn>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// A handle on a task of any output type: name, cancellation, state, done-callbacks.
+///
+/// ```
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let t = lp.create_task(async { 1 }).unwrap();
+/// let r: loop_core::TaskRef = t.task_ref();
+/// assert!(r.get_name().starts_with("Task-"));
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// assert!(r.done());
+/// ```
+#[derive(Clone)]
+pub struct TaskRef {
+    /// The task.
+    pub(crate) t: Rc<dyn TaskDyn>,
+}
+
+/// What a task factory receives and returns: the task's future (type-erased), name and
+/// creation site.
+///
+/// ```
+/// use loop_core::{EventLoop, TaskSpec};
+/// use std::rc::Rc;
+///
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_task_factory(Some(Rc::new(|_lp: &EventLoop, mut spec: TaskSpec| {
+///     spec.name = Some(format!("factory:{}", spec.name.unwrap_or_default()));
+///     Ok(spec)
+/// })));
+/// let t = lp.create_named_task("x", async { 1 }).unwrap();
+/// assert_eq!(t.get_name(), "factory:x");
+/// assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), 1);
+/// ```
+#[non_exhaustive]
+pub struct TaskSpec {
+    /// The body. A factory may wrap it, but must keep its output (a boxed value of the task's
+    /// output type).
+    pub future: Pin<Box<dyn Future<Output = Box<dyn Any>>>>,
+    /// The name given to `create_named_task`, if any.
+    pub name: Option<String>,
+    /// Where `create_task` was called.
+    pub location: &'static Location<'static>,
+    /// The context the task will run in: a snapshot of the creator's (asyncio's `context=`).
+    pub context: crate::Context,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
