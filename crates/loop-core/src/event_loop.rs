@@ -855,11 +855,13 @@ impl EventLoop {
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
-        let mut run_time = c.run_time.get();
+        let mut in_runs = c.run_time.get();
         if let Some(mark) = c.run_mark.get() {
-            // Called while running: count the running time since the last mark too.
-            run_time += Instant::now().saturating_duration_since(mark);
+            // Called while running: count the current run so far too.
+            in_runs += Instant::now().saturating_duration_since(mark);
         }
+        // Time in `run_*` is either polling or running; only the polls are timed one by one.
+        let run_time = in_runs.saturating_sub(c.poll_time.get());
         let timers_pending = match self.inner.sources.try_borrow() {
             Ok(sources) => sources.iter().map(|s| s.pending() as u64).sum(),
             Err(_) => 0,
@@ -1043,9 +1045,6 @@ impl EventLoop {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
             inner.counters.last_poll_timeout.set(timeout);
-            if let Some(start) = poll_start {
-                inner.counters.account_run(start);
-            }
             let mut q = inner.ready.borrow_mut();
             let before = q.len();
             let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
@@ -1060,7 +1059,6 @@ impl EventLoop {
                 let c = &inner.counters;
                 c.poll_time
                     .set(c.poll_time.get() + end.saturating_duration_since(start));
-                c.run_mark.set(Some(end));
                 polled_at = Some(end);
             }
             bump(&inner.counters.io_events, polled as u64);

@@ -59,7 +59,13 @@ impl ReaderCore {
             if data.is_empty() {
                 return;
             }
-            st.incoming.extend_from_slice(data);
+            if st.incoming.capacity() == 0 {
+                // The usual case: the reader took the last bytes (handing its buffer to the
+                // caller). One allocation of the right size, without the growth path.
+                st.incoming = data.to_vec();
+            } else {
+                st.incoming.extend_from_slice(data);
+            }
             if !st.paused && st.incoming.len() + st.local_len > 2 * st.limit {
                 let t = st.transport.clone();
                 st.paused = t.is_some();
@@ -86,7 +92,11 @@ impl ReaderCore {
 
     #[inline]
     pub(super) fn exception(&self) -> Option<Error> {
-        self.st.borrow().exception.clone()
+        match &self.st.borrow().exception {
+            // The usual case, without a call to the error's `clone`.
+            None => None,
+            Some(e) => Some(e.clone()),
+        }
     }
 }
 
@@ -324,8 +334,8 @@ impl StreamReader {
 
     #[inline]
     fn check(&self) -> std::result::Result<(), StreamError> {
-        match self.core.exception() {
-            Some(e) => Err(StreamError::Other(e)),
+        match &self.core.st.borrow().exception {
+            Some(e) => Err(StreamError::Other(e.clone())),
             None => Ok(()),
         }
     }
