@@ -307,6 +307,7 @@ impl StreamReader {
     }
 
     /// Moves fed data into the reader's own buffer.
+    #[inline]
     fn absorb(&mut self) {
         let mut st = self.core.st.borrow_mut();
         if st.incoming.is_empty() {
@@ -356,6 +357,7 @@ impl StreamReader {
     }
 
     /// Takes `n` bytes from the front.
+    #[inline]
     fn take(&mut self, n: usize) -> Vec<u8> {
         if self.pos == 0 && n == self.buf.len() {
             // Hand the whole buffer over without copying.
@@ -369,6 +371,7 @@ impl StreamReader {
     }
 
     /// Updates the shared byte count; resumes reading at or below the limit (STREAM-18).
+    #[inline]
     fn sync(&mut self) {
         let resume = {
             let mut st = self.core.st.borrow_mut();
@@ -387,6 +390,7 @@ impl StreamReader {
 
     /// Waits for more data: registers the waker; a paused transport is resumed first, or a read
     /// needing more than 2 × limit would wait forever (STREAM-18).
+    #[inline]
     fn park(&mut self, cx: &mut Context<'_>) {
         let resume = {
             let mut st = self.core.st.borrow_mut();
@@ -406,11 +410,31 @@ impl StreamReader {
         }
     }
 
+    #[inline]
     fn poll_read_n(
         &mut self,
         cx: &mut Context<'_>,
         n: usize,
     ) -> Poll<std::result::Result<Vec<u8>, StreamError>> {
+        {
+            // The usual read, with one borrow of the shared state: the reader's own buffer is
+            // empty and everything fed fits in `n`, so the fed bytes go to the caller as they
+            // are (what `absorb` then `take` would do, reading stays unpaused).
+            let mut st = self.core.st.borrow_mut();
+            if st.exception.is_none()
+                && !st.paused
+                && self.pos == self.buf.len()
+                && !st.incoming.is_empty()
+                && st.incoming.len() <= n
+            {
+                if self.pos != 0 {
+                    self.buf.clear();
+                    self.pos = 0;
+                }
+                st.local_len = 0;
+                return Poll::Ready(Ok(std::mem::take(&mut st.incoming)));
+            }
+        }
         self.absorb();
         tri!(self.check());
         if n == 0 {
