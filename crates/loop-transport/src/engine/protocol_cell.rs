@@ -124,7 +124,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// Puts a taken-out protocol back: the replacement set meanwhile takes its place (the old
     /// one is dropped), and a protocol nobody holds any more (the transport let go of it and no
     /// `ProtocolRef` is left) is dropped.
-    #[inline]
+    #[inline(always)]
     pub fn put_back(&self, p: B) {
         {
             let mut slot = self.slot.borrow_mut();
