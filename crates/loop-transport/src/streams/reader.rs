@@ -92,11 +92,8 @@ impl ReaderCore {
 
     #[inline]
     pub(super) fn exception(&self) -> Option<Error> {
-        match &self.st.borrow().exception {
-            // The usual case, without a call to the error's `clone`.
-            None => None,
-            Some(e) => Some(e.clone()),
-        }
+        // Clones the error only if there is one (not the `Option`).
+        self.st.borrow().exception.as_ref().cloned()
     }
 }
 
