@@ -420,7 +420,11 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
 
     /// NET-07: removes the watches that `poll` found cancelled. Called once the ready queue is
     /// no longer borrowed: cancelling drops user closures, whose destructors may schedule.
+    #[inline]
     pub(crate) fn remove_cancelled(&self, c: Cancelled) {
+        if c.0.is_empty() {
+            return;
+        }
         for (fd, read) in c.0 {
             let _ = self.unwatch(fd, read);
         }

@@ -198,16 +198,18 @@ pub(crate) struct Counters {
     pub(crate) slow_callbacks: Cell<u64>,
     /// See [`Stats::poll_time`](crate::Stats::poll_time).
     pub(crate) poll_time: Cell<Duration>,
-    /// See [`Stats::run_time`](crate::Stats::run_time) (up to `run_mark`).
+    /// Time spent inside the `run_*` calls that returned, polling included: [`Stats::run_time`](crate::Stats::run_time)
+    /// is this (plus the current run) less [`poll_time`](Counters::poll_time), so that an
+    /// iteration times its poll only, with the two clock readings around it.
     pub(crate) run_time: Cell<Duration>,
-    /// The last clock reading that split running from polling; `None` outside `run_*`.
+    /// When the current `run_*` call started; `None` outside `run_*`.
     pub(crate) run_mark: Cell<Option<Instant>>,
     /// See [`Stats::last_poll_timeout`](crate::Stats::last_poll_timeout).
     pub(crate) last_poll_timeout: Cell<Option<Duration>>,
 }
 
 impl Counters {
-    /// Accounts the time from the last mark to `now` as running time.
+    /// Adds the time from the start of the current run to `now` (the run's end).
     #[inline]
     pub(crate) fn account_run(&self, now: Instant) {
         if let Some(mark) = self.run_mark.get() {

@@ -97,9 +97,6 @@ impl EventLoop {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
             inner.counters.last_poll_timeout.set(timeout);
-            if let Some(start) = poll_start {
-                inner.counters.account_run(start);
-            }
             let mut q = inner.ready.borrow_mut();
             let before = q.len();
             let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
@@ -114,7 +111,6 @@ impl EventLoop {
                 let c = &inner.counters;
                 c.poll_time
                     .set(c.poll_time.get() + end.saturating_duration_since(start));
-                c.run_mark.set(Some(end));
                 polled_at = Some(end);
             }
             bump(&inner.counters.io_events, polled as u64);

@@ -14,11 +14,13 @@ impl EventLoop {
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
-        let mut run_time = c.run_time.get();
+        let mut in_runs = c.run_time.get();
         if let Some(mark) = c.run_mark.get() {
-            // Called while running: count the running time since the last mark too.
-            run_time += Instant::now().saturating_duration_since(mark);
+            // Called while running: count the current run so far too.
+            in_runs += Instant::now().saturating_duration_since(mark);
         }
+        // Time in `run_*` is either polling or running; only the polls are timed one by one.
+        let run_time = in_runs.saturating_sub(c.poll_time.get());
         let timers_pending = match self.inner.sources.try_borrow() {
             Ok(sources) => sources.iter().map(|s| s.pending() as u64).sum(),
             Err(_) => 0,

@@ -124,8 +124,28 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// Puts a taken-out protocol back: the replacement set meanwhile takes its place (the old
     /// one is dropped), and a protocol nobody holds any more (the transport let go of it and no
     /// `ProtocolRef` is left) is dropped.
-    #[inline]
+    #[inline(always)]
     pub fn put_back(&self, p: B) {
+        {
+            let mut slot = self.slot.borrow_mut();
+            // The usual case: nothing replaced or detached it meanwhile. The slot is empty
+            // (the protocol was taken out of it), so the store drops nothing.
+            if slot.replacement.is_none() && !self.detached.get() {
+                slot.in_call = false;
+                debug_assert!(slot.current.is_none());
+                if let Some(old) = slot.current.replace(p) {
+                    drop(slot);
+                    drop(old);
+                }
+                return;
+            }
+        }
+        self.put_back_slow(p);
+    }
+
+    /// [`put_back`](ProtocolCell::put_back) with a replacement or a detached cell.
+    #[inline(never)]
+    fn put_back_slow(&self, p: B) {
         let dropped = {
             let mut slot = self.slot.borrow_mut();
             slot.in_call = false;

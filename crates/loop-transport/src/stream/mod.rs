@@ -589,7 +589,7 @@ impl Transport {
     /// ```
     pub fn write(&self, data: &[u8]) -> Result<()> {
         match &self.repr {
-            Repr::Fd(c) => c.write_slices(&[data]),
+            Repr::Fd(c) => c.write_one(data),
             Repr::Layered(b) => b.write(&[data]),
         }
     }

@@ -13,6 +13,7 @@ use crate::engine::Core;
 
 impl Core<FdDriver> {
     /// Sends one buffer.
+    #[inline]
     fn send_one(&self, data: &[u8]) -> rustix::io::Result<usize> {
         let io = self.driver.io.borrow();
         let fd = io.fd().ok_or(Errno::BADF)?;
@@ -89,6 +90,39 @@ impl Core<FdDriver> {
         (sent, None)
     }
 
+    /// `write` of one buffer: the usual case — an open, writable transport with nothing
+    /// buffered — sends it at once with a single check of the state; every other case (and
+    /// what a send leaves) goes through [`write_slices`](Core::write_slices).
+    #[inline]
+    pub(super) fn write_one(&self, data: &[u8]) -> Result<()> {
+        let direct = {
+            let st = self.driver.st.borrow();
+            st.wsize == 0
+                && !st.eof_requested
+                && !data.is_empty()
+                && self.driver.kind.is_writable()
+                && !self.lifecycle().is_closing()
+        };
+        if !direct {
+            return self.write_slices(&[data]);
+        }
+        match self.send_one(data) {
+            Ok(n) if n == data.len() => Ok(()),
+            Ok(n) => {
+                self.buffer_rest(&[data], n);
+                Ok(())
+            }
+            Err(Errno::AGAIN) => {
+                self.buffer_rest(&[data], 0);
+                Ok(())
+            }
+            Err(e) => {
+                self.fatal_os(e.into(), "send");
+                Ok(())
+            }
+        }
+    }
+
     /// `write` / `writelines` (NET-55 .. NET-59).
     pub(super) fn write_slices(&self, bufs: &[&[u8]]) -> Result<()> {
         let kind = self.driver.kind;
@@ -136,6 +170,13 @@ impl Core<FdDriver> {
             }
             skip = n;
         }
+        self.buffer_rest(bufs, skip);
+        Ok(())
+    }
+
+    /// Buffers `bufs` but their first `skip` bytes (already sent), and starts watching for
+    /// writability if the buffer was empty.
+    fn buffer_rest(&self, bufs: &[&[u8]], mut skip: usize) {
         let first = {
             let mut st = self.driver.st.borrow_mut();
             for b in bufs {
@@ -149,7 +190,6 @@ impl Core<FdDriver> {
             !std::mem::replace(&mut st.want_write, true)
         };
         self.buffered(first);
-        Ok(())
     }
 
     /// The fd is writable: sends what is buffered, then resumes the protocol, wakes flushers,

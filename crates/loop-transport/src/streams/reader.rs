@@ -59,7 +59,13 @@ impl ReaderCore {
             if data.is_empty() {
                 return;
             }
-            st.incoming.extend_from_slice(data);
+            if st.incoming.capacity() == 0 {
+                // The usual case: the reader took the last bytes (handing its buffer to the
+                // caller). One allocation of the right size, without the growth path.
+                st.incoming = data.to_vec();
+            } else {
+                st.incoming.extend_from_slice(data);
+            }
             if !st.paused && st.incoming.len() + st.local_len > 2 * st.limit {
                 let t = st.transport.clone();
                 st.paused = t.is_some();
@@ -86,7 +92,8 @@ impl ReaderCore {
 
     #[inline]
     pub(super) fn exception(&self) -> Option<Error> {
-        self.st.borrow().exception.clone()
+        // Clones the error only if there is one (not the `Option`).
+        self.st.borrow().exception.as_ref().cloned()
     }
 }
 
@@ -297,6 +304,7 @@ impl StreamReader {
     }
 
     /// Moves fed data into the reader's own buffer.
+    #[inline]
     fn absorb(&mut self) {
         let mut st = self.core.st.borrow_mut();
         if st.incoming.is_empty() {
@@ -324,8 +332,8 @@ impl StreamReader {
 
     #[inline]
     fn check(&self) -> std::result::Result<(), StreamError> {
-        match self.core.exception() {
-            Some(e) => Err(StreamError::Other(e)),
+        match &self.core.st.borrow().exception {
+            Some(e) => Err(StreamError::Other(e.clone())),
             None => Ok(()),
         }
     }
@@ -346,6 +354,7 @@ impl StreamReader {
     }
 
     /// Takes `n` bytes from the front.
+    #[inline]
     fn take(&mut self, n: usize) -> Vec<u8> {
         if self.pos == 0 && n == self.buf.len() {
             // Hand the whole buffer over without copying.
@@ -359,6 +368,7 @@ impl StreamReader {
     }
 
     /// Updates the shared byte count; resumes reading at or below the limit (STREAM-18).
+    #[inline]
     fn sync(&mut self) {
         let resume = {
             let mut st = self.core.st.borrow_mut();
@@ -377,6 +387,7 @@ impl StreamReader {
 
     /// Waits for more data: registers the waker; a paused transport is resumed first, or a read
     /// needing more than 2 × limit would wait forever (STREAM-18).
+    #[inline]
     fn park(&mut self, cx: &mut Context<'_>) {
         let resume = {
             let mut st = self.core.st.borrow_mut();
@@ -396,11 +407,31 @@ impl StreamReader {
         }
     }
 
+    #[inline]
     fn poll_read_n(
         &mut self,
         cx: &mut Context<'_>,
         n: usize,
     ) -> Poll<std::result::Result<Vec<u8>, StreamError>> {
+        {
+            // The usual read, with one borrow of the shared state: the reader's own buffer is
+            // empty and everything fed fits in `n`, so the fed bytes go to the caller as they
+            // are (what `absorb` then `take` would do, reading stays unpaused).
+            let mut st = self.core.st.borrow_mut();
+            if st.exception.is_none()
+                && !st.paused
+                && self.pos == self.buf.len()
+                && !st.incoming.is_empty()
+                && st.incoming.len() <= n
+            {
+                if self.pos != 0 {
+                    self.buf.clear();
+                    self.pos = 0;
+                }
+                st.local_len = 0;
+                return Poll::Ready(Ok(std::mem::take(&mut st.incoming)));
+            }
+        }
         self.absorb();
         tri!(self.check());
         if n == 0 {

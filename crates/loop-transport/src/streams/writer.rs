@@ -71,6 +71,7 @@ impl FlowCore {
     }
 
     /// asyncio's `_drain_helper`.
+    #[inline]
     fn poll_drain(&self, cx: &mut Context<'_>, waiting: &mut bool) -> Poll<Result<()>> {
         let mut st = self.st.borrow_mut();
         if st.lost {
