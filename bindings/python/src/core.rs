@@ -84,14 +84,20 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
         method: &str,
     ) -> PyResult<Handle> {
-        let context = context_or_copy(py, context)?;
+        let (context, copied) = context_or_copy(py, context)?;
         let tb = if self.flags.debug() {
             check_callback(py, &callback, method)?;
             Some(crate::helpers(py)?.extract_stack.bind(py).call0()?.unbind())
         } else {
             None
         };
-        Ok(Handle::new(callback.unbind(), args.unbind(), context, tb))
+        Ok(Handle::new(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            copied,
+            tb,
+        ))
     }
 
     /// Schedules the handle `base` as a timer due at `deadline` (`when` in `time()`'s
@@ -109,7 +115,7 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.bind(py).as_super().get());
         let state = core.state.clone();
         let timer = core
             .lp
@@ -141,6 +147,7 @@ impl LoopCore {
         let fd = fileno(fd)?;
         let method = if read { "add_reader" } else { "add_writer" };
         let h = Py::new(py, self.make_handle(py, callback, args, None, method)?)?;
+        handle::track(h.bind(py));
         let run = h.clone_ref(py);
         let state = core.state.clone();
         let cb = move |lp: &EventLoop| {
@@ -212,8 +219,12 @@ impl LoopCore {
     }
 }
 
-/// `context`, checked to be a `contextvars.Context`, or a copy of the current one.
-fn context_or_copy(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+/// `context`, checked to be a `contextvars.Context`, or a copy of the current one; whether it
+/// is a copy.
+fn context_or_copy(
+    py: Python<'_>,
+    context: Option<Bound<'_, PyAny>>,
+) -> PyResult<(Py<PyAny>, bool)> {
     match context {
         Some(c) if !c.is_none() => {
             // SAFETY: a type check of a live object, GIL held.
@@ -223,13 +234,16 @@ fn context_or_copy(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResul
                     c.get_type().name()?
                 )));
             }
-            Ok(c.unbind())
+            Ok((c.unbind(), false))
         }
         _ => {
             // SAFETY: GIL held; returns a new reference or NULL with an exception set.
             let ptr = unsafe { ffi::PyContext_CopyCurrent() };
             // SAFETY: `ptr` is an owned reference (or NULL, turned into the exception).
-            Ok(unsafe { Bound::from_owned_ptr_or_err(py, ptr) }?.unbind())
+            Ok((
+                unsafe { Bound::from_owned_ptr_or_err(py, ptr) }?.unbind(),
+                true,
+            ))
         }
     }
 }
@@ -343,7 +357,7 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon")?,
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.get());
         let pending = Pending::new(&core.state);
         core.lp
             .call_soon(move |_| {
@@ -409,7 +423,7 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.get());
         let counted = RemotePending::new(&self.flags);
         let cb = move |_: &EventLoop| {
             counted.take();
