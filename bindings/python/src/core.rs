@@ -4,6 +4,7 @@
 //! `call_at`, `call_soon_threadsafe`), the run itself, futures and tasks, fd watchers, the
 //! clock and debug settings.
 
+use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -23,6 +24,7 @@ use pyo3::{ffi, intern};
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
 use crate::running::{self, Flags, Pending, RemotePending, State};
+use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
 
 /// The loop's thread-bound part.
@@ -146,6 +148,21 @@ impl LoopCore {
         let core = self.core()?;
         let fd = fileno(fd)?;
         let method = if read { "add_reader" } else { "add_writer" };
+        // `_add_reader(fd, _STREAM_READ, transport)`: the transport's native reader (see
+        // `stream`), with a handle of `transport._read_ready` as asyncio's would have.
+        let stream = if read && callback.is_exact_instance_of::<StreamRead>() {
+            let tr = args.get_item(0)?;
+            Some((tr.unbind(), RefCell::new(ProtocolCache::default())))
+        } else {
+            None
+        };
+        let (callback, args) = match &stream {
+            Some((tr, _)) => (
+                tr.bind(py).getattr(intern!(py, "_read_ready"))?,
+                PyTuple::empty(py),
+            ),
+            None => (callback, args),
+        };
         let h = Py::new(py, self.make_handle(py, callback, args, None, method)?)?;
         handle::track(h.bind(py));
         let run = h.clone_ref(py);
@@ -169,8 +186,16 @@ impl LoopCore {
                     };
                     drop(old);
                 }
-            } else if let Err(e) = handle::run(py, run.bind(py), Some(&state)) {
-                state.fatal(e)
+            } else {
+                let r = match &stream {
+                    Some((tr, cache)) => {
+                        stream::read_ready(py, run.bind(py), fd, tr.bind(py), cache, &state)
+                    }
+                    None => handle::run(py, run.bind(py), Some(&state)),
+                };
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
             }
             state.leave();
         };

@@ -91,6 +91,11 @@ impl Handle {
     pub(crate) fn is_cancelled(&self) -> bool {
         self.parts().cancelled
     }
+
+    /// The context the callback runs in (`None` once cleared by the cycle collector).
+    pub(crate) fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.parts().context.as_ref().map(|c| c.bind(py).clone())
+    }
 }
 
 /// A handle as the loop holds it while it is queued: out of the cycle collector's sight, with
@@ -261,6 +266,35 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyRe
         }
     }
     Ok(())
+}
+
+/// Sends `err`, raised while the handle ran, to the exception handler as the error of its
+/// callback.
+pub fn report_error(
+    py: Python<'_>,
+    h: &Bound<'_, Handle>,
+    state: Option<&State>,
+    err: PyErr,
+) -> PyResult<()> {
+    let (callback, args) = {
+        let p = h.get().parts();
+        (
+            p.callback.as_ref().map(|c| c.bind(py).clone()),
+            p.args.as_ref().map(|a| a.bind(py).clone()),
+        )
+    };
+    match (callback, args) {
+        (Some(c), Some(a)) => report(py, h, state, err, &c, &a),
+        // Cancelled meanwhile: the error still deserves a report.
+        _ => report(
+            py,
+            h,
+            state,
+            err,
+            &py.None().into_bound(py),
+            &PyTuple::empty(py),
+        ),
+    }
 }
 
 /// Sends the exception of a callback to the exception handler with asyncio's context:
