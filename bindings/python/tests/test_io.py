@@ -403,6 +403,47 @@ class NativeStreamTransportTests(LoopTestCase):
         self.loop.run_until_complete(main())
 
 
+    def test_tls_runs_asyncio_s_ssl_protocol_over_it(self):
+        try:
+            from test.test_asyncio import utils as test_utils
+        except ImportError:
+            self.skipTest("CPython's test package (its certificates) is not installed")
+        served = []
+
+        class Echo(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                served.append(self)
+
+            def data_received(self, data):
+                self.transport.write(data)
+
+        async def main():
+            server = await self.loop.create_server(
+                lambda: Echo(self.loop),
+                "127.0.0.1",
+                0,
+                ssl=test_utils.simple_server_sslcontext(),
+            )
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=test_utils.simple_client_sslcontext()
+            )
+            w.write(b"secret" * 10000)
+            self.assertEqual(await r.readexactly(60000), b"secret" * 10000)
+            # The application transport is asyncio's; the socket transport under it is the
+            # native one.
+            raw = w.transport._ssl_protocol._transport
+            self.assertEqual(type(raw).__name__, "_SocketTransport")
+            w.close()
+            await w.wait_closed()
+            await served[0].lost
+            server.close()
+            await server.wait_closed()
+
+        self.loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
 class PipeTests(LoopTestCase):
     def test_read_and_write_pipes(self):
         rfd, wfd = os.pipe()

@@ -123,6 +123,8 @@ def _with_transport(func):
 
 
 _BORROWED["_make_socket_transport"] = _with_transport(_BORROWED["_make_socket_transport"])
+# TLS: asyncio's SSL protocol (a BufferedProtocol) over the same transport.
+_BORROWED["_make_ssl_transport"] = _with_transport(_BORROWED["_make_ssl_transport"])
 
 
 class _WatcherKeys:
