@@ -1,11 +1,15 @@
 /* Closed-loop echo load generator for bench/echo.py.
  *
  *     echo_client PORT CONNS SIZE WARMUP_SECS SECS
+ *     echo_client PORT CONNS SIZE WARMUP_TRIPS TRIPS sync
  *
  * Opens CONNS TCP connections to 127.0.0.1:PORT; each sends SIZE bytes, waits until the SIZE
  * bytes come back, and sends again. After WARMUP_SECS it prints "MEASURE" (the driver reads
  * the server's CPU times then), runs SECS more and prints "DONE <round trips> <seconds>"
- * for that second phase. One thread, epoll, non-blocking sockets, TCP_NODELAY. */
+ * for that second phase. With "sync" the phases are counted in round trips, and the client
+ * waits for a line on stdin after "MEASURE" (the driver zeroes the server's instruction
+ * counters then) and after "DONE" (the driver reads them) before going on. One thread,
+ * epoll, non-blocking sockets, TCP_NODELAY. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,10 +40,12 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s PORT CONNS SIZE WARMUP_SECS SECS\n", argv[0]);
+    if (argc != 6 && !(argc == 7 && strcmp(argv[6], "sync") == 0)) {
+        fprintf(stderr, "usage: %s PORT CONNS SIZE WARMUP_SECS SECS [sync]\n", argv[0]);
         return 2;
     }
+    int sync = argc == 7;
+    char line[64];
     int port = atoi(argv[1]), nconn = atoi(argv[2]);
     size_t size = (size_t)atol(argv[3]);
     double warmup = atof(argv[4]), secs = atof(argv[5]);
@@ -67,14 +73,15 @@ int main(int argc, char **argv) {
     double t0 = now(), start = t0;
     for (;;) {
         double t = now();
-        if (!measuring && t - t0 >= warmup) {
+        if (!measuring && (sync ? trips >= (long long)warmup : t - t0 >= warmup)) {
             measuring = 1;
-            trips = 0;
-            start = t;
             printf("MEASURE\n");
             fflush(stdout);
+            if (sync && !fgets(line, sizeof line, stdin)) return 1;
+            trips = 0;
+            start = t = now();
         }
-        if (measuring && t - start >= secs) break;
+        if (measuring && (sync ? trips >= (long long)secs : t - start >= secs)) break;
         int n = epoll_wait(ep, evs, 256, 100);
         if (n < 0 && errno != EINTR) die("epoll_wait");
         for (int k = 0; k < n; k++) {
@@ -98,6 +105,7 @@ int main(int argc, char **argv) {
     }
     printf("DONE %lld %.6f\n", trips, now() - start);
     fflush(stdout);
+    if (sync && !fgets(line, sizeof line, stdin)) return 1;
     for (int i = 0; i < nconn; i++) close(cs[i].fd);
     return 0;
 }

@@ -20,11 +20,11 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyBytes, PyDict, PyString, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
 
 use crate::handle::Handle;
-use crate::running::State;
+use crate::running::State as LoopState;
 
 /// What the reader knows of the transport's protocol, refreshed when `transport._protocol`
 /// is another object.
@@ -85,6 +85,40 @@ fn guarded<'py, T>(
     }
 }
 
+/// The transport's state as asyncio keeps it: plain instance attributes. Read from the
+/// instance's `__dict__` (a dict look-up, not the whole attribute protocol, which first
+/// searches the class and its bases); an attribute not there is looked up the usual way.
+struct Attrs<'a, 'py> {
+    tr: &'a Bound<'py, PyAny>,
+    dict: Option<Bound<'py, PyDict>>,
+}
+
+impl<'a, 'py> Attrs<'a, 'py> {
+    fn of(tr: &'a Bound<'py, PyAny>) -> Attrs<'a, 'py> {
+        // SAFETY: a live object, GIL held; returns a new reference or NULL (no `__dict__`,
+        // error set), and the error is cleared: the attributes are then looked up normally.
+        let d = unsafe { ffi::PyObject_GenericGetDict(tr.as_ptr(), std::ptr::null_mut()) };
+        let dict = if d.is_null() {
+            let _ = PyErr::take(tr.py());
+            None
+        } else {
+            // SAFETY: `d` is a new reference to the instance's dict.
+            let d = unsafe { Bound::from_owned_ptr(tr.py(), d) };
+            d.cast_into::<PyDict>().ok()
+        };
+        Attrs { tr, dict }
+    }
+
+    fn get(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(d) = &self.dict {
+            if let Some(v) = d.get_item(name)? {
+                return Ok(v);
+            }
+        }
+        self.tr.getattr(name)
+    }
+}
+
 /// The errors of `recv` / `send` that mean "not now".
 fn would_block(errno: i32) -> bool {
     errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
@@ -100,7 +134,7 @@ pub fn read_ready(
     fd: RawFd,
     tr: &Bound<'_, PyAny>,
     cache: &RefCell<ProtocolCache>,
-    state: &State,
+    state: &LoopState,
 ) -> PyResult<()> {
     let Some(context) = h.get().context(py) else {
         return Ok(());
@@ -126,12 +160,14 @@ fn read(
     fd: RawFd,
     tr: &Bound<'_, PyAny>,
     cache: &RefCell<ProtocolCache>,
-    state: &State,
+    state: &LoopState,
 ) -> PyResult<()> {
-    if tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
+    let attrs = Attrs::of(tr);
+    if attrs.get(intern!(py, "_conn_lost"))?.is_truthy()? {
         return Ok(());
     }
-    let protocol = tr.getattr(intern!(py, "_protocol"))?;
+    let protocol = attrs.get(intern!(py, "_protocol"))?;
+    drop(attrs);
     let (methods, max_size) = {
         let mut c = cache.borrow_mut();
         let same = matches!(&c.protocol, Some(p) if p.is(&protocol));
@@ -268,7 +304,7 @@ fn after_recv(tr: &Bound<'_, PyAny>, n: isize) -> PyResult<()> {
     fatal_error(tr, os_error(errno), "Fatal read error on socket transport")
 }
 
-/// A socket transport's `write`: sends at once when it can, else hands the data to asyncio's
+/// A socket transport's `write` (its method [`StreamWriter::write`]): sends at once when it can, else hands the data to asyncio's
 /// `write` (the transport's class's), which buffers it. Holds the transport weakly (the
 /// transport holds its writer).
 #[pyclass(module = "evloop._evloop", name = "StreamWriter", frozen)]
@@ -290,18 +326,21 @@ impl StreamWriter {
         })
     }
 
-    /// Writes `data` (bytes-like) to the transport.
-    fn __call__(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
+    /// Writes `data` (bytes-like) to the transport. The transport's `write` is this bound
+    /// method (a fast call: no argument tuple).
+    fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
         let Some(tr) = self.transport.bind(py).upgrade() else {
             return Err(PyRuntimeError::new_err(
                 "write() on a transport that no longer exists",
             ));
         };
-        let fast = data.is_exact_instance_of::<PyBytes>()
-            && !tr.getattr(intern!(py, "_eof"))?.is_truthy()?
-            && tr.getattr(intern!(py, "_empty_waiter"))?.is_none()
-            && !tr.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
-            && tr.getattr(intern!(py, "_buffer"))?.len()? == 0;
+        let fast = data.is_exact_instance_of::<PyBytes>() && {
+            let attrs = Attrs::of(&tr);
+            !attrs.get(intern!(py, "_eof"))?.is_truthy()?
+                && attrs.get(intern!(py, "_empty_waiter"))?.is_none()
+                && !attrs.get(intern!(py, "_conn_lost"))?.is_truthy()?
+                && attrs.get(intern!(py, "_buffer"))?.len()? == 0
+        };
         if !fast {
             self.slow.bind(py).call1((tr, data))?;
             return Ok(());

@@ -270,7 +270,7 @@ class NativeStreamTransportTests(LoopTestCase):
         tr, p, peer = self.connected(lambda: Recorder(self.loop))
         self.assertEqual(type(tr).__name__, "_SocketTransport")
         self.assertIsInstance(tr, asyncio.Transport)
-        self.assertEqual(type(tr.write).__name__, "StreamWriter")
+        self.assertEqual(type(tr.write.__self__).__name__, "StreamWriter")
         peer.sendall(b"hello")
         self.wait_for(lambda: len(p.data) == 5)
         self.assertEqual(bytes(p.data), b"hello")

@@ -102,7 +102,9 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(loop, sock, protocol, waiter, extra, server)
         # An instance attribute: ``transport.write(data)`` calls the native writer directly.
-        self.write = StreamWriter(self, self._sock_fd, selector_events._SelectorSocketTransport.write)
+        self.write = StreamWriter(
+            self, self._sock_fd, selector_events._SelectorSocketTransport.write
+        ).write
 
     def _add_reader(self, fd, callback, *args):
         if not args and callback == self._read_ready:
