@@ -211,14 +211,17 @@ def main():
         lines = [
             "### Echo servers",
             "",
-            f"Written by `python bindings/python/bench/echo.py --write BENCHMARKS.md` (CPython "
+            f"Written by `python bindings/python/bench/echo.py{' --instructions' if counted else ''} "
+            f"--write BENCHMARKS.md` (CPython "
             f"{sys.version.split()[0]}, {platform.machine()}): each server alone in a process "
             f"pinned to CPU 0, the load generator (`bench/echo_client.c`, closed loop: each "
             f"connection sends its message and waits for all of it to come back) pinned to "
             f"CPU 1; {args.warmup:g} s of warm-up, then {args.secs:g} s measured. CPU figures "
-            f"are the server's, per round trip, from `/proc/<pid>/stat` (10 ms ticks: the "
-            f"short runs give them about ±2%). The machine's two cores were shared with other "
-            f"work (load average {load:.1f} at the end of the run), so compare rows of one run.",
+            f"are the server's, per round trip, from `/proc/<pid>/stat` (counted in 10 ms "
+            f"ticks). The machine's two cores were shared with other work (load average "
+            f"{load:.1f} at the end of the run): with a loaded machine the times and CPU "
+            f"figures move by tens of percent between runs, so compare rows of one run, and "
+            f"prefer the instruction counts below, which the load does not change.",
             "",
             "| server | API | conns | size | req/s | user µs/rt | total µs/rt |",
             "|---|---|---:|---:|---:|---:|---:|",
