@@ -213,18 +213,12 @@ fn read(
                 Ok(data) => data,
                 Err(n) => return after_recv(tr, n),
             };
-            if wraps_data_received(py) {
-                guarded(
-                    tr,
-                    "Fatal error: protocol.data_received() call failed.",
-                    || data_received.call1((data,)),
-                )
-                .map(drop)
-            } else {
-                // Before Python 3.11 an error of `data_received` goes to the exception
-                // handler, as the error of a callback.
-                data_received.call1((data,)).map(drop)
-            }
+            guarded(
+                tr,
+                "Fatal error: protocol.data_received() call failed.",
+                || data_received.call1((data,)),
+            )
+            .map(drop)
         }
         Call::Buffered(get_buffer, buffer_updated) => {
             let buf = guarded(
@@ -381,9 +375,3 @@ impl StreamWriter {
 /// instance).
 #[pyclass(module = "evloop._evloop", name = "_StreamRead", frozen)]
 pub struct StreamRead;
-
-/// Whether this Python's asyncio sends an error of `data_received` to `_fatal_error` (3.11+).
-fn wraps_data_received(py: Python<'_>) -> bool {
-    static WRAPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WRAPS.get_or_init(|| py.version_info() >= (3, 11))
-}

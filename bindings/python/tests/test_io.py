@@ -360,10 +360,9 @@ class NativeStreamTransportTests(LoopTestCase):
         peer.sendall(b"x")
         exc = self.loop.run_until_complete(p.lost)
         self.assertIsInstance(exc, ZeroDivisionError)
-        if sys.version_info >= (3, 11):
-            self.assertEqual(
-                reports[0]["message"], "Fatal error: protocol.data_received() call failed."
-            )
+        self.assertEqual(
+            reports[0]["message"], "Fatal error: protocol.data_received() call failed."
+        )
         self.assertIs(reports[0]["exception"], exc)
         # A reset by the peer: connection_lost gets the OSError subclass, with its errno.
         reports.clear()
