@@ -203,15 +203,14 @@ fn read(
                 // SAFETY: `buf` is valid for `max_size` bytes and borrowed for the call; `fd`
                 // is the transport's socket, open while its reader is registered.
                 let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max_size, 0) };
-                if n > 0 {
-                    Ok(PyBytes::new(py, &buf[..n as usize]))
-                } else {
-                    Err(n)
+                match Recv::of(n) {
+                    Recv::Data(n) => Ok(PyBytes::new(py, &buf[..n])),
+                    other => Err(other),
                 }
             };
             let data = match n {
                 Ok(data) => data,
-                Err(n) => return after_recv(tr, n),
+                Err(other) => return after_recv(tr, other),
             };
             guarded(
                 tr,
@@ -238,25 +237,53 @@ fn read(
                 return Ok(());
             };
             let n = match recv_into(&buf, fd) {
-                Ok(n) => n,
+                Ok(Recv::Data(n)) => n,
+                Ok(other) => return after_recv(tr, other),
                 Err(e) => return fatal_error(tr, e, "Fatal read error on socket transport"),
             };
-            if n <= 0 {
-                return after_recv(tr, n);
-            }
             guarded(
                 tr,
                 "Fatal error: protocol.buffer_updated() call failed.",
-                || buffer_updated.call1((n as usize,)),
+                || buffer_updated.call1((n,)),
             )
             .map(drop)
         }
     }
 }
 
+/// What a `recv` gave, read at once (before anything else can change `errno`).
+enum Recv {
+    /// This many bytes (more than 0).
+    Data(usize),
+    /// The end of the stream.
+    Eof,
+    /// Nothing now (`EAGAIN`, `EINTR`).
+    NotNow,
+    /// An error, by errno.
+    Error(i32),
+}
+
+impl Recv {
+    /// From `recv`'s return value, just after the call.
+    fn of(n: isize) -> Recv {
+        if n > 0 {
+            return Recv::Data(n as usize);
+        }
+        if n == 0 {
+            return Recv::Eof;
+        }
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if would_block(errno) {
+            Recv::NotNow
+        } else {
+            Recv::Error(errno)
+        }
+    }
+}
+
 /// `recv` into a writable buffer object (`socket.recv_into`'s rules: a contiguous writable
-/// buffer, else `TypeError`). Returns what `recv` returned.
-fn recv_into(buf: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<isize> {
+/// buffer, else `TypeError`).
+fn recv_into(buf: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<Recv> {
     let py = buf.py();
     let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed();
     // SAFETY: `view` is writable memory for a `Py_buffer`; GIL held. On success the view is
@@ -270,32 +297,26 @@ fn recv_into(buf: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<isize> {
     // SAFETY: a writable, contiguous buffer of `view.len` bytes (PyBUF_WRITABLE asks for a
     // simple buffer), alive until released; `fd` is the transport's open socket.
     let n = unsafe { libc::recv(fd, view.buf, view.len as usize, 0) };
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let got = Recv::of(n);
     // SAFETY: releases the view obtained above, once.
     unsafe { ffi::PyBuffer_Release(view) };
-    if n < 0 && !would_block(errno) {
-        return Err(os_error(errno));
-    }
-    if n < 0 {
-        // "Not now": nothing to do (`after_recv` sees a negative count with this errno).
-        return Ok(-1);
-    }
-    Ok(n)
+    Ok(got)
 }
 
-/// `recv` gave no data: `n == 0` is the end of the stream (`_read_ready__on_eof`), a
-/// negative `n` an error in `errno` (nothing to do for "not now").
-fn after_recv(tr: &Bound<'_, PyAny>, n: isize) -> PyResult<()> {
+/// `recv` gave no data: at the end of the stream `_read_ready__on_eof`, on an error
+/// `_fatal_error`, on "not now" nothing.
+fn after_recv(tr: &Bound<'_, PyAny>, got: Recv) -> PyResult<()> {
     let py = tr.py();
-    if n == 0 {
-        tr.call_method0(intern!(py, "_read_ready__on_eof"))?;
-        return Ok(());
+    match got {
+        Recv::Eof => {
+            tr.call_method0(intern!(py, "_read_ready__on_eof"))?;
+            Ok(())
+        }
+        Recv::Error(errno) => {
+            fatal_error(tr, os_error(errno), "Fatal read error on socket transport")
+        }
+        Recv::Data(_) | Recv::NotNow => Ok(()),
     }
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    if n == -1 && (errno == 0 || would_block(errno)) {
-        return Ok(());
-    }
-    fatal_error(tr, os_error(errno), "Fatal read error on socket transport")
 }
 
 /// A socket transport's `write` (its method [`StreamWriter::write`]): sends at once when it can, else hands the data to asyncio's
