@@ -1,6 +1,7 @@
 """Micro-benchmarks of the loop core, on asyncio's own loop, uvloop, rloop and evloop.
 
     python micro.py [--loops asyncio,uvloop,rloop,evloop] [--repeat 5] [--scale 1.0] [--json FILE]
+                    [--instructions] [--write BENCHMARKS.md]
 
 Each benchmark runs in a fresh process per loop (no loop warms the interpreter for another),
 ``--repeat`` times; the best run counts (the least disturbed by the rest of the machine). The
@@ -14,13 +15,23 @@ result is the wall time per operation, in nanoseconds:
 * ``tasks created and awaited``: N tasks of an empty coroutine created, then awaited one by one.
 * ``call_soon_threadsafe``: another thread schedules N callbacks; per callback run, until the
   last.
+
+With ``--instructions`` each figure is also counted in instructions per operation, with
+valgrind's callgrind: the instructions of a process doing N operations once subtracted from
+those of one doing 2N, divided by N (start-up, imports and shutdown cancel out). Unlike the
+times, these counts hardly move with the load of the machine. ``--write FILE`` puts the tables
+into FILE (the repository's ``BENCHMARKS.md``) between the markers ``<!-- python-micro:start
+-->`` and ``<!-- python-micro:end -->``, replacing what was there.
 """
 
 import argparse
 import json
 import os
+import platform
+import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -160,6 +171,87 @@ def child(loop_name, bench, n, repeat):
     print(json.dumps({"ns_per_op": best / n * 1e9}))
 
 
+# callgrind's N (smaller than the timed N: the process runs some 50 times slower under it).
+INSTRUCTIONS_N = 20_000
+
+
+def instructions(loop_name, bench, n):
+    """Instructions per operation: (Ir(2n) - Ir(n)) / n, each a one-shot run under callgrind."""
+    counts = []
+    for k in (n, 2 * n):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={tmp}/cg.out",
+                    sys.executable,
+                    __file__,
+                    "--repeat",
+                    "1",
+                    "--child",
+                    loop_name,
+                    bench,
+                    str(k),
+                ],
+                capture_output=True,
+                text=True,
+            )
+        m = re.search(r"Collected : (\d+)", out.stderr)
+        if out.returncode != 0 or not m:
+            raise RuntimeError(f"callgrind run of {bench} on {loop_name} failed:\n{out.stderr[-2000:]}")
+        counts.append(int(m.group(1)))
+    return (counts[1] - counts[0]) / n
+
+
+def table(title, benches, available, results, fmt):
+    """A markdown table: one row per benchmark, one column per loop, then evloop's ratio to
+    the best other loop."""
+    others = [n for n in available if n != "evloop"]
+    head = "| " + title + " | " + " | ".join(available)
+    if "evloop" in available and others:
+        head += " | evloop / best other"
+    columns = len(available) + (1 if "evloop" in available and others else 0)
+    lines = [head + " |", "|---" + "|---:" * columns + "|"]
+    for bench in benches:
+        row = results.get(bench, {})
+        cells = [fmt(row[n]) if n in row else "—" for n in available]
+        line = f"| {bench} | " + " | ".join(cells)
+        if "evloop" in available and others:
+            best = min((row[n] for n in others if n in row), default=None)
+            ours = row.get("evloop")
+            line += " | " + (f"{ours / best:.2f}" if best and ours else "—")
+        lines.append(line + " |")
+    return "\n".join(lines)
+
+
+def write_section(path, text):
+    start, end = "<!-- python-micro:start -->", "<!-- python-micro:end -->"
+    with open(path) as f:
+        doc = f.read()
+    block = f"{start}\n{text}\n{end}"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
+
+
+def versions(available):
+    out = []
+    for name in available:
+        if name == "asyncio":
+            continue
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+            capture_output=True,
+            text=True,
+        )
+        out.append(f"{name} {probe.stdout.strip() or '?'}")
+    return ", ".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loops", default=",".join(LOOPS))
@@ -167,6 +259,10 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every N")
     ap.add_argument("--only", help="one benchmark")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument(
+        "--instructions", action="store_true", help="also count instructions per operation (callgrind)"
+    )
+    ap.add_argument("--write", metavar="FILE", help="put the tables into FILE (BENCHMARKS.md)")
     ap.add_argument("--child", nargs=3, metavar=("LOOP", "BENCH", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -197,6 +293,15 @@ def main():
                 print(f"{bench} on {name} failed:\n{out.stderr}", file=sys.stderr)
                 continue
             results[bench][name] = json.loads(out.stdout.strip().splitlines()[-1])["ns_per_op"]
+    counted = {}
+    if args.instructions:
+        for bench in benches:
+            counted[bench] = {}
+            for name in available:
+                try:
+                    counted[bench][name] = instructions(name, bench, INSTRUCTIONS_N)
+                except RuntimeError as e:
+                    print(e, file=sys.stderr)
     width = max(len(b) for b in benches)
     print(f"{'ns per operation':<{width}} " + " ".join(f"{n:>9}" for n in available))
     for bench in benches:
@@ -206,13 +311,55 @@ def main():
             v = row.get(name)
             cells.append(f"{v:>9.0f}" if v is not None else f"{'-':>9}")
         print(f"{bench:<{width}} " + " ".join(cells))
+    if counted:
+        print(f"{'instructions per operation':<{width}} " + " ".join(f"{n:>9}" for n in available))
+        for bench in benches:
+            row = counted[bench]
+            print(
+                f"{bench:<{width}} "
+                + " ".join(f"{row[n]:>9.0f}" if n in row else f"{'-':>9}" for n in available)
+            )
+    load = os.getloadavg()[0]
     print(
-        f"(Python {sys.version.split()[0]}, best of {args.repeat}, {os.cpu_count()} CPUs; "
-        "lower is better)"
+        f"(Python {sys.version.split()[0]}, best of {args.repeat}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f}; lower is better)"
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": sys.version.split()[0], "results": results}, f, indent=2)
+            json.dump(
+                {"python": sys.version.split()[0], "results": results, "instructions": counted},
+                f,
+                indent=2,
+            )
+    if args.write:
+        parts = [
+            "## Python",
+            "",
+            "The Python package (`bindings/python`) against asyncio's own loop, uvloop and rloop, "
+            "all in one venv on one machine.",
+            "",
+            "### Micro-benchmarks",
+            "",
+            f"Written by `python bindings/python/bench/micro.py{' --instructions' if counted else ''} "
+            f"--write BENCHMARKS.md` (in the venv of `cargo xtask test --python`): CPython "
+            f"{sys.version.split()[0]}, {versions(available)}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs shared with other work (load average {load:.1f} at the end of "
+            f"the run). Each figure is the best of {args.repeat} runs in a fresh process per "
+            "loop; what each benchmark does is in the script's doc. The last column is evloop's "
+            "figure over the best other loop's (below 1.00: evloop is ahead).",
+            "",
+            table("ns per operation", benches, available, results, lambda v: f"{v:.0f}"),
+        ]
+        if counted:
+            parts += [
+                "",
+                f"Instructions per operation (callgrind, (Ir(2N) − Ir(N)) / N with N = "
+                f"{INSTRUCTIONS_N}; the interpreter's work included, so the same Python code "
+                "costs the same on every loop):",
+                "",
+                table("instructions per operation", benches, available, counted, lambda v: f"{v:.0f}"),
+            ]
+        write_section(args.write, "\n".join(parts))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! `call_at`, `call_soon_threadsafe`), the run itself, futures and tasks, fd watchers, the
 //! clock and debug settings.
 
+use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -23,6 +24,7 @@ use pyo3::{ffi, intern};
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
 use crate::running::{self, Flags, Pending, RemotePending, State};
+use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
 
 /// The loop's thread-bound part.
@@ -84,14 +86,20 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
         method: &str,
     ) -> PyResult<Handle> {
-        let context = context_or_copy(py, context)?;
+        let (context, copied) = context_or_copy(py, context)?;
         let tb = if self.flags.debug() {
             check_callback(py, &callback, method)?;
             Some(crate::helpers(py)?.extract_stack.bind(py).call0()?.unbind())
         } else {
             None
         };
-        Ok(Handle::new(callback.unbind(), args.unbind(), context, tb))
+        Ok(Handle::new(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            copied,
+            tb,
+        ))
     }
 
     /// Schedules the handle `base` as a timer due at `deadline` (`when` in `time()`'s
@@ -109,7 +117,7 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.bind(py).as_super().get());
         let state = core.state.clone();
         let timer = core
             .lp
@@ -140,7 +148,23 @@ impl LoopCore {
         let core = self.core()?;
         let fd = fileno(fd)?;
         let method = if read { "add_reader" } else { "add_writer" };
+        // `_add_reader(fd, _STREAM_READ, transport)`: the transport's native reader (see
+        // `stream`), with a handle of `transport._read_ready` as asyncio's would have.
+        let stream = if read && callback.is_exact_instance_of::<StreamRead>() {
+            let tr = args.get_item(0)?;
+            Some((tr.unbind(), RefCell::new(ProtocolCache::default())))
+        } else {
+            None
+        };
+        let (callback, args) = match &stream {
+            Some((tr, _)) => (
+                tr.bind(py).getattr(intern!(py, "_read_ready"))?,
+                PyTuple::empty(py),
+            ),
+            None => (callback, args),
+        };
         let h = Py::new(py, self.make_handle(py, callback, args, None, method)?)?;
+        handle::track(h.bind(py));
         let run = h.clone_ref(py);
         let state = core.state.clone();
         let cb = move |lp: &EventLoop| {
@@ -162,8 +186,16 @@ impl LoopCore {
                     };
                     drop(old);
                 }
-            } else if let Err(e) = handle::run(py, run.bind(py), Some(&state)) {
-                state.fatal(e)
+            } else {
+                let r = match &stream {
+                    Some((tr, cache)) => {
+                        stream::read_ready(py, run.bind(py), fd, tr.bind(py), cache, &state)
+                    }
+                    None => handle::run(py, run.bind(py), Some(&state)),
+                };
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
             }
             state.leave();
         };
@@ -212,8 +244,12 @@ impl LoopCore {
     }
 }
 
-/// `context`, checked to be a `contextvars.Context`, or a copy of the current one.
-fn context_or_copy(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+/// `context`, checked to be a `contextvars.Context`, or a copy of the current one; whether it
+/// is a copy.
+fn context_or_copy(
+    py: Python<'_>,
+    context: Option<Bound<'_, PyAny>>,
+) -> PyResult<(Py<PyAny>, bool)> {
     match context {
         Some(c) if !c.is_none() => {
             // SAFETY: a type check of a live object, GIL held.
@@ -223,13 +259,16 @@ fn context_or_copy(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResul
                     c.get_type().name()?
                 )));
             }
-            Ok(c.unbind())
+            Ok((c.unbind(), false))
         }
         _ => {
             // SAFETY: GIL held; returns a new reference or NULL with an exception set.
             let ptr = unsafe { ffi::PyContext_CopyCurrent() };
             // SAFETY: `ptr` is an owned reference (or NULL, turned into the exception).
-            Ok(unsafe { Bound::from_owned_ptr_or_err(py, ptr) }?.unbind())
+            Ok((
+                unsafe { Bound::from_owned_ptr_or_err(py, ptr) }?.unbind(),
+                true,
+            ))
         }
     }
 }
@@ -343,7 +382,7 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon")?,
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.get());
         let pending = Pending::new(&core.state);
         core.lp
             .call_soon(move |_| {
@@ -409,7 +448,7 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
-        let run = Queued::new(py, &h);
+        let run = Queued::new(py, &h, h.get());
         let counted = RemotePending::new(&self.flags);
         let cb = move |_: &EventLoop| {
             counted.take();

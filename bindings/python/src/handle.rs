@@ -32,9 +32,17 @@ pub struct Parts {
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe` or `add_reader` (asyncio's
 /// `Handle`).
-#[pyclass(module = "evloop", name = "Handle", subclass, frozen)]
+// A free list: a callback scheduled and run allocates no new handle object in the steady
+// state, and so adds nothing to the cycle collector's allocation count (with a fresh object
+// per `call_soon`, a loop of tasks triggered a collection every few hundred callbacks). A
+// handle from the free list starts untracked: see [`track`].
+#[pyclass(module = "evloop", name = "Handle", subclass, frozen, freelist = 1024)]
 pub struct Handle {
     parts: Mutex<Parts>,
+    /// The address of the context when it was copied for this handle (`call_soon` without a
+    /// `context`), else 0. The handle holds that context for as long as it is reachable
+    /// (only the cycle collector's `__clear__` of an unreachable handle takes it).
+    copied_context: usize,
 }
 
 impl Handle {
@@ -43,9 +51,11 @@ impl Handle {
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Py<PyAny>,
+        copied: bool,
         source_traceback: Option<Py<PyAny>>,
     ) -> Handle {
         Handle {
+            copied_context: if copied { context.as_ptr() as usize } else { 0 },
             parts: Mutex::new(Parts {
                 callback: Some(callback),
                 args: Some(args),
@@ -81,30 +91,65 @@ impl Handle {
     pub(crate) fn is_cancelled(&self) -> bool {
         self.parts().cancelled
     }
+
+    /// The context the callback runs in (`None` once cleared by the cycle collector).
+    pub(crate) fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.parts().context.as_ref().map(|c| c.bind(py).clone())
+    }
 }
 
-/// A handle as the loop holds it while it is queued: out of the cycle collector's sight.
+/// A handle as the loop holds it while it is queued: out of the cycle collector's sight, with
+/// the context copy it made for itself.
 ///
 /// A queued handle is referenced by the loop, which the collector cannot see, so it is never
 /// garbage while queued: traversing it in every collection is pure cost (a batch of queued
 /// callbacks made collections the largest part of `call_soon`). The handle is untracked when
 /// queued and tracked again when the loop lets it go, if anything else still references it
-/// (then it may end up in a cycle, e.g. with the object whose method it calls).
-pub struct Queued<T: PyClass>(Option<Py<T>>);
+/// (then it may end up in a cycle, e.g. with the object whose method it calls). The same
+/// holds for the `contextvars.Context` copied for the handle (`call_soon` without a
+/// `context`): referenced only by the handle, it is untracked while queued and tracked again
+/// before the loop lets it go, so that it is never freed untracked.
+pub struct Queued<T: PyClass> {
+    h: Option<Py<T>>,
+    /// The handle's context, when it was untracked here.
+    ctx: Option<Py<PyAny>>,
+}
 
 impl<T: PyClass> Queued<T> {
-    /// Queues `h` (a new reference, untracked).
-    pub fn new(py: Python<'_>, h: &Py<T>) -> Queued<T> {
+    /// Queues `h` (a new reference, untracked); `base` is `h` as a [`Handle`].
+    pub fn new(py: Python<'_>, h: &Py<T>, base: &Handle) -> Queued<T> {
         let h = h.clone_ref(py);
         // SAFETY: `h` is a live object of a GC type (every `#[pyclass]` is), the GIL is held;
-        // untracking a tracked object is always allowed.
+        // untracking a tracked object is always allowed (and a no-op on an untracked one).
         unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) };
-        Queued(Some(h))
+        let ctx = match base.copied_context {
+            0 => None,
+            addr => {
+                let c = addr as *mut ffi::PyObject;
+                // SAFETY: the context copied for `base`, which `base` holds (see
+                // `copied_context`) and the caller keeps alive; GIL held.
+                if unsafe { ffi::Py_REFCNT(c) } == 1 {
+                    // SAFETY: as above: a live object; this takes a new reference.
+                    let c: Py<PyAny> = unsafe { Bound::from_borrowed_ptr(py, c) }.unbind();
+                    // SAFETY: a context is a GC type, GIL held; only the handle referenced
+                    // it (count 1 before this reference), so nothing frees it while it is
+                    // untracked: `ctx` holds it until it is tracked again.
+                    unsafe { ffi::PyObject_GC_UnTrack(c.as_ptr().cast()) };
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+        };
+        Queued { h: Some(h), ctx }
     }
 
     /// The loop lets the handle go to run it.
     pub fn take<'py>(mut self, py: Python<'py>) -> Bound<'py, T> {
-        let h = self.0.take().expect("taken once").into_bound(py);
+        if let Some(c) = self.ctx.take() {
+            track(&c.into_bound(py));
+        }
+        let h = self.h.take().expect("taken once").into_bound(py);
         retrack(&h);
         h
     }
@@ -114,8 +159,29 @@ impl<T: PyClass> Drop for Queued<T> {
     fn drop(&mut self) {
         // Dropped without running (cancelled timer, closed loop): always where the GIL is
         // held and PyO3 knows it, so attaching is only a count.
-        if let Some(h) = self.0.take() {
-            Python::attach(|py| retrack(&h.into_bound(py)));
+        if self.h.is_some() || self.ctx.is_some() {
+            Python::attach(|py| {
+                if let Some(c) = self.ctx.take() {
+                    track(&c.into_bound(py));
+                }
+                if let Some(h) = self.h.take() {
+                    retrack(&h.into_bound(py));
+                }
+            });
+        }
+    }
+}
+
+/// Makes sure the cycle collector sees `h` (a handle just made that the loop does not queue,
+/// an fd watcher's: a handle taken from the free list starts untracked; a context untracked
+/// while its handle was queued).
+pub fn track<T>(h: &Bound<'_, T>) {
+    let p = h.as_ptr();
+    // SAFETY: `p` is a live object of a GC type (a `#[pyclass]` with `__traverse__`, a
+    // context), the GIL is held; it is tracked only if it is not already.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(p) == 0 {
+            ffi::PyObject_GC_Track(p.cast());
         }
     }
 }
@@ -200,6 +266,35 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyRe
         }
     }
     Ok(())
+}
+
+/// Sends `err`, raised while the handle ran, to the exception handler as the error of its
+/// callback.
+pub fn report_error(
+    py: Python<'_>,
+    h: &Bound<'_, Handle>,
+    state: Option<&State>,
+    err: PyErr,
+) -> PyResult<()> {
+    let (callback, args) = {
+        let p = h.get().parts();
+        (
+            p.callback.as_ref().map(|c| c.bind(py).clone()),
+            p.args.as_ref().map(|a| a.bind(py).clone()),
+        )
+    };
+    match (callback, args) {
+        (Some(c), Some(a)) => report(py, h, state, err, &c, &a),
+        // Cancelled meanwhile: the error still deserves a report.
+        _ => report(
+            py,
+            h,
+            state,
+            err,
+            &py.None().into_bound(py),
+            &PyTuple::empty(py),
+        ),
+    }
 }
 
 /// Sends the exception of a callback to the exception handler with asyncio's context:
@@ -364,7 +459,7 @@ fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyRe
 }
 
 /// A callback scheduled with `call_later` or `call_at` (asyncio's `TimerHandle`).
-#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen)]
+#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen, freelist = 1024)]
 pub struct TimerHandle {
     /// When it is due, in the loop's `time()`.
     when: f64,

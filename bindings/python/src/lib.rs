@@ -8,6 +8,7 @@ mod core;
 mod gil;
 mod handle;
 mod running;
+mod stream;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -149,5 +150,7 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::LoopCore>()?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
+    m.add_class::<stream::StreamWriter>()?;
+    m.add("_STREAM_READ", stream::StreamRead)?;
     Ok(())
 }

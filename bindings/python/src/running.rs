@@ -77,6 +77,9 @@ pub struct State {
     /// selector keeps them: a watcher replaced or removed has its handle cancelled, and a
     /// watcher whose handle was cancelled is removed when its fd is next ready.
     pub watchers: RefCell<HashMap<(RawFd, bool), Py<Handle>>>,
+    /// Where the native socket readers `recv` (see [`crate::stream`]): one buffer per loop,
+    /// grown to the transports' `max_size` on first use.
+    pub read_buf: RefCell<Vec<u8>>,
 }
 
 impl State {
@@ -89,6 +92,7 @@ impl State {
             pyloop: RefCell::new(None),
             fatal: RefCell::new(None),
             watchers: RefCell::new(HashMap::new()),
+            read_buf: RefCell::new(Vec::new()),
         }
     }
 

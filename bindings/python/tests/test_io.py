@@ -5,6 +5,7 @@ children are reaped.
 """
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -188,6 +189,258 @@ class SocketTests(LoopTestCase):
         out = self.loop.run_until_complete(asyncio.wait_for(main(), 10))
         self.assertEqual(out, (b"unix\n", b"udp"))
         self.assertEqual(fd_count(), before)
+
+
+class Recorder(asyncio.Protocol):
+    """Records what a transport tells it; ``events`` in order."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.events = []
+        self.data = bytearray()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.events.append(("data", type(data)))
+        self.data += data
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def pause_writing(self):
+        self.events.append("pause_writing")
+
+    def resume_writing(self):
+        self.events.append("resume_writing")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc)))
+        self.lost.set_result(exc)
+
+
+class SmallBuffers(asyncio.BufferedProtocol):
+    def __init__(self, loop, size):
+        self.buf = bytearray(size)
+        self.chunks = []
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.chunks.append(bytes(self.buf[:nbytes]))
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+class NativeStreamTransportTests(LoopTestCase):
+    """TCP and Unix stream transports: asyncio's transport with native reading and writing."""
+
+    def connected(self, protocol_factory):
+        """A transport over one end of a socket pair, and the other end (blocking)."""
+        a, b = socket.socketpair()
+        self.addCleanup(b.close)
+
+        async def make():
+            return await self.loop.connect_accepted_socket(protocol_factory, a)
+
+        tr, proto = self.loop.run_until_complete(make())
+        return tr, proto, b
+
+    def wait_for(self, cond, timeout=5.0):
+        async def poll():
+            deadline = time.monotonic() + timeout
+            while not cond():
+                if time.monotonic() > deadline:
+                    raise AssertionError("timed out")
+                await asyncio.sleep(0.001)
+
+        self.loop.run_until_complete(poll())
+
+    def test_reads_arrive_as_bytes_and_writes_go_out_at_once(self):
+        before = fd_count()
+        tr, p, peer = self.connected(lambda: Recorder(self.loop))
+        self.assertEqual(type(tr).__name__, "_SocketTransport")
+        self.assertIsInstance(tr, asyncio.Transport)
+        self.assertEqual(type(tr.write.__self__).__name__, "StreamWriter")
+        peer.sendall(b"hello")
+        self.wait_for(lambda: len(p.data) == 5)
+        self.assertEqual(bytes(p.data), b"hello")
+        self.assertEqual(p.events, ["made", ("data", bytes)])
+        tr.write(b"world")
+        # Nothing buffered: the bytes left at once.
+        self.assertEqual(tr.get_write_buffer_size(), 0)
+        self.assertEqual(peer.recv(100), b"world")
+        # bytearray and memoryview take asyncio's own path.
+        tr.write(bytearray(b"ab"))
+        tr.write(memoryview(b"cd"))
+        got = b""
+        while len(got) < 4:
+            got += peer.recv(100)
+        self.assertEqual(got, b"abcd")
+        with self.assertRaises(TypeError):
+            tr.write("text")
+        peer.shutdown(socket.SHUT_WR)
+        exc = self.loop.run_until_complete(p.lost)
+        self.assertIsNone(exc)
+        self.assertEqual(p.events[-2:], ["eof", ("lost", type(None))])
+        peer.close()
+        self.assertEqual(fd_count(), before)
+
+    def test_what_cannot_be_sent_is_buffered_with_the_water_marks(self):
+        tr, p, peer = self.connected(lambda: Recorder(self.loop))
+        tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        big = b"x" * (4 * 1024 * 1024)
+        tr.write(big)
+        self.assertGreater(tr.get_write_buffer_size(), 0)
+        self.assertIn("pause_writing", p.events)
+        got = bytearray()
+        peer.setblocking(False)
+
+        def drained():
+            try:
+                got.extend(peer.recv(1 << 20))
+            except BlockingIOError:
+                pass
+            return len(got) == len(big)
+
+        self.wait_for(drained)
+        self.assertEqual(bytes(got), big)
+        self.assertEqual(tr.get_write_buffer_size(), 0)
+        self.assertEqual(p.events.count("resume_writing"), 1)
+        # A write after buffering went on (the buffer is empty again) goes out at once.
+        tr.write(b"tail")
+        self.wait_for(lambda: drained() or bytes(got[-4:]) == b"tail")
+        tr.close()
+        self.loop.run_until_complete(p.lost)
+
+    def test_buffered_protocols_read_into_their_own_buffer(self):
+        tr, p, peer = self.connected(lambda: SmallBuffers(self.loop, 4))
+        peer.sendall(b"0123456789")
+        self.wait_for(lambda: sum(map(len, p.chunks)) == 10)
+        self.assertEqual(b"".join(p.chunks), b"0123456789")
+        self.assertTrue(all(len(c) <= 4 for c in p.chunks))
+        # The protocol changes: the native reader follows it.
+        other = Recorder(self.loop)
+        tr.set_protocol(other)
+        peer.sendall(b"more")
+        self.wait_for(lambda: bytes(other.data) == b"more")
+        tr.close()
+        self.loop.run_until_complete(other.lost)
+
+    def test_pause_reading_stops_delivery_until_resumed(self):
+        tr, p, peer = self.connected(lambda: Recorder(self.loop))
+        tr.pause_reading()
+        self.assertFalse(tr.is_reading())
+        peer.sendall(b"held")
+        self.loop.run_until_complete(asyncio.sleep(0.05))
+        self.assertEqual(bytes(p.data), b"")
+        tr.resume_reading()
+        self.wait_for(lambda: bytes(p.data) == b"held")
+        tr.abort()
+        self.assertIsNone(self.loop.run_until_complete(p.lost))
+
+    def test_errors_take_asyncio_s_routes(self):
+        reports = []
+        self.loop.set_exception_handler(lambda loop, ctx: reports.append(ctx))
+
+        class Failing(Recorder):
+            def data_received(self, data):
+                raise ZeroDivisionError("boom")
+
+        tr, p, peer = self.connected(lambda: Failing(self.loop))
+        peer.sendall(b"x")
+        exc = self.loop.run_until_complete(p.lost)
+        self.assertIsInstance(exc, ZeroDivisionError)
+        self.assertEqual(
+            reports[0]["message"], "Fatal error: protocol.data_received() call failed."
+        )
+        self.assertIs(reports[0]["exception"], exc)
+        # A reset by the peer: connection_lost gets the OSError subclass, with its errno.
+        reports.clear()
+        tr, p, peer = self.connected(lambda: Recorder(self.loop))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        tr.write(b"unread")
+        peer.close()
+        exc = self.loop.run_until_complete(p.lost)
+        self.assertIsInstance(exc, ConnectionResetError)
+        self.assertEqual(exc.errno, errno.ECONNRESET)
+
+    def test_tcp_connections_use_it(self):
+        served = []
+
+        class Echo(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                served.append(self)
+
+            def data_received(self, data):
+                self.transport.write(data)
+
+        async def main():
+            server = await self.loop.create_server(lambda: Echo(self.loop), "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            self.assertEqual(type(w.transport).__name__, "_SocketTransport")
+            w.write(b"ping")
+            self.assertEqual(await r.readexactly(4), b"ping")
+            self.assertEqual(type(served[0].transport).__name__, "_SocketTransport")
+            w.close()
+            await w.wait_closed()
+            await served[0].lost
+            server.close()
+            await server.wait_closed()
+
+        self.loop.run_until_complete(main())
+
+
+    def test_tls_runs_asyncio_s_ssl_protocol_over_it(self):
+        try:
+            from test.test_asyncio import utils as test_utils
+        except ImportError:
+            self.skipTest("CPython's test package (its certificates) is not installed")
+        served = []
+
+        class Echo(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                served.append(self)
+
+            def data_received(self, data):
+                self.transport.write(data)
+
+        async def main():
+            server = await self.loop.create_server(
+                lambda: Echo(self.loop),
+                "127.0.0.1",
+                0,
+                ssl=test_utils.simple_server_sslcontext(),
+            )
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=test_utils.simple_client_sslcontext()
+            )
+            w.write(b"secret" * 10000)
+            self.assertEqual(await r.readexactly(60000), b"secret" * 10000)
+            # The application transport is asyncio's; the socket transport under it is the
+            # native one.
+            raw = w.transport._ssl_protocol._transport
+            self.assertEqual(type(raw).__name__, "_SocketTransport")
+            w.close()
+            await w.wait_closed()
+            await served[0].lost
+            server.close()
+            await server.wait_closed()
+
+        self.loop.run_until_complete(asyncio.wait_for(main(), 10))
 
 
 class PipeTests(LoopTestCase):

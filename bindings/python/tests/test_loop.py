@@ -127,13 +127,43 @@ class CallSoonTests(LoopTestCase):
             def cb(self):
                 pass
 
+        # Handles come from a free list once some have run: warm it, so that the handles
+        # below are reused ones (which start untracked) as well as new ones.
+        for _ in range(100):
+            self.loop.call_soon(len, ())
+        self.run_briefly()
         owner = Owner()
         owner.handle = self.loop.call_soon(owner.cb)
+        owner.timer = self.loop.call_later(0, owner.cb)
         ref = weakref.ref(owner)
         del owner
         self.run_briefly()
+        self.run_briefly()
         gc.collect()
         self.assertIsNone(ref(), "a handle must show its references to the cycle collector")
+
+    def test_a_queued_handle_s_own_context_is_out_of_the_collector_s_sight(self):
+        # While queued, the context copied for a handle is referenced only by the handle,
+        # which the loop holds: the collector need not see it. It sees it again once the
+        # handle runs, is dropped cancelled, or the loop closes.
+        h = self.loop.call_soon(len, ())
+        t = self.loop.call_later(0, len, ())
+        own = [h.get_context(), t.get_context()]
+        self.assertEqual([gc.is_tracked(c) for c in own], [False, False])
+        given = contextvars.copy_context()
+        g = self.loop.call_soon(len, (), context=given)
+        self.assertTrue(gc.is_tracked(g.get_context()), "a caller's context stays tracked")
+        self.run_briefly()
+        self.run_briefly()
+        self.assertEqual([gc.is_tracked(c) for c in own], [True, True])
+        left = [self.loop.call_soon(len, ()), self.loop.call_later(60, len, ())]
+        contexts = [x.get_context() for x in left]
+        for x in left:
+            x.cancel()
+        self.loop.close()
+        del left
+        self.assertEqual([gc.is_tracked(c) for c in contexts], [True, True])
+        gc.collect()
 
     def test_scheduling_after_close_fails(self):
         self.loop.close()

@@ -20,11 +20,12 @@ import socket
 import weakref
 
 import threading
+import types
 
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from ._evloop import LoopCore
+from ._evloop import _STREAM_READ, LoopCore, StreamWriter
 
 __all__ = ("IOMixin",)
 
@@ -86,6 +87,46 @@ _BORROWED.update(
         """,
     )
 )
+
+
+class _SocketTransport(selector_events._SelectorSocketTransport):
+    """asyncio's socket transport (TCP and Unix streams) with its per-message paths native.
+
+    Everything but reading and writing is asyncio's own code, so the transport's states,
+    flow control, ``close`` / ``abort`` / ``write_eof``, ``sendfile`` and the TLS upgrade
+    behave as asyncio's. Reading: the loop's native reader ``recv``s into a fresh ``bytes``
+    and calls the protocol's ``data_received`` (or ``get_buffer`` / ``buffer_updated``)
+    itself, instead of calling ``_read_ready``. Writing: ``write`` is a native callable that
+    sends at once when nothing is buffered and hands the rest to asyncio's ``write``."""
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(loop, sock, protocol, waiter, extra, server)
+        # An instance attribute: ``transport.write(data)`` calls the native writer directly.
+        self.write = StreamWriter(
+            self, self._sock_fd, selector_events._SelectorSocketTransport.write
+        ).write
+
+    def _add_reader(self, fd, callback, *args):
+        if not args and callback == self._read_ready:
+            callback, args = _STREAM_READ, (self,)
+        super()._add_reader(fd, callback, *args)
+
+
+def _with_transport(func):
+    """``func`` (one of asyncio's loop methods that make socket transports) making
+    ``_SocketTransport`` instead of asyncio's class."""
+    glob = dict(func.__globals__)
+    glob["_SelectorSocketTransport"] = _SocketTransport
+    out = types.FunctionType(func.__code__, glob, func.__name__, func.__defaults__, func.__closure__)
+    out.__kwdefaults__ = func.__kwdefaults__
+    out.__qualname__ = func.__qualname__
+    out.__doc__ = func.__doc__
+    return out
+
+
+_BORROWED["_make_socket_transport"] = _with_transport(_BORROWED["_make_socket_transport"])
+# TLS: asyncio's SSL protocol (a BufferedProtocol) over the same transport.
+_BORROWED["_make_ssl_transport"] = _with_transport(_BORROWED["_make_ssl_transport"])
 
 
 class _WatcherKeys:
