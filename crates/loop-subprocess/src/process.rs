@@ -204,10 +204,10 @@ impl Process {
     /// # let lp = loop_core::EventLoop::new()?; let lp2 = lp.clone();
     /// let code = lp.run_until_complete(async move {
     ///     let p = lp2.create_subprocess_exec("sleep", SubprocessOptions::new().arg("10")).await?;
-    ///     p.send_signal(libc::SIGHUP)?;
+    ///     p.send_signal(libc::SIGUSR1)?;
     ///     p.wait().await
     /// })??;
-    /// assert_eq!(code, -libc::SIGHUP);
+    /// assert_eq!(code, -libc::SIGUSR1);
     /// # lp.close()?;
     /// # Ok::<(), loop_core::Error>(())
     /// ```
