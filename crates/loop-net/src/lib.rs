@@ -41,6 +41,7 @@ mod plain;
 mod resolve;
 mod sealed;
 mod server;
+mod server_options;
 mod server_socket;
 mod sock;
 mod streams;
