@@ -252,7 +252,7 @@ impl ServerOptions {
 /// assert!(Hosts::any().as_slice().is_empty());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Hosts(Vec<String>);
+pub struct Hosts(pub(crate) Vec<String>);
 
 impl Hosts {
     /// No host: every interface (asyncio's `host=None`).

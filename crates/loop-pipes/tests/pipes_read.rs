@@ -6,14 +6,13 @@ use common::*;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use std::time::Duration;
 
-use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
-use loop_pipes::PipesExt;
+use loop_core::{Error, EventLoop};
 use loop_transport::{Extra, Protocol, Transport};
 use rustix::fs::{Mode, OFlags};
 
@@ -295,10 +294,6 @@ fn pipe_05_eio_from_a_pty_closes_without_the_exception_handler() {
     );
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
     assert!(t.is_closing());
-}
-
-fn libc_eio() -> i32 {
-    rustix::io::Errno::IO.raw_os_error()
 }
 
 #[test]

@@ -4,17 +4,14 @@
 mod common;
 use common::*;
 
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::rc::Rc;
 
 use std::time::Duration;
 
-use loop_core::{Error, EventLoop, ExceptionContext, LoopFuture};
-use loop_pipes::PipesExt;
-use loop_transport::{Extra, Protocol, Transport};
+use loop_core::{Error, EventLoop};
+use loop_transport::{Extra, Protocol};
 use rustix::fs::{Mode, OFlags};
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ pub fn serial() -> loop_testkit::Watchdog {
     loop_testkit::exclusive()
 }
 
-use loop_testkit::fd_count;
+pub use loop_testkit::fd_count;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ev {
@@ -104,23 +104,23 @@ pub fn rec() -> (S, impl FnOnce() -> Rec) {
 }
 
 impl Protocol for Rec {
-    pub fn connection_made(&mut self, _t: &Transport) {
+    fn connection_made(&mut self, _t: &Transport) {
         self.s.push(Ev::Made);
     }
-    pub fn data_received(&mut self, data: &[u8]) {
+    fn data_received(&mut self, data: &[u8]) {
         self.s.push(Ev::Data(data.to_vec()));
     }
-    pub fn eof_received(&mut self) -> bool {
+    fn eof_received(&mut self) -> bool {
         self.s.push(Ev::Eof);
         self.keep_open
     }
-    pub fn pause_writing(&mut self) {
+    fn pause_writing(&mut self) {
         self.s.push(Ev::Pause);
     }
-    pub fn resume_writing(&mut self) {
+    fn resume_writing(&mut self) {
         self.s.push(Ev::Resume);
     }
-    pub fn connection_lost(&mut self, exc: Option<io::Error>) {
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
         self.s.push(Ev::Lost(exc.map(|e| e.raw_os_error())));
     }
 }
@@ -256,4 +256,8 @@ pub fn read_exact_fd(fd: impl AsFd, n: usize) -> Vec<u8> {
         at += k;
     }
     got
+}
+
+pub fn libc_eio() -> i32 {
+    rustix::io::Errno::IO.raw_os_error()
 }
