@@ -77,6 +77,15 @@ pub(crate) struct Entry {
     handle: Handle,
 }
 
+impl Entry {
+    /// `(key, seq)` as one integer with the same order: the key with its sign bit flipped
+    /// (so that unsigned order is signed order) above the sequence number.
+    #[inline]
+    fn order(&self) -> u128 {
+        (u128::from(self.key as u64 ^ (1 << 63)) << 64) | u128::from(self.seq)
+    }
+}
+
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         self.key == other.key && self.seq == other.seq
@@ -220,21 +229,31 @@ impl Timers {
     /// after popping a 1/32 share of the heap one by one, so the pass never costs much more
     /// than the pops already made; the order the timers run in is the same either way.
     fn dispatch_bulk(&self, heap: &mut BinaryHeap<Entry>, lp: &EventLoop, cutoff: i64) {
-        let all = std::mem::take(heap).into_vec();
-        let (mut due, rest): (Vec<Entry>, Vec<Entry>) =
-            all.into_iter().partition(|e| e.key < cutoff);
-        *heap = BinaryHeap::from(rest);
-        due.sort_unstable_by_key(|e| (e.key, e.seq));
-        for e in &due {
-            if e.handle.cancelled() {
-                self.uncount_cancel();
-            } else {
-                let _ = lp.schedule(&e.handle);
+        // Everything happens in the heap's own buffer: no allocation.
+        let mut all = std::mem::take(heap).into_vec();
+        // Due cancelled entries go first: they hold no callback any more (it was dropped at
+        // cancel time), so dropping them runs no user code, and the sort below is spared them.
+        let before = all.len();
+        all.retain(|e| e.key >= cutoff || !e.handle.cancelled());
+        for _ in all.len()..before {
+            self.uncount_cancel();
+        }
+        // Split: the due entries to the front, in one pass.
+        let mut due = 0;
+        for i in 0..all.len() {
+            if all[i].key < cutoff {
+                all.swap(due, i);
+                due += 1;
             }
         }
-        // Dropping runs no user code: the ready queue now holds the live handles too, and the
-        // cancelled ones hold no callback any more.
-        drop(due);
+        all[..due].sort_unstable_by_key(Entry::order);
+        for e in &all[..due] {
+            // Fails only on a closed loop, whose sources are never dispatched.
+            let _ = lp.schedule(&e.handle);
+        }
+        // Dropping runs no user code: the ready queue now holds the live handles too.
+        all.drain(..due);
+        *heap = BinaryHeap::from(all);
     }
 
     /// Resolution fudge in nanoseconds.
