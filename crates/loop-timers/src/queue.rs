@@ -108,6 +108,77 @@ impl Ord for Entry {
     }
 }
 
+/// Bits per digit of [`run_order`]'s radix sort.
+const RADIX_BITS: u32 = 11;
+
+/// The indices of the live (not cancelled) entries of `due` in `(key, seq)` order (the second
+/// of each pair).
+///
+/// An LSD radix sort of the deadlines relative to the earliest one, a pass per 11 bits of
+/// their spread (three passes for timers spread over 8 s), then the rare runs of equal
+/// deadlines put in sequence order. Only indices and keys move, never the entries. Spreads
+/// that would take more than four passes are compared instead.
+fn run_order<'a>(due: &[Entry], scratch: &'a mut Vec<(u64, usize)>) -> &'a [(u64, usize)] {
+    scratch.clear();
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for (i, e) in due.iter().enumerate() {
+        if !e.handle.cancelled() {
+            min = min.min(e.key);
+            max = max.max(e.key);
+            scratch.push((e.key as u64, i));
+        }
+    }
+    let n = scratch.len();
+    if n == 0 {
+        return scratch;
+    }
+    let spread = max.wrapping_sub(min) as u64;
+    let bits = u64::BITS - spread.leading_zeros();
+    if bits > 4 * RADIX_BITS {
+        scratch.sort_unstable_by_key(|&(_, i)| due[i].order());
+        return scratch;
+    }
+    for x in scratch.iter_mut() {
+        x.0 = x.0.wrapping_sub(min as u64);
+    }
+    scratch.resize(2 * n, (0, 0));
+    let (mut a, mut b) = scratch.split_at_mut(n);
+    let mask = (1u64 << RADIX_BITS) - 1;
+    let mut shift = 0;
+    while shift < bits {
+        let mut pos = [0usize; 1 << RADIX_BITS];
+        for x in a.iter() {
+            pos[((x.0 >> shift) & mask) as usize] += 1;
+        }
+        let mut sum = 0;
+        for p in pos.iter_mut() {
+            let c = *p;
+            *p = sum;
+            sum += c;
+        }
+        for x in a.iter() {
+            let d = ((x.0 >> shift) & mask) as usize;
+            b[pos[d]] = *x;
+            pos[d] += 1;
+        }
+        std::mem::swap(&mut a, &mut b);
+        shift += RADIX_BITS;
+    }
+    // Equal deadlines run in scheduling order.
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && a[j].0 == a[i].0 {
+            j += 1;
+        }
+        if j - i > 1 {
+            a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
+        }
+        i = j;
+    }
+    a
+}
+
 /// The timer state of one loop; registered with the loop as its timer [`Source`].
 pub(crate) struct Timers {
     /// The heap.
@@ -125,6 +196,10 @@ pub(crate) struct Timers {
     seq_at_dispatch: Cell<u64>,
     /// Set by `close`.
     closed: Cell<bool>,
+    /// The sort buffer of [`Timers::dispatch_bulk`], kept between bursts like the heap's own
+    /// capacity (at most 32 bytes per entry of the largest burst): a fresh allocation per
+    /// burst would make the allocator consolidate every block freed since the last one.
+    scratch: RefCell<Vec<(u64, usize)>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
 }
@@ -165,6 +240,7 @@ impl Timers {
                 last_cutoff: Cell::new(i64::MIN),
                 seq_at_dispatch: Cell::new(u64::MAX),
                 closed: Cell::new(false),
+                scratch: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
             });
             lp.add_source(t.clone());
@@ -229,15 +305,8 @@ impl Timers {
     /// after popping a 1/32 share of the heap one by one, so the pass never costs much more
     /// than the pops already made; the order the timers run in is the same either way.
     fn dispatch_bulk(&self, heap: &mut BinaryHeap<Entry>, lp: &EventLoop, cutoff: i64) {
-        // Everything happens in the heap's own buffer: no allocation.
+        // The entries stay in the heap's own buffer.
         let mut all = std::mem::take(heap).into_vec();
-        // Due cancelled entries go first: they hold no callback any more (it was dropped at
-        // cancel time), so dropping them runs no user code, and the sort below is spared them.
-        let before = all.len();
-        all.retain(|e| e.key >= cutoff || !e.handle.cancelled());
-        for _ in all.len()..before {
-            self.uncount_cancel();
-        }
         // Split: the due entries to the front, in one pass.
         let mut due = 0;
         for i in 0..all.len() {
@@ -246,12 +315,19 @@ impl Timers {
                 due += 1;
             }
         }
-        all[..due].sort_unstable_by_key(Entry::order);
-        for e in &all[..due] {
-            // Fails only on a closed loop, whose sources are never dispatched.
-            let _ = lp.schedule(&e.handle);
+        let mut scratch = self.scratch.borrow_mut();
+        let order = run_order(&all[..due], &mut scratch);
+        for _ in order.len()..due {
+            self.uncount_cancel();
         }
-        // Dropping runs no user code: the ready queue now holds the live handles too.
+        for &(_, i) in order {
+            // Fails only on a closed loop, whose sources are never dispatched.
+            let _ = lp.schedule(&all[i].handle);
+        }
+        // Dropping runs no user code: the ready queue now holds the live handles too, and the
+        // cancelled ones hold no callback any more (it was dropped at cancel time). The
+        // cancelled ones are freed only now, after the ready queue has grown: freeing many
+        // small blocks before a large allocation makes the allocator consolidate them all.
         all.drain(..due);
         *heap = BinaryHeap::from(all);
     }
@@ -346,5 +422,6 @@ impl Source for Timers {
         // (destructors of what it captured), which may call back into this queue.
         let heap = std::mem::take(&mut *self.heap.borrow_mut());
         drop(heap);
+        drop(std::mem::take(&mut *self.scratch.borrow_mut()));
     }
 }
