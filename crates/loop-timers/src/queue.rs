@@ -35,7 +35,8 @@ use crate::clock;
 /// `_MIN_SCHEDULED_TIMER_HANDLES`).
 pub(crate) const MIN_SCHEDULED_FOR_CLEANUP: usize = 100;
 
-/// A dispatch that has popped this many due entries one by one considers the bulk path.
+/// A dispatch that has popped this many due entries (live or cancelled) one by one considers
+/// the bulk path.
 const BULK_MIN_POPS: usize = 1024;
 
 /// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left.
@@ -396,18 +397,21 @@ impl Source for Timers {
             let Some(top) = heap.peek_mut() else {
                 break;
             };
+            let due = top.key < cutoff;
             if top.handle.cancelled() {
                 // A cancelled head goes whether it is due or not (TIMER-15).
                 PeekMut::pop(top);
                 self.uncount_cancel();
-                continue;
-            }
-            if top.key >= cutoff {
+                if !due {
+                    continue;
+                }
+            } else if due {
+                let e = PeekMut::pop(top);
+                schedule(lp, &e.handle);
+            } else {
                 break;
             }
-            let e = PeekMut::pop(top);
-            // Fails only on a closed loop, whose sources are never dispatched.
-            schedule(lp, &e.handle);
+            // Due entries popped, cancelled ones included: they cost a pop all the same.
             popped += 1;
             if popped >= BULK_MIN_POPS && popped * BULK_RATIO >= heap.len() {
                 self.dispatch_bulk(&mut heap, lp, cutoff);
