@@ -323,7 +323,9 @@ impl Timers {
         let mut due = 0;
         for i in 0..all.len() {
             if all[i].key < cutoff {
-                all.swap(due, i);
+                if i != due {
+                    all.swap(due, i);
+                }
                 due += 1;
             }
         }
