@@ -105,7 +105,7 @@ impl Ord for Entry {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest `(key, seq)` first.
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.key, other.seq).cmp(&(self.key, self.seq))
+        other.order().cmp(&self.order())
     }
 }
 
