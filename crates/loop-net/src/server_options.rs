@@ -146,7 +146,8 @@ impl ServerOptions {
     }
 
     /// Start accepting before the call returns (default true). With `false`, call
-    /// [`Server::start_serving`](crate::Server::start_serving) or [`Server::serve_forever`](crate::Server::serve_forever) later.
+    /// [`Server::start_serving`](crate::Server::start_serving) or
+    /// [`Server::serve_forever`](crate::Server::serve_forever) later.
     ///
     /// ```
     /// assert!(!loop_net::ServerOptions::new().start_serving(false).get_start_serving());

@@ -35,7 +35,8 @@ use crate::clock;
 /// `_MIN_SCHEDULED_TIMER_HANDLES`).
 pub(crate) const MIN_SCHEDULED_FOR_CLEANUP: usize = 100;
 
-/// A dispatch that has popped this many due entries one by one considers the bulk path.
+/// A dispatch that has popped this many due entries (live or cancelled) one by one considers
+/// the bulk path.
 const BULK_MIN_POPS: usize = 1024;
 
 /// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left.
@@ -77,6 +78,15 @@ pub(crate) struct Entry {
     handle: Handle,
 }
 
+impl Entry {
+    /// `(key, seq)` as one integer with the same order: the key with its sign bit flipped
+    /// (so that unsigned order is signed order) above the sequence number.
+    #[inline]
+    fn order(&self) -> u128 {
+        (u128::from(self.key as u64 ^ (1 << 63)) << 64) | u128::from(self.seq)
+    }
+}
+
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         self.key == other.key && self.seq == other.seq
@@ -95,8 +105,90 @@ impl Ord for Entry {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest `(key, seq)` first.
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.key, other.seq).cmp(&(self.key, self.seq))
+        other.order().cmp(&self.order())
     }
+}
+
+/// Moves a due timer's handle to the ready queue. That fails only on a closed loop, whose
+/// sources are never dispatched; the error is matched rather than dropped unseen, which keeps
+/// the error's destructor off the path of every timer.
+#[inline]
+fn schedule(lp: &EventLoop, handle: &Handle) {
+    match lp.schedule(handle) {
+        Ok(()) => {}
+        Err(e) => drop(e),
+    }
+}
+
+/// Bits per digit of [`run_order`]'s radix sort.
+const RADIX_BITS: u32 = 11;
+
+/// The indices of the live (not cancelled) entries of `due` in `(key, seq)` order (the second
+/// of each pair).
+///
+/// An LSD radix sort of the deadlines relative to the earliest one, a pass per 11 bits of
+/// their spread (three passes for timers spread over 8 s), then the rare runs of equal
+/// deadlines put in sequence order. Only indices and keys move, never the entries. Spreads
+/// that would take more than four passes are compared instead.
+fn run_order<'a>(due: &[Entry], scratch: &'a mut Vec<(u64, usize)>) -> &'a [(u64, usize)] {
+    scratch.clear();
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for (i, e) in due.iter().enumerate() {
+        if !e.handle.cancelled() {
+            min = min.min(e.key);
+            max = max.max(e.key);
+            scratch.push((e.key as u64, i));
+        }
+    }
+    let n = scratch.len();
+    if n == 0 {
+        return scratch;
+    }
+    let spread = max.wrapping_sub(min) as u64;
+    let bits = u64::BITS - spread.leading_zeros();
+    if bits > 4 * RADIX_BITS {
+        scratch.sort_unstable_by_key(|&(_, i)| due[i].order());
+        return scratch;
+    }
+    for x in scratch.iter_mut() {
+        x.0 = x.0.wrapping_sub(min as u64);
+    }
+    scratch.resize(2 * n, (0, 0));
+    let (mut a, mut b) = scratch.split_at_mut(n);
+    let mask = (1u64 << RADIX_BITS) - 1;
+    let mut shift = 0;
+    while shift < bits {
+        let mut pos = [0usize; 1 << RADIX_BITS];
+        for x in a.iter() {
+            pos[((x.0 >> shift) & mask) as usize] += 1;
+        }
+        let mut sum = 0;
+        for p in pos.iter_mut() {
+            let c = *p;
+            *p = sum;
+            sum += c;
+        }
+        for x in a.iter() {
+            let d = ((x.0 >> shift) & mask) as usize;
+            b[pos[d]] = *x;
+            pos[d] += 1;
+        }
+        std::mem::swap(&mut a, &mut b);
+        shift += RADIX_BITS;
+    }
+    // Equal deadlines run in scheduling order.
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && a[j].0 == a[i].0 {
+            j += 1;
+        }
+        if j - i > 1 {
+            a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
+        }
+        i = j;
+    }
+    a
 }
 
 /// The timer state of one loop; registered with the loop as its timer [`Source`].
@@ -116,6 +208,10 @@ pub(crate) struct Timers {
     seq_at_dispatch: Cell<u64>,
     /// Set by `close`.
     closed: Cell<bool>,
+    /// The sort buffer of [`Timers::dispatch_bulk`], kept between bursts like the heap's own
+    /// capacity (at most 32 bytes per entry of the largest burst): a fresh allocation per
+    /// burst would make the allocator consolidate every block freed since the last one.
+    scratch: RefCell<Vec<(u64, usize)>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
 }
@@ -156,6 +252,7 @@ impl Timers {
                 last_cutoff: Cell::new(i64::MIN),
                 seq_at_dispatch: Cell::new(u64::MAX),
                 closed: Cell::new(false),
+                scratch: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
             });
             lp.add_source(t.clone());
@@ -220,21 +317,33 @@ impl Timers {
     /// after popping a 1/32 share of the heap one by one, so the pass never costs much more
     /// than the pops already made; the order the timers run in is the same either way.
     fn dispatch_bulk(&self, heap: &mut BinaryHeap<Entry>, lp: &EventLoop, cutoff: i64) {
-        let all = std::mem::take(heap).into_vec();
-        let (mut due, rest): (Vec<Entry>, Vec<Entry>) =
-            all.into_iter().partition(|e| e.key < cutoff);
-        *heap = BinaryHeap::from(rest);
-        due.sort_unstable_by_key(|e| (e.key, e.seq));
-        for e in &due {
-            if e.handle.cancelled() {
-                self.uncount_cancel();
-            } else {
-                let _ = lp.schedule(&e.handle);
+        // The entries stay in the heap's own buffer.
+        let mut all = std::mem::take(heap).into_vec();
+        // Split: the due entries to the front, in one pass.
+        let mut due = 0;
+        for i in 0..all.len() {
+            if all[i].key < cutoff {
+                if i != due {
+                    all.swap(due, i);
+                }
+                due += 1;
             }
         }
+        let mut scratch = self.scratch.borrow_mut();
+        let order = run_order(&all[..due], &mut scratch);
+        for _ in order.len()..due {
+            self.uncount_cancel();
+        }
+        for &(_, i) in order {
+            // Fails only on a closed loop, whose sources are never dispatched.
+            schedule(lp, &all[i].handle);
+        }
         // Dropping runs no user code: the ready queue now holds the live handles too, and the
-        // cancelled ones hold no callback any more.
-        drop(due);
+        // cancelled ones hold no callback any more (it was dropped at cancel time). The
+        // cancelled ones are freed only now, after the ready queue has grown: freeing many
+        // small blocks before a large allocation makes the allocator consolidate them all.
+        all.drain(..due);
+        *heap = BinaryHeap::from(all);
     }
 
     /// Resolution fudge in nanoseconds.
@@ -290,18 +399,21 @@ impl Source for Timers {
             let Some(top) = heap.peek_mut() else {
                 break;
             };
+            let due = top.key < cutoff;
             if top.handle.cancelled() {
                 // A cancelled head goes whether it is due or not (TIMER-15).
                 PeekMut::pop(top);
                 self.uncount_cancel();
-                continue;
-            }
-            if top.key >= cutoff {
+                if !due {
+                    continue;
+                }
+            } else if due {
+                let e = PeekMut::pop(top);
+                schedule(lp, &e.handle);
+            } else {
                 break;
             }
-            let e = PeekMut::pop(top);
-            // Fails only on a closed loop, whose sources are never dispatched.
-            let _ = lp.schedule(&e.handle);
+            // Due entries popped, cancelled ones included: they cost a pop all the same.
             popped += 1;
             if popped >= BULK_MIN_POPS && popped * BULK_RATIO >= heap.len() {
                 self.dispatch_bulk(&mut heap, lp, cutoff);
@@ -327,5 +439,6 @@ impl Source for Timers {
         // (destructors of what it captured), which may call back into this queue.
         let heap = std::mem::take(&mut *self.heap.borrow_mut());
         drop(heap);
+        drop(std::mem::take(&mut *self.scratch.borrow_mut()));
     }
 }
