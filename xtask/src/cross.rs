@@ -101,23 +101,19 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
             failed.push(*target);
         }
     }
-    println!("\n==> cross-check summary");
+    let mut report = String::from("==> cross-check summary\n");
     for target in TARGETS
         .iter()
         .filter(|t| only.is_none() || only.map(String::as_str) == Some(**t))
     {
         let ok = !failed.contains(target);
-        println!("  {} {target}", if ok { "ok    " } else { "FAILED" });
+        report.push_str(&format!(
+            "  {} {target}\n",
+            if ok { "ok    " } else { "FAILED" }
+        ));
     }
-    let mut text = String::from("==> cross-check summary\n");
-    for target in TARGETS {
-        if failed.contains(target) {
-            text.push_str(&format!("FAILED {target}\n"));
-        } else if only.is_none() || only.map(String::as_str) == Some(*target) {
-            text.push_str(&format!("ok {target}\n"));
-        }
-    }
-    if let Some(line) = summary(&text) {
+    println!("\n{report}");
+    if let Some(line) = summary(&report) {
         println!("{}{line}", crate::cmd::SUMMARY_PREFIX);
     }
     if failed.is_empty() {
