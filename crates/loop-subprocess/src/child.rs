@@ -180,13 +180,7 @@ pub(crate) struct Child {
 type ExitFd = OwnedFd;
 
 /// What [`Child::with_new_exit_fd`] opens: a kqueue with the child's process filter.
-#[cfg(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-))]
+#[cfg(exit_kqueue)]
 type ExitFd = polling::Poller;
 
 /// What the exit fd is, as [`fmt::Debug`](std::fmt::Debug) of the transport shows it.
@@ -200,15 +194,7 @@ pub(crate) const EXIT_FD_KIND: &str = "kqueue";
 /// See [`Child`].
 struct ChildState {
     /// The exit fd (pidfd or kqueue), while the loop watches it.
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    ))]
+    #[cfg(any(exit_pidfd, exit_kqueue))]
     exit_fd: Option<ExitFd>,
     /// The return code, once the status was collected.
     returncode: Option<i32>,
@@ -220,15 +206,7 @@ impl Child {
         Child {
             pid: Pid::from_raw(raw).expect("a spawned child has a positive pid"),
             st: Mutex::new(ChildState {
-                #[cfg(any(
-                    target_os = "linux",
-                    target_os = "android",
-                    target_vendor = "apple",
-                    target_os = "freebsd",
-                    target_os = "netbsd",
-                    target_os = "openbsd",
-                    target_os = "dragonfly",
-                ))]
+                #[cfg(any(exit_pidfd, exit_kqueue))]
                 exit_fd: None,
                 returncode: None,
             }),
@@ -249,15 +227,7 @@ impl Child {
     /// on success. The fd becomes readable when the child exits, also when that happened
     /// before it was opened (a pidfd), or fails to open for a child that is already gone
     /// (`ESRCH` where the process filter does not attach to an exited child).
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    ))]
+    #[cfg(any(exit_pidfd, exit_kqueue))]
     pub(crate) fn with_new_exit_fd<R>(
         &self,
         f: impl FnOnce(BorrowedFd<'_>) -> Result<R>,
@@ -279,15 +249,7 @@ impl Child {
 
     /// Closes the exit fd (after it was removed from the reactor).
     pub(crate) fn close_exit_fd(&self) {
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "android",
-            target_vendor = "apple",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly",
-        ))]
+        #[cfg(any(exit_pidfd, exit_kqueue))]
         {
             let fd = self.lock().exit_fd.take();
             drop(fd);

@@ -55,13 +55,7 @@ pub(crate) fn realtime_signal(sig: i32) -> Option<Signal> {
 ///
 /// The caller must hold the child's lock with its status uncollected, so that `pid` is still
 /// this child's.
-#[cfg(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-))]
+#[cfg(exit_kqueue)]
 pub(crate) fn exit_kqueue(pid: rustix::process::Pid) -> io::Result<polling::Poller> {
     use polling::os::kqueue::{PollerKqueueExt, Process, ProcessOps};
     let kq = polling::Poller::new()?;

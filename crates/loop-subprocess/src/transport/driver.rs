@@ -258,15 +258,7 @@ impl SubprocessDriver {
     /// Starts watching for the exit (see [`ExitWatcher`]): with the exit fd (pidfd, or kqueue
     /// process filter) where there is one, else — or if it cannot be opened — with a thread.
     pub(super) fn start_watch(core: &Rc<Sub>, lp: &EventLoop, watcher: ExitWatcher) -> Result<()> {
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "android",
-            target_vendor = "apple",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly",
-        ))]
+        #[cfg(any(exit_pidfd, exit_kqueue))]
         if watcher == ExitWatcher::Auto {
             match SubprocessDriver::start_exit_fd(core, lp) {
                 Ok(()) => return Ok(()),
@@ -280,15 +272,7 @@ impl SubprocessDriver {
         SubprocessDriver::start_thread(core, lp)
     }
 
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    ))]
+    #[cfg(any(exit_pidfd, exit_kqueue))]
     fn start_exit_fd(core: &Rc<Sub>, lp: &EventLoop) -> Result<()> {
         let weak = Rc::downgrade(core);
         let raw = core.driver.child.with_new_exit_fd(|fd| {
@@ -306,15 +290,7 @@ impl SubprocessDriver {
     }
 
     /// The exit fd is readable: the child exited.
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    ))]
+    #[cfg(any(exit_pidfd, exit_kqueue))]
     fn exit_fd_ready(core: &Rc<Sub>, lp: &EventLoop, raw: RawFd) {
         let Some(rc) = core.driver.child.try_reap() else {
             // kqueue posts NOTE_EXIT while the kernel is still tearing the process down, so
