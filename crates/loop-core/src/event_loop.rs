@@ -82,6 +82,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Queues remote work and wakes the loop. Gives the work back if the loop is closed.
+    #[inline]
     pub(crate) fn push(&self, w: RemoteWork) -> std::result::Result<(), RemoteWork> {
         if self.closed.load(Ordering::Acquire) {
             return Err(w);

@@ -14,14 +14,14 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::context::{self, Snapshot};
 use crate::event_loop::{RemoteWork, Work};
+use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
 use crate::slot::DoneCallback;
-use crate::work::{Callback, EnterContext, RemoteCallback, PENDING};
+use crate::work::{Callback, EnterContext, RemoteCallback};
 use crate::{Error, EventLoop, Remote, Result};
 
 /// The one allocation behind a local [`Handle`].
@@ -250,47 +250,30 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// State values of a remote handle (`PENDING` is the ready queue's).
-const RUNNING: u8 = 1;
-const CANCELLED: u8 = 2;
-
 /// The allocation behind a [`RemoteHandle`].
 struct RemoteCb<F> {
-    /// PENDING, RUNNING (started or done) or CANCELLED.
-    state: AtomicU8,
     /// Where it was scheduled.
     location: &'static Location<'static>,
-    /// The closure, taken by whichever of run and cancel wins.
-    f: Mutex<Option<F>>,
+    /// The closure and its state (PENDING, RUNNING or CANCELLED): whichever of the run and a
+    /// cancel comes first takes the closure, without a lock.
+    f: TakeOnce<F>,
 }
 
 impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for RemoteCb<F> {
+    #[inline]
     fn call(&self, lp: &EventLoop) {
-        if self
-            .state
-            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(f) = f {
-                f(lp)
-            }
+        if let Some(f) = self.f.start() {
+            f(lp)
         }
     }
 
     fn cancel(&self) -> bool {
-        let won = self
-            .state
-            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if won {
-            drop(self.f.lock().unwrap_or_else(|e| e.into_inner()).take());
-        }
-        won
+        self.f.cancel()
     }
 
+    #[inline]
     fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+        self.f.state()
     }
 
     fn location(&self) -> &'static Location<'static> {
@@ -316,25 +299,16 @@ fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
 ) -> Arc<RemoteCb<F>> {
     if let Some(Ok(mut rc)) = spare.take().map(|a| a.downcast::<RemoteCb<F>>()) {
         if let Some(cb) = Arc::get_mut(&mut rc) {
-            *cb.state.get_mut() = PENDING;
             cb.location = location;
-            *cb.f.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(f);
+            cb.f.refill(f);
             return rc;
         }
     }
     // None kept, or one of another closure type (freed here).
-    Arc::new(RemoteCb::new(location, f))
-}
-
-impl<F> RemoteCb<F> {
-    /// A pending callback scheduled at `location`.
-    fn new(location: &'static Location<'static>, f: F) -> RemoteCb<F> {
-        RemoteCb {
-            state: AtomicU8::new(PENDING),
-            location,
-            f: Mutex::new(Some(f)),
-        }
-    }
+    Arc::new(RemoteCb {
+        location,
+        f: TakeOnce::new(f),
+    })
 }
 
 /// The handle of a `call_soon_threadsafe` callback: `Send + Sync`, cancellable from any thread.

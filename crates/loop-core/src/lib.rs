@@ -83,6 +83,7 @@ pub mod internal;
 mod io;
 mod reactor;
 mod readiness;
+mod remote_cell;
 mod remote_pool;
 mod runner;
 mod slot;

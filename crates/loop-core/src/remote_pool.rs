@@ -15,6 +15,11 @@ use crate::work::RemoteCallback;
 /// ([`SpareRemote`] and [`SpentRemote`]).
 const SPARE_REMOTE_BYTES: usize = 1 << 20;
 
+/// How many spent allocations the loop collects before it hands them back, in the middle of a
+/// batch: a producer that runs while the loop works through a long batch finds them there,
+/// instead of allocating while they wait for the end of the loop's iteration.
+const GIVE_BACK_EVERY: usize = 64;
+
 /// Spent remote callback allocations and their total size.
 #[derive(Default)]
 struct Kept {
@@ -36,16 +41,17 @@ struct Kept {
 #[derive(Default)]
 pub(crate) struct SpareRemote(Mutex<Kept>);
 
-/// The loop's side of [`SpareRemote`]: spent allocations collected during an iteration
-/// without a lock, handed back in one batch when the loop next takes remote work.
+/// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
+/// back [`GIVE_BACK_EVERY`] at a time, and the rest when the loop next takes remote work.
 #[derive(Default)]
 pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
-    /// Keeps `cb` for reuse if nobody else holds it and there is room. The loop's thread,
-    /// after the callback ran or was skipped as cancelled.
+    /// Keeps `cb` for reuse if nobody else holds it and there is room, handing what was
+    /// kept to `spare` every [`GIVE_BACK_EVERY`] allocations. The loop's thread, after the
+    /// callback ran or was skipped as cancelled.
     #[inline]
-    pub(crate) fn keep<L>(&self, cb: Arc<dyn RemoteCallback<L>>) {
+    pub(crate) fn keep<L>(&self, cb: Arc<dyn RemoteCallback<L>>, spare: &SpareRemote) {
         // No `Weak` of a remote callback is ever made: one strong reference is ownership.
         if Arc::strong_count(&cb) != 1 {
             return;
@@ -55,6 +61,10 @@ impl SpentRemote {
         if spent.bytes + size <= SPARE_REMOTE_BYTES {
             spent.bytes += size;
             spent.cbs.push(cb.into_any());
+            if spent.cbs.len() >= GIVE_BACK_EVERY {
+                drop(spent);
+                self.give_back(spare);
+            }
         }
     }
 

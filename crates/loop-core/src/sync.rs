@@ -7,17 +7,42 @@
 //! switch threads. Only the wake-up tests run in such a build (the rest of the crate merely
 //! compiles: loom's types panic outside a model).
 //!
+//! The same holds for [`crate::remote_cell`], the state and closure of a remote callback.
+//!
 //! The queue of remote work is the same code in both builds (a `Vec` behind a mutex, emptied a
 //! batch at a time), so the model checks it too, not a stand-in.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::AtomicBool;
+pub(crate) use loom::cell::UnsafeCell;
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8};
 #[cfg(loom)]
 use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::AtomicBool;
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8};
 #[cfg(not(loom))]
 use std::sync::{Mutex, MutexGuard};
+
+/// std's `UnsafeCell` with loom's interface (access through a closure given the raw pointer),
+/// so that code written against it runs under loom's cell, which checks every access.
+#[cfg(not(loom))]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// A cell holding `v`.
+    #[inline]
+    pub(crate) const fn new(v: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(v))
+    }
+
+    /// Gives `f` the pointer to the value; the caller's `unsafe` block argues why the access
+    /// it makes is exclusive.
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 /// loom re-exports std's `Ordering`.
 pub(crate) use std::sync::atomic::Ordering;
@@ -65,9 +90,18 @@ impl<T> Queue<T> {
     /// `f` runs wait for the next drain (no lock is held while `f` runs, so `f` may push).
     #[inline]
     pub(crate) fn drain(&self, f: impl FnMut(T)) {
+        self.drain_batch(|batch| batch.for_each(f))
+    }
+
+    /// Takes every item queued now and gives them to `f` at once, oldest first, as an iterator
+    /// that knows its length (so that `f` can move them on in one go, reserving room once).
+    /// Items `f` leaves in the iterator are dropped. As [`drain`](Self::drain), no lock is held
+    /// while `f` runs.
+    #[inline]
+    pub(crate) fn drain_batch(&self, f: impl FnOnce(std::vec::Drain<'_, T>)) {
         let mut batch = std::mem::take(&mut *lock(&self.spare));
         std::mem::swap(&mut *lock(&self.items), &mut batch);
-        batch.drain(..).for_each(f);
+        f(batch.drain(..));
         if batch.capacity() > SPARE_CAPACITY {
             batch = Vec::new();
         }

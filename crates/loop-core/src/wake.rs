@@ -124,12 +124,20 @@ impl<T, F: WakeFd> Wake<T, F> {
     }
 
     /// Clears `pending` and gives every queued item to `f`, oldest first. The loop's thread.
-    #[inline]
+    /// (The loop itself takes a batch at once, with [`take_batch`](Self::take_batch).)
+    #[cfg(test)]
     pub(crate) fn take(&self, f: impl FnMut(T)) {
+        self.take_batch(|batch| batch.for_each(f))
+    }
+
+    /// As [`take`](Self::take), the items given to `f` at once, as an iterator that knows its
+    /// length. The loop's thread.
+    #[inline]
+    pub(crate) fn take_batch(&self, f: impl FnOnce(std::vec::Drain<'_, T>)) {
         // Cleared before draining: a push racing with the drain sets it again after its item is
         // in the queue, so nothing is missed (an item that misses this batch is in the next).
         self.pending.swap(false, Ordering::SeqCst);
-        self.queue.drain(f)
+        self.queue.drain_batch(f)
     }
 
     /// Gives every queued item to `f` without touching the flags (closing the loop).

@@ -181,7 +181,7 @@ impl EventLoop {
             }
             Work::Remote(cb) => {
                 cb.run_queued(self);
-                inner.spent_remote.keep(cb);
+                inner.spent_remote.keep(cb, &inner.shared.spare_remote);
             }
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);

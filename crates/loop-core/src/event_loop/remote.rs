@@ -98,12 +98,13 @@ impl EventLoop {
         let inner = &*self.inner;
         inner.spent_remote.give_back(&inner.shared.spare_remote);
         let mut q = inner.ready.borrow_mut();
-        inner.shared.wake.take(|w| {
-            q.push_back(match w {
+        // In one go: the batch knows its length, so the ready queue makes room once.
+        inner.shared.wake.take_batch(|batch| {
+            q.extend(batch.map(|w| match w {
                 RemoteWork::Call(cb) => Work::Remote(cb),
                 RemoteWork::Task(r) => Work::Task(r),
                 RemoteWork::Stop => Work::Stop,
-            })
+            }))
         });
     }
 }
