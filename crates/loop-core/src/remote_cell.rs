@@ -175,7 +175,10 @@ mod model {
                 None => false,
             };
             let cancelled = canceller.join().unwrap();
-            assert!(ran != cancelled, "exactly one of the run and the cancel wins");
+            assert!(
+                ran != cancelled,
+                "exactly one of the run and the cancel wins"
+            );
             assert_eq!(counts.0.load(Ordering::SeqCst), usize::from(ran));
             assert_eq!(counts.1.load(Ordering::SeqCst), usize::from(cancelled));
             let want = if ran { RUNNING } else { CANCELLED };
