@@ -280,12 +280,10 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
         self.location
     }
 
-    fn run_queued(&self, lp: &EventLoop) {
-        lp.run_remote(self)
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
+    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
+        lp.run_remote(&*self);
+        let inner = &*lp.inner;
+        inner.spent_remote.keep(self, &inner.shared.spare_remote);
     }
 }
 

@@ -9,8 +9,6 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use crate::work::RemoteCallback;
-
 /// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
 /// ([`SpareRemote`] and [`SpentRemote`]).
 const SPARE_REMOTE_BYTES: usize = 1 << 20;
@@ -51,16 +49,16 @@ impl SpentRemote {
     /// kept to `spare` every [`GIVE_BACK_EVERY`] allocations. The loop's thread, after the
     /// callback ran or was skipped as cancelled.
     #[inline]
-    pub(crate) fn keep<L>(&self, cb: Arc<dyn RemoteCallback<L>>, spare: &SpareRemote) {
+    pub(crate) fn keep<C: Any + Send + Sync>(&self, cb: Arc<C>, spare: &SpareRemote) {
         // No `Weak` of a remote callback is ever made: one strong reference is ownership.
         if Arc::strong_count(&cb) != 1 {
             return;
         }
-        let size = std::mem::size_of_val(&*cb);
+        let size = std::mem::size_of::<C>();
         let mut spent = self.0.borrow_mut();
         if spent.bytes + size <= SPARE_REMOTE_BYTES {
             spent.bytes += size;
-            spent.cbs.push(cb.into_any());
+            spent.cbs.push(cb);
             if spent.cbs.len() >= GIVE_BACK_EVERY {
                 drop(spent);
                 self.give_back(spare);
@@ -93,15 +91,49 @@ impl SpentRemote {
     }
 }
 
+/// How many kept allocations a calling thread takes from a loop's [`SpareRemote`] at once.
+const TAKE_AT_ONCE: usize = 64;
+
+thread_local! {
+    /// Kept allocations this thread took from a loop's [`SpareRemote`] and has not used yet
+    /// (at most [`TAKE_AT_ONCE`]; freed when the thread ends). Any loop's do: they hold no
+    /// closure and belong to no loop.
+    static TAKEN: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl SpareRemote {
-    /// One kept allocation (of any closure type), if there is one.
+    /// One kept allocation (of any closure type), if there is one: from the calling thread's
+    /// own few, which are refilled from this pool up to [`TAKE_AT_ONCE`] at a time, so that a
+    /// thread making many calls locks the pool once per batch, not once per call.
     #[inline]
     pub(crate) fn take(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        TAKEN
+            .try_with(|taken| {
+                let mut taken = taken.borrow_mut();
+                if let Some(cb) = taken.pop() {
+                    return Some(cb);
+                }
+                self.take_batch(&mut taken);
+                taken.pop()
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Moves up to [`TAKE_AT_ONCE`] kept allocations into `to`.
+    #[cold]
+    #[inline(never)]
+    fn take_batch(&self, to: &mut Vec<Arc<dyn Any + Send + Sync>>) {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let cb = kept.cbs.pop();
-        if let Some(cb) = &cb {
-            kept.bytes -= std::mem::size_of_val(&**cb);
+        if kept.cbs.is_empty() {
+            return;
         }
-        cb
+        let from = kept.cbs.len().saturating_sub(TAKE_AT_ONCE);
+        let bytes: usize = kept.cbs[from..]
+            .iter()
+            .map(|cb| std::mem::size_of_val(&**cb))
+            .sum();
+        kept.bytes -= bytes;
+        to.extend(kept.cbs.drain(from..));
     }
 }

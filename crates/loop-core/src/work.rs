@@ -107,9 +107,7 @@ pub(crate) trait RemoteCallback<L>: Send + Sync {
     /// Where it was scheduled.
     fn location(&self) -> &'static Location<'static>;
     /// Runs it as the loop runs queued work (the loop's `run_remote`, given the concrete
-    /// type): one dynamic call per callback.
-    fn run_queued(&self, lp: &L);
-    /// The callback as `Any`, so that a spent allocation can be reused for the next callback
-    /// of the same type (see the loop's spare remote handles).
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// type), then offers the allocation to the loop's pool of spent ones, so that it can be
+    /// reused for the next callback of the same type: one dynamic call per callback.
+    fn run_queued(self: Arc<Self>, lp: &L);
 }

