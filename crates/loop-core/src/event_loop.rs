@@ -82,7 +82,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Queues remote work and wakes the loop. Gives the work back if the loop is closed.
-    #[inline]
+    /// Inlined: on `call_soon_threadsafe`'s path, a call here copied the work twice more.
+    #[inline(always)]
     pub(crate) fn push(&self, w: RemoteWork) -> std::result::Result<(), RemoteWork> {
         if self.closed.load(Ordering::Acquire) {
             return Err(w);
