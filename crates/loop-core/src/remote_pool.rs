@@ -13,18 +13,37 @@ use std::sync::{Arc, Mutex};
 /// ([`SpareRemote`] and [`SpentRemote`]).
 const SPARE_REMOTE_BYTES: usize = 1 << 20;
 
-/// How many spent allocations the loop collects before it hands them back, in the middle of a
-/// batch: a producer that runs while the loop works through a long batch finds them there,
-/// instead of allocating while they wait for the end of the loop's iteration.
+/// How many spent allocations the loop collects before it hands them back as one chunk, in
+/// the middle of a batch too: a producer that runs while the loop works through a long batch
+/// finds them there, instead of allocating while they wait for the end of the loop's
+/// iteration. Callers take a chunk at a time as well, so the pool's lock is taken once per
+/// chunk on each side, and a chunk changes hands whole, without copying its pointers.
 const GIVE_BACK_EVERY: usize = 64;
+
+/// How many emptied chunk vectors the pool keeps for the loop to fill again.
+const EMPTY_CHUNKS: usize = 64;
+
+/// A spent allocation: an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
+type SpentCb = Arc<dyn Any + Send + Sync>;
 
 /// Spent remote callback allocations and their total size.
 #[derive(Default)]
 struct Kept {
-    /// The allocations, each an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
-    cbs: Vec<Arc<dyn Any + Send + Sync>>,
+    /// The allocations.
+    cbs: Vec<SpentCb>,
     /// Their sizes, added up.
     bytes: usize,
+}
+
+/// The chunks a loop's [`SpareRemote`] holds.
+#[derive(Default)]
+struct Chunks {
+    /// Chunks of spent allocations, as the loop handed them back.
+    full: Vec<Kept>,
+    /// Their sizes, added up.
+    bytes: usize,
+    /// Vectors the callers emptied, for the loop's next chunk.
+    empty: Vec<Vec<SpentCb>>,
 }
 
 /// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
@@ -37,7 +56,7 @@ struct Kept {
 /// of the same type fills it again. At most [`SPARE_REMOTE_BYTES`] are kept; they hold no
 /// closure, so they keep nothing else alive.
 #[derive(Default)]
-pub(crate) struct SpareRemote(Mutex<Kept>);
+pub(crate) struct SpareRemote(Mutex<Chunks>);
 
 /// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
 /// back [`GIVE_BACK_EVERY`] at a time, and the rest when the loop next takes remote work.
@@ -66,7 +85,7 @@ impl SpentRemote {
         }
     }
 
-    /// Hands what was kept to `spare`, as far as it has room; the rest is freed.
+    /// Hands what was kept to `spare` as one chunk, if it has room; else it is freed.
     #[inline]
     pub(crate) fn give_back(&self, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
@@ -74,66 +93,68 @@ impl SpentRemote {
             return;
         }
         let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        for cb in &spent.cbs {
-            let size = std::mem::size_of_val(&**cb);
-            if to.bytes + size > SPARE_REMOTE_BYTES {
-                break;
-            }
-            to.bytes += size;
-            n += 1;
+        if to.bytes + spent.bytes <= SPARE_REMOTE_BYTES {
+            to.bytes += spent.bytes;
+            let empty = to
+                .empty
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(GIVE_BACK_EVERY));
+            let chunk = std::mem::replace(
+                &mut *spent,
+                Kept {
+                    cbs: empty,
+                    bytes: 0,
+                },
+            );
+            to.full.push(chunk);
+            return;
         }
-        to.cbs.extend(spent.cbs.drain(..n));
         drop(to);
-        // What did not fit is freed outside the lock.
+        // No room: freed, outside the lock.
         spent.cbs.clear();
         spent.bytes = 0;
     }
 }
 
-/// How many kept allocations a calling thread takes from a loop's [`SpareRemote`] at once.
-const TAKE_AT_ONCE: usize = 64;
-
 thread_local! {
     /// Kept allocations this thread took from a loop's [`SpareRemote`] and has not used yet
-    /// (at most [`TAKE_AT_ONCE`]; freed when the thread ends). Any loop's do: they hold no
-    /// closure and belong to no loop.
-    static TAKEN: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
+    /// (one chunk, at most [`GIVE_BACK_EVERY`]; freed when the thread ends). Any loop's do:
+    /// they hold no closure and belong to no loop.
+    static TAKEN: RefCell<Vec<SpentCb>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SpareRemote {
     /// One kept allocation (of any closure type), if there is one: from the calling thread's
-    /// own few, which are refilled from this pool up to [`TAKE_AT_ONCE`] at a time, so that a
-    /// thread making many calls locks the pool once per batch, not once per call.
+    /// own chunk, which is refilled from this pool a whole chunk at a time, so that a thread
+    /// making many calls locks the pool once per chunk, not once per call.
     #[inline]
-    pub(crate) fn take(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+    pub(crate) fn take(&self) -> Option<SpentCb> {
         TAKEN
             .try_with(|taken| {
                 let mut taken = taken.borrow_mut();
                 if let Some(cb) = taken.pop() {
                     return Some(cb);
                 }
-                self.take_batch(&mut taken);
+                self.take_chunk(&mut taken);
                 taken.pop()
             })
             .ok()
             .flatten()
     }
 
-    /// Moves up to [`TAKE_AT_ONCE`] kept allocations into `to`.
+    /// Replaces `to` (empty) with the most recent chunk, if there is one; `to` is kept for the
+    /// loop's next chunk.
     #[cold]
     #[inline(never)]
-    fn take_batch(&self, to: &mut Vec<Arc<dyn Any + Send + Sync>>) {
-        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.cbs.is_empty() {
+    fn take_chunk(&self, to: &mut Vec<SpentCb>) {
+        let mut from = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(chunk) = from.full.pop() else {
             return;
+        };
+        from.bytes -= chunk.bytes;
+        let emptied = std::mem::replace(to, chunk.cbs);
+        if from.empty.len() < EMPTY_CHUNKS && emptied.capacity() > 0 {
+            from.empty.push(emptied);
         }
-        let from = kept.cbs.len().saturating_sub(TAKE_AT_ONCE);
-        let bytes: usize = kept.cbs[from..]
-            .iter()
-            .map(|cb| std::mem::size_of_val(&**cb))
-            .sum();
-        kept.bytes -= bytes;
-        to.extend(kept.cbs.drain(from..));
     }
 }

@@ -76,7 +76,7 @@ impl<T, F: WakeFd> Wake<T, F> {
     }
 
     /// Queues `w` and wakes the loop. Any thread.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, w: T) {
         self.queue.push(w);
         // A read-modify-write, not a store: it extends the release sequence of earlier pushes
