@@ -124,8 +124,18 @@ impl<T, F: WakeFd> Wake<T, F> {
     }
 
     /// Clears `pending` and gives every queued item to `f`, oldest first. The loop's thread.
-    /// (The loop itself takes a batch at once, with [`take_batch`](Self::take_batch).)
-    #[cfg(test)]
+    /// (The loop itself takes a batch at once, with [`take_batch`](Self::take_batch); this is
+    /// for the tests and the loom model below.)
+    #[cfg(all(
+        test,
+        any(
+            loom,
+            all(
+                any(target_os = "linux", target_os = "android"),
+                not(feature = "reactor-polling")
+            )
+        )
+    ))]
     pub(crate) fn take(&self, f: impl FnMut(T)) {
         self.take_batch(|batch| batch.for_each(f))
     }
