@@ -10,8 +10,9 @@
 //!   instructions per operation are (Ir(200,000) − Ir(100,000)) / 100,000, which cancels
 //!   start-up and shutdown. Each pair runs three times; the median and the spread are reported,
 //!   and for evloop also the count outside the C library's allocator, which stays put where
-//!   the allocator's own work varies with timing (its cross-thread path in
-//!   call_soon_threadsafe).
+//!   the allocator's own work varies with timing (in call_soon_threadsafe, how many
+//!   callbacks are in flight at once; valgrind runs with `--fair-sched=yes` so that the
+//!   producer and the loop take turns).
 //! - Echo servers: each Rust server of `evloop-bench echo-servers` under callgrind, the load
 //!   generator outside it making a fixed number of round trips (`echo-client --roundtrips`):
 //!   1 connection × 10,000 and 100 connections × 2,000, of 64 B messages. Instructions per

@@ -102,10 +102,11 @@ pub(super) fn section(m: &Measured) -> String {
          the C library's allocator (malloc, free and their helpers, as `callgrind_annotate` \
          names them) with its spread. call_soon_threadsafe counts the producer thread's \
          instructions too (callgrind counts every thread of the process). Two totals vary from \
-         run to run. In call_soon_threadsafe nearly all of the variation is in the allocator's \
-         cross-thread path (callbacks allocated on the producer's thread, freed on the loop's), \
-         which depends on how the two threads interleave: the count outside malloc is the one to \
-         compare. In the timer benchmark, whose delays are real time, how many timers are due at \
+         run to run. In call_soon_threadsafe nearly all of the variation is in the allocator: \
+         valgrind runs one thread at a time (with `--fair-sched=yes`, so that the producer and \
+         the loop take turns), and how far the producer gets ahead of the loop varies from run \
+         to run; each callback in flight beyond what the loop's pool of spent allocations holds \
+         is a fresh allocation. The count outside malloc is the one to compare. In the timer benchmark, whose delays are real time, how many timers are due at \
          each poll changes how much sorting the timer heap does and when the allocator \
          consolidates free memory, so even the count outside malloc moves by a percent or two: \
          compare medians of more runs (`cargo xtask bench --instructions --only call_later \
