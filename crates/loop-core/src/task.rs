@@ -81,7 +81,7 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
             return false;
         }
         h.cold().cancelling += 1;
-        let waiter = h.fut_waiter.borrow_mut().take();
+        let waiter = h.fut_waiter.take();
         if let Some(w) = waiter {
             if w.cancel_target(msg.clone()) {
                 // The waiter wakes the task, whose `await` returns the cancellation.
@@ -90,9 +90,11 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
         }
         h.cold().must_cancel = Some(msg);
         if h.started.get() {
-            if let Some(w) = h.waker.borrow().as_ref() {
+            let w = h.waker.take();
+            if let Some(w) = &w {
                 w.wake_by_ref();
             }
+            h.waker.set(w);
         }
         true
     }
@@ -136,8 +138,6 @@ impl<T: 'static> CancelTarget for TaskInner<T> {
 pub struct Task<T> {
     /// The typed task.
     inner: Rc<TaskInner<T>>,
-    /// The same task, untyped.
-    pub(crate) r: TaskRef,
 }
 
 impl<T: 'static> Task<T> {
@@ -146,7 +146,14 @@ impl<T: 'static> Task<T> {
     pub(crate) fn clone_task(&self) -> Task<T> {
         Task {
             inner: self.inner.clone(),
-            r: self.r.clone(),
+        }
+    }
+
+    /// The same task, untyped.
+    #[inline]
+    pub(crate) fn r(&self) -> TaskRef {
+        TaskRef {
+            t: self.inner.clone(),
         }
     }
 
@@ -173,7 +180,7 @@ impl<T: 'static> Task<T> {
     /// # lp.run_until_complete(t).unwrap().unwrap();
     /// ```
     pub fn task_ref(&self) -> TaskRef {
-        self.r.clone()
+        self.r()
     }
 
     /// The output, cloned, of a task that finished.
@@ -211,42 +218,51 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // The checks against the awaiting task borrow it in place (no reference count is
-        // touched); the rare paths that keep it look it up again.
-        let early = CURRENT
+        // One look-up of the awaiting task, borrowed in place (no reference count is touched
+        // unless the await suspends). No user code runs while it is borrowed.
+        let inner = &self.inner;
+        CURRENT
             .try_with(|c| {
                 let c = c.borrow();
-                let t = c.as_ref()?;
-                if Rc::as_ptr(&self.inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
-                    return Some(Err(Error::invalid_state("Task cannot await on itself")));
+                let me = c.as_ref();
+                if let Some(t) = me {
+                    if Rc::as_ptr(inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
+                        return Poll::Ready(Err(Error::invalid_state(
+                            "Task cannot await on itself",
+                        )));
+                    }
+                    if let Some(c) = t.take_pending_cancel() {
+                        return Poll::Ready(Err(Error::Cancelled(c)));
+                    }
+                    if t.loop_id() != inner.header.loop_id {
+                        return Poll::Ready(Err(Error::DifferentLoop));
+                    }
                 }
-                if let Some(c) = t.take_pending_cancel() {
-                    return Some(Err(Error::Cancelled(c)));
-                }
-                if t.loop_id() != self.inner.header.loop_id {
-                    return Some(Err(Error::DifferentLoop));
-                }
-                None
+                await_outcome(inner, me, cx)
             })
-            .ok()
-            .flatten();
-        if let Some(e) = early {
-            return Poll::Ready(e);
-        }
-        if let Some(r) = Slot::take_for_await(&self.inner.result, &self.inner.header.retrieved) {
-            if let Err(Error::Cancelled(c)) = &r {
-                if let Some(t) = current() {
-                    t.track_delivered(c);
-                }
-            }
-            return Poll::Ready(r);
-        }
-        add_waiter(&self.inner.waiters, cx);
-        if let Some(t) = current() {
-            t.set_waiter(self.inner.clone());
-        }
-        Poll::Pending
+            .unwrap_or_else(|_| await_outcome(inner, None, cx))
     }
+}
+
+/// The rest of an `await` of a task, once the checks against the awaiting task `me` passed:
+/// the outcome if it is done, else the awaiter's waker kept and `me` waiting on it.
+#[inline]
+fn await_outcome<T: 'static>(
+    inner: &Rc<TaskInner<T>>,
+    me: Option<&Rc<dyn TaskDyn>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T>> {
+    if let Some(r) = Slot::take_for_await(&inner.result, &inner.header.retrieved) {
+        if let (Err(Error::Cancelled(c)), Some(t)) = (&r, me) {
+            t.track_delivered(c);
+        }
+        return Poll::Ready(r);
+    }
+    add_waiter(&inner.waiters, cx);
+    if let Some(t) = me {
+        t.set_waiter(inner.clone());
+    }
+    Poll::Pending
 }
 
 impl<T> Drop for TaskInner<T> {
@@ -264,17 +280,23 @@ impl<T> TaskInner<T> {
     /// What every ending does, finished or dropped pending: drops the waker and the awaited
     /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
     fn release(&self) -> Option<Rc<Inner>> {
-        let h = &self.header;
-        let waker = h.waker.borrow_mut().take();
-        drop(waker);
-        let waiter = h.fut_waiter.borrow_mut().take();
-        drop(waiter);
         let lp = self.lp.upgrade();
-        let removed = lp
-            .as_ref()
-            .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
-        drop(removed);
+        if let Some(inner) = &lp {
+            self.release_in(inner);
+        }
         lp
+    }
+
+    /// [`release`](Self::release) with the loop at hand (a step holds it already).
+    #[inline]
+    fn release_in(&self, inner: &Inner) {
+        let h = &self.header;
+        let waker = h.waker.take();
+        drop(waker);
+        let waiter = h.fut_waiter.take();
+        drop(waiter);
+        let removed = inner.tasks.borrow_mut().remove(h.slab_key.get());
+        drop(removed);
     }
 
     /// A handle of the task's loop, if it still exists.
@@ -426,9 +448,9 @@ impl EventLoop {
                 started: Cell::new(false),
                 finished: Cell::new(false),
                 cancelled: Cell::new(false),
-                fut_waiter: RefCell::new(None),
+                fut_waiter: Cell::new(None),
                 waiting_on_loop: Cell::new(false),
-                waker: RefCell::new(None),
+                waker: Cell::new(None),
                 log_destroy_pending: Cell::new(true),
                 retrieved: Cell::new(false),
                 ctx: Cell::new(context.map),
@@ -443,10 +465,7 @@ impl EventLoop {
             result: RefCell::new(Slot::Pending),
             waiters: RefCell::new(Vec::new()),
         });
-        let r = TaskRef {
-            t: inner.clone() as Rc<dyn TaskDyn>,
-        };
-        let key = self.inner.tasks.borrow_mut().insert(r.t.clone());
+        let key = self.inner.tasks.borrow_mut().insert(inner.clone());
         inner.header.slab_key.set(key);
         let wrapper = TaskFuture {
             task: inner.clone(),
@@ -456,7 +475,7 @@ impl EventLoop {
         let (runnable, handle) = async_task::spawn_local(wrapper, move |r| schedule(&remote, r));
         handle.detach();
         self.push_ready(Work::Task(runnable));
-        Task { inner, r }
+        Task { inner }
     }
 
     /// Installs a task factory (`None` restores the built-in behaviour).
@@ -570,12 +589,13 @@ impl EventLoop {
                 self.0.remove_done_callback(self.1);
             }
         }
-        let detach = Detach(&task.r, id, active);
+        let r = task.r();
+        let detach = Detach(&r, id, active);
         let run = self.run_forever();
         drop(detach);
         run?;
         if !task.done() {
-            task.r.quiet();
+            r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
         let r = std::mem::replace(&mut *task.inner.result.borrow_mut(), Slot::Taken);
@@ -734,15 +754,16 @@ fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
     }
 }
 
-/// Ends a task with a result: wakes awaiters and schedules done-callbacks.
-fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
+/// Ends a task with a result (in a step: `lp` is the task's loop): wakes awaiters and schedules
+/// done-callbacks.
+fn finish<T: 'static>(task: &Rc<TaskInner<T>>, lp: &Rc<Inner>, r: Result<T>) {
     let h = &task.header;
     if let Err(Error::Cancelled(_)) = &r {
         h.cancelled.set(true);
     }
     h.finished.set(true);
     *task.result.borrow_mut() = Slot::Done(r);
-    let lp = task.release();
+    task.release_in(lp);
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
@@ -751,8 +772,8 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     if callbacks.is_empty() {
         return;
     }
-    if let Some(inner) = lp {
-        let lp = EventLoop { inner };
+    {
+        let lp = EventLoop { inner: lp.clone() };
         let me = TaskRef {
             t: task.clone() as Rc<dyn TaskDyn>,
         };
@@ -788,7 +809,7 @@ where
         }
     };
     let waited_on_loop = h.waiting_on_loop.replace(false);
-    h.fut_waiter.borrow_mut().take();
+    drop(h.fut_waiter.take());
     // A cancellation requested while the body was not running. Before the first step the
     // body never runs (CORE-39). If the body is suspended in a loop-aware `await`, it is
     // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
@@ -797,17 +818,11 @@ where
         let forced = h.take_must_cancel();
         if let Some(msg) = forced {
             slot.set(None);
-            finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+            finish(task, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
             return Poll::Ready(());
         }
     }
     h.started.set(true);
-    {
-        let mut w = h.waker.borrow_mut();
-        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *w = Some(cx.waker().clone());
-        }
-    }
     let me: Rc<dyn TaskDyn> = task.clone();
     let start = lp.debug_flag().then(Instant::now);
     // One look-up of the thread-local for both the switch and the restore: the poll runs
@@ -836,10 +851,10 @@ where
                 // which escapes `run_*` and so is never reported as "never retrieved".
                 h.log_destroy_pending.set(false);
                 h.retrieved.set(true);
-                finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
+                finish(task, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
                 resume_unwind(p);
             }
-            finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
+            finish(task, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
             Poll::Ready(())
         }
         Ok(Poll::Ready(v)) => {
@@ -849,7 +864,7 @@ where
             let self_cancel = h.take_must_cancel();
             if let Some(msg) = self_cancel {
                 drop(v);
-                finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+                finish(task, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
                 return Poll::Ready(());
             }
             // A cancellation delivered into the body that is still alive (in the output, most
@@ -865,17 +880,25 @@ where
             match escaped {
                 Some(msg) => {
                     drop(v);
-                    finish(task, Err(Error::Cancelled(Cancelled::new(msg))))
+                    finish(task, &lp, Err(Error::Cancelled(Cancelled::new(msg))))
                 }
-                None => finish(task, Ok(v)),
+                None => finish(task, &lp, Ok(v)),
             }
             Poll::Ready(())
         }
         Ok(Poll::Pending) => {
+            // The waker a cancellation reschedules the task with, kept only by a task that
+            // suspends (one that ends in its first step never clones it). A cancellation
+            // requested during the step itself is handled just below.
+            let w = h.waker.take();
+            match w {
+                Some(w) if w.will_wake(cx.waker()) => h.waker.set(Some(w)),
+                _ => h.waker.set(Some(cx.waker().clone())),
+            }
             // A cancellation requested during this step and not delivered by an `await`.
             let msg = h.take_must_cancel();
             if let Some(msg) = msg {
-                let waiter = h.fut_waiter.borrow_mut().take();
+                let waiter = h.fut_waiter.take();
                 match waiter {
                     Some(w) => {
                         if !w.cancel_target(msg.clone()) {
@@ -887,7 +910,7 @@ where
                     }
                     None => {
                         slot.set(None);
-                        finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
+                        finish(task, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
                         return Poll::Ready(());
                     }
                 }

@@ -63,7 +63,7 @@ impl dyn TaskDyn {
     pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
         let h = self.header();
         h.waiting_on_loop.set(true);
-        *h.fut_waiter.borrow_mut() = Some(w);
+        h.fut_waiter.set(Some(w));
     }
 }
 
@@ -84,12 +84,12 @@ pub(crate) struct Header {
     /// Done by cancellation.
     pub(crate) cancelled: Cell<bool>,
     /// The loop future the task waits on.
-    pub(crate) fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    pub(crate) fut_waiter: Cell<Option<Rc<dyn CancelTarget>>>,
     /// The last step suspended in a loop-aware `await` (a loop future or task), which can
     /// deliver a cancellation into the body; false when it suspended on a foreign future.
     pub(crate) waiting_on_loop: Cell<bool>,
     /// The task's waker (to reschedule it for a cancellation).
-    pub(crate) waker: RefCell<Option<Waker>>,
+    pub(crate) waker: Cell<Option<Waker>>,
     /// Report "destroyed but pending" if dropped pending.
     pub(crate) log_destroy_pending: Cell<bool>,
     /// The error was read (no "never retrieved" report).
@@ -187,7 +187,7 @@ impl TaskSlab {
         self.entries
             .iter()
             .flatten()
-            .filter_map(|t| t.header().waker.borrow_mut().take())
+            .filter_map(|t| t.header().waker.take())
             .collect()
     }
 }
