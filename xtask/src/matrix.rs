@@ -166,16 +166,26 @@ pub fn run(args: &[String]) -> ExitCode {
             ])
         },
     });
-    // The cross-thread wake-up of `loop-core/src/wake.rs` under loom (every interleaving up to
-    // three preemptions). `--cfg loom` changes every crate's build: it gets its own target dir.
-    let mut loom = cargo(&["test", "-p", "loop-core", "--release", "--lib", "wake::"]);
+    // The cross-thread wake-ups of `loop-core/src/wake.rs` (the loop's) and `task_wake.rs` (a
+    // task's) under loom (every interleaving up to three preemptions). `--cfg loom` changes
+    // every crate's build: it gets its own target dir.
+    let mut loom = cargo(&[
+        "test",
+        "-p",
+        "loop-core",
+        "--release",
+        "--lib",
+        "--",
+        "wake::",
+        "task_wake::",
+    ]);
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
     let flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     loom.env("CARGO_TARGET_DIR", target.join("loom"))
         .env("RUSTFLAGS", format!("{flags} --cfg loom").trim_start());
     steps.push(Step {
-        name: "loom model of the wake-up (loop-core)".into(),
+        name: "loom model of the wake-ups (loop-core)".into(),
         cmd: loom,
     });
     if heavy {

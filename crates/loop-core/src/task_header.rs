@@ -11,7 +11,6 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Waker;
 
 use crate::slot::DoneCallback;
 use crate::{Cancelled, Error};
@@ -32,6 +31,35 @@ pub(crate) trait TaskDyn {
     fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
     /// The task's loop (its state, as `Any`), if it still exists.
     fn loop_any(&self) -> Option<Rc<dyn Any>>;
+    /// Runs the task's queued step: queued on the loop's thread, or (`remote`) by a wake from
+    /// another thread.
+    fn run_step(self: Rc<Self>, remote: bool);
+    /// Tears down a task of a closing loop: its body is dropped and, if it was pending, it
+    /// is reported as destroyed while pending.
+    fn abandon(self: Rc<Self>);
+}
+
+/// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
+/// index in its loop's table and its id (an index is reused by later tasks), and whether a
+/// wake from another thread queued it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskKey {
+    /// Index in the loop's task table.
+    pub(crate) slot: usize,
+    /// The task's id.
+    pub(crate) id: u64,
+    /// Queued by a wake from another thread.
+    pub(crate) remote: bool,
+}
+
+/// Runs the step `k` of a task of the loop whose task table is `tasks` (nothing if the task
+/// has ended since).
+#[inline]
+pub(crate) fn run_task(tasks: &RefCell<TaskSlab>, k: TaskKey) {
+    let t = tasks.borrow().get(k).cloned();
+    if let Some(t) = t {
+        t.run_step(k.remote);
+    }
 }
 
 impl dyn TaskDyn {
@@ -88,8 +116,8 @@ pub(crate) struct Header {
     /// The last step suspended in a loop-aware `await` (a loop future or task), which can
     /// deliver a cancellation into the body; false when it suspended on a foreign future.
     pub(crate) waiting_on_loop: Cell<bool>,
-    /// The task's waker (to reschedule it for a cancellation).
-    pub(crate) waker: Cell<Option<Waker>>,
+    /// A step of the task is in the loop's ready queue.
+    pub(crate) scheduled: Cell<bool>,
     /// Report "destroyed but pending" if dropped pending.
     pub(crate) log_destroy_pending: Cell<bool>,
     /// The error was read (no "never retrieved" report).
@@ -181,14 +209,18 @@ impl TaskSlab {
         t
     }
 
-    /// Takes the waker of every pending task (a closing loop wakes them all: each step then
-    /// sees the loop closed and drops its body, on the loop's thread).
-    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+    /// The task `k`, if it is still in the table.
+    #[inline]
+    pub(crate) fn get(&self, k: TaskKey) -> Option<&Rc<dyn TaskDyn>> {
         self.entries
-            .iter()
-            .flatten()
-            .filter_map(|t| t.header().waker.take())
-            .collect()
+            .get(k.slot)?
+            .as_ref()
+            .filter(|t| t.header().id == k.id)
+    }
+
+    /// Every task in the table (a closing loop tears them down, on the loop's thread).
+    pub(crate) fn pending(&self) -> Vec<Rc<dyn TaskDyn>> {
+        self.entries.iter().flatten().cloned().collect()
     }
 }
 

@@ -186,7 +186,7 @@ impl EventLoop {
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
-                r.run();
+                crate::task_header::run_task(&inner.tasks, r);
             }
             Work::Io(h, r) => {
                 bump(&inner.counters.callbacks, 1);
