@@ -269,6 +269,7 @@ impl<T: 'static> Future for Task<T> {
         // One look-up of the awaiting task, borrowed in place (no reference count is touched
         // unless the await suspends). No user code runs while it is borrowed.
         let inner = &self.inner;
+        let core = inner.core();
         CURRENT
             .try_with(|c| {
                 let c = c.borrow();
@@ -282,13 +283,13 @@ impl<T: 'static> Future for Task<T> {
                     if let Some(c) = t.take_pending_cancel() {
                         return Poll::Ready(Err(Error::Cancelled(c)));
                     }
-                    if t.loop_id() != inner.core().header.loop_id {
+                    if t.loop_id() != core.header.loop_id {
                         return Poll::Ready(Err(Error::DifferentLoop));
                     }
                 }
-                await_outcome(inner, me, cx)
+                await_outcome(inner, core, me, cx)
             })
-            .unwrap_or_else(|_| await_outcome(inner, None, cx))
+            .unwrap_or_else(|_| await_outcome(inner, core, None, cx))
     }
 }
 
@@ -297,10 +298,10 @@ impl<T: 'static> Future for Task<T> {
 #[inline]
 fn await_outcome<T: 'static>(
     inner: &Rc<TaskObjOf<T>>,
+    core: &TaskInner<T>,
     me: Option<&Rc<dyn TaskDyn>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T>> {
-    let core = inner.core();
     if let Some(r) = Slot::take_for_await(&core.result, &core.header.retrieved) {
         if let (Err(Error::Cancelled(c)), Some(t)) = (&r, me) {
             t.track_delivered(c);
@@ -508,6 +509,7 @@ impl EventLoop {
                 log_destroy_pending: Cell::new(true),
                 retrieved: Cell::new(false),
                 ctx: Cell::new(context.map),
+                has_cold: Cell::new(name.is_some()),
                 cold: RefCell::new(name.map(|name| {
                     Box::new(Cold {
                         name: Some(name),
@@ -526,11 +528,7 @@ impl EventLoop {
         let slot = self.inner.tasks.borrow_mut().insert(inner.clone());
         h.slab_key.set(slot);
         // The first step (`scheduled` is set above).
-        self.push_ready(Work::Task(TaskKey {
-            slot,
-            id: h.id,
-            remote: false,
-        }));
+        self.push_ready(Work::Task(TaskKey::local(h)));
         Task { inner }
     }
 
@@ -743,11 +741,7 @@ const SPARE_WAKERS_MAX: usize = 64;
 impl TaskWaker {
     /// A waker target for the task `h` of loop `lp`: a spent one reused, or a new one.
     fn get(lp: &Inner, h: &Header) -> Arc<TaskWaker> {
-        let key = TaskKey {
-            slot: h.slab_key.get(),
-            id: h.id,
-            remote: false,
-        };
+        let key = TaskKey::local(h);
         let spare = SPARE_WAKERS
             .try_with(|s| s.borrow_mut().pop())
             .ok()

@@ -42,14 +42,28 @@ pub(crate) trait TaskDyn {
 /// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
 /// index in its loop's table and its id (an index is reused by later tasks), and whether a
 /// wake from another thread queued it.
+/// Sixteen bytes, so that it does not make the ready queue's entries larger.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TaskKey {
-    /// Index in the loop's task table.
-    pub(crate) slot: usize,
     /// The task's id.
     pub(crate) id: u64,
+    /// Index in the loop's task table.
+    pub(crate) slot: u32,
     /// Queued by a wake from another thread.
     pub(crate) remote: bool,
+}
+
+impl TaskKey {
+    /// The key of the task `h`, for a step queued on the loop's thread. (A table index beyond
+    /// `u32` — four billion pending tasks — maps to no task.)
+    #[inline]
+    pub(crate) fn local(h: &Header) -> TaskKey {
+        TaskKey {
+            id: h.id,
+            slot: u32::try_from(h.slab_key.get()).unwrap_or(u32::MAX),
+            remote: false,
+        }
+    }
 }
 
 /// Runs the step `k` of a task of the loop whose task table is `tasks` (nothing if the task
@@ -126,6 +140,8 @@ pub(crate) struct Header {
     pub(crate) ctx: Cell<crate::context::Snapshot>,
     /// A name, cancellation and done-callback state: `None` until first used.
     pub(crate) cold: RefCell<Option<Box<Cold>>>,
+    /// `cold` was created (a flag test instead of a borrow on the paths of every step).
+    pub(crate) has_cold: Cell<bool>,
 }
 
 /// The part of a task's state most tasks never use (an explicit name, cancellation,
@@ -151,6 +167,7 @@ pub(crate) struct Cold {
 impl Header {
     /// The cold state, created on first use. The borrow must end before user code runs.
     pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
+        self.has_cold.set(true);
         RefMut::map(self.cold.borrow_mut(), |c| {
             &mut **c.get_or_insert_with(Default::default)
         })
@@ -159,6 +176,9 @@ impl Header {
     /// Applies `f` to the cold state if it exists (without creating it).
     #[inline]
     pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
+        if !self.has_cold.get() {
+            return None;
+        }
         self.cold.borrow_mut().as_deref_mut().map(f)
     }
 
@@ -213,7 +233,7 @@ impl TaskSlab {
     #[inline]
     pub(crate) fn get(&self, k: TaskKey) -> Option<&Rc<dyn TaskDyn>> {
         self.entries
-            .get(k.slot)?
+            .get(k.slot as usize)?
             .as_ref()
             .filter(|t| t.header().id == k.id)
     }
