@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
 use crate::stats::Counters;
-use crate::task_header::{TaskKey, TaskSlab, TaskSpec};
+use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
 use crate::wake::Wake;
 use crate::work::{Callback, RemoteCallback};
 use crate::{Error, ExceptionContext, Result};
@@ -46,7 +46,9 @@ pub(crate) enum Work {
     Call(Rc<dyn Callback<EventLoop>>),
     /// A callback from `call_soon_threadsafe`.
     Remote(Arc<dyn RemoteCallback<EventLoop>>),
-    /// A task step.
+    /// A task step queued on the loop's thread.
+    Step(Rc<dyn TaskDyn>),
+    /// A task step queued by a wake from another thread (the task, if it still exists).
     Task(TaskKey),
     /// Readiness for a registered handler.
     Io(Rc<dyn IoHandler>, Readiness),

@@ -528,7 +528,7 @@ impl EventLoop {
         let slot = self.inner.tasks.borrow_mut().insert(inner.clone());
         h.slab_key.set(slot);
         // The first step (`scheduled` is set above).
-        self.push_ready(Work::Task(TaskKey::local(h)));
+        self.push_ready(Work::Step(inner.clone()));
         Task { inner }
     }
 
@@ -803,14 +803,15 @@ impl Wake for TaskWaker {
 /// Queues the next step of the task `k` of the running loop `lp`, unless one is queued or
 /// the task ended.
 fn wake_local(lp: &EventLoop, k: TaskKey) {
-    let push = lp
+    let t = lp
         .inner
         .tasks
         .borrow()
         .get(k)
-        .is_some_and(|t| !t.header().scheduled.replace(true));
-    if push {
-        lp.push_ready(Work::Task(k));
+        .filter(|t| !t.header().scheduled.replace(true))
+        .cloned();
+    if let Some(t) = t {
+        lp.push_ready(Work::Step(t));
     }
 }
 

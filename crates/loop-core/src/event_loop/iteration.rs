@@ -183,6 +183,11 @@ impl EventLoop {
                 cb.run_queued(self);
                 inner.spent_remote.keep(cb);
             }
+            Work::Step(t) => {
+                bump(&inner.counters.tasks_polled, 1);
+                // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
+                t.run_step(false);
+            }
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
