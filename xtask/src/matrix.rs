@@ -166,9 +166,10 @@ pub fn run(args: &[String]) -> ExitCode {
             ])
         },
     });
-    // The cross-thread wake-up of `loop-core/src/wake.rs` and the remote callbacks' take-once
-    // cell (`remote_cell.rs`) under loom (every interleaving up to three preemptions).
-    // `--cfg loom` changes every crate's build: it gets its own target dir.
+    // The cross-thread wake-ups of `loop-core/src/wake.rs` (the loop's) and `task_wake.rs` (a
+    // task's), and the remote callbacks' take-once cell (`remote_cell.rs`), under loom (every
+    // interleaving up to three preemptions). `--cfg loom` changes every crate's build: it gets
+    // its own target dir.
     let mut loom = cargo(&[
         "test",
         "-p",
@@ -178,6 +179,7 @@ pub fn run(args: &[String]) -> ExitCode {
         "--",
         "wake::",
         "remote_cell::",
+        "task_wake::",
     ]);
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
@@ -185,7 +187,7 @@ pub fn run(args: &[String]) -> ExitCode {
     loom.env("CARGO_TARGET_DIR", target.join("loom"))
         .env("RUSTFLAGS", format!("{flags} --cfg loom").trim_start());
     steps.push(Step {
-        name: "loom models of the wake-up and the remote callback cell (loop-core)".into(),
+        name: "loom models of the wake-ups and the remote callback cell (loop-core)".into(),
         cmd: loom,
     });
     if heavy {

@@ -25,12 +25,10 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use async_task::Runnable;
-
 use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
 use crate::stats::Counters;
-use crate::task_header::{TaskSlab, TaskSpec};
+use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
 use crate::wake::Wake;
 use crate::work::{Callback, RemoteCallback};
 use crate::{Error, ExceptionContext, Result};
@@ -48,8 +46,10 @@ pub(crate) enum Work {
     Call(Rc<dyn Callback<EventLoop>>),
     /// A callback from `call_soon_threadsafe`.
     Remote(Arc<dyn RemoteCallback<EventLoop>>),
-    /// A task step.
-    Task(Runnable),
+    /// A task step queued on the loop's thread.
+    Step(Rc<dyn TaskDyn>),
+    /// A task step queued by a wake from another thread (the task, if it still exists).
+    Task(TaskKey),
     /// Readiness for a registered handler.
     Io(Rc<dyn IoHandler>, Readiness),
     /// A stop request from another thread.
@@ -61,7 +61,7 @@ pub(crate) enum RemoteWork {
     /// A `call_soon_threadsafe` callback.
     Call(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task woken off the loop's thread.
-    Task(Runnable),
+    Task(TaskKey),
     /// `Remote::stop`.
     Stop,
 }
@@ -98,15 +98,10 @@ impl Shared {
         self.wake.has_pending()
     }
 
-    /// Disposes of a task step that can no longer run: dropped on the loop's thread, leaked
-    /// elsewhere (a local task's future must not be dropped on another thread).
+    /// Disposes of work that can no longer run (a task step is only a key: the task itself
+    /// never leaves the loop's thread).
     pub(crate) fn dispose(&self, w: RemoteWork) {
-        match w {
-            RemoteWork::Task(r) if std::thread::current().id() != self.thread => {
-                std::mem::forget(r)
-            }
-            other => drop(other),
-        }
+        drop(w);
     }
 }
 
@@ -940,11 +935,10 @@ impl Inner {
         drop(shutdown);
         let resources = self.resources.borrow_mut().take_all();
         drop(resources);
-        // Pending tasks: each is woken, cannot be queued on a closed loop, and so is dropped
-        // here, on the loop's thread.
-        let wakers = self.tasks.borrow().take_wakers();
-        for w in wakers {
-            w.wake();
+        // Pending tasks are torn down here, on the loop's thread.
+        let pending = self.tasks.borrow().pending();
+        for t in pending {
+            t.abandon();
         }
         drop(self.spare_handle.take());
         loop {

@@ -1,8 +1,11 @@
 //! Tasks: futures driven by the loop, with asyncio's names, cancellation and introspection.
 //!
-//! A task is an `async_task` task spawned on the loop's thread. Its first step runs on the next
+//! A task is one allocation on the loop's thread: its state and its body side by side (see
+//! `task_cell`), in the loop's task table while pending. Its first step runs on the next
 //! iteration; each step is one poll. Steps catch panics of the task body, which then fails the
-//! task (awaiting it gives the panic as [`Error::Exception`]).
+//! task (awaiting it gives the panic as [`Error::Exception`]). Its wakers may be sent to other
+//! threads: woken on the loop's thread they queue the next step directly, woken elsewhere they
+//! go through the loop's thread-safe queue.
 //!
 //! **Cancellation.** `cancel(msg)` works the way asyncio's does, restated for Rust futures:
 //!
@@ -27,26 +30,27 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use async_task::Runnable;
-
-use crate::event_loop::{with_running, Inner, Work};
+use crate::event_loop::{with_running, Inner, RemoteWork, Shared, Work};
 use crate::handler::report;
 use crate::slot::{add_waiter, Slot};
+use crate::task_cell::{new_task, TaskCell, TaskObj};
 use crate::task_header::{
-    current, CancelTarget, Cold, Header, TaskDyn, TaskRef, TaskSpec, CURRENT,
+    current, CancelTarget, Cold, Header, TaskDyn, TaskKey, TaskRef, TaskSpec, CURRENT,
 };
+use crate::task_wake::RemoteWake;
 use crate::{
-    CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Remote, Result,
-    TaskFactory,
+    CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Result, TaskFactory,
 };
 
 /// Task ids (names are `Task-<id>`), process-wide, from 1.
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The allocation behind a task.
+/// The state of a task (everything but its body, which sits beside it in the same
+/// allocation: see [`task_cell`](crate::task_cell)).
 pub(crate) struct TaskInner<T> {
     /// The type-independent state.
     header: Header,
@@ -56,17 +60,26 @@ pub(crate) struct TaskInner<T> {
     result: RefCell<Slot<T>>,
     /// Wakers of tasks awaiting this one.
     waiters: RefCell<Vec<Waker>>,
+    /// What the task's wakers point at, from its first step until it ends.
+    wake: Cell<Option<Arc<TaskWaker>>>,
 }
 
-impl<T: 'static> TaskDyn for TaskInner<T> {
+/// A task as its handles hold it: state and body in one allocation.
+type TaskObjOf<T> = dyn TaskObj<TaskInner<T>, T>;
+
+impl<T: 'static, F> TaskDyn for TaskCell<TaskInner<T>, F>
+where
+    F: Future<Output = T> + 'static,
+{
     fn header(&self) -> &Header {
-        &self.header
+        &self.state().header
     }
 
     fn error(&self) -> Option<Error> {
-        match &*self.result.borrow() {
+        let t = self.state();
+        match &*t.result.borrow() {
             Slot::Done(Err(e)) => {
-                self.header.retrieved.set(true);
+                t.header.retrieved.set(true);
                 Some(e.clone())
             }
             _ => None,
@@ -74,6 +87,51 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
     }
 
     fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool {
+        self.state().cancel(msg)
+    }
+
+    fn loop_any(&self) -> Option<Rc<dyn Any>> {
+        self.state().lp.upgrade().map(|inner| inner as Rc<dyn Any>)
+    }
+
+    fn run_step(self: Rc<Self>, remote: bool) {
+        let h = &self.state().header;
+        if remote {
+            // Another thread's wake: a later wake from there queues the task again.
+            if let Some(w) = self.state().wake.take() {
+                w.queued.taken();
+                self.state().wake.set(Some(w));
+            }
+            if h.scheduled.get() {
+                // A step is queued on the loop's thread already: that one runs it.
+                return;
+            }
+        } else {
+            h.scheduled.set(false);
+        }
+        let this: Rc<TaskObjOf<T>> = self;
+        step(&this);
+    }
+
+    fn abandon(self: Rc<Self>) {
+        let this: Rc<TaskObjOf<T>> = self;
+        this.drop_body();
+        dropped_pending(&this);
+    }
+}
+
+impl<T: 'static, F> CancelTarget for TaskCell<TaskInner<T>, F>
+where
+    F: Future<Output = T> + 'static,
+{
+    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool {
+        self.state().cancel(msg)
+    }
+}
+
+impl<T: 'static> TaskInner<T> {
+    /// Requests cancellation (see the module docs); false if the task is done.
+    fn cancel(&self, msg: Option<String>) -> bool {
         let h = &self.header;
         // As for futures (CORE-33), a cancel, even a late one, counts as dealing with the error.
         h.retrieved.set(true);
@@ -81,7 +139,7 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
             return false;
         }
         h.cold().cancelling += 1;
-        let waiter = h.fut_waiter.borrow_mut().take();
+        let waiter = h.fut_waiter.take();
         if let Some(w) = waiter {
             if w.cancel_target(msg.clone()) {
                 // The waiter wakes the task, whose `await` returns the cancellation.
@@ -90,21 +148,13 @@ impl<T: 'static> TaskDyn for TaskInner<T> {
         }
         h.cold().must_cancel = Some(msg);
         if h.started.get() {
-            if let Some(w) = h.waker.borrow().as_ref() {
+            let w = self.wake.take();
+            if let Some(w) = &w {
                 w.wake_by_ref();
             }
+            self.wake.set(w);
         }
         true
-    }
-
-    fn loop_any(&self) -> Option<Rc<dyn Any>> {
-        self.lp.upgrade().map(|inner| inner as Rc<dyn Any>)
-    }
-}
-
-impl<T: 'static> CancelTarget for TaskInner<T> {
-    fn cancel_target(self: Rc<Self>, msg: Option<String>) -> bool {
-        self.cancel_dyn(msg)
     }
 }
 
@@ -135,9 +185,7 @@ impl<T: 'static> CancelTarget for TaskInner<T> {
 /// ```
 pub struct Task<T> {
     /// The typed task.
-    inner: Rc<TaskInner<T>>,
-    /// The same task, untyped.
-    pub(crate) r: TaskRef,
+    inner: Rc<TaskObjOf<T>>,
 }
 
 impl<T: 'static> Task<T> {
@@ -146,18 +194,25 @@ impl<T: 'static> Task<T> {
     pub(crate) fn clone_task(&self) -> Task<T> {
         Task {
             inner: self.inner.clone(),
-            r: self.r.clone(),
+        }
+    }
+
+    /// The same task, untyped.
+    #[inline]
+    pub(crate) fn r(&self) -> TaskRef {
+        TaskRef {
+            t: self.inner.clone(),
         }
     }
 
     /// Moves the outcome out of a finished task (marks an error retrieved); `None` while it is
     /// pending or once the outcome was taken.
     pub(crate) fn take_output(&self) -> Option<Result<T>> {
-        let mut slot = self.inner.result.borrow_mut();
+        let mut slot = self.inner.core().result.borrow_mut();
         if !matches!(*slot, Slot::Done(_)) {
             return None;
         }
-        self.inner.header.retrieved.set(true);
+        self.inner.core().header.retrieved.set(true);
         match std::mem::replace(&mut *slot, Slot::Taken) {
             Slot::Done(r) => Some(r),
             _ => None,
@@ -173,7 +228,7 @@ impl<T: 'static> Task<T> {
     /// # lp.run_until_complete(t).unwrap().unwrap();
     /// ```
     pub fn task_ref(&self) -> TaskRef {
-        self.r.clone()
+        self.r()
     }
 
     /// The output, cloned, of a task that finished.
@@ -195,11 +250,11 @@ impl<T: 'static> Task<T> {
     where
         T: Clone,
     {
-        match &*self.inner.result.borrow() {
+        match &*self.inner.core().result.borrow() {
             Slot::Pending => Err(Error::invalid_state("Result is not ready.")),
             Slot::Done(Ok(v)) => Ok(v.clone()),
             Slot::Done(Err(e)) => {
-                self.inner.header.retrieved.set(true);
+                self.inner.core().header.retrieved.set(true);
                 Err(e.clone())
             }
             Slot::Taken => Err(Error::invalid_state("the result was moved out by an await")),
@@ -211,42 +266,53 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // The checks against the awaiting task borrow it in place (no reference count is
-        // touched); the rare paths that keep it look it up again.
-        let early = CURRENT
+        // One look-up of the awaiting task, borrowed in place (no reference count is touched
+        // unless the await suspends). No user code runs while it is borrowed.
+        let inner = &self.inner;
+        let core = inner.core();
+        CURRENT
             .try_with(|c| {
                 let c = c.borrow();
-                let t = c.as_ref()?;
-                if Rc::as_ptr(&self.inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
-                    return Some(Err(Error::invalid_state("Task cannot await on itself")));
+                let me = c.as_ref();
+                if let Some(t) = me {
+                    if Rc::as_ptr(inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
+                        return Poll::Ready(Err(Error::invalid_state(
+                            "Task cannot await on itself",
+                        )));
+                    }
+                    if let Some(c) = t.take_pending_cancel() {
+                        return Poll::Ready(Err(Error::Cancelled(c)));
+                    }
+                    if t.loop_id() != core.header.loop_id {
+                        return Poll::Ready(Err(Error::DifferentLoop));
+                    }
                 }
-                if let Some(c) = t.take_pending_cancel() {
-                    return Some(Err(Error::Cancelled(c)));
-                }
-                if t.loop_id() != self.inner.header.loop_id {
-                    return Some(Err(Error::DifferentLoop));
-                }
-                None
+                await_outcome(inner, core, me, cx)
             })
-            .ok()
-            .flatten();
-        if let Some(e) = early {
-            return Poll::Ready(e);
-        }
-        if let Some(r) = Slot::take_for_await(&self.inner.result, &self.inner.header.retrieved) {
-            if let Err(Error::Cancelled(c)) = &r {
-                if let Some(t) = current() {
-                    t.track_delivered(c);
-                }
-            }
-            return Poll::Ready(r);
-        }
-        add_waiter(&self.inner.waiters, cx);
-        if let Some(t) = current() {
-            t.set_waiter(self.inner.clone());
-        }
-        Poll::Pending
+            .unwrap_or_else(|_| await_outcome(inner, core, None, cx))
     }
+}
+
+/// The rest of an `await` of a task, once the checks against the awaiting task `me` passed:
+/// the outcome if it is done, else the awaiter's waker kept and `me` waiting on it.
+#[inline]
+fn await_outcome<T: 'static>(
+    inner: &Rc<TaskObjOf<T>>,
+    core: &TaskInner<T>,
+    me: Option<&Rc<dyn TaskDyn>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T>> {
+    if let Some(r) = Slot::take_for_await(&core.result, &core.header.retrieved) {
+        if let (Err(Error::Cancelled(c)), Some(t)) = (&r, me) {
+            t.track_delivered(c);
+        }
+        return Poll::Ready(r);
+    }
+    add_waiter(&core.waiters, cx);
+    if let Some(t) = me {
+        t.set_waiter(inner.clone());
+    }
+    Poll::Pending
 }
 
 impl<T> Drop for TaskInner<T> {
@@ -264,17 +330,28 @@ impl<T> TaskInner<T> {
     /// What every ending does, finished or dropped pending: drops the waker and the awaited
     /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
     fn release(&self) -> Option<Rc<Inner>> {
-        let h = &self.header;
-        let waker = h.waker.borrow_mut().take();
-        drop(waker);
-        let waiter = h.fut_waiter.borrow_mut().take();
-        drop(waiter);
         let lp = self.lp.upgrade();
-        let removed = lp
-            .as_ref()
-            .and_then(|i| i.tasks.borrow_mut().remove(h.slab_key.get()));
-        drop(removed);
+        match &lp {
+            Some(inner) => self.release_in(inner),
+            None => {
+                drop(self.wake.take());
+                drop(self.header.fut_waiter.take());
+            }
+        }
         lp
+    }
+
+    /// [`release`](Self::release) with the loop at hand (a step holds it already).
+    #[inline]
+    fn release_in(&self, inner: &Inner) {
+        let h = &self.header;
+        if let Some(w) = self.wake.take() {
+            TaskWaker::recycle(w);
+        }
+        let waiter = h.fut_waiter.take();
+        drop(waiter);
+        let removed = inner.tasks.borrow_mut().remove(h.slab_key.get());
+        drop(removed);
     }
 
     /// A handle of the task's loop, if it still exists.
@@ -417,7 +494,7 @@ impl EventLoop {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let inner = Rc::new(TaskInner {
+        let core = TaskInner {
             header: Header {
                 id: NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
                 location,
@@ -426,12 +503,13 @@ impl EventLoop {
                 started: Cell::new(false),
                 finished: Cell::new(false),
                 cancelled: Cell::new(false),
-                fut_waiter: RefCell::new(None),
+                fut_waiter: Cell::new(None),
                 waiting_on_loop: Cell::new(false),
-                waker: RefCell::new(None),
+                scheduled: Cell::new(true),
                 log_destroy_pending: Cell::new(true),
                 retrieved: Cell::new(false),
                 ctx: Cell::new(context.map),
+                has_cold: Cell::new(name.is_some()),
                 cold: RefCell::new(name.map(|name| {
                     Box::new(Cold {
                         name: Some(name),
@@ -442,21 +520,16 @@ impl EventLoop {
             lp: Rc::downgrade(&self.inner),
             result: RefCell::new(Slot::Pending),
             waiters: RefCell::new(Vec::new()),
-        });
-        let r = TaskRef {
-            t: inner.clone() as Rc<dyn TaskDyn>,
+            wake: Cell::new(None),
         };
-        let key = self.inner.tasks.borrow_mut().insert(r.t.clone());
-        inner.header.slab_key.set(key);
-        let wrapper = TaskFuture {
-            task: inner.clone(),
-            body: Some(fut),
-        };
-        let remote = self.remote();
-        let (runnable, handle) = async_task::spawn_local(wrapper, move |r| schedule(&remote, r));
-        handle.detach();
-        self.push_ready(Work::Task(runnable));
-        Task { inner, r }
+        // One allocation: the state and the body side by side.
+        let inner = new_task(core, fut);
+        let h = &inner.core().header;
+        let slot = self.inner.tasks.borrow_mut().insert(inner.clone());
+        h.slab_key.set(slot);
+        // The first step (`scheduled` is set above).
+        self.push_ready(Work::Step(inner.clone()));
+        Task { inner }
     }
 
     /// Installs a task factory (`None` restores the built-in behaviour).
@@ -570,16 +643,17 @@ impl EventLoop {
                 self.0.remove_done_callback(self.1);
             }
         }
-        let detach = Detach(&task.r, id, active);
+        let r = task.r();
+        let detach = Detach(&r, id, active);
         let run = self.run_forever();
         drop(detach);
         run?;
         if !task.done() {
-            task.r.quiet();
+            r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
-        let r = std::mem::replace(&mut *task.inner.result.borrow_mut(), Slot::Taken);
-        task.inner.header.retrieved.set(true);
+        let r = std::mem::replace(&mut *task.inner.core().result.borrow_mut(), Slot::Taken);
+        task.inner.core().header.retrieved.set(true);
         match r {
             Slot::Done(r) => r,
             _ => Err(Error::invalid_state("the task's result was already taken")),
@@ -640,80 +714,121 @@ pub async fn yield_now() {
     .await
 }
 
-/// Where a woken task goes: the ready queue if woken on its running loop's thread, else the
-/// loop's thread-safe queue.
-fn schedule(remote: &Remote, r: Runnable) {
-    let r = with_running(|lp| match lp {
-        Some(lp) if lp.inner.shared.id == remote.shared.id => {
-            lp.push_ready(Work::Task(r));
-            None
+/// What a task's wakers point at: the task's place in its loop's table and the loop's
+/// thread-safe queue. A waker may be sent to and woken from any thread: on the thread running
+/// the task's loop it queues the task's next step directly; anywhere else it goes through
+/// the loop's thread-safe queue (at most one such wake in flight per task: `queued`).
+///
+/// A task gets one at its first step and gives it back when it ends; one that nobody else
+/// holds any more is reused by a later task, so that a task costs one allocation, its own.
+pub(crate) struct TaskWaker {
+    /// The loop's thread-safe part.
+    shared: Arc<Shared>,
+    /// The task.
+    key: TaskKey,
+    /// A wake from another thread is queued and not yet taken by the loop.
+    queued: RemoteWake,
+}
+
+thread_local! {
+    /// Spent task wakers of this thread's loops, for reuse (each is held by nobody else).
+    static SPARE_WAKERS: RefCell<Vec<Arc<TaskWaker>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many spent task wakers a thread keeps.
+const SPARE_WAKERS_MAX: usize = 64;
+
+impl TaskWaker {
+    /// A waker target for the task `h` of loop `lp`: a spent one reused, or a new one.
+    fn get(lp: &Inner, h: &Header) -> Arc<TaskWaker> {
+        let key = TaskKey::local(h);
+        let spare = SPARE_WAKERS
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten();
+        if let Some(mut w) = spare {
+            if let Some(m) = Arc::get_mut(&mut w) {
+                if !Arc::ptr_eq(&m.shared, &lp.shared) {
+                    m.shared = lp.shared.clone();
+                }
+                m.key = key;
+                m.queued.reset();
+                return w;
+            }
         }
-        _ => Some(r),
-    });
-    if let Some(r) = r {
-        remote.push_task(r);
+        Arc::new(TaskWaker {
+            shared: lp.shared.clone(),
+            key,
+            queued: RemoteWake::new(),
+        })
+    }
+
+    /// Keeps `w` for a later task if nothing else holds it (no waker of it is left anywhere).
+    fn recycle(mut w: Arc<TaskWaker>) {
+        if Arc::get_mut(&mut w).is_none() {
+            return;
+        }
+        let _ = SPARE_WAKERS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_WAKERS_MAX {
+                s.push(w);
+            }
+        });
     }
 }
 
-pin_project_lite::pin_project! {
-    /// What async-task runs for a task: the body, stepped by [`step`], and the task's state.
-    /// One struct rather than an async block, so that the body is stored once (an async block
-    /// keeps its captured future and the pinned copy it polls side by side).
-    ///
-    /// Dropped while the task is pending (its loop closed, or nothing can wake it any more), it
-    /// reports the task (CORE-47).
-    struct TaskFuture<F>
-    where
-        F: Future,
-        F::Output: 'static,
-    {
-        // The task's state (pin-project-lite takes no attributes but `#[pin]` on fields).
-        task: Rc<TaskInner<F::Output>>,
-        // The body; `None` once it finished or was dropped.
-        #[pin]
-        body: Option<F>,
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
     }
 
-    impl<F> PinnedDrop for TaskFuture<F>
-    where
-        F: Future,
-        F::Output: 'static,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            // The body goes first (what it holds is released), then the report.
-            this.body.set(None);
-            dropped_pending(this.task);
+    fn wake_by_ref(self: &Arc<Self>) {
+        let local = with_running(|lp| match lp {
+            Some(lp) if lp.inner.shared.id == self.shared.id => {
+                wake_local(lp, self.key);
+                true
+            }
+            _ => false,
+        });
+        if !local && self.queued.claim() {
+            // A closed loop gives the key back: its tasks were torn down, nothing to wake.
+            let _ = self.shared.push(RemoteWork::Task(TaskKey {
+                remote: true,
+                ..self.key
+            }));
         }
     }
 }
 
-impl<F> Future for TaskFuture<F>
-where
-    F: Future,
-    F::Output: 'static,
-{
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        step(this.task, this.body, cx)
+/// Queues the next step of the task `k` of the running loop `lp`, unless one is queued or
+/// the task ended.
+fn wake_local(lp: &EventLoop, k: TaskKey) {
+    let t = lp
+        .inner
+        .tasks
+        .borrow()
+        .get(k)
+        .filter(|t| !t.header().scheduled.replace(true))
+        .cloned();
+    if let Some(t) = t {
+        lp.push_ready(Work::Step(t));
     }
 }
 
 /// Reports a task dropped while pending (CORE-47): its body was dropped without having
-/// finished, because the loop was closed or dropped, or nothing can wake it any more. A
-/// finished task (the common case) costs one flag test here.
+/// finished, because the loop was closed or dropped. A finished task (the common case) costs
+/// one flag test here.
 #[inline]
-fn dropped_pending<T: 'static>(task: &Rc<TaskInner<T>>) {
-    if !task.header.finished.get() {
+fn dropped_pending<T: 'static>(task: &Rc<TaskObjOf<T>>) {
+    if !task.core().header.finished.get() {
         dropped_pending_slow(task);
     }
 }
 
 /// [`dropped_pending`] for a task that did not finish.
 #[cold]
-fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
+fn dropped_pending_slow<T: 'static>(this: &Rc<TaskObjOf<T>>) {
+    let task = this.core();
     let h = &task.header;
     h.finished.set(true);
     h.cancelled.set(true);
@@ -725,7 +840,7 @@ fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
     if h.log_destroy_pending.get() {
         let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
         let mut ctx = ExceptionContext::new("Task was destroyed but it is pending!")
-            .with_task(TaskRef { t: task.clone() });
+            .with_task(TaskRef { t: this.clone() });
         if debug {
             ctx.source_location = Some(h.location);
         }
@@ -734,15 +849,17 @@ fn dropped_pending_slow<T: 'static>(task: &Rc<TaskInner<T>>) {
     }
 }
 
-/// Ends a task with a result: wakes awaiters and schedules done-callbacks.
-fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
+/// Ends a task with a result (in a step: `lp` is the task's loop): wakes awaiters and schedules
+/// done-callbacks.
+fn finish<T: 'static>(this: &Rc<TaskObjOf<T>>, lp: &Rc<Inner>, r: Result<T>) {
+    let task = this.core();
     let h = &task.header;
     if let Err(Error::Cancelled(_)) = &r {
         h.cancelled.set(true);
     }
     h.finished.set(true);
     *task.result.borrow_mut() = Slot::Done(r);
-    let lp = task.release();
+    task.release_in(lp);
     let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
     for w in waiters {
         w.wake();
@@ -751,11 +868,9 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
     if callbacks.is_empty() {
         return;
     }
-    if let Some(inner) = lp {
-        let lp = EventLoop { inner };
-        let me = TaskRef {
-            t: task.clone() as Rc<dyn TaskDyn>,
-        };
+    {
+        let lp = EventLoop { inner: lp.clone() };
+        let me = TaskRef { t: this.clone() };
         for cb in callbacks {
             cb.schedule(&lp, me.clone());
         }
@@ -763,32 +878,26 @@ fn finish<T: 'static>(task: &Rc<TaskInner<T>>, r: Result<T>) {
 }
 
 /// One step of a task: one poll of its body, with cancellation and panics handled.
-fn step<F: Future>(
-    task: &Rc<TaskInner<F::Output>>,
-    mut slot: Pin<&mut Option<F>>,
-    cx: &mut Context<'_>,
-) -> Poll<()>
-where
-    F::Output: 'static,
-{
+fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
+    let task = this.core();
     let h = &task.header;
     if h.finished.get() {
-        slot.set(None);
-        return Poll::Ready(());
+        this.drop_body();
+        return;
     }
     // The loop's state, not an `EventLoop` handle: a step never drops the last handle (the
     // running loop holds one), so the handle's close-on-drop check is not needed here.
     let lp = match task.lp.upgrade() {
         Some(inner) if !inner.closed_flag() => inner,
-        // The loop is closed: drop the body here; the pending guard reports the task when the
-        // wrapper ends.
+        // The loop is closed: the task is torn down (reported as destroyed pending).
         _ => {
-            slot.set(None);
-            return Poll::Ready(());
+            this.drop_body();
+            dropped_pending(this);
+            return;
         }
     };
     let waited_on_loop = h.waiting_on_loop.replace(false);
-    h.fut_waiter.borrow_mut().take();
+    drop(h.fut_waiter.take());
     // A cancellation requested while the body was not running. Before the first step the
     // body never runs (CORE-39). If the body is suspended in a loop-aware `await`, it is
     // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
@@ -796,19 +905,19 @@ where
     if !h.started.get() || !waited_on_loop {
         let forced = h.take_must_cancel();
         if let Some(msg) = forced {
-            slot.set(None);
-            finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
-            return Poll::Ready(());
+            this.drop_body();
+            finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
+            return;
         }
     }
     h.started.set(true);
-    {
-        let mut w = h.waker.borrow_mut();
-        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *w = Some(cx.waker().clone());
-        }
-    }
-    let me: Rc<dyn TaskDyn> = task.clone();
+    let wake = match task.wake.take() {
+        Some(w) => w,
+        None => TaskWaker::get(&lp, h),
+    };
+    let waker = Waker::from(wake.clone());
+    task.wake.set(Some(wake));
+    let me: Rc<dyn TaskDyn> = this.clone();
     let start = lp.debug_flag().then(Instant::now);
     // One look-up of the thread-local for both the switch and the restore: the poll runs
     // inside `catch_unwind`, so the restore is reached however the body ends (and `CURRENT`
@@ -816,41 +925,43 @@ where
     let (res, me) = CURRENT.with(|c| {
         let prev = c.replace(Some(me));
         let prev_ctx = crate::context::enter(h.ctx.take());
-        let res = catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
-            Some(body) => body.poll(cx),
-            None => Poll::Pending,
+        let mut cx = Context::from_waker(&waker);
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            this.poll_body(&mut cx).unwrap_or(Poll::Pending)
         }));
         h.ctx.set(crate::context::enter(prev_ctx));
         (res, c.replace(prev))
     });
     drop(me);
+    // The task's own reference is the only one left unless the body kept the waker: then
+    // the waker can be reused once the task ends.
+    drop(waker);
     if let Some(start) = start {
-        let r = TaskRef { t: task.clone() };
+        let r = TaskRef { t: this.clone() };
         EventLoop { inner: lp.clone() }.check_slow(start, &format_args!("{r:?}"));
     }
     match res {
         Err(p) => {
-            slot.set(None);
+            this.drop_body();
             if p.is::<crate::Fatal>() {
                 // The task ends with the fatal error (asyncio stores the `KeyboardInterrupt`),
                 // which escapes `run_*` and so is never reported as "never retrieved".
                 h.log_destroy_pending.set(false);
                 h.retrieved.set(true);
-                finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
+                finish(this, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
                 resume_unwind(p);
             }
-            finish(task, Err(Error::Exception(Exception::from_panic(&*p))));
-            Poll::Ready(())
+            finish(this, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
         }
         Ok(Poll::Ready(v)) => {
-            slot.set(None);
+            this.drop_body();
             // A task that cancelled itself and returned before its next `await` ends
             // cancelled (CORE-41).
             let self_cancel = h.take_must_cancel();
             if let Some(msg) = self_cancel {
                 drop(v);
-                finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
-                return Poll::Ready(());
+                finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
+                return;
             }
             // A cancellation delivered into the body that is still alive (in the output, most
             // likely returned with `?`) propagated: the task ends cancelled.
@@ -865,34 +976,35 @@ where
             match escaped {
                 Some(msg) => {
                     drop(v);
-                    finish(task, Err(Error::Cancelled(Cancelled::new(msg))))
+                    finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))))
                 }
-                None => finish(task, Ok(v)),
+                None => finish(this, &lp, Ok(v)),
             }
-            Poll::Ready(())
         }
         Ok(Poll::Pending) => {
             // A cancellation requested during this step and not delivered by an `await`.
             let msg = h.take_must_cancel();
             if let Some(msg) = msg {
-                let waiter = h.fut_waiter.borrow_mut().take();
+                let waiter = h.fut_waiter.take();
                 match waiter {
                     Some(w) => {
                         if !w.cancel_target(msg.clone()) {
                             // The loop future is already done: the next step delivers the
                             // cancellation at that `await`.
                             h.cold().must_cancel = Some(msg);
-                            cx.waker().wake_by_ref();
+                            let w = task.wake.take();
+                            if let Some(w) = &w {
+                                w.wake_by_ref();
+                            }
+                            task.wake.set(w);
                         }
                     }
                     None => {
-                        slot.set(None);
-                        finish(task, Err(Error::Cancelled(Cancelled::new(msg))));
-                        return Poll::Ready(());
+                        this.drop_body();
+                        finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
                     }
                 }
             }
-            Poll::Pending
         }
     }
 }

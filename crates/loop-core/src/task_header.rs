@@ -11,7 +11,6 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Waker;
 
 use crate::slot::DoneCallback;
 use crate::{Cancelled, Error};
@@ -32,6 +31,49 @@ pub(crate) trait TaskDyn {
     fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
     /// The task's loop (its state, as `Any`), if it still exists.
     fn loop_any(&self) -> Option<Rc<dyn Any>>;
+    /// Runs the task's queued step: queued on the loop's thread, or (`remote`) by a wake from
+    /// another thread.
+    fn run_step(self: Rc<Self>, remote: bool);
+    /// Tears down a task of a closing loop: its body is dropped and, if it was pending, it
+    /// is reported as destroyed while pending.
+    fn abandon(self: Rc<Self>);
+}
+
+/// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
+/// index in its loop's table and its id (an index is reused by later tasks), and whether a
+/// wake from another thread queued it.
+/// Sixteen bytes, so that it does not make the ready queue's entries larger.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskKey {
+    /// The task's id.
+    pub(crate) id: u64,
+    /// Index in the loop's task table.
+    pub(crate) slot: u32,
+    /// Queued by a wake from another thread.
+    pub(crate) remote: bool,
+}
+
+impl TaskKey {
+    /// The key of the task `h`, for a step queued on the loop's thread. (A table index beyond
+    /// `u32` — four billion pending tasks — maps to no task.)
+    #[inline]
+    pub(crate) fn local(h: &Header) -> TaskKey {
+        TaskKey {
+            id: h.id,
+            slot: u32::try_from(h.slab_key.get()).unwrap_or(u32::MAX),
+            remote: false,
+        }
+    }
+}
+
+/// Runs the step `k` of a task of the loop whose task table is `tasks` (nothing if the task
+/// has ended since).
+#[inline]
+pub(crate) fn run_task(tasks: &RefCell<TaskSlab>, k: TaskKey) {
+    let t = tasks.borrow().get(k).cloned();
+    if let Some(t) = t {
+        t.run_step(k.remote);
+    }
 }
 
 impl dyn TaskDyn {
@@ -63,7 +105,7 @@ impl dyn TaskDyn {
     pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
         let h = self.header();
         h.waiting_on_loop.set(true);
-        *h.fut_waiter.borrow_mut() = Some(w);
+        h.fut_waiter.set(Some(w));
     }
 }
 
@@ -84,12 +126,12 @@ pub(crate) struct Header {
     /// Done by cancellation.
     pub(crate) cancelled: Cell<bool>,
     /// The loop future the task waits on.
-    pub(crate) fut_waiter: RefCell<Option<Rc<dyn CancelTarget>>>,
+    pub(crate) fut_waiter: Cell<Option<Rc<dyn CancelTarget>>>,
     /// The last step suspended in a loop-aware `await` (a loop future or task), which can
     /// deliver a cancellation into the body; false when it suspended on a foreign future.
     pub(crate) waiting_on_loop: Cell<bool>,
-    /// The task's waker (to reschedule it for a cancellation).
-    pub(crate) waker: RefCell<Option<Waker>>,
+    /// A step of the task is in the loop's ready queue.
+    pub(crate) scheduled: Cell<bool>,
     /// Report "destroyed but pending" if dropped pending.
     pub(crate) log_destroy_pending: Cell<bool>,
     /// The error was read (no "never retrieved" report).
@@ -98,6 +140,8 @@ pub(crate) struct Header {
     pub(crate) ctx: Cell<crate::context::Snapshot>,
     /// A name, cancellation and done-callback state: `None` until first used.
     pub(crate) cold: RefCell<Option<Box<Cold>>>,
+    /// `cold` was created (a flag test instead of a borrow on the paths of every step).
+    pub(crate) has_cold: Cell<bool>,
 }
 
 /// The part of a task's state most tasks never use (an explicit name, cancellation,
@@ -123,6 +167,7 @@ pub(crate) struct Cold {
 impl Header {
     /// The cold state, created on first use. The borrow must end before user code runs.
     pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
+        self.has_cold.set(true);
         RefMut::map(self.cold.borrow_mut(), |c| {
             &mut **c.get_or_insert_with(Default::default)
         })
@@ -131,6 +176,9 @@ impl Header {
     /// Applies `f` to the cold state if it exists (without creating it).
     #[inline]
     pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
+        if !self.has_cold.get() {
+            return None;
+        }
         self.cold.borrow_mut().as_deref_mut().map(f)
     }
 
@@ -181,14 +229,18 @@ impl TaskSlab {
         t
     }
 
-    /// Takes the waker of every pending task (a closing loop wakes them all: each step then
-    /// sees the loop closed and drops its body, on the loop's thread).
-    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+    /// The task `k`, if it is still in the table.
+    #[inline]
+    pub(crate) fn get(&self, k: TaskKey) -> Option<&Rc<dyn TaskDyn>> {
         self.entries
-            .iter()
-            .flatten()
-            .filter_map(|t| t.header().waker.borrow_mut().take())
-            .collect()
+            .get(k.slot as usize)?
+            .as_ref()
+            .filter(|t| t.header().id == k.id)
+    }
+
+    /// Every task in the table (a closing loop tears them down, on the loop's thread).
+    pub(crate) fn pending(&self) -> Vec<Rc<dyn TaskDyn>> {
+        self.entries.iter().flatten().cloned().collect()
     }
 }
 

@@ -23,7 +23,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn id(&self) -> u64 {
-        self.r.id()
+        self.r().id()
     }
 
     /// The task's name; see [`TaskRef::get_name`].
@@ -35,7 +35,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_name(&self) -> String {
-        self.r.get_name()
+        self.r().get_name()
     }
 
     /// Renames the task; see [`TaskRef::set_name`].
@@ -48,7 +48,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn set_name(&self, name: impl ToString) {
-        self.r.set_name(name)
+        self.r().set_name(name)
     }
 
     /// Requests cancellation; see [`TaskRef::cancel`].
@@ -60,7 +60,7 @@ impl<T: 'static> Task<T> {
     /// assert!(lp.run_until_complete(t).unwrap_err().is_cancelled());
     /// ```
     pub fn cancel(&self) -> bool {
-        self.r.cancel()
+        self.r().cancel()
     }
 
     /// Requests cancellation with a message; see [`TaskRef::cancel_with`].
@@ -73,7 +73,7 @@ impl<T: 'static> Task<T> {
     /// assert_eq!(e.as_cancelled().unwrap().message(), Some("enough"));
     /// ```
     pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
-        self.r.cancel_with(msg)
+        self.r().cancel_with(msg)
     }
 
     /// Outstanding cancel requests; see [`TaskRef::cancelling`].
@@ -86,7 +86,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn cancelling(&self) -> u32 {
-        self.r.cancelling()
+        self.r().cancelling()
     }
 
     /// Withdraws one cancel request; see [`TaskRef::uncancel`].
@@ -99,7 +99,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn uncancel(&self) -> u32 {
-        self.r.uncancel()
+        self.r().uncancel()
     }
 
     /// True once the task finished; see [`TaskRef::done`].
@@ -111,7 +111,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn done(&self) -> bool {
-        self.r.done()
+        self.r().done()
     }
 
     /// True if the task ended cancelled; see [`TaskRef::cancelled`].
@@ -123,7 +123,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn cancelled(&self) -> bool {
-        self.r.cancelled()
+        self.r().cancelled()
     }
 
     /// The error the task failed with; see [`TaskRef::exception`].
@@ -135,7 +135,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn exception(&self) -> Option<Error> {
-        self.r.exception()
+        self.r().exception()
     }
 
     /// The task's loop, while it exists; see [`TaskRef::get_loop`].
@@ -147,7 +147,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_loop(&self) -> Option<EventLoop> {
-        self.r.get_loop()
+        self.r().get_loop()
     }
 
     /// The task's context; see [`TaskRef::get_context`].
@@ -159,7 +159,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_context(&self) -> crate::Context {
-        self.r.get_context()
+        self.r().get_context()
     }
 
     /// Where the task was created; see [`TaskRef::location`].
@@ -171,7 +171,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn location(&self) -> &'static Location<'static> {
-        self.r.location()
+        self.r().location()
     }
 
     /// Adds a done-callback; see [`TaskRef::add_done_callback`].
@@ -188,7 +188,7 @@ impl<T: 'static> Task<T> {
     /// assert!(seen.get());
     /// ```
     pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
-        self.r.add_done_callback(f)
+        self.r().add_done_callback(f)
     }
 
     /// Removes a done-callback; see [`TaskRef::remove_done_callback`].
@@ -201,7 +201,7 @@ impl<T: 'static> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        self.r.remove_done_callback(id)
+        self.r().remove_done_callback(id)
     }
 }
 
@@ -501,8 +501,8 @@ impl fmt::Debug for TaskRef {
     }
 }
 
-impl<T> fmt::Debug for Task<T> {
+impl<T: 'static> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.r, f)
+        fmt::Debug::fmt(&self.r(), f)
     }
 }

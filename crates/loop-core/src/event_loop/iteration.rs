@@ -181,10 +181,15 @@ impl EventLoop {
             }
             // Runs it, then keeps its allocation for reuse.
             Work::Remote(cb) => cb.run_queued(self),
+            Work::Step(t) => {
+                bump(&inner.counters.tasks_polled, 1);
+                // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
+                t.run_step(false);
+            }
             Work::Task(r) => {
                 bump(&inner.counters.tasks_polled, 1);
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
-                r.run();
+                crate::task_header::run_task(&inner.tasks, r);
             }
             Work::Io(h, r) => {
                 bump(&inner.counters.callbacks, 1);

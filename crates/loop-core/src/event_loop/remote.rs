@@ -4,8 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_task::Runnable;
-
 use super::{EventLoop, RemoteWork, Shared, Work};
 use crate::{Error, Result};
 
@@ -64,12 +62,6 @@ impl Remote {
     /// ```
     pub fn is_loop_thread(&self) -> bool {
         std::thread::current().id() == self.shared.thread
-    }
-
-    pub(crate) fn push_task(&self, r: Runnable) {
-        if let Err(w) = self.shared.push(RemoteWork::Task(r)) {
-            self.shared.dispose(w);
-        }
     }
 }
 

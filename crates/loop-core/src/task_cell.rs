@@ -1,0 +1,99 @@
+//! The allocation of a task: its state and its body (the future it runs) side by side in one
+//! reference-counted block, so that a task costs one allocation.
+//!
+//! A future must not move once polled. The body lives in a [`TaskCell`] that is only ever
+//! handed out as `Rc<dyn TaskObj<..>>` (an unsized value cannot be moved out of its `Rc`, nor
+//! swapped or replaced), and this module never moves it out of its cell: the cell is only
+//! polled in place or emptied in place (which runs the body's destructor where it lies). That
+//! is the pinning argument of the one `unsafe` block below (the only `unsafe` of the task
+//! code: the rest of it is written against the safe [`TaskObj`] interface).
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::task_header::{CancelTarget, TaskDyn};
+
+/// A task as the loop holds it: its typed state `C` (`core`) and a body with output `T`.
+pub(crate) trait TaskObj<C, T>: TaskDyn + CancelTarget {
+    /// The task's state.
+    fn core(&self) -> &C;
+    /// Polls the body once; `None` if it was dropped. Not reentrant: polling the body from
+    /// inside its own poll panics (the `RefCell` says so) instead of aliasing it.
+    fn poll_body(&self, cx: &mut Context<'_>) -> Option<Poll<T>>;
+    /// Drops the body in place (what it holds is released); a no-op once it is gone.
+    fn drop_body(&self);
+}
+
+/// The state and the body of a task in one block. Never moved once created: see the module
+/// docs.
+pub(crate) struct TaskCell<C, F> {
+    /// The task's state.
+    core: C,
+    /// The body; `None` once it finished or was dropped.
+    body: RefCell<Option<F>>,
+    /// A cell is `!Unpin`: its body is pinned where it lies.
+    _pinned: PhantomPinned,
+}
+
+/// Puts `core` and `body` in one allocation, handed out unsized (so it never moves).
+pub(crate) fn new_task<C, F>(core: C, body: F) -> Rc<dyn TaskObj<C, F::Output>>
+where
+    C: 'static,
+    F: Future + 'static,
+    TaskCell<C, F>: TaskDyn + CancelTarget,
+{
+    Rc::new(TaskCell {
+        core,
+        body: RefCell::new(Some(body)),
+        _pinned: PhantomPinned,
+    })
+}
+
+impl<C, F> TaskCell<C, F> {
+    /// The task's state (for the trait impls of the typed task).
+    #[inline]
+    pub(crate) fn state(&self) -> &C {
+        &self.core
+    }
+}
+
+impl<C, F> TaskObj<C, F::Output> for TaskCell<C, F>
+where
+    F: Future,
+    TaskCell<C, F>: TaskDyn + CancelTarget,
+{
+    #[inline]
+    fn core(&self) -> &C {
+        &self.core
+    }
+
+    #[inline]
+    fn poll_body(&self, cx: &mut Context<'_>) -> Option<Poll<F::Output>> {
+        let mut body = self.body.borrow_mut();
+        let body = body.as_mut()?;
+        // SAFETY: `body` points into a `TaskCell`, which lives in an `Rc` allocation from
+        // `new_task` until it is freed and is reachable only as an unsized `dyn TaskObj`, so
+        // nothing can move it (no `mem::swap`/`replace`/`take` of an unsized value; `Rc` never
+        // moves its contents). Within the cell, the body is never moved out of its
+        // `Option`: it is only polled here or dropped in place by `drop_body` (`*opt = None`
+        // runs its destructor where it lies) or when the cell is freed. So the future stays at
+        // this address from its first poll until it is dropped, which is `Pin`'s contract.
+        let body = unsafe { Pin::new_unchecked(body) };
+        Some(body.poll(cx))
+    }
+
+    #[inline]
+    fn drop_body(&self) {
+        // In place: the assignment runs the body's destructor where it lies (a pinned value
+        // must not be moved out to be dropped).
+        let mut body = self.body.borrow_mut();
+        if body.is_some() {
+            *body = None;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The cross-thread half of a task's wake-up: a wake from another thread queues the task's
+//! next step on the loop's thread-safe queue, at most once until the loop takes it.
+//!
+//! A task's waker may be woken from any thread. On the loop's own thread it queues the step
+//! directly (the task's `scheduled` flag, a plain `Cell`, keeps it queued once); elsewhere
+//! [`RemoteWake::claim`] decides whether this wake must queue the task or one queued earlier
+//! and not yet taken covers it, and the loop calls [`RemoteWake::taken`] before the step it
+//! runs for such a wake. Both are read-modify-writes on one atomic, so either the wake comes
+//! after `taken` in the atomic's order (it reads `false` and queues the task again) or before
+//! it (then `taken` reads the `true` it wrote, so everything the waking thread did before the
+//! wake is visible to the step that follows): no wake is lost.
+//!
+//! Written against [`crate::sync`], so that `RUSTFLAGS="--cfg loom"` checks this code itself
+//! (the model at the bottom, run by `cargo xtask test`):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p loop-core --release --lib task_wake::
+//! ```
+
+use crate::sync::{AtomicBool, Ordering};
+
+/// Whether a wake from another thread is queued and not yet taken by the loop.
+pub(crate) struct RemoteWake(AtomicBool);
+
+impl RemoteWake {
+    /// Nothing queued.
+    pub(crate) fn new() -> RemoteWake {
+        RemoteWake(AtomicBool::new(false))
+    }
+
+    /// A wake from another thread: true if the caller must queue the task's step (no wake
+    /// from another thread is queued and not yet taken).
+    #[inline]
+    pub(crate) fn claim(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+
+    /// The loop took the queued wake and is about to run the step: a wake from now on queues
+    /// the task again.
+    #[inline]
+    pub(crate) fn taken(&self) {
+        self.0.swap(false, Ordering::AcqRel);
+    }
+
+    /// Back to "nothing queued", for a waker reused by another task (nobody else holds it).
+    #[inline]
+    pub(crate) fn reset(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// [`RemoteWake`] under every interleaving of one loop and one or two waking threads, with up
+/// to three preemptions, by loom: every wake is seen by a step that runs after it (no wake is
+/// lost), and the loop runs at most one step per wake.
+///
+/// `LOOM_MAX_PREEMPTIONS` bounds the thread switches loom tries per execution (3 when unset).
+#[cfg(all(test, loom))]
+mod model {
+    use std::collections::VecDeque;
+
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// `wakers[i]` wakes by thread `i`; each wake first publishes an event (a relaxed
+    /// increment: only the flag's synchronization makes it visible to the step).
+    fn check(wakers: &'static [usize]) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(move || {
+            let total: usize = wakers.iter().sum();
+            let flag = Arc::new(RemoteWake::new());
+            let queue = Arc::new(Mutex::new(VecDeque::new()));
+            let events = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = wakers
+                .iter()
+                .map(|&n| {
+                    let (flag, queue, events) = (flag.clone(), queue.clone(), events.clone());
+                    loom::thread::spawn(move || {
+                        for _ in 0..n {
+                            events.fetch_add(1, Ordering::Relaxed);
+                            if flag.claim() {
+                                queue.lock().unwrap().push_back(());
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // The loop: runs a step for each queued wake, while the wakers run and after.
+            let (mut seen, mut steps) = (0, 0);
+            let step = |seen: &mut usize, steps: &mut usize| {
+                let e = queue.lock().unwrap().pop_front();
+                e.map(|()| {
+                    flag.taken();
+                    *seen = events.load(Ordering::Relaxed);
+                    *steps += 1;
+                })
+                .is_some()
+            };
+            step(&mut seen, &mut steps);
+            for t in threads {
+                t.join().unwrap();
+            }
+            while step(&mut seen, &mut steps) {}
+            assert_eq!(seen, total, "the last step saw every wake (none was lost)");
+            assert!(steps <= total, "at most one step per wake");
+        });
+    }
+
+    #[test]
+    fn core_19_loom_task_woken_once_from_another_thread() {
+        check(&[1]);
+    }
+
+    #[test]
+    fn core_19_loom_task_woken_twice_from_another_thread() {
+        check(&[2]);
+    }
+
+    #[test]
+    fn core_19_loom_task_woken_from_two_threads() {
+        check(&[1, 1]);
+        check(&[2, 1]);
+    }
+}
