@@ -23,7 +23,7 @@ use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
-use crate::running::{self, Flags, Pending, RemotePending, State};
+use crate::running::{self, Flags, Pending, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
 
@@ -35,12 +35,6 @@ struct Core {
 
 /// The handles of an fd's reader and writer (`None`: not watched).
 type WatcherPair = (Option<Py<Handle>>, Option<Py<Handle>>);
-
-/// Moves a value into [`Python::detach`]'s closure, which requires `Send`.
-struct AssertSend<T>(T);
-// SAFETY: `detach` runs its closure on the calling thread, before it returns; the value never
-// reaches another thread.
-unsafe impl<T> Send for AssertSend<T> {}
 
 /// The native part of `evloop.Loop`.
 #[pyclass(
@@ -122,18 +116,48 @@ impl LoopCore {
         let timer = core
             .lp
             .call_at(deadline, move |_| {
-                let py = state.gil.enter();
+                let py = gil::attached();
                 let h = run.take(py);
                 let r = handle::run(py, h.as_super(), Some(&state));
                 drop(h);
                 if let Err(e) = r {
                     state.fatal(e)
                 }
-                state.leave();
             })
             .map_err(errors::to_py)?;
         h.get().attach(timer);
         Ok(h)
+    }
+
+    /// Runs the core with `run` (`run_forever` or `run_once`), the GIL held (see
+    /// [`crate::gil`]): a callback's `KeyboardInterrupt` / `SystemExit` ends it.
+    fn run_core<R>(
+        slf: &Bound<'_, Self>,
+        run: impl FnOnce(&EventLoop) -> loop_core::Result<R>,
+    ) -> PyResult<R> {
+        let this = slf.get();
+        let core = this.core()?;
+        if this.running.swap(true, Ordering::AcqRel) {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        *core.state.pyloop.borrow_mut() = Some(slf.clone().into_any().unbind());
+        let previous = running::set(Some(core.state.clone()));
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&core.lp)));
+        running::set(previous);
+        this.running.store(false, Ordering::Release);
+        let pyloop = core.state.pyloop.borrow_mut().take();
+        drop(pyloop);
+        let fatal = core.state.fatal.borrow_mut().take();
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(errors::to_py(e)),
+            Err(payload) => match fatal {
+                Some(err) => Err(err),
+                None => resume_unwind(payload),
+            },
+        }
     }
 
     fn watch(
@@ -168,7 +192,7 @@ impl LoopCore {
         let run = h.clone_ref(py);
         let state = core.state.clone();
         let cb = move |lp: &EventLoop| {
-            let py = state.gil.enter();
+            let py = gil::attached();
             if run.get().is_cancelled() {
                 // Cancelled through its handle: the watcher goes (asyncio's selector loop
                 // removes it when the fd is next ready, too), and the handle leaves the map
@@ -197,7 +221,6 @@ impl LoopCore {
                     state.fatal(e)
                 }
             }
-            state.leave();
         };
         // SAFETY: the fd number is non-negative (checked by `fileno`) and is borrowed only for
         // the registration call: the loop core keeps the number, not the borrow, and the
@@ -349,6 +372,7 @@ impl LoopCore {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let lp = EventLoop::new().map_err(errors::to_py)?;
+        gil::install(&lp);
         let remote = lp.remote();
         let flags = Arc::new(Flags::new());
         Ok(LoopCore {
@@ -387,14 +411,13 @@ impl LoopCore {
         core.lp
             .call_soon(move |_| {
                 let state = pending.take();
-                let py = state.gil.enter();
+                let py = gil::attached();
                 let h = run.take(py);
                 let r = handle::run(py, &h, Some(&state));
                 drop(h);
                 if let Err(e) = r {
                     state.fatal(e)
                 }
-                state.leave();
             })
             .map_err(errors::to_py)?;
         Ok(h)
@@ -449,23 +472,20 @@ impl LoopCore {
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
         let run = Queued::new(py, &h, h.get());
-        let counted = RemotePending::new(&self.flags);
         let cb = move |_: &EventLoop| {
-            counted.take();
             // Scheduled from any thread: the loop's state is the running loop's.
             let Some(state) = running::get() else {
                 // Only a running loop runs callbacks; drop the handle with the GIL held.
                 drop(run);
                 return;
             };
-            let py = state.gil.enter();
+            let py = gil::attached();
             let h = run.take(py);
             let r = handle::run(py, &h, Some(&state));
             drop(h);
             if let Err(e) = r {
                 state.fatal(e)
             }
-            state.leave();
         };
         let r = match self.core.get() {
             Some(core) => core.lp.call_soon_threadsafe(cb),
@@ -478,39 +498,14 @@ impl LoopCore {
     /// Runs the loop until `stop()` (the native part of `run_forever`: the Python part checks
     /// the state and sets the running loop and the async generator hooks).
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let core = this.core()?;
-        if this.running.swap(true, Ordering::AcqRel) {
-            return Err(PyRuntimeError::new_err(
-                "This event loop is already running",
-            ));
-        }
-        *core.state.pyloop.borrow_mut() = Some(slf.clone().into_any().unbind());
-        let previous = running::set(Some(core.state.clone()));
-        let lp = AssertSend((core.lp.clone(), core.state.clone()));
-        let outcome = py.detach(move || {
-            // The whole wrapper moves in (not just its field, which is not `Send`).
-            let lp = lp;
-            let (lp, state) = &lp.0;
-            let keeper = gil::Keeper(&state.gil);
-            let r = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
-            drop(keeper);
-            AssertSend(r)
-        });
-        running::set(previous);
-        this.running.store(false, Ordering::Release);
-        let pyloop = core.state.pyloop.borrow_mut().take();
-        drop(pyloop);
-        let fatal = core.state.fatal.borrow_mut().take();
-        match outcome.0 {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(errors::to_py(e)),
-            Err(payload) => match fatal {
-                Some(err) => Err(err),
-                None => resume_unwind(payload),
-            },
-        }
+        Self::run_core(slf, EventLoop::run_forever)
+    }
+
+    /// Runs one iteration of the loop (the native part of `_run_once`): waits for I/O until
+    /// the next timer is due (not at all when callbacks are ready), then runs what is ready.
+    /// Returns whether `stop()` was called; the request is then consumed.
+    fn _run_once_core(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Self::run_core(slf, EventLoop::run_once)
     }
 
     /// Asks the loop to stop after the current iteration (from any thread).
