@@ -129,6 +129,107 @@ impl LoopCore {
         Ok(h)
     }
 
+    /// `call_soon`: schedules `callback(*args)` for the next iteration (called by
+    /// [`crate::fast`], which parses the arguments).
+    pub(crate) fn call_soon(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let core = self.core()?;
+        let h = Py::new(
+            py,
+            self.make_handle(py, callback, args, context, "call_soon")?,
+        )?;
+        let run = Queued::new(py, &h, h.get());
+        let pending = Pending::new(&core.state);
+        core.lp
+            .call_soon(move |_| {
+                let state = pending.take();
+                let py = gil::attached();
+                let h = run.take(py);
+                let r = handle::run(py, &h, Some(&state));
+                drop(h);
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
+            })
+            .map_err(errors::to_py)?;
+        Ok(h)
+    }
+
+    /// Schedules `callback(*args)` after `delay` seconds.
+    pub(crate) fn call_later(
+        &self,
+        py: Python<'_>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
+        let now = Instant::now();
+        let when = clock::secs_of(now) + delay;
+        let deadline = clock::after(now, delay);
+        let base = self.make_handle(py, callback, args, context, "call_later")?;
+        self.schedule_timer(py, when, deadline, base)
+    }
+
+    /// Schedules `callback(*args)` at `when`, in `time()`'s seconds.
+    pub(crate) fn call_at(
+        &self,
+        py: Python<'_>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
+        let deadline = clock::instant_of(when);
+        let base = self.make_handle(py, callback, args, context, "call_at")?;
+        self.schedule_timer(py, when, deadline, base)
+    }
+
+    /// Schedules `callback(*args)` from any thread, and wakes the loop.
+    pub(crate) fn call_soon_threadsafe(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let h = Py::new(
+            py,
+            self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
+        )?;
+        let run = Queued::new(py, &h, h.get());
+        let cb = move |_: &EventLoop| {
+            // Scheduled from any thread: the loop's state is the running loop's.
+            let Some(state) = running::get() else {
+                // Only a running loop runs callbacks; drop the handle with the GIL held.
+                drop(run);
+                return;
+            };
+            let py = gil::attached();
+            let h = run.take(py);
+            let r = handle::run(py, &h, Some(&state));
+            drop(h);
+            if let Err(e) = r {
+                state.fatal(e)
+            }
+        };
+        let r = match self.core.get() {
+            Some(core) => core.lp.call_soon_threadsafe(cb),
+            None => self.remote.call_soon_threadsafe(cb),
+        };
+        r.map_err(errors::to_py)?;
+        Ok(h)
+    }
+
     /// Runs the core with `run` (`run_forever` or `run_once`), the GIL held (see
     /// [`crate::gil`]): a callback's `KeyboardInterrupt` / `SystemExit` ends it.
     fn run_core<R>(
@@ -389,110 +490,6 @@ impl LoopCore {
     /// The loop's clock: `time.monotonic()`'s, in seconds.
     fn time(&self) -> f64 {
         clock::now_secs()
-    }
-
-    /// Schedules `callback(*args)` for the next iteration.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        &self,
-        py: Python<'_>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let core = self.core()?;
-        let h = Py::new(
-            py,
-            self.make_handle(py, callback, args, context, "call_soon")?,
-        )?;
-        let run = Queued::new(py, &h, h.get());
-        let pending = Pending::new(&core.state);
-        core.lp
-            .call_soon(move |_| {
-                let state = pending.take();
-                let py = gil::attached();
-                let h = run.take(py);
-                let r = handle::run(py, &h, Some(&state));
-                drop(h);
-                if let Err(e) = r {
-                    state.fatal(e)
-                }
-            })
-            .map_err(errors::to_py)?;
-        Ok(h)
-    }
-
-    /// Schedules `callback(*args)` after `delay` seconds.
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        &self,
-        py: Python<'_>,
-        delay: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
-        let now = Instant::now();
-        let when = clock::secs_of(now) + delay;
-        let deadline = clock::after(now, delay);
-        let base = self.make_handle(py, callback, args, context, "call_later")?;
-        self.schedule_timer(py, when, deadline, base)
-    }
-
-    /// Schedules `callback(*args)` at `when`, in `time()`'s seconds.
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        &self,
-        py: Python<'_>,
-        when: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
-        let deadline = clock::instant_of(when);
-        let base = self.make_handle(py, callback, args, context, "call_at")?;
-        self.schedule_timer(py, when, deadline, base)
-    }
-
-    /// Schedules `callback(*args)` from any thread, and wakes the loop.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        &self,
-        py: Python<'_>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let h = Py::new(
-            py,
-            self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
-        )?;
-        let run = Queued::new(py, &h, h.get());
-        let cb = move |_: &EventLoop| {
-            // Scheduled from any thread: the loop's state is the running loop's.
-            let Some(state) = running::get() else {
-                // Only a running loop runs callbacks; drop the handle with the GIL held.
-                drop(run);
-                return;
-            };
-            let py = gil::attached();
-            let h = run.take(py);
-            let r = handle::run(py, &h, Some(&state));
-            drop(h);
-            if let Err(e) = r {
-                state.fatal(e)
-            }
-        };
-        let r = match self.core.get() {
-            Some(core) => core.lp.call_soon_threadsafe(cb),
-            None => self.remote.call_soon_threadsafe(cb),
-        };
-        r.map_err(errors::to_py)?;
-        Ok(h)
     }
 
     /// Runs the loop until `stop()` (the native part of `run_forever`: the Python part checks

@@ -32,11 +32,9 @@ pub struct Parts {
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe` or `add_reader` (asyncio's
 /// `Handle`).
-// A free list: a callback scheduled and run allocates no new handle object in the steady
-// state, and so adds nothing to the cycle collector's allocation count (with a fresh object
-// per `call_soon`, a loop of tasks triggered a collection every few hundred callbacks). A
-// handle from the free list starts untracked: see [`track`].
-#[pyclass(module = "evloop", name = "Handle", subclass, frozen, freelist = 1024)]
+// Allocated from a free list (see [`crate::pool`]): a handle from it starts untracked, see
+// [`track`].
+#[pyclass(module = "evloop", name = "Handle", subclass, frozen)]
 pub struct Handle {
     parts: Mutex<Parts>,
     /// The address of the context when it was copied for this handle (`call_soon` without a
@@ -211,7 +209,18 @@ fn call_in_context<'py>(
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = callback.call1(args);
+    // SAFETY: a call with the tuple's items as the argument vector (vectorcall: no argument
+    // tuple is built or unpacked on the way); the tuple outlives the call; GIL held.
+    let result = unsafe {
+        let n = ffi::PyTuple_GET_SIZE(args.as_ptr());
+        let items = (*args.as_ptr().cast::<ffi::PyTupleObject>())
+            .ob_item
+            .as_ptr();
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(callback.as_ptr(), items, n as usize, std::ptr::null_mut()),
+        )
+    };
     // SAFETY: as above; exits the context entered just before.
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
@@ -459,7 +468,8 @@ fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyRe
 }
 
 /// A callback scheduled with `call_later` or `call_at` (asyncio's `TimerHandle`).
-#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen, freelist = 1024)]
+#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen)]
+// Allocated from a free list, as `Handle` (see [`crate::pool`]).
 pub struct TimerHandle {
     /// When it is due, in the loop's `time()`.
     when: f64,
