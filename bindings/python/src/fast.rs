@@ -18,7 +18,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyString, PyTuple, PyType};
 
 use crate::core::LoopCore;
 
@@ -288,12 +288,14 @@ const METHODS: [FastMethod; 4] = [
     ),
 ];
 
-/// Installs the fast methods on `LoopCore`.
-pub fn install(py: Python<'_>) -> PyResult<()> {
-    let ty = py.get_type::<LoopCore>();
+/// Installs the fast methods on `ty`: `LoopCore` (when the module is imported), or a subclass
+/// of it ([`install_on`], for `evloop.Loop`, whose instances then pass the method's type check
+/// at once instead of through a walk of the class hierarchy).
+pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
     for (name, meth, doc) in METHODS {
         // CPython keeps a pointer to the definition for as long as the descriptor lives: one
-        // small leak per method, once per process.
+        // small leak per method and class, once per process.
         let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
             ml_name: name.as_ptr(),
             ml_meth: ffi::PyMethodDefPointer {
@@ -313,4 +315,18 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         ty.setattr(name.to_str().expect("ASCII"), descr)?;
     }
     Ok(())
+}
+
+/// `_install_fast(cls)`: puts the fast scheduling methods on `cls`, a subclass of `LoopCore`
+/// (the method descriptors check that `self` is an instance of `cls`).
+#[pyfunction]
+#[pyo3(name = "_install_fast")]
+pub fn install_on(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    if !cls.is_subclass_of::<LoopCore>()? {
+        return Err(PyTypeError::new_err(format!(
+            "_install_fast() needs a subclass of LoopCore, not {}",
+            cls.name()?
+        )));
+    }
+    install(cls)
 }

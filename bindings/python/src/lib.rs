@@ -150,7 +150,8 @@ mod errors {
 fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::init(m.py())?;
     m.add_class::<core::LoopCore>()?;
-    fast::install(m.py())?;
+    fast::install(&m.py().get_type::<core::LoopCore>())?;
+    m.add_function(wrap_pyfunction!(fast::install_on, m)?)?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
     pool::install(m.py());

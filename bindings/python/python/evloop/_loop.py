@@ -24,7 +24,7 @@ import weakref
 
 from asyncio import events, format_helpers, futures, tasks
 
-from ._evloop import LoopCore
+from ._evloop import LoopCore, _install_fast
 from ._io import IOMixin
 
 __all__ = ("Loop",)
@@ -444,3 +444,8 @@ def _check_callable(func, method):
 def _set_exception_unless_cancelled(fut, exc):
     if not fut.cancelled():
         fut.set_exception(exc)
+
+
+# call_soon & co. as C methods of Loop itself: their type check of `self` is then one
+# comparison instead of a walk of the class hierarchy.
+_install_fast(Loop)
