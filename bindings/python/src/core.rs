@@ -27,6 +27,9 @@ use crate::running::{self, Flags, Pending, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
 
+/// `("loop",)`: the keyword names of `Future(loop=...)`.
+static LOOP_KWNAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
+
 /// The loop's thread-bound part.
 struct Core {
     lp: EventLoop,
@@ -565,9 +568,22 @@ impl LoopCore {
     /// A new `asyncio.Future` of this loop.
     fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), slf)?;
-        crate::helpers(py)?.future.bind(py).call((), Some(&kwargs))
+        let future = &crate::helpers(py)?.future;
+        // `Future(loop=self)` as a vectorcall: no keyword dict is built per future.
+        let kwnames = LOOP_KWNAMES.get_or_init(py, || {
+            PyTuple::new(py, [intern!(py, "loop")])
+                .expect("a tuple of one string")
+                .unbind()
+        });
+        let args = [slf.as_ptr()];
+        // SAFETY: one keyword argument (`slf`, alive for the call) named by `kwnames`, no
+        // positional ones; GIL held. Returns a new reference or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_Vectorcall(future.as_ptr(), args.as_ptr(), 0, kwnames.as_ptr()),
+            )
+        }
     }
 
     /// Wraps `coro` in an `asyncio.Task` of this loop (or what the task factory makes).

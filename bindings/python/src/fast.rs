@@ -13,6 +13,7 @@
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -24,6 +25,10 @@ use crate::core::LoopCore;
 
 /// The empty tuple (asking CPython for it each time costs a call).
 static EMPTY: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+/// The last keyword names tuple seen that is `("context",)` (a strong reference, or NULL):
+/// a call with the same tuple object reads its context without looking at the names.
+static CONTEXT_ONLY: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// What a fast method was called with.
 struct Call<'py> {
@@ -78,7 +83,10 @@ unsafe fn parse<'py>(
         }
     };
     let mut context = None;
-    if !kwnames.is_null() {
+    if !kwnames.is_null() && kwnames == CONTEXT_ONLY.load(Ordering::Relaxed) {
+        // SAFETY: the one keyword value, after the positional arguments.
+        context = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs)) });
+    } else if !kwnames.is_null() {
         // SAFETY: a tuple of strings, per the vectorcall protocol.
         let names =
             unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
@@ -89,6 +97,16 @@ unsafe fn parse<'py>(
             let key = key.to_str()?;
             if key == "context" {
                 context = Some(value);
+                if names.len() == 1 {
+                    // The names tuple of `context=` alone: C callers (asyncio's futures and
+                    // tasks) pass the same tuple object each time; remember it.
+                    let new = names.clone().unbind().into_ptr();
+                    let old = CONTEXT_ONLY.swap(new, Ordering::Relaxed);
+                    if !old.is_null() {
+                        // SAFETY: the reference taken when `old` was stored; GIL held.
+                        unsafe { ffi::Py_DECREF(old) };
+                    }
+                }
                 continue;
             }
             match params.iter().position(|p| *p == key) {
