@@ -23,9 +23,12 @@ use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
-use crate::running::{self, Flags, Pending, RemotePending, State};
+use crate::running::{self, Flags, Pending, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
+
+/// `("loop",)`: the keyword names of `Future(loop=...)`.
+static LOOP_KWNAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
 
 /// The loop's thread-bound part.
 struct Core {
@@ -35,12 +38,6 @@ struct Core {
 
 /// The handles of an fd's reader and writer (`None`: not watched).
 type WatcherPair = (Option<Py<Handle>>, Option<Py<Handle>>);
-
-/// Moves a value into [`Python::detach`]'s closure, which requires `Send`.
-struct AssertSend<T>(T);
-// SAFETY: `detach` runs its closure on the calling thread, before it returns; the value never
-// reaches another thread.
-unsafe impl<T> Send for AssertSend<T> {}
 
 /// The native part of `evloop.Loop`.
 #[pyclass(
@@ -122,18 +119,149 @@ impl LoopCore {
         let timer = core
             .lp
             .call_at(deadline, move |_| {
-                let py = state.gil.enter();
+                let py = gil::attached();
                 let h = run.take(py);
                 let r = handle::run(py, h.as_super(), Some(&state));
                 drop(h);
                 if let Err(e) = r {
                     state.fatal(e)
                 }
-                state.leave();
             })
             .map_err(errors::to_py)?;
         h.get().attach(timer);
         Ok(h)
+    }
+
+    /// `call_soon`: schedules `callback(*args)` for the next iteration (called by
+    /// [`crate::fast`], which parses the arguments).
+    pub(crate) fn call_soon(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let core = self.core()?;
+        let h = Py::new(
+            py,
+            self.make_handle(py, callback, args, context, "call_soon")?,
+        )?;
+        let run = Queued::new(py, &h, h.get());
+        let pending = Pending::new(&core.state);
+        core.lp
+            .call_soon(move |_| {
+                let state = pending.take();
+                let py = gil::attached();
+                let h = run.take(py);
+                let r = handle::run(py, &h, Some(&state));
+                drop(h);
+                if let Err(e) = r {
+                    state.fatal(e)
+                }
+            })
+            .map_err(errors::to_py)?;
+        Ok(h)
+    }
+
+    /// Schedules `callback(*args)` after `delay` seconds.
+    pub(crate) fn call_later(
+        &self,
+        py: Python<'_>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
+        let now = Instant::now();
+        let when = clock::secs_of(now) + delay;
+        let deadline = clock::after(now, delay);
+        let base = self.make_handle(py, callback, args, context, "call_later")?;
+        self.schedule_timer(py, when, deadline, base)
+    }
+
+    /// Schedules `callback(*args)` at `when`, in `time()`'s seconds.
+    pub(crate) fn call_at(
+        &self,
+        py: Python<'_>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
+        let deadline = clock::instant_of(when);
+        let base = self.make_handle(py, callback, args, context, "call_at")?;
+        self.schedule_timer(py, when, deadline, base)
+    }
+
+    /// Schedules `callback(*args)` from any thread, and wakes the loop.
+    pub(crate) fn call_soon_threadsafe(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let h = Py::new(
+            py,
+            self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
+        )?;
+        let run = Queued::new(py, &h, h.get());
+        let cb = move |_: &EventLoop| {
+            // Scheduled from any thread: the loop's state is the running loop's.
+            let Some(state) = running::get() else {
+                // Only a running loop runs callbacks; drop the handle with the GIL held.
+                drop(run);
+                return;
+            };
+            let py = gil::attached();
+            let h = run.take(py);
+            let r = handle::run(py, &h, Some(&state));
+            drop(h);
+            if let Err(e) = r {
+                state.fatal(e)
+            }
+        };
+        let r = match self.core.get() {
+            Some(core) => core.lp.call_soon_threadsafe(cb),
+            None => self.remote.call_soon_threadsafe(cb),
+        };
+        r.map_err(errors::to_py)?;
+        Ok(h)
+    }
+
+    /// Runs the core with `run` (`run_forever` or `run_once`), the GIL held (see
+    /// [`crate::gil`]): a callback's `KeyboardInterrupt` / `SystemExit` ends it.
+    fn run_core<R>(
+        slf: &Bound<'_, Self>,
+        run: impl FnOnce(&EventLoop) -> loop_core::Result<R>,
+    ) -> PyResult<R> {
+        let this = slf.get();
+        let core = this.core()?;
+        if this.running.swap(true, Ordering::AcqRel) {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        *core.state.pyloop.borrow_mut() = Some(slf.clone().into_any().unbind());
+        let previous = running::set(Some(core.state.clone()));
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&core.lp)));
+        running::set(previous);
+        this.running.store(false, Ordering::Release);
+        let pyloop = core.state.pyloop.borrow_mut().take();
+        drop(pyloop);
+        let fatal = core.state.fatal.borrow_mut().take();
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(errors::to_py(e)),
+            Err(payload) => match fatal {
+                Some(err) => Err(err),
+                None => resume_unwind(payload),
+            },
+        }
     }
 
     fn watch(
@@ -168,7 +296,7 @@ impl LoopCore {
         let run = h.clone_ref(py);
         let state = core.state.clone();
         let cb = move |lp: &EventLoop| {
-            let py = state.gil.enter();
+            let py = gil::attached();
             if run.get().is_cancelled() {
                 // Cancelled through its handle: the watcher goes (asyncio's selector loop
                 // removes it when the fd is next ready, too), and the handle leaves the map
@@ -197,7 +325,6 @@ impl LoopCore {
                     state.fatal(e)
                 }
             }
-            state.leave();
         };
         // SAFETY: the fd number is non-negative (checked by `fileno`) and is borrowed only for
         // the registration call: the loop core keeps the number, not the borrow, and the
@@ -349,6 +476,7 @@ impl LoopCore {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let lp = EventLoop::new().map_err(errors::to_py)?;
+        gil::install(&lp);
         let remote = lp.remote();
         let flags = Arc::new(Flags::new());
         Ok(LoopCore {
@@ -367,150 +495,17 @@ impl LoopCore {
         clock::now_secs()
     }
 
-    /// Schedules `callback(*args)` for the next iteration.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        &self,
-        py: Python<'_>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let core = self.core()?;
-        let h = Py::new(
-            py,
-            self.make_handle(py, callback, args, context, "call_soon")?,
-        )?;
-        let run = Queued::new(py, &h, h.get());
-        let pending = Pending::new(&core.state);
-        core.lp
-            .call_soon(move |_| {
-                let state = pending.take();
-                let py = state.gil.enter();
-                let h = run.take(py);
-                let r = handle::run(py, &h, Some(&state));
-                drop(h);
-                if let Err(e) = r {
-                    state.fatal(e)
-                }
-                state.leave();
-            })
-            .map_err(errors::to_py)?;
-        Ok(h)
-    }
-
-    /// Schedules `callback(*args)` after `delay` seconds.
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        &self,
-        py: Python<'_>,
-        delay: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let delay = delay.ok_or_else(|| PyTypeError::new_err("delay must not be None"))?;
-        let now = Instant::now();
-        let when = clock::secs_of(now) + delay;
-        let deadline = clock::after(now, delay);
-        let base = self.make_handle(py, callback, args, context, "call_later")?;
-        self.schedule_timer(py, when, deadline, base)
-    }
-
-    /// Schedules `callback(*args)` at `when`, in `time()`'s seconds.
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        &self,
-        py: Python<'_>,
-        when: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let when = when.ok_or_else(|| PyTypeError::new_err("when cannot be None"))?;
-        let deadline = clock::instant_of(when);
-        let base = self.make_handle(py, callback, args, context, "call_at")?;
-        self.schedule_timer(py, when, deadline, base)
-    }
-
-    /// Schedules `callback(*args)` from any thread, and wakes the loop.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        &self,
-        py: Python<'_>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let h = Py::new(
-            py,
-            self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
-        )?;
-        let run = Queued::new(py, &h, h.get());
-        let counted = RemotePending::new(&self.flags);
-        let cb = move |_: &EventLoop| {
-            counted.take();
-            // Scheduled from any thread: the loop's state is the running loop's.
-            let Some(state) = running::get() else {
-                // Only a running loop runs callbacks; drop the handle with the GIL held.
-                drop(run);
-                return;
-            };
-            let py = state.gil.enter();
-            let h = run.take(py);
-            let r = handle::run(py, &h, Some(&state));
-            drop(h);
-            if let Err(e) = r {
-                state.fatal(e)
-            }
-            state.leave();
-        };
-        let r = match self.core.get() {
-            Some(core) => core.lp.call_soon_threadsafe(cb),
-            None => self.remote.call_soon_threadsafe(cb),
-        };
-        r.map_err(errors::to_py)?;
-        Ok(h)
-    }
-
     /// Runs the loop until `stop()` (the native part of `run_forever`: the Python part checks
     /// the state and sets the running loop and the async generator hooks).
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let core = this.core()?;
-        if this.running.swap(true, Ordering::AcqRel) {
-            return Err(PyRuntimeError::new_err(
-                "This event loop is already running",
-            ));
-        }
-        *core.state.pyloop.borrow_mut() = Some(slf.clone().into_any().unbind());
-        let previous = running::set(Some(core.state.clone()));
-        let lp = AssertSend((core.lp.clone(), core.state.clone()));
-        let outcome = py.detach(move || {
-            // The whole wrapper moves in (not just its field, which is not `Send`).
-            let lp = lp;
-            let (lp, state) = &lp.0;
-            let keeper = gil::Keeper(&state.gil);
-            let r = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
-            drop(keeper);
-            AssertSend(r)
-        });
-        running::set(previous);
-        this.running.store(false, Ordering::Release);
-        let pyloop = core.state.pyloop.borrow_mut().take();
-        drop(pyloop);
-        let fatal = core.state.fatal.borrow_mut().take();
-        match outcome.0 {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(errors::to_py(e)),
-            Err(payload) => match fatal {
-                Some(err) => Err(err),
-                None => resume_unwind(payload),
-            },
-        }
+        Self::run_core(slf, EventLoop::run_forever)
+    }
+
+    /// Runs one iteration of the loop (the native part of `_run_once`): waits for I/O until
+    /// the next timer is due (not at all when callbacks are ready), then runs what is ready.
+    /// Returns whether `stop()` was called; the request is then consumed.
+    fn _run_once_core(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Self::run_core(slf, EventLoop::run_once)
     }
 
     /// Asks the loop to stop after the current iteration (from any thread).
@@ -573,9 +568,22 @@ impl LoopCore {
     /// A new `asyncio.Future` of this loop.
     fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), slf)?;
-        crate::helpers(py)?.future.bind(py).call((), Some(&kwargs))
+        let future = &crate::helpers(py)?.future;
+        // `Future(loop=self)` as a vectorcall: no keyword dict is built per future.
+        let kwnames = LOOP_KWNAMES.get_or_init(py, || {
+            PyTuple::new(py, [intern!(py, "loop")])
+                .expect("a tuple of one string")
+                .unbind()
+        });
+        let args = [slf.as_ptr()];
+        // SAFETY: one keyword argument (`slf`, alive for the call) named by `kwnames`, no
+        // positional ones; GIL held. Returns a new reference or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_Vectorcall(future.as_ptr(), args.as_ptr(), 0, kwnames.as_ptr()),
+            )
+        }
     }
 
     /// Wraps `coro` in an `asyncio.Task` of this loop (or what the task factory makes).

@@ -1,77 +1,43 @@
 //! The GIL while the loop runs.
 //!
-//! `run_forever` must not hold the GIL while the loop blocks in `epoll_wait`: other Python
-//! threads (the executor's workers, a thread calling `call_soon_threadsafe`) would stop. The
-//! loop core runs its own iteration and offers no hook around the wait, so the binding gives the
-//! GIL up for the whole run ([`Python::detach`]) and takes it back in a callback
-//! ([`Gil::enter`]). Handing it over at every callback would cost two GIL switches per callback;
-//! instead a callback keeps the GIL when it ends if more Python callbacks of the loop are
-//! queued to run ([`Gil::leave`]): with Python work queued the loop's next poll does not
-//! block, so the GIL is given up only when the loop may go idle. (Timers and fd callbacks are
-//! not counted; after one of them the GIL is given up unless `call_soon` work is queued.)
-//!
-//! While the run holds the GIL this way PyO3 considers the thread detached. Callbacks get their
-//! `Python` token from [`Gil::enter`] and drop what they own as `Bound` values (which release
-//! their reference at once); a `Py` dropped while PyO3 considers the thread detached is only
-//! released later, at PyO3's next attach, which is safe.
+//! `run_forever` keeps the GIL for the whole run, callbacks included, and gives it up only
+//! while the loop sleeps: loop-core calls the wait hook set by [`install`] around each wait
+//! for I/O that may block, and the hook releases the GIL (`PyEval_SaveThread`) for the wait
+//! and takes it back (`PyEval_RestoreThread`) when the loop wakes up. Other Python threads
+//! (the executor's workers, a thread calling `call_soon_threadsafe`) run while the loop waits;
+//! a loop with work ready never blocks, so it keeps the GIL through its callbacks as asyncio's
+//! own loop does, without a GIL switch per callback. (CPython's periodic switch request still
+//! hands the GIL over to other threads while Python code of the callbacks runs.)
 
-use std::cell::Cell;
-
+use loop_core::EventLoop;
 use pyo3::{ffi, Python};
 
-/// Whether a run holds the GIL, taken with `PyGILState_Ensure`.
-#[derive(Default)]
-pub struct Gil {
-    /// 0: not held; 1: held (`PyGILState_Ensure` said it was locked); 2: held (it was not).
-    held: Cell<u8>,
+/// Sets `lp`'s wait hook: the GIL is released for each wait that may block. Every run of
+/// the loop starts with the GIL held (`LoopCore._run` / `_run_once`).
+pub fn install(lp: &EventLoop) {
+    lp.set_wait_hook(|wait: &mut dyn FnMut()| {
+        // SAFETY: the loop runs only inside `LoopCore._run` / `_run_once`, which hold the GIL
+        // on this thread; the hook runs on that thread, between callbacks, so no Python object
+        // is being used. The wait touches no Python object.
+        let saved = unsafe { ffi::PyEval_SaveThread() };
+        // The wait does not unwind (it only polls and queues); if it did, the GIL would
+        // still be taken back first.
+        struct Restore(*mut ffi::PyThreadState);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: the thread state saved just before, on the same thread.
+                unsafe { ffi::PyEval_RestoreThread(self.0) }
+            }
+        }
+        let _restore = Restore(saved);
+        wait();
+    });
 }
 
-impl Gil {
-    /// Takes the GIL for a callback unless the run holds it already, and gives the callback
-    /// its token. Only inside a run ([`Keeper`]), on a thread that gave the GIL up.
-    #[inline]
-    pub fn enter(&self) -> Python<'static> {
-        if self.held.get() == 0 {
-            // SAFETY: the thread has a Python thread state (the run detached from it) and does
-            // not hold the GIL (the run gave it up and `held` says it has not taken it back).
-            let state = unsafe { ffi::PyGILState_Ensure() };
-            self.held.set(match state {
-                ffi::PyGILState_STATE::PyGILState_LOCKED => 1,
-                ffi::PyGILState_STATE::PyGILState_UNLOCKED => 2,
-            });
-        }
-        // SAFETY: the GIL is held by this thread, taken above or by an earlier callback of
-        // this run, and kept until `leave` or the end of the run.
-        unsafe { Python::assume_attached() }
-    }
-
-    /// Gives the GIL up at the end of a callback unless `pending` Python callbacks are queued.
-    #[inline]
-    pub fn leave(&self, pending: usize) {
-        if pending == 0 {
-            self.release();
-        }
-    }
-
-    /// Gives the GIL up if the run holds it.
-    pub fn release(&self) {
-        let state = match self.held.replace(0) {
-            0 => return,
-            1 => ffi::PyGILState_STATE::PyGILState_LOCKED,
-            _ => ffi::PyGILState_STATE::PyGILState_UNLOCKED,
-        };
-        // SAFETY: pairs with the `PyGILState_Ensure` of `enter`; no PyO3 attach guard of a
-        // callback is alive (callbacks end theirs before returning).
-        unsafe { ffi::PyGILState_Release(state) }
-    }
-}
-
-/// The scope of a run: gives up whatever GIL the run still holds when it ends (normally or
-/// by unwinding), before PyO3 takes the GIL back for the caller.
-pub struct Keeper<'a>(pub &'a Gil);
-
-impl Drop for Keeper<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
+/// The token of a callback: the loop runs callbacks with the GIL held (see the module doc).
+#[inline(always)]
+pub fn attached() -> Python<'static> {
+    // SAFETY: called only by the loop's callbacks, which run inside a run that holds the GIL
+    // on this thread (it is released only inside the wait hook, where no callback runs).
+    unsafe { Python::assume_attached() }
 }

@@ -7,7 +7,9 @@
 //! `KeyboardInterrupt` and `SystemExit`, which end the run as in asyncio.
 
 use std::cell::RefCell;
-use std::sync::{Mutex, MutexGuard};
+use std::cell::RefMut;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::time::Instant;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -21,24 +23,63 @@ use pyo3::{ffi, intern};
 use crate::bound::ThreadBound;
 use crate::running::{self, State};
 
+/// A reference a handle owns. Handles are used and dropped only with the GIL held (their
+/// methods, the loop's callbacks, `tp_dealloc`), so it is released at once with `Py_DECREF`,
+/// without PyO3's check of whether the thread is attached (a thread-local lookup per
+/// reference).
+pub struct Owned<T>(ManuallyDrop<Py<T>>);
+
+impl<T> Owned<T> {
+    fn new(p: Py<T>) -> Owned<T> {
+        Owned(ManuallyDrop::new(p))
+    }
+}
+
+impl<T> Deref for Owned<T> {
+    type Target = Py<T>;
+    #[inline]
+    fn deref(&self) -> &Py<T> {
+        &self.0
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: an owned reference, released once; the GIL is held wherever a handle's
+        // parts are dropped (see above).
+        unsafe { ffi::Py_DECREF(self.0.as_ptr()) }
+    }
+}
+
 /// What a handle holds.
 pub struct Parts {
-    callback: Option<Py<PyAny>>,
-    args: Option<Py<PyTuple>>,
-    context: Option<Py<PyAny>>,
+    callback: Option<Owned<PyAny>>,
+    args: Option<Owned<PyTuple>>,
+    context: Option<Owned<PyAny>>,
     cancelled: bool,
-    source_traceback: Option<Py<PyAny>>,
+    source_traceback: Option<Owned<PyAny>>,
 }
+
+/// A handle's parts, used only with the GIL held (which orders the accesses of different
+/// threads), never borrowed while Python code runs.
+struct GilCell(RefCell<Parts>);
+
+// SAFETY: every access happens with the GIL held (a handle is reached only from Python
+// methods, the loop's callbacks and the cycle collector, all under the GIL): one thread at a
+// time, and the GIL's hand-over orders their accesses. This package targets CPython with the
+// GIL.
+unsafe impl Sync for GilCell {}
+// SAFETY: as above; the references inside are Python objects, owned under the GIL.
+unsafe impl Send for GilCell {}
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe` or `add_reader` (asyncio's
 /// `Handle`).
-// A free list: a callback scheduled and run allocates no new handle object in the steady
-// state, and so adds nothing to the cycle collector's allocation count (with a fresh object
-// per `call_soon`, a loop of tasks triggered a collection every few hundred callbacks). A
-// handle from the free list starts untracked: see [`track`].
-#[pyclass(module = "evloop", name = "Handle", subclass, frozen, freelist = 1024)]
+// Allocated from a free list (see [`crate::pool`]): a handle from it starts untracked, see
+// [`track`].
+#[pyclass(module = "evloop", name = "Handle", subclass, frozen)]
 pub struct Handle {
-    parts: Mutex<Parts>,
+    parts: GilCell,
     /// The address of the context when it was copied for this handle (`call_soon` without a
     /// `context`), else 0. The handle holds that context for as long as it is reachable
     /// (only the cycle collector's `__clear__` of an unreachable handle takes it).
@@ -56,20 +97,19 @@ impl Handle {
     ) -> Handle {
         Handle {
             copied_context: if copied { context.as_ptr() as usize } else { 0 },
-            parts: Mutex::new(Parts {
-                callback: Some(callback),
-                args: Some(args),
-                context: Some(context),
+            parts: GilCell(RefCell::new(Parts {
+                callback: Some(Owned::new(callback)),
+                args: Some(Owned::new(args)),
+                context: Some(Owned::new(context)),
                 cancelled: false,
-                source_traceback,
-            }),
+                source_traceback: source_traceback.map(Owned::new),
+            })),
         }
     }
 
-    fn parts(&self) -> MutexGuard<'_, Parts> {
-        // A panic never happens while the lock is held (only field moves), so the lock is
-        // never poisoned; take the value anyway if it were.
-        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    #[inline]
+    fn parts(&self) -> RefMut<'_, Parts> {
+        self.parts.0.borrow_mut()
     }
 
     /// Cancels: marks the handle and drops the callback and its arguments. Returns whether it
@@ -83,7 +123,7 @@ impl Handle {
             p.cancelled = true;
             (p.callback.take(), p.args.take())
         };
-        // Dropped after the lock is released: a finaliser may run.
+        // Dropped after the borrow ends: a finaliser may run.
         drop((callback, args));
         true
     }
@@ -211,7 +251,18 @@ fn call_in_context<'py>(
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = callback.call1(args);
+    // SAFETY: a call with the tuple's items as the argument vector (vectorcall: no argument
+    // tuple is built or unpacked on the way); the tuple outlives the call; GIL held.
+    let result = unsafe {
+        let n = ffi::PyTuple_GET_SIZE(args.as_ptr());
+        let items = (*args.as_ptr().cast::<ffi::PyTupleObject>())
+            .ob_item
+            .as_ptr();
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(callback.as_ptr(), items, n as usize, std::ptr::null_mut()),
+        )
+    };
     // SAFETY: as above; exits the context entered just before.
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
@@ -334,13 +385,13 @@ impl Handle {
     /// What the handle references, for the cycle collector (a protocol that keeps its timer
     /// handle, whose callback is a method of the protocol, is a cycle).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The lock is never held while Python code runs, so it is free during a collection;
-        // if it were not, skipping the visit only delays collecting this handle.
-        if let Ok(p) = self.parts.try_lock() {
-            visit.call(&p.callback)?;
-            visit.call(&p.args)?;
-            visit.call(&p.context)?;
-            visit.call(&p.source_traceback)?;
+        // The parts are never borrowed while Python code runs, so they are free during a
+        // collection; if they were not, skipping the visit only delays collecting this handle.
+        if let Ok(p) = self.parts.0.try_borrow() {
+            visit.call(p.callback.as_deref())?;
+            visit.call(p.args.as_deref())?;
+            visit.call(p.context.as_deref())?;
+            visit.call(p.source_traceback.as_deref())?;
         }
         Ok(())
     }
@@ -459,7 +510,8 @@ fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyRe
 }
 
 /// A callback scheduled with `call_later` or `call_at` (asyncio's `TimerHandle`).
-#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen, freelist = 1024)]
+#[pyclass(module = "evloop", name = "TimerHandle", extends = Handle, frozen)]
+// Allocated from a free list, as `Handle` (see [`crate::pool`]).
 pub struct TimerHandle {
     /// When it is due, in the loop's `time()`.
     when: f64,

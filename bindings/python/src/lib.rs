@@ -5,8 +5,10 @@
 
 mod bound;
 mod core;
+mod fast;
 mod gil;
 mod handle;
+mod pool;
 mod running;
 mod stream;
 
@@ -148,8 +150,11 @@ mod errors {
 fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::init(m.py())?;
     m.add_class::<core::LoopCore>()?;
+    fast::install(&m.py().get_type::<core::LoopCore>())?;
+    m.add_function(wrap_pyfunction!(fast::install_on, m)?)?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
+    pool::install(m.py());
     m.add_class::<stream::StreamWriter>()?;
     m.add("_STREAM_READ", stream::StreamRead)?;
     Ok(())

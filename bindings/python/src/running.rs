@@ -1,6 +1,6 @@
 //! What the callbacks of a loop need to know about it ([`State`]): the Python loop object while
 //! it runs (for `call_exception_handler`), its debug settings, the `call_soon` callbacks still
-//! queued and the GIL (see [`crate::gil`]), and where a `KeyboardInterrupt` or `SystemExit`
+//! queued, and where a `KeyboardInterrupt` or `SystemExit`
 //! raised by a callback waits while the loop unwinds.
 //!
 //! Callbacks scheduled on the loop's thread hold the state; those scheduled from other threads
@@ -11,12 +11,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::gil::Gil;
 use crate::handle::Handle;
 
 /// The debug settings of a loop, readable from any thread.
@@ -25,10 +24,6 @@ pub struct Flags {
     pub debug: AtomicBool,
     /// `slow_callback_duration`, as the bits of an `f64`.
     slow: AtomicU64,
-    /// `call_soon_threadsafe` callbacks queued and not yet run or dropped. Changed only by
-    /// threads that hold the GIL, so a callback (which holds it) never sees a callback half
-    /// queued.
-    remote_pending: AtomicUsize,
 }
 
 impl Flags {
@@ -37,7 +32,6 @@ impl Flags {
         Flags {
             debug: AtomicBool::new(false),
             slow: AtomicU64::new(0.1f64.to_bits()),
-            remote_pending: AtomicUsize::new(0),
         }
     }
 
@@ -62,8 +56,6 @@ impl Flags {
 pub struct State {
     /// `call_soon` callbacks queued and not yet run or dropped.
     pub pending: Cell<usize>,
-    /// The GIL during a run.
-    pub gil: Gil,
     /// Debug settings (shared with the Python object, for other threads).
     pub flags: Arc<Flags>,
     /// The task factory (`set_task_factory`).
@@ -86,7 +78,6 @@ impl State {
     pub fn new(flags: Arc<Flags>) -> State {
         State {
             pending: Cell::new(0),
-            gil: Gil::default(),
             flags,
             task_factory: RefCell::new(None),
             pyloop: RefCell::new(None),
@@ -94,13 +85,6 @@ impl State {
             watchers: RefCell::new(HashMap::new()),
             read_buf: RefCell::new(Vec::new()),
         }
-    }
-
-    /// A callback ends: the GIL is given up unless more Python callbacks are queued.
-    #[inline]
-    pub fn leave(&self) {
-        let remote = self.flags.remote_pending.load(Ordering::Relaxed);
-        self.gil.leave(self.pending.get() + remote);
     }
 
     /// Ends the run with `err`: kept for `run_forever` to raise, and the loop unwinds at once
@@ -135,32 +119,6 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(s) = self.0.take() {
             s.pending.set(s.pending.get() - 1);
-        }
-    }
-}
-
-/// [`Pending`] for `call_soon_threadsafe` (any thread; see [`Flags`]).
-pub struct RemotePending(Option<Arc<Flags>>);
-
-impl RemotePending {
-    pub fn new(flags: &Arc<Flags>) -> RemotePending {
-        flags.remote_pending.fetch_add(1, Ordering::Relaxed);
-        RemotePending(Some(flags.clone()))
-    }
-
-    /// The callback runs: it no longer counts.
-    #[inline]
-    pub fn take(mut self) {
-        if let Some(f) = self.0.take() {
-            f.remote_pending.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for RemotePending {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f.remote_pending.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

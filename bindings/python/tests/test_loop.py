@@ -177,6 +177,57 @@ class CallSoonTests(LoopTestCase):
                 call()
 
 
+    def test_scheduling_methods_take_their_arguments_as_asyncio_does(self):
+        var = contextvars.ContextVar("var", default="outer")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "inner")
+        seen = []
+
+        def record(*args):
+            seen.append((args, var.get()))
+
+        self.loop.call_soon(record, 1, 2)
+        self.loop.call_soon(callback=record)
+        for _ in range(2):
+            # The same call site twice: the second call reuses the keyword names tuple.
+            self.loop.call_soon(record, 3, context=ctx)
+        self.loop.call_later(0, record, 4, context=ctx)
+        self.loop.call_later(delay=0, callback=record)
+        self.loop.call_at(self.loop.time(), record, 5)
+        self.run_briefly()
+        self.run_briefly()
+        self.assertEqual(
+            sorted(seen, key=repr),
+            sorted(
+                [
+                    ((1, 2), "outer"),
+                    ((), "outer"),
+                    ((3,), "inner"),
+                    ((3,), "inner"),
+                    ((4,), "inner"),
+                    ((), "outer"),
+                    ((5,), "outer"),
+                ],
+                key=repr,
+            ),
+        )
+        with self.assertRaisesRegex(TypeError, "missing required positional argument: 'callback'"):
+            self.loop.call_soon()
+        with self.assertRaisesRegex(TypeError, "unexpected keyword argument 'bogus'"):
+            self.loop.call_soon(record, bogus=1)
+        with self.assertRaisesRegex(TypeError, "multiple values for argument 'callback'"):
+            self.loop.call_soon(record, callback=record)
+        with self.assertRaisesRegex(TypeError, "missing required positional argument: 'callback'"):
+            self.loop.call_later(1)
+        with self.assertRaises(TypeError):
+            self.loop.call_at(None, record)
+        with self.assertRaisesRegex(TypeError, "contextvars.Context"):
+            self.loop.call_soon(record, context=1)
+        with self.assertRaises(TypeError):
+            self.loop.call_soon_threadsafe()
+        self.assertEqual(self.loop._pending_callbacks(), 0)
+
+
 class TimerTests(LoopTestCase):
     def test_time_is_the_monotonic_clock(self):
         self.assertLess(abs(self.loop.time() - time.monotonic()), 0.5)
@@ -225,6 +276,36 @@ class RunTests(LoopTestCase):
         self.loop.run_forever()
         self.assertEqual(out, [1])
         self.assertFalse(self.loop.is_running())
+
+    def test_run_once_replaced_on_the_instance_drives_the_run(self):
+        # asyncio's tests count iterations this way: each one waits for the next timer
+        # instead of spinning until it is due.
+        calls = [0]
+        orig = self.loop._run_once
+
+        def counting():
+            calls[0] += 1
+            orig()
+
+        self.loop._run_once = counting
+
+        async def sleeps():
+            for delay in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10):
+                await asyncio.sleep(delay)
+            return "done"
+
+        self.assertEqual(self.loop.run_until_complete(sleeps()), "done")
+        self.assertGreaterEqual(calls[0], 6)
+        self.assertLessEqual(calls[0], 20)
+        self.assertFalse(self.loop.is_running())
+        # A stop requested from a callback ends the driven run, and is consumed.
+        self.loop.call_soon(self.loop.stop)
+        self.loop.run_forever()
+        out = []
+        self.loop.call_soon(out.append, 1)
+        self.loop.call_soon(self.loop.stop)
+        self.loop.run_forever()
+        self.assertEqual(out, [1])
 
     def test_run_until_complete_gives_the_result_or_raises(self):
         async def value():

@@ -311,6 +311,8 @@ pub(crate) struct Inner {
     counters: Counters,
     /// The virtual clock's "now"; `None` for the real clock.
     virtual_now: crate::clock::VirtualNow,
+    /// Called around each poll that may block (see [`EventLoop::set_wait_hook`]).
+    pub(crate) wait_hook: Cell<Option<iteration::WaitHook>>,
 }
 
 thread_local! {
@@ -431,7 +433,7 @@ impl std::fmt::Debug for WeakLoop {
 }
 
 /// Resets the running state when `run_forever` returns or unwinds.
-struct RunGuard<'a> {
+pub(crate) struct RunGuard<'a> {
     /// The loop.
     lp: &'a EventLoop,
     /// The thread's context when `run_forever` started, current again when it returns (a
@@ -538,6 +540,7 @@ impl EventLoop {
                 resources: RefCell::new(Resources::default()),
                 counters: Counters::default(),
                 virtual_now: std::cell::Cell::new(b.virtual_clock.then(Instant::now)),
+                wait_hook: Cell::new(None),
             }),
         })
     }
@@ -635,21 +638,23 @@ impl EventLoop {
     /// lp.run_forever().unwrap(); // one iteration, then returns
     /// ```
     pub fn run_forever(&self) -> Result<()> {
+        let _guard = self.begin_run()?;
+        self.run_iterations(false);
+        Ok(())
+    }
+
+    /// Marks the loop running on this thread until the guard is dropped (`run_forever`,
+    /// `run_once`).
+    pub(crate) fn begin_run(&self) -> Result<RunGuard<'_>> {
         self.check_can_run()?;
         self.inner.running.set(true);
         RUNNING.with(|r| *r.borrow_mut() = Some(self.clone()));
-        let _guard = RunGuard {
+        let guard = RunGuard {
             lp: self,
             base_context: crate::context::snapshot(),
         };
         self.inner.counters.run_mark.set(Some(Instant::now()));
-        loop {
-            self.run_once();
-            if self.inner.stopping.get() {
-                break;
-            }
-        }
-        Ok(())
+        Ok(guard)
     }
 
     pub(crate) fn check_can_run(&self) -> Result<()> {

@@ -17,13 +17,14 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
 
 from asyncio import events, format_helpers, futures, tasks
 
-from ._evloop import LoopCore
+from ._evloop import LoopCore, _install_fast
 from ._io import IOMixin
 
 __all__ = ("Loop",)
@@ -85,6 +86,10 @@ class Loop(IOMixin, LoopCore, asyncio.AbstractEventLoop):
 
     def __init__(self):
         self._default_executor = None
+        # asyncio's attributes of the same names: the clock's resolution, and the stop request
+        # of a run driven one iteration at a time (see ``_run_once``).
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._stopping = False
         self._executor_shutdown_called = False
         self._exception_handler = None
         self._asyncgens = weakref.WeakSet()
@@ -129,13 +134,28 @@ class Loop(IOMixin, LoopCore, asyncio.AbstractEventLoop):
             )
             events._set_running_loop(self)
             self._watch_signals()
-            self._run()
+            if "_run_once" in self.__dict__:
+                # ``_run_once`` replaced on the instance (as asyncio's tests do to count
+                # iterations): the run goes through it, one iteration at a time.
+                while True:
+                    self._run_once()
+                    if self._stopping:
+                        break
+            else:
+                self._run()
         finally:
+            self._stopping = False
             self._unwatch_signals()
             self._thread_id = None
             events._set_running_loop(None)
             self._set_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
+
+    def _run_once(self):
+        """Runs one iteration (asyncio's ``_run_once``): waits for I/O until the next timer is
+        due (not at all when callbacks are ready), then runs what is ready."""
+        if self._run_once_core():
+            self._stopping = True
 
     def run_until_complete(self, future):
         """Runs until ``future`` (a future, a task or a coroutine) is done; returns its result
@@ -424,3 +444,8 @@ def _check_callable(func, method):
 def _set_exception_unless_cancelled(fut, exc):
     if not fut.cancelled():
         fut.set_exception(exc)
+
+
+# call_soon & co. as C methods of Loop itself: their type check of `self` is then one
+# comparison instead of a walk of the class hierarchy.
+_install_fast(Loop)

@@ -12,7 +12,7 @@ use super::{EventLoop, Work};
 use crate::reactor::Ready;
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
-use crate::{Error, Exception, ExceptionContext};
+use crate::{Error, Exception, ExceptionContext, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
 pub const POLL_EVERY: u32 = 64;
@@ -39,9 +39,175 @@ impl Drop for EmptyContext {
     }
 }
 
+/// A hook around the loop's blocking wait: called with the wait, which it must call once (see
+/// [`EventLoop::set_wait_hook`]).
+pub(crate) type WaitHook = Box<dyn FnMut(&mut dyn FnMut())>;
+
+/// Puts the wait hook back when the wait it wrapped ends (also by unwinding), unless another
+/// hook was set meanwhile.
+struct HookBack<'a>(&'a super::Inner, Option<WaitHook>);
+
+impl Drop for HookBack<'_> {
+    fn drop(&mut self) {
+        let newer = self.0.wait_hook.take();
+        self.0.wait_hook.set(newer.or_else(|| self.1.take()));
+    }
+}
+
 impl EventLoop {
+    /// Sets a hook that the loop calls around each wait for I/O that may block, and only
+    /// there: not around callbacks, and not around the zero-timeout polls of a busy loop. The
+    /// hook gets the wait as a closure and must call it once; code before the call runs just
+    /// before the loop may go to sleep, code after it once the loop woke up. If the hook returns
+    /// without calling it, the loop waits after the hook returns. A new hook replaces the
+    /// previous one.
+    ///
+    /// An embedding uses it for what must not stay held while the loop sleeps: a language
+    /// runtime's global lock (the Python binding runs callbacks with the GIL held and releases
+    /// it only here), a watchdog's "idle" mark. The hook runs on the loop's thread with the
+    /// ready queue untouched; it must not run the loop itself.
+    ///
+    /// # Panics
+    ///
+    /// A panic of the hook (or of a [`Fatal`](crate::Fatal) unwinding through it) unwinds out of
+    /// [`run_forever`](EventLoop::run_forever) / [`run_once`](EventLoop::run_once); the hook
+    /// stays set.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use loop_core::EventLoop;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let waits = Rc::new(Cell::new(0));
+    /// let w = waits.clone();
+    /// lp.set_wait_hook(move |wait: &mut dyn FnMut()| {
+    ///     w.set(w.get() + 1); // e.g. release a lock here ...
+    ///     wait();
+    ///     // ... and take it back here.
+    /// });
+    /// // Nothing is ready: the loop waits until another thread stops it.
+    /// let remote = lp.remote();
+    /// let t = std::thread::spawn(move || remote.stop());
+    /// lp.run_forever()?;
+    /// t.join().unwrap()?;
+    /// assert!(waits.get() >= 1);
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn set_wait_hook(&self, hook: impl FnMut(&mut dyn FnMut()) + 'static) {
+        let old = self.inner.wait_hook.replace(Some(Box::new(hook)));
+        drop(old);
+    }
+
+    /// Removes the hook set with [`set_wait_hook`](EventLoop::set_wait_hook); whether there was
+    /// one. Called from inside the hook itself it has no effect (the running hook is put back
+    /// when its wait ends).
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// assert!(!lp.clear_wait_hook());
+    /// lp.set_wait_hook(|wait: &mut dyn FnMut()| wait());
+    /// assert!(lp.clear_wait_hook());
+    /// ```
+    pub fn clear_wait_hook(&self) -> bool {
+        self.inner.wait_hook.take().is_some()
+    }
+
+    /// Runs one iteration of the loop, asyncio's `_run_once`: waits for I/O until the next
+    /// timer is due (not at all when callbacks are ready or a stop was requested, without a
+    /// deadline when nothing is scheduled), queues what became ready and due, and runs exactly
+    /// the callbacks that are ready then (CORE-07). While it runs, the loop is running
+    /// ([`is_running`](EventLoop::is_running), [`EventLoop::current`]). Returns whether
+    /// [`stop`](EventLoop::stop) was called before or during the iteration; the request is
+    /// then consumed, as at the end of [`run_forever`](EventLoop::run_forever). An embedding
+    /// that drives the loop itself calls it until it returns `true`.
+    ///
+    /// # Errors
+    ///
+    /// As [`run_forever`](EventLoop::run_forever): [`Error::Closed`],
+    /// [`Error::AlreadyRunning`], [`Error::AnotherLoopRunning`].
+    ///
+    /// # Panics
+    ///
+    /// Only a [`Fatal`](crate::Fatal) panic from user code unwinds out of it, as out of
+    /// `run_forever`.
+    ///
+    /// ```
+    /// use loop_core::EventLoop;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// lp.call_soon(|lp| {
+    ///     lp.call_soon(|lp| lp.stop()).unwrap();
+    /// })?;
+    /// assert!(!lp.run_once()?); // ran the first callback, which queued the second
+    /// assert!(lp.run_once()?); // ran the second, which asked to stop
+    ///
+    /// // Nothing ready: one iteration waits for I/O (here: another thread's stop).
+    /// let remote = lp.remote();
+    /// let t = std::thread::spawn(move || remote.stop());
+    /// while !lp.run_once()? {}
+    /// t.join().unwrap()?;
+    /// # Ok::<(), loop_core::Error>(())
+    /// ```
+    pub fn run_once(&self) -> Result<bool> {
+        let _guard = self.begin_run()?;
+        self.run_iterations(true);
+        Ok(self.inner.stopping.get())
+    }
+
+    /// Polls the reactor with `timeout`, appending what is ready to the ready queue. Returns
+    /// whether the wake-up fd was readable, the watchers found cancelled, and how many items
+    /// were appended.
+    #[inline(always)]
+    fn poll_ready(&self, timeout: Option<Duration>) -> (bool, crate::reactor::Cancelled, usize) {
+        let inner = &*self.inner;
+        let mut q = inner.ready.borrow_mut();
+        let before = q.len();
+        let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
+            Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
+            Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
+        });
+        let polled = q.len() - before;
+        (woken, cancelled, polled)
+    }
+
+    /// [`poll_ready`](EventLoop::poll_ready) inside the wait hook.
+    #[cold]
+    #[inline(never)]
+    fn poll_hooked(
+        &self,
+        hook: WaitHook,
+        timeout: Option<Duration>,
+    ) -> (bool, crate::reactor::Cancelled, usize) {
+        let mut back = HookBack(&self.inner, Some(hook));
+        let mut out = None;
+        if let Some(hook) = back.1.as_mut() {
+            hook(&mut || {
+                if out.is_none() {
+                    out = Some(self.poll_ready(timeout));
+                }
+            });
+        }
+        drop(back);
+        match out {
+            Some(out) => out,
+            None => self.poll_ready(timeout),
+        }
+    }
+
+    /// Runs iterations until a stop is requested, or only one (`once`). The only caller of
+    /// [`iterate`](EventLoop::iterate), which is inlined into its loop (a call per iteration
+    /// costs some 25 instructions per callback in a chain of callbacks).
+    pub(super) fn run_iterations(&self, once: bool) {
+        loop {
+            self.iterate();
+            if once || self.inner.stopping.get() {
+                break;
+            }
+        }
+    }
+
     /// Runs one iteration.
-    pub(super) fn run_once(&self) {
+    fn iterate(&self) {
         let inner = &*self.inner;
         bump(&inner.counters.iterations, 1);
         if inner.shared.has_pending() {
@@ -97,14 +263,15 @@ impl EventLoop {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
             inner.counters.last_poll_timeout.set(timeout);
-            let mut q = inner.ready.borrow_mut();
-            let before = q.len();
-            let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
-                Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
-                Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
-            });
-            let polled = q.len() - before;
-            drop(q);
+            // The hook wraps only a wait that may block.
+            let hook = match timeout {
+                Some(Duration::ZERO) => None,
+                _ => inner.wait_hook.take(),
+            };
+            let (woken, cancelled, polled) = match hook {
+                None => self.poll_ready(timeout),
+                Some(hook) => self.poll_hooked(hook, timeout),
+            };
             inner.reactor.remove_cancelled(cancelled);
             if let Some(start) = poll_start {
                 let end = Instant::now();
