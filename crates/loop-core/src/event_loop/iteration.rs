@@ -9,7 +9,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{EventLoop, Work};
-use crate::reactor::Ready;
+use super::IoHandler;
+use crate::readiness::Readiness;
+use crate::reactor::{Cancelled, Polled};
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext};
@@ -39,6 +41,76 @@ impl Drop for EmptyContext {
     }
 }
 
+/// When a poll that may block started (real clock): its time is idle time.
+#[derive(Clone, Copy)]
+enum PollStart {
+    /// With a deadline: the reading the timeout came from. The poll's end is read the same
+    /// way and is the timers' "now".
+    At(Instant),
+    /// Without one: the cheaper reading of [`monotonic_ns`](crate::sys::monotonic_ns), as
+    /// nothing needs the poll's end as an `Instant`.
+    Ns(u64),
+}
+
+/// What [`EventLoop::dispatch_events`] did.
+#[derive(Default)]
+struct Dispatched {
+    /// The loop's wake-up was among the events.
+    woken: bool,
+    /// Cancelled watches found, to remove.
+    cancelled: Cancelled,
+    /// Ready work the events gave (run or queued).
+    polled: usize,
+    /// Queued work, at the front of the ready queue, that I/O handlers run straight from the
+    /// poll scheduled: it runs next iteration.
+    later: usize,
+    /// I/O handlers run straight from the poll.
+    ran: usize,
+}
+
+/// The events of a wait not delivered yet: queued (in front, in order) if a handler's panic
+/// unwinds out of [`EventLoop::dispatch_events`], so that the loop, usable after a
+/// [`Fatal`](crate::Fatal), still runs them.
+struct Undelivered<'a> {
+    lp: &'a EventLoop,
+    /// The first event not delivered.
+    next: usize,
+    /// One past the last event.
+    end: usize,
+}
+
+impl Drop for Undelivered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.next < self.end {
+            self.queue();
+        }
+    }
+}
+
+impl Undelivered<'_> {
+    #[cold]
+    fn queue(&mut self) {
+        let inner = &*self.lp.inner;
+        let mut cancelled = Cancelled::default();
+        let mut rest = Vec::new();
+        for i in self.next..self.end {
+            match inner.reactor.event(i, &mut cancelled) {
+                Polled::Wake | Polled::Nothing => {}
+                Polled::Io(h, r) => rest.push(Work::Io(h, r)),
+                Polled::Watch(reader, writer) => {
+                    rest.extend(reader.map(Work::Call));
+                    rest.extend(writer.map(Work::Call));
+                }
+            }
+        }
+        let mut q = inner.ready.borrow_mut();
+        for w in rest.into_iter().rev() {
+            q.push_front(w);
+        }
+    }
+}
+
 impl EventLoop {
     /// Runs one iteration.
     pub(super) fn run_once(&self) {
@@ -49,7 +121,7 @@ impl EventLoop {
         }
         let busy = !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
-        // When a poll that may block starts (real clock): its time is idle time.
+        // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
         // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
         let mut jump_to = None;
@@ -65,21 +137,26 @@ impl EventLoop {
         } else {
             let deadline = self.next_deadline();
             match inner.virtual_now.get() {
-                None => {
-                    // One clock reading for the timeout and the start of the idle time.
-                    let now = Instant::now();
-                    let t =
-                        deadline.map(|d| d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT));
-                    if t != Some(Duration::ZERO) {
-                        poll_start = Some(now);
+                None => match deadline {
+                    Some(d) => {
+                        // One clock reading for the timeout and the start of the idle time.
+                        let now = Instant::now();
+                        let t = d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT);
+                        if t != Duration::ZERO {
+                            poll_start = Some(PollStart::At(now));
+                        }
+                        Some(Some(t))
                     }
-                    Some(t)
-                }
+                    None => {
+                        poll_start = Some(PollStart::Ns(crate::sys::monotonic_ns()));
+                        Some(None)
+                    }
+                },
                 Some(vnow) => match deadline {
                     // Nothing to jump to: block on I/O as usual (real waiting, virtual time
                     // stands still).
                     None => {
-                        poll_start = Some(Instant::now());
+                        poll_start = Some(PollStart::Ns(crate::sys::monotonic_ns()));
                         Some(None)
                     }
                     Some(d) => {
@@ -93,36 +170,41 @@ impl EventLoop {
         };
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
+        // Queued work that runs next iteration, not this one: what I/O callbacks that ran
+        // straight from the poll scheduled (see `dispatch_events`).
+        let mut later = 0;
+        // Ready work this iteration ran straight from the poll (for the high-water mark).
+        let mut ran = 0;
         if let Some(timeout) = timeout {
             inner.skipped_polls.set(0);
             bump(&inner.counters.polls, 1);
             inner.counters.last_poll_timeout.set(timeout);
-            let mut q = inner.ready.borrow_mut();
-            let before = q.len();
-            let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
-                Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
-                Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
-            });
-            let polled = q.len() - before;
-            drop(q);
-            inner.reactor.remove_cancelled(cancelled);
-            if let Some(start) = poll_start {
-                let end = Instant::now();
-                let c = &inner.counters;
-                c.poll_time
-                    .set(c.poll_time.get() + end.saturating_duration_since(start));
-                polled_at = Some(end);
-            }
-            bump(&inner.counters.io_events, polled as u64);
+            let events = inner.reactor.wait(timeout);
+            let waited = match poll_start {
+                None => 0,
+                Some(PollStart::At(start)) => {
+                    let end = Instant::now();
+                    polled_at = Some(end);
+                    end.saturating_duration_since(start).as_nanos() as u64
+                }
+                Some(PollStart::Ns(start)) => crate::sys::monotonic_ns().saturating_sub(start),
+            };
+            let c = &inner.counters;
+            c.poll_time.set(c.poll_time.get() + waited);
+            let d = self.dispatch_events(events);
+            (later, ran) = (d.later, d.ran);
+            inner.reactor.remove_cancelled(d.cancelled);
+            bump(&inner.counters.io_events, d.polled as u64);
             // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
-            if woken && inner.shared.wake.drain_and_rearm() {
+            if d.woken && inner.shared.wake.drain_and_rearm() {
                 self.take_remote();
             }
             // Virtual clock: the loop would have slept until `d`. If the poll found nothing
             // either, nothing could have happened before `d`: jump there.
-            if let Some(d) = jump_to {
-                if inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
-                    inner.virtual_now.set(Some(d));
+            if let Some(t) = jump_to {
+                if d.polled == 0 && inner.ready.borrow().is_empty() && !inner.shared.has_pending()
+                {
+                    inner.virtual_now.set(Some(t));
                 }
             }
         }
@@ -141,10 +223,16 @@ impl EventLoop {
             s.dispatch(self, t);
             i += 1;
         }
-        // Run exactly what is ready now.
-        let n = inner.ready.borrow().len();
-        if n as u64 > inner.counters.ready_high_water.get() {
-            inner.counters.ready_high_water.set(n as u64);
+        // Run exactly what is ready now: what I/O callbacks scheduled goes behind it.
+        let n = {
+            let mut q = inner.ready.borrow_mut();
+            if later > 0 {
+                q.rotate_left(later);
+            }
+            q.len() - later
+        };
+        if (n + ran) as u64 > inner.counters.ready_high_water.get() {
+            inner.counters.ready_high_water.set((n + ran) as u64);
         }
         for _ in 0..n {
             let w = inner.ready.borrow_mut().pop_front();
@@ -153,6 +241,59 @@ impl EventLoop {
                 None => break,
             }
         }
+    }
+
+    /// Delivers the `events` of the last wait in the order the poll returned them. If nothing
+    /// was queued before the poll, the I/O handlers run right here, one event after the other,
+    /// without a trip through the ready queue: they are the first work of the iteration either
+    /// way, and what they schedule runs next iteration (`later` counts it). The first watch
+    /// callback (`add_reader` / `add_writer`), and every event after it, is queued instead, as
+    /// all events are when work was queued before the poll: a watch callback runs as the poll
+    /// found it, even if an earlier callback replaces it.
+    fn dispatch_events(&self, events: usize) -> Dispatched {
+        let inner = &*self.inner;
+        let mut direct = inner.ready.borrow().is_empty();
+        let mut d = Dispatched::default();
+        // Should a handler's panic unwind (a `Fatal`), the events not yet delivered are queued.
+        let mut rest = Undelivered {
+            lp: self,
+            next: 0,
+            end: events,
+        };
+        for i in 0..events {
+            let work = match inner.reactor.event(i, &mut d.cancelled) {
+                Polled::Wake => {
+                    d.woken = true;
+                    continue;
+                }
+                Polled::Nothing => continue,
+                Polled::Io(h, r) if direct => {
+                    d.polled += 1;
+                    d.ran += 1;
+                    rest.next = i + 1;
+                    self.run_io(&h, r);
+                    continue;
+                }
+                Polled::Io(h, r) => [Some(Work::Io(h, r)), None],
+                Polled::Watch(reader, writer) => {
+                    [reader.map(Work::Call), writer.map(Work::Call)]
+                }
+            };
+            let mut q = inner.ready.borrow_mut();
+            if direct {
+                direct = false;
+                d.later = q.len();
+            }
+            for w in work.into_iter().flatten() {
+                d.polled += 1;
+                q.push_back(w);
+            }
+        }
+        rest.next = events;
+        if direct {
+            d.later = inner.ready.borrow().len();
+        }
+        d
     }
 
     /// The earliest deadline any source reports.
@@ -188,18 +329,30 @@ impl EventLoop {
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
                 r.run();
             }
-            Work::Io(h, r) => {
-                bump(&inner.counters.callbacks, 1);
-                let _ctx = EmptyContext::enter();
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
-                    self.report_panic(p, "Exception in I/O handler", None);
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
-                }
-            }
+            Work::Io(h, r) => self.run_io(&h, r),
             Work::Stop => self.stop(),
+        }
+    }
+
+    /// Runs an I/O handler: counted, in the empty context, a panic reported.
+    #[inline]
+    fn run_io(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        let inner = &*self.inner;
+        bump(&inner.counters.callbacks, 1);
+        // While contexts are not in use on this thread, the current one is empty already.
+        let entered = crate::context::active().then(EmptyContext::enter);
+        let start = inner.debug.get().then(Instant::now);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
+            self.report_panic(p, "Exception in I/O handler", None);
+        }
+        if let Some(start) = start {
+            self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
+        }
+        match entered {
+            Some(ctx) => drop(ctx),
+            // The handler started using contexts: what it set does not outlive it.
+            None if crate::context::active() => drop(crate::context::enter(None)),
+            None => {}
         }
     }
 
