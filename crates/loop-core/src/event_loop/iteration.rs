@@ -226,7 +226,7 @@ impl EventLoop {
         // Run exactly what is ready now: what I/O callbacks scheduled goes behind it.
         let n = {
             let mut q = inner.ready.borrow_mut();
-            if later > 0 {
+            if later > 0 && later < q.len() {
                 q.rotate_left(later);
             }
             q.len() - later
@@ -250,6 +250,7 @@ impl EventLoop {
     /// callback (`add_reader` / `add_writer`), and every event after it, is queued instead, as
     /// all events are when work was queued before the poll: a watch callback runs as the poll
     /// found it, even if an earlier callback replaces it.
+    #[inline(always)]
     fn dispatch_events(&self, events: usize) -> Dispatched {
         let inner = &*self.inner;
         let mut direct = inner.ready.borrow().is_empty();
@@ -335,24 +336,34 @@ impl EventLoop {
     }
 
     /// Runs an I/O handler: counted, in the empty context, a panic reported.
-    #[inline]
+    #[inline(always)]
     fn run_io(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
         let inner = &*self.inner;
         bump(&inner.counters.callbacks, 1);
-        // While contexts are not in use on this thread, the current one is empty already.
-        let entered = crate::context::active().then(EmptyContext::enter);
-        let start = inner.debug.get().then(Instant::now);
+        if inner.debug.get() || crate::context::active() {
+            return self.run_io_entered(h, r);
+        }
+        // Contexts are not in use on this thread: the current one is empty already.
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
+            self.report_panic(p, "Exception in I/O handler", None);
+        }
+        // The handler started using contexts: what it set does not outlive it.
+        if crate::context::active() {
+            drop(crate::context::enter(None));
+        }
+    }
+
+    /// [`run_io`](EventLoop::run_io) in debug mode or while contexts are in use: the empty
+    /// context entered around the handler, a slow handler logged.
+    #[inline(never)]
+    fn run_io_entered(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        let _ctx = EmptyContext::enter();
+        let start = self.inner.debug.get().then(Instant::now);
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
             self.report_panic(p, "Exception in I/O handler", None);
         }
         if let Some(start) = start {
             self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
-        }
-        match entered {
-            Some(ctx) => drop(ctx),
-            // The handler started using contexts: what it set does not outlive it.
-            None if crate::context::active() => drop(crate::context::enter(None)),
-            None => {}
         }
     }
 
