@@ -168,47 +168,52 @@ impl EventLoop {
                 },
             }
         };
+        let Some(timeout) = timeout else {
+            // A busy iteration that skips the poll: sources, then what is ready.
+            self.dispatch_sources(None);
+            self.run_ready(0, 0);
+            return;
+        };
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
-        // Queued work that runs next iteration, not this one: what I/O callbacks that ran
-        // straight from the poll scheduled (see `dispatch_events`).
-        let mut later = 0;
-        // Ready work this iteration ran straight from the poll (for the high-water mark).
-        let mut ran = 0;
-        if let Some(timeout) = timeout {
-            inner.skipped_polls.set(0);
-            bump(&inner.counters.polls, 1);
-            inner.counters.last_poll_timeout.set(timeout);
-            let events = inner.reactor.wait(timeout);
-            let waited = match poll_start {
-                None => 0,
-                Some(PollStart::At(start)) => {
-                    let end = Instant::now();
-                    polled_at = Some(end);
-                    end.saturating_duration_since(start).as_nanos() as u64
-                }
-                Some(PollStart::Ns(start)) => crate::sys::monotonic_ns().saturating_sub(start),
-            };
-            let c = &inner.counters;
-            c.poll_time.set(c.poll_time.get() + waited);
-            let d = self.dispatch_events(events);
-            (later, ran) = (d.later, d.ran);
-            inner.reactor.remove_cancelled(d.cancelled);
-            bump(&inner.counters.io_events, d.polled as u64);
-            // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
-            if d.woken && inner.shared.wake.drain_and_rearm() {
-                self.take_remote();
+        inner.skipped_polls.set(0);
+        bump(&inner.counters.polls, 1);
+        inner.counters.last_poll_timeout.set(timeout);
+        let events = inner.reactor.wait(timeout);
+        let waited = match poll_start {
+            None => 0,
+            Some(PollStart::At(start)) => {
+                let end = Instant::now();
+                polled_at = Some(end);
+                end.saturating_duration_since(start).as_nanos() as u64
             }
-            // Virtual clock: the loop would have slept until `d`. If the poll found nothing
-            // either, nothing could have happened before `d`: jump there.
-            if let Some(t) = jump_to {
-                if d.polled == 0 && inner.ready.borrow().is_empty() && !inner.shared.has_pending()
-                {
-                    inner.virtual_now.set(Some(t));
-                }
+            Some(PollStart::Ns(start)) => crate::sys::monotonic_ns().saturating_sub(start),
+        };
+        let c = &inner.counters;
+        c.poll_time.set(c.poll_time.get() + waited);
+        let d = self.dispatch_events(events);
+        inner.reactor.remove_cancelled(d.cancelled);
+        bump(&inner.counters.io_events, d.polled as u64);
+        // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
+        if d.woken && inner.shared.wake.drain_and_rearm() {
+            self.take_remote();
+        }
+        // Virtual clock: the loop would have slept until `t`. If the poll found nothing
+        // either, nothing could have happened before `t`: jump there.
+        if let Some(t) = jump_to {
+            if d.polled == 0 && inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
+                inner.virtual_now.set(Some(t));
             }
         }
         // Sources (timers) after I/O.
+        self.dispatch_sources(polled_at);
+        self.run_ready(d.later, d.ran);
+    }
+
+    /// Lets every source queue what is due: at `polled_at` (when the poll returned), or now.
+    #[inline(always)]
+    fn dispatch_sources(&self, polled_at: Option<Instant>) {
+        let inner = &*self.inner;
         let mut i = 0;
         let mut now = None;
         loop {
@@ -223,16 +228,26 @@ impl EventLoop {
             s.dispatch(self, t);
             i += 1;
         }
-        // Run exactly what is ready now: what I/O callbacks scheduled goes behind it.
-        let n = {
+    }
+
+    /// Runs exactly what is ready now, except the `later` items at the front of the queue
+    /// (what I/O handlers that ran straight from the poll scheduled), which go behind it for
+    /// the next iteration. `ran`: how many handlers ran so (for the high-water mark).
+    #[inline(always)]
+    fn run_ready(&self, later: usize, ran: usize) {
+        let inner = &*self.inner;
+        let n = if later == 0 {
+            inner.ready.borrow().len()
+        } else {
             let mut q = inner.ready.borrow_mut();
-            if later > 0 && later < q.len() {
+            if later < q.len() {
                 q.rotate_left(later);
             }
             q.len() - later
         };
-        if (n + ran) as u64 > inner.counters.ready_high_water.get() {
-            inner.counters.ready_high_water.set((n + ran) as u64);
+        let high = (n + ran) as u64;
+        if high > inner.counters.ready_high_water.get() {
+            inner.counters.ready_high_water.set(high);
         }
         for _ in 0..n {
             let w = inner.ready.borrow_mut().pop_front();
@@ -314,6 +329,7 @@ impl EventLoop {
         deadline
     }
 
+    #[inline(always)]
     fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
@@ -330,7 +346,7 @@ impl EventLoop {
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
                 r.run();
             }
-            Work::Io(h, r) => self.run_io(&h, r),
+            Work::Io(h, r) => self.run_io_queued(&h, r),
             Work::Stop => self.stop(),
         }
     }
@@ -351,6 +367,13 @@ impl EventLoop {
         if crate::context::active() {
             drop(crate::context::enter(None));
         }
+    }
+
+    /// [`run_io`](EventLoop::run_io) for readiness that went through the ready queue: out of
+    /// line, so that the queue's loop stays as small as the callbacks' path needs.
+    #[inline(never)]
+    fn run_io_queued(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        self.run_io(h, r);
     }
 
     /// [`run_io`](EventLoop::run_io) in debug mode or while contexts are in use: the empty
@@ -430,7 +453,7 @@ impl EventLoop {
     /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
     /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
     /// already is), so that the spare keeps nothing of the user's alive.
-    #[inline]
+    #[inline(always)]
     fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
         let slot = &self.inner.spare_handle;
         let prev = slot.take();
