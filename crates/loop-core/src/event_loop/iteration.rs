@@ -8,10 +8,10 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{EventLoop, Work};
 use super::IoHandler;
-use crate::readiness::Readiness;
+use super::{EventLoop, Work};
 use crate::reactor::{Cancelled, Polled};
+use crate::readiness::Readiness;
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext};
@@ -291,9 +291,7 @@ impl EventLoop {
                     continue;
                 }
                 Polled::Io(h, r) => [Some(Work::Io(h, r)), None],
-                Polled::Watch(reader, writer) => {
-                    [reader.map(Work::Call), writer.map(Work::Call)]
-                }
+                Polled::Watch(reader, writer) => [reader.map(Work::Call), writer.map(Work::Call)],
             };
             let mut q = inner.ready.borrow_mut();
             if direct {

@@ -48,9 +48,7 @@ impl Events {
     /// The `i`-th event of the last wait: (key, readiness).
     #[inline]
     pub(crate) fn get(&self, i: usize) -> Option<(u64, Readiness)> {
-        self.0
-            .get(i)
-            .map(|ev| (ev.data.u64(), readiness(ev.flags)))
+        self.0.get(i).map(|ev| (ev.data.u64(), readiness(ev.flags)))
     }
 }
 

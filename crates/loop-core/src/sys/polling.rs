@@ -56,7 +56,10 @@ impl Events {
     /// Room for `n` events per wait.
     pub(crate) fn with_capacity(n: usize) -> Events {
         let n = std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
-        Events(polling::Events::with_capacity(n), Vec::with_capacity(n.get()))
+        Events(
+            polling::Events::with_capacity(n),
+            Vec::with_capacity(n.get()),
+        )
     }
 
     /// How many events the last wait returned.
