@@ -132,17 +132,22 @@ impl<W, H> Regs<W, H> {
     }
 }
 
-/// Watches `poll` found cancelled, to remove with
+/// Watches [`event`](Reactor::event) found cancelled, to remove with
 /// [`remove_cancelled`](Reactor::remove_cancelled): (fd, reader or writer).
 #[must_use]
+#[derive(Default)]
 pub(crate) struct Cancelled(Vec<(RawFd, bool)>);
 
-/// What `poll` reports, in the order of the events.
-pub(crate) enum Ready<'a, W, H> {
+/// What one event of a wait delivers ([`Reactor::event`]).
+pub(crate) enum Polled<W, H> {
+    /// The loop's wake-up.
+    Wake,
+    /// Nothing: the registration is gone (or its watches were cancelled).
+    Nothing,
     /// Readiness for an I/O handler.
-    Io(&'a H, Readiness),
-    /// A watch callback to run.
-    Watch(&'a W),
+    Io(H, Readiness),
+    /// The watch callbacks to run: the reader's, then the writer's.
+    Watch(Option<W>, Option<W>),
 }
 
 /// The poller and its registrations: watch callbacks `W` and I/O handlers `H`.
@@ -371,54 +376,55 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         out
     }
 
-    /// Waits for events and queues the ready work. Returns (events, woken by eventfd).
-    pub(crate) fn poll(
-        &self,
-        timeout: Option<Duration>,
-        mut emit: impl FnMut(Ready<'_, W, H>),
-    ) -> (bool, Cancelled) {
+    /// Waits up to `timeout` (forever if `None`) for events; returns how many arrived, to be
+    /// looked at one by one with [`event`](Reactor::event).
+    #[inline]
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> usize {
         let mut events = self.events.borrow_mut();
-        let mut woken = self.poller.wait(&mut events, timeout);
-        let mut regs = self.regs.borrow_mut();
-        let mut to_remove: Vec<(RawFd, bool)> = Vec::new();
-        for (data, r) in events.iter() {
-            if data == WAKE_KEY {
-                woken = true;
-                continue;
-            }
-            let (idx, gen) = (data as u32, (data >> 32) as u32);
-            let Some(reg) = regs.get(idx, gen) else {
-                continue;
-            };
-            match &reg.target {
-                Target::Io { handler, .. } => emit(Ready::Io(handler, r)),
-                Target::Watch { reader, writer } => {
-                    if r.is_readable() {
-                        if let Some(h) = reader {
-                            if h.is_cancelled() {
-                                to_remove.push((reg.fd, true));
-                            } else {
-                                emit(Ready::Watch(h));
-                            }
-                        }
-                    }
-                    if r.is_writable() {
-                        if let Some(h) = writer {
-                            if h.is_cancelled() {
-                                to_remove.push((reg.fd, false));
-                            } else {
-                                emit(Ready::Watch(h));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        drop(regs);
-        (woken, Cancelled(to_remove))
+        // The `polling` backend may know of a wake-up without an event saying so: it then
+        // reports one event more, which `event` reads as the wake-up.
+        usize::from(self.poller.wait(&mut events, timeout)) + events.len()
     }
 
-    /// NET-07: removes the watches that `poll` found cancelled. Called once the ready queue is
+    /// What the `i`-th event of the last [`wait`](Reactor::wait) delivers: an I/O handler's
+    /// readiness, or the watch callbacks to run (cancelled watches go to `cancelled`
+    /// instead). The registration is looked up now, so an event for a registration removed
+    /// since the wait is dropped ([`Polled::Nothing`]).
+    #[inline]
+    pub(crate) fn event(&self, i: usize, cancelled: &mut Cancelled) -> Polled<W, H>
+    where
+        W: Clone,
+    {
+        let Some((data, r)) = self.events.borrow().get(i) else {
+            return Polled::Wake;
+        };
+        if data == WAKE_KEY {
+            return Polled::Wake;
+        }
+        let (idx, gen) = (data as u32, (data >> 32) as u32);
+        let mut regs = self.regs.borrow_mut();
+        let Some(reg) = regs.get(idx, gen) else {
+            return Polled::Nothing;
+        };
+        match &reg.target {
+            Target::Io { handler, .. } => Polled::Io(handler.clone(), r),
+            Target::Watch { reader, writer } => {
+                let mut run = |h: &Option<W>, ready: bool, read: bool| match h {
+                    Some(h) if ready && h.is_cancelled() => {
+                        cancelled.0.push((reg.fd, read));
+                        None
+                    }
+                    Some(h) if ready => Some(h.clone()),
+                    _ => None,
+                };
+                let reader = run(reader, r.is_readable(), true);
+                let writer = run(writer, r.is_writable(), false);
+                Polled::Watch(reader, writer)
+            }
+        }
+    }
+
+    /// NET-07: removes the watches that [`event`](Reactor::event) found cancelled. Called once the ready queue is
     /// no longer borrowed: cancelling drops user closures, whose destructors may schedule.
     #[inline]
     pub(crate) fn remove_cancelled(&self, c: Cancelled) {

@@ -196,8 +196,8 @@ pub(crate) struct Counters {
     pub(crate) ready_high_water: Cell<u64>,
     /// See [`Stats::slow_callbacks`](crate::Stats::slow_callbacks).
     pub(crate) slow_callbacks: Cell<u64>,
-    /// See [`Stats::poll_time`](crate::Stats::poll_time).
-    pub(crate) poll_time: Cell<Duration>,
+    /// See [`Stats::poll_time`](crate::Stats::poll_time), in nanoseconds.
+    pub(crate) poll_time: Cell<u64>,
     /// Time spent inside the `run_*` calls that returned, polling included: [`Stats::run_time`](crate::Stats::run_time)
     /// is this (plus the current run) less [`poll_time`](Counters::poll_time), so that an
     /// iteration times its poll only, with the two clock readings around it.

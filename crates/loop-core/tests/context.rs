@@ -421,3 +421,75 @@ fn core_23_a_threadsafe_callback_leaves_the_loop_threads_context_as_it_was() {
     REQUEST.reset(token);
     lp.close().unwrap();
 }
+
+/// CORE-23: an I/O handler runs in an empty context, and what it sets does not outlive it:
+/// a source dispatched after it in the same iteration, and the caller of `run_forever`, see
+/// the context from before — whether contexts were in use on the thread yet or not.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn core_23_an_io_handler_runs_in_an_empty_context_and_leaves_it_as_it_was() {
+    let _w = loop_testkit::watchdog();
+    use loop_core::internal::{IoHandler, LoopInternals, Registered, Source};
+    use loop_core::{Mode, Readiness};
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    struct Handler(Log);
+    impl IoHandler for Handler {
+        fn ready(&self, _lp: &EventLoop, _r: Readiness) {
+            push(&self.0, format!("handler sees {}", request()));
+            REQUEST.set("set by the handler".into());
+        }
+    }
+    struct Probe {
+        armed: Cell<bool>,
+        seen: Log,
+    }
+    impl Source for Probe {
+        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+            None
+        }
+        fn dispatch(&self, _lp: &EventLoop, _now: Instant) {
+            if self.armed.replace(false) {
+                push(&self.seen, format!("source sees {}", request()));
+            }
+        }
+        fn close(&self, _lp: &EventLoop) {}
+    }
+
+    let lp = EventLoop::new().unwrap();
+    let seen = log();
+    let probe = Rc::new(Probe {
+        armed: Cell::new(false),
+        seen: seen.clone(),
+    });
+    lp.add_source(probe.clone());
+    let (r, mut w) = UnixStream::pair().unwrap();
+    let h = Rc::new(Handler(seen.clone()));
+    let _reg = Registered::new(&lp, r, Mode::Edge, true, false, "probe", h).unwrap();
+    // Contexts not in use on this thread yet.
+    assert_eq!(REQUEST.get(), None);
+    w.write_all(b"x").unwrap();
+    probe.armed.set(true);
+    run_once(&lp);
+    assert_eq!(request(), "-");
+    // Contexts in use: the loop was run in a context with a value.
+    let token = REQUEST.set("outer".into());
+    w.write_all(b"x").unwrap();
+    probe.armed.set(true);
+    run_once(&lp);
+    assert_eq!(request(), "outer");
+    REQUEST.reset(token);
+    assert_eq!(
+        entries(&seen),
+        [
+            "handler sees -",
+            "source sees -",
+            "handler sees -",
+            "source sees outer"
+        ]
+    );
+}

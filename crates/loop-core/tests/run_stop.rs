@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use common::*;
 use loop_core::internal::LoopInternals;
-use loop_core::internal::Source;
+use loop_core::internal::{IoHandler, Registered, Source};
 use loop_core::{
-    fatal, get_running_loop, yield_now, Error, EventLoop, Fatal, Readiness, POLL_EVERY,
+    fatal, get_running_loop, yield_now, Error, EventLoop, Fatal, Mode, Readiness, POLL_EVERY,
 };
 
 #[test]
@@ -324,6 +324,92 @@ fn core_07_iteration_order_ready_then_io_then_timers() {
     victim.set(Some(h));
     run_once(&lp);
     assert_eq!(entries(&events).len(), 4);
+}
+
+/// An I/O handler that logs its name, schedules a callback logging "<name> next", and raises a
+/// [`Fatal`] once when told to.
+struct Logs {
+    name: &'static str,
+    events: Log,
+    fatal: Cell<bool>,
+}
+
+impl IoHandler for Logs {
+    fn ready(&self, lp: &EventLoop, _: Readiness) {
+        push(&self.events, self.name);
+        let (e, name) = (self.events.clone(), self.name);
+        lp.call_soon(move |_| push(&e, format!("{name} next")))
+            .unwrap();
+        if self.fatal.replace(false) {
+            fatal("stop here");
+        }
+    }
+}
+
+/// Two edge-triggered registrations whose handlers log to `events`; both made readable.
+fn two_ready_handlers(
+    lp: &EventLoop,
+    events: &Log,
+    fatal_first: bool,
+) -> Vec<(Registered<UnixStream>, UnixStream)> {
+    ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let (r, mut w) = UnixStream::pair().unwrap();
+            let h = Rc::new(Logs {
+                name,
+                events: events.clone(),
+                fatal: Cell::new(fatal_first && name == "a"),
+            });
+            let reg = Registered::new(lp, r, Mode::Edge, true, false, name, h).unwrap();
+            w.write_all(b"x").unwrap();
+            (reg, w)
+        })
+        .collect()
+}
+
+#[test]
+fn core_07_io_polled_with_nothing_ready_runs_before_timers_and_what_it_schedules_waits() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let events = log();
+    let source = Rc::new(Armed {
+        armed: Cell::new(true),
+        events: events.clone(),
+    });
+    lp.add_source(source.clone());
+    let _regs = two_ready_handlers(&lp, &events, false);
+    // Nothing is ready before the poll: the handlers run in the order the poll returned
+    // them, then the due timer; what the handlers scheduled waits for the next iteration.
+    run_once(&lp);
+    let mut first = entries(&events);
+    assert_eq!(first.pop().as_deref(), Some("timer"));
+    first.sort();
+    assert_eq!(first, ["a", "b"]);
+    run_once(&lp);
+    let all = entries(&events);
+    let order: Vec<String> = all[..2].iter().map(|n| format!("{n} next")).collect();
+    assert_eq!(all[3..], order[..]);
+    let s = lp.stats();
+    assert_eq!((s.io_events, s.ready_high_water), (2, 3));
+}
+
+#[test]
+fn core_07_fatal_in_an_io_handler_keeps_the_other_events_of_its_poll() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let events = log();
+    let _regs = two_ready_handlers(&lp, &events, true);
+    lp.stop();
+    let payload = catch_unwind(AssertUnwindSafe(|| lp.run_forever())).unwrap_err();
+    assert!(payload.is::<Fatal>());
+    // Whichever handler ran first raised; the other's edge-triggered event was not lost: it
+    // runs first in the next iteration, and what it schedules in the one after.
+    run_once(&lp);
+    run_once(&lp);
+    let mut seen = entries(&events);
+    seen.sort();
+    assert_eq!(seen, ["a", "a next", "b", "b next"]);
 }
 
 #[test]

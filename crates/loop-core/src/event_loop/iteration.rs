@@ -8,8 +8,10 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::IoHandler;
 use super::{EventLoop, Work};
-use crate::reactor::Ready;
+use crate::reactor::{Cancelled, Polled};
+use crate::readiness::Readiness;
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext, Result};
@@ -51,6 +53,76 @@ impl Drop for HookBack<'_> {
     fn drop(&mut self) {
         let newer = self.0.wait_hook.take();
         self.0.wait_hook.set(newer.or_else(|| self.1.take()));
+    }
+}
+
+/// When a poll that may block started (real clock): its time is idle time.
+#[derive(Clone, Copy)]
+enum PollStart {
+    /// With a deadline: the reading the timeout came from. The poll's end is read the same
+    /// way and is the timers' "now".
+    At(Instant),
+    /// Without one: the cheaper reading of [`monotonic_ns`](crate::sys::monotonic_ns), as
+    /// nothing needs the poll's end as an `Instant`.
+    Ns(u64),
+}
+
+/// What [`EventLoop::dispatch_events`] did.
+#[derive(Default)]
+struct Dispatched {
+    /// The loop's wake-up was among the events.
+    woken: bool,
+    /// Cancelled watches found, to remove.
+    cancelled: Cancelled,
+    /// Ready work the events gave (run or queued).
+    polled: usize,
+    /// Queued work, at the front of the ready queue, that I/O handlers run straight from the
+    /// poll scheduled: it runs next iteration.
+    later: usize,
+    /// I/O handlers run straight from the poll.
+    ran: usize,
+}
+
+/// The events of a wait not delivered yet: queued (in front, in order) if a handler's panic
+/// unwinds out of [`EventLoop::dispatch_events`], so that the loop, usable after a
+/// [`Fatal`](crate::Fatal), still runs them.
+struct Undelivered<'a> {
+    lp: &'a EventLoop,
+    /// The first event not delivered.
+    next: usize,
+    /// One past the last event.
+    end: usize,
+}
+
+impl Drop for Undelivered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.next < self.end {
+            self.queue();
+        }
+    }
+}
+
+impl Undelivered<'_> {
+    #[cold]
+    fn queue(&mut self) {
+        let inner = &*self.lp.inner;
+        let mut cancelled = Cancelled::default();
+        let mut rest = Vec::new();
+        for i in self.next..self.end {
+            match inner.reactor.event(i, &mut cancelled) {
+                Polled::Wake | Polled::Nothing => {}
+                Polled::Io(h, r) => rest.push(Work::Io(h, r)),
+                Polled::Watch(reader, writer) => {
+                    rest.extend(reader.map(Work::Call));
+                    rest.extend(writer.map(Work::Call));
+                }
+            }
+        }
+        let mut q = inner.ready.borrow_mut();
+        for w in rest.into_iter().rev() {
+            q.push_front(w);
+        }
     }
 }
 
@@ -154,43 +226,23 @@ impl EventLoop {
         Ok(self.inner.stopping.get())
     }
 
-    /// Polls the reactor with `timeout`, appending what is ready to the ready queue. Returns
-    /// whether the wake-up fd was readable, the watchers found cancelled, and how many items
-    /// were appended.
-    #[inline(always)]
-    fn poll_ready(&self, timeout: Option<Duration>) -> (bool, crate::reactor::Cancelled, usize) {
-        let inner = &*self.inner;
-        let mut q = inner.ready.borrow_mut();
-        let before = q.len();
-        let (woken, cancelled) = inner.reactor.poll(timeout, |r| match r {
-            Ready::Io(h, r) => q.push_back(Work::Io(h.clone(), r)),
-            Ready::Watch(cb) => q.push_back(Work::Call(cb.clone())),
-        });
-        let polled = q.len() - before;
-        (woken, cancelled, polled)
-    }
-
-    /// [`poll_ready`](EventLoop::poll_ready) inside the wait hook.
+    /// The reactor's wait inside the wait hook; returns how many events arrived.
     #[cold]
     #[inline(never)]
-    fn poll_hooked(
-        &self,
-        hook: WaitHook,
-        timeout: Option<Duration>,
-    ) -> (bool, crate::reactor::Cancelled, usize) {
+    fn wait_hooked(&self, hook: WaitHook, timeout: Option<Duration>) -> usize {
         let mut back = HookBack(&self.inner, Some(hook));
         let mut out = None;
         if let Some(hook) = back.1.as_mut() {
             hook(&mut || {
                 if out.is_none() {
-                    out = Some(self.poll_ready(timeout));
+                    out = Some(self.inner.reactor.wait(timeout));
                 }
             });
         }
         drop(back);
         match out {
             Some(out) => out,
-            None => self.poll_ready(timeout),
+            None => self.inner.reactor.wait(timeout),
         }
     }
 
@@ -215,7 +267,7 @@ impl EventLoop {
         }
         let busy = !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
-        // When a poll that may block starts (real clock): its time is idle time.
+        // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
         // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
         let mut jump_to = None;
@@ -231,21 +283,26 @@ impl EventLoop {
         } else {
             let deadline = self.next_deadline();
             match inner.virtual_now.get() {
-                None => {
-                    // One clock reading for the timeout and the start of the idle time.
-                    let now = Instant::now();
-                    let t =
-                        deadline.map(|d| d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT));
-                    if t != Some(Duration::ZERO) {
-                        poll_start = Some(now);
+                None => match deadline {
+                    Some(d) => {
+                        // One clock reading for the timeout and the start of the idle time.
+                        let now = Instant::now();
+                        let t = d.saturating_duration_since(now).min(MAX_POLL_TIMEOUT);
+                        if t != Duration::ZERO {
+                            poll_start = Some(PollStart::At(now));
+                        }
+                        Some(Some(t))
                     }
-                    Some(t)
-                }
+                    None => {
+                        poll_start = Some(PollStart::Ns(crate::sys::monotonic_ns()));
+                        Some(None)
+                    }
+                },
                 Some(vnow) => match deadline {
                     // Nothing to jump to: block on I/O as usual (real waiting, virtual time
                     // stands still).
                     None => {
-                        poll_start = Some(Instant::now());
+                        poll_start = Some(PollStart::Ns(crate::sys::monotonic_ns()));
                         Some(None)
                     }
                     Some(d) => {
@@ -257,43 +314,60 @@ impl EventLoop {
                 },
             }
         };
+        let Some(timeout) = timeout else {
+            // A busy iteration that skips the poll: sources, then what is ready.
+            self.dispatch_sources(None);
+            self.run_ready(0, 0);
+            return;
+        };
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
-        if let Some(timeout) = timeout {
-            inner.skipped_polls.set(0);
-            bump(&inner.counters.polls, 1);
-            inner.counters.last_poll_timeout.set(timeout);
-            // The hook wraps only a wait that may block.
-            let hook = match timeout {
-                Some(Duration::ZERO) => None,
-                _ => inner.wait_hook.take(),
-            };
-            let (woken, cancelled, polled) = match hook {
-                None => self.poll_ready(timeout),
-                Some(hook) => self.poll_hooked(hook, timeout),
-            };
-            inner.reactor.remove_cancelled(cancelled);
-            if let Some(start) = poll_start {
+        inner.skipped_polls.set(0);
+        bump(&inner.counters.polls, 1);
+        inner.counters.last_poll_timeout.set(timeout);
+        // The hook wraps only a wait that may block.
+        let hook = match timeout {
+            Some(Duration::ZERO) => None,
+            _ => inner.wait_hook.take(),
+        };
+        let events = match hook {
+            None => inner.reactor.wait(timeout),
+            Some(hook) => self.wait_hooked(hook, timeout),
+        };
+        let waited = match poll_start {
+            None => 0,
+            Some(PollStart::At(start)) => {
                 let end = Instant::now();
-                let c = &inner.counters;
-                c.poll_time
-                    .set(c.poll_time.get() + end.saturating_duration_since(start));
                 polled_at = Some(end);
+                end.saturating_duration_since(start).as_nanos() as u64
             }
-            bump(&inner.counters.io_events, polled as u64);
-            // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
-            if woken && inner.shared.wake.drain_and_rearm() {
-                self.take_remote();
-            }
-            // Virtual clock: the loop would have slept until `d`. If the poll found nothing
-            // either, nothing could have happened before `d`: jump there.
-            if let Some(d) = jump_to {
-                if inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
-                    inner.virtual_now.set(Some(d));
-                }
+            Some(PollStart::Ns(start)) => crate::sys::monotonic_ns().saturating_sub(start),
+        };
+        let c = &inner.counters;
+        c.poll_time.set(c.poll_time.get() + waited);
+        let d = self.dispatch_events(events);
+        inner.reactor.remove_cancelled(d.cancelled);
+        bump(&inner.counters.io_events, d.polled as u64);
+        // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
+        if d.woken && inner.shared.wake.drain_and_rearm() {
+            self.take_remote();
+        }
+        // Virtual clock: the loop would have slept until `t`. If the poll found nothing
+        // either, nothing could have happened before `t`: jump there.
+        if let Some(t) = jump_to {
+            if d.polled == 0 && inner.ready.borrow().is_empty() && !inner.shared.has_pending() {
+                inner.virtual_now.set(Some(t));
             }
         }
         // Sources (timers) after I/O.
+        self.dispatch_sources(polled_at);
+        self.run_ready(d.later, d.ran);
+    }
+
+    /// Lets every source queue what is due: at `polled_at` (when the poll returned), or now.
+    #[inline(always)]
+    fn dispatch_sources(&self, polled_at: Option<Instant>) {
+        let inner = &*self.inner;
         let mut i = 0;
         let mut now = None;
         loop {
@@ -308,10 +382,26 @@ impl EventLoop {
             s.dispatch(self, t);
             i += 1;
         }
-        // Run exactly what is ready now.
-        let n = inner.ready.borrow().len();
-        if n as u64 > inner.counters.ready_high_water.get() {
-            inner.counters.ready_high_water.set(n as u64);
+    }
+
+    /// Runs exactly what is ready now, except the `later` items at the front of the queue
+    /// (what I/O handlers that ran straight from the poll scheduled), which go behind it for
+    /// the next iteration. `ran`: how many handlers ran so (for the high-water mark).
+    #[inline(always)]
+    fn run_ready(&self, later: usize, ran: usize) {
+        let inner = &*self.inner;
+        let n = if later == 0 {
+            inner.ready.borrow().len()
+        } else {
+            let mut q = inner.ready.borrow_mut();
+            if later < q.len() {
+                q.rotate_left(later);
+            }
+            q.len() - later
+        };
+        let high = (n + ran) as u64;
+        if high > inner.counters.ready_high_water.get() {
+            inner.counters.ready_high_water.set(high);
         }
         for _ in 0..n {
             let w = inner.ready.borrow_mut().pop_front();
@@ -320,6 +410,58 @@ impl EventLoop {
                 None => break,
             }
         }
+    }
+
+    /// Delivers the `events` of the last wait in the order the poll returned them. If nothing
+    /// was queued before the poll, the I/O handlers run right here, one event after the other,
+    /// without a trip through the ready queue: they are the first work of the iteration either
+    /// way, and what they schedule runs next iteration (`later` counts it). The first watch
+    /// callback (`add_reader` / `add_writer`), and every event after it, is queued instead, as
+    /// all events are when work was queued before the poll: a watch callback runs as the poll
+    /// found it, even if an earlier callback replaces it.
+    #[inline(always)]
+    fn dispatch_events(&self, events: usize) -> Dispatched {
+        let inner = &*self.inner;
+        let mut direct = inner.ready.borrow().is_empty();
+        let mut d = Dispatched::default();
+        // Should a handler's panic unwind (a `Fatal`), the events not yet delivered are queued.
+        let mut rest = Undelivered {
+            lp: self,
+            next: 0,
+            end: events,
+        };
+        for i in 0..events {
+            let work = match inner.reactor.event(i, &mut d.cancelled) {
+                Polled::Wake => {
+                    d.woken = true;
+                    continue;
+                }
+                Polled::Nothing => continue,
+                Polled::Io(h, r) if direct => {
+                    d.polled += 1;
+                    d.ran += 1;
+                    rest.next = i + 1;
+                    self.run_io(&h, r);
+                    continue;
+                }
+                Polled::Io(h, r) => [Some(Work::Io(h, r)), None],
+                Polled::Watch(reader, writer) => [reader.map(Work::Call), writer.map(Work::Call)],
+            };
+            let mut q = inner.ready.borrow_mut();
+            if direct {
+                direct = false;
+                d.later = q.len();
+            }
+            for w in work.into_iter().flatten() {
+                d.polled += 1;
+                q.push_back(w);
+            }
+        }
+        rest.next = events;
+        if direct {
+            d.later = inner.ready.borrow().len();
+        }
+        d
     }
 
     /// The earliest deadline any source reports.
@@ -339,6 +481,7 @@ impl EventLoop {
         deadline
     }
 
+    #[inline(always)]
     fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
@@ -358,18 +501,47 @@ impl EventLoop {
                 // Task steps catch panics of the task body themselves; only a Fatal unwinds here.
                 crate::task_header::run_task(&inner.tasks, r);
             }
-            Work::Io(h, r) => {
-                bump(&inner.counters.callbacks, 1);
-                let _ctx = EmptyContext::enter();
-                let start = inner.debug.get().then(Instant::now);
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
-                    self.report_panic(p, "Exception in I/O handler", None);
-                }
-                if let Some(start) = start {
-                    self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
-                }
-            }
+            Work::Io(h, r) => self.run_io_queued(&h, r),
             Work::Stop => self.stop(),
+        }
+    }
+
+    /// Runs an I/O handler: counted, in the empty context, a panic reported.
+    #[inline(always)]
+    fn run_io(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        let inner = &*self.inner;
+        bump(&inner.counters.callbacks, 1);
+        if inner.debug.get() || crate::context::active() {
+            return self.run_io_entered(h, r);
+        }
+        // Contexts are not in use on this thread: the current one is empty already.
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
+            self.report_panic(p, "Exception in I/O handler", None);
+        }
+        // The handler started using contexts: what it set does not outlive it.
+        if crate::context::active() {
+            drop(crate::context::enter(None));
+        }
+    }
+
+    /// [`run_io`](EventLoop::run_io) for readiness that went through the ready queue: out of
+    /// line, so that the queue's loop stays as small as the callbacks' path needs.
+    #[inline(never)]
+    fn run_io_queued(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        self.run_io(h, r);
+    }
+
+    /// [`run_io`](EventLoop::run_io) in debug mode or while contexts are in use: the empty
+    /// context entered around the handler, a slow handler logged.
+    #[inline(never)]
+    fn run_io_entered(&self, h: &Rc<dyn IoHandler>, r: Readiness) {
+        let _ctx = EmptyContext::enter();
+        let start = self.inner.debug.get().then(Instant::now);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.ready(self, r))) {
+            self.report_panic(p, "Exception in I/O handler", None);
+        }
+        if let Some(start) = start {
+            self.check_slow(start, &format_args!("<I/O handler {r:?}>"));
         }
     }
 
@@ -436,7 +608,7 @@ impl EventLoop {
     /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
     /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
     /// already is), so that the spare keeps nothing of the user's alive.
-    #[inline]
+    #[inline(always)]
     fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
         let slot = &self.inner.spare_handle;
         let prev = slot.take();

@@ -20,7 +20,8 @@ impl EventLoop {
             in_runs += Instant::now().saturating_duration_since(mark);
         }
         // Time in `run_*` is either polling or running; only the polls are timed one by one.
-        let run_time = in_runs.saturating_sub(c.poll_time.get());
+        let poll_time = std::time::Duration::from_nanos(c.poll_time.get());
+        let run_time = in_runs.saturating_sub(poll_time);
         let timers_pending = match self.inner.sources.try_borrow() {
             Ok(sources) => sources.iter().map(|s| s.pending() as u64).sum(),
             Err(_) => 0,
@@ -33,7 +34,7 @@ impl EventLoop {
             polls: c.polls.get(),
             ready_high_water: c.ready_high_water.get(),
             slow_callbacks: c.slow_callbacks.get(),
-            poll_time: c.poll_time.get(),
+            poll_time,
             run_time,
             fds_registered: self.inner.reactor.len() as u64,
             timers_pending,

@@ -39,10 +39,16 @@ impl Events {
         Events(Vec::with_capacity(n))
     }
 
-    /// The events of the last wait: (key, readiness).
+    /// How many events the last wait returned.
     #[inline]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
-        self.0.iter().map(|ev| (ev.data.u64(), readiness(ev.flags)))
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `i`-th event of the last wait: (key, readiness).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<(u64, Readiness)> {
+        self.0.get(i).map(|ev| (ev.data.u64(), readiness(ev.flags)))
     }
 }
 

@@ -10,7 +10,7 @@
 //!   writing, as asyncio does on macOS.
 //!
 //! Both offer the same items: `Poller` (`new` / `add` / `modify` / `delete` / `wait` /
-//! `close`), `Events` (the buffer `wait` fills, iterated as (key, [`Readiness`]) pairs) and
+//! `close`), `Events` (the buffer `wait` fills, read by index as (key, [`Readiness`]) pairs) and
 //! `Waker` (the [`WakeFd`](crate::wake::WakeFd) of the cross-thread wake protocol, with
 //! `close`), plus `HANGUP_REPORTED` and `LOOP_FDS`.
 //!
@@ -41,3 +41,32 @@ mod polling;
     feature = "reactor-polling"
 ))]
 pub(crate) use self::polling::{Events, Poller, Waker, HANGUP_REPORTED, LOOP_FDS};
+
+/// The monotonic clock in nanoseconds: one `clock_gettime(CLOCK_MONOTONIC)` (the clock Linux's
+/// `Instant` reads, so these durations and `Instant`'s agree) without `Instant`'s arithmetic,
+/// for the loop's timing of its own polls ([`Stats::poll_time`](crate::Stats::poll_time)).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable `timespec`; CLOCK_MONOTONIC always exists on Linux, so
+    // the call cannot fail (and `t` stays zero if it somehow did).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
+/// The monotonic clock in nanoseconds (`Instant`'s, counted from the first reading).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    std::time::Instant::now()
+        .saturating_duration_since(base)
+        .as_nanos() as u64
+}

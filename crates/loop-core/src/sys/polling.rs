@@ -49,20 +49,35 @@ pub(crate) struct Poller {
     inner: RefCell<Option<Arc<polling::Poller>>>,
 }
 
-/// The buffer `wait` fills.
-pub(crate) struct Events(polling::Events);
+/// The buffer `wait` fills, and its events as (key, readiness) pairs.
+pub(crate) struct Events(polling::Events, Vec<(u64, Readiness)>);
 
 impl Events {
     /// Room for `n` events per wait.
     pub(crate) fn with_capacity(n: usize) -> Events {
         let n = std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
-        Events(polling::Events::with_capacity(n))
+        Events(
+            polling::Events::with_capacity(n),
+            Vec::with_capacity(n.get()),
+        )
     }
 
-    /// The events of the last wait: (key, readiness).
+    /// How many events the last wait returned.
     #[inline]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
-        self.0.iter().map(|ev| {
+    pub(crate) fn len(&self) -> usize {
+        self.1.len()
+    }
+
+    /// The `i`-th event of the last wait: (key, readiness).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<(u64, Readiness)> {
+        self.1.get(i).copied()
+    }
+
+    /// Reads the events `polling` returned into (key, readiness) pairs.
+    fn fill(&mut self) {
+        self.1.clear();
+        self.1.extend(self.0.iter().map(|ev| {
             let mut r = Readiness::EMPTY;
             if ev.readable {
                 r = r | Readiness::READABLE;
@@ -71,7 +86,7 @@ impl Events {
                 r = r | Readiness::WRITABLE;
             }
             (ev.key as u64, r)
-        })
+        }));
     }
 }
 
@@ -153,6 +168,7 @@ impl Poller {
     /// operations).
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> bool {
         events.0.clear();
+        events.1.clear();
         let p = self.inner.borrow();
         let Some(p) = p.as_ref() else {
             return false;
@@ -160,6 +176,7 @@ impl Poller {
         if let Err(e) = p.wait(&mut events.0, timeout) {
             tracing::error!("polling wait failed: {e}");
         }
+        events.fill();
         true
     }
 
