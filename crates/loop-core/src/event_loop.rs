@@ -66,6 +66,10 @@ pub(crate) enum RemoteWork {
     Stop,
 }
 
+/// A hook around the loop's blocking wait: called with the wait, which it must call once (see
+/// [`EventLoop::set_wait_hook`]).
+pub(crate) type WaitHook = Box<dyn FnMut(&mut dyn FnMut())>;
+
 /// The part of a loop other threads can reach.
 pub(crate) struct Shared {
     /// Loop id (unique in the process).
@@ -312,7 +316,7 @@ pub(crate) struct Inner {
     /// The virtual clock's "now"; `None` for the real clock.
     virtual_now: crate::clock::VirtualNow,
     /// Called around each poll that may block (see [`EventLoop::set_wait_hook`]).
-    pub(crate) wait_hook: Cell<Option<iteration::WaitHook>>,
+    pub(crate) wait_hook: Cell<Option<WaitHook>>,
 }
 
 thread_local! {

@@ -201,7 +201,7 @@ impl<T: 'static> Task<T> {
     #[inline]
     pub(crate) fn r(&self) -> TaskRef {
         TaskRef {
-            t: self.inner.clone(),
+            t: self.inner.clone().to_dyn(),
         }
     }
 
@@ -310,7 +310,7 @@ fn await_outcome<T: 'static>(
     }
     add_waiter(&core.waiters, cx);
     if let Some(t) = me {
-        t.set_waiter(inner.clone());
+        t.set_waiter(inner.clone().to_cancel_target());
     }
     Poll::Pending
 }
@@ -525,10 +525,10 @@ impl EventLoop {
         // One allocation: the state and the body side by side.
         let inner = new_task(core, fut);
         let h = &inner.core().header;
-        let slot = self.inner.tasks.borrow_mut().insert(inner.clone());
+        let slot = self.inner.tasks.borrow_mut().insert(inner.clone().to_dyn());
         h.slab_key.set(slot);
         // The first step (`scheduled` is set above).
-        self.push_ready(Work::Step(inner.clone()));
+        self.push_ready(Work::Step(inner.clone().to_dyn()));
         Task { inner }
     }
 
@@ -839,8 +839,10 @@ fn dropped_pending_slow<T: 'static>(this: &Rc<TaskObjOf<T>>) {
     drop(callbacks);
     if h.log_destroy_pending.get() {
         let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
-        let mut ctx = ExceptionContext::new("Task was destroyed but it is pending!")
-            .with_task(TaskRef { t: this.clone() });
+        let mut ctx =
+            ExceptionContext::new("Task was destroyed but it is pending!").with_task(TaskRef {
+                t: this.clone().to_dyn(),
+            });
         if debug {
             ctx.source_location = Some(h.location);
         }
@@ -870,7 +872,9 @@ fn finish<T: 'static>(this: &Rc<TaskObjOf<T>>, lp: &Rc<Inner>, r: Result<T>) {
     }
     {
         let lp = EventLoop { inner: lp.clone() };
-        let me = TaskRef { t: this.clone() };
+        let me = TaskRef {
+            t: this.clone().to_dyn(),
+        };
         for cb in callbacks {
             cb.schedule(&lp, me.clone());
         }
@@ -917,7 +921,7 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
     };
     let waker = Waker::from(wake.clone());
     task.wake.set(Some(wake));
-    let me: Rc<dyn TaskDyn> = this.clone();
+    let me: Rc<dyn TaskDyn> = this.clone().to_dyn();
     let start = lp.debug_flag().then(Instant::now);
     // One look-up of the thread-local for both the switch and the restore: the poll runs
     // inside `catch_unwind`, so the restore is reached however the body ends (and `CURRENT`
@@ -937,7 +941,9 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
     // the waker can be reused once the task ends.
     drop(waker);
     if let Some(start) = start {
-        let r = TaskRef { t: this.clone() };
+        let r = TaskRef {
+            t: this.clone().to_dyn(),
+        };
         EventLoop { inner: lp.clone() }.check_slow(start, &format_args!("{r:?}"));
     }
     match res {

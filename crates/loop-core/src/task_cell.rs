@@ -27,6 +27,13 @@ pub(crate) trait TaskObj<C, T>: TaskDyn + CancelTarget {
     fn poll_body(&self, cx: &mut Context<'_>) -> Option<Poll<T>>;
     /// Drops the body in place (what it holds is released); a no-op once it is gone.
     fn drop_body(&self);
+    /// The same task as the loop's untyped view. A method rather than a coercion of
+    /// `Rc<dyn TaskObj>` to `Rc<dyn TaskDyn>`: trait upcasting needs Rust 1.86, above the
+    /// workspace's `rust-version`.
+    fn to_dyn(self: Rc<Self>) -> Rc<dyn TaskDyn>;
+    /// The same task as a cancellation target (a method for the same reason as
+    /// [`to_dyn`](TaskObj::to_dyn)).
+    fn to_cancel_target(self: Rc<Self>) -> Rc<dyn CancelTarget>;
 }
 
 /// The state and the body of a task in one block. Never moved once created: see the module
@@ -64,7 +71,8 @@ impl<C, F> TaskCell<C, F> {
 
 impl<C, F> TaskObj<C, F::Output> for TaskCell<C, F>
 where
-    F: Future,
+    C: 'static,
+    F: Future + 'static,
     TaskCell<C, F>: TaskDyn + CancelTarget,
 {
     #[inline]
@@ -85,6 +93,16 @@ where
         // this address from its first poll until it is dropped, which is `Pin`'s contract.
         let body = unsafe { Pin::new_unchecked(body) };
         Some(body.poll(cx))
+    }
+
+    #[inline]
+    fn to_dyn(self: Rc<Self>) -> Rc<dyn TaskDyn> {
+        self
+    }
+
+    #[inline]
+    fn to_cancel_target(self: Rc<Self>) -> Rc<dyn CancelTarget> {
+        self
     }
 
     #[inline]

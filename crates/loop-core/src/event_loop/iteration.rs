@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::IoHandler;
-use super::{EventLoop, Work};
+use super::{EventLoop, WaitHook, Work};
 use crate::reactor::{Cancelled, Polled};
 use crate::readiness::Readiness;
 use crate::stats::bump;
@@ -40,10 +40,6 @@ impl Drop for EmptyContext {
         }
     }
 }
-
-/// A hook around the loop's blocking wait: called with the wait, which it must call once (see
-/// [`EventLoop::set_wait_hook`]).
-pub(crate) type WaitHook = Box<dyn FnMut(&mut dyn FnMut())>;
 
 /// Puts the wait hook back when the wait it wrapped ends (also by unwinding), unless another
 /// hook was set meanwhile.
