@@ -232,6 +232,24 @@ pub fn run(args: &[String]) -> ExitCode {
             name: "cross-check macOS, FreeBSD (--heavy)".into(),
             cmd: cross,
         });
+        // The Python package: its own tests, then CPython's test_asyncio modules on evloop
+        // alone (`cargo xtask test --python`, a few minutes); fails when a module passes fewer
+        // tests than CONFORMANCE.md records. The full table with asyncio's loop, uvloop and
+        // rloop beside evloop is `cargo xtask test --python` on demand.
+        let mut python = Command::new(std::env::current_exe().unwrap_or_else(|_| "xtask".into()));
+        python.args([
+            "test",
+            "--python",
+            "--subjects",
+            "evloop",
+            "--no-write",
+            "--check",
+            "--if-available",
+        ]);
+        steps.push(Step {
+            name: "Python: test_asyncio on evloop (--heavy)".into(),
+            cmd: python,
+        });
     }
     if !quick {
         steps.push(Step {

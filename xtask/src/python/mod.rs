@@ -53,6 +53,10 @@ struct Options {
     write: bool,
     test_timeout: u64,
     module_timeout: u64,
+    /// Fail when evloop passes fewer tests of a module than CONFORMANCE.md records.
+    check: bool,
+    /// Skip (successfully, saying why) when the interpreter or its test package is missing.
+    if_available: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -64,6 +68,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         write: true,
         test_timeout: 60,
         module_timeout: 900,
+        check: false,
+        if_available: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -89,6 +95,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--no-build" => o.build = false,
             "--no-write" => o.write = false,
+            "--check" => o.check = true,
+            "--if-available" => o.if_available = true,
             "--test-timeout" => {
                 o.test_timeout = value(a)?
                     .parse()
@@ -113,7 +121,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 /// The usage line of `cargo xtask test --python`.
-pub const USAGE: &str = "cargo xtask test --python [--python-bin PYTHON] [--subjects stdlib,uvloop,rloop,evloop] [--module NAME]... [--no-build] [--no-write] [--test-timeout S] [--module-timeout S]";
+pub const USAGE: &str = "cargo xtask test --python [--python-bin PYTHON] [--subjects stdlib,uvloop,rloop,evloop] [--module NAME]... [--no-build] [--no-write] [--check] [--if-available] [--test-timeout S] [--module-timeout S]";
 
 /// The target dir, absolute.
 fn target_dir(root: &Path) -> PathBuf {
@@ -396,6 +404,16 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     let target = target_dir(root);
     let py = match venv(&o.python, &target.join("python")) {
         Ok(p) => p,
+        Err(e) if o.if_available && e.contains("CPython test package") => {
+            println!("xtask: the Python check is skipped (--if-available): {e}");
+            println!("{}skipped: no CPython test package", crate::cmd::SUMMARY_PREFIX);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if o.if_available && e.starts_with("cannot run") => {
+            println!("xtask: the Python check is skipped (--if-available): {e}");
+            println!("{}skipped: no {}", crate::cmd::SUMMARY_PREFIX, o.python);
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("xtask: {e}");
             return ExitCode::FAILURE;
@@ -490,6 +508,9 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         "per-test outcomes: {} (summary.json, <subject>/<module>.jsonl)",
         results_dir.display()
     );
+    if o.check && !check_against_record(root, &results, &o.modules) {
+        failed = true;
+    }
     if failed {
         ExitCode::FAILURE
     } else {
@@ -507,6 +528,44 @@ fn python_version(py: &Path) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+
+/// `--check`: evloop passes at least as many tests of every module run as the table in
+/// CONFORMANCE.md records (a pass lost is a regression; more passes mean the table is due to be
+/// rewritten by a full run). Prints the summary line of the step.
+fn check_against_record(root: &Path, results: &report::Results, modules: &[String]) -> bool {
+    let path = root.join("CONFORMANCE.md");
+    let recorded = match report::recorded_passes(&path, "evloop") {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xtask: --check: {e}");
+            return false;
+        }
+    };
+    let (mut ok, mut now_total, mut then_total) = (true, 0, 0);
+    for m in modules {
+        let now = results.passes("evloop", m);
+        let Some(&then) = recorded.get(m) else {
+            eprintln!("xtask: --check: CONFORMANCE.md records no evloop figure for {m}");
+            ok = false;
+            continue;
+        };
+        now_total += now;
+        then_total += then;
+        if now < then {
+            println!(
+                "xtask: --check: evloop passes {now} tests of {m}, CONFORMANCE.md records {then}: \
+                 a regression (the per-test outcomes say which)"
+            );
+            ok = false;
+        }
+    }
+    println!(
+        "{}evloop {now_total} test_asyncio tests passed, CONFORMANCE.md records {then_total}",
+        crate::cmd::SUMMARY_PREFIX
+    );
+    ok
 }
 
 #[cfg(test)]

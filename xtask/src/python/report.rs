@@ -57,6 +57,12 @@ impl Results {
             .count()
     }
 
+    /// How many of the counted (non-TLS) tests of `module` passed on `subject`: the figure of
+    /// the table.
+    pub fn passes(&self, subject: &str, module: &str) -> usize {
+        self.passed(subject, module, &self.counted(module, false))
+    }
+
     /// The counted tests of `subject` that did not pass, with their outcome and reason (a test
     /// never reached says so).
     fn failures(&self, subject: &str, modules: &[String]) -> Vec<(String, String, String)> {
@@ -350,6 +356,53 @@ pub fn write_section(path: &Path, section: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// The passes of `subject` per module as the table in `path` (between the markers) records
+/// them: what a `--check` run must not fall below.
+pub fn recorded_passes(
+    path: &Path,
+    subject: &str,
+) -> Result<std::collections::BTreeMap<String, usize>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(a), Some(b)) = (text.find(SECTION_OPEN), text.find(SECTION_CLOSE)) else {
+        return Err(format!(
+            "{}: no test_asyncio table (run `cargo xtask test --python` to write one)",
+            path.display()
+        ));
+    };
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut column = None;
+    let mut out = std::collections::BTreeMap::new();
+    for line in text[a..b].lines().filter(|l| l.starts_with('|')) {
+        let row = cells(line);
+        if row.first().map(String::as_str) == Some("module") {
+            column = row.iter().position(|c| c == subject);
+            continue;
+        }
+        let (Some(col), Some(module)) = (column, row.first()) else {
+            continue;
+        };
+        if !module.starts_with("test_") {
+            continue;
+        }
+        if let Some(n) = row.get(col).and_then(|c| c.parse().ok()) {
+            out.insert(module.clone(), n);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "{}: the test_asyncio table has no {subject} column",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
+
 /// `summary.json`: per module the counted tests and each subject's passes, and per subject the
 /// counted tests that did not pass, with outcome and reason.
 pub fn write_summary(path: &Path, r: &Results, subjects: &[String]) -> Result<(), String> {
@@ -504,6 +557,28 @@ mod tests {
         assert!(!write_section(&p, &sec2).unwrap());
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text, format!("# head\n\ntext\n\n{sec2}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recorded_passes_reads_the_subjects_column_between_the_markers() {
+        let dir = std::env::temp_dir().join(format!("xtask-recorded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("CONFORMANCE.md");
+        let text = format!(
+            "| module | tests | x |\n| test_a | 1 | 1 |\n{SECTION_OPEN}\nintro\n\n\
+             | module | tests | stdlib | evloop |\n|---|---:|---:|---:|\n\
+             | test_events | 62 | 62 | 61 |\n| test_tasks | 253 | 253 | 250 |\n\
+             | **total** | **315** | **315** | **311** |\n{SECTION_CLOSE}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let got = recorded_passes(&path, "evloop").unwrap();
+        let want: BTreeMap<String, usize> =
+            [("test_events".to_string(), 61), ("test_tasks".to_string(), 250)].into();
+        assert_eq!(got, want);
+        assert!(recorded_passes(&path, "trio").unwrap_err().contains("no trio column"));
+        std::fs::write(&path, "no table here\n").unwrap();
+        assert!(recorded_passes(&path, "evloop").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
