@@ -406,7 +406,10 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         Ok(p) => p,
         Err(e) if o.if_available && e.contains("CPython test package") => {
             println!("xtask: the Python check is skipped (--if-available): {e}");
-            println!("{}skipped: no CPython test package", crate::cmd::SUMMARY_PREFIX);
+            println!(
+                "{}skipped: no CPython test package",
+                crate::cmd::SUMMARY_PREFIX
+            );
             return ExitCode::SUCCESS;
         }
         Err(e) if o.if_available && e.starts_with("cannot run") => {
@@ -529,7 +532,6 @@ fn python_version(py: &Path) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
-
 
 /// `--check`: evloop passes at least as many tests of every module run as the table in
 /// CONFORMANCE.md records (a pass lost is a regression; more passes mean the table is due to be

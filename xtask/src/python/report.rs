@@ -573,10 +573,15 @@ mod tests {
         );
         std::fs::write(&path, text).unwrap();
         let got = recorded_passes(&path, "evloop").unwrap();
-        let want: BTreeMap<String, usize> =
-            [("test_events".to_string(), 61), ("test_tasks".to_string(), 250)].into();
+        let want: BTreeMap<String, usize> = [
+            ("test_events".to_string(), 61),
+            ("test_tasks".to_string(), 250),
+        ]
+        .into();
         assert_eq!(got, want);
-        assert!(recorded_passes(&path, "trio").unwrap_err().contains("no trio column"));
+        assert!(recorded_passes(&path, "trio")
+            .unwrap_err()
+            .contains("no trio column"));
         std::fs::write(&path, "no table here\n").unwrap();
         assert!(recorded_passes(&path, "evloop").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
