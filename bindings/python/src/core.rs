@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use loop_core::{EventLoop, Remote};
+use loop_core::internal::{IoHandler, LoopInternals};
+use loop_core::{EventLoop, Readiness, Remote};
 use loop_timers::TimersExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -23,7 +24,7 @@ use pyo3::{ffi, intern};
 
 use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
-use crate::running::{self, Flags, Pending, State};
+use crate::running::{self, Flags, Soon, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::{clock, errors, gil};
 
@@ -34,6 +35,8 @@ static LOOP_KWNAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLoc
 struct Core {
     lp: EventLoop,
     state: Rc<State>,
+    /// The handler that runs the `call_soon` callbacks of `state.soon` ([`Soon`]).
+    soon: Rc<dyn IoHandler>,
 }
 
 /// The handles of an fd's reader and writer (`None`: not watched).
@@ -148,19 +151,12 @@ impl LoopCore {
             self.make_handle(py, callback, args, context, "call_soon")?,
         )?;
         let run = Queued::new(py, &h, h.get());
-        let pending = Pending::new(&core.state);
-        core.lp
-            .call_soon(move |_| {
-                let state = pending.take();
-                let py = gil::attached();
-                let h = run.take(py);
-                let r = handle::run(py, &h, Some(&state));
-                drop(h);
-                if let Err(e) = r {
-                    state.fatal(e)
-                }
-            })
-            .map_err(errors::to_py)?;
+        core.state.soon.borrow_mut().push_back(run);
+        if let Err(e) = core.lp.schedule_io(core.soon.clone(), Readiness::EMPTY) {
+            let run = core.state.soon.borrow_mut().pop_back();
+            drop(run);
+            return Err(errors::to_py(e));
+        }
         Ok(h)
     }
 
@@ -479,10 +475,12 @@ impl LoopCore {
         gil::install(&lp);
         let remote = lp.remote();
         let flags = Arc::new(Flags::new());
+        let state = Rc::new(State::new(flags.clone()));
         Ok(LoopCore {
             core: ThreadBound::new(Core {
                 lp,
-                state: Rc::new(State::new(flags.clone())),
+                soon: Rc::new(Soon(state.clone())),
+                state,
             }),
             remote,
             flags,
@@ -537,6 +535,8 @@ impl LoopCore {
         }
         let core = self.core()?;
         core.lp.close().map_err(errors::to_py)?;
+        let soon = std::mem::take(&mut *core.state.soon.borrow_mut());
+        drop(soon);
         let watchers = std::mem::take(&mut *core.state.watchers.borrow_mut());
         drop(watchers);
         Ok(())
@@ -726,6 +726,6 @@ impl LoopCore {
 
     /// `call_soon` callbacks queued and not yet run (for tests of the binding).
     fn _pending_callbacks(&self) -> PyResult<usize> {
-        Ok(self.core()?.state.pending.get())
+        Ok(self.core()?.state.soon.borrow().len())
     }
 }

@@ -7,8 +7,8 @@
 //! find it through a thread-local set while the loop runs (one loop runs on a thread at a time,
 //! asyncio's rule, checked before a run starts).
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +16,11 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::handle::Handle;
+use loop_core::internal::IoHandler;
+use loop_core::{EventLoop, Readiness};
+
+use crate::gil;
+use crate::handle::{self, Handle, Queued};
 
 /// The debug settings of a loop, readable from any thread.
 pub struct Flags {
@@ -54,8 +58,8 @@ impl Flags {
 
 /// The per-loop state kept on the loop's thread.
 pub struct State {
-    /// `call_soon` callbacks queued and not yet run or dropped.
-    pub pending: Cell<usize>,
+    /// `call_soon` callbacks queued and not yet run or dropped, in order (see [`Soon`]).
+    pub soon: RefCell<VecDeque<Queued<Handle>>>,
     /// Debug settings (shared with the Python object, for other threads).
     pub flags: Arc<Flags>,
     /// The task factory (`set_task_factory`).
@@ -77,7 +81,7 @@ pub struct State {
 impl State {
     pub fn new(flags: Arc<Flags>) -> State {
         State {
-            pending: Cell::new(0),
+            soon: RefCell::new(VecDeque::new()),
             flags,
             task_factory: RefCell::new(None),
             pyloop: RefCell::new(None),
@@ -95,30 +99,29 @@ impl State {
     }
 }
 
-/// Counts one queued `call_soon` callback while it lives: made when the callback is queued,
-/// taken when it runs, dropped (uncounted) when it is cancelled or the loop closes.
-pub struct Pending(Option<Rc<State>>);
+/// Runs the `call_soon` callbacks of a loop: one shared handler that the loop core queues once
+/// per callback, as readiness of no fd (`LoopInternals::schedule_io`), while the handles wait
+/// in [`State::soon`] in the same order.
+///
+/// A callback queued with `EventLoop::call_soon` costs the loop core an allocation of its
+/// closure (freed after the run: some 300 instructions of glibc's allocator per callback when
+/// many are queued at once); an entry of the ready queue that points at this one handler costs
+/// a reference count. Each entry runs the oldest handle waiting: the core runs its queue in
+/// order, so the handles run in the order they were scheduled, between the I/O callbacks,
+/// timers and threadsafe callbacks queued before and after them as before (CORE-07, CORE-19).
+pub struct Soon(pub Rc<State>);
 
-impl Pending {
-    #[inline]
-    pub fn new(state: &Rc<State>) -> Pending {
-        state.pending.set(state.pending.get() + 1);
-        Pending(Some(state.clone()))
-    }
-
-    /// The callback runs: it no longer counts. Returns the state.
-    #[inline]
-    pub fn take(mut self) -> Rc<State> {
-        let s = self.0.take().expect("taken once");
-        s.pending.set(s.pending.get() - 1);
-        s
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.pending.set(s.pending.get() - 1);
+impl IoHandler for Soon {
+    fn ready(&self, _: &EventLoop, _: Readiness) {
+        let state = &*self.0;
+        let next = state.soon.borrow_mut().pop_front();
+        let Some(run) = next else { return };
+        let py = gil::attached();
+        let h = run.take(py);
+        let r = handle::run(py, &h, Some(state));
+        drop(h);
+        if let Err(e) = r {
+            state.fatal(e)
         }
     }
 }

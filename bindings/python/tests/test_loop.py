@@ -67,6 +67,40 @@ class CallSoonTests(LoopTestCase):
         self.run_briefly()
         self.assertEqual(out, [0, 1, 2, 3, 4, 7, 8])
 
+    def test_core_07_core_19_callbacks_keep_their_place_among_threadsafe_callbacks(self):
+        out = []
+        self.loop.call_soon(out.append, 1)
+        self.loop.call_soon_threadsafe(out.append, 2)
+        self.loop.call_soon(out.append, 3)
+        th = threading.Thread(target=self.loop.call_soon_threadsafe, args=(out.append, 4))
+        th.start()
+        th.join(10)
+        self.loop.call_soon(out.append, 5)
+        self.loop.call_soon(self.loop.call_soon, out.append, 7)
+        self.loop.call_soon_threadsafe(self.loop.call_soon_threadsafe, out.append, 8)
+        self.loop.call_soon(self.loop.call_soon, self.loop.stop)
+        self.loop.call_soon(out.append, 6)
+        self.guard()
+        self.loop.run_forever()
+        self.assertFalse(self.watchdog_fired)
+        # As asyncio's loop: what was queued before the run, in the order it was queued (from
+        # this thread or another), then, next iteration, what those callbacks scheduled.
+        self.assertEqual(out, [1, 2, 3, 4, 5, 6, 7, 8])
+        self.assertEqual(self.loop._pending_callbacks(), 0)
+
+    def test_close_drops_the_queued_callbacks_at_once(self):
+        class Obj:
+            pass
+
+        obj = Obj()
+        ref = weakref.ref(obj)
+        self.loop.call_soon(id, obj)
+        self.assertEqual(self.loop._pending_callbacks(), 1)
+        del obj
+        self.assertIsNotNone(ref())
+        self.loop.close()
+        self.assertIsNone(ref())
+
     def test_a_callback_runs_in_a_copy_of_the_context_of_its_scheduling(self):
         seen = []
 
