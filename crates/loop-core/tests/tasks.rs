@@ -371,8 +371,7 @@ fn core_41_a_task_that_cancels_itself_then_awaits_a_task() {
     let lp = EventLoop::new().unwrap();
     let done = lp.create_task(async { 1 }).unwrap();
     let other = lp.create_future::<()>();
-    let other2 = other.clone();
-    let pending = lp.create_task(async move { other2.await }).unwrap();
+    let pending = lp.create_task(other.clone()).unwrap();
     let (done_ref, pending_ref) = (done.task_ref(), pending.task_ref());
     let t = lp
         .create_task(async move {
