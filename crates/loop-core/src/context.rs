@@ -315,6 +315,7 @@ impl Context {
     /// V.set(2);
     /// assert_eq!(ctx.get(&V), Some(1));
     /// ```
+    #[inline]
     pub fn current() -> Context {
         Context { map: snapshot() }
     }

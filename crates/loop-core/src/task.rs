@@ -280,10 +280,15 @@ impl<T: 'static> Future for Task<T> {
                             "Task cannot await on itself",
                         )));
                     }
-                    if let Some(c) = t.take_pending_cancel() {
-                        return Poll::Ready(Err(Error::Cancelled(c)));
+                    // One dynamic call for the awaiting task's header; the pending-cancel
+                    // test is a flag test unless the task has cold state.
+                    let th = t.header();
+                    if th.has_cold.get() {
+                        if let Some(c) = t.take_pending_cancel() {
+                            return Poll::Ready(Err(Error::Cancelled(c)));
+                        }
                     }
-                    if t.loop_id() != core.header.loop_id {
+                    if th.loop_id != core.header.loop_id {
                         return Poll::Ready(Err(Error::DifferentLoop));
                     }
                 }
@@ -345,12 +350,16 @@ impl<T> TaskInner<T> {
     #[inline]
     fn release_in(&self, inner: &Inner) {
         let h = &self.header;
-        if let Some(w) = self.wake.take() {
-            TaskWaker::recycle(w);
-        }
         let waiter = h.fut_waiter.take();
         drop(waiter);
-        let removed = inner.tasks.borrow_mut().remove(h.slab_key.get());
+        let removed = {
+            let mut tasks = inner.tasks.borrow_mut();
+            if let Some(w) = self.wake.take() {
+                // No user code runs here: a waker target has no destructor of its own.
+                TaskWaker::recycle(&mut tasks.spare_wakers, w);
+            }
+            tasks.remove(h.slab_key.get())
+        };
         drop(removed);
     }
 
@@ -730,27 +739,20 @@ pub(crate) struct TaskWaker {
     queued: RemoteWake,
 }
 
-thread_local! {
-    /// Spent task wakers of this thread's loops, for reuse (each is held by nobody else).
-    static SPARE_WAKERS: RefCell<Vec<Arc<TaskWaker>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// How many spent task wakers a thread keeps.
+/// How many spent task wakers a loop keeps.
 const SPARE_WAKERS_MAX: usize = 64;
 
 impl TaskWaker {
-    /// A waker target for the task `h` of loop `lp`: a spent one reused, or a new one.
+    /// A waker target for the task `h` of loop `lp`: a spent one of the loop reused, or a new
+    /// one.
+    #[inline]
     fn get(lp: &Inner, h: &Header) -> Arc<TaskWaker> {
         let key = TaskKey::local(h);
-        let spare = SPARE_WAKERS
-            .try_with(|s| s.borrow_mut().pop())
-            .ok()
-            .flatten();
+        let spare = lp.tasks.borrow_mut().spare_wakers.pop();
         if let Some(mut w) = spare {
             if let Some(m) = Arc::get_mut(&mut w) {
-                if !Arc::ptr_eq(&m.shared, &lp.shared) {
-                    m.shared = lp.shared.clone();
-                }
+                // The loop's own pool: the target already points at this loop.
+                debug_assert!(Arc::ptr_eq(&m.shared, &lp.shared));
                 m.key = key;
                 m.queued.reset();
                 return w;
@@ -763,17 +765,13 @@ impl TaskWaker {
         })
     }
 
-    /// Keeps `w` for a later task if nothing else holds it (no waker of it is left anywhere).
-    fn recycle(mut w: Arc<TaskWaker>) {
-        if Arc::get_mut(&mut w).is_none() {
-            return;
+    /// Keeps `w` in the loop's pool `spare` for a later task if nothing else holds it (no
+    /// waker of it is left anywhere).
+    #[inline]
+    fn recycle(spare: &mut Vec<Arc<TaskWaker>>, mut w: Arc<TaskWaker>) {
+        if Arc::get_mut(&mut w).is_some() && spare.len() < SPARE_WAKERS_MAX {
+            spare.push(w);
         }
-        let _ = SPARE_WAKERS.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_WAKERS_MAX {
-                s.push(w);
-            }
-        });
     }
 }
 

@@ -203,6 +203,10 @@ pub(crate) struct TaskSlab {
     pub(crate) entries: Vec<Option<Rc<dyn TaskDyn>>>,
     /// Free indexes.
     free: Vec<usize>,
+    /// Spent task wakers of this loop, for reuse by its later tasks (each is held by nobody
+    /// else). Here, beside the table a task leaves when it ends, so that giving one back costs
+    /// no borrow of its own.
+    pub(crate) spare_wakers: Vec<std::sync::Arc<crate::task::TaskWaker>>,
 }
 
 impl TaskSlab {

@@ -363,6 +363,60 @@ fn core_41_a_task_that_cancels_itself() {
     assert_eq!(e.as_cancelled().unwrap().message(), Some("at end"));
 }
 
+/// A task that cancelled itself gets `Cancelled` from its next `await` of another task too,
+/// whether that task is done or pending, and the awaited task is left alone.
+#[test]
+fn core_41_a_task_that_cancels_itself_then_awaits_a_task() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let done = lp.create_task(async { 1 }).unwrap();
+    let other = lp.create_future::<()>();
+    let pending = lp.create_task(other.clone()).unwrap();
+    let (done_ref, pending_ref) = (done.task_ref(), pending.task_ref());
+    let t = lp
+        .create_task(async move {
+            // Both awaited tasks run their first step before this one goes on.
+            loop_core::yield_now().await;
+            let done_first = done_ref.done();
+            let me = current_task().unwrap().unwrap();
+            assert!(me.cancel_with("self"));
+            let r1 = done.await;
+            assert!(me.cancel_with("again"));
+            let r2 = pending.await;
+            (
+                done_first,
+                r1.map_err(|e| e.is_cancelled()),
+                r2.map_err(|e| e.is_cancelled()),
+            )
+        })
+        .unwrap();
+    let (done_first, r1, r2) = lp.run_until_complete(t).unwrap().unwrap();
+    assert!(done_first, "the awaited task had finished");
+    assert_eq!(
+        r1,
+        Err(true),
+        "await of a finished task after a self-cancel"
+    );
+    assert!(
+        matches!(r2, Err(true)),
+        "await of a pending task after a self-cancel"
+    );
+    assert!(
+        !pending_ref.done(),
+        "the awaited pending task was not cancelled"
+    );
+    other.set_result(()).unwrap();
+    let p = pending_ref.clone();
+    lp.run_until_complete(async move {
+        while !p.done() {
+            loop_core::yield_now().await;
+        }
+    })
+    .unwrap();
+    assert!(!pending_ref.cancelled());
+    lp.close().unwrap();
+}
+
 #[test]
 fn core_42_cancelling_and_uncancel() {
     let _w = loop_testkit::watchdog();
