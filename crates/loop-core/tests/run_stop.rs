@@ -642,6 +642,45 @@ fn core_11_fatal_from_a_callback_escapes_run_forever() {
     assert!(messages(&seen).is_empty());
 }
 
+/// A `Fatal` from one of a batch of `call_soon_threadsafe` callbacks: the rest of the batch
+/// is kept, in order, in front of what the batch scheduled, and runs on the next run.
+#[test]
+fn core_11_core_19_fatal_from_a_threadsafe_callback_keeps_the_rest_of_its_batch() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let seen = record_exceptions(&lp);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let remote = lp.remote();
+    let l = log.clone();
+    remote
+        .call_soon_threadsafe(move |lp| {
+            l.lock().unwrap().push("1");
+            let l = l.clone();
+            lp.call_soon(move |_| l.lock().unwrap().push("scheduled by 1"))
+                .unwrap();
+        })
+        .unwrap();
+    remote.call_soon_threadsafe(|_| fatal("exit")).unwrap();
+    let l = log.clone();
+    remote
+        .call_soon_threadsafe(move |_| l.lock().unwrap().push("2"))
+        .unwrap();
+    let l = log.clone();
+    remote
+        .call_soon_threadsafe(move |lp| {
+            l.lock().unwrap().push("3");
+            lp.stop();
+        })
+        .unwrap();
+    let p = catch_unwind(AssertUnwindSafe(|| lp.run_forever())).unwrap_err();
+    assert!(p.is::<Fatal>());
+    assert_eq!(*log.lock().unwrap(), ["1"]);
+    lp.run_forever().unwrap();
+    assert_eq!(*log.lock().unwrap(), ["1", "2", "3", "scheduled by 1"]);
+    lp.close().unwrap();
+    assert!(messages(&seen).is_empty());
+}
+
 #[test]
 fn core_12_fatal_detaches_the_stop_callback_of_run_until_complete() {
     let _w = loop_testkit::watchdog();

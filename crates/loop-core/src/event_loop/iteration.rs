@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::IoHandler;
-use super::{EventLoop, WaitHook, Work};
+use super::{EventLoop, RemoteWork, WaitHook, Work};
 use crate::reactor::{Cancelled, Polled};
 use crate::readiness::Readiness;
 use crate::stats::bump;
@@ -116,6 +116,35 @@ impl Undelivered<'_> {
             }
         }
         let mut q = inner.ready.borrow_mut();
+        for w in rest.into_iter().rev() {
+            q.push_front(w);
+        }
+    }
+}
+
+/// The rest of a remote batch that [`EventLoop::run_remote_batch`] runs: queued (in front, in
+/// order) if a [`Fatal`](crate::Fatal) unwinds out of one of its items, so that the loop, usable
+/// after it, still runs them.
+struct Unrun<'a, 'b> {
+    lp: &'a EventLoop,
+    /// The items not run yet.
+    batch: std::vec::Drain<'b, RemoteWork>,
+}
+
+impl Drop for Unrun<'_, '_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.batch.len() != 0 {
+            self.queue();
+        }
+    }
+}
+
+impl Unrun<'_, '_> {
+    #[cold]
+    fn queue(&mut self) {
+        let rest: Vec<Work> = self.batch.by_ref().map(Work::from).collect();
+        let mut q = self.lp.inner.ready.borrow_mut();
         for w in rest.into_iter().rev() {
             q.push_front(w);
         }
@@ -258,10 +287,10 @@ impl EventLoop {
     fn iterate(&self) {
         let inner = &*self.inner;
         bump(&inner.counters.iterations, 1);
-        if inner.shared.has_pending() {
-            self.take_remote();
-        }
-        let busy = !inner.ready.borrow().is_empty();
+        // Work from other threads is taken before a poll (below: it goes before what the poll
+        // finds), else when the ready work runs (`run_ready`); behind what was ready before it.
+        let pending = inner.shared.has_pending();
+        let busy = pending || !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
         // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
@@ -313,9 +342,15 @@ impl EventLoop {
         let Some(timeout) = timeout else {
             // A busy iteration that skips the poll: sources, then what is ready.
             self.dispatch_sources(None);
+            if pending && self.ran_remote_batch(0, 0) {
+                return;
+            }
             self.run_ready(0, 0);
             return;
         };
+        if pending {
+            self.take_remote();
+        }
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
         inner.skipped_polls.set(0);
@@ -344,9 +379,10 @@ impl EventLoop {
         let d = self.dispatch_events(events);
         inner.reactor.remove_cancelled(d.cancelled);
         bump(&inner.counters.io_events, d.polled as u64);
-        // The eventfd was readable: drain it and re-arm wake-ups, then take what came.
-        if d.woken && inner.shared.wake.drain_and_rearm() {
-            self.take_remote();
+        // The eventfd was readable: drain it and re-arm wake-ups. What came is taken when the
+        // ready work runs (behind the I/O work, before what the timers queue).
+        if d.woken {
+            inner.shared.wake.drain_and_rearm();
         }
         // Virtual clock: the loop would have slept until `t`. If the poll found nothing
         // either, nothing could have happened before `t`: jump there.
@@ -357,6 +393,9 @@ impl EventLoop {
         }
         // Sources (timers) after I/O.
         self.dispatch_sources(polled_at);
+        if d.woken && inner.shared.has_pending() && self.ran_remote_batch(d.later, d.ran) {
+            return;
+        }
         self.run_ready(d.later, d.ran);
     }
 
@@ -386,6 +425,8 @@ impl EventLoop {
     #[inline(always)]
     fn run_ready(&self, later: usize, ran: usize) {
         let inner = &*self.inner;
+        // Work other threads queued goes behind what is ready; if nothing is, it runs straight
+        // from its batch.
         let n = if later == 0 {
             inner.ready.borrow().len()
         } else {
@@ -406,6 +447,47 @@ impl EventLoop {
                 None => break,
             }
         }
+    }
+
+    /// Work other threads queued, just before [`run_ready`](EventLoop::run_ready): run straight
+    /// from its batch if nothing else is ready (true), else moved into the ready queue, behind
+    /// what is ready. Out of line, so that the ready queue's loop stays as small as a chain of
+    /// local callbacks needs.
+    #[inline(never)]
+    fn ran_remote_batch(&self, later: usize, ran: usize) -> bool {
+        if later == 0 && self.inner.ready.borrow().is_empty() {
+            self.run_remote_batch(ran);
+            return true;
+        }
+        self.take_remote();
+        false
+    }
+
+    /// Runs a batch of work queued by other threads straight from the batch, in the order it
+    /// was queued, when nothing else is ready: as if it were moved into the ready queue first
+    /// (what it schedules runs next iteration, and it counts towards the ready high-water mark
+    /// the same way), without the move. Should a [`Fatal`](crate::Fatal) unwind, what did not
+    /// run yet goes to the front of the ready queue, in order.
+    /// `ran`: how many I/O handlers ran straight from the poll before it (for the high-water
+    /// mark).
+    #[inline(always)]
+    fn run_remote_batch(&self, ran: usize) {
+        let inner = &*self.inner;
+        inner.spent_remote.give_back(&inner.shared.spare_remote);
+        inner.shared.wake.take_batch(|batch| {
+            let high = (batch.len() + ran) as u64;
+            if high > inner.counters.ready_high_water.get() {
+                inner.counters.ready_high_water.set(high);
+            }
+            let mut rest = Unrun { lp: self, batch };
+            for w in rest.batch.by_ref() {
+                match w {
+                    RemoteWork::Call(cb) => cb.run_queued(self),
+                    RemoteWork::Task(r) => self.run_work(Work::Task(r)),
+                    RemoteWork::Stop => self.stop(),
+                }
+            }
+        });
     }
 
     /// Delivers the `events` of the last wait in the order the poll returned them. If nothing

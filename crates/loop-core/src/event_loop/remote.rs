@@ -91,12 +91,21 @@ impl EventLoop {
         inner.spent_remote.give_back(&inner.shared.spare_remote);
         let mut q = inner.ready.borrow_mut();
         // In one go: the batch knows its length, so the ready queue makes room once.
-        inner.shared.wake.take_batch(|batch| {
-            q.extend(batch.map(|w| match w {
-                RemoteWork::Call(cb) => Work::Remote(cb),
-                RemoteWork::Task(r) => Work::Task(r),
-                RemoteWork::Stop => Work::Stop,
-            }))
-        });
+        inner
+            .shared
+            .wake
+            .take_batch(|batch| q.extend(batch.map(Work::from)));
+    }
+}
+
+impl From<RemoteWork> for Work {
+    /// The ready-queue form of work queued by another thread.
+    #[inline(always)]
+    fn from(w: RemoteWork) -> Work {
+        match w {
+            RemoteWork::Call(cb) => Work::Remote(cb),
+            RemoteWork::Task(r) => Work::Task(r),
+            RemoteWork::Stop => Work::Stop,
+        }
     }
 }
