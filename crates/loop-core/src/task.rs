@@ -749,7 +749,7 @@ impl TaskWaker {
     fn get(lp: &Inner, h: &Header) -> Arc<TaskWaker> {
         let key = TaskKey::local(h);
         let spare = lp.tasks.borrow_mut().spare_wakers.pop();
-        if let Some(mut w) = spare {
+        if let Some(mut w) = spare.and_then(|w| w.downcast::<TaskWaker>().ok()) {
             if let Some(m) = Arc::get_mut(&mut w) {
                 // The loop's own pool: the target already points at this loop.
                 debug_assert!(Arc::ptr_eq(&m.shared, &lp.shared));
@@ -768,7 +768,7 @@ impl TaskWaker {
     /// Keeps `w` in the loop's pool `spare` for a later task if nothing else holds it (no
     /// waker of it is left anywhere).
     #[inline]
-    fn recycle(spare: &mut Vec<Arc<TaskWaker>>, mut w: Arc<TaskWaker>) {
+    fn recycle(spare: &mut Vec<Arc<dyn Any + Send + Sync>>, mut w: Arc<TaskWaker>) {
         if Arc::get_mut(&mut w).is_some() && spare.len() < SPARE_WAKERS_MAX {
             spare.push(w);
         }

@@ -205,8 +205,9 @@ pub(crate) struct TaskSlab {
     free: Vec<usize>,
     /// Spent task wakers of this loop, for reuse by its later tasks (each is held by nobody
     /// else). Here, beside the table a task leaves when it ends, so that giving one back costs
-    /// no borrow of its own.
-    pub(crate) spare_wakers: Vec<std::sync::Arc<crate::task::TaskWaker>>,
+    /// no borrow of its own. Type-erased (each is the task module's waker target) so that the
+    /// table does not name the module that runs tasks, which names the loop.
+    pub(crate) spare_wakers: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TaskSlab {
