@@ -115,10 +115,16 @@ impl Undelivered<'_> {
                 }
             }
         }
-        let mut q = inner.ready.borrow_mut();
-        for w in rest.into_iter().rev() {
-            q.push_front(w);
-        }
+        put_back_in_front(self.lp, rest);
+    }
+}
+
+/// Puts `rest` (work that was taken to run and did not) back at the front of the ready queue,
+/// in its order: what a [`Fatal`](crate::Fatal) interrupted runs first once the loop runs again.
+fn put_back_in_front(lp: &EventLoop, rest: Vec<Work>) {
+    let mut q = lp.inner.ready.borrow_mut();
+    for w in rest.into_iter().rev() {
+        q.push_front(w);
     }
 }
 
@@ -144,10 +150,7 @@ impl Unrun<'_, '_> {
     #[cold]
     fn queue(&mut self) {
         let rest: Vec<Work> = self.batch.by_ref().map(Work::from).collect();
-        let mut q = self.lp.inner.ready.borrow_mut();
-        for w in rest.into_iter().rev() {
-            q.push_front(w);
-        }
+        put_back_in_front(self.lp, rest);
     }
 }
 
