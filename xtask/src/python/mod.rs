@@ -145,24 +145,37 @@ fn tail(text: &str, n: usize) -> String {
         .join("\n")
 }
 
+/// Why [`venv`] could not give an interpreter.
+enum VenvError {
+    /// The interpreter, or its CPython `test` package, is not on this machine: `--if-available`
+    /// skips the run.
+    Missing(String),
+    /// Making the venv failed.
+    Failed(String),
+}
+
 /// The interpreter of the venv for `python`'s version, `<base>/venv-<major>.<minor>` (one per
 /// version, so that runs on several interpreters keep their installs), made (or remade for
 /// another patch release) as needed.
-fn venv(python: &str, base: &Path) -> Result<PathBuf, String> {
+fn venv(python: &str, base: &Path) -> Result<PathBuf, VenvError> {
     let probe = Command::new(python)
         .args([
             "-c",
             "import sys, test.test_asyncio; print('%d.%d.%d' % sys.version_info[:3])",
         ])
         .output()
-        .map_err(|e| format!("cannot run {python}: {e} (give another with --python-bin)"))?;
+        .map_err(|e| {
+            VenvError::Missing(format!(
+                "cannot run {python}: {e} (give another with --python-bin)"
+            ))
+        })?;
     if !probe.status.success() {
-        return Err(format!(
+        return Err(VenvError::Missing(format!(
             "{python} has no CPython test package (`import test.test_asyncio` failed):\n{}\n\
              Install it (Debian: `apt-get install libpython3-testsuite`), or give another \
              interpreter with --python-bin.",
             tail(&String::from_utf8_lossy(&probe.stderr), 5)
-        ));
+        )));
     }
     let version = String::from_utf8_lossy(&probe.stdout).trim().to_string();
     let minor: Vec<&str> = version.split('.').take(2).collect();
@@ -179,13 +192,14 @@ fn venv(python: &str, base: &Path) -> Result<PathBuf, String> {
         make.args(["-m", "venv", "--clear"]).arg(dir);
         let (ok, text) = run_step(&mut make, INSTALL_LIMIT);
         if !ok {
-            return Err(format!(
+            return Err(VenvError::Failed(format!(
                 "`{python} -m venv {}` failed:\n{}\n(Debian: `apt-get install python3-venv`)",
                 dir.display(),
                 tail(&text, 8)
-            ));
+            )));
         }
-        std::fs::write(&stamp, &version).map_err(|e| format!("{}: {e}", stamp.display()))?;
+        std::fs::write(&stamp, &version)
+            .map_err(|e| VenvError::Failed(format!("{}: {e}", stamp.display())))?;
     }
     Ok(venv_python)
 }
@@ -404,20 +418,12 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     let target = target_dir(root);
     let py = match venv(&o.python, &target.join("python")) {
         Ok(p) => p,
-        Err(e) if o.if_available && e.contains("CPython test package") => {
+        Err(VenvError::Missing(e)) if o.if_available => {
             println!("xtask: the Python check is skipped (--if-available): {e}");
-            println!(
-                "{}skipped: no CPython test package",
-                crate::cmd::SUMMARY_PREFIX
-            );
+            println!("{}skipped: {}", crate::cmd::SUMMARY_PREFIX, first_line(&e));
             return ExitCode::SUCCESS;
         }
-        Err(e) if o.if_available && e.starts_with("cannot run") => {
-            println!("xtask: the Python check is skipped (--if-available): {e}");
-            println!("{}skipped: no {}", crate::cmd::SUMMARY_PREFIX, o.python);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
+        Err(VenvError::Missing(e) | VenvError::Failed(e)) => {
             eprintln!("xtask: {e}");
             return ExitCode::FAILURE;
         }
