@@ -293,7 +293,7 @@ pub(crate) struct Inner {
     /// Task factory.
     pub(crate) task_factory: RefCell<Option<TaskFactory>>,
     /// Pending tasks of this loop.
-    pub(crate) tasks: RefCell<TaskSlab>,
+    pub(crate) tasks: RefCell<TaskSlab<Shared>>,
     /// The allocation of a spent local handle, kept for the next `call_soon` of the same closure
     /// type (holds no closure and no context; see `recycle`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,

@@ -41,7 +41,7 @@ use crate::task_cell::{new_task, TaskCell, TaskObj};
 use crate::task_header::{
     current, CancelTarget, Cold, Header, TaskDyn, TaskKey, TaskRef, TaskSpec, CURRENT,
 };
-use crate::task_wake::RemoteWake;
+use crate::task_wake;
 use crate::{
     CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Result, TaskFactory,
 };
@@ -723,57 +723,11 @@ pub async fn yield_now() {
     .await
 }
 
-/// What a task's wakers point at: the task's place in its loop's table and the loop's
-/// thread-safe queue. A waker may be sent to and woken from any thread: on the thread running
-/// the task's loop it queues the task's next step directly; anywhere else it goes through
-/// the loop's thread-safe queue (at most one such wake in flight per task: `queued`).
-///
-/// A task gets one at its first step and gives it back when it ends; one that nobody else
-/// holds any more is reused by a later task, so that a task costs one allocation, its own.
-pub(crate) struct TaskWaker {
-    /// The loop's thread-safe part.
-    shared: Arc<Shared>,
-    /// The task.
-    key: TaskKey,
-    /// A wake from another thread is queued and not yet taken by the loop.
-    queued: RemoteWake,
-}
-
-/// How many spent task wakers a loop keeps.
-const SPARE_WAKERS_MAX: usize = 64;
-
-impl TaskWaker {
-    /// A waker target for the task `h` of loop `lp`: a spent one of the loop reused, or a new
-    /// one.
-    #[inline]
-    fn get(lp: &Inner, h: &Header) -> Arc<TaskWaker> {
-        let key = TaskKey::local(h);
-        let spare = lp.tasks.borrow_mut().spare_wakers.pop();
-        if let Some(mut w) = spare.and_then(|w| w.downcast::<TaskWaker>().ok()) {
-            if let Some(m) = Arc::get_mut(&mut w) {
-                // The loop's own pool: the target already points at this loop.
-                debug_assert!(Arc::ptr_eq(&m.shared, &lp.shared));
-                m.key = key;
-                m.queued.reset();
-                return w;
-            }
-        }
-        Arc::new(TaskWaker {
-            shared: lp.shared.clone(),
-            key,
-            queued: RemoteWake::new(),
-        })
-    }
-
-    /// Keeps `w` in the loop's pool `spare` for a later task if nothing else holds it (no
-    /// waker of it is left anywhere).
-    #[inline]
-    fn recycle(spare: &mut Vec<Arc<dyn Any + Send + Sync>>, mut w: Arc<TaskWaker>) {
-        if Arc::get_mut(&mut w).is_some() && spare.len() < SPARE_WAKERS_MAX {
-            spare.push(w);
-        }
-    }
-}
+/// What a task's wakers point at (see [`task_wake`](crate::task_wake)). A waker may be sent to
+/// and woken from any thread: on the thread running the task's loop it queues the task's next
+/// step directly; anywhere else it goes through the loop's thread-safe queue (at most one such
+/// wake in flight per task: `queued`).
+type TaskWaker = task_wake::TaskWaker<Shared>;
 
 impl Wake for TaskWaker {
     fn wake(self: Arc<Self>) {
@@ -915,7 +869,10 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
     h.started.set(true);
     let wake = match task.wake.take() {
         Some(w) => w,
-        None => TaskWaker::get(&lp, h),
+        None => {
+            let key = TaskKey::local(h.id, h.slab_key.get());
+            TaskWaker::get(&mut lp.tasks.borrow_mut().spare_wakers, &lp.shared, key)
+        }
     };
     let waker = Waker::from(wake.clone());
     task.wake.set(Some(wake));

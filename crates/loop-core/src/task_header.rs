@@ -13,6 +13,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use crate::slot::DoneCallback;
+pub(crate) use crate::task_wake::TaskKey;
+use crate::task_wake::TaskWaker;
 use crate::{Cancelled, Error};
 
 /// Something a task can be waiting on, that its cancellation cancels.
@@ -39,37 +41,10 @@ pub(crate) trait TaskDyn {
     fn abandon(self: Rc<Self>);
 }
 
-/// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
-/// index in its loop's table and its id (an index is reused by later tasks), and whether a
-/// wake from another thread queued it.
-/// Sixteen bytes, so that it does not make the ready queue's entries larger.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TaskKey {
-    /// The task's id.
-    pub(crate) id: u64,
-    /// Index in the loop's task table.
-    pub(crate) slot: u32,
-    /// Queued by a wake from another thread.
-    pub(crate) remote: bool,
-}
-
-impl TaskKey {
-    /// The key of the task `h`, for a step queued on the loop's thread. (A table index beyond
-    /// `u32` — four billion pending tasks — maps to no task.)
-    #[inline]
-    pub(crate) fn local(h: &Header) -> TaskKey {
-        TaskKey {
-            id: h.id,
-            slot: u32::try_from(h.slab_key.get()).unwrap_or(u32::MAX),
-            remote: false,
-        }
-    }
-}
-
 /// Runs the step `k` of a task of the loop whose task table is `tasks` (nothing if the task
 /// has ended since).
 #[inline]
-pub(crate) fn run_task(tasks: &RefCell<TaskSlab>, k: TaskKey) {
+pub(crate) fn run_task<S>(tasks: &RefCell<TaskSlab<S>>, k: TaskKey) {
     let t = tasks.borrow().get(k).cloned();
     if let Some(t) = t {
         t.run_step(k.remote);
@@ -196,21 +171,30 @@ impl Header {
     }
 }
 
-/// The loop's table of pending tasks.
-#[derive(Default)]
-pub(crate) struct TaskSlab {
+/// The loop's table of pending tasks (`S`: the loop's thread-safe part, which task wakers
+/// point at).
+pub(crate) struct TaskSlab<S> {
     /// Entries.
     pub(crate) entries: Vec<Option<Rc<dyn TaskDyn>>>,
     /// Free indexes.
     free: Vec<usize>,
     /// Spent task wakers of this loop, for reuse by its later tasks (each is held by nobody
     /// else). Here, beside the table a task leaves when it ends, so that giving one back costs
-    /// no borrow of its own. Type-erased (each is the task module's waker target) so that the
-    /// table does not name the module that runs tasks, which names the loop.
-    pub(crate) spare_wakers: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// no borrow of its own.
+    pub(crate) spare_wakers: Vec<std::sync::Arc<TaskWaker<S>>>,
 }
 
-impl TaskSlab {
+impl<S> Default for TaskSlab<S> {
+    fn default() -> Self {
+        TaskSlab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            spare_wakers: Vec::new(),
+        }
+    }
+}
+
+impl<S> TaskSlab<S> {
     #[inline]
     pub(crate) fn insert(&mut self, t: Rc<dyn TaskDyn>) -> usize {
         match self.free.pop() {

@@ -17,7 +17,90 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p loop-core --release --lib task_wake::
 //! ```
 
+use std::sync::Arc;
+
 use crate::sync::{AtomicBool, Ordering};
+
+/// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
+/// index in its loop's table and its id (an index is reused by later tasks), and whether a
+/// wake from another thread queued it.
+/// Sixteen bytes, so that it does not make the ready queue's entries larger.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskKey {
+    /// The task's id.
+    pub(crate) id: u64,
+    /// Index in the loop's task table.
+    pub(crate) slot: u32,
+    /// Queued by a wake from another thread.
+    pub(crate) remote: bool,
+}
+
+impl TaskKey {
+    /// The key of the task `id` at index `slot` of its loop's table, for a step queued on the
+    /// loop's thread. (An index beyond `u32` — four billion pending tasks — maps to no task.)
+    #[inline]
+    pub(crate) fn local(id: u64, slot: usize) -> TaskKey {
+        TaskKey {
+            id,
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            remote: false,
+        }
+    }
+}
+
+/// What a task's wakers point at: the task's key and the loop's thread-safe part `S` (generic
+/// so that this module, and the task table that keeps spent ones, do not name the loop). The
+/// task module makes it a waker.
+///
+/// A task gets one at its first step and gives it back when it ends; one that nobody else
+/// holds any more is reused by a later task of the same loop, so that a task costs one
+/// allocation, its own.
+pub(crate) struct TaskWaker<S> {
+    /// The loop's thread-safe part.
+    pub(crate) shared: Arc<S>,
+    /// The task.
+    pub(crate) key: TaskKey,
+    /// A wake from another thread is queued and not yet taken by the loop.
+    pub(crate) queued: RemoteWake,
+}
+
+/// How many spent task wakers a loop keeps.
+const SPARE_WAKERS_MAX: usize = 64;
+
+impl<S> TaskWaker<S> {
+    /// A waker target for the task `key` of the loop whose thread-safe part is `shared`: a
+    /// spent one from `spare` (the loop's pool: each points at this loop already) reused, or
+    /// a new one.
+    #[inline]
+    pub(crate) fn get(
+        spare: &mut Vec<Arc<TaskWaker<S>>>,
+        shared: &Arc<S>,
+        key: TaskKey,
+    ) -> Arc<TaskWaker<S>> {
+        if let Some(mut w) = spare.pop() {
+            if let Some(m) = Arc::get_mut(&mut w) {
+                debug_assert!(Arc::ptr_eq(&m.shared, shared));
+                m.key = key;
+                m.queued.reset();
+                return w;
+            }
+        }
+        Arc::new(TaskWaker {
+            shared: shared.clone(),
+            key,
+            queued: RemoteWake::new(),
+        })
+    }
+
+    /// Keeps `w` in the loop's pool `spare` for a later task if nothing else holds it (no
+    /// waker of it is left anywhere) and the pool is not full.
+    #[inline]
+    pub(crate) fn recycle(spare: &mut Vec<Arc<TaskWaker<S>>>, mut w: Arc<TaskWaker<S>>) {
+        if spare.len() < SPARE_WAKERS_MAX && Arc::get_mut(&mut w).is_some() {
+            spare.push(w);
+        }
+    }
+}
 
 /// Whether a wake from another thread is queued and not yet taken by the loop.
 pub(crate) struct RemoteWake(AtomicBool);
