@@ -109,14 +109,12 @@ where
         } else {
             h.scheduled.set(false);
         }
-        let this: Rc<TaskObjOf<T>> = self;
-        step(&this);
+        step(&self);
     }
 
     fn abandon(self: Rc<Self>) {
-        let this: Rc<TaskObjOf<T>> = self;
-        this.drop_body();
-        dropped_pending(&this);
+        self.drop_body();
+        dropped_pending(&self);
     }
 }
 
@@ -146,7 +144,7 @@ impl<T: 'static> TaskInner<T> {
                 return true;
             }
         }
-        h.cold().must_cancel = Some(msg);
+        h.set_must_cancel(Some(msg));
         if h.started.get() {
             let w = self.wake.take();
             if let Some(w) = &w {
@@ -266,55 +264,57 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // One look-up of the awaiting task, borrowed in place (no reference count is touched
-        // unless the await suspends). No user code runs while it is borrowed.
         let inner = &self.inner;
         let core = inner.core();
-        CURRENT
+        // The checks against the awaiting task: one look-up of it, borrowed in place (no
+        // reference count is touched). No user code runs while it is borrowed.
+        let refused = CURRENT
             .try_with(|c| {
                 let c = c.borrow();
-                let me = c.as_ref();
-                if let Some(t) = me {
-                    if Rc::as_ptr(inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
-                        return Poll::Ready(Err(Error::invalid_state(
-                            "Task cannot await on itself",
-                        )));
-                    }
-                    // One dynamic call for the awaiting task's header; the pending-cancel
-                    // test is a flag test unless the task has cold state.
-                    let th = t.header();
-                    if th.has_cold.get() {
-                        if let Some(c) = t.take_pending_cancel() {
-                            return Poll::Ready(Err(Error::Cancelled(c)));
-                        }
-                    }
-                    if th.loop_id != core.header.loop_id {
-                        return Poll::Ready(Err(Error::DifferentLoop));
+                let t = c.as_ref()?;
+                if Rc::as_ptr(inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
+                    return Some(Error::invalid_state("Task cannot await on itself"));
+                }
+                // One dynamic call for the awaiting task's header; the pending-cancel test
+                // is a flag test.
+                let th = t.header();
+                if th.cancel_pending.get() {
+                    if let Some(c) = t.take_pending_cancel() {
+                        return Some(Error::Cancelled(c));
                     }
                 }
-                await_outcome(inner, core, me, cx)
+                if th.loop_id != core.header.loop_id {
+                    return Some(Error::DifferentLoop);
+                }
+                None
             })
-            .unwrap_or_else(|_| await_outcome(inner, core, None, cx))
+            .ok()
+            .flatten();
+        if let Some(e) = refused {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(r) = Slot::take_for_await(&core.result, &core.header.retrieved) {
+            if let Err(Error::Cancelled(c)) = &r {
+                if let Some(t) = current() {
+                    t.track_delivered(c);
+                }
+            }
+            return Poll::Ready(r);
+        }
+        await_pending(inner, core, cx)
     }
 }
 
-/// The rest of an `await` of a task, once the checks against the awaiting task `me` passed:
-/// the outcome if it is done, else the awaiter's waker kept and `me` waiting on it.
-#[inline]
-fn await_outcome<T: 'static>(
+/// The rest of an `await` of a task that is not done: the awaiter's waker kept, and the
+/// awaiting task (if any) waiting on it.
+#[cold]
+fn await_pending<T: 'static>(
     inner: &Rc<TaskObjOf<T>>,
     core: &TaskInner<T>,
-    me: Option<&Rc<dyn TaskDyn>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T>> {
-    if let Some(r) = Slot::take_for_await(&core.result, &core.header.retrieved) {
-        if let (Err(Error::Cancelled(c)), Some(t)) = (&r, me) {
-            t.track_delivered(c);
-        }
-        return Poll::Ready(r);
-    }
     add_waiter(&core.waiters, cx);
-    if let Some(t) = me {
+    if let Some(t) = current() {
         t.set_waiter(inner.clone().to_cancel_target());
     }
     Poll::Pending
@@ -519,6 +519,7 @@ impl EventLoop {
                 retrieved: Cell::new(false),
                 ctx: Cell::new(context.map),
                 has_cold: Cell::new(name.is_some()),
+                cancel_pending: Cell::new(false),
                 cold: RefCell::new(name.map(|name| {
                     Box::new(Cold {
                         name: Some(name),
@@ -532,12 +533,11 @@ impl EventLoop {
             wake: Cell::new(None),
         };
         // One allocation: the state and the body side by side.
-        let inner = new_task(core, fut);
-        let h = &inner.core().header;
-        let slot = self.inner.tasks.borrow_mut().insert(inner.clone().to_dyn());
-        h.slab_key.set(slot);
+        let (inner, untyped) = new_task(core, fut);
+        let slot = self.inner.tasks.borrow_mut().insert(untyped.clone());
+        untyped.header().slab_key.set(slot);
         // The first step (`scheduled` is set above).
-        self.push_ready(Work::Step(inner.clone().to_dyn()));
+        self.push_ready(Work::Step(untyped));
         Task { inner }
     }
 
@@ -771,7 +771,7 @@ fn wake_local(lp: &EventLoop, k: TaskKey) {
 /// finished, because the loop was closed or dropped. A finished task (the common case) costs
 /// one flag test here.
 #[inline]
-fn dropped_pending<T: 'static>(task: &Rc<TaskObjOf<T>>) {
+fn dropped_pending<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(task: &Rc<S>) {
     if !task.core().header.finished.get() {
         dropped_pending_slow(task);
     }
@@ -779,7 +779,7 @@ fn dropped_pending<T: 'static>(task: &Rc<TaskObjOf<T>>) {
 
 /// [`dropped_pending`] for a task that did not finish.
 #[cold]
-fn dropped_pending_slow<T: 'static>(this: &Rc<TaskObjOf<T>>) {
+fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
     h.finished.set(true);
@@ -805,7 +805,11 @@ fn dropped_pending_slow<T: 'static>(this: &Rc<TaskObjOf<T>>) {
 
 /// Ends a task with a result (in a step: `lp` is the task's loop): wakes awaiters and schedules
 /// done-callbacks.
-fn finish<T: 'static>(this: &Rc<TaskObjOf<T>>, lp: &Rc<Inner>, r: Result<T>) {
+fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
+    this: &Rc<S>,
+    lp: &Rc<Inner>,
+    r: Result<T>,
+) {
     let task = this.core();
     let h = &task.header;
     if let Err(Error::Cancelled(_)) = &r {
@@ -833,8 +837,10 @@ fn finish<T: 'static>(this: &Rc<TaskObjOf<T>>, lp: &Rc<Inner>, r: Result<T>) {
     }
 }
 
-/// One step of a task: one poll of its body, with cancellation and panics handled.
-fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
+/// One step of a task: one poll of its body, with cancellation and panics handled. Generic
+/// over the task's concrete type (the loop calls it from the task's own `run_step`), so that
+/// the calls into the task are static and its untyped view costs no dynamic call.
+fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
     if h.finished.get() {
@@ -853,7 +859,10 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
         }
     };
     let waited_on_loop = h.waiting_on_loop.replace(false);
-    drop(h.fut_waiter.take());
+    if waited_on_loop {
+        // (Only a loop-aware `await` sets a waiter, and it sets `waiting_on_loop` with it.)
+        drop(h.fut_waiter.take());
+    }
     // A cancellation requested while the body was not running. Before the first step the
     // body never runs (CORE-39). If the body is suspended in a loop-aware `await`, it is
     // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
@@ -876,7 +885,7 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
     };
     let waker = Waker::from(wake.clone());
     task.wake.set(Some(wake));
-    let me: Rc<dyn TaskDyn> = this.clone().to_dyn();
+    let me: Rc<dyn TaskDyn> = this.clone();
     let start = lp.debug_flag().then(Instant::now);
     // One look-up of the thread-local for both the switch and the restore: the poll runs
     // inside `catch_unwind`, so the restore is reached however the body ends (and `CURRENT`
@@ -952,7 +961,7 @@ fn step<T: 'static>(this: &Rc<TaskObjOf<T>>) {
                         if !w.cancel_target(msg.clone()) {
                             // The loop future is already done: the next step delivers the
                             // cancellation at that `await`.
-                            h.cold().must_cancel = Some(msg);
+                            h.set_must_cancel(Some(msg));
                             let w = task.wake.take();
                             if let Some(w) = &w {
                                 w.wake_by_ref();

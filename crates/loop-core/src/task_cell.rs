@@ -47,18 +47,21 @@ pub(crate) struct TaskCell<C, F> {
     _pinned: PhantomPinned,
 }
 
-/// Puts `core` and `body` in one allocation, handed out unsized (so it never moves).
-pub(crate) fn new_task<C, F>(core: C, body: F) -> Rc<dyn TaskObj<C, F::Output>>
+/// Puts `core` and `body` in one allocation, handed out unsized (so it never moves): as the
+/// typed task and as the loop's untyped view of it (two references to the same block).
+#[allow(clippy::type_complexity)]
+pub(crate) fn new_task<C, F>(core: C, body: F) -> (Rc<dyn TaskObj<C, F::Output>>, Rc<dyn TaskDyn>)
 where
     C: 'static,
     F: Future + 'static,
     TaskCell<C, F>: TaskDyn + CancelTarget,
 {
-    Rc::new(TaskCell {
+    let cell = Rc::new(TaskCell {
         core,
         body: RefCell::new(Some(body)),
         _pinned: PhantomPinned,
-    })
+    });
+    (cell.clone(), cell)
 }
 
 impl<C, F> TaskCell<C, F> {

@@ -117,6 +117,9 @@ pub(crate) struct Header {
     pub(crate) cold: RefCell<Option<Box<Cold>>>,
     /// `cold` was created (a flag test instead of a borrow on the paths of every step).
     pub(crate) has_cold: Cell<bool>,
+    /// A cancellation waits to be delivered (`cold.must_cancel` is `Some`): a flag test
+    /// instead of a borrow of the cold state on every `await`.
+    pub(crate) cancel_pending: Cell<bool>,
 }
 
 /// The part of a task's state most tasks never use (an explicit name, cancellation,
@@ -160,7 +163,16 @@ impl Header {
     /// Takes the cancellation waiting to be delivered, if any.
     #[inline]
     pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
+        if !self.cancel_pending.replace(false) {
+            return None;
+        }
         self.if_cold(|c| c.must_cancel.take()).flatten()
+    }
+
+    /// Sets (`Some(message)`) or withdraws (`None`) the cancellation waiting to be delivered.
+    pub(crate) fn set_must_cancel(&self, msg: Option<Option<String>>) {
+        self.cancel_pending.set(msg.is_some());
+        self.cold().must_cancel = msg;
     }
 
     /// Takes the done-callbacks.

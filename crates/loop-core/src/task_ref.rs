@@ -308,6 +308,7 @@ impl TaskRef {
             c.cancelling = c.cancelling.saturating_sub(1);
             if c.cancelling == 0 {
                 c.must_cancel = None;
+                h.cancel_pending.set(false);
             }
             c.cancelling
         })

@@ -95,8 +95,10 @@ impl<S> TaskWaker<S> {
     /// Keeps `w` in the loop's pool `spare` for a later task if nothing else holds it (no
     /// waker of it is left anywhere) and the pool is not full.
     #[inline]
-    pub(crate) fn recycle(spare: &mut Vec<Arc<TaskWaker<S>>>, mut w: Arc<TaskWaker<S>>) {
-        if spare.len() < SPARE_WAKERS_MAX && Arc::get_mut(&mut w).is_some() {
+    pub(crate) fn recycle(spare: &mut Vec<Arc<TaskWaker<S>>>, w: Arc<TaskWaker<S>>) {
+        // One reference (ours) and no weak ones (none is ever made): nobody else can reach it.
+        // `get` checks again, with `get_mut`, before reusing it.
+        if spare.len() < SPARE_WAKERS_MAX && Arc::strong_count(&w) == 1 {
             spare.push(w);
         }
     }
