@@ -1,12 +1,18 @@
 //! The allocation of a task: its state and its body (the future it runs) side by side in one
 //! reference-counted block, so that a task costs one allocation.
 //!
-//! A future must not move once polled. The body lives in a [`TaskCell`] that is only ever
-//! handed out as `Rc<dyn TaskObj<..>>` (an unsized value cannot be moved out of its `Rc`, nor
-//! swapped or replaced), and this module never moves it out of its cell: the cell is only
-//! polled in place or emptied in place (which runs the body's destructor where it lies). That
-//! is the pinning argument of the one `unsafe` block below (the only `unsafe` of the task
-//! code: the rest of it is written against the safe [`TaskObj`] interface).
+//! A future must not move once polled. The body lives in a [`TaskCell`] that is handed out
+//! as trait objects (`Rc<dyn TaskObj<..>>`, `Rc<dyn TaskDyn>`: an unsized value cannot be
+//! moved out of its `Rc`, nor swapped or replaced). The one place a cell is seen with its
+//! concrete type outside this module is the task module's implementations of the task traits
+//! for it (`self: Rc<Self>` receivers) and the step they call, which reach it only through
+//! the [`TaskObj`] methods and never take the cell out of its `Rc` (no `Rc::try_unwrap`,
+//! `Rc::into_inner` or `Rc::get_mut` of a cell; the cell's fields are private to this
+//! module, so the body cannot be reached otherwise). This module never moves the body out of
+//! its cell: it is only polled in place or emptied in place (which runs the body's
+//! destructor where it lies). That is the pinning argument of the one `unsafe` block below
+//! (the only `unsafe` of the task code: the rest of it is written against the safe
+//! [`TaskObj`] interface).
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -88,9 +94,9 @@ where
         let mut body = self.body.borrow_mut();
         let body = body.as_mut()?;
         // SAFETY: `body` points into a `TaskCell`, which lives in an `Rc` allocation from
-        // `new_task` until it is freed and is reachable only as an unsized `dyn TaskObj`, so
-        // nothing can move it (no `mem::swap`/`replace`/`take` of an unsized value; `Rc` never
-        // moves its contents). Within the cell, the body is never moved out of its
+        // `new_task` until it is freed and is never taken out of it (see the module docs:
+        // handed out as trait objects, seen with its type only by the task traits' methods,
+        // which never unwrap the `Rc`; `Rc` never moves its contents). Within the cell, the body is never moved out of its
         // `Option`: it is only polled here or dropped in place by `drop_body` (`*opt = None`
         // runs its destructor where it lies) or when the cell is freed. So the future stays at
         // this address from its first poll until it is dropped, which is `Pin`'s contract.
