@@ -723,7 +723,7 @@ pub async fn yield_now() {
     .await
 }
 
-/// What a task's wakers point at (see [`task_wake`](crate::task_wake)). A waker may be sent to
+/// What a task's wakers point at (the `task_wake` module). A waker may be sent to
 /// and woken from any thread: on the thread running the task's loop it queues the task's next
 /// step directly; anywhere else it goes through the loop's thread-safe queue (at most one such
 /// wake in flight per task: `queued`).
