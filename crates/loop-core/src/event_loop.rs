@@ -29,6 +29,7 @@ use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
 use crate::stats::Counters;
 use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
+use crate::remote_queue::{Fresh, IntoNode};
 use crate::wake::Wake;
 use crate::work::{Callback, RemoteCallback};
 use crate::{Error, ExceptionContext, Result};
@@ -56,10 +57,9 @@ pub(crate) enum Work {
     Stop,
 }
 
-/// Work queued from other threads.
+/// Work queued from other threads that is not a callback (a callback is its own queue node).
+#[derive(Clone, Copy)]
 pub(crate) enum RemoteWork {
-    /// A `call_soon_threadsafe` callback.
-    Call(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task woken off the loop's thread.
     Task(TaskKey),
     /// `Remote::stop`.
@@ -77,7 +77,7 @@ pub(crate) struct Shared {
     /// The thread that created the loop.
     pub(crate) thread: ThreadId,
     /// Work from other threads and the eventfd that wakes the loop for it.
-    pub(crate) wake: Wake<RemoteWork, crate::sys::Waker>,
+    pub(crate) wake: Wake<dyn remote::RemoteNode, crate::sys::Waker>,
     /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
     pub(crate) spare_remote: crate::remote_pool::SpareRemote,
     /// Set by `close()`.
@@ -86,14 +86,24 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Queues remote work and wakes the loop. Gives the work back if the loop is closed.
-    /// Inlined: on `call_soon_threadsafe`'s path, a call here copied the work twice more.
-    #[inline(always)]
     pub(crate) fn push(&self, w: RemoteWork) -> std::result::Result<(), RemoteWork> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(w);
+        match self.push_node(remote::KeyNode::new(w)) {
+            Some(_) => Ok(()),
+            None => Err(w),
         }
-        self.wake.push(w);
-        Ok(())
+    }
+
+    /// Queues `node` and wakes the loop; returns another reference to it (the caller's
+    /// handle), or `None` (and drops it) if the loop is closed.
+    #[inline(always)]
+    pub(crate) fn push_node<S: IntoNode<dyn remote::RemoteNode>>(
+        &self,
+        node: Fresh<S>,
+    ) -> Option<Arc<S>> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.wake.push(node))
     }
 
     /// True if other threads queued work since the loop last took it.
@@ -101,21 +111,17 @@ impl Shared {
     pub(crate) fn has_pending(&self) -> bool {
         self.wake.has_pending()
     }
-
-    /// Disposes of work that can no longer run (a task step is only a key: the task itself
-    /// never leaves the loop's thread).
-    pub(crate) fn dispose(&self, w: RemoteWork) {
-        drop(w);
-    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         loop {
             let mut any = false;
+            // A task step is only a key (the task itself never leaves the loop's thread); a
+            // callback's closure is dropped here.
             self.wake.take_all(|w| {
                 any = true;
-                self.dispose(w);
+                drop(w);
             });
             if !any {
                 break;

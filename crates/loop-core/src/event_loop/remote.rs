@@ -5,7 +5,68 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{EventLoop, RemoteWork, Shared, Work};
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::{Error, Result};
+
+/// An item of the loop's remote queue: the value itself is the queue's node (see
+/// [`crate::remote_queue`]). A `call_soon_threadsafe` callback is one; [`KeyNode`] carries the
+/// rest (a task woken on another thread, a stop request).
+pub(crate) trait RemoteNode: Send + Sync {
+    /// The link the queue uses, inside the value.
+    fn node_link(&self) -> &Link<dyn RemoteNode>;
+    /// Runs it straight from the batch the loop took (nothing else was ready).
+    fn run_queued(self: Arc<Self>, lp: &EventLoop);
+    /// Its ready-queue form, when the batch goes behind other ready work.
+    fn into_work(self: Arc<Self>) -> Work;
+}
+
+impl Linked for dyn RemoteNode {
+    #[inline]
+    fn link(&self) -> &Link<dyn RemoteNode> {
+        self.node_link()
+    }
+}
+
+/// Remote work that is not a callback, as a queue node of its own.
+pub(crate) struct KeyNode {
+    /// Its link in the queue.
+    link: Link<dyn RemoteNode>,
+    /// What to do.
+    work: RemoteWork,
+}
+
+impl KeyNode {
+    /// `work`, ready to queue.
+    pub(crate) fn new(work: RemoteWork) -> Fresh<KeyNode> {
+        Fresh::new(KeyNode {
+            link: Link::new(),
+            work,
+        })
+    }
+}
+
+impl RemoteNode for KeyNode {
+    fn node_link(&self) -> &Link<dyn RemoteNode> {
+        &self.link
+    }
+
+    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
+        lp.run_work(self.into_work());
+    }
+
+    fn into_work(self: Arc<Self>) -> Work {
+        match self.work {
+            RemoteWork::Task(k) => Work::Task(k),
+            RemoteWork::Stop => Work::Stop,
+        }
+    }
+}
+
+impl IntoNode<dyn RemoteNode> for KeyNode {
+    fn into_node(self: Arc<Self>) -> Arc<dyn RemoteNode> {
+        self
+    }
+}
 
 /// A `Send + Sync` handle to a loop, for other threads: `call_soon_threadsafe` and `stop`.
 ///
@@ -89,23 +150,11 @@ impl EventLoop {
     pub(super) fn take_remote(&self) {
         let inner = &*self.inner;
         inner.spent_remote.give_back(&inner.shared.spare_remote);
-        let mut q = inner.ready.borrow_mut();
+        let batch = inner.shared.wake.take_batch();
         // In one go: the batch knows its length, so the ready queue makes room once.
         inner
-            .shared
-            .wake
-            .take_batch(|batch| q.extend(batch.map(Work::from)));
-    }
-}
-
-impl From<RemoteWork> for Work {
-    /// The ready-queue form of work queued by another thread.
-    #[inline(always)]
-    fn from(w: RemoteWork) -> Work {
-        match w {
-            RemoteWork::Call(cb) => Work::Remote(cb),
-            RemoteWork::Task(r) => Work::Task(r),
-            RemoteWork::Stop => Work::Stop,
-        }
+            .ready
+            .borrow_mut()
+            .extend(batch.map(RemoteNode::into_work));
     }
 }
