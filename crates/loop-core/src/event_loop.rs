@@ -29,7 +29,7 @@ use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
 use crate::stats::Counters;
 use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
-use crate::remote_queue::{Fresh, IntoNode};
+use crate::remote_queue::{Fresh, IntoNode, Linked};
 use crate::wake::Wake;
 use crate::work::{Callback, RemoteCallback};
 use crate::{Error, ExceptionContext, Result};
@@ -96,7 +96,7 @@ impl Shared {
     /// Queues `node` and wakes the loop; returns another reference to it (the caller's
     /// handle), or `None` (and drops it) if the loop is closed.
     #[inline(always)]
-    pub(crate) fn push_node<S: IntoNode<dyn remote::RemoteNode>>(
+    pub(crate) fn push_node<S: IntoNode<dyn remote::RemoteNode> + Linked<dyn remote::RemoteNode>>(
         &self,
         node: Fresh<S>,
     ) -> Option<Arc<S>> {

@@ -21,7 +21,7 @@ use crate::event_loop::remote::RemoteNode;
 use crate::event_loop::Work;
 use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
-use crate::remote_queue::{Fresh, IntoNode, Link};
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::slot::DoneCallback;
 use crate::work::{Callback, EnterContext, RemoteCallback};
 use crate::{Error, EventLoop, Remote, Result};
@@ -285,6 +285,7 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
         self.location
     }
 
+    #[inline]
     fn run_queued(self: Arc<Self>, lp: &EventLoop) {
         lp.run_remote(&*self);
         let inner = &*lp.inner;
@@ -292,12 +293,14 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
     }
 }
 
-impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteNode for RemoteCb<F> {
+impl<F> Linked<dyn RemoteNode> for RemoteCb<F> {
     #[inline]
-    fn node_link(&self) -> &Link<dyn RemoteNode> {
+    fn link(&self) -> &Link<dyn RemoteNode> {
         &self.link
     }
+}
 
+impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteNode for RemoteCb<F> {
     #[inline]
     fn run_queued(self: Arc<Self>, lp: &EventLoop) {
         RemoteCallback::run_queued(self, lp)
@@ -507,6 +510,7 @@ impl Remote {
     /// lp.run_forever().unwrap();
     /// ```
     #[track_caller]
+    #[inline]
     pub fn call_soon_threadsafe(
         &self,
         f: impl FnOnce(&EventLoop) + Send + 'static,

@@ -76,11 +76,11 @@ impl<X: ?Sized> Default for Link<X> {
     }
 }
 
-/// A value that can be queued: it names the [`Link`] inside it.
-pub(crate) trait Linked {
+/// A value that can be queued in a `Stack<X>`: it names the [`Link`] inside it.
+pub(crate) trait Linked<X: ?Sized> {
     /// The value's link. [`Stack::push`] checks that it lies within the value, so a wrong
     /// answer is caught (a panic) rather than trusted.
-    fn link(&self) -> &Link<Self>;
+    fn link(&self) -> &Link<X>;
 }
 
 /// An `Arc` that nobody else holds: a new value, or one whose other holders all dropped it.
@@ -138,7 +138,7 @@ pub(crate) struct Stack<X: ?Sized> {
     owns: PhantomData<Arc<X>>,
 }
 
-impl<X: ?Sized + Linked> Stack<X> {
+impl<X: ?Sized> Stack<X> {
     /// An empty queue.
     pub(crate) fn new() -> Stack<X> {
         Stack {
@@ -151,25 +151,26 @@ impl<X: ?Sized + Linked> Stack<X> {
     /// value (the caller's handle). Any thread. The compare-exchange that publishes the value
     /// is sequentially consistent, as the wake-up protocol ([`crate::wake`]) needs.
     #[inline]
-    pub(crate) fn push<S: IntoNode<X>>(&self, node: Fresh<S>) -> Arc<S> {
+    pub(crate) fn push<S: IntoNode<X> + Linked<X>>(&self, node: Fresh<S>) -> Arc<S> {
         let handle = node.0.clone();
-        let at = Arc::as_ptr(&node.0) as *const ();
-        let erased: Arc<X> = node.0.into_node();
-        // The value that was checked to be held by nobody else, and nothing else: `into_node`
-        // is safe code, so what it returned is checked, not trusted.
+        let at = Arc::as_ptr(&node.0);
+        // The link, found through the concrete type (no dynamic call), and checked to lie
+        // within the value: `link` is safe code, so its answer is checked, not trusted.
+        let link: *const Link<X> = node.0.link();
+        // (As an offset from the value's start, which the compiler folds to a constant.)
+        let offset = (link as usize).wrapping_sub(at as usize);
         assert!(
-            std::ptr::eq(Arc::as_ptr(&erased) as *const (), at),
-            "into_node must return the same value"
-        );
-        let link: &Link<X> = erased.link();
-        let start = at as usize;
-        let end = start + std::mem::size_of_val::<X>(&*erased);
-        let l = link as *const Link<X> as usize;
-        assert!(
-            l >= start && l + std::mem::size_of::<Link<X>>() <= end,
+            std::mem::size_of::<Link<X>>() <= std::mem::size_of::<S>()
+                && offset <= std::mem::size_of::<S>() - std::mem::size_of::<Link<X>>(),
             "a value's link must lie within it"
         );
-        let link: *const Link<X> = link;
+        let erased: Arc<X> = node.0.into_node();
+        // The value that was checked to be held by nobody else, and nothing else: `into_node`
+        // is safe code too.
+        assert!(
+            std::ptr::eq(Arc::as_ptr(&erased) as *const (), at as *const ()),
+            "into_node must return the same value"
+        );
         // Owned by the queue from here on, as the raw pointer in the link (`into_raw` keeps
         // the count).
         let this = NonNull::new(Arc::into_raw(erased) as *mut X).expect("an Arc is not null");
@@ -333,7 +334,7 @@ mod model {
         drops: Arc<AtomicUsize>,
     }
 
-    impl Linked for Node {
+    impl Linked<Node> for Node {
         fn link(&self) -> &Link<Node> {
             &self.link
         }

@@ -60,7 +60,7 @@ pub(crate) struct Wake<X: ?Sized, F> {
     fd: F,
 }
 
-impl<X: ?Sized + Linked, F: WakeFd> Wake<X, F> {
+impl<X: ?Sized, F: WakeFd> Wake<X, F> {
     /// Nothing queued, nothing written.
     pub(crate) fn new(fd: F) -> Self {
         Wake {
@@ -80,7 +80,7 @@ impl<X: ?Sized + Linked, F: WakeFd> Wake<X, F> {
     /// also extends the release sequence of earlier pushes from other threads, so the loop's
     /// acquiring swap sees every item pushed before it), sequenced before the `notified` swap.
     #[inline(always)]
-    pub(crate) fn push<S: IntoNode<X>>(&self, w: Fresh<S>) -> Arc<S> {
+    pub(crate) fn push<S: IntoNode<X> + Linked<X>>(&self, w: Fresh<S>) -> Arc<S> {
         let handle = self.queue.push(w);
         self.notify();
         handle
@@ -233,7 +233,7 @@ impl Num {
         )
     )
 ))]
-impl Linked for Num {
+impl Linked<Num> for Num {
     fn link(&self) -> &crate::remote_queue::Link<Num> {
         &self.link
     }

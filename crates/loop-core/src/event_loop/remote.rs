@@ -12,19 +12,10 @@ use crate::{Error, Result};
 /// [`crate::remote_queue`]). A `call_soon_threadsafe` callback is one; [`KeyNode`] carries the
 /// rest (a task woken on another thread, a stop request).
 pub(crate) trait RemoteNode: Send + Sync {
-    /// The link the queue uses, inside the value.
-    fn node_link(&self) -> &Link<dyn RemoteNode>;
     /// Runs it straight from the batch the loop took (nothing else was ready).
     fn run_queued(self: Arc<Self>, lp: &EventLoop);
     /// Its ready-queue form, when the batch goes behind other ready work.
     fn into_work(self: Arc<Self>) -> Work;
-}
-
-impl Linked for dyn RemoteNode {
-    #[inline]
-    fn link(&self) -> &Link<dyn RemoteNode> {
-        self.node_link()
-    }
 }
 
 /// Remote work that is not a callback, as a queue node of its own.
@@ -45,11 +36,13 @@ impl KeyNode {
     }
 }
 
-impl RemoteNode for KeyNode {
-    fn node_link(&self) -> &Link<dyn RemoteNode> {
+impl Linked<dyn RemoteNode> for KeyNode {
+    fn link(&self) -> &Link<dyn RemoteNode> {
         &self.link
     }
+}
 
+impl RemoteNode for KeyNode {
     fn run_queued(self: Arc<Self>, lp: &EventLoop) {
         lp.run_work(self.into_work());
     }
