@@ -138,6 +138,12 @@ pub(crate) struct Stack<X: ?Sized> {
     owns: PhantomData<Arc<X>>,
 }
 
+// A panic cannot leave the queue half-changed (a push is one compare-exchange, a take one swap),
+// and it hands its values out only by value: like a mutex, it may be used across
+// `catch_unwind` whatever it holds (so `Remote` stays unwind-safe).
+impl<X: ?Sized> std::panic::UnwindSafe for Stack<X> {}
+impl<X: ?Sized> std::panic::RefUnwindSafe for Stack<X> {}
+
 impl<X: ?Sized> Stack<X> {
     /// An empty queue.
     pub(crate) fn new() -> Stack<X> {
