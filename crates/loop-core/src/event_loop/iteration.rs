@@ -478,7 +478,6 @@ impl EventLoop {
     #[inline(always)]
     fn run_remote_batch(&self, ran: usize) {
         let inner = &*self.inner;
-        inner.spent_remote.give_back(&inner.shared.spare_remote);
         let mut batch = inner.shared.wake.take_batch();
         let high = (batch.len() + ran) as u64;
         if high > inner.counters.ready_high_water.get() {

@@ -142,7 +142,6 @@ impl EventLoop {
     /// Moves work queued by other threads into the ready queue.
     pub(super) fn take_remote(&self) {
         let inner = &*self.inner;
-        inner.spent_remote.give_back(&inner.shared.spare_remote);
         let batch = inner.shared.wake.take_batch();
         // In one go: the batch knows its length, so the ready queue makes room once.
         inner
