@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::stats::Counters;
 use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
-use crate::remote_queue::{Fresh, IntoNode, Linked};
 use crate::wake::Wake;
 use crate::work::{Callback, RemoteCallback};
 use crate::{Error, ExceptionContext, Result};
@@ -66,6 +66,59 @@ pub(crate) enum RemoteWork {
     Stop,
 }
 
+/// An item of the loop's remote queue: the value itself is the queue's node (see
+/// [`crate::remote_queue`]). A `call_soon_threadsafe` callback is one; [`KeyNode`] carries the
+/// rest (a task woken on another thread, a stop request).
+pub(crate) trait RemoteNode: Send + Sync {
+    /// Runs it straight from the batch the loop took (nothing else was ready).
+    fn run_queued(self: Arc<Self>, lp: &EventLoop);
+    /// Its ready-queue form, when the batch goes behind other ready work.
+    fn into_work(self: Arc<Self>) -> Work;
+}
+
+/// Remote work that is not a callback, as a queue node of its own.
+pub(crate) struct KeyNode {
+    /// Its link in the queue.
+    link: Link<dyn RemoteNode>,
+    /// What to do.
+    work: RemoteWork,
+}
+
+impl KeyNode {
+    /// `work`, ready to queue.
+    pub(crate) fn new(work: RemoteWork) -> Fresh<KeyNode> {
+        Fresh::new(KeyNode {
+            link: Link::new(),
+            work,
+        })
+    }
+}
+
+impl Linked<dyn RemoteNode> for KeyNode {
+    fn link(&self) -> &Link<dyn RemoteNode> {
+        &self.link
+    }
+}
+
+impl RemoteNode for KeyNode {
+    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
+        lp.run_work(self.into_work());
+    }
+
+    fn into_work(self: Arc<Self>) -> Work {
+        match self.work {
+            RemoteWork::Task(k) => Work::Task(k),
+            RemoteWork::Stop => Work::Stop,
+        }
+    }
+}
+
+impl IntoNode<dyn RemoteNode> for KeyNode {
+    fn into_node(self: Arc<Self>) -> Arc<dyn RemoteNode> {
+        self
+    }
+}
+
 /// A hook around the loop's blocking wait: called with the wait, which it must call once (see
 /// [`EventLoop::set_wait_hook`]).
 pub(crate) type WaitHook = Box<dyn FnMut(&mut dyn FnMut())>;
@@ -77,7 +130,7 @@ pub(crate) struct Shared {
     /// The thread that created the loop.
     pub(crate) thread: ThreadId,
     /// Work from other threads and the eventfd that wakes the loop for it.
-    pub(crate) wake: Wake<dyn remote::RemoteNode, crate::sys::Waker>,
+    pub(crate) wake: Wake<dyn RemoteNode, crate::sys::Waker>,
     /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
     pub(crate) spare_remote: crate::remote_pool::SpareRemote,
     /// Set by `close()`.
@@ -87,7 +140,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Queues remote work and wakes the loop. Gives the work back if the loop is closed.
     pub(crate) fn push(&self, w: RemoteWork) -> std::result::Result<(), RemoteWork> {
-        match self.push_node(remote::KeyNode::new(w)) {
+        match self.push_node(KeyNode::new(w)) {
             Some(_) => Ok(()),
             None => Err(w),
         }
@@ -96,7 +149,7 @@ impl Shared {
     /// Queues `node` and wakes the loop; returns another reference to it (the caller's
     /// handle), or `None` (and drops it) if the loop is closed.
     #[inline(always)]
-    pub(crate) fn push_node<S: IntoNode<dyn remote::RemoteNode> + Linked<dyn remote::RemoteNode>>(
+    pub(crate) fn push_node<S: IntoNode<dyn RemoteNode> + Linked<dyn RemoteNode>>(
         &self,
         node: Fresh<S>,
     ) -> Option<Arc<S>> {

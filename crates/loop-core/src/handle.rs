@@ -17,8 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::context::{self, Snapshot};
-use crate::event_loop::remote::RemoteNode;
-use crate::event_loop::Work;
+use crate::event_loop::{RemoteNode, Work};
 use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
 use crate::remote_queue::{Fresh, IntoNode, Link, Linked};

@@ -411,7 +411,11 @@ mod model {
                 t.join().unwrap();
             }
             assert!(stack.is_empty(Ordering::SeqCst));
-            assert_eq!(drops.load(Ordering::SeqCst), total, "each value dropped once");
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                total,
+                "each value dropped once"
+            );
         });
     }
 
@@ -447,7 +451,10 @@ mod model {
                 assert!(batch.next().is_none());
             }
             let cancelled = producer.join().unwrap();
-            assert!(ran.unwrap() != cancelled, "exactly one of the run and the cancel");
+            assert!(
+                ran.unwrap() != cancelled,
+                "exactly one of the run and the cancel"
+            );
             assert_eq!(drops.load(Ordering::SeqCst), 1);
         });
     }

@@ -9,11 +9,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::IoHandler;
-use super::remote::RemoteNode;
-use super::{EventLoop, WaitHook, Work};
-use crate::remote_queue::Batch;
+use super::{EventLoop, RemoteNode, WaitHook, Work};
 use crate::reactor::{Cancelled, Polled};
 use crate::readiness::Readiness;
+use crate::remote_queue::Batch;
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext, Result};

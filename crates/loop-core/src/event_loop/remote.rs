@@ -4,62 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{EventLoop, RemoteWork, Shared, Work};
-use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
+use super::{EventLoop, RemoteNode, RemoteWork, Shared};
 use crate::{Error, Result};
-
-/// An item of the loop's remote queue: the value itself is the queue's node (see
-/// [`crate::remote_queue`]). A `call_soon_threadsafe` callback is one; [`KeyNode`] carries the
-/// rest (a task woken on another thread, a stop request).
-pub(crate) trait RemoteNode: Send + Sync {
-    /// Runs it straight from the batch the loop took (nothing else was ready).
-    fn run_queued(self: Arc<Self>, lp: &EventLoop);
-    /// Its ready-queue form, when the batch goes behind other ready work.
-    fn into_work(self: Arc<Self>) -> Work;
-}
-
-/// Remote work that is not a callback, as a queue node of its own.
-pub(crate) struct KeyNode {
-    /// Its link in the queue.
-    link: Link<dyn RemoteNode>,
-    /// What to do.
-    work: RemoteWork,
-}
-
-impl KeyNode {
-    /// `work`, ready to queue.
-    pub(crate) fn new(work: RemoteWork) -> Fresh<KeyNode> {
-        Fresh::new(KeyNode {
-            link: Link::new(),
-            work,
-        })
-    }
-}
-
-impl Linked<dyn RemoteNode> for KeyNode {
-    fn link(&self) -> &Link<dyn RemoteNode> {
-        &self.link
-    }
-}
-
-impl RemoteNode for KeyNode {
-    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
-        lp.run_work(self.into_work());
-    }
-
-    fn into_work(self: Arc<Self>) -> Work {
-        match self.work {
-            RemoteWork::Task(k) => Work::Task(k),
-            RemoteWork::Stop => Work::Stop,
-        }
-    }
-}
-
-impl IntoNode<dyn RemoteNode> for KeyNode {
-    fn into_node(self: Arc<Self>) -> Arc<dyn RemoteNode> {
-        self
-    }
-}
 
 /// A `Send + Sync` handle to a loop, for other threads: `call_soon_threadsafe` and `stop`.
 ///
