@@ -181,14 +181,19 @@ impl EventLoop {
     /// let lp = EventLoop::new()?;
     /// let waits = Rc::new(Cell::new(0));
     /// let w = waits.clone();
+    /// let (about_to_wait, waiting) = std::sync::mpsc::channel();
     /// lp.set_wait_hook(move |wait: &mut dyn FnMut()| {
     ///     w.set(w.get() + 1); // e.g. release a lock here ...
+    ///     let _ = about_to_wait.send(());
     ///     wait();
     ///     // ... and take it back here.
     /// });
     /// // Nothing is ready: the loop waits until another thread stops it.
     /// let remote = lp.remote();
-    /// let t = std::thread::spawn(move || remote.stop());
+    /// let t = std::thread::spawn(move || {
+    ///     waiting.recv().unwrap();
+    ///     remote.stop()
+    /// });
     /// lp.run_forever()?;
     /// t.join().unwrap()?;
     /// assert!(waits.get() >= 1);
