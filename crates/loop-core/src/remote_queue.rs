@@ -208,8 +208,9 @@ impl<X: ?Sized> Stack<X> {
         self.head.load(ordering).is_null()
     }
 
-    /// Takes everything queued now, oldest first. The loop's thread only (one consumer: a
-    /// batch owns the links it took until it gives each value back).
+    /// Takes everything queued now, oldest first. Meant for the loop's thread, but sound from
+    /// any: the swap hands each link to exactly one batch, which owns it until it gives the
+    /// value back.
     #[inline]
     pub(crate) fn take(&self) -> Batch<X> {
         let mut p: *const Link<X> = self.head.swap(std::ptr::null_mut(), Ordering::SeqCst);
@@ -219,8 +220,9 @@ impl<X: ?Sized> Stack<X> {
             // SAFETY: `p` was published by a push whose compare-exchange this swap (or, for
             // older links, the chain of compare-exchanges it read from) synchronises with, and
             // its value stays alive, held by the queue, until the batch gives it back. The swap
-            // took it out of the stack: no producer touches it any more, and this is the only
-            // consumer, so the access is exclusive.
+            // took it out of the stack: no producer touches it any more, and no other swap can
+            // return it (each swap returns what was pushed since the previous one), so the
+            // access is exclusive.
             let next = unsafe { (*p).next.with_mut(|n| std::mem::replace(&mut *n, prev)) };
             prev = p;
             p = next;
