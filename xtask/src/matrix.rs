@@ -167,7 +167,8 @@ pub fn run(args: &[String]) -> ExitCode {
         },
     });
     // The cross-thread wake-ups of `loop-core/src/wake.rs` (the loop's) and `task_wake.rs` (a
-    // task's), and the remote callbacks' take-once cell (`remote_cell.rs`), under loom (every
+    // task's), the remote callbacks' take-once cell (`remote_cell.rs`) and the lock-free queue of
+    // remote work (`remote_queue.rs`), under loom (every
     // interleaving up to three preemptions). `--cfg loom` changes every crate's build: it gets
     // its own target dir.
     let mut loom = cargo(&[
@@ -179,6 +180,7 @@ pub fn run(args: &[String]) -> ExitCode {
         "--",
         "wake::",
         "remote_cell::",
+        "remote_queue::",
         "task_wake::",
     ]);
     let target =
@@ -187,7 +189,7 @@ pub fn run(args: &[String]) -> ExitCode {
     loom.env("CARGO_TARGET_DIR", target.join("loom"))
         .env("RUSTFLAGS", format!("{flags} --cfg loom").trim_start());
     steps.push(Step {
-        name: "loom models of the wake-ups and the remote callback cell (loop-core)".into(),
+        name: "loom models of the wake-ups, the remote callback cell and queue (loop-core)".into(),
         cmd: loom,
     });
     if heavy {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::reactor::{Reactor, Watcher};
 use crate::readiness::Readiness;
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::stats::Counters;
 use crate::task_header::{TaskDyn, TaskKey, TaskSlab, TaskSpec};
 use crate::wake::Wake;
@@ -56,14 +57,66 @@ pub(crate) enum Work {
     Stop,
 }
 
-/// Work queued from other threads.
+/// Work queued from other threads that is not a callback (a callback is its own queue node).
+#[derive(Clone, Copy)]
 pub(crate) enum RemoteWork {
-    /// A `call_soon_threadsafe` callback.
-    Call(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task woken off the loop's thread.
     Task(TaskKey),
     /// `Remote::stop`.
     Stop,
+}
+
+/// An item of the loop's remote queue: the value itself is the queue's node (see
+/// [`crate::remote_queue`]). A `call_soon_threadsafe` callback is one; [`KeyNode`] carries the
+/// rest (a task woken on another thread, a stop request).
+pub(crate) trait RemoteNode: Send + Sync {
+    /// Runs it straight from the batch the loop took (nothing else was ready).
+    fn run_queued(self: Arc<Self>, lp: &EventLoop);
+    /// Its ready-queue form, when the batch goes behind other ready work.
+    fn into_work(self: Arc<Self>) -> Work;
+}
+
+/// Remote work that is not a callback, as a queue node of its own.
+pub(crate) struct KeyNode {
+    /// Its link in the queue.
+    link: Link<dyn RemoteNode>,
+    /// What to do.
+    work: RemoteWork,
+}
+
+impl KeyNode {
+    /// `work`, ready to queue.
+    pub(crate) fn new(work: RemoteWork) -> Fresh<KeyNode> {
+        Fresh::new(KeyNode {
+            link: Link::new(),
+            work,
+        })
+    }
+}
+
+impl Linked<dyn RemoteNode> for KeyNode {
+    fn link(&self) -> &Link<dyn RemoteNode> {
+        &self.link
+    }
+}
+
+impl RemoteNode for KeyNode {
+    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
+        lp.run_work(self.into_work());
+    }
+
+    fn into_work(self: Arc<Self>) -> Work {
+        match self.work {
+            RemoteWork::Task(k) => Work::Task(k),
+            RemoteWork::Stop => Work::Stop,
+        }
+    }
+}
+
+impl IntoNode<dyn RemoteNode> for KeyNode {
+    fn into_node(self: Arc<Self>) -> Arc<dyn RemoteNode> {
+        self
+    }
 }
 
 /// A hook around the loop's blocking wait: called with the wait, which it must call once (see
@@ -77,7 +130,7 @@ pub(crate) struct Shared {
     /// The thread that created the loop.
     pub(crate) thread: ThreadId,
     /// Work from other threads and the eventfd that wakes the loop for it.
-    pub(crate) wake: Wake<RemoteWork, crate::sys::Waker>,
+    pub(crate) wake: Wake<dyn RemoteNode, crate::sys::Waker>,
     /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
     pub(crate) spare_remote: crate::remote_pool::SpareRemote,
     /// Set by `close()`.
@@ -86,14 +139,24 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Queues remote work and wakes the loop. Gives the work back if the loop is closed.
-    /// Inlined: on `call_soon_threadsafe`'s path, a call here copied the work twice more.
-    #[inline(always)]
     pub(crate) fn push(&self, w: RemoteWork) -> std::result::Result<(), RemoteWork> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(w);
+        match self.push_node(KeyNode::new(w)) {
+            Some(_) => Ok(()),
+            None => Err(w),
         }
-        self.wake.push(w);
-        Ok(())
+    }
+
+    /// Queues `node` and wakes the loop; returns another reference to it (the caller's
+    /// handle), or `None` (and drops it) if the loop is closed.
+    #[inline(always)]
+    pub(crate) fn push_node<S: IntoNode<dyn RemoteNode> + Linked<dyn RemoteNode>>(
+        &self,
+        node: Fresh<S>,
+    ) -> Option<Arc<S>> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.wake.push(node))
     }
 
     /// True if other threads queued work since the loop last took it.
@@ -101,21 +164,17 @@ impl Shared {
     pub(crate) fn has_pending(&self) -> bool {
         self.wake.has_pending()
     }
-
-    /// Disposes of work that can no longer run (a task step is only a key: the task itself
-    /// never leaves the loop's thread).
-    pub(crate) fn dispose(&self, w: RemoteWork) {
-        drop(w);
-    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         loop {
             let mut any = false;
+            // A task step is only a key (the task itself never leaves the loop's thread); a
+            // callback's closure is dropped here.
             self.wake.take_all(|w| {
                 any = true;
-                self.dispose(w);
+                drop(w);
             });
             if !any {
                 break;

@@ -17,9 +17,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::context::{self, Snapshot};
-use crate::event_loop::{RemoteWork, Work};
+use crate::event_loop::{RemoteNode, Work};
 use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::slot::DoneCallback;
 use crate::work::{Callback, EnterContext, RemoteCallback};
 use crate::{Error, EventLoop, Remote, Result};
@@ -250,8 +251,11 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// The allocation behind a [`RemoteHandle`].
+/// The allocation behind a [`RemoteHandle`], which is also its node in the loop's remote
+/// queue.
 struct RemoteCb<F> {
+    /// Its link in the loop's remote queue.
+    link: Link<dyn RemoteNode>,
     /// Where it was scheduled.
     location: &'static Location<'static>,
     /// The closure and its state (PENDING, RUNNING or CANCELLED): whichever of the run and a
@@ -280,10 +284,37 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
         self.location
     }
 
+    #[inline]
     fn run_queued(self: Arc<Self>, lp: &EventLoop) {
         lp.run_remote(&*self);
         let inner = &*lp.inner;
         inner.spent_remote.keep(self, &inner.shared.spare_remote);
+    }
+}
+
+impl<F> Linked<dyn RemoteNode> for RemoteCb<F> {
+    #[inline]
+    fn link(&self) -> &Link<dyn RemoteNode> {
+        &self.link
+    }
+}
+
+impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteNode for RemoteCb<F> {
+    #[inline]
+    fn run_queued(self: Arc<Self>, lp: &EventLoop) {
+        RemoteCallback::run_queued(self, lp)
+    }
+
+    #[inline]
+    fn into_work(self: Arc<Self>) -> Work {
+        Work::Remote(self)
+    }
+}
+
+impl<F: FnOnce(&EventLoop) + Send + 'static> IntoNode<dyn RemoteNode> for RemoteCb<F> {
+    #[inline]
+    fn into_node(self: Arc<Self>) -> Arc<dyn RemoteNode> {
+        self
     }
 }
 
@@ -294,16 +325,18 @@ fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
     spare: &SpareRemote,
     location: &'static Location<'static>,
     f: F,
-) -> Arc<RemoteCb<F>> {
-    if let Some(Ok(mut rc)) = spare.take().map(|a| a.downcast::<RemoteCb<F>>()) {
-        if let Some(cb) = Arc::get_mut(&mut rc) {
+) -> Fresh<RemoteCb<F>> {
+    if let Some(Ok(rc)) = spare.take().map(|a| a.downcast::<RemoteCb<F>>()) {
+        if let Ok(mut fresh) = Fresh::unique(rc) {
+            let cb = fresh.get_mut();
             cb.location = location;
             cb.f.refill(f);
-            return rc;
+            return fresh;
         }
     }
     // None kept, or one of another closure type (freed here).
-    Arc::new(RemoteCb {
+    Fresh::new(RemoteCb {
+        link: Link::new(),
         location,
         f: TakeOnce::new(f),
     })
@@ -328,18 +361,6 @@ pub struct RemoteHandle {
 }
 
 impl RemoteHandle {
-    /// A handle for `f`, in a spent allocation of the loop's if one fits.
-    #[inline]
-    fn new(
-        spare: &SpareRemote,
-        location: &'static Location<'static>,
-        f: impl FnOnce(&EventLoop) + Send + 'static,
-    ) -> RemoteHandle {
-        RemoteHandle {
-            cb: take_or_new(spare, location, f),
-        }
-    }
-
     /// Cancels the callback if it has not started; returns whether the cancel won.
     ///
     /// ```
@@ -488,17 +509,15 @@ impl Remote {
     /// lp.run_forever().unwrap();
     /// ```
     #[track_caller]
+    #[inline]
     pub fn call_soon_threadsafe(
         &self,
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> Result<RemoteHandle> {
-        let h = RemoteHandle::new(&self.shared.spare_remote, Location::caller(), f);
-        match self.shared.push(RemoteWork::Call(h.cb.clone())) {
-            Ok(()) => Ok(h),
-            Err(w) => {
-                self.shared.dispose(w);
-                Err(Error::Closed)
-            }
+        let node = take_or_new(&self.shared.spare_remote, Location::caller(), f);
+        match self.shared.push_node(node) {
+            Some(cb) => Ok(RemoteHandle { cb }),
+            None => Err(Error::Closed),
         }
     }
 }
@@ -566,8 +585,9 @@ impl EventLoop {
         f: impl FnOnce(&EventLoop) + Send + 'static,
     ) -> Result<RemoteHandle> {
         self.check_open()?;
-        let h = RemoteHandle::new(&self.inner.shared.spare_remote, Location::caller(), f);
-        self.push_ready(Work::Remote(h.cb.clone()));
+        let cb = take_or_new(&self.inner.shared.spare_remote, Location::caller(), f).into_arc();
+        let h = RemoteHandle { cb: cb.clone() };
+        self.push_ready(Work::Remote(cb));
         Ok(h)
     }
 }

@@ -85,6 +85,7 @@ mod reactor;
 mod readiness;
 mod remote_cell;
 mod remote_pool;
+mod remote_queue;
 mod runner;
 mod slot;
 mod stats;

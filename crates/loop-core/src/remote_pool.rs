@@ -59,7 +59,11 @@ struct Chunks {
 pub(crate) struct SpareRemote(Mutex<Chunks>);
 
 /// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
-/// back [`GIVE_BACK_EVERY`] at a time, and the rest when the loop next takes remote work.
+/// back [`GIVE_BACK_EVERY`] at a time. Only whole chunks go back: handing back what was kept
+/// at every batch cost a lock per batch on both sides when batches are small (a loop that
+/// keeps up with its producers takes a few callbacks at a time), and callers then found
+/// chunks of one or two; the fewer than [`GIVE_BACK_EVERY`] kept in between wait for the next
+/// callbacks to fill their chunk.
 #[derive(Default)]
 pub(crate) struct SpentRemote(RefCell<Kept>);
 
@@ -87,7 +91,7 @@ impl SpentRemote {
 
     /// Hands what was kept to `spare` as one chunk, if it has room; else it is freed.
     #[inline]
-    pub(crate) fn give_back(&self, spare: &SpareRemote) {
+    fn give_back(&self, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
         if spent.cbs.is_empty() {
             return;

@@ -2,12 +2,12 @@
 //! (CORE-19, CORE-20).
 //!
 //! `call_soon_threadsafe`, tasks woken on other threads and `Remote::stop` all come through
-//! [`Wake::push`]: the producer appends its work to the queue (a `Vec` under a mutex, which
-//! the loop empties a batch at a time), sets `pending`, and writes the
-//! eventfd unless a wake-up is already on its way (`notified`), so that any number of pushes
-//! while the loop is busy cost one write. The loop takes what is pending at the start of every
-//! iteration ([`Wake::has_pending`] is one load) and, when epoll reports the eventfd readable,
-//! drains it, re-arms `notified` and looks at `pending` once more
+//! [`Wake::push`]: the producer links its work into the queue (a lock-free stack of the work
+//! items themselves, which the loop takes a batch at a time: [`crate::remote_queue`]), and
+//! writes the eventfd unless a wake-up is already on its way (`notified`), so that any number
+//! of pushes while the loop is busy cost one write. The loop takes what is queued at the start
+//! of every iteration ([`Wake::has_pending`] is one load of the queue's head) and, when epoll
+//! reports the eventfd readable, drains it, re-arms `notified` and looks at the queue once more
 //! ([`Wake::drain_and_rearm`]).
 //!
 //! This is the only state of a loop that other threads write, and the only code whose
@@ -32,7 +32,10 @@
 
 use rustix::io::Errno;
 
-use crate::sync::{AtomicBool, Ordering, Queue};
+use std::sync::Arc;
+
+use crate::remote_queue::{Batch, Fresh, IntoNode, Linked, Stack};
+use crate::sync::{AtomicBool, Ordering};
 
 /// What wakes the loop's poll: the loop's eventfd, or a model of it under loom.
 pub(crate) trait WakeFd {
@@ -45,13 +48,11 @@ pub(crate) trait WakeFd {
     fn read(&self) -> Result<(), Errno>;
 }
 
-/// The remote-work queue, the flags around it and the fd that wakes the loop.
-pub(crate) struct Wake<T, F> {
-    /// Work from other threads, oldest first.
-    queue: Queue<T>,
-    /// Set after each push to `queue`, cleared by the loop before it drains the queue: the
-    /// loop's "anything from other threads?" check is one load.
-    pending: AtomicBool,
+/// The remote-work queue, the flag beside it and the fd that wakes the loop.
+pub(crate) struct Wake<X: ?Sized, F> {
+    /// Work from other threads; its head is non-null while anything is queued, so the loop's
+    /// "anything from other threads?" check is one load.
+    queue: Stack<X>,
     /// True from the first wake-up write until the loop has drained the eventfd: wakes
     /// coalesce.
     notified: AtomicBool,
@@ -59,12 +60,11 @@ pub(crate) struct Wake<T, F> {
     fd: F,
 }
 
-impl<T, F: WakeFd> Wake<T, F> {
+impl<X: ?Sized, F: WakeFd> Wake<X, F> {
     /// Nothing queued, nothing written.
     pub(crate) fn new(fd: F) -> Self {
         Wake {
-            queue: Queue::new(),
-            pending: AtomicBool::new(false),
+            queue: Stack::new(),
             notified: AtomicBool::new(false),
             fd,
         }
@@ -75,14 +75,15 @@ impl<T, F: WakeFd> Wake<T, F> {
         &self.fd
     }
 
-    /// Queues `w` and wakes the loop. Any thread.
+    /// Queues `w` and wakes the loop; returns another reference to `w` (the caller's handle).
+    /// Any thread. The push publishes `w` with a read-modify-write of the queue's head (which
+    /// also extends the release sequence of earlier pushes from other threads, so the loop's
+    /// acquiring swap sees every item pushed before it), sequenced before the `notified` swap.
     #[inline(always)]
-    pub(crate) fn push(&self, w: T) {
-        self.queue.push(w);
-        // A read-modify-write, not a store: it extends the release sequence of earlier pushes
-        // from other threads, so the loop's acquiring swap sees every item pushed before it.
-        self.pending.swap(true, Ordering::SeqCst);
+    pub(crate) fn push<S: IntoNode<X> + Linked<X>>(&self, w: Fresh<S>) -> Arc<S> {
+        let handle = self.queue.push(w);
         self.notify();
+        handle
     }
 
     /// Wakes the loop if it was not woken since it last drained the eventfd.
@@ -120,12 +121,12 @@ impl<T, F: WakeFd> Wake<T, F> {
     /// True if other threads queued work since the loop last took it. The loop's thread.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        !self.queue.is_empty(Ordering::Acquire)
     }
 
-    /// Clears `pending` and gives every queued item to `f`, oldest first. The loop's thread.
-    /// (The loop itself takes a batch at once, with [`take_batch`](Self::take_batch); this is
-    /// for the tests and the loom model below.)
+    /// Gives every queued item to `f`, oldest first. The loop's thread. (The loop itself
+    /// takes a batch at once, with [`take_batch`](Self::take_batch); this is for the tests and
+    /// the loom model below.)
     #[cfg(all(
         test,
         any(
@@ -136,23 +137,22 @@ impl<T, F: WakeFd> Wake<T, F> {
             )
         )
     ))]
-    pub(crate) fn take(&self, f: impl FnMut(T)) {
-        self.take_batch(|batch| batch.for_each(f))
+    pub(crate) fn take(&self, f: impl FnMut(Arc<X>)) {
+        self.take_batch().for_each(f)
     }
 
-    /// As [`take`](Self::take), the items given to `f` at once, as an iterator that knows its
-    /// length. The loop's thread.
+    /// Takes every queued item at once, oldest first, as an iterator that knows its length
+    /// (what it still holds when dropped is dropped). The loop's thread. One swap of the
+    /// queue's head empties it: a push racing with it lands either in this batch or, whole,
+    /// in the next.
     #[inline]
-    pub(crate) fn take_batch(&self, f: impl FnOnce(std::vec::Drain<'_, T>)) {
-        // Cleared before draining: a push racing with the drain sets it again after its item is
-        // in the queue, so nothing is missed (an item that misses this batch is in the next).
-        self.pending.swap(false, Ordering::SeqCst);
-        self.queue.drain_batch(f)
+    pub(crate) fn take_batch(&self) -> Batch<X> {
+        self.queue.take()
     }
 
-    /// Gives every queued item to `f` without touching the flags (closing the loop).
-    pub(crate) fn take_all(&self, f: impl FnMut(T)) {
-        self.queue.drain(f)
+    /// Gives every queued item to `f` (closing the loop).
+    pub(crate) fn take_all(&self, f: impl FnMut(Arc<X>)) {
+        self.queue.take().for_each(f)
     }
 
     /// After epoll reported the eventfd readable: drains it, re-arms wake-ups, and tells
@@ -174,14 +174,84 @@ impl<T, F: WakeFd> Wake<T, F> {
         }
         // Re-arm only now. A producer whose `notified` swap comes after this one reads `false`
         // and writes a wake-up that stays for the next poll. One whose swap came before wrote
-        // nothing, but this swap reads the `true` it released, so its `pending` swap (sequenced
-        // before) is visible to the check below, which then takes its work. A swap, not a
+        // nothing, but this swap reads the `true` it released, so its push (sequenced before)
+        // is visible to the check below, which then takes its work. A swap, not a
         // store: a store would read nothing and make that argument rest on SeqCst's
         // store-then-load ordering alone, which loom does not model (it takes SeqCst accesses
         // for AcqRel); the read-modify-write makes it hold under acquire/release, and on x86
         // both are the same `xchg`.
         self.notified.swap(false, Ordering::SeqCst);
-        self.pending.load(Ordering::SeqCst)
+        !self.queue.is_empty(Ordering::SeqCst)
+    }
+}
+
+/// A queued item of the tests and the model below: a number.
+#[cfg(all(
+    test,
+    any(
+        loom,
+        all(
+            any(target_os = "linux", target_os = "android"),
+            not(feature = "reactor-polling")
+        )
+    )
+))]
+pub(crate) struct Num {
+    /// Its link in the queue.
+    link: crate::remote_queue::Link<Num>,
+    /// The number.
+    pub(crate) n: usize,
+}
+
+#[cfg(all(
+    test,
+    any(
+        loom,
+        all(
+            any(target_os = "linux", target_os = "android"),
+            not(feature = "reactor-polling")
+        )
+    )
+))]
+impl Num {
+    /// `n`, ready to push.
+    pub(crate) fn new(n: usize) -> Fresh<Num> {
+        Fresh::new(Num {
+            link: crate::remote_queue::Link::new(),
+            n,
+        })
+    }
+}
+
+#[cfg(all(
+    test,
+    any(
+        loom,
+        all(
+            any(target_os = "linux", target_os = "android"),
+            not(feature = "reactor-polling")
+        )
+    )
+))]
+impl Linked<Num> for Num {
+    fn link(&self) -> &crate::remote_queue::Link<Num> {
+        &self.link
+    }
+}
+
+#[cfg(all(
+    test,
+    any(
+        loom,
+        all(
+            any(target_os = "linux", target_os = "android"),
+            not(feature = "reactor-polling")
+        )
+    )
+))]
+impl IntoNode<Num> for Num {
+    fn into_node(self: Arc<Self>) -> Arc<Num> {
+        self
     }
 }
 
@@ -383,9 +453,9 @@ mod tests {
     }
 
     /// What [`Wake::take`] gives, in order.
-    fn taken(wake: &Wake<u32, EventFd>) -> Vec<u32> {
+    fn taken(wake: &Wake<Num, EventFd>) -> Vec<usize> {
         let mut v = Vec::new();
-        wake.take(|w| v.push(w));
+        wake.take(|w| v.push(w.n));
         v
     }
 
@@ -452,8 +522,8 @@ mod tests {
 
     #[test]
     fn core_20_draining_retries_an_interrupted_read() {
-        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
-        wake.push(1);
+        let wake: Wake<Num, EventFd> = Wake::new(eventfd());
+        drop(wake.push(Num::new(1)));
         assert!(wake.fd().readable());
         wake.fd()
             .fail_reads(&[Errno::INTR, Errno::INTR, Errno::INTR]);
@@ -466,20 +536,20 @@ mod tests {
         assert_eq!(logs, "", "an interrupted read is no error");
         assert_eq!(taken(&wake), [1]);
         // Re-armed: the next push writes a wake-up again.
-        wake.push(2);
+        drop(wake.push(Num::new(2)));
         assert!(wake.fd().readable());
     }
 
     #[test]
     fn core_20_draining_stops_at_would_block_and_logs_other_errors() {
-        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
+        let wake: Wake<Num, EventFd> = Wake::new(eventfd());
         // Nothing written: the read answers EAGAIN, which ends the drain quietly.
         let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
         assert!(!pending);
         assert_eq!(logs, "");
         // Another OS error ends the drain too, with an error line; the wake-up stays for the
         // next poll, which drains it.
-        wake.push(1);
+        drop(wake.push(Num::new(1)));
         wake.fd().fail_reads(&[Errno::IO]);
         let (pending, logs) = capture_logs(|| wake.drain_and_rearm());
         assert!(pending);
@@ -524,9 +594,9 @@ mod tests {
     #[test]
     fn core_20_an_interrupted_wake_up_write_is_retried() {
         // Directly: the wake-up reaches the eventfd through two interrupted writes.
-        let wake: Wake<u32, EventFd> = Wake::new(eventfd());
+        let wake: Wake<Num, EventFd> = Wake::new(eventfd());
         wake.fd().fail_writes(&[Errno::INTR, Errno::INTR]);
-        let ((), logs) = capture_logs(|| wake.push(1));
+        let ((), logs) = capture_logs(|| drop(wake.push(Num::new(1))));
         assert!(
             wake.fd().readable(),
             "the interrupted write was not retried: no wake-up in the eventfd"
@@ -700,7 +770,7 @@ mod model {
                 let (wake, finished) = (wake.clone(), finished.clone());
                 threads.push(loom::thread::spawn(move || {
                     for id in first..first + n {
-                        wake.push(id);
+                        drop(wake.push(Num::new(id)));
                     }
                     finished.fetch_add(1, Ordering::SeqCst);
                     wake.fd().producer_finished();
@@ -725,7 +795,7 @@ mod model {
                 if woken && wake.drain_and_rearm() {
                     wake.take(|w| ready.push_back(w));
                 }
-                ran.extend(ready.drain(..));
+                ran.extend(ready.drain(..).map(|w: std::sync::Arc<Num>| w.n));
             }
 
             for t in threads {

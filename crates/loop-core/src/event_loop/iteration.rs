@@ -9,9 +9,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::IoHandler;
-use super::{EventLoop, RemoteWork, WaitHook, Work};
+use super::{EventLoop, RemoteNode, WaitHook, Work};
 use crate::reactor::{Cancelled, Polled};
 use crate::readiness::Readiness;
+use crate::remote_queue::Batch;
 use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
 use crate::{Error, Exception, ExceptionContext, Result};
@@ -134,7 +135,7 @@ fn put_back_in_front(lp: &EventLoop, rest: Vec<Work>) {
 struct Unrun<'a, 'b> {
     lp: &'a EventLoop,
     /// The items not run yet.
-    batch: std::vec::Drain<'b, RemoteWork>,
+    batch: &'b mut Batch<dyn RemoteNode>,
 }
 
 impl Drop for Unrun<'_, '_> {
@@ -149,7 +150,7 @@ impl Drop for Unrun<'_, '_> {
 impl Unrun<'_, '_> {
     #[cold]
     fn queue(&mut self) {
-        let rest: Vec<Work> = self.batch.by_ref().map(Work::from).collect();
+        let rest: Vec<Work> = self.batch.by_ref().map(RemoteNode::into_work).collect();
         put_back_in_front(self.lp, rest);
     }
 }
@@ -180,14 +181,19 @@ impl EventLoop {
     /// let lp = EventLoop::new()?;
     /// let waits = Rc::new(Cell::new(0));
     /// let w = waits.clone();
+    /// let (about_to_wait, waiting) = std::sync::mpsc::channel();
     /// lp.set_wait_hook(move |wait: &mut dyn FnMut()| {
     ///     w.set(w.get() + 1); // e.g. release a lock here ...
+    ///     let _ = about_to_wait.send(());
     ///     wait();
     ///     // ... and take it back here.
     /// });
     /// // Nothing is ready: the loop waits until another thread stops it.
     /// let remote = lp.remote();
-    /// let t = std::thread::spawn(move || remote.stop());
+    /// let t = std::thread::spawn(move || {
+    ///     waiting.recv().unwrap();
+    ///     remote.stop()
+    /// });
     /// lp.run_forever()?;
     /// t.join().unwrap()?;
     /// assert!(waits.get() >= 1);
@@ -476,21 +482,18 @@ impl EventLoop {
     #[inline(always)]
     fn run_remote_batch(&self, ran: usize) {
         let inner = &*self.inner;
-        inner.spent_remote.give_back(&inner.shared.spare_remote);
-        inner.shared.wake.take_batch(|batch| {
-            let high = (batch.len() + ran) as u64;
-            if high > inner.counters.ready_high_water.get() {
-                inner.counters.ready_high_water.set(high);
-            }
-            let mut rest = Unrun { lp: self, batch };
-            for w in rest.batch.by_ref() {
-                match w {
-                    RemoteWork::Call(cb) => cb.run_queued(self),
-                    RemoteWork::Task(r) => self.run_work(Work::Task(r)),
-                    RemoteWork::Stop => self.stop(),
-                }
-            }
-        });
+        let mut batch = inner.shared.wake.take_batch();
+        let high = (batch.len() + ran) as u64;
+        if high > inner.counters.ready_high_water.get() {
+            inner.counters.ready_high_water.set(high);
+        }
+        let rest = Unrun {
+            lp: self,
+            batch: &mut batch,
+        };
+        for w in rest.batch.by_ref() {
+            w.run_queued(self);
+        }
     }
 
     /// Delivers the `events` of the last wait in the order the poll returned them. If nothing
@@ -563,7 +566,7 @@ impl EventLoop {
     }
 
     #[inline(always)]
-    fn run_work(&self, w: Work) {
+    pub(super) fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
             Work::Call(cb) => {

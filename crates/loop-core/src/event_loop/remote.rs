@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{EventLoop, RemoteWork, Shared, Work};
+use super::{EventLoop, RemoteNode, RemoteWork, Shared};
 use crate::{Error, Result};
 
 /// A `Send + Sync` handle to a loop, for other threads: `call_soon_threadsafe` and `stop`.
@@ -88,24 +88,11 @@ impl EventLoop {
     /// Moves work queued by other threads into the ready queue.
     pub(super) fn take_remote(&self) {
         let inner = &*self.inner;
-        inner.spent_remote.give_back(&inner.shared.spare_remote);
-        let mut q = inner.ready.borrow_mut();
+        let batch = inner.shared.wake.take_batch();
         // In one go: the batch knows its length, so the ready queue makes room once.
         inner
-            .shared
-            .wake
-            .take_batch(|batch| q.extend(batch.map(Work::from)));
-    }
-}
-
-impl From<RemoteWork> for Work {
-    /// The ready-queue form of work queued by another thread.
-    #[inline(always)]
-    fn from(w: RemoteWork) -> Work {
-        match w {
-            RemoteWork::Call(cb) => Work::Remote(cb),
-            RemoteWork::Task(r) => Work::Task(r),
-            RemoteWork::Stop => Work::Stop,
-        }
+            .ready
+            .borrow_mut()
+            .extend(batch.map(RemoteNode::into_work));
     }
 }
