@@ -186,14 +186,16 @@ fn evloop_serve(listener: TcpListener, protocol: bool) {
         }
     }
 
-    /// One client: read up to 64 KiB, write it back, wait for the buffer to drain.
+    /// One client: read up to 64 KiB into one buffer, write it back, wait for the buffer to
+    /// drain.
     async fn echo(mut r: StreamReader, w: StreamWriter) -> Result<(), Error> {
+        let mut buf = vec![0u8; 65536];
         loop {
-            let data = r.read(65536).await?;
-            if data.is_empty() {
+            let n = r.read_into(&mut buf).await?;
+            if n == 0 {
                 break;
             }
-            w.write(&data)?;
+            w.write(&buf[..n])?;
             w.drain().await?;
         }
         w.close();
@@ -219,7 +221,7 @@ pub fn evloop_protocol(listener: TcpListener) {
     evloop_serve(listener, true);
 }
 
-/// evloop, `start_server` with a task per client: `read(64 KiB)`, `write`, `drain`.
+/// evloop, `start_server` with a task per client: `read_into` a 64 KiB buffer, `write`, `drain`.
 pub fn evloop_streams(listener: TcpListener) {
     evloop_serve(listener, false);
 }

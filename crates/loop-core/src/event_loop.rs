@@ -362,6 +362,9 @@ pub(crate) struct Inner {
     pub(crate) current_location: Cell<Option<&'static Location<'static>>>,
     /// Event sources (timers, ...).
     sources: RefCell<Vec<Rc<dyn Source>>>,
+    /// `sources` is not empty: an iteration of a loop without sources asks none of them for
+    /// a deadline or due work, without borrowing the list.
+    has_sources: Cell<bool>,
     /// Per-loop state of extension crates, by type.
     extensions: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
     /// Run at `close()`, in order of registration.
@@ -597,6 +600,7 @@ impl EventLoop {
                 spent_remote: Default::default(),
                 current_location: Cell::new(None),
                 sources: RefCell::new(Vec::new()),
+                has_sources: Cell::new(false),
                 extensions: RefCell::new(HashMap::new()),
                 close_hooks: RefCell::new(Vec::new()),
                 shutdown_hooks: RefCell::new(Vec::new()),
@@ -918,6 +922,7 @@ impl EventLoop {
     /// [`LoopInternals::add_source`](crate::internal::LoopInternals::add_source).
     pub(crate) fn add_source(&self, s: Rc<dyn Source>) {
         self.inner.sources.borrow_mut().push(s);
+        self.inner.has_sources.set(true);
     }
 
     /// Per-loop state of type `T`, created by `init` on first use; see
@@ -991,6 +996,7 @@ impl Inner {
                 }
             }
             let sources = std::mem::take(&mut *self.sources.borrow_mut());
+            self.has_sources.set(false);
             for s in &sources {
                 s.close(lp);
             }

@@ -208,6 +208,130 @@ fn stream_06_read_n_waits_for_data_and_is_not_capped_by_the_limit() {
     miri,
     ignore = "runs an event loop (miri's epoll is edge-triggered only)"
 )]
+fn stream_06_read_into_waits_for_data_copies_at_most_the_buffer_and_reads_0_at_eof() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, _w, mut peer) = pair(&lp, 3);
+    let done = Rc::new(Cell::new(false));
+    let d2 = done.clone();
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            let mut big = [0u8; 30];
+            let a = r.read_into(&mut big).await.unwrap();
+            let a = big[..a].to_vec();
+            d2.set(true);
+            let mut small = [0u8; 2];
+            let b = r.read_into(&mut small).await.unwrap();
+            let b = small[..b].to_vec();
+            let empty = r.read_into(&mut []).await.unwrap();
+            let c = r.read_into(&mut big).await.unwrap();
+            let c = big[..c].to_vec();
+            let eof = r.read_into(&mut big).await.unwrap();
+            (a, b, empty, c, eof)
+        })
+        .unwrap();
+    spin(&lp, 5);
+    assert!(!done.get(), "read_into waits for data");
+    peer.write_all(b"12345678").unwrap();
+    until(&lp, 30, || done.get());
+    peer.write_all(b"abcd").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let (a, b, empty, c, eof) = run(&lp, 30, t).unwrap();
+    assert_eq!(a, b"12345678", "everything buffered, above the limit of 3");
+    assert_eq!(
+        b, b"ab",
+        "at most the buffer's length; the rest stays buffered"
+    );
+    assert_eq!(empty, 0, "an empty buffer reads 0 at once");
+    assert_eq!(c, b"cd");
+    assert_eq!(eof, 0, "EOF with an empty buffer reads 0");
+
+    // Chunk after chunk, each read whole (below the flow-control limit): every byte once.
+    let r = fed(b"hello", false);
+    let (r, first, second) = run(&lp, 30, async move {
+        let mut r = r;
+        let mut buf = [0u8; 16];
+        let n = r.read_into(&mut buf).await.unwrap();
+        let first = buf[..n].to_vec();
+        r.feed_data(b"world!");
+        let n = r.read_into(&mut buf).await.unwrap();
+        (r, first, buf[..n].to_vec())
+    });
+    assert_eq!(first, b"hello");
+    assert_eq!(second, b"world!");
+    assert_eq!(r.buffered_len(), 0);
+    lp.close().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn stream_15_17_18_read_into_raises_the_exception_holds_the_wait_slot_and_resumes_reading() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    // STREAM-15: the exception, even with data buffered.
+    let r = fed(b"data", false);
+    r.set_exception(Error::from(io::Error::from(io::ErrorKind::ConnectionReset)));
+    let e = run(&lp, 30, async move {
+        let mut r = r;
+        r.read_into(&mut [0u8; 8]).await.unwrap_err()
+    });
+    assert!(
+        matches!(&e, StreamError::Other(Error::Io(io)) if io.kind() == io::ErrorKind::ConnectionReset),
+        "{e:?}"
+    );
+
+    // STREAM-17: a waiting read_into holds the wait slot like read().
+    let r = StreamReader::new();
+    let (r, e) = run(&lp, 30, async move {
+        let mut r = r;
+        let mut buf = [0u8; 4];
+        let mut f = Box::pin(r.read_into(&mut buf));
+        assert!(futures_lite::future::poll_once(&mut f).await.is_none());
+        std::mem::forget(f);
+        let e = r.read(1).await.unwrap_err();
+        (r, e)
+    });
+    assert_eq!(
+        e.to_string(),
+        "read() called while another coroutine is already waiting for incoming data"
+    );
+    drop(r);
+
+    // STREAM-18: more than 2 x limit buffered pauses the transport; read_into bringing the
+    // buffer to the limit or below resumes it.
+    let (r, w, mut peer) = pair(&lp, 4);
+    peer.write_all(b"0123456789").unwrap();
+    until(&lp, 30, || r.buffered_len() >= 10);
+    let t = w.transport().clone();
+    let paused = !t.is_reading();
+    let (still_paused, resumed, got) = run(&lp, 30, async move {
+        let mut r = r;
+        let mut got = Vec::new();
+        let mut one = [0u8; 1];
+        let n = r.read_into(&mut one).await.unwrap();
+        got.extend_from_slice(&one[..n]);
+        let still_paused = !t.is_reading();
+        let mut five = [0u8; 5];
+        let n = r.read_into(&mut five).await.unwrap();
+        got.extend_from_slice(&five[..n]);
+        (still_paused, t.is_reading(), got)
+    });
+    assert!(paused, "10 bytes > 2 x 4 pause reading");
+    assert!(still_paused, "9 bytes left: above the limit");
+    assert!(resumed, "4 bytes left: at the limit, reading resumes");
+    assert_eq!(got, b"012345");
+    lp.close().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
 fn stream_07_read_all_from_a_pipe_past_the_flow_control_limit() {
     let _g = serial();
     let lp = EventLoop::new().unwrap();

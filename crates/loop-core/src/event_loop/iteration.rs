@@ -412,6 +412,9 @@ impl EventLoop {
     #[inline(always)]
     fn dispatch_sources(&self, polled_at: Option<Instant>) {
         let inner = &*self.inner;
+        if !inner.has_sources.get() {
+            return;
+        }
         let mut i = 0;
         let mut now = None;
         loop {
@@ -550,6 +553,9 @@ impl EventLoop {
 
     /// The earliest deadline any source reports.
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.inner.has_sources.get() {
+            return None;
+        }
         let mut deadline: Option<Instant> = None;
         let mut i = 0;
         loop {

@@ -208,6 +208,7 @@ impl IoSlot {
     /// ```
     /// assert!(loop_transport::engine::hooks::IoSlot::empty().fd().is_none());
     /// ```
+    #[inline]
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.reg.as_ref().map(|r| r.get_ref().as_fd())
     }

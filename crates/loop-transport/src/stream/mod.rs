@@ -587,6 +587,7 @@ impl Transport {
     /// assert_eq!(&buf, b"ping");
     /// # t.abort(); lp.run_until_complete(async {}).unwrap();
     /// ```
+    #[inline]
     pub fn write(&self, data: &[u8]) -> Result<()> {
         match &self.repr {
             Repr::Fd(c) => c.write_one(data),

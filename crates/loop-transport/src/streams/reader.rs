@@ -448,6 +448,55 @@ impl StreamReader {
         Poll::Ready(Ok(self.take(k)))
     }
 
+    /// One step of [`read_into`](StreamReader::read_into): copies what is buffered into `out`.
+    #[inline]
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<std::result::Result<usize, StreamError>> {
+        {
+            // The usual read, with one borrow of the shared state: the reader's own buffer is
+            // empty and everything fed fits in `out`, so the fed bytes are copied straight from
+            // the protocol's buffer, which keeps its capacity for the next chunk (reading stays
+            // unpaused).
+            let mut st = self.core.st.borrow_mut();
+            let n = st.incoming.len();
+            if st.exception.is_none()
+                && !st.paused
+                && self.pos == self.buf.len()
+                && n != 0
+                && n <= out.len()
+            {
+                out[..n].copy_from_slice(&st.incoming);
+                st.incoming.clear();
+                if self.pos != 0 {
+                    self.buf.clear();
+                    self.pos = 0;
+                }
+                st.local_len = 0;
+                return Poll::Ready(Ok(n));
+            }
+        }
+        self.absorb();
+        tri!(self.check());
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let avail = self.avail();
+        if avail.is_empty() {
+            if self.eof() {
+                return Poll::Ready(Ok(0));
+            }
+            self.park(cx);
+            return Poll::Pending;
+        }
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.advance(n);
+        Poll::Ready(Ok(n))
+    }
+
     fn poll_read_all(
         &mut self,
         cx: &mut Context<'_>,
@@ -612,6 +661,45 @@ impl StreamReader {
     /// ```
     pub async fn read(&mut self, n: usize) -> std::result::Result<Vec<u8>, StreamError> {
         ReadOp::new(self, "read", move |r, cx| r.poll_read_n(cx, n)).await
+    }
+
+    /// Reads up to `buf.len()` bytes into `buf`: waits until at least one byte is buffered or
+    /// EOF, then copies at most `buf.len()` and leaves the rest buffered. Returns how many bytes
+    /// were copied: 0 only at EOF, or at once for an empty `buf`. The same read as
+    /// [`read`](StreamReader::read) (and as `AsyncReadExt::read`, which the inherent `read`
+    /// shadows), without a new `Vec` per call: a loop that reads into one buffer allocates
+    /// nothing per chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](StreamReader::read): the reader's exception (STREAM-15);
+    /// [`Error::InvalidState`] if a leaked read future still holds the wait slot (STREAM-17).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes leaves every byte in the reader.
+    ///
+    /// ```
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let mut r = loop_transport::StreamReader::new();
+    /// r.feed_data(b"abcdef");
+    /// r.feed_eof();
+    /// let got = lp.run_until_complete(async move {
+    ///     let mut buf = [0u8; 4];
+    ///     let mut all = Vec::new();
+    ///     loop {
+    ///         let n = r.read_into(&mut buf).await?;
+    ///         if n == 0 {
+    ///             break; // EOF
+    ///         }
+    ///         all.extend_from_slice(&buf[..n]);
+    ///     }
+    ///     Ok::<_, loop_transport::StreamError>(all)
+    /// }).unwrap().unwrap();
+    /// assert_eq!(got, b"abcdef");
+    /// ```
+    pub async fn read_into(&mut self, buf: &mut [u8]) -> std::result::Result<usize, StreamError> {
+        ReadOp::new(self, "read", move |r, cx| r.poll_read_into(cx, buf)).await
     }
 
     /// Reads everything until EOF (asyncio's `read()` / `read(-1)`, STREAM-07).
