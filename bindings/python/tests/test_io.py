@@ -270,7 +270,10 @@ class NativeStreamTransportTests(LoopTestCase):
         tr, p, peer = self.connected(lambda: Recorder(self.loop))
         self.assertEqual(type(tr).__name__, "_SocketTransport")
         self.assertIsInstance(tr, asyncio.Transport)
-        self.assertEqual(type(tr.write.__self__).__name__, "StreamWriter")
+        # write and is_closing are C methods of the class (method descriptors).
+        self.assertEqual(type(vars(type(tr))["write"]).__name__, "method_descriptor")
+        self.assertEqual(type(vars(type(tr))["is_closing"]).__name__, "method_descriptor")
+        self.assertIs(tr.is_closing(), False)
         peer.sendall(b"hello")
         self.wait_for(lambda: len(p.data) == 5)
         self.assertEqual(bytes(p.data), b"hello")
