@@ -23,6 +23,7 @@ use std::ptr;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyType};
@@ -43,6 +44,9 @@ pub(crate) struct Slots {
     buffer: isize,
     /// asyncio's `_SelectorSocketTransport.write`, called as `slow_write(transport, data)`.
     slow_write: Py<PyAny>,
+    /// asyncio's `StreamReaderProtocol`, with the `data_received` and `_stream_reader` the
+    /// native reader replicates (`crate::stream`), or `None` when this Python's differ.
+    stream_protocol: Option<(Py<PyType>, Py<PyAny>, Py<PyAny>)>,
 }
 
 static SLOTS: PyOnceLock<Slots> = PyOnceLock::new();
@@ -61,6 +65,26 @@ impl Slots {
         // SAFETY: both are live objects; GIL held.
         let ok = unsafe { ffi::PyObject_TypeCheck(tr.as_ptr(), s.cls.as_ptr().cast()) } != 0;
         ok.then_some(s)
+    }
+
+    /// Whether `protocol` is exactly asyncio's `StreamReaderProtocol` and its class still has
+    /// asyncio's `data_received` and `_stream_reader` (nobody replaced them since import).
+    pub(crate) fn is_stream_protocol(&self, protocol: &Bound<'_, PyAny>) -> bool {
+        let py = protocol.py();
+        let Some((cls, data_received, stream_reader)) = &self.stream_protocol else {
+            return false;
+        };
+        let ty = protocol.get_type();
+        if !ty.is(cls) {
+            return false;
+        }
+        let same = |name: &str, orig: &Py<PyAny>| {
+            // The class's own attribute (its `__dict__`), not a descriptor's result.
+            ty.getattr(intern!(py, "__dict__"))
+                .and_then(|d| d.get_item(intern_name(py, name)))
+                .is_ok_and(|v| v.is(orig))
+        };
+        same("data_received", data_received) && same("_stream_reader", stream_reader)
     }
 
     /// The value of a slot of `tr` (an instance of the class, see [`Slots::of`]); `None` when
@@ -326,13 +350,20 @@ fn add_method(
     cls.setattr(name.to_str().expect("ASCII"), descr)
 }
 
-/// `_install_transport(cls, slow_write)`: takes the slot offsets of `cls` (the socket
-/// transport class, whose `__slots__` hold the attributes listed in the module's doc) and
-/// puts the C methods `write` and `is_closing` on it; `slow_write(transport, data)` is
-/// asyncio's `write`, for what cannot be sent at once. Once per process.
+/// `_install_transport(cls, slow_write, stream_protocol)`: takes the slot offsets of `cls`
+/// (the socket transport class, whose `__slots__` hold the attributes listed in the module's
+/// doc) and puts the C methods `write` and `is_closing` on it; `slow_write(transport, data)`
+/// is asyncio's `write`, for what cannot be sent at once. `stream_protocol`: asyncio's
+/// `StreamReaderProtocol` when its `data_received` is `reader = self._stream_reader; if
+/// reader is not None: reader.feed_data(data)` (the native reader then does that itself),
+/// else `None`. Once per process.
 #[pyfunction]
 #[pyo3(name = "_install_transport")]
-pub fn install(cls: &Bound<'_, PyType>, slow_write: Bound<'_, PyAny>) -> PyResult<()> {
+pub fn install(
+    cls: &Bound<'_, PyType>,
+    slow_write: Bound<'_, PyAny>,
+    stream_protocol: Option<Bound<'_, PyType>>,
+) -> PyResult<()> {
     let py = cls.py();
     if SLOTS.get(py).is_some() {
         return Err(PyRuntimeError::new_err(
@@ -349,6 +380,17 @@ pub fn install(cls: &Bound<'_, PyType>, slow_write: Bound<'_, PyAny>) -> PyResul
         empty_waiter: offset_of(cls, "_empty_waiter")?,
         buffer: offset_of(cls, "_buffer")?,
         slow_write: slow_write.unbind(),
+        stream_protocol: match stream_protocol {
+            Some(sp) => {
+                let d = sp.getattr("__dict__")?;
+                Some((
+                    sp.clone().unbind(),
+                    d.get_item("data_received")?.unbind(),
+                    d.get_item("_stream_reader")?.unbind(),
+                ))
+            }
+            None => None,
+        },
     };
     let _ = SLOTS.set(py, slots);
     add_method(

@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
 
 use crate::fast_transport::{Slot, Slots};
@@ -39,11 +39,15 @@ pub struct ProtocolCache {
 enum Methods {
     Data(Py<PyAny>),
     Buffered(Py<PyAny>, Py<PyAny>),
+    /// asyncio's `StreamReaderProtocol`, whose `data_received` is asyncio's own (see
+    /// [`feed_stream_reader`]): the protocol itself.
+    Stream(Py<PyAny>),
 }
 
 /// [`Methods`], bound (taken out of the cache before any of them runs).
 enum Call<'py> {
     Data(Bound<'py, PyAny>),
+    Stream(Bound<'py, PyAny>),
     Buffered(Bound<'py, PyAny>, Bound<'py, PyAny>),
 }
 
@@ -189,6 +193,8 @@ fn read(
                     protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
                     protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
                 )
+            } else if Slots::of(tr).is_some_and(|s| s.is_stream_protocol(&protocol)) {
+                Methods::Stream(protocol.clone().unbind())
             } else {
                 Methods::Data(protocol.getattr(intern!(py, "data_received"))?.unbind())
             });
@@ -197,12 +203,13 @@ fn read(
         }
         let call = match c.methods.as_ref().expect("set above") {
             Methods::Data(d) => Call::Data(d.bind(py).clone()),
+            Methods::Stream(p) => Call::Stream(p.bind(py).clone()),
             Methods::Buffered(g, u) => Call::Buffered(g.bind(py).clone(), u.bind(py).clone()),
         };
         (call, c.max_size.max(1))
     };
-    match methods {
-        Call::Data(data_received) => {
+    match &methods {
+        Call::Data(_) | Call::Stream(_) => {
             let n = {
                 let mut buf = state.read_buf.borrow_mut();
                 if buf.len() < max_size {
@@ -223,7 +230,11 @@ fn read(
             guarded(
                 tr,
                 "Fatal error: protocol.data_received() call failed.",
-                || data_received.call1((data,)),
+                || match &methods {
+                    Call::Data(data_received) => data_received.call1((data,)).map(drop),
+                    Call::Stream(protocol) => feed_stream_reader(protocol, data),
+                    Call::Buffered(..) => unreachable!("matched above"),
+                },
             )
             .map(drop)
         }
@@ -257,6 +268,32 @@ fn read(
             .map(drop)
         }
     }
+}
+
+/// asyncio's `StreamReaderProtocol.data_received(data)`, natively: the protocol's reader
+/// (`self._stream_reader`: its weak reference `_stream_reader_wr`, dereferenced) gets
+/// `reader.feed_data(data)`; no reader (gone, or the connection lost), nothing. Used only
+/// for asyncio's class whose `data_received` and `_stream_reader` are still the ones this
+/// replicates (checked when the protocol is cached), so it does what they do, without the
+/// two Python frames.
+fn feed_stream_reader(protocol: &Bound<'_, PyAny>, data: Bound<'_, PyBytes>) -> PyResult<()> {
+    let py = protocol.py();
+    let wr = Attrs::of(protocol).get(intern!(py, "_stream_reader_wr"))?;
+    if wr.is_none() {
+        return Ok(());
+    }
+    let reader = match wr.cast::<PyWeakrefReference>() {
+        Ok(r) => match r.upgrade() {
+            Some(reader) => reader,
+            None => return Ok(()),
+        },
+        Err(_) => wr.call0()?,
+    };
+    if reader.is_none() {
+        return Ok(());
+    }
+    reader.call_method1(intern!(py, "feed_data"), (data,))?;
+    Ok(())
 }
 
 /// What a `recv` gave, read at once (before anything else can change `errno`).

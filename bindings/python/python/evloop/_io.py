@@ -22,7 +22,7 @@ import weakref
 import threading
 import types
 
-from asyncio import base_events, coroutines, events, selector_events, unix_events
+from asyncio import base_events, coroutines, events, selector_events, streams, unix_events
 from asyncio.log import logger
 
 from ._evloop import _STREAM_READ, LoopCore, _install_transport
@@ -117,8 +117,30 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
         super()._add_reader(fd, callback, *args)
 
 
-# write and is_closing as C methods, over the slots above.
-_install_transport(_SocketTransport, selector_events._SelectorSocketTransport.write)
+def _stream_protocol():
+    """asyncio's ``StreamReaderProtocol`` if its ``data_received`` is ``reader =
+    self._stream_reader; if reader is not None: reader.feed_data(data)`` with
+    ``_stream_reader`` the dereferenced weak reference ``_stream_reader_wr`` (every Python
+    from 3.9 on): the native reader then does that itself, without the two Python frames.
+    ``None`` if this Python's differ."""
+    cls = streams.StreamReaderProtocol
+    data_received = cls.__dict__.get("data_received")
+    prop = cls.__dict__.get("_stream_reader")
+    if not isinstance(data_received, types.FunctionType) or not isinstance(prop, property):
+        return None
+    if data_received.__code__.co_names != ("_stream_reader", "feed_data"):
+        return None
+    if getattr(prop.fget, "__code__", None) is None or prop.fget.__code__.co_names != (
+        "_stream_reader_wr",
+    ):
+        return None
+    return cls
+
+
+# write and is_closing as C methods, over the slots above; the stream protocol's reads.
+_install_transport(
+    _SocketTransport, selector_events._SelectorSocketTransport.write, _stream_protocol()
+)
 
 
 def _with_transport(func):
