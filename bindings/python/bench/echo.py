@@ -2,14 +2,17 @@
 CPU time per round trip.
 
     python echo.py [--loops asyncio,uvloop,evloop] [--modes protocol,streams]
-                   [--secs 5] [--warmup 1] [--instructions] [--write BENCHMARKS.md]
+                   [--secs 5] [--warmup 1] [--rounds 3] [--instructions]
+                   [--write BENCHMARKS.md]
 
 Each server (``echo_server.py``: an ``asyncio.Protocol`` or ``asyncio.start_server`` streams)
 runs alone, pinned to CPU 0; the load generator (``echo_client.c``, built here with ``cc``)
 runs pinned to CPU 1 and keeps every connection busy in a closed loop: send a message, wait for
 all of it to come back, send again. After ``--warmup`` seconds it measures for ``--secs``: round
 trips per second, and the server's user and total (user + system) CPU time per round trip from
-``/proc/<pid>/stat``. Combinations: 1 and 100 connections, 64 B and 1 KiB messages.
+``/proc/<pid>/stat``. Each server and combination runs ``--rounds`` times, the loops taking
+turns, and each figure is the median of its rounds. Combinations: 1 and 100 connections, 64 B
+and 1 KiB messages.
 With ``--instructions`` the servers also run under valgrind's callgrind, one process per loop
 and API serving every combination in turn: after a warm-up the server's counters are zeroed,
 the client makes a fixed number of round trips, and the instructions the server executed in
@@ -22,6 +25,7 @@ the load of the machine. ``--write FILE`` puts the tables into FILE between ``<!
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,6 +176,7 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--secs", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each server and combination (the median is kept)")
     ap.add_argument("--write", metavar="FILE")
     ap.add_argument("--instructions", action="store_true", help="also count instructions per round trip (callgrind)")
     args = ap.parse_args()
@@ -197,13 +202,28 @@ def main():
                         print(f"{loop:<8} {mode:<9} conns={conns:<4} size={size:<5} {ir:>9.0f} instructions/rt", flush=True)
         for conns, size in COMBOS:
             for mode in modes:
+                # The loops take turns (in alternating order), so a burst of load from
+                # elsewhere on the machine falls on all of them; each figure is the median of
+                # the rounds.
+                samples = {loop: [] for loop in loops}
+                for n in range(args.rounds):
+                    for loop in loops if n % 2 == 0 else loops[::-1]:
+                        samples[loop].append(
+                            measure(client, loop, mode, conns, size, args.secs, args.warmup)
+                        )
                 for loop in loops:
-                    r = measure(client, loop, mode, conns, size, args.secs, args.warmup)
+                    runs = samples[loop]
+                    r = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
                     rows.append((loop, mode, conns, size, r))
+                    spread = (
+                        f"  (req/s {min(x['rps'] for x in runs):.0f}..{max(x['rps'] for x in runs):.0f})"
+                        if len(runs) > 1
+                        else ""
+                    )
                     print(
                         f"{loop:<8} {mode:<9} conns={conns:<4} size={size:<5} "
                         f"{r['rps']:>9.0f} req/s  user {r['user_us']:.2f} µs/rt  "
-                        f"total {r['total_us']:.2f} µs/rt",
+                        f"total {r['total_us']:.2f} µs/rt{spread}",
                         flush=True,
                     )
     load = os.getloadavg()[0]
@@ -216,7 +236,9 @@ def main():
             f"{sys.version.split()[0]}, {platform.machine()}): each server alone in a process "
             f"pinned to CPU 0, the load generator (`bench/echo_client.c`, closed loop: each "
             f"connection sends its message and waits for all of it to come back) pinned to "
-            f"CPU 1; {args.warmup:g} s of warm-up, then {args.secs:g} s measured. CPU figures "
+            f"CPU 1; {args.warmup:g} s of warm-up, then {args.secs:g} s measured, "
+            f"{args.rounds} time{'s' if args.rounds > 1 else ''} per server and combination "
+            f"with the loops taking turns (each figure the median of its runs). CPU figures "
             f"are the server's, per round trip, from `/proc/<pid>/stat` (counted in 10 ms "
             f"ticks). The machine's two cores were shared with other work (load average "
             f"{load:.1f} at the end of the run): with a loaded machine the times and CPU "

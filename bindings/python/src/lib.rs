@@ -6,6 +6,7 @@
 mod bound;
 mod core;
 mod fast;
+mod fast_transport;
 mod gil;
 mod handle;
 mod pool;
@@ -155,7 +156,7 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
     pool::install(m.py());
-    m.add_class::<stream::StreamWriter>()?;
+    m.add_function(wrap_pyfunction!(fast_transport::install, m)?)?;
     m.add("_STREAM_READ", stream::StreamRead)?;
     Ok(())
 }

@@ -10,10 +10,7 @@
 //!   until the transport's protocol changes; a `BufferedProtocol` gets `get_buffer` /
 //!   `recv` into that buffer / `buffer_updated`. Errors take asyncio's routes
 //!   (`_fatal_error` with asyncio's messages, `_read_ready__on_eof` at end of stream).
-//! * writing ([`StreamWriter`], the transport's `write`): when nothing is buffered and the
-//!   transport is open, the bytes are sent at once; whatever cannot be sent at once (or a
-//!   transport in any other state) goes to asyncio's `write`, which buffers it, watches the
-//!   socket for writing and applies the water marks (`pause_writing` / `resume_writing`).
+//! * writing: the transport's `write` is a C method ([`crate::fast_transport`]).
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
@@ -23,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
 
+use crate::fast_transport::{Slot, Slots};
 use crate::handle::Handle;
 use crate::running::State as LoopState;
 
@@ -41,11 +39,15 @@ pub struct ProtocolCache {
 enum Methods {
     Data(Py<PyAny>),
     Buffered(Py<PyAny>, Py<PyAny>),
+    /// asyncio's `StreamReaderProtocol`, whose `data_received` is asyncio's own (see
+    /// [`feed_stream_reader`]): the protocol itself.
+    Stream(Py<PyAny>),
 }
 
 /// [`Methods`], bound (taken out of the cache before any of them runs).
 enum Call<'py> {
     Data(Bound<'py, PyAny>),
+    Stream(Bound<'py, PyAny>),
     Buffered(Bound<'py, PyAny>, Bound<'py, PyAny>),
 }
 
@@ -55,7 +57,7 @@ fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 /// `OSError(errno, strerror)` (Python picks the subclass: `ConnectionResetError`, ...).
-fn os_error(errno: i32) -> PyErr {
+pub(crate) fn os_error(errno: i32) -> PyErr {
     let text = std::io::Error::from_raw_os_error(errno).to_string();
     let text = match text.find(" (os error") {
         Some(i) => text[..i].to_string(),
@@ -65,7 +67,7 @@ fn os_error(errno: i32) -> PyErr {
 }
 
 /// `transport._fatal_error(exc, message)`.
-fn fatal_error(tr: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+pub(crate) fn fatal_error(tr: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
     let py = tr.py();
     tr.call_method1(intern!(py, "_fatal_error"), (err.value(py), message))?;
     Ok(())
@@ -120,7 +122,7 @@ impl<'a, 'py> Attrs<'a, 'py> {
 }
 
 /// The errors of `recv` / `send` that mean "not now".
-fn would_block(errno: i32) -> bool {
+pub(crate) fn would_block(errno: i32) -> bool {
     errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
 }
 
@@ -162,12 +164,22 @@ fn read(
     cache: &RefCell<ProtocolCache>,
     state: &LoopState,
 ) -> PyResult<()> {
-    let attrs = Attrs::of(tr);
-    if attrs.get(intern!(py, "_conn_lost"))?.is_truthy()? {
+    // The transport's slots (see `fast_transport`), else its `__dict__`.
+    let slotted =
+        Slots::of(tr).and_then(|s| Some((s.get(tr, Slot::ConnLost)?, s.get(tr, Slot::Protocol)?)));
+    let (conn_lost, protocol) = match slotted {
+        Some(both) => both,
+        None => {
+            let attrs = Attrs::of(tr);
+            (
+                attrs.get(intern!(py, "_conn_lost"))?,
+                attrs.get(intern!(py, "_protocol"))?,
+            )
+        }
+    };
+    if conn_lost.is_truthy()? {
         return Ok(());
     }
-    let protocol = attrs.get(intern!(py, "_protocol"))?;
-    drop(attrs);
     let (methods, max_size) = {
         let mut c = cache.borrow_mut();
         let same = matches!(&c.protocol, Some(p) if p.is(&protocol));
@@ -181,6 +193,8 @@ fn read(
                     protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
                     protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
                 )
+            } else if Slots::of(tr).is_some_and(|s| s.is_stream_protocol(&protocol)) {
+                Methods::Stream(protocol.clone().unbind())
             } else {
                 Methods::Data(protocol.getattr(intern!(py, "data_received"))?.unbind())
             });
@@ -189,12 +203,13 @@ fn read(
         }
         let call = match c.methods.as_ref().expect("set above") {
             Methods::Data(d) => Call::Data(d.bind(py).clone()),
+            Methods::Stream(p) => Call::Stream(p.bind(py).clone()),
             Methods::Buffered(g, u) => Call::Buffered(g.bind(py).clone(), u.bind(py).clone()),
         };
         (call, c.max_size.max(1))
     };
-    match methods {
-        Call::Data(data_received) => {
+    match &methods {
+        Call::Data(_) | Call::Stream(_) => {
             let n = {
                 let mut buf = state.read_buf.borrow_mut();
                 if buf.len() < max_size {
@@ -215,7 +230,11 @@ fn read(
             guarded(
                 tr,
                 "Fatal error: protocol.data_received() call failed.",
-                || data_received.call1((data,)),
+                || match &methods {
+                    Call::Data(data_received) => data_received.call1((data,)).map(drop),
+                    Call::Stream(protocol) => feed_stream_reader(protocol, data),
+                    Call::Buffered(..) => unreachable!("matched above"),
+                },
             )
             .map(drop)
         }
@@ -249,6 +268,32 @@ fn read(
             .map(drop)
         }
     }
+}
+
+/// asyncio's `StreamReaderProtocol.data_received(data)`, natively: the protocol's reader
+/// (`self._stream_reader`: its weak reference `_stream_reader_wr`, dereferenced) gets
+/// `reader.feed_data(data)`; no reader (gone, or the connection lost), nothing. Used only
+/// for asyncio's class whose `data_received` and `_stream_reader` are still the ones this
+/// replicates (checked when the protocol is cached), so it does what they do, without the
+/// two Python frames.
+fn feed_stream_reader(protocol: &Bound<'_, PyAny>, data: Bound<'_, PyBytes>) -> PyResult<()> {
+    let py = protocol.py();
+    let wr = Attrs::of(protocol).get(intern!(py, "_stream_reader_wr"))?;
+    if wr.is_none() {
+        return Ok(());
+    }
+    let reader = match wr.cast::<PyWeakrefReference>() {
+        Ok(r) => match r.upgrade() {
+            Some(reader) => reader,
+            None => return Ok(()),
+        },
+        Err(_) => wr.call0()?,
+    };
+    if reader.is_none() {
+        return Ok(());
+    }
+    reader.call_method1(intern!(py, "feed_data"), (data,))?;
+    Ok(())
 }
 
 /// What a `recv` gave, read at once (before anything else can change `errno`).
@@ -316,78 +361,6 @@ fn after_recv(tr: &Bound<'_, PyAny>, got: Recv) -> PyResult<()> {
             fatal_error(tr, os_error(errno), "Fatal read error on socket transport")
         }
         Recv::Data(_) | Recv::NotNow => Ok(()),
-    }
-}
-
-/// A socket transport's `write` (its method [`StreamWriter::write`]): sends at once when it can, else hands the data to asyncio's
-/// `write` (the transport's class's), which buffers it. Holds the transport weakly (the
-/// transport holds its writer).
-#[pyclass(module = "evloop._evloop", name = "StreamWriter", frozen)]
-pub struct StreamWriter {
-    transport: Py<PyWeakrefReference>,
-    fd: RawFd,
-    /// asyncio's `write`, as a function: `slow(transport, data)`.
-    slow: Py<PyAny>,
-}
-
-#[pymethods]
-impl StreamWriter {
-    #[new]
-    fn new(transport: &Bound<'_, PyAny>, fd: RawFd, slow: Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(StreamWriter {
-            transport: PyWeakrefReference::new(transport)?.unbind(),
-            fd,
-            slow: slow.unbind(),
-        })
-    }
-
-    /// Writes `data` (bytes-like) to the transport. The transport's `write` is this bound
-    /// method (a fast call: no argument tuple).
-    fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(tr) = self.transport.bind(py).upgrade() else {
-            return Err(PyRuntimeError::new_err(
-                "write() on a transport that no longer exists",
-            ));
-        };
-        let fast = data.is_exact_instance_of::<PyBytes>() && {
-            let attrs = Attrs::of(&tr);
-            !attrs.get(intern!(py, "_eof"))?.is_truthy()?
-                && attrs.get(intern!(py, "_empty_waiter"))?.is_none()
-                && !attrs.get(intern!(py, "_conn_lost"))?.is_truthy()?
-                && attrs.get(intern!(py, "_buffer"))?.len()? == 0
-        };
-        if !fast {
-            self.slow.bind(py).call1((tr, data))?;
-            return Ok(());
-        }
-        // SAFETY: `data` is exactly `bytes` (checked above).
-        let bytes = unsafe { data.cast_unchecked::<PyBytes>() };
-        let buf = bytes.as_bytes();
-        if buf.is_empty() {
-            return Ok(());
-        }
-        // SAFETY: `buf` is valid for its length while `data` lives; `fd` is the transport's
-        // socket, open while the transport is (it is: `_conn_lost` is 0).
-        let n = unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 && n as usize == buf.len() {
-            return Ok(());
-        }
-        if n < 0 {
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if !would_block(errno) {
-                return fatal_error(
-                    &tr,
-                    os_error(errno),
-                    "Fatal write error on socket transport",
-                );
-            }
-            // asyncio's write tries again and buffers.
-            self.slow.bind(py).call1((tr, data))?;
-            return Ok(());
-        }
-        let rest = PyBytes::new(py, &buf[n as usize..]);
-        self.slow.bind(py).call1((tr, rest))?;
-        Ok(())
     }
 }
 

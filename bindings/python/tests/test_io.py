@@ -270,7 +270,10 @@ class NativeStreamTransportTests(LoopTestCase):
         tr, p, peer = self.connected(lambda: Recorder(self.loop))
         self.assertEqual(type(tr).__name__, "_SocketTransport")
         self.assertIsInstance(tr, asyncio.Transport)
-        self.assertEqual(type(tr.write.__self__).__name__, "StreamWriter")
+        # write and is_closing are C methods of the class (method descriptors).
+        self.assertEqual(type(vars(type(tr))["write"]).__name__, "method_descriptor")
+        self.assertEqual(type(vars(type(tr))["is_closing"]).__name__, "method_descriptor")
+        self.assertIs(tr.is_closing(), False)
         peer.sendall(b"hello")
         self.wait_for(lambda: len(p.data) == 5)
         self.assertEqual(bytes(p.data), b"hello")
@@ -401,6 +404,94 @@ class NativeStreamTransportTests(LoopTestCase):
 
         self.loop.run_until_complete(main())
 
+
+    def test_is_closing_follows_close_and_the_state_lives_in_slots(self):
+        tr, p, peer = self.connected(lambda: Recorder(self.loop))
+        self.assertIs(tr.is_closing(), False)
+        for name in ("_conn_lost", "_closing", "_eof", "_protocol", "_buffer"):
+            self.assertNotIn(name, vars(tr))
+        self.assertIs(tr._protocol, p)
+        tr.close()
+        self.assertIs(tr.is_closing(), True)
+        self.assertIsNone(self.loop.run_until_complete(p.lost))
+        self.assertIs(tr.is_closing(), True)
+        # A write on a closing transport takes asyncio's route (nothing is sent).
+        tr.write(b"late")
+        peer.setblocking(False)
+        self.assertEqual(peer.recv(100), b"")
+
+    def stream_pair(self, protocol_class):
+        """A StreamReader fed by ``protocol_class`` (a StreamReaderProtocol) over one end of a
+        socket pair, and the other end (blocking)."""
+        a, b = socket.socketpair()
+        self.addCleanup(b.close)
+
+        async def make():
+            reader = asyncio.StreamReader()
+            tr, proto = await self.loop.connect_accepted_socket(
+                lambda: protocol_class(reader), a
+            )
+            return reader, tr, proto
+
+        reader, tr, proto = self.loop.run_until_complete(make())
+        return reader, tr, proto, b
+
+    def test_stream_readers_are_fed_as_asyncio_s_protocol_feeds_them(self):
+        reader, tr, proto, peer = self.stream_pair(asyncio.StreamReaderProtocol)
+        peer.sendall(b"line one\nline two\n")
+
+        async def lines():
+            return [await reader.readline(), await reader.readline()]
+
+        self.assertEqual(
+            self.loop.run_until_complete(asyncio.wait_for(lines(), 5)),
+            [b"line one\n", b"line two\n"],
+        )
+        # Past twice the limit the reader pauses the transport, and resumes it when read.
+        big = b"y" * (3 * 64 * 1024)
+        peer.sendall(big)
+        self.wait_for(lambda: not tr.is_reading())
+        self.assertTrue(reader._paused)
+        got = self.loop.run_until_complete(reader.readexactly(len(big)))
+        self.assertEqual(got, big)
+        self.assertTrue(tr.is_reading())
+        peer.shutdown(socket.SHUT_WR)
+        self.assertEqual(self.loop.run_until_complete(reader.read()), b"")
+        self.assertTrue(reader.at_eof())
+        tr.close()
+        self.wait_for(lambda: tr._sock is None)
+
+    def test_a_stream_protocol_subclass_or_failing_reader_gets_asyncio_s_calls(self):
+        seen = []
+
+        class Counting(asyncio.StreamReaderProtocol):
+            def data_received(self, data):
+                seen.append(bytes(data))
+                super().data_received(data)
+
+        reader, tr, proto, peer = self.stream_pair(Counting)
+        peer.sendall(b"abc")
+        got = self.loop.run_until_complete(asyncio.wait_for(reader.readexactly(3), 5))
+        self.assertEqual(got, b"abc")
+        self.assertEqual(seen, [b"abc"])
+        tr.close()
+        self.wait_for(lambda: tr._sock is None)
+        # A reader whose feed_data raises: the transport's fatal error, with the message of
+        # a failing data_received.
+        reports = []
+        self.loop.set_exception_handler(lambda loop, ctx: reports.append(ctx))
+        reader, tr, proto, peer = self.stream_pair(asyncio.StreamReaderProtocol)
+
+        def broken(data):
+            raise ZeroDivisionError("feed")
+
+        reader.feed_data = broken
+        peer.sendall(b"x")
+        self.wait_for(lambda: tr._sock is None)
+        self.assertEqual(
+            reports[0]["message"], "Fatal error: protocol.data_received() call failed."
+        )
+        self.assertIsInstance(reports[0]["exception"], ZeroDivisionError)
 
     def test_tls_runs_asyncio_s_ssl_protocol_over_it(self):
         try:

@@ -22,10 +22,10 @@ import weakref
 import threading
 import types
 
-from asyncio import base_events, coroutines, events, selector_events, unix_events
+from asyncio import base_events, coroutines, events, selector_events, streams, unix_events
 from asyncio.log import logger
 
-from ._evloop import _STREAM_READ, LoopCore, StreamWriter
+from ._evloop import _STREAM_READ, LoopCore, _install_transport
 
 __all__ = ("IOMixin",)
 
@@ -96,20 +96,51 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
     flow control, ``close`` / ``abort`` / ``write_eof``, ``sendfile`` and the TLS upgrade
     behave as asyncio's. Reading: the loop's native reader ``recv``s into a fresh ``bytes``
     and calls the protocol's ``data_received`` (or ``get_buffer`` / ``buffer_updated``)
-    itself, instead of calling ``_read_ready``. Writing: ``write`` is a native callable that
-    sends at once when nothing is buffered and hands the rest to asyncio's ``write``."""
+    itself, instead of calling ``_read_ready``. Writing: ``write`` (and ``is_closing``) are C
+    methods: ``write`` sends at once when nothing is buffered and hands the rest to asyncio's
+    ``write``. The state those paths read lives in slots, which the native code reads at
+    fixed offsets (and Python code reads faster than instance-dict attributes)."""
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        super().__init__(loop, sock, protocol, waiter, extra, server)
-        # An instance attribute: ``transport.write(data)`` calls the native writer directly.
-        self.write = StreamWriter(
-            self, self._sock_fd, selector_events._SelectorSocketTransport.write
-        ).write
+    __slots__ = (
+        "_sock_fd",
+        "_protocol",
+        "_conn_lost",
+        "_closing",
+        "_eof",
+        "_empty_waiter",
+        "_buffer",
+    )
 
     def _add_reader(self, fd, callback, *args):
         if not args and callback == self._read_ready:
             callback, args = _STREAM_READ, (self,)
         super()._add_reader(fd, callback, *args)
+
+
+def _stream_protocol():
+    """asyncio's ``StreamReaderProtocol`` if its ``data_received`` is ``reader =
+    self._stream_reader; if reader is not None: reader.feed_data(data)`` with
+    ``_stream_reader`` the dereferenced weak reference ``_stream_reader_wr`` (every Python
+    from 3.9 on): the native reader then does that itself, without the two Python frames.
+    ``None`` if this Python's differ."""
+    cls = streams.StreamReaderProtocol
+    data_received = cls.__dict__.get("data_received")
+    prop = cls.__dict__.get("_stream_reader")
+    if not isinstance(data_received, types.FunctionType) or not isinstance(prop, property):
+        return None
+    if data_received.__code__.co_names != ("_stream_reader", "feed_data"):
+        return None
+    if getattr(prop.fget, "__code__", None) is None or prop.fget.__code__.co_names != (
+        "_stream_reader_wr",
+    ):
+        return None
+    return cls
+
+
+# write and is_closing as C methods, over the slots above; the stream protocol's reads.
+_install_transport(
+    _SocketTransport, selector_events._SelectorSocketTransport.write, _stream_protocol()
+)
 
 
 def _with_transport(func):
