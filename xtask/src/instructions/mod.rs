@@ -24,8 +24,9 @@
 //! - `--smoke` (CI): tiny workloads, evloop and the floor only, nothing written; skipped with a
 //!   note when valgrind is missing. Without `--smoke` a missing valgrind fails the step, with
 //!   the command that installs it. `--only NAME` measures the matching micro-benchmarks only
-//!   and writes nothing (`--impl I` then measures one implementation only); `--reps R` sets
-//!   the runs of each pair.
+//!   and writes nothing (`--impl I` then measures one implementation only); `--only echo`
+//!   measures the echo servers only (`--impl I`: the servers whose name contains I); `--reps
+//!   R` sets the runs of each pair.
 
 mod annotate;
 mod callgrind;
@@ -275,7 +276,10 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
         }
         m.micro.push((bench.to_string(), per_impl));
     }
-    if only.is_none() {
+    // `--only echo`: the echo servers only (no micro-benchmark name contains "echo"), and with
+    // `--impl NAME` the servers whose name contains NAME.
+    let echo_only = only.as_deref() == Some("echo");
+    if only.is_none() || echo_only {
         let servers: Vec<String> = Command::new(&bin)
             .arg("echo-servers")
             .output()
@@ -291,6 +295,7 @@ pub fn run(root: &Path, args: &[String], smoke: bool) -> Result<Option<Measured>
             let measured = |s: &&String| {
                 !SKIPPED_SERVERS.contains(&s.as_str())
                     && (!smoke || SMOKE_SERVERS.contains(&s.as_str()))
+                    && impl_only.as_deref().is_none_or(|i| s.contains(i))
             };
             for server in servers.iter().filter(measured) {
                 let t = Instant::now();
