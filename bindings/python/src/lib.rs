@@ -11,6 +11,7 @@ mod handle;
 mod pool;
 mod running;
 mod stream;
+mod threadsafe;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
