@@ -27,7 +27,7 @@ use crate::handle::{self, Handle, Queued, TimerHandle};
 use crate::running::{self, Flags, Soon, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
 use crate::threadsafe::Threadsafe;
-use crate::{clock, errors, gil};
+use crate::{clock, errors, gil, pool};
 
 /// `("loop",)`: the keyword names of `Future(loop=...)`.
 static LOOP_KWNAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
@@ -162,7 +162,7 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         self.check_closed()?;
         let core = self.core()?;
-        let h = Py::new(py, self.make_handle(py, callback, args, context, method)?)?;
+        let h = pool::new_handle(py, self.make_handle(py, callback, args, context, method)?)?;
         let run = Queued::new(py, &h, h.get());
         core.state.soon.borrow_mut().push_back(run);
         if let Err(e) = core.lp.schedule_io(core.soon.clone(), Readiness::EMPTY) {
@@ -223,7 +223,7 @@ impl LoopCore {
             return self.soon(py, callback, args, context, "call_soon_threadsafe");
         }
         self.check_closed()?;
-        let h = Py::new(
+        let h = pool::new_handle(
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;

@@ -155,7 +155,7 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fast::install_on, m)?)?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
-    pool::install(m.py());
+    pool::install(m.py())?;
     m.add_class::<stream::StreamWriter>()?;
     m.add("_STREAM_READ", stream::StreamRead)?;
     Ok(())

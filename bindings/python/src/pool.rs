@@ -10,8 +10,17 @@
 //! CPython with the GIL). [`install`] puts the two functions into the types' `tp_alloc` and
 //! `tp_free` slots. A handle taken from a stack starts untracked by the cycle collector, as
 //! with PyO3's free list: see [`crate::handle::track`].
+//!
+//! `Handle` objects are also made and destroyed here without PyO3's generic machinery
+//! ([`new_handle`], and the type's `tp_dealloc`): PyO3's `Py::new` and its `tp_dealloc`
+//! trampoline (a thread-local count of the GIL, a panic guard, slot look-ups) cost some 100
+//! instructions per callback scheduled. The object is PyO3's layout for a frozen class
+//! without dict or weak references, the Rust value right after the object header; where it
+//! lies is measured on a handle made by PyO3 itself when the module is imported, and checked
+//! against the type's size, so a layout that differs (another PyO3 version) turns the fast
+//! path off instead of corrupting memory.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_void;
 use std::ptr;
 
@@ -90,9 +99,101 @@ unsafe extern "C" fn free<const K: usize>(obj: *mut c_void) {
     unsafe { ffi::PyObject_GC_Del(obj.cast()) }
 }
 
+/// Where a `Handle`'s Rust value lies in its object (bytes from the start), once measured and
+/// checked (0: PyO3's own `Py::new` and `tp_dealloc` are used).
+struct Offset(Cell<usize>);
+
+// SAFETY: written once by `install` and read by `new_handle` and `dealloc_handle`, all with
+// the GIL held: one thread at a time.
+unsafe impl Sync for Offset {}
+
+static HANDLE_OFFSET: Offset = Offset(Cell::new(0));
+
+/// A new `Handle` object holding `h`: from the free list when it has one, without PyO3's
+/// initialiser (see the module doc).
+#[inline]
+pub fn new_handle(py: Python<'_>, h: Handle) -> PyResult<Py<Handle>> {
+    let off = HANDLE_OFFSET.0.get();
+    if off == 0 {
+        return Py::new(py, h);
+    }
+    let ty = Handle::type_object_raw(py);
+    // SAFETY: GIL held; `ty` is the `Handle` type, whose `tp_alloc` is `alloc::<0>`.
+    let obj = unsafe { alloc::<0>(ty, 0) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a fresh instance of exactly `Handle`, its value at `off` (measured and checked
+    // in `install`) uninitialised: written once here, as PyO3's initialiser would (the other
+    // parts of PyO3's layout for this class have no bytes). `obj` is a new reference.
+    unsafe {
+        ptr::write(obj.cast::<u8>().add(off).cast::<Handle>(), h);
+        Ok(Bound::from_owned_ptr(py, obj)
+            .cast_into_unchecked::<Handle>()
+            .unbind())
+    }
+}
+
+/// `tp_dealloc` of `Handle` (and of Python subclasses, which reach it through theirs): what
+/// PyO3's does for a frozen class without dict or weak references, without its trampoline.
+unsafe extern "C" fn dealloc_handle(obj: *mut ffi::PyObject) {
+    let off = HANDLE_OFFSET.0.get();
+    // SAFETY: CPython calls `tp_dealloc` with the GIL held on an object of `Handle` or a
+    // subclass, whose layout starts with `Handle`'s; nothing references it any more. It is
+    // untracked before its fields go; its value is dropped once (dropping references only:
+    // no panic); then the memory goes to the actual type's `tp_free` and the instance's
+    // reference to its heap type is released, as PyO3's `tp_dealloc` does.
+    unsafe {
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        ptr::drop_in_place(obj.cast::<u8>().add(off).cast::<Handle>());
+        let ty = ffi::Py_TYPE(obj);
+        match (*ty).tp_free {
+            Some(free) => free(obj.cast()),
+            None => ffi::PyObject_GC_Del(obj.cast()),
+        }
+        ffi::Py_DECREF(ty.cast());
+    }
+}
+
+/// Measures where PyO3 puts a `Handle`'s value and, if the layout is the expected one (the
+/// value right after the object header, the type's size that of both), takes over the
+/// creation and `tp_dealloc` of `Handle` objects.
+fn install_handle_fast_path(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<()> {
+    let probe = Py::new(
+        py,
+        Handle::new(
+            py.None(),
+            pyo3::types::PyTuple::empty(py).unbind(),
+            py.None(),
+            false,
+            None,
+        ),
+    )?;
+    let off = (probe.get() as *const Handle as usize).wrapping_sub(probe.as_ptr() as usize);
+    let header = std::mem::size_of::<ffi::PyObject>();
+    let align = std::mem::align_of::<Handle>().max(std::mem::align_of::<ffi::PyObject>());
+    let size = (off + std::mem::size_of::<Handle>()).div_ceil(align) * align;
+    // SAFETY: GIL held; reading the size of a live type.
+    let basic = unsafe { (*ty).tp_basicsize } as usize;
+    drop(probe);
+    if off == header.div_ceil(std::mem::align_of::<Handle>()) * std::mem::align_of::<Handle>()
+        && basic == size
+    {
+        HANDLE_OFFSET.0.set(off);
+        // SAFETY: GIL held; the type has no instance alive (the probe is gone), and every
+        // instance from now on is freed by `dealloc_handle`, which matches the measured layout.
+        unsafe {
+            (*ty).tp_dealloc = Some(dealloc_handle);
+            ffi::PyType_Modified(ty);
+        }
+    }
+    Ok(())
+}
+
 /// Puts the stacks' `tp_alloc` / `tp_free` into the `Handle` and `TimerHandle` types (once,
-/// when the module is imported, before any handle exists).
-pub fn install(py: Python<'_>) {
+/// when the module is imported, before any handle exists), and the fast creation and
+/// `tp_dealloc` of `Handle` when the layout allows.
+pub fn install(py: Python<'_>) -> PyResult<()> {
     let types = [
         Handle::type_object_raw(py),
         TimerHandle::type_object_raw(py),
@@ -108,4 +209,5 @@ pub fn install(py: Python<'_>) {
             ffi::PyType_Modified(ty);
         }
     }
+    install_handle_fast_path(py, types[0])
 }
