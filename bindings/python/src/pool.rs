@@ -76,8 +76,54 @@ unsafe extern "C" fn alloc<const K: usize>(
         unsafe { ffi::PyObject_Init(obj, subtype) };
         return obj;
     }
+    if nitems == 0 && subtype == s.ty && UNCOUNTED.0.get() {
+        return alloc_uncounted(subtype);
+    }
     // SAFETY: the default allocation, GIL held.
     unsafe { ffi::PyType_GenericAlloc(subtype, nitems) }
+}
+
+/// Whether handles are allocated uncounted ([`alloc_uncounted`]): set by [`install`] once it
+/// has checked that the collector's header is [`GC_HEADER`] bytes, before any handle exists.
+struct Flag(Cell<bool>);
+
+// SAFETY: written once by `install` and read by `tp_alloc` / `tp_free`, all with the GIL held.
+unsafe impl Sync for Flag {}
+
+static UNCOUNTED: Flag = Flag(Cell::new(false));
+
+/// The bytes CPython keeps in front of an object of a GC type without a managed dict or weak
+/// references (this package's handle types): the collector's list links, `PyGC_Head`, two
+/// words on CPython with the GIL.
+const GC_HEADER: usize = 2 * std::mem::size_of::<usize>();
+
+/// A new, untracked instance of exactly `ty` (a handle type), allocated as
+/// `PyType_GenericAlloc` allocates it (zeroed, the collector's header in front, `PyObject_Init`)
+/// but not counted towards the collector's threshold of young objects.
+///
+/// A handle is untracked for as long as the loop queues it (see [`crate::handle::Queued`]),
+/// so it cannot be part of a cycle the collector has to find then; counting it made a batch of
+/// `call_soon` callbacks start a collection every few hundred handles, each traversing the
+/// young generation for nothing. A handle that outlives its run is tracked again then, and the
+/// collections that other allocations start see it. Its memory goes back with `PyObject_Free`
+/// (see [`free`]), without the uncount that `PyObject_GC_Del` makes.
+#[inline(never)]
+fn alloc_uncounted(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
+    // SAFETY: GIL held (`tp_alloc`); `ty` is a handle type, a GC type with neither managed
+    // dict nor managed weak references, whose instances are `tp_basicsize` bytes behind the
+    // collector's header. The memory is zeroed (an all-zero header is an untracked object)
+    // and initialised as `PyType_GenericAlloc` does; NULL with `MemoryError` set on failure.
+    unsafe {
+        let size = (*ty).tp_basicsize as usize;
+        let mem = ffi::PyObject_Malloc(GC_HEADER + size).cast::<u8>();
+        if mem.is_null() {
+            return ffi::PyErr_NoMemory();
+        }
+        ptr::write_bytes(mem, 0, GC_HEADER + size);
+        let obj = mem.add(GC_HEADER).cast::<ffi::PyObject>();
+        ffi::PyObject_Init(obj, ty);
+        obj
+    }
 }
 
 /// `tp_free` of the type of stack `K` (and of Python subclasses, which inherit the slot).
@@ -92,6 +138,14 @@ unsafe extern "C" fn free<const K: usize>(obj: *mut c_void) {
     if unsafe { ffi::Py_TYPE(obj) } == s.ty && s.len < CAPACITY {
         s.items[s.len] = obj;
         s.len += 1;
+        return;
+    }
+    // SAFETY: `obj`'s type (read before the memory goes).
+    if unsafe { ffi::Py_TYPE(obj) } == s.ty && UNCOUNTED.0.get() {
+        // SAFETY: an instance of exactly the handle type, untracked by `tp_dealloc`: its
+        // memory starts `GC_HEADER` bytes before it (see `alloc_uncounted`, which did
+        // not count it towards the collector's threshold: nor does this).
+        unsafe { ffi::PyObject_Free(obj.cast::<u8>().sub(GC_HEADER).cast()) };
         return;
     }
     // SAFETY: an instance of a GC type (every `#[pyclass]` is one) that `tp_dealloc` has
@@ -170,12 +224,22 @@ fn install_handle_fast_path(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyRes
         ),
     )?;
     let off = (probe.get() as *const Handle as usize).wrapping_sub(probe.as_ptr() as usize);
+    // `sys.getsizeof` counts the collector's header in front of the object: it must be the
+    // two words `alloc_uncounted` puts there. The probe itself was allocated (and is freed)
+    // the default way: the flag is set after it is gone.
+    let total: usize = py
+        .import("sys")?
+        .getattr("getsizeof")?
+        .call1((probe.bind(py),))?
+        .extract()?;
     let header = std::mem::size_of::<ffi::PyObject>();
     let align = std::mem::align_of::<Handle>().max(std::mem::align_of::<ffi::PyObject>());
     let size = (off + std::mem::size_of::<Handle>()).div_ceil(align) * align;
     // SAFETY: GIL held; reading the size of a live type.
     let basic = unsafe { (*ty).tp_basicsize } as usize;
     drop(probe);
+    // Both handle types have that header (GC types without managed dict or weak references).
+    UNCOUNTED.0.set(total == basic + GC_HEADER);
     if off == header.div_ceil(std::mem::align_of::<Handle>()) * std::mem::align_of::<Handle>()
         && basic == size
     {
