@@ -455,6 +455,21 @@ class ExceptionTests(LoopTestCase):
         self.assertTrue(ctx["message"].startswith("Exception in callback"), ctx["message"])
         self.assertIn("bad", ctx["message"])
 
+        # A handle nobody kept (the loop runs it without referencing its parts once more):
+        # the report shows it as well, callback, arguments and context included.
+        def bad_with(arg):
+            raise err
+
+        self.loop.call_soon(bad_with, 42)
+        self.run_briefly()
+        self.assertEqual(len(contexts), 2)
+        ctx = contexts[1][1]
+        self.assertIs(ctx["exception"], err)
+        self.assertIn("bad_with(42)", ctx["message"])
+        self.assertIn("bad_with(42)", repr(ctx["handle"]))
+        self.assertEqual(ctx["handle"]._args, (42,))
+        self.assertIsNotNone(ctx["handle"].get_context())
+
     def test_the_handler_runs_in_the_failing_code_s_context_from_python_3_12(self):
         # asyncio 3.12+ calls a custom handler in the context of the failing handle or task;
         # 3.11 and before, in the loop's.
