@@ -1,10 +1,12 @@
 """Micro-benchmarks of the loop core, on asyncio's own loop, uvloop, rloop and evloop.
 
-    python micro.py [--loops asyncio,uvloop,rloop,evloop] [--repeat 5] [--scale 1.0] [--json FILE]
-                    [--instructions] [--write BENCHMARKS.md]
+    python micro.py [--loops asyncio,uvloop,rloop,evloop] [--repeat 5] [--rounds 5] [--scale 1.0]
+                    [--json FILE] [--instructions] [--write BENCHMARKS.md]
 
-Each benchmark runs in a fresh process per loop (no loop warms the interpreter for another),
-``--repeat`` times; the best run counts (the least disturbed by the rest of the machine). The
+Each benchmark runs ``--repeat`` times per loop, in fresh processes (no loop warms the
+interpreter for another): ``--rounds`` processes per loop, each timing its share of the runs,
+the loops taking turns round after round so that a change in the machine's load falls on
+every loop alike. The best run counts (the least disturbed by the rest of the machine). The
 result is the wall time per operation, in nanoseconds:
 
 * ``call_soon chain``: a callback that schedules the next one, N times (one callback ready at a
@@ -256,6 +258,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="processes per loop and benchmark, taken in turns"
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every N")
     ap.add_argument("--only", help="one benchmark")
     ap.add_argument("--json", help="write the results here")
@@ -283,16 +288,26 @@ def main():
     for bench in benches:
         n = max(1, int(BENCHES[bench] * args.scale))
         results[bench] = {}
-        for name in available:
-            out = subprocess.run(
-                [sys.executable, __file__, "--repeat", str(args.repeat), "--child", name, bench, str(n)],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode != 0:
-                print(f"{bench} on {name} failed:\n{out.stderr}", file=sys.stderr)
-                continue
-            results[bench][name] = json.loads(out.stdout.strip().splitlines()[-1])["ns_per_op"]
+        rounds = max(1, min(args.rounds, args.repeat))
+        failed = set()
+        for r in range(rounds):
+            # This round's share of the runs (the first rounds take the remainder).
+            share = args.repeat // rounds + (1 if r < args.repeat % rounds else 0)
+            for name in available:
+                if name in failed:
+                    continue
+                out = subprocess.run(
+                    [sys.executable, __file__, "--repeat", str(share), "--child", name, bench, str(n)],
+                    capture_output=True,
+                    text=True,
+                )
+                if out.returncode != 0:
+                    print(f"{bench} on {name} failed:\n{out.stderr}", file=sys.stderr)
+                    failed.add(name)
+                    results[bench].pop(name, None)
+                    continue
+                ns = json.loads(out.stdout.strip().splitlines()[-1])["ns_per_op"]
+                results[bench][name] = min(ns, results[bench].get(name, ns))
     counted = {}
     if args.instructions:
         for bench in benches:
@@ -344,8 +359,9 @@ def main():
             f"--write BENCHMARKS.md` (in the venv of `cargo xtask test --python`): CPython "
             f"{sys.version.split()[0]}, {versions(available)}, {platform.machine()}, "
             f"{os.cpu_count()} CPUs shared with other work (load average {load:.1f} at the end of "
-            f"the run). Each figure is the best of {args.repeat} runs in a fresh process per "
-            "loop; what each benchmark does is in the script's doc. The last column is evloop's "
+            f"the run). Each figure is the best of {args.repeat} runs, in {min(args.rounds, args.repeat)} "
+            "fresh processes per loop, the loops taking turns; what each benchmark does is in "
+            "the script's doc. The last column is evloop's "
             "figure over the best other loop's (below 1.00: evloop is ahead).",
             "",
             table("ns per operation", benches, available, results, lambda v: f"{v:.0f}"),

@@ -26,7 +26,8 @@ use crate::bound::ThreadBound;
 use crate::handle::{self, Handle, Queued, TimerHandle};
 use crate::running::{self, Flags, Soon, State};
 use crate::stream::{self, ProtocolCache, StreamRead};
-use crate::{clock, errors, gil};
+use crate::threadsafe::Threadsafe;
+use crate::{clock, errors, gil, pool};
 
 /// `("loop",)`: the keyword names of `Future(loop=...)`.
 static LOOP_KWNAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
@@ -54,6 +55,8 @@ type WatcherPair = (Option<Py<Handle>>, Option<Py<Handle>>);
 pub struct LoopCore {
     core: ThreadBound<Core>,
     remote: Remote,
+    /// The handles of `call_soon_threadsafe` from other threads, waiting for their drain.
+    ts: Arc<Threadsafe>,
     flags: Arc<Flags>,
     running: AtomicBool,
 }
@@ -144,12 +147,22 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
+        self.soon(py, callback, args, context, "call_soon")
+    }
+
+    /// Queues a handle of `callback(*args)` in the loop's `call_soon` FIFO (`method` names
+    /// the caller in debug mode's errors). The loop's thread only.
+    fn soon(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<Handle>> {
         self.check_closed()?;
         let core = self.core()?;
-        let h = Py::new(
-            py,
-            self.make_handle(py, callback, args, context, "call_soon")?,
-        )?;
+        let h = pool::new_handle(py, self.make_handle(py, callback, args, context, method)?)?;
         let run = Queued::new(py, &h, h.get());
         core.state.soon.borrow_mut().push_back(run);
         if let Err(e) = core.lp.schedule_io(core.soon.clone(), Readiness::EMPTY) {
@@ -157,6 +170,9 @@ impl LoopCore {
             drop(run);
             return Err(errors::to_py(e));
         }
+        // Behind the drain of the open batch of threadsafe handles, if any (the core's queue
+        // took the drain in before this entry): later ones go behind this one.
+        self.ts.seal(py);
         Ok(h)
     }
 
@@ -192,7 +208,10 @@ impl LoopCore {
         self.schedule_timer(py, when, deadline, base)
     }
 
-    /// Schedules `callback(*args)` from any thread, and wakes the loop.
+    /// Schedules `callback(*args)` from any thread, and wakes the loop. On the loop's thread
+    /// it is `call_soon` (as in asyncio, where both append to the ready queue; the loop is
+    /// awake); from another thread the handle waits in the loop's threadsafe FIFO (see
+    /// [`crate::threadsafe`]).
     pub(crate) fn call_soon_threadsafe(
         &self,
         py: Python<'_>,
@@ -200,32 +219,16 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
+        if self.core.get().is_some() {
+            return self.soon(py, callback, args, context, "call_soon_threadsafe");
+        }
         self.check_closed()?;
-        let h = Py::new(
+        let h = pool::new_handle(
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
         let run = Queued::new(py, &h, h.get());
-        let cb = move |_: &EventLoop| {
-            // Scheduled from any thread: the loop's state is the running loop's.
-            let Some(state) = running::get() else {
-                // Only a running loop runs callbacks; drop the handle with the GIL held.
-                drop(run);
-                return;
-            };
-            let py = gil::attached();
-            let h = run.take(py);
-            let r = handle::run(py, &h, Some(&state));
-            drop(h);
-            if let Err(e) = r {
-                state.fatal(e)
-            }
-        };
-        let r = match self.core.get() {
-            Some(core) => core.lp.call_soon_threadsafe(cb),
-            None => self.remote.call_soon_threadsafe(cb),
-        };
-        r.map_err(errors::to_py)?;
+        self.ts.push(py, &self.remote, run)?;
         Ok(h)
     }
 
@@ -483,6 +486,7 @@ impl LoopCore {
                 state,
             }),
             remote,
+            ts: Threadsafe::new(),
             flags,
             running: AtomicBool::new(false),
         })
@@ -529,7 +533,7 @@ impl LoopCore {
 
     /// Closes the core: pending callbacks and timers are dropped, fd watchers removed, the
     /// loop's fds closed (the native part of `close`).
-    fn _close(&self) -> PyResult<()> {
+    fn _close(&self, py: Python<'_>) -> PyResult<()> {
         if self.is_running() {
             return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
         }
@@ -537,6 +541,7 @@ impl LoopCore {
         core.lp.close().map_err(errors::to_py)?;
         let soon = std::mem::take(&mut *core.state.soon.borrow_mut());
         drop(soon);
+        self.ts.clear(py);
         let watchers = std::mem::take(&mut *core.state.watchers.borrow_mut());
         drop(watchers);
         Ok(())
@@ -724,8 +729,9 @@ impl LoopCore {
         Ok((get(true), get(false)))
     }
 
-    /// `call_soon` callbacks queued and not yet run (for tests of the binding).
-    fn _pending_callbacks(&self) -> PyResult<usize> {
-        Ok(self.core()?.state.soon.borrow().len())
+    /// `call_soon` and `call_soon_threadsafe` callbacks queued and not yet run (for tests of
+    /// the binding).
+    fn _pending_callbacks(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.core()?.state.soon.borrow().len() + self.ts.len(py))
     }
 }

@@ -40,6 +40,15 @@ struct Call<'py> {
     context: Option<Bound<'py, PyAny>>,
 }
 
+/// The empty tuple, a new reference.
+#[inline(always)]
+fn empty(py: Python<'_>) -> Bound<'_, PyTuple> {
+    EMPTY
+        .get_or_init(py, || PyTuple::empty(py).unbind())
+        .bind(py)
+        .clone()
+}
+
 /// Reads a call to `name(<params>, *args, context=None)` from CPython's argument vector.
 ///
 /// # Safety
@@ -56,6 +65,21 @@ unsafe fn parse<'py>(
 ) -> PyResult<Call<'py>> {
     // SAFETY: as the caller guarantees.
     let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) } as usize;
+    if kwnames.is_null() && nargs == params.len() {
+        // The common call, `call_soon(cb)`: the named parameters alone, positionally.
+        // SAFETY: `nargs` borrowed positional arguments (`params.len()` is 1 or 2).
+        let fixed = unsafe {
+            [
+                Some(Bound::from_borrowed_ptr(py, *args)),
+                (nargs == 2).then(|| Bound::from_borrowed_ptr(py, *args.add(1))),
+            ]
+        };
+        return Ok(Call {
+            fixed,
+            rest: empty(py),
+            context: None,
+        });
+    }
     let mut fixed: [Option<Bound<'py, PyAny>>; 2] = [None, None];
     let given = nargs.min(params.len());
     for (i, slot) in fixed.iter_mut().enumerate().take(given) {
@@ -64,10 +88,7 @@ unsafe fn parse<'py>(
     }
     let extra = nargs - given;
     let rest = if extra == 0 {
-        EMPTY
-            .get_or_init(py, || PyTuple::empty(py).unbind())
-            .bind(py)
-            .clone()
+        empty(py)
     } else {
         // SAFETY: a new tuple of `extra` slots, each filled below with a new reference to a
         // borrowed positional argument (indices `given..nargs`).

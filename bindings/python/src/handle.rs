@@ -279,6 +279,10 @@ fn call_in_context<'py>(
 /// [`crate::gil`]): everything made here is a `Bound`, released at once; the error path
 /// attaches to PyO3 properly.
 pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyResult<()> {
+    // SAFETY: reading the reference count of a live object, GIL held.
+    if unsafe { ffi::Py_REFCNT(h.as_ptr()) } == 1 && !state.is_some_and(|s| s.flags.debug()) {
+        return run_last(py, h, state);
+    }
     let (callback, args, context) = {
         let p = h.get().parts();
         if p.cancelled {
@@ -317,6 +321,50 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyRe
         }
     }
     Ok(())
+}
+
+/// [`run`] of a handle that only the caller references (a queued handle nobody kept, once
+/// the loop let it go): nothing else can reach it while its callback runs, so the callback,
+/// its arguments and its context are moved out of it for the call instead of being
+/// referenced once more, and released after it. They are put back before an error is
+/// reported, whose context shows the handle.
+fn run_last(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyResult<()> {
+    let (callback, args, context) = {
+        let mut p = h.get().parts();
+        if p.cancelled {
+            return Ok(());
+        }
+        match (p.callback.take(), p.args.take(), p.context.take()) {
+            (Some(c), Some(a), Some(x)) => (c, a, x),
+            (c, a, x) => {
+                (p.callback, p.args, p.context) = (c, a, x);
+                return Ok(());
+            }
+        }
+    };
+    let r = call_in_context(py, context.bind(py), callback.bind(py), args.bind(py));
+    match r {
+        Ok(value) => {
+            drop(value);
+            // Released after the borrow of the parts ended (finalisers may run).
+            drop((callback, args, context));
+            Ok(())
+        }
+        Err(err) => {
+            {
+                let mut p = h.get().parts();
+                (p.callback, p.args, p.context) = (Some(callback), Some(args), Some(context));
+            }
+            Python::attach(|py| {
+                if err.is_instance_of::<PyKeyboardInterrupt>(py)
+                    || err.is_instance_of::<PySystemExit>(py)
+                {
+                    return Err(err);
+                }
+                report_error(py, h, state, err)
+            })
+        }
+    }
 }
 
 /// Sends `err`, raised while the handle ran, to the exception handler as the error of its

@@ -12,6 +12,7 @@ mod handle;
 mod pool;
 mod running;
 mod stream;
+mod threadsafe;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -155,7 +156,7 @@ fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fast::install_on, m)?)?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
-    pool::install(m.py());
+    pool::install(m.py())?;
     m.add_function(wrap_pyfunction!(fast_transport::install, m)?)?;
     m.add("_STREAM_READ", stream::StreamRead)?;
     Ok(())

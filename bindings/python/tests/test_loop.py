@@ -455,6 +455,21 @@ class ExceptionTests(LoopTestCase):
         self.assertTrue(ctx["message"].startswith("Exception in callback"), ctx["message"])
         self.assertIn("bad", ctx["message"])
 
+        # A handle nobody kept (the loop runs it without referencing its parts once more):
+        # the report shows it as well, callback, arguments and context included.
+        def bad_with(arg):
+            raise err
+
+        self.loop.call_soon(bad_with, 42)
+        self.run_briefly()
+        self.assertEqual(len(contexts), 2)
+        ctx = contexts[1][1]
+        self.assertIs(ctx["exception"], err)
+        self.assertIn("bad_with(42)", ctx["message"])
+        self.assertIn("bad_with(42)", repr(ctx["handle"]))
+        self.assertEqual(ctx["handle"]._args, (42,))
+        self.assertIsNotNone(ctx["handle"].get_context())
+
     def test_the_handler_runs_in_the_failing_code_s_context_from_python_3_12(self):
         # asyncio 3.12+ calls a custom handler in the context of the failing handle or task;
         # 3.11 and before, in the loop's.
@@ -562,6 +577,153 @@ class ThreadTests(LoopTestCase):
         th.join(10)
         self.assertFalse(self.watchdog_fired)
         self.assertEqual(count[0], 100_000)
+
+    def in_thread(self, fn, *args):
+        """Runs ``fn(*args)`` on another thread and waits for it: what it does happens before
+        what this thread does next."""
+        out = []
+        th = threading.Thread(target=lambda: out.append(fn(*args)))
+        th.start()
+        th.join(10)
+        self.assertFalse(th.is_alive())
+        return out[0] if out else None
+
+    def test_core_19_threadsafe_callbacks_keep_their_enqueue_order_among_call_soon(self):
+        out = []
+        # Before the run: each threadsafe callback takes its place behind what this thread
+        # queued before it, and ahead of what it queues after.
+        self.in_thread(self.loop.call_soon_threadsafe, out.append, "t1")
+        self.in_thread(self.loop.call_soon_threadsafe, out.append, "t2")
+        self.loop.call_soon(out.append, "s1")
+        self.in_thread(self.loop.call_soon_threadsafe, out.append, "t3")
+        self.loop.call_soon(out.append, "s2")
+        self.in_thread(self.loop.call_soon_threadsafe, out.append, "t4")
+
+        # While the loop runs: a callback makes another thread queue one, then queues its own.
+        def during():
+            out.append("d")
+            self.in_thread(self.loop.call_soon_threadsafe, out.append, "t5")
+            self.loop.call_soon(out.append, "s3")
+            self.in_thread(self.loop.call_soon_threadsafe, out.append, "t6")
+
+        self.loop.call_soon(during)
+        self.run_briefly()
+        self.run_briefly()
+        self.assertEqual(out, ["t1", "t2", "s1", "t3", "s2", "t4", "d", "t5", "s3", "t6"])
+        self.assertEqual(self.loop._pending_callbacks(), 0)
+
+    def test_core_06_core_19_what_other_threads_queue_while_a_batch_runs_waits_for_the_next_iteration(self):
+        out = []
+
+        def first():
+            out.append("first")
+            # Queued from another thread while this threadsafe callback runs: the iteration
+            # runs what was ready when it began, so this one runs on the next run.
+            self.in_thread(self.loop.call_soon_threadsafe, out.append, "second")
+            self.loop.stop()
+
+        self.in_thread(self.loop.call_soon_threadsafe, first)
+        self.guard()
+        self.loop.run_forever()
+        self.assertEqual(out, ["first"])
+        self.assertEqual(self.loop._pending_callbacks(), 1)
+        self.run_briefly()
+        self.assertEqual(out, ["first", "second"])
+        self.assertFalse(self.watchdog_fired)
+
+    def test_core_19_a_threadsafe_handle_is_cancelled_from_any_thread_and_closing_drops_the_queue(self):
+        out = []
+        h1 = self.in_thread(self.loop.call_soon_threadsafe, out.append, 1)
+        h2 = self.in_thread(self.loop.call_soon_threadsafe, out.append, 2)
+        self.in_thread(h1.cancel)
+        self.assertTrue(h1.cancelled())
+        self.run_briefly()
+        self.assertEqual(out, [2])
+        self.assertFalse(h2.cancelled())
+
+        class Obj:
+            pass
+
+        obj = Obj()
+        ref = weakref.ref(obj)
+        self.in_thread(self.loop.call_soon_threadsafe, id, obj)
+        del obj
+        self.assertIsNotNone(ref())
+        self.loop.close()
+        self.assertIsNone(ref(), "closing the loop kept a queued threadsafe callback")
+        errors = []
+
+        def late():
+            try:
+                self.loop.call_soon_threadsafe(print)
+            except RuntimeError as e:
+                errors.append(str(e))
+
+        self.in_thread(late)
+        self.assertEqual(errors, ["Event loop is closed"])
+
+    def test_core_19_keyboard_interrupt_in_a_batch_keeps_the_rest_of_it(self):
+        out = []
+
+        def interrupt():
+            raise KeyboardInterrupt
+
+        def queue():
+            self.loop.call_soon_threadsafe(out.append, 1)
+            self.loop.call_soon_threadsafe(interrupt)
+            self.loop.call_soon_threadsafe(out.append, 2)
+            self.loop.call_soon_threadsafe(out.append, 3)
+
+        self.in_thread(queue)
+        with self.assertRaises(KeyboardInterrupt):
+            self.loop.run_forever()
+        self.assertEqual(out, [1])
+        self.run_briefly()
+        self.assertEqual(out, [1, 2, 3])
+        self.assertEqual(self.loop._pending_callbacks(), 0)
+
+    def test_core_19_no_wake_up_is_lost_to_producers_racing_the_loop_s_wait(self):
+        # Producers hammer call_soon_threadsafe while the loop runs batches, goes to sleep and
+        # wakes up again and again (each pause gives the loop time to drain and wait); every
+        # callback must run without the watchdog's help. Several rounds: the races are
+        # probabilistic.
+        producers, per_producer = 3, 20_000
+        total = producers * per_producer
+        count = [0]
+
+        def cb():
+            count[0] += 1
+            if count[0] == total:
+                self.loop.stop()
+
+        def produce(seed):
+            for i in range(per_producer):
+                self.loop.call_soon_threadsafe(cb)
+                if (i * 7 + seed) % 97 == 0:
+                    time.sleep(0.0001 * (i % 3))
+
+        # The GIL changes hands every few microseconds instead of every 5 ms: the producers
+        # queue while a batch runs, while the loop is about to wait, and while it waits.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
+        try:
+            for round in range(5):
+                count[0] = 0
+                threads = [
+                    threading.Thread(target=produce, args=(round * producers + k,))
+                    for k in range(producers)
+                ]
+                watchdog = self.loop.call_later(10, self.loop.stop)
+                for th in threads:
+                    th.start()
+                self.loop.run_forever()
+                watchdog.cancel()
+                for th in threads:
+                    th.join(10)
+                self.assertEqual(count[0], total, f"a wake-up was lost in round {round}")
+                self.assertEqual(self.loop._pending_callbacks(), 0)
+        finally:
+            sys.setswitchinterval(interval)
 
     def test_other_threads_get_a_clear_error_for_thread_bound_calls(self):
         errors = []
