@@ -594,9 +594,7 @@ impl EventLoop {
         self.inner
             .tasks
             .borrow()
-            .entries
             .iter()
-            .flatten()
             .filter(|t| !t.header().finished.get())
             .map(|t| TaskRef { t: t.clone() })
             .collect()
