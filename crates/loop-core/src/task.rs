@@ -594,9 +594,7 @@ impl EventLoop {
         self.inner
             .tasks
             .borrow()
-            .entries
             .iter()
-            .flatten()
             .filter(|t| !t.header().finished.get())
             .map(|t| TaskRef { t: t.clone() })
             .collect()
@@ -818,9 +816,12 @@ fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
     h.finished.set(true);
     *task.result.borrow_mut() = Slot::Done(r);
     task.release_in(lp);
-    let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
-    for w in waiters {
-        w.wake();
+    // Most tasks end with nobody waiting through a waker: then nothing is taken or dropped.
+    if !task.waiters.borrow().is_empty() {
+        let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
     }
     let callbacks = h.take_callbacks();
     if callbacks.is_empty() {

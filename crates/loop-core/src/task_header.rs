@@ -185,63 +185,98 @@ impl Header {
 
 /// The loop's table of pending tasks (`S`: the loop's thread-safe part, which task wakers
 /// point at).
+///
+/// The free places form a list threaded through the vacant entries themselves, so a task that
+/// ends gives its place back without touching a second buffer: the table's only allocation is
+/// `entries`, which grows while tasks are created and never while they end. A burst of task
+/// ends thus frees the tasks' blocks and nothing else; a separate list of free indexes would
+/// grow (reallocate, free its old buffer next to the heap's top) in the middle of it, and
+/// glibc's allocator then checks whether to trim the heap on every later free there.
 pub(crate) struct TaskSlab<S> {
     /// Entries.
-    pub(crate) entries: Vec<Option<Rc<dyn TaskDyn>>>,
-    /// Free indexes.
-    free: Vec<usize>,
+    entries: Vec<TaskEntry>,
+    /// The first vacant entry, `entries.len()` when none is.
+    next_free: usize,
     /// Spent task wakers of this loop, for reuse by its later tasks (each is held by nobody
     /// else). Here, beside the table a task leaves when it ends, so that giving one back costs
     /// no borrow of its own.
     pub(crate) spare_wakers: Vec<std::sync::Arc<TaskWaker<S>>>,
 }
 
+/// A place in the [`TaskSlab`].
+enum TaskEntry {
+    /// Held by a pending task.
+    Task(Rc<dyn TaskDyn>),
+    /// Free; the index of the next free place (`entries.len()` at the end of the list).
+    Vacant(usize),
+}
+
 impl<S> Default for TaskSlab<S> {
     fn default() -> Self {
         TaskSlab {
             entries: Vec::new(),
-            free: Vec::new(),
+            next_free: 0,
             spare_wakers: Vec::new(),
         }
     }
 }
 
 impl<S> TaskSlab<S> {
+    /// Puts `t` in the table and returns its place (the last one freed, if any is free).
     #[inline]
     pub(crate) fn insert(&mut self, t: Rc<dyn TaskDyn>) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.entries[i] = Some(t);
-                i
+        let i = self.next_free;
+        match self.entries.get_mut(i) {
+            Some(e) => {
+                // `next_free` names a vacant entry whenever it is inside the table.
+                if let TaskEntry::Vacant(next) = std::mem::replace(e, TaskEntry::Task(t)) {
+                    self.next_free = next;
+                }
             }
             None => {
-                self.entries.push(Some(t));
-                self.entries.len() - 1
+                self.entries.push(TaskEntry::Task(t));
+                self.next_free = self.entries.len();
             }
         }
+        i
     }
 
+    /// Takes the task at place `i` out of the table, if one is there.
     #[inline]
     pub(crate) fn remove(&mut self, i: usize) -> Option<Rc<dyn TaskDyn>> {
-        let t = self.entries.get_mut(i)?.take();
-        if t.is_some() {
-            self.free.push(i);
+        let e = self.entries.get_mut(i)?;
+        if let TaskEntry::Vacant(_) = e {
+            return None;
         }
-        t
+        match std::mem::replace(e, TaskEntry::Vacant(self.next_free)) {
+            TaskEntry::Task(t) => {
+                self.next_free = i;
+                Some(t)
+            }
+            TaskEntry::Vacant(_) => None,
+        }
     }
 
     /// The task `k`, if it is still in the table.
     #[inline]
     pub(crate) fn get(&self, k: TaskKey) -> Option<&Rc<dyn TaskDyn>> {
-        self.entries
-            .get(k.slot as usize)?
-            .as_ref()
-            .filter(|t| t.header().id == k.id)
+        match self.entries.get(k.slot as usize)? {
+            TaskEntry::Task(t) if t.header().id == k.id => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The tasks in the table, in the order of their places.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Rc<dyn TaskDyn>> {
+        self.entries.iter().filter_map(|e| match e {
+            TaskEntry::Task(t) => Some(t),
+            TaskEntry::Vacant(_) => None,
+        })
     }
 
     /// Every task in the table (a closing loop tears them down, on the loop's thread).
     pub(crate) fn pending(&self) -> Vec<Rc<dyn TaskDyn>> {
-        self.entries.iter().flatten().cloned().collect()
+        self.iter().cloned().collect()
     }
 }
 

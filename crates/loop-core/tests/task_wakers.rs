@@ -216,3 +216,32 @@ fn core_34_a_task_is_one_allocation() {
     assert_eq!(large - small, 1000, "one allocation per task");
     lp.close().unwrap();
 }
+
+/// Tasks that end give their places in the loop's table back without allocating: the steps
+/// of a thousand tasks that all end in that step allocate no more than the step of one.
+#[test]
+fn core_34_ending_tasks_allocate_nothing() {
+    let _w = watchdog();
+    // Allocations of the iteration that runs (and ends) `n` tasks, on a fresh loop.
+    let ending = |n: u64| {
+        let lp = EventLoop::new().unwrap();
+        let ran = Rc::new(Cell::new(0u64));
+        let ts: Vec<_> = (0..n)
+            .map(|_| {
+                let ran = ran.clone();
+                lp.create_task(async move { ran.set(ran.get() + 1) })
+                    .unwrap()
+            })
+            .collect();
+        let before = allocations();
+        run_once(&lp);
+        let made = allocations() - before;
+        assert_eq!(ran.get(), n, "every task ran its step");
+        assert!(ts.iter().all(|t| t.done()));
+        drop(ts);
+        lp.close().unwrap();
+        made
+    };
+    let one = ending(1);
+    assert_eq!(ending(1000), one, "ending tasks allocate nothing per task");
+}
