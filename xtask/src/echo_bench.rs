@@ -155,19 +155,35 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
     }
     let path = root.join("BENCHMARKS.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let head = match existing.find(ECHO_HEADING) {
-        Some(i) => existing[..i].to_string(),
-        None => existing.clone(),
-    };
-    if let Err(e) = std::fs::write(
-        &path,
-        format!("{}{t}", head.trim_end_matches('\n').to_string() + "\n"),
-    ) {
+    if let Err(e) = std::fs::write(&path, splice_echo(&existing, &t)) {
         eprintln!("could not write BENCHMARKS.md: {e}");
         return ExitCode::FAILURE;
     }
     println!("wrote {}", path.display());
     ExitCode::SUCCESS
+}
+
+/// `doc` with its echo section (from [`ECHO_HEADING`] to the next top-level heading or the
+/// Python package's tables) replaced by `section`, or with `section` appended; what follows
+/// the echo section stays.
+fn splice_echo(doc: &str, section: &str) -> String {
+    let (head, tail) = match doc.find(ECHO_HEADING) {
+        Some(i) => {
+            let rest = &doc[i + ECHO_HEADING.len()..];
+            let end = ["\n<!-- python-micro:start -->", "\n## "]
+                .iter()
+                .filter_map(|m| rest.find(m))
+                .min()
+                .map_or(doc.len(), |j| i + ECHO_HEADING.len() + j);
+            (&doc[..i], &doc[end..])
+        }
+        None => (doc, ""),
+    };
+    let mut out = head.trim_end_matches('\n').to_string() + "\n" + section;
+    if !tail.is_empty() {
+        out = out.trim_end_matches('\n').to_string() + "\n" + tail;
+    }
+    out
 }
 
 /// The one-loop-per-core paragraph: evloop's throughput with two loops over one, for each
@@ -207,4 +223,22 @@ fn loops_ratio(rows: &[Row]) -> String {
          | conns | size | 1 loop req/s | 2 loops req/s | ratio |\n|---:|---:|---:|---:|---:|\n{}\n",
         lines.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice_echo;
+
+    #[test]
+    fn splice_echo_keeps_what_follows_the_echo_section() {
+        let doc = "# B\n\n## Micro\n\nm\n\n## Echo\n\nold\n\n### TLS echo\n\nt\n\n\
+                   <!-- python-micro:start -->\n## Python\n\np\n";
+        let out = splice_echo(doc, "\n## Echo\n\nnew\n");
+        assert_eq!(
+            out,
+            "# B\n\n## Micro\n\nm\n\n## Echo\n\nnew\n\n<!-- python-micro:start -->\n## Python\n\np\n"
+        );
+        let appended = splice_echo("# B\n\n## Micro\n\nm\n", "\n## Echo\n\nnew\n");
+        assert_eq!(appended, "# B\n\n## Micro\n\nm\n\n## Echo\n\nnew\n");
+    }
 }
