@@ -185,7 +185,6 @@ impl<X: ?Sized, F: WakeFd> Wake<X, F> {
     }
 }
 
-/// A queued item of the tests and the model below: a number.
 #[cfg(all(
     test,
     any(
@@ -196,13 +195,9 @@ impl<X: ?Sized, F: WakeFd> Wake<X, F> {
         )
     )
 ))]
-pub(crate) struct Num {
-    /// Its link in the queue.
-    link: crate::remote_queue::Link<Num>,
-    /// The number.
-    pub(crate) n: usize,
-}
+pub(crate) use num::Num;
 
+/// [`Num`] and what makes it a queue node (test builds only).
 #[cfg(all(
     test,
     any(
@@ -213,45 +208,37 @@ pub(crate) struct Num {
         )
     )
 ))]
-impl Num {
-    /// `n`, ready to push.
-    pub(crate) fn new(n: usize) -> Fresh<Num> {
-        Fresh::new(Num {
-            link: crate::remote_queue::Link::new(),
-            n,
-        })
+mod num {
+    use super::{Arc, Fresh, IntoNode, Linked};
+
+    /// A queued item of the tests and the model below: a number.
+    pub(crate) struct Num {
+        /// Its link in the queue.
+        link: crate::remote_queue::Link<Num>,
+        /// The number.
+        pub(crate) n: usize,
     }
-}
 
-#[cfg(all(
-    test,
-    any(
-        loom,
-        all(
-            any(target_os = "linux", target_os = "android"),
-            not(feature = "reactor-polling")
-        )
-    )
-))]
-impl Linked<Num> for Num {
-    fn link(&self) -> &crate::remote_queue::Link<Num> {
-        &self.link
+    impl Num {
+        /// `n`, ready to push.
+        pub(crate) fn new(n: usize) -> Fresh<Num> {
+            Fresh::new(Num {
+                link: crate::remote_queue::Link::new(),
+                n,
+            })
+        }
     }
-}
 
-#[cfg(all(
-    test,
-    any(
-        loom,
-        all(
-            any(target_os = "linux", target_os = "android"),
-            not(feature = "reactor-polling")
-        )
-    )
-))]
-impl IntoNode<Num> for Num {
-    fn into_node(self: Arc<Self>) -> Arc<Num> {
-        self
+    impl Linked<Num> for Num {
+        fn link(&self) -> &crate::remote_queue::Link<Num> {
+            &self.link
+        }
+    }
+
+    impl IntoNode<Num> for Num {
+        fn into_node(self: Arc<Self>) -> Arc<Num> {
+            self
+        }
     }
 }
 
