@@ -188,112 +188,93 @@ unsafe fn trampoline(
     }
 }
 
-/// `call_soon(callback, *args, context=None)`.
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall arguments of a method of `LoopCore`, GIL held.
-    unsafe {
-        trampoline(slf, |py, this| {
-            let c = parse(py, "call_soon", &["callback"], args, nargsf, kwnames)?;
-            let [callback, _] = c.fixed;
-            let h = this
-                .get()
-                .call_soon(py, callback.expect("parsed"), c.rest, c.context)?;
-            Ok(h.into_ptr())
-        })
-    }
+/// Defines a fast method: a vectorcall C function that parses its arguments (`params`, then
+/// `*args` and `context=`) with [`parse`] and runs `body` with the GIL, the `LoopCore` and the
+/// parsed call, through [`trampoline`].
+macro_rules! fast_method {
+    ($(#[$meta:meta])* $fn_name:ident, $name:literal, [$($param:literal),*], |$py:ident, $this:ident, $c:ident| $body:block) => {
+        $(#[$meta])*
+        unsafe extern "C" fn $fn_name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargsf: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython's vectorcall arguments of a method of `LoopCore`, GIL held.
+            unsafe {
+                trampoline(slf, |$py, $this| {
+                    let $c = parse($py, $name, &[$($param),*], args, nargsf, kwnames)?;
+                    $body
+                })
+            }
+        }
+    };
 }
 
-/// `call_soon_threadsafe(callback, *args, context=None)`.
-unsafe extern "C" fn call_soon_threadsafe(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall arguments of a method of `LoopCore`, GIL held.
-    unsafe {
-        trampoline(slf, |py, this| {
-            let c = parse(
-                py,
-                "call_soon_threadsafe",
-                &["callback"],
-                args,
-                nargsf,
-                kwnames,
-            )?;
-            let [callback, _] = c.fixed;
-            let h = this.get().call_soon_threadsafe(
-                py,
-                callback.expect("parsed"),
-                c.rest,
-                c.context,
-            )?;
-            Ok(h.into_ptr())
-        })
+fast_method!(
+    /// `call_soon(callback, *args, context=None)`.
+    call_soon,
+    "call_soon",
+    ["callback"],
+    |py, this, c| {
+        let [callback, _] = c.fixed;
+        let h = this
+            .get()
+            .call_soon(py, callback.expect("parsed"), c.rest, c.context)?;
+        Ok(h.into_ptr())
     }
-}
+);
 
-/// `call_later(delay, callback, *args, context=None)`.
-unsafe extern "C" fn call_later(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall arguments of a method of `LoopCore`, GIL held.
-    unsafe {
-        trampoline(slf, |py, this| {
-            let c = parse(
-                py,
-                "call_later",
-                &["delay", "callback"],
-                args,
-                nargsf,
-                kwnames,
-            )?;
-            let [delay, callback] = c.fixed;
-            let delay = delay.expect("parsed");
-            let delay: Option<f64> = if delay.is_none() {
-                None
-            } else {
-                Some(delay.extract()?)
-            };
-            let h =
-                this.get()
-                    .call_later(py, delay, callback.expect("parsed"), c.rest, c.context)?;
-            Ok(h.into_ptr())
-        })
+fast_method!(
+    /// `call_soon_threadsafe(callback, *args, context=None)`.
+    call_soon_threadsafe,
+    "call_soon_threadsafe",
+    ["callback"],
+    |py, this, c| {
+        let [callback, _] = c.fixed;
+        let h =
+            this.get()
+                .call_soon_threadsafe(py, callback.expect("parsed"), c.rest, c.context)?;
+        Ok(h.into_ptr())
     }
-}
+);
 
-/// `call_at(when, callback, *args, context=None)`.
-unsafe extern "C" fn call_at(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall arguments of a method of `LoopCore`, GIL held.
-    unsafe {
-        trampoline(slf, |py, this| {
-            let c = parse(py, "call_at", &["when", "callback"], args, nargsf, kwnames)?;
-            let [when, callback] = c.fixed;
-            let when = when.expect("parsed");
-            let when: Option<f64> = if when.is_none() {
-                None
-            } else {
-                Some(when.extract()?)
-            };
-            let h = this
-                .get()
-                .call_at(py, when, callback.expect("parsed"), c.rest, c.context)?;
-            Ok(h.into_ptr())
-        })
+fast_method!(
+    /// `call_later(delay, callback, *args, context=None)`.
+    call_later,
+    "call_later",
+    ["delay", "callback"],
+    |py, this, c| {
+        let [delay, callback] = c.fixed;
+        let delay = float_or_none(&delay.expect("parsed"))?;
+        let h = this
+            .get()
+            .call_later(py, delay, callback.expect("parsed"), c.rest, c.context)?;
+        Ok(h.into_ptr())
+    }
+);
+
+fast_method!(
+    /// `call_at(when, callback, *args, context=None)`.
+    call_at,
+    "call_at",
+    ["when", "callback"],
+    |py, this, c| {
+        let [when, callback] = c.fixed;
+        let when = float_or_none(&when.expect("parsed"))?;
+        let h = this
+            .get()
+            .call_at(py, when, callback.expect("parsed"), c.rest, c.context)?;
+        Ok(h.into_ptr())
+    }
+);
+
+/// A time argument: `None` (the scheduling call reports it) or a float.
+fn float_or_none(v: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if v.is_none() {
+        Ok(None)
+    } else {
+        v.extract().map(Some)
     }
 }
 
