@@ -406,11 +406,8 @@ fn report(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    let helpers = crate::helpers(py)?;
-    let source = helpers
-        .format_callback_source
-        .bind(py)
-        .call1((callback, args))?;
+    let debug = h.get().parts().source_traceback.is_some();
+    let source = crate::format_callback_source(py, callback, args, debug)?;
     let ctx = PyDict::new(py);
     ctx.set_item("message", format!("Exception in callback {source}"))?;
     ctx.set_item("exception", err.value(py))?;
@@ -423,7 +420,10 @@ fn report(
         Some(l) => l
             .bind(py)
             .call_method1(intern!(py, "call_exception_handler"), (ctx,))?,
-        None => helpers.report_without_loop.bind(py).call1((ctx,))?,
+        None => crate::helpers(py)?
+            .report_without_loop
+            .bind(py)
+            .call1((ctx,))?,
     };
     Ok(())
 }
@@ -536,14 +536,8 @@ fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyRe
         out.push(format!("when={when}"));
     }
     if let (Some(c), Some(a)) = (callback, args) {
-        let helpers = crate::helpers(py)?;
-        out.push(
-            helpers
-                .format_callback_source
-                .bind(py)
-                .call1((c, a))?
-                .to_string(),
-        );
+        let source = crate::format_callback_source(py, c.bind(py), a.bind(py), tb.is_some())?;
+        out.push(source.to_string());
     }
     if let Some(tb) = tb {
         let tb = tb.bind(py);

@@ -27,6 +27,9 @@ struct Helpers {
     set_task_name: Py<PyAny>,
     /// `asyncio.format_helpers._format_callback_source(callback, args)`.
     format_callback_source: Py<PyAny>,
+    /// Whether that formatter takes `debug=` (Python 3.13+, where a handle's arguments are
+    /// shown only in debug mode).
+    format_takes_debug: bool,
     /// `evloop._loop._extract_stack()`: the caller's stack, for debug mode.
     extract_stack: Py<PyAny>,
     /// `evloop._loop._report_without_loop(context)`: a callback's error when no loop runs.
@@ -46,10 +49,31 @@ fn helpers(py: Python<'_>) -> PyResult<&Helpers> {
             task: asyncio.getattr("Task")?.unbind(),
             set_task_name: ours.getattr("_set_task_name")?.unbind(),
             format_callback_source: fh.getattr("_format_callback_source")?.unbind(),
+            format_takes_debug: py.version_info() >= (3, 13),
             extract_stack: ours.getattr("_extract_stack")?.unbind(),
             report_without_loop: ours.getattr("_report_without_loop")?.unbind(),
         })
     })
+}
+
+/// `callback(args) at file:line` as asyncio describes a handle's callback: with `debug=` where
+/// the formatter takes it. `debug` is whether the handle was made in debug mode (it then carries
+/// its creation stack), which stands for the loop's flag asyncio reads there.
+fn format_callback_source<'py>(
+    py: Python<'py>,
+    callback: &Bound<'py, PyAny>,
+    args: &Bound<'py, pyo3::types::PyTuple>,
+    debug: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let h = helpers(py)?;
+    let f = h.format_callback_source.bind(py);
+    if h.format_takes_debug {
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("debug", debug)?;
+        f.call((callback, args), Some(&kw))
+    } else {
+        f.call1((callback, args))
+    }
 }
 
 /// The loop's clock: `time.monotonic()`'s base, in seconds, and `Instant`s.

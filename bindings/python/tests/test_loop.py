@@ -550,6 +550,26 @@ class ExceptionTests(LoopTestCase):
         with self.assertRaisesRegex(TypeError, "coroutines cannot be used"):
             self.loop.call_soon(asyncio.sleep)
 
+    def test_a_handle_s_arguments_are_described_as_asyncio_describes_them(self):
+        # In debug mode on every Python; outside it up to 3.12 only (3.13's asyncio leaves
+        # them out unless the loop is in debug mode).
+        def cb(arg):
+            pass
+
+        h = self.loop.call_soon(cb, 42)
+        later = self.loop.call_later(10, cb, 43)
+        shown = sys.version_info < (3, 13)
+        self.assertEqual("cb(42)" in repr(h), shown, repr(h))
+        self.assertEqual("cb(43)" in repr(later), shown, repr(later))
+        later.cancel()
+        self.loop.set_debug(True)
+        h = self.loop.call_soon(cb, 44)
+        later = self.loop.call_later(10, cb, 45)
+        self.assertIn("cb(44)", repr(h))
+        self.assertIn("cb(45)", repr(later))
+        later.cancel()
+        self.run_briefly()
+
 
 class ThreadTests(LoopTestCase):
     def test_call_soon_threadsafe_wakes_an_idle_loop(self):
