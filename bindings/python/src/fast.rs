@@ -173,11 +173,22 @@ unsafe fn trampoline(
     let py = unsafe { Python::assume_attached() };
     // SAFETY: `slf` is a live `LoopCore` (or subclass) instance, borrowed for the call.
     let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-    let r = match catch_unwind(AssertUnwindSafe(|| body(py, &this))) {
+    guarded(py, "the loop's scheduling code", || body(py, &this))
+}
+
+/// Runs a C method's `body` for CPython: its `Ok` is the new reference to return; an error is
+/// set as the current exception and NULL returned; a panic becomes a `RuntimeError` naming
+/// `what` panicked.
+pub(crate) fn guarded(
+    py: Python<'_>,
+    what: &str,
+    body: impl FnOnce() -> PyResult<*mut ffi::PyObject>,
+) -> *mut ffi::PyObject {
+    let r = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
-        Err(_) => Err(PyRuntimeError::new_err(
-            "evloop: a panic in the loop's scheduling code (a bug: please report it)",
-        )),
+        Err(_) => Err(PyRuntimeError::new_err(format!(
+            "evloop: a panic in {what} (a bug: please report it)"
+        ))),
     };
     match r {
         Ok(p) => p,
@@ -312,29 +323,46 @@ const METHODS: [FastMethod; 4] = [
 /// of it ([`install_on`], for `evloop.Loop`, whose instances then pass the method's type check
 /// at once instead of through a walk of the class hierarchy).
 pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = ty.py();
     for (name, meth, doc) in METHODS {
-        // CPython keeps a pointer to the definition for as long as the descriptor lives: one
-        // small leak per method and class, once per process.
-        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
+        add_method(
+            ty,
+            name,
+            ffi::PyMethodDefPointer {
                 PyCFunctionFastWithKeywords: meth,
             },
-            ml_flags: (ffi::METH_FASTCALL | ffi::METH_KEYWORDS) as c_int,
-            ml_doc: doc.as_ptr(),
-        }));
-        // SAFETY: a type object and a method definition that outlives it; GIL held. Returns a
-        // new reference or NULL with an exception set.
-        let descr = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyDescr_NewMethod(ty.as_ptr().cast::<ffi::PyTypeObject>(), def),
-            )
-        }?;
-        ty.setattr(name.to_str().expect("ASCII"), descr)?;
+            (ffi::METH_FASTCALL | ffi::METH_KEYWORDS) as c_int,
+            doc,
+        )?;
     }
     Ok(())
+}
+
+/// Puts a C method on `cls` (a method descriptor: it checks that `self` is an instance).
+pub(crate) fn add_method(
+    cls: &Bound<'_, PyType>,
+    name: &'static CStr,
+    meth: ffi::PyMethodDefPointer,
+    flags: c_int,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    let py = cls.py();
+    // CPython keeps a pointer to the definition for as long as the descriptor lives: one
+    // small leak per method and class, once per process.
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }));
+    // SAFETY: a type object and a method definition that outlives it; GIL held. Returns a new
+    // reference or NULL with an exception set.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyDescr_NewMethod(cls.as_ptr().cast::<ffi::PyTypeObject>(), def),
+        )
+    }?;
+    cls.setattr(name.to_str().expect("ASCII"), descr)
 }
 
 /// `_install_fast(cls)`: puts the fast scheduling methods on `cls`, a subclass of `LoopCore`

@@ -17,8 +17,7 @@
 //!   `resume_writing`).
 //! * `is_closing()`: `self._closing`, as asyncio's.
 
-use std::ffi::{c_int, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::c_int;
 use std::ptr;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -178,24 +177,12 @@ unsafe fn trampoline(
     let py = unsafe { Python::assume_attached() };
     // SAFETY: `slf` is live, borrowed for the call.
     let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let r = match catch_unwind(AssertUnwindSafe(|| {
+    crate::fast::guarded(py, "the transport's native code", || {
         let s = SLOTS.get(py).ok_or_else(|| {
             PyRuntimeError::new_err("evloop: the transport's C methods are not installed")
         })?;
         body(py, &this, s)
-    })) {
-        Ok(r) => r,
-        Err(_) => Err(PyRuntimeError::new_err(
-            "evloop: a panic in the transport's native code (a bug: please report it)",
-        )),
-    };
-    match r {
-        Ok(p) => p,
-        Err(e) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-    }
+    })
 }
 
 /// `None`, as a new reference.
@@ -322,34 +309,6 @@ unsafe extern "C" fn is_closing(
     }
 }
 
-/// Puts a C method on `cls` (a method descriptor: it checks that `self` is an instance).
-fn add_method(
-    cls: &Bound<'_, PyType>,
-    name: &'static CStr,
-    meth: ffi::PyMethodDefPointer,
-    flags: c_int,
-    doc: &'static CStr,
-) -> PyResult<()> {
-    let py = cls.py();
-    // CPython keeps a pointer to the definition for as long as the descriptor lives: one
-    // small leak per method, once per process.
-    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: name.as_ptr(),
-        ml_meth: meth,
-        ml_flags: flags,
-        ml_doc: doc.as_ptr(),
-    }));
-    // SAFETY: a type object and a method definition that outlives it; GIL held. Returns a new
-    // reference or NULL with an exception set.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyDescr_NewMethod(cls.as_ptr().cast::<ffi::PyTypeObject>(), def),
-        )
-    }?;
-    cls.setattr(name.to_str().expect("ASCII"), descr)
-}
-
 /// `_install_transport(cls, slow_write, stream_protocol)`: takes the slot offsets of `cls`
 /// (the socket transport class, whose `__slots__` hold the attributes listed in the module's
 /// doc) and puts the C methods `write` and `is_closing` on it; `slow_write(transport, data)`
@@ -393,14 +352,14 @@ pub fn install(
         },
     };
     let _ = SLOTS.set(py, slots);
-    add_method(
+    crate::fast::add_method(
         cls,
         c"write",
         ffi::PyMethodDefPointer { PyCFunction: write },
         ffi::METH_O as c_int,
         c"write(data)\n--\n\nWrites data (bytes-like) to the transport: sent at once when nothing is buffered, else buffered.",
     )?;
-    add_method(
+    crate::fast::add_method(
         cls,
         c"is_closing",
         ffi::PyMethodDefPointer {
