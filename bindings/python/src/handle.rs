@@ -6,10 +6,10 @@
 //! calls the callback, and sends an exception to the loop's exception handler, except
 //! `KeyboardInterrupt` and `SystemExit`, which end the run as in asyncio.
 
-use std::cell::RefCell;
-use std::cell::RefMut;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::ptr::NonNull;
 use std::time::Instant;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -52,38 +52,165 @@ impl<T> Drop for Owned<T> {
     }
 }
 
-/// What a handle holds.
-pub struct Parts {
-    callback: Option<Owned<PyAny>>,
-    args: Option<Owned<PyTuple>>,
-    context: Option<Owned<PyAny>>,
-    cancelled: bool,
-    source_traceback: Option<Owned<PyAny>>,
+/// One reference of a handle, or none (cancelled, cleared, or moved out while it runs): a
+/// `Cell`, so that no borrow of the handle is ever held. A reference is read by taking a new
+/// reference to it ([`Slot::get`], an increment that runs no Python code) and replaced or taken
+/// as a whole; whatever a release runs (a finaliser, which may reach the handle again) finds
+/// the handle consistent.
+struct Slot<T>(Cell<Option<Owned<T>>>);
+
+// One word: `Option` of a non-null pointer.
+const _: () = assert!(std::mem::size_of::<Slot<PyAny>>() == std::mem::size_of::<usize>());
+
+impl<T> Slot<T> {
+    fn new(p: Py<T>) -> Slot<T> {
+        Slot(Cell::new(Some(Owned::new(p))))
+    }
+
+    /// A new reference to the object, if any.
+    #[inline]
+    fn get<'py>(&self, py: Python<'py>) -> Option<Bound<'py, T>> {
+        // SAFETY: a shared look at the cell's value that ends before anything could replace
+        // it: taking a new reference (an increment) runs no Python code, and the handle is
+        // used only with the GIL held (see `Parts`), so no other thread writes meanwhile.
+        unsafe { (*self.0.as_ptr()).as_ref() }.map(|o| o.bind(py).clone())
+    }
+
+    /// Moves the reference out (the caller releases it, which may run Python code).
+    #[inline]
+    fn take(&self) -> Option<Owned<T>> {
+        self.0.take()
+    }
+
+    /// Puts `v` in; what was there is released.
+    #[inline]
+    fn put(&self, v: Option<Owned<T>>) {
+        drop(self.0.replace(v));
+    }
+
+    /// The object's address (null if none), a borrowed look.
+    #[inline]
+    fn as_ptr(&self) -> *mut ffi::PyObject {
+        // SAFETY: as in `get`: a look that ends at once.
+        unsafe { (*self.0.as_ptr()).as_ref() }.map_or(std::ptr::null_mut(), |o| o.as_ptr())
+    }
+
+    /// Shows the reference to the cycle collector.
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: as in `get`: the collector's visit function runs no Python code, so the
+        // value is not replaced while it is looked at.
+        visit.call(unsafe { (*self.0.as_ptr()).as_deref() })
+    }
 }
 
-/// A handle's parts, used only with the GIL held (which orders the accesses of different
-/// threads), never borrowed while Python code runs.
-struct GilCell(RefCell<Parts>);
+/// A handle's `source_traceback` (debug mode only, else none), whether it was cancelled and
+/// whether its context was copied for it, in one word: the address of the traceback, an owned
+/// reference (or 0), with [`CANCELLED`] and [`COPIED`] in its two lowest bits, which the
+/// address of an object never has (CPython aligns objects to at least 8 bytes).
+struct Extra(Cell<usize>);
+
+/// [`Extra`]'s bit of a cancelled handle.
+const CANCELLED: usize = 1;
+/// [`Extra`]'s bit of a handle whose context was copied for it (`call_soon` without a
+/// `context`). The handle holds that context for as long as it is reachable (only the cycle
+/// collector's `__clear__` of an unreachable handle takes it).
+const COPIED: usize = 2;
+const FLAGS: usize = CANCELLED | COPIED;
+
+impl Extra {
+    fn new(source_traceback: Option<Py<PyAny>>, copied: bool) -> Extra {
+        let addr = match source_traceback {
+            Some(tb) if (tb.as_ptr() as usize) & FLAGS == 0 => tb.into_ptr() as usize,
+            // A misaligned object cannot be (see above); were it, the traceback is left out.
+            _ => 0,
+        };
+        Extra(Cell::new(addr | if copied { COPIED } else { 0 }))
+    }
+
+    #[inline]
+    fn copied(&self) -> bool {
+        self.0.get() & COPIED != 0
+    }
+
+    #[inline]
+    fn cancelled(&self) -> bool {
+        self.0.get() & CANCELLED != 0
+    }
+
+    /// Marks the handle cancelled; returns whether it was not before.
+    #[inline]
+    fn cancel(&self) -> bool {
+        let v = self.0.get();
+        self.0.set(v | CANCELLED);
+        v & CANCELLED == 0
+    }
+
+    fn pointer(&self) -> *mut ffi::PyObject {
+        (self.0.get() & !FLAGS) as *mut ffi::PyObject
+    }
+
+    /// A new reference to the traceback, if any.
+    fn traceback<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let p = self.pointer();
+        // SAFETY: a live object the handle owns a reference to (GIL held: nothing releases
+        // it meanwhile); this takes a new one.
+        (!p.is_null()).then(|| unsafe { Bound::from_borrowed_ptr(py, p) })
+    }
+
+    /// Releases the traceback, keeping the flags.
+    fn clear_traceback(&self) {
+        let p = self.pointer();
+        self.0.set(self.0.get() & FLAGS);
+        if !p.is_null() {
+            // SAFETY: the handle's reference, released once (the word no longer holds it, so
+            // whatever the release runs finds the handle consistent); GIL held (see `Owned`).
+            unsafe { ffi::Py_DECREF(p) }
+        }
+    }
+
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let p = NonNull::new(self.pointer());
+        // SAFETY: `Py<PyAny>` is `#[repr(transparent)]` over `NonNull<ffi::PyObject>`, so a
+        // reference to the pointer is one to a `Py<PyAny>`; it is only passed to the visit
+        // function (which runs no Python code, so the handle keeps its reference meanwhile)
+        // and never dropped.
+        let r = p
+            .as_ref()
+            .map(|nn| unsafe { &*(nn as *const NonNull<ffi::PyObject>).cast::<Py<PyAny>>() });
+        visit.call(r)
+    }
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        self.clear_traceback();
+    }
+}
+
+/// What a handle holds: four words.
+pub struct Parts {
+    callback: Slot<PyAny>,
+    args: Slot<PyTuple>,
+    context: Slot<PyAny>,
+    extra: Extra,
+}
 
 // SAFETY: every access happens with the GIL held (a handle is reached only from Python
 // methods, the loop's callbacks and the cycle collector, all under the GIL): one thread at a
-// time, and the GIL's hand-over orders their accesses. This package targets CPython with the
-// GIL.
-unsafe impl Sync for GilCell {}
+// time, and the GIL's hand-over orders their accesses. The cells hand out no borrow (see
+// `Slot`). This package targets CPython with the GIL.
+unsafe impl Sync for Parts {}
 // SAFETY: as above; the references inside are Python objects, owned under the GIL.
-unsafe impl Send for GilCell {}
+unsafe impl Send for Parts {}
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe` or `add_reader` (asyncio's
 /// `Handle`).
 // Allocated from a free list (see [`crate::pool`]): a handle from it starts untracked, see
-// [`track`].
+// [`track`]. Four words behind the object's header (with the collector's header, 64 bytes:
+// one of pymalloc's size classes).
 #[pyclass(module = "evloop", name = "Handle", subclass, frozen)]
 pub struct Handle {
-    parts: GilCell,
-    /// The address of the context when it was copied for this handle (`call_soon` without a
-    /// `context`), else 0. The handle holds that context for as long as it is reachable
-    /// (only the cycle collector's `__clear__` of an unreachable handle takes it).
-    copied_context: usize,
+    parts: Parts,
 }
 
 impl Handle {
@@ -96,45 +223,34 @@ impl Handle {
         source_traceback: Option<Py<PyAny>>,
     ) -> Handle {
         Handle {
-            copied_context: if copied { context.as_ptr() as usize } else { 0 },
-            parts: GilCell(RefCell::new(Parts {
-                callback: Some(Owned::new(callback)),
-                args: Some(Owned::new(args)),
-                context: Some(Owned::new(context)),
-                cancelled: false,
-                source_traceback: source_traceback.map(Owned::new),
-            })),
+            parts: Parts {
+                callback: Slot::new(callback),
+                args: Slot::new(args),
+                context: Slot::new(context),
+                extra: Extra::new(source_traceback, copied),
+            },
         }
-    }
-
-    #[inline]
-    fn parts(&self) -> RefMut<'_, Parts> {
-        self.parts.0.borrow_mut()
     }
 
     /// Cancels: marks the handle and drops the callback and its arguments. Returns whether it
     /// was not cancelled before.
     pub fn cancel_parts(&self) -> bool {
-        let (callback, args) = {
-            let mut p = self.parts();
-            if p.cancelled {
-                return false;
-            }
-            p.cancelled = true;
-            (p.callback.take(), p.args.take())
-        };
-        // Dropped after the borrow ends: a finaliser may run.
-        drop((callback, args));
+        let p = &self.parts;
+        if !p.extra.cancel() {
+            return false;
+        }
+        // Released after the handle is consistent again: a finaliser may run.
+        drop((p.callback.take(), p.args.take()));
         true
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.parts().cancelled
+        self.parts.extra.cancelled()
     }
 
     /// The context the callback runs in (`None` once cleared by the cycle collector).
     pub(crate) fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.parts().context.as_ref().map(|c| c.bind(py).clone())
+        self.parts.context.get(py)
     }
 }
 
@@ -162,12 +278,12 @@ impl<T: PyClass> Queued<T> {
         // SAFETY: `h` is a live object of a GC type (every `#[pyclass]` is), the GIL is held;
         // untracking a tracked object is always allowed (and a no-op on an untracked one).
         unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) };
-        let ctx = match base.copied_context {
-            0 => None,
-            addr => {
-                let c = addr as *mut ffi::PyObject;
-                // SAFETY: the context copied for `base`, which `base` holds (see
-                // `copied_context`) and the caller keeps alive; GIL held.
+        let c = base.parts.context.as_ptr();
+        let ctx = match base.parts.extra.copied() && !c.is_null() {
+            false => None,
+            true => {
+                // SAFETY: the context copied for `base`, which `base` holds (see [`COPIED`])
+                // and the caller keeps alive; GIL held.
                 if unsafe { ffi::Py_REFCNT(c) } == 1 {
                     // SAFETY: as above: a live object; this takes a new reference.
                     let c: Py<PyAny> = unsafe { Bound::from_borrowed_ptr(py, c) }.unbind();
@@ -283,17 +399,13 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyRe
     if unsafe { ffi::Py_REFCNT(h.as_ptr()) } == 1 && !state.is_some_and(|s| s.flags.debug()) {
         return run_last(py, h, state);
     }
-    let (callback, args, context) = {
-        let p = h.get().parts();
-        if p.cancelled {
-            return Ok(());
-        }
-        match (&p.callback, &p.args, &p.context) {
-            (Some(c), Some(a), Some(x)) => {
-                (c.bind(py).clone(), a.bind(py).clone(), x.bind(py).clone())
-            }
-            _ => return Ok(()),
-        }
+    let p = &h.get().parts;
+    if p.extra.cancelled() {
+        return Ok(());
+    }
+    let (callback, args, context) = match (p.callback.get(py), p.args.get(py), p.context.get(py)) {
+        (Some(c), Some(a), Some(x)) => (c, a, x),
+        _ => return Ok(()),
     };
     let started = state.filter(|s| s.flags.debug()).map(|_| Instant::now());
     match call_in_context(py, &context, &callback, &args) {
@@ -329,32 +441,33 @@ pub fn run(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyRe
 /// referenced once more, and released after it. They are put back before an error is
 /// reported, whose context shows the handle.
 fn run_last(py: Python<'_>, h: &Bound<'_, Handle>, state: Option<&State>) -> PyResult<()> {
-    let (callback, args, context) = {
-        let mut p = h.get().parts();
-        if p.cancelled {
+    let p = &h.get().parts;
+    if p.extra.cancelled() {
+        return Ok(());
+    }
+    let (callback, args, context) = match (p.callback.take(), p.args.take(), p.context.take()) {
+        (Some(c), Some(a), Some(x)) => (c, a, x),
+        (c, a, x) => {
+            // The slots were empty: nothing is released here.
+            p.callback.put(c);
+            p.args.put(a);
+            p.context.put(x);
             return Ok(());
-        }
-        match (p.callback.take(), p.args.take(), p.context.take()) {
-            (Some(c), Some(a), Some(x)) => (c, a, x),
-            (c, a, x) => {
-                (p.callback, p.args, p.context) = (c, a, x);
-                return Ok(());
-            }
         }
     };
     let r = call_in_context(py, context.bind(py), callback.bind(py), args.bind(py));
     match r {
         Ok(value) => {
             drop(value);
-            // Released after the borrow of the parts ended (finalisers may run).
+            // Released after the call (finalisers may run).
             drop((callback, args, context));
             Ok(())
         }
         Err(err) => {
-            {
-                let mut p = h.get().parts();
-                (p.callback, p.args, p.context) = (Some(callback), Some(args), Some(context));
-            }
+            // Back into the empty slots (nothing else reached the handle meanwhile).
+            p.callback.put(Some(callback));
+            p.args.put(Some(args));
+            p.context.put(Some(context));
             Python::attach(|py| {
                 if err.is_instance_of::<PyKeyboardInterrupt>(py)
                     || err.is_instance_of::<PySystemExit>(py)
@@ -375,14 +488,8 @@ pub fn report_error(
     state: Option<&State>,
     err: PyErr,
 ) -> PyResult<()> {
-    let (callback, args) = {
-        let p = h.get().parts();
-        (
-            p.callback.as_ref().map(|c| c.bind(py).clone()),
-            p.args.as_ref().map(|a| a.bind(py).clone()),
-        )
-    };
-    match (callback, args) {
+    let p = &h.get().parts;
+    match (p.callback.get(py), p.args.get(py)) {
         (Some(c), Some(a)) => report(py, h, state, err, &c, &a),
         // Cancelled meanwhile: the error still deserves a report.
         _ => report(
@@ -406,14 +513,15 @@ fn report(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    let debug = h.get().parts().source_traceback.is_some();
+    let tb = h.get().parts.extra.traceback(py);
+    let debug = tb.is_some();
     let source = crate::format_callback_source(py, callback, args, debug)?;
     let ctx = PyDict::new(py);
     ctx.set_item("message", format!("Exception in callback {source}"))?;
     ctx.set_item("exception", err.value(py))?;
     ctx.set_item("handle", h)?;
-    if let Some(tb) = &h.get().parts().source_traceback {
-        ctx.set_item("source_traceback", tb.bind(py))?;
+    if let Some(tb) = tb {
+        ctx.set_item("source_traceback", tb)?;
     }
     let pyloop = state.and_then(|s| s.pyloop.borrow().as_ref().map(|l| l.clone_ref(py)));
     match pyloop {
@@ -433,28 +541,18 @@ impl Handle {
     /// What the handle references, for the cycle collector (a protocol that keeps its timer
     /// handle, whose callback is a method of the protocol, is a cycle).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The parts are never borrowed while Python code runs, so they are free during a
-        // collection; if they were not, skipping the visit only delays collecting this handle.
-        if let Ok(p) = self.parts.0.try_borrow() {
-            visit.call(p.callback.as_deref())?;
-            visit.call(p.args.as_deref())?;
-            visit.call(p.context.as_deref())?;
-            visit.call(p.source_traceback.as_deref())?;
-        }
-        Ok(())
+        let p = &self.parts;
+        p.callback.visit(&visit)?;
+        p.args.visit(&visit)?;
+        p.context.visit(&visit)?;
+        p.extra.visit(&visit)
     }
 
     /// Drops the references (the cycle collector breaks a cycle through the handle).
     fn __clear__(&self) {
-        let parts = {
-            let mut p = self.parts();
-            (
-                p.callback.take(),
-                p.args.take(),
-                p.context.take(),
-                p.source_traceback.take(),
-            )
-        };
+        let p = &self.parts;
+        let parts = (p.callback.take(), p.args.take(), p.context.take());
+        p.extra.clear_traceback();
         drop(parts);
     }
 
@@ -470,7 +568,7 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts().context.as_ref().map(|c| c.clone_ref(py))
+        self.parts.context.get(py).map(Bound::unbind)
     }
 
     /// Runs the callback now (as the loop does).
@@ -481,12 +579,12 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts().callback.as_ref().map(|c| c.clone_ref(py))
+        self.parts.callback.get(py).map(Bound::unbind)
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.parts().args.as_ref().map(|c| c.clone_ref(py))
+        self.parts.args.get(py).map(Bound::unbind)
     }
 
     #[getter]
@@ -501,10 +599,7 @@ impl Handle {
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts()
-            .source_traceback
-            .as_ref()
-            .map(|c| c.clone_ref(py))
+        self.parts.extra.traceback(py).map(Bound::unbind)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -519,15 +614,13 @@ impl Handle {
 
 /// `<Handle cancelled callback(args) at file:line created at file:line>`.
 fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyResult<String> {
-    let (callback, args, cancelled, tb) = {
-        let p = h.parts();
-        (
-            p.callback.as_ref().map(|c| c.clone_ref(py)),
-            p.args.as_ref().map(|a| a.clone_ref(py)),
-            p.cancelled,
-            p.source_traceback.as_ref().map(|t| t.clone_ref(py)),
-        )
-    };
+    let p = &h.parts;
+    let (callback, args, cancelled, tb) = (
+        p.callback.get(py),
+        p.args.get(py),
+        p.extra.cancelled(),
+        p.extra.traceback(py),
+    );
     let mut out = vec![name];
     if cancelled {
         out.push("cancelled".into());
@@ -536,11 +629,10 @@ fn describe(py: Python<'_>, h: &Handle, name: String, when: Option<f64>) -> PyRe
         out.push(format!("when={when}"));
     }
     if let (Some(c), Some(a)) = (callback, args) {
-        let source = crate::format_callback_source(py, c.bind(py), a.bind(py), tb.is_some())?;
+        let source = crate::format_callback_source(py, &c, &a, tb.is_some())?;
         out.push(source.to_string());
     }
     if let Some(tb) = tb {
-        let tb = tb.bind(py);
         if tb.len()? > 0 {
             let frame = tb.get_item(-1)?;
             let file = frame.get_item(0)?;

@@ -550,6 +550,47 @@ class ExceptionTests(LoopTestCase):
         with self.assertRaisesRegex(TypeError, "coroutines cannot be used"):
             self.loop.call_soon(asyncio.sleep)
 
+    def test_a_debug_handle_keeps_its_source_through_cancel_and_releases_it_when_freed(self):
+        # The source traceback, the cancelled mark and the copied context share the handle's
+        # last word: each must keep its meaning beside the others.
+        class Owner:
+            def cb(self):
+                pass
+
+        self.loop.set_debug(True)
+        h = self.loop.call_soon(len, ())
+        tb = h._source_traceback
+        self.assertIn("test_loop.py", tb[-1][0])
+        h.cancel()
+        self.assertTrue(h.cancelled())
+        self.assertIs(h._source_traceback, tb, "cancel() keeps the source traceback")
+        self.assertIn("cancelled", repr(h))
+        self.assertIn("created at", repr(h))
+        tb_ref = weakref.ref(tb)
+        del tb
+        self.run_briefly()
+        del h
+        self.assertIsNone(tb_ref(), "a freed handle releases its source traceback")
+        # In a cycle through the traceback (the handle kept by the object whose method it
+        # calls, the object kept by the traceback): the collector must see the traceback.
+        owner = Owner()
+        owner.handle = self.loop.call_soon(owner.cb)
+        owner.handle._source_traceback.append(owner)
+        tb_ref = weakref.ref(owner.handle._source_traceback)
+        ref = weakref.ref(owner)
+        del owner
+        self.run_briefly()
+        gc.collect()
+        self.assertIsNone(ref())
+        self.assertIsNone(tb_ref())
+
+    def test_a_handle_is_four_words_behind_its_header(self):
+        # 64 bytes with the collector's header: one of pymalloc's size classes (a queued
+        # handle is most of the memory a queued callback takes).
+        h = self.loop.call_soon(len, ())
+        self.assertLessEqual(sys.getsizeof(h), 64)
+        self.run_briefly()
+
     def test_a_handle_s_arguments_are_described_as_asyncio_describes_them(self):
         # In debug mode on every Python; outside it up to 3.12 only (3.13's asyncio leaves
         # them out unless the loop is in debug mode).
