@@ -120,7 +120,7 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        let run = Queued::new(py, &h, h.bind(py).as_super().get());
+        let run = Queued::new(h.bind(py));
         let state = core.state.clone();
         let timer = core
             .lp
@@ -163,7 +163,7 @@ impl LoopCore {
         self.check_closed()?;
         let core = self.core()?;
         let h = pool::new_handle(py, self.make_handle(py, callback, args, context, method)?)?;
-        let run = Queued::new(py, &h, h.get());
+        let run = Queued::new(h.bind(py));
         core.state.soon.borrow_mut().push_back(run);
         if let Err(e) = core.lp.schedule_io(core.soon.clone(), Readiness::EMPTY) {
             let run = core.state.soon.borrow_mut().pop_back();
@@ -227,7 +227,7 @@ impl LoopCore {
             py,
             self.make_handle(py, callback, args, context, "call_soon_threadsafe")?,
         )?;
-        let run = Queued::new(py, &h, h.get());
+        let run = Queued::new(h.bind(py));
         self.ts.push(py, &self.remote, run)?;
         Ok(h)
     }

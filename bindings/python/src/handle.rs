@@ -115,7 +115,10 @@ const CANCELLED: usize = 1;
 /// `context`). The handle holds that context for as long as it is reachable (only the cycle
 /// collector's `__clear__` of an unreachable handle takes it).
 const COPIED: usize = 2;
-const FLAGS: usize = CANCELLED | COPIED;
+/// [`Extra`]'s bit of a handle whose copied context is untracked while the handle is queued
+/// (see [`Queued`]).
+const CTX_UNTRACKED: usize = 4;
+const FLAGS: usize = CANCELLED | COPIED | CTX_UNTRACKED;
 
 impl Extra {
     fn new(source_traceback: Option<Py<PyAny>>, copied: bool) -> Extra {
@@ -130,6 +133,19 @@ impl Extra {
     #[inline]
     fn copied(&self) -> bool {
         self.0.get() & COPIED != 0
+    }
+
+    #[inline]
+    fn mark_untracked(&self) {
+        self.0.set(self.0.get() | CTX_UNTRACKED);
+    }
+
+    /// Clears the [`CTX_UNTRACKED`] mark; returns whether it was set.
+    #[inline]
+    fn unmark_untracked(&self) -> bool {
+        let v = self.0.get();
+        self.0.set(v & !CTX_UNTRACKED);
+        v & CTX_UNTRACKED != 0
     }
 
     #[inline]
@@ -195,6 +211,33 @@ pub struct Parts {
     extra: Extra,
 }
 
+impl Parts {
+    /// Tracks the context again if it was untracked while the handle was queued. Called when
+    /// the loop lets the handle go ([`Queued`]) and before anything else releases the context
+    /// (the cycle collector's `__clear__`, the handle's deallocation): neither happens to a
+    /// queued handle (the queue references it, and it is untracked, so the collector never
+    /// clears it), but the mark is checked there all the same.
+    #[inline]
+    fn settle_context(&self) {
+        if self.extra.unmark_untracked() {
+            let c = self.context.as_ptr();
+            // SAFETY: a live context the handle holds (a GC type), GIL held; untracked by
+            // `Queued::new`, tracked here only if it still is not.
+            unsafe {
+                if !c.is_null() && ffi::PyObject_GC_IsTracked(c) == 0 {
+                    ffi::PyObject_GC_Track(c.cast());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.settle_context();
+    }
+}
+
 // SAFETY: every access happens with the GIL held (a handle is reached only from Python
 // methods, the loop's callbacks and the cycle collector, all under the GIL): one thread at a
 // time, and the GIL's hand-over orders their accesses. The cells hand out no borrow (see
@@ -254,8 +297,8 @@ impl Handle {
     }
 }
 
-/// A handle as the loop holds it while it is queued: out of the cycle collector's sight, with
-/// the context copy it made for itself.
+/// A handle as the loop holds it while it is queued: out of the cycle collector's sight, and
+/// so is the context copied for it. One word: the reference to the handle.
 ///
 /// A queued handle is referenced by the loop, which the collector cannot see, so it is never
 /// garbage while queued: traversing it in every collection is pure cost (a batch of queued
@@ -263,66 +306,80 @@ impl Handle {
 /// queued and tracked again when the loop lets it go, if anything else still references it
 /// (then it may end up in a cycle, e.g. with the object whose method it calls). The same
 /// holds for the `contextvars.Context` copied for the handle (`call_soon` without a
-/// `context`): referenced only by the handle, it is untracked while queued and tracked again
-/// before the loop lets it go, so that it is never freed untracked.
-pub struct Queued<T: PyClass> {
+/// `context`) when only the handle references it: it is untracked while queued (the handle's
+/// [`CTX_UNTRACKED`] mark says so) and tracked again before the handle could let it go (see
+/// [`Parts::settle_context`]), so that it is never freed untracked (a context's deallocation
+/// assumes it is tracked).
+pub struct Queued<T: HandleType> {
     h: Option<Py<T>>,
-    /// The handle's context, when it was untracked here.
-    ctx: Option<Py<PyAny>>,
 }
 
-impl<T: PyClass> Queued<T> {
-    /// Queues `h` (a new reference, untracked); `base` is `h` as a [`Handle`].
-    pub fn new(py: Python<'_>, h: &Py<T>, base: &Handle) -> Queued<T> {
-        let h = h.clone_ref(py);
+// One word, the size of a slot of the loop's queues.
+const _: () = assert!(std::mem::size_of::<Queued<Handle>>() == std::mem::size_of::<usize>());
+
+/// `Handle` and `TimerHandle`: a handle type and its [`Handle`] part.
+pub trait HandleType: PyClass {
+    /// `h` as a [`Handle`].
+    fn base<'a>(h: &'a Bound<'_, Self>) -> &'a Handle;
+}
+
+impl HandleType for Handle {
+    #[inline(always)]
+    fn base<'a>(h: &'a Bound<'_, Self>) -> &'a Handle {
+        h.get()
+    }
+}
+
+impl HandleType for TimerHandle {
+    #[inline(always)]
+    fn base<'a>(h: &'a Bound<'_, Self>) -> &'a Handle {
+        h.as_super().get()
+    }
+}
+
+impl<T: HandleType> Queued<T> {
+    /// Queues `h` (a new reference, untracked, its own context too).
+    pub fn new(h: &Bound<'_, T>) -> Queued<T> {
         // SAFETY: `h` is a live object of a GC type (every `#[pyclass]` is), the GIL is held;
         // untracking a tracked object is always allowed (and a no-op on an untracked one).
         unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) };
-        let c = base.parts.context.as_ptr();
-        let ctx = match base.parts.extra.copied() && !c.is_null() {
-            false => None,
-            true => {
-                // SAFETY: the context copied for `base`, which `base` holds (see [`COPIED`])
-                // and the caller keeps alive; GIL held.
-                if unsafe { ffi::Py_REFCNT(c) } == 1 {
-                    // SAFETY: as above: a live object; this takes a new reference.
-                    let c: Py<PyAny> = unsafe { Bound::from_borrowed_ptr(py, c) }.unbind();
-                    // SAFETY: a context is a GC type, GIL held; only the handle referenced
-                    // it (count 1 before this reference), so nothing frees it while it is
-                    // untracked: `ctx` holds it until it is tracked again.
-                    unsafe { ffi::PyObject_GC_UnTrack(c.as_ptr().cast()) };
-                    Some(c)
-                } else {
-                    None
+        let p = &T::base(h).parts;
+        if p.extra.copied() {
+            let c = p.context.as_ptr();
+            // SAFETY: the context copied for the handle, which the handle holds (see
+            // [`COPIED`]) and the caller keeps alive; GIL held. Only the handle references it
+            // (count 1): it is untracked, marked, and tracked again before the handle releases
+            // it (`Parts::settle_context`), which it does not while queued (see there).
+            unsafe {
+                if !c.is_null() && ffi::Py_REFCNT(c) == 1 {
+                    ffi::PyObject_GC_UnTrack(c.cast());
+                    p.extra.mark_untracked();
                 }
             }
-        };
-        Queued { h: Some(h), ctx }
+        }
+        Queued {
+            h: Some(h.clone().unbind()),
+        }
     }
 
     /// The loop lets the handle go to run it.
     pub fn take<'py>(mut self, py: Python<'py>) -> Bound<'py, T> {
-        if let Some(c) = self.ctx.take() {
-            track(&c.into_bound(py));
-        }
         let h = self.h.take().expect("taken once").into_bound(py);
+        T::base(&h).parts.settle_context();
         retrack(&h);
         h
     }
 }
 
-impl<T: PyClass> Drop for Queued<T> {
+impl<T: HandleType> Drop for Queued<T> {
     fn drop(&mut self) {
         // Dropped without running (cancelled timer, closed loop): always where the GIL is
         // held and PyO3 knows it, so attaching is only a count.
-        if self.h.is_some() || self.ctx.is_some() {
+        if let Some(h) = self.h.take() {
             Python::attach(|py| {
-                if let Some(c) = self.ctx.take() {
-                    track(&c.into_bound(py));
-                }
-                if let Some(h) = self.h.take() {
-                    retrack(&h.into_bound(py));
-                }
+                let h = h.into_bound(py);
+                T::base(&h).parts.settle_context();
+                retrack(&h);
             });
         }
     }
@@ -551,6 +608,7 @@ impl Handle {
     /// Drops the references (the cycle collector breaks a cycle through the handle).
     fn __clear__(&self) {
         let p = &self.parts;
+        p.settle_context();
         let parts = (p.callback.take(), p.args.take(), p.context.take());
         p.extra.clear_traceback();
         drop(parts);

@@ -677,6 +677,24 @@ class ThreadTests(LoopTestCase):
         self.assertEqual(out, ["t1", "t2", "s1", "t3", "s2", "t4", "d", "t5", "s3", "t6"])
         self.assertEqual(self.loop._pending_callbacks(), 0)
 
+    def test_a_threadsafe_handle_s_own_context_is_out_of_the_collector_s_sight_while_queued(self):
+        # As with call_soon: the context copied for a handle queued from another thread is
+        # untracked while the handle waits, and tracked again when it runs or is dropped.
+        handles = []
+        self.in_thread(lambda: handles.append(self.loop.call_soon_threadsafe(len, ())))
+        self.in_thread(lambda: handles.append(self.loop.call_soon_threadsafe(len, ())))
+        contexts = [h.get_context() for h in handles]
+        self.assertEqual([gc.is_tracked(c) for c in contexts], [False, False])
+        self.run_briefly()
+        self.assertEqual([gc.is_tracked(c) for c in contexts], [True, True])
+        self.in_thread(lambda: handles.append(self.loop.call_soon_threadsafe(len, ())))
+        left = handles[-1].get_context()
+        self.assertFalse(gc.is_tracked(left))
+        self.loop.close()
+        self.assertTrue(gc.is_tracked(left), "closing the loop tracks it again")
+        del handles, contexts, left
+        gc.collect()
+
     def test_core_06_core_19_what_other_threads_queue_while_a_batch_runs_waits_for_the_next_iteration(self):
         out = []
 
