@@ -17,6 +17,12 @@ result is the wall time per operation, in nanoseconds:
 * ``tasks created and awaited``: N tasks of an empty coroutine created, then awaited one by one.
 * ``call_soon_threadsafe``: another thread schedules N callbacks; per callback run, until the
   last.
+* ``call_soon_threadsafe, context given``: the same with ``context=`` passed (one
+  ``contextvars.Context`` for all), so that every loop does the same work. Without it asyncio,
+  uvloop and evloop copy the calling thread's context for each callback and run the callback
+  in that copy, as asyncio's contract says; rloop runs it without the caller's context (a
+  context variable set by the calling thread reads as unset in the callback), which spares it
+  that copy. This row compares the loops without that difference.
 
 With ``--instructions`` each figure is also counted in instructions per operation, with
 valgrind's callgrind: the instructions of a process doing N operations once subtracted from
@@ -27,6 +33,7 @@ into FILE (the repository's ``BENCHMARKS.md``) between the markers ``<!-- python
 """
 
 import argparse
+import contextvars
 import json
 import os
 import platform
@@ -43,6 +50,7 @@ BENCHES = {
     "timers half cancelled": 100_000,
     "tasks created and awaited": 100_000,
     "call_soon_threadsafe": 100_000,
+    "call_soon_threadsafe, context given": 100_000,
 }
 LOOPS = ("asyncio", "uvloop", "rloop", "evloop")
 
@@ -131,7 +139,7 @@ def tasks_created_and_awaited(loop, n):
     return time.perf_counter() - t
 
 
-def call_soon_threadsafe(loop, n):
+def call_soon_threadsafe(loop, n, context=None):
     count = [0]
 
     def cb():
@@ -140,8 +148,12 @@ def call_soon_threadsafe(loop, n):
             loop.stop()
 
     def producer():
-        for _ in range(n):
-            loop.call_soon_threadsafe(cb)
+        if context is None:
+            for _ in range(n):
+                loop.call_soon_threadsafe(cb)
+        else:
+            for _ in range(n):
+                loop.call_soon_threadsafe(cb, context=context)
 
     th = threading.Thread(target=producer)
     t = time.perf_counter()
@@ -158,6 +170,9 @@ FUNCS = {
     "timers half cancelled": timers_half_cancelled,
     "tasks created and awaited": tasks_created_and_awaited,
     "call_soon_threadsafe": call_soon_threadsafe,
+    "call_soon_threadsafe, context given": lambda loop, n: call_soon_threadsafe(
+        loop, n, contextvars.copy_context()
+    ),
 }
 
 
@@ -363,6 +378,13 @@ def main():
             "fresh processes per loop, the loops taking turns; what each benchmark does is in "
             "the script's doc. The last column is evloop's "
             "figure over the best other loop's (below 1.00: evloop is ahead).",
+            "",
+            "`call_soon_threadsafe, context given` is `call_soon_threadsafe` with `context=` "
+            "passed, so that every loop does the same work: without it asyncio, uvloop and evloop "
+            "copy the calling thread's `contextvars` context for each callback and run the "
+            "callback in the copy, as asyncio's contract says, while rloop runs the callback "
+            "without the caller's context (a context variable the calling thread set reads as "
+            "unset there) and so skips that copy.",
             "",
             table("ns per operation", benches, available, results, lambda v: f"{v:.0f}"),
         ]
