@@ -24,6 +24,16 @@ result is the wall time per operation, in nanoseconds:
   context variable set by the calling thread reads as unset in the callback), which spares it
   that copy. This row compares the loops without that difference.
 
+Each run starts with ``gc.collect()``: a fresh process has never had a full collection, and
+the cycle collector makes its first one (of everything the imports left, some 15,000 objects
+here) once a process has allocated some tens of thousands of tracked objects, whichever code
+allocates them. Without the collection before the run, that one-time cost of the process
+falls into the timed run of the loops that allocate tracked objects per callback (asyncio,
+uvloop and evloop copy a ``contextvars.Context`` per ``call_soon_threadsafe``; rloop, which
+does not, allocates none): a collection of a few milliseconds, tens of nanoseconds per
+callback at N = 100,000, and the largest source of spread between runs. Collections that the
+runs' own allocations cause are still counted.
+
 With ``--instructions`` each figure is also counted in instructions per operation, with
 valgrind's callgrind: the instructions of a process doing N operations once subtracted from
 those of one doing 2N, divided by N (start-up, imports and shutdown cancel out). Unlike the
@@ -34,6 +44,7 @@ into FILE (the repository's ``BENCHMARKS.md``) between the markers ``<!-- python
 
 import argparse
 import contextvars
+import gc
 import json
 import os
 import platform
@@ -180,6 +191,8 @@ def child(loop_name, bench, n, repeat):
     best = None
     for _ in range(repeat):
         loop = new_loop(loop_name)
+        # Each run starts from a collected heap (see the doc).
+        gc.collect()
         try:
             secs = FUNCS[bench](loop, n)
         finally:
@@ -375,7 +388,9 @@ def main():
             f"{sys.version.split()[0]}, {versions(available)}, {platform.machine()}, "
             f"{os.cpu_count()} CPUs shared with other work (load average {load:.1f} at the end of "
             f"the run). Each figure is the best of {args.repeat} runs, in {min(args.rounds, args.repeat)} "
-            "fresh processes per loop, the loops taking turns; what each benchmark does is in "
+            "fresh processes per loop, the loops taking turns, each run starting from a collected "
+            "heap (`gc.collect()`: the first full collection of a fresh process does not fall into "
+            "one loop's run); what each benchmark does is in "
             "the script's doc. The last column is evloop's "
             "figure over the best other loop's (below 1.00: evloop is ahead).",
             "",
