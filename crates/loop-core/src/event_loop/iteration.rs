@@ -575,10 +575,8 @@ impl EventLoop {
     pub(super) fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
-            Work::Call(cb) => {
-                cb.run_queued(self);
-                self.recycle(cb);
-            }
+            // Runs it, then keeps its allocation for reuse.
+            Work::Call(cb) => cb.run_queued(self),
             // Runs it, then keeps its allocation for reuse.
             Work::Remote(cb) => cb.run_queued(self),
             Work::Step(t) => {
@@ -692,21 +690,6 @@ impl EventLoop {
             // The callback started using contexts: what it set does not outlive it.
             None if crate::context::active() => drop(crate::context::enter(None)),
             None => {}
-        }
-    }
-
-    /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
-    /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
-    /// already is), so that the spare keeps nothing of the user's alive.
-    #[inline(always)]
-    fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
-        let slot = &self.inner.spare_handle;
-        let prev = slot.take();
-        if prev.is_none() && Rc::strong_count(&cb) == 1 && Rc::weak_count(&cb) == 0 {
-            drop(cb.swap_context(None));
-            slot.set(Some(cb.into_any()));
-        } else {
-            slot.set(prev);
         }
     }
 
