@@ -29,20 +29,6 @@ impl<'a, L> EnterContext<'a, L> {
             prev: Some(prev),
         }
     }
-
-    /// The hot-path variant for the loop: `None` (nothing to switch, no guard to drop) while
-    /// contexts are not in use on this thread; call [`leave_unentered`] after the run then.
-    #[inline]
-    pub(crate) fn enter_if_active(cb: &'a dyn Callback<L>) -> Option<EnterContext<'a, L>> {
-        if !context::active() {
-            return None;
-        }
-        let prev = context::enter(cb.swap_context(None));
-        Some(EnterContext {
-            cb,
-            prev: Some(prev),
-        })
-    }
 }
 
 /// After a callback ran without [`EnterContext`] (contexts were not in use when it started):
