@@ -661,7 +661,11 @@ impl EventLoop {
     /// [`run_callback`](EventLoop::run_callback) in debug mode or while contexts are in use:
     /// the callback's context entered around it, a slow callback logged.
     #[inline(never)]
-    fn run_callback_entered<C: Callback<EventLoop>>(&self, cb: &C, loc: &'static Location<'static>) {
+    fn run_callback_entered<C: Callback<EventLoop>>(
+        &self,
+        cb: &C,
+        loc: &'static Location<'static>,
+    ) {
         let inner = &*self.inner;
         // The callback's context stays current while a panic of it is reported, so the
         // exception handler runs in it (CORE-53).
