@@ -353,8 +353,8 @@ pub(crate) struct Inner {
     pub(crate) task_factory: RefCell<Option<TaskFactory>>,
     /// Pending tasks of this loop.
     pub(crate) tasks: RefCell<TaskSlab<Shared>>,
-    /// The allocation of a spent local handle, kept for the next `call_soon` of the same closure
-    /// type (holds no closure and no context; see `recycle`).
+    /// The allocation of the last spent local handle, kept for the next `call_soon` of the same
+    /// closure type (holds no closure and no context; see the handles' `run_queued`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
     /// Spent `call_soon_threadsafe` allocations of this iteration, for the next callers.
     pub(crate) spent_remote: crate::remote_pool::SpentRemote,

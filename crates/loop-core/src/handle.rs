@@ -78,12 +78,17 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
         self.ctx.replace(ctx)
     }
 
-    fn run_queued(&self, lp: &EventLoop) {
-        lp.run_callback(self)
-    }
-
-    fn into_any(self: Rc<Self>) -> Rc<dyn Any> {
-        self
+    #[inline]
+    fn run_queued(self: Rc<Self>, lp: &EventLoop) {
+        lp.run_callback(&*self);
+        // Nobody else holds it (no handle, no weak reference that could come back to it): the
+        // allocation becomes the loop's spare, its closure already dropped by the run (or the
+        // cancel) and its context dropped now, so that the spare keeps nothing of the user's
+        // alive. It replaces the spare kept before: the most recent type is the likeliest next.
+        if Rc::strong_count(&self) == 1 && Rc::weak_count(&self) == 0 {
+            drop(self.ctx.take());
+            lp.inner.spare_handle.set(Some(self));
+        }
     }
 }
 
@@ -214,7 +219,7 @@ impl Handle {
 /// type (left there by the iteration: a handle that ran or was cancelled and that nobody else
 /// held, its closure and context already dropped), else in a new one. In a chain of callbacks
 /// each scheduling the next, the two allocations are reused turn by turn: no allocator call.
-#[inline]
+#[inline(always)]
 fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
     spare: &Cell<Option<Rc<dyn Any>>>,
     location: &'static Location<'static>,
@@ -224,10 +229,10 @@ fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
         match any.downcast::<Cb<F>>() {
             Ok(mut rc) => {
                 if let Some(cb) = Rc::get_mut(&mut rc) {
-                    cb.cancelled.set(false);
+                    *cb.cancelled.get_mut() = false;
                     cb.location = location;
-                    cb.ctx.set(context::snapshot());
-                    cb.f.set(Some(f));
+                    *cb.ctx.get_mut() = context::snapshot();
+                    *cb.f.get_mut() = Some(f);
                     return rc;
                 }
                 // Shared after all (the loop keeps only unshared ones): leave it.
@@ -459,12 +464,8 @@ impl<F: FnMut(&EventLoop) + 'static> Callback<EventLoop> for RepeatCb<F> {
         drop(self.ctx.take());
     }
 
-    fn run_queued(&self, lp: &EventLoop) {
-        lp.run_callback(self)
-    }
-
-    fn into_any(self: Rc<Self>) -> Rc<dyn Any> {
-        self
+    fn run_queued(self: Rc<Self>, lp: &EventLoop) {
+        lp.run_callback(&*self)
     }
 
     fn is_cancelled(&self) -> bool {
@@ -543,6 +544,7 @@ impl EventLoop {
     /// assert_eq!(*order.borrow(), [0, 1, 2]);
     /// ```
     #[track_caller]
+    #[inline]
     pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
         self.check_open()?;
         let h = Handle {

@@ -1,7 +1,6 @@
 //! The callback interface of the ready queue: what a local or remote handle gives the loop to
 //! run, generic over the loop type so that this module needs nothing of the loop.
 
-use std::any::Any;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,20 +28,6 @@ impl<'a, L> EnterContext<'a, L> {
             cb,
             prev: Some(prev),
         }
-    }
-
-    /// The hot-path variant for the loop: `None` (nothing to switch, no guard to drop) while
-    /// contexts are not in use on this thread; call [`leave_unentered`] after the run then.
-    #[inline]
-    pub(crate) fn enter_if_active(cb: &'a dyn Callback<L>) -> Option<EnterContext<'a, L>> {
-        if !context::active() {
-            return None;
-        }
-        let prev = context::enter(cb.swap_context(None));
-        Some(EnterContext {
-            cb,
-            prev: Some(prev),
-        })
     }
 }
 
@@ -85,12 +70,11 @@ pub(crate) trait Callback<L> {
     /// Swaps the context the callback runs in (the loop enters it around each run).
     fn swap_context(&self, ctx: Snapshot) -> Snapshot;
     /// Runs it as the loop runs queued work (the loop's `run_callback`, given the concrete
-    /// type): the iteration makes this one dynamic call per callback, and the checks, the
-    /// context switch and the call inside are dispatched statically.
-    fn run_queued(&self, lp: &L);
-    /// The callback as `Any`, so that the loop can keep a spent handle's allocation for the
-    /// next callback of the same type (see the loop's spare handle).
-    fn into_any(self: Rc<Self>) -> Rc<dyn Any>;
+    /// type), then offers the allocation, if nothing else holds it, to the loop as its spare
+    /// handle, so that the next callback of the same type reuses it: the iteration makes this
+    /// one dynamic call per callback, and the checks, the context switch, the call and the
+    /// recycling inside are dispatched statically.
+    fn run_queued(self: Rc<Self>, lp: &L);
 }
 
 /// The state of a remote callback that neither started nor was cancelled.

@@ -575,10 +575,8 @@ impl EventLoop {
     pub(super) fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
-            Work::Call(cb) => {
-                cb.run_queued(self);
-                self.recycle(cb);
-            }
+            // Runs it, then keeps its allocation for reuse.
+            Work::Call(cb) => cb.run_queued(self),
             // Runs it, then keeps its allocation for reuse.
             Work::Remote(cb) => cb.run_queued(self),
             Work::Step(t) => {
@@ -647,9 +645,31 @@ impl EventLoop {
         bump(&inner.counters.callbacks, 1);
         let loc = cb.location();
         inner.current_location.set(Some(loc));
+        if inner.debug.get() || crate::context::active() {
+            return self.run_callback_entered(cb, loc);
+        }
+        // Contexts are not in use on this thread: the callback's context and the current one
+        // are both empty, nothing to switch. A panic is reported in the context the callback
+        // left current, which is its own (CORE-53).
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
+            self.report_panic(p, "Exception in callback", Some(loc));
+        }
+        inner.current_location.set(None);
+        leave_unentered(cb);
+    }
+
+    /// [`run_callback`](EventLoop::run_callback) in debug mode or while contexts are in use:
+    /// the callback's context entered around it, a slow callback logged.
+    #[inline(never)]
+    fn run_callback_entered<C: Callback<EventLoop>>(
+        &self,
+        cb: &C,
+        loc: &'static Location<'static>,
+    ) {
+        let inner = &*self.inner;
         // The callback's context stays current while a panic of it is reported, so the
         // exception handler runs in it (CORE-53).
-        let ctx = EnterContext::enter_if_active(cb);
+        let ctx = EnterContext::new(cb);
         let start = inner.debug.get().then(Instant::now);
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
             self.report_panic(p, "Exception in callback", Some(loc));
@@ -658,10 +678,7 @@ impl EventLoop {
             self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
         }
         inner.current_location.set(None);
-        match ctx {
-            Some(ctx) => drop(ctx),
-            None => leave_unentered(cb),
-        }
+        drop(ctx);
     }
 
     /// Runs a queued `call_soon_threadsafe` callback unless it was cancelled: counted, its
@@ -692,21 +709,6 @@ impl EventLoop {
             // The callback started using contexts: what it set does not outlive it.
             None if crate::context::active() => drop(crate::context::enter(None)),
             None => {}
-        }
-    }
-
-    /// Keeps the allocation of a local handle that ran (or was cancelled) if nothing else holds
-    /// it and the spare slot is free; else drops it. Its context is dropped now (its closure
-    /// already is), so that the spare keeps nothing of the user's alive.
-    #[inline(always)]
-    fn recycle(&self, cb: Rc<dyn Callback<EventLoop>>) {
-        let slot = &self.inner.spare_handle;
-        let prev = slot.take();
-        if prev.is_none() && Rc::strong_count(&cb) == 1 && Rc::weak_count(&cb) == 0 {
-            drop(cb.swap_context(None));
-            slot.set(Some(cb.into_any()));
-        } else {
-            slot.set(prev);
         }
     }
 
