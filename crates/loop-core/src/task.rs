@@ -24,7 +24,7 @@
 //! reported as "Task exception was never retrieved" when its last handle goes.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefMut};
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use crate::event_loop::{with_running, Inner, RemoteWork, Shared, Work};
 use crate::handler::report;
-use crate::task_cell::{new_task, TaskCell, TaskObj};
+use crate::task_cell::{new_task, Outcome, TaskCell, TaskObj, TaskState};
 use crate::task_header::{
     current, CancelTarget, Cold, Header, TaskDyn, TaskKey, TaskRef, TaskSpec, CURRENT,
 };
@@ -50,13 +50,11 @@ static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The state of a task (everything but its body, which sits beside it in the same
 /// allocation: see [`task_cell`](crate::task_cell)).
-pub(crate) struct TaskInner<T> {
+pub(crate) struct TaskInner {
     /// The type-independent state.
     header: Header,
     /// The loop.
     lp: Weak<Inner>,
-    /// The result.
-    result: RefCell<Outcome<T>>,
     /// The waker of the first task awaiting this one (the others' are in the cold state:
     /// most tasks have one awaiter or none).
     waiter: Cell<Option<Waker>>,
@@ -64,34 +62,10 @@ pub(crate) struct TaskInner<T> {
     wake: Cell<Option<Arc<TaskWaker>>>,
 }
 
-/// Where a task is in its life: a future's `Slot`, but with the error boxed, so that the
-/// common task (which ends well) carries eight bytes for it instead of an `Error`'s size.
-enum Outcome<T> {
-    /// Not done.
-    Pending,
-    /// Done with a value, still here.
-    Value(T),
-    /// Done with an error (a cancellation, a panic).
-    Failed(Box<Error>),
-    /// Done, and the value was moved out by an `await`.
-    Taken,
-}
-
-impl<T> Outcome<T> {
-    /// The outcome of a finished task.
-    #[inline]
-    fn done(r: Result<T>) -> Outcome<T> {
-        match r {
-            Ok(v) => Outcome::Value(v),
-            Err(e) => Outcome::Failed(Box::new(e)),
-        }
-    }
-}
-
 /// A task as its handles hold it: state and body in one allocation.
-type TaskObjOf<T> = dyn TaskObj<TaskInner<T>, T>;
+type TaskObjOf<T> = dyn TaskObj<TaskInner, T>;
 
-impl<T: 'static, F> TaskDyn for TaskCell<TaskInner<T>, F>
+impl<T: 'static, F> TaskDyn for TaskCell<TaskInner, F>
 where
     F: Future<Output = T> + 'static,
 {
@@ -101,8 +75,8 @@ where
 
     fn error(&self) -> Option<Error> {
         let t = self.state();
-        match &*t.result.borrow() {
-            Outcome::Failed(e) => {
+        match self.outcome().as_deref() {
+            Some(Outcome::Failed(e)) => {
                 t.header.set_retrieved(true);
                 Some((**e).clone())
             }
@@ -142,7 +116,7 @@ where
     }
 }
 
-impl<T: 'static, F> CancelTarget for TaskCell<TaskInner<T>, F>
+impl<T: 'static, F> CancelTarget for TaskCell<TaskInner, F>
 where
     F: Future<Output = T> + 'static,
 {
@@ -151,7 +125,7 @@ where
     }
 }
 
-impl<T: 'static> TaskInner<T> {
+impl TaskInner {
     /// Requests cancellation (see the module docs); false if the task is done.
     fn cancel(&self, msg: Option<String>) -> bool {
         let h = &self.header;
@@ -230,7 +204,7 @@ impl<T: 'static> Task<T> {
     /// Moves the outcome out of a finished task (marks an error retrieved); `None` while it is
     /// pending or once the outcome was taken.
     pub(crate) fn take_output(&self) -> Option<Result<T>> {
-        let mut slot = self.inner.core().result.borrow_mut();
+        let mut slot = self.inner.outcome()?;
         if !matches!(*slot, Outcome::Value(_) | Outcome::Failed(_)) {
             return None;
         }
@@ -273,14 +247,16 @@ impl<T: 'static> Task<T> {
     where
         T: Clone,
     {
-        match &*self.inner.core().result.borrow() {
-            Outcome::Pending => Err(Error::invalid_state("Result is not ready.")),
-            Outcome::Value(v) => Ok(v.clone()),
-            Outcome::Failed(e) => {
+        match self.inner.outcome().as_deref() {
+            None | Some(Outcome::Pending) => Err(Error::invalid_state("Result is not ready.")),
+            Some(Outcome::Value(v)) => Ok(v.clone()),
+            Some(Outcome::Failed(e)) => {
                 self.inner.core().header.set_retrieved(true);
                 Err((**e).clone())
             }
-            Outcome::Taken => Err(Error::invalid_state("the result was moved out by an await")),
+            Some(Outcome::Taken) => {
+                Err(Error::invalid_state("the result was moved out by an await"))
+            }
         }
     }
 }
@@ -318,7 +294,7 @@ impl<T: 'static> Future for Task<T> {
         if let Some(e) = refused {
             return Poll::Ready(Err(e));
         }
-        if let Some(r) = core.take_for_await() {
+        if let Some(r) = core.take_for_await(inner.outcome()) {
             if let Err(Error::Cancelled(c)) = &r {
                 if let Some(t) = current() {
                     t.track_delivered(c);
@@ -335,7 +311,7 @@ impl<T: 'static> Future for Task<T> {
 #[cold]
 fn await_pending<T: 'static>(
     inner: &Rc<TaskObjOf<T>>,
-    core: &TaskInner<T>,
+    core: &TaskInner,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T>> {
     core.add_waiter(cx);
@@ -345,25 +321,27 @@ fn await_pending<T: 'static>(
     Poll::Pending
 }
 
-impl<T> Drop for TaskInner<T> {
+impl<T> TaskState<T> for TaskInner {
     #[inline]
-    fn drop(&mut self) {
+    fn freed(&mut self, outcome: Option<&mut Outcome<T>>) {
         // Only a failure nobody read is reported; a task that ended well (or whose outcome
         // was read) has nothing to do here.
-        if !self.header.retrieved() && matches!(*self.result.get_mut(), Outcome::Failed(_)) {
-            self.report_unretrieved();
+        if let Some(o) = outcome {
+            if !self.header.retrieved() && matches!(o, Outcome::Failed(_)) {
+                self.report_unretrieved(o);
+            }
         }
     }
 }
 
-impl<T> TaskInner<T> {
+impl TaskInner {
     /// What an `await` of a done task gets, `None` while it is pending: the value, moved out
     /// (the outcome is `Taken` then); a fresh `Cancelled` per delivery (whether it escapes
     /// the awaiting task's body decides whether that task ends cancelled: the caller tracks
     /// it); the error, cloned, and marked retrieved.
     #[inline]
-    fn take_for_await(&self) -> Option<Result<T>> {
-        let mut st = self.result.borrow_mut();
+    fn take_for_await<T>(&self, st: Option<RefMut<'_, Outcome<T>>>) -> Option<Result<T>> {
+        let mut st = st?;
         match &*st {
             Outcome::Pending => None,
             Outcome::Value(_) => match std::mem::replace(&mut *st, Outcome::Taken) {
@@ -447,8 +425,8 @@ impl<T> TaskInner<T> {
 
     /// Reports "Task exception was never retrieved" for a failed task being dropped.
     #[cold]
-    fn report_unretrieved(&mut self) {
-        if let Outcome::Failed(e) = std::mem::replace(self.result.get_mut(), Outcome::Taken) {
+    fn report_unretrieved<T>(&mut self, outcome: &mut Outcome<T>) {
+        if let Outcome::Failed(e) = std::mem::replace(outcome, Outcome::Taken) {
             if e.is_cancelled() {
                 return;
             }
@@ -593,7 +571,6 @@ impl EventLoop {
                 Header::SCHEDULED | Header::LOG_DESTROY_PENDING,
             ),
             lp: Rc::downgrade(&self.inner),
-            result: RefCell::new(Outcome::Pending),
             waiter: Cell::new(None),
             wake: Cell::new(None),
         };
@@ -729,11 +706,14 @@ impl EventLoop {
             r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
-        let r = std::mem::replace(&mut *task.inner.core().result.borrow_mut(), Outcome::Taken);
+        let r = task
+            .inner
+            .outcome()
+            .map(|mut o| std::mem::replace(&mut *o, Outcome::Taken));
         task.inner.core().header.set_retrieved(true);
         match r {
-            Outcome::Value(v) => Ok(v),
-            Outcome::Failed(e) => Err(*e),
+            Some(Outcome::Value(v)) => Ok(v),
+            Some(Outcome::Failed(e)) => Err(*e),
             _ => Err(Error::invalid_state("the task's result was already taken")),
         }
     }
@@ -840,7 +820,7 @@ fn wake_local(lp: &EventLoop, k: TaskKey) {
 /// finished, because the loop was closed or dropped. A finished task (the common case) costs
 /// one flag test here.
 #[inline]
-fn dropped_pending<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(task: &Rc<S>) {
+fn dropped_pending<T: 'static, S: TaskObj<TaskInner, T> + 'static>(task: &Rc<S>) {
     if !task.core().header.finished() {
         dropped_pending_slow(task);
     }
@@ -848,7 +828,7 @@ fn dropped_pending<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(task: &Rc<
 
 /// [`dropped_pending`] for a task that did not finish.
 #[cold]
-fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
+fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
     h.set_finished(true);
@@ -874,7 +854,7 @@ fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this:
 
 /// Ends a task with a result (in a step: `lp` is the task's loop): wakes awaiters and schedules
 /// done-callbacks.
-fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
+fn finish<T: 'static, S: TaskObj<TaskInner, T> + 'static>(
     this: &Rc<S>,
     lp: &Rc<Inner>,
     r: Result<T>,
@@ -885,7 +865,7 @@ fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
         h.set_cancelled(true);
     }
     h.set_finished(true);
-    *task.result.borrow_mut() = Outcome::done(r);
+    this.set_outcome(Outcome::done(r));
     task.release_in(lp);
     // Most tasks end with nobody waiting through a waker: then nothing is taken or dropped.
     if let Some(w) = task.waiter.take() {
@@ -913,7 +893,7 @@ fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
 /// One step of a task: one poll of its body, with cancellation and panics handled. Generic
 /// over the task's concrete type (the loop calls it from the task's own `run_step`), so that
 /// the calls into the task are static and its untyped view costs no dynamic call.
-fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
+fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
     if h.finished() {

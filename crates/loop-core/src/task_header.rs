@@ -170,6 +170,7 @@ task_flags! {
 
 impl Header {
     /// The state of a new task: `flags` set (`Header::SCHEDULED` ...), `cold` created if given.
+    #[inline]
     pub(crate) fn new(
         id: u64,
         location: &'static Location<'static>,
