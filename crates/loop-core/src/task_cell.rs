@@ -12,14 +12,16 @@
 //! `Rc::into_inner` or `Rc::get_mut` of a cell; the cell's fields are private to this
 //! module, so the body cannot be reached otherwise). This module never moves the body out of
 //! its cell: it is only polled in place or replaced in place (which runs the body's
-//! destructor where it lies). That is the pinning argument of the one `unsafe` block below
-//! (the only `unsafe` of the task code: the rest of it is written against the safe
-//! [`TaskObj`] interface).
+//! destructor where it lies). That is the pinning argument of the `unsafe` block of
+//! `poll_body`. The only other `unsafe` of the task code is [`new_task`]'s, which builds the
+//! block in place (the body is written into it before it is ever polled); the rest of the task
+//! code is written against the safe [`TaskObj`] interface.
 #![allow(unsafe_code)]
 
 use std::cell::{RefCell, RefMut};
 use std::future::Future;
 use std::marker::PhantomPinned;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -109,11 +111,23 @@ where
     F: Future + 'static,
     TaskCell<C, F>: TaskDyn + CancelTarget,
 {
-    let cell = Rc::new(TaskCell {
-        core,
-        stage: RefCell::new(Stage::Body(body)),
-        _pinned: PhantomPinned,
-    });
+    // Built in place: the block is allocated first and the task written into it (`Rc::new`
+    // of a value builds it on the stack and copies it into the block).
+    let mut block: Rc<MaybeUninit<TaskCell<C, F>>> = Rc::new(MaybeUninit::uninit());
+    Rc::get_mut(&mut block)
+        .expect("a new Rc has no other reference")
+        .write(TaskCell {
+            core,
+            stage: RefCell::new(Stage::Body(body)),
+            _pinned: PhantomPinned,
+        });
+    // SAFETY: `Rc::from_raw` takes a pointer from `Rc::<U>::into_raw` with `U` of the same
+    // size and alignment as the target type: `MaybeUninit<X>` has `X`'s layout, and the
+    // reference counts in front of it are the same `Rc` block's. The value is initialized
+    // (written just above, through the only reference to the block), so reading the block
+    // as a `TaskCell` is sound; the `Rc` it came from is consumed by `into_raw`, so the
+    // counts stay those of this one reference.
+    let cell: Rc<TaskCell<C, F>> = unsafe { Rc::from_raw(Rc::into_raw(block).cast()) };
     (cell.clone(), cell)
 }
 
