@@ -24,7 +24,7 @@
 //! reported as "Task exception was never retrieved" when its last handle goes.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefMut};
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -36,8 +36,7 @@ use std::time::Instant;
 
 use crate::event_loop::{with_running, Inner, RemoteWork, Shared, Work};
 use crate::handler::report;
-use crate::slot::{add_waiter, Slot};
-use crate::task_cell::{new_task, TaskCell, TaskObj};
+use crate::task_cell::{new_task, Outcome, TaskCell, TaskObj, TaskState};
 use crate::task_header::{
     current, CancelTarget, Cold, Header, TaskDyn, TaskKey, TaskRef, TaskSpec, CURRENT,
 };
@@ -51,23 +50,22 @@ static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The state of a task (everything but its body, which sits beside it in the same
 /// allocation: see [`task_cell`](crate::task_cell)).
-pub(crate) struct TaskInner<T> {
+pub(crate) struct TaskInner {
     /// The type-independent state.
     header: Header,
     /// The loop.
     lp: Weak<Inner>,
-    /// The result.
-    result: RefCell<Slot<T>>,
-    /// Wakers of tasks awaiting this one.
-    waiters: RefCell<Vec<Waker>>,
+    /// The waker of the first task awaiting this one (the others' are in the cold state:
+    /// most tasks have one awaiter or none).
+    waiter: Cell<Option<Waker>>,
     /// What the task's wakers point at, from its first step until it ends.
     wake: Cell<Option<Arc<TaskWaker>>>,
 }
 
 /// A task as its handles hold it: state and body in one allocation.
-type TaskObjOf<T> = dyn TaskObj<TaskInner<T>, T>;
+type TaskObjOf<T> = dyn TaskObj<TaskInner, T>;
 
-impl<T: 'static, F> TaskDyn for TaskCell<TaskInner<T>, F>
+impl<T: 'static, F> TaskDyn for TaskCell<TaskInner, F>
 where
     F: Future<Output = T> + 'static,
 {
@@ -77,10 +75,10 @@ where
 
     fn error(&self) -> Option<Error> {
         let t = self.state();
-        match &*t.result.borrow() {
-            Slot::Done(Err(e)) => {
-                t.header.retrieved.set(true);
-                Some(e.clone())
+        match self.outcome().as_deref() {
+            Some(Outcome::Failed(e)) => {
+                t.header.set_retrieved(true);
+                Some((**e).clone())
             }
             _ => None,
         }
@@ -102,12 +100,12 @@ where
                 w.queued.taken();
                 self.state().wake.set(Some(w));
             }
-            if h.scheduled.get() {
+            if h.scheduled() {
                 // A step is queued on the loop's thread already: that one runs it.
                 return;
             }
         } else {
-            h.scheduled.set(false);
+            h.set_scheduled(false);
         }
         step(&self);
     }
@@ -118,7 +116,7 @@ where
     }
 }
 
-impl<T: 'static, F> CancelTarget for TaskCell<TaskInner<T>, F>
+impl<T: 'static, F> CancelTarget for TaskCell<TaskInner, F>
 where
     F: Future<Output = T> + 'static,
 {
@@ -127,13 +125,13 @@ where
     }
 }
 
-impl<T: 'static> TaskInner<T> {
+impl TaskInner {
     /// Requests cancellation (see the module docs); false if the task is done.
     fn cancel(&self, msg: Option<String>) -> bool {
         let h = &self.header;
         // As for futures (CORE-33), a cancel, even a late one, counts as dealing with the error.
-        h.retrieved.set(true);
-        if h.finished.get() {
+        h.set_retrieved(true);
+        if h.finished() {
             return false;
         }
         h.cold().cancelling += 1;
@@ -145,7 +143,7 @@ impl<T: 'static> TaskInner<T> {
             }
         }
         h.set_must_cancel(Some(msg));
-        if h.started.get() {
+        if h.started() {
             let w = self.wake.take();
             if let Some(w) = &w {
                 w.wake_by_ref();
@@ -206,13 +204,14 @@ impl<T: 'static> Task<T> {
     /// Moves the outcome out of a finished task (marks an error retrieved); `None` while it is
     /// pending or once the outcome was taken.
     pub(crate) fn take_output(&self) -> Option<Result<T>> {
-        let mut slot = self.inner.core().result.borrow_mut();
-        if !matches!(*slot, Slot::Done(_)) {
+        let mut slot = self.inner.outcome()?;
+        if !matches!(*slot, Outcome::Value(_) | Outcome::Failed(_)) {
             return None;
         }
-        self.inner.core().header.retrieved.set(true);
-        match std::mem::replace(&mut *slot, Slot::Taken) {
-            Slot::Done(r) => Some(r),
+        self.inner.core().header.set_retrieved(true);
+        match std::mem::replace(&mut *slot, Outcome::Taken) {
+            Outcome::Value(v) => Some(Ok(v)),
+            Outcome::Failed(e) => Some(Err(*e)),
             _ => None,
         }
     }
@@ -248,14 +247,16 @@ impl<T: 'static> Task<T> {
     where
         T: Clone,
     {
-        match &*self.inner.core().result.borrow() {
-            Slot::Pending => Err(Error::invalid_state("Result is not ready.")),
-            Slot::Done(Ok(v)) => Ok(v.clone()),
-            Slot::Done(Err(e)) => {
-                self.inner.core().header.retrieved.set(true);
-                Err(e.clone())
+        match self.inner.outcome().as_deref() {
+            None | Some(Outcome::Pending) => Err(Error::invalid_state("Result is not ready.")),
+            Some(Outcome::Value(v)) => Ok(v.clone()),
+            Some(Outcome::Failed(e)) => {
+                self.inner.core().header.set_retrieved(true);
+                Err((**e).clone())
             }
-            Slot::Taken => Err(Error::invalid_state("the result was moved out by an await")),
+            Some(Outcome::Taken) => {
+                Err(Error::invalid_state("the result was moved out by an await"))
+            }
         }
     }
 }
@@ -278,7 +279,7 @@ impl<T: 'static> Future for Task<T> {
                 // One dynamic call for the awaiting task's header; the pending-cancel test
                 // is a flag test.
                 let th = t.header();
-                if th.cancel_pending.get() {
+                if th.cancel_pending() {
                     if let Some(c) = t.take_pending_cancel() {
                         return Some(Error::Cancelled(c));
                     }
@@ -293,7 +294,7 @@ impl<T: 'static> Future for Task<T> {
         if let Some(e) = refused {
             return Poll::Ready(Err(e));
         }
-        if let Some(r) = Slot::take_for_await(&core.result, &core.header.retrieved) {
+        if let Some(r) = core.take_for_await(inner.outcome()) {
             if let Err(Error::Cancelled(c)) = &r {
                 if let Some(t) = current() {
                     t.track_delivered(c);
@@ -310,28 +311,82 @@ impl<T: 'static> Future for Task<T> {
 #[cold]
 fn await_pending<T: 'static>(
     inner: &Rc<TaskObjOf<T>>,
-    core: &TaskInner<T>,
+    core: &TaskInner,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T>> {
-    add_waiter(&core.waiters, cx);
+    core.add_waiter(cx);
     if let Some(t) = current() {
         t.set_waiter(inner.clone().to_cancel_target());
     }
     Poll::Pending
 }
 
-impl<T> Drop for TaskInner<T> {
+impl<T> TaskState<T> for TaskInner {
     #[inline]
-    fn drop(&mut self) {
+    fn freed(&mut self, outcome: Option<&mut Outcome<T>>) {
         // Only a failure nobody read is reported; a task that ended well (or whose outcome
         // was read) has nothing to do here.
-        if !self.header.retrieved.get() && matches!(*self.result.get_mut(), Slot::Done(Err(_))) {
-            self.report_unretrieved();
+        if let Some(o) = outcome {
+            if !self.header.retrieved() && matches!(o, Outcome::Failed(_)) {
+                self.report_unretrieved(o);
+            }
         }
     }
 }
 
-impl<T> TaskInner<T> {
+impl TaskInner {
+    /// What an `await` of a done task gets, `None` while it is pending: the value, moved out
+    /// (the outcome is `Taken` then); a fresh `Cancelled` per delivery (whether it escapes
+    /// the awaiting task's body decides whether that task ends cancelled: the caller tracks
+    /// it); the error, cloned, and marked retrieved.
+    #[inline]
+    fn take_for_await<T>(&self, st: Option<RefMut<'_, Outcome<T>>>) -> Option<Result<T>> {
+        let mut st = st?;
+        match &*st {
+            Outcome::Pending => None,
+            Outcome::Value(_) => match std::mem::replace(&mut *st, Outcome::Taken) {
+                Outcome::Value(v) => Some(Ok(v)),
+                _ => None,
+            },
+            Outcome::Failed(e) => match &**e {
+                Error::Cancelled(c) => Some(Err(Error::Cancelled(Cancelled::new(
+                    c.message().map(str::to_string),
+                )))),
+                e => {
+                    self.header.set_retrieved(true);
+                    Some(Err(e.clone()))
+                }
+            },
+            Outcome::Taken => Some(Err(Error::invalid_state(
+                "the result was moved out by another await",
+            ))),
+        }
+    }
+
+    /// Keeps the waker of `cx` to wake when the task ends, unless one that wakes the same
+    /// task is kept already. The first awaiter's goes in the task, others' in the cold state.
+    fn add_waiter(&self, cx: &Context<'_>) {
+        let w = cx.waker();
+        let first = self.waiter.take();
+        let same = first.as_ref().map(|f| f.will_wake(w));
+        match same {
+            None => self.waiter.set(Some(w.clone())),
+            Some(same) => {
+                self.waiter.set(first);
+                let known = same
+                    || self
+                        .header
+                        .if_cold(|c| c.waiters.iter().any(|x| x.will_wake(w)))
+                        .unwrap_or(false);
+                if !known {
+                    // Cloned before the borrow: a foreign waker's clone is user code.
+                    let w = w.clone();
+                    self.header.cold().waiters.push(w);
+                }
+            }
+        }
+    }
+
     /// What every ending does, finished or dropped pending: drops the waker and the awaited
     /// loop future, and leaves the loop's task table. Returns the loop if it still exists.
     fn release(&self) -> Option<Rc<Inner>> {
@@ -358,7 +413,7 @@ impl<T> TaskInner<T> {
                 // No user code runs here: a waker target has no destructor of its own.
                 TaskWaker::recycle(&mut tasks.spare_wakers, w);
             }
-            tasks.remove(h.slab_key.get())
+            tasks.remove(h.slab_key.get() as usize)
         };
         drop(removed);
     }
@@ -370,8 +425,8 @@ impl<T> TaskInner<T> {
 
     /// Reports "Task exception was never retrieved" for a failed task being dropped.
     #[cold]
-    fn report_unretrieved(&mut self) {
-        if let Slot::Done(Err(e)) = std::mem::replace(self.result.get_mut(), Slot::Taken) {
+    fn report_unretrieved<T>(&mut self, outcome: &mut Outcome<T>) {
+        if let Outcome::Failed(e) = std::mem::replace(outcome, Outcome::Taken) {
             if e.is_cancelled() {
                 return;
             }
@@ -379,8 +434,7 @@ impl<T> TaskInner<T> {
                 .header
                 .cold
                 .get_mut()
-                .as_ref()
-                .and_then(|c| c.name.as_ref())
+                .and_then(|c| c.get_mut().name.as_ref())
             {
                 Some(n) => n.clone(),
                 None => format!("Task-{}", self.header.id),
@@ -397,7 +451,7 @@ impl<T> TaskInner<T> {
                     .then_some(self.header.location),
                 ..ExceptionContext::new("Task exception was never retrieved")
             }
-            .with_exception(e);
+            .with_exception(*e);
             report(self.loop_handle(), &ctx);
         }
     }
@@ -504,37 +558,30 @@ impl EventLoop {
         F::Output: 'static,
     {
         let core = TaskInner {
-            header: Header {
-                id: NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+            header: Header::new(
+                NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
                 location,
-                loop_id: self.id(),
-                slab_key: Cell::new(0),
-                started: Cell::new(false),
-                finished: Cell::new(false),
-                cancelled: Cell::new(false),
-                fut_waiter: Cell::new(None),
-                waiting_on_loop: Cell::new(false),
-                scheduled: Cell::new(true),
-                log_destroy_pending: Cell::new(true),
-                retrieved: Cell::new(false),
-                ctx: Cell::new(context.map),
-                has_cold: Cell::new(name.is_some()),
-                cancel_pending: Cell::new(false),
-                cold: RefCell::new(name.map(|name| {
-                    Box::new(Cold {
-                        name: Some(name),
-                        ..Cold::default()
-                    })
-                })),
-            },
+                self.id(),
+                context.map,
+                name.map(|name| Cold {
+                    name: Some(name),
+                    ..Cold::default()
+                }),
+                // The first step is queued below.
+                Header::SCHEDULED | Header::LOG_DESTROY_PENDING,
+            ),
             lp: Rc::downgrade(&self.inner),
-            result: RefCell::new(Slot::Pending),
-            waiters: RefCell::new(Vec::new()),
+            waiter: Cell::new(None),
             wake: Cell::new(None),
         };
         // One allocation: the state and the body side by side.
         let (inner, untyped) = new_task(core, fut);
         let slot = self.inner.tasks.borrow_mut().insert(untyped.clone());
+        // A key of `u32::MAX` names no task (`TaskKey::local`).
+        let slot = u32::try_from(slot)
+            .ok()
+            .filter(|&s| s != u32::MAX)
+            .expect("a loop holds fewer than 2^32 - 1 pending tasks");
         untyped.header().slab_key.set(slot);
         // The first step (`scheduled` is set above).
         self.push_ready(Work::Step(untyped));
@@ -595,7 +642,7 @@ impl EventLoop {
             .tasks
             .borrow()
             .iter()
-            .filter(|t| !t.header().finished.get())
+            .filter(|t| !t.header().finished())
             .map(|t| TaskRef { t: t.clone() })
             .collect()
     }
@@ -659,10 +706,14 @@ impl EventLoop {
             r.quiet();
             return Err(Error::StoppedBeforeComplete);
         }
-        let r = std::mem::replace(&mut *task.inner.core().result.borrow_mut(), Slot::Taken);
-        task.inner.core().header.retrieved.set(true);
+        let r = task
+            .inner
+            .outcome()
+            .map(|mut o| std::mem::replace(&mut *o, Outcome::Taken));
+        task.inner.core().header.set_retrieved(true);
         match r {
-            Slot::Done(r) => r,
+            Some(Outcome::Value(v)) => Ok(v),
+            Some(Outcome::Failed(e)) => Err(*e),
             _ => Err(Error::invalid_state("the task's result was already taken")),
         }
     }
@@ -758,7 +809,7 @@ fn wake_local(lp: &EventLoop, k: TaskKey) {
         .tasks
         .borrow()
         .get(k)
-        .filter(|t| !t.header().scheduled.replace(true))
+        .filter(|t| !t.header().replace_scheduled(true))
         .cloned();
     if let Some(t) = t {
         lp.push_ready(Work::Step(t));
@@ -769,25 +820,25 @@ fn wake_local(lp: &EventLoop, k: TaskKey) {
 /// finished, because the loop was closed or dropped. A finished task (the common case) costs
 /// one flag test here.
 #[inline]
-fn dropped_pending<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(task: &Rc<S>) {
-    if !task.core().header.finished.get() {
+fn dropped_pending<T: 'static, S: TaskObj<TaskInner, T> + 'static>(task: &Rc<S>) {
+    if !task.core().header.finished() {
         dropped_pending_slow(task);
     }
 }
 
 /// [`dropped_pending`] for a task that did not finish.
 #[cold]
-fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
+fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
-    h.finished.set(true);
-    h.cancelled.set(true);
-    h.retrieved.set(true);
+    h.set_finished(true);
+    h.set_cancelled(true);
+    h.set_retrieved(true);
     let lp = task.release();
     // Done-callbacks can no longer run: drop them (what they captured is released).
     let callbacks = h.take_callbacks();
     drop(callbacks);
-    if h.log_destroy_pending.get() {
+    if h.log_destroy_pending() {
         let debug = lp.as_ref().is_some_and(|i| i.debug_flag());
         let mut ctx =
             ExceptionContext::new("Task was destroyed but it is pending!").with_task(TaskRef {
@@ -803,7 +854,7 @@ fn dropped_pending_slow<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this:
 
 /// Ends a task with a result (in a step: `lp` is the task's loop): wakes awaiters and schedules
 /// done-callbacks.
-fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
+fn finish<T: 'static, S: TaskObj<TaskInner, T> + 'static>(
     this: &Rc<S>,
     lp: &Rc<Inner>,
     r: Result<T>,
@@ -811,15 +862,16 @@ fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
     let task = this.core();
     let h = &task.header;
     if let Err(Error::Cancelled(_)) = &r {
-        h.cancelled.set(true);
+        h.set_cancelled(true);
     }
-    h.finished.set(true);
-    *task.result.borrow_mut() = Slot::Done(r);
+    h.set_finished(true);
+    this.set_outcome(Outcome::done(r));
     task.release_in(lp);
     // Most tasks end with nobody waiting through a waker: then nothing is taken or dropped.
-    if !task.waiters.borrow().is_empty() {
-        let waiters = std::mem::take(&mut *task.waiters.borrow_mut());
-        for w in waiters {
+    if let Some(w) = task.waiter.take() {
+        w.wake();
+        let more = h.if_cold(|c| std::mem::take(&mut c.waiters));
+        for w in more.into_iter().flatten() {
             w.wake();
         }
     }
@@ -841,10 +893,10 @@ fn finish<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(
 /// One step of a task: one poll of its body, with cancellation and panics handled. Generic
 /// over the task's concrete type (the loop calls it from the task's own `run_step`), so that
 /// the calls into the task are static and its untyped view costs no dynamic call.
-fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
+fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     let task = this.core();
     let h = &task.header;
-    if h.finished.get() {
+    if h.finished() {
         this.drop_body();
         return;
     }
@@ -859,7 +911,7 @@ fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
             return;
         }
     };
-    let waited_on_loop = h.waiting_on_loop.replace(false);
+    let waited_on_loop = h.replace_waiting_on_loop(false);
     if waited_on_loop {
         // (Only a loop-aware `await` sets a waiter, and it sets `waiting_on_loop` with it.)
         drop(h.fut_waiter.take());
@@ -868,7 +920,7 @@ fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
     // body never runs (CORE-39). If the body is suspended in a loop-aware `await`, it is
     // polled and that `await` returns `Err(Cancelled)` (asyncio throws into the coroutine).
     // A body suspended on a foreign future cannot be told: it is dropped.
-    if !h.started.get() || !waited_on_loop {
+    if !h.started() || !waited_on_loop {
         let forced = h.take_must_cancel();
         if let Some(msg) = forced {
             this.drop_body();
@@ -876,11 +928,11 @@ fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
             return;
         }
     }
-    h.started.set(true);
+    h.set_started(true);
     let wake = match task.wake.take() {
         Some(w) => w,
         None => {
-            let key = TaskKey::local(h.id, h.slab_key.get());
+            let key = TaskKey::local(h.id, h.slab_key.get() as usize);
             TaskWaker::get(&mut lp.tasks.borrow_mut().spare_wakers, &lp.shared, key)
         }
     };
@@ -917,8 +969,8 @@ fn step<T: 'static, S: TaskObj<TaskInner<T>, T> + 'static>(this: &Rc<S>) {
             if p.is::<crate::Fatal>() {
                 // The task ends with the fatal error (asyncio stores the `KeyboardInterrupt`),
                 // which escapes `run_*` and so is never reported as "never retrieved".
-                h.log_destroy_pending.set(false);
-                h.retrieved.set(true);
+                h.set_log_destroy_pending(false);
+                h.set_retrieved(true);
                 finish(this, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
                 resume_unwind(p);
             }

@@ -5,12 +5,13 @@
 //! hold the task table and the task types without a module cycle.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Waker;
 
 use crate::slot::DoneCallback;
 pub(crate) use crate::task_wake::TaskKey;
@@ -79,12 +80,17 @@ impl dyn TaskDyn {
     #[inline]
     pub(crate) fn set_waiter(&self, w: Rc<dyn CancelTarget>) {
         let h = self.header();
-        h.waiting_on_loop.set(true);
+        h.set_waiting_on_loop(true);
         h.fut_waiter.set(Some(w));
     }
 }
 
 /// The type-independent state of a task.
+///
+/// Kept small: with a million live tasks, memory traffic is most of what a task costs. The
+/// yes/no state is one byte of flags (see the accessors below), the table index is 32 bits
+/// (as in [`TaskKey`]), and what most tasks never use lives in [`Cold`], allocated on first
+/// use.
 pub(crate) struct Header {
     /// Process-wide id.
     pub(crate) id: u64,
@@ -92,34 +98,101 @@ pub(crate) struct Header {
     pub(crate) location: &'static Location<'static>,
     /// The loop's id.
     pub(crate) loop_id: u64,
-    /// Index in the loop's task table.
-    pub(crate) slab_key: Cell<usize>,
-    /// The first step ran.
-    pub(crate) started: Cell<bool>,
-    /// Done.
-    pub(crate) finished: Cell<bool>,
-    /// Done by cancellation.
-    pub(crate) cancelled: Cell<bool>,
     /// The loop future the task waits on.
     pub(crate) fut_waiter: Cell<Option<Rc<dyn CancelTarget>>>,
-    /// The last step suspended in a loop-aware `await` (a loop future or task), which can
-    /// deliver a cancellation into the body; false when it suspended on a foreign future.
-    pub(crate) waiting_on_loop: Cell<bool>,
-    /// A step of the task is in the loop's ready queue.
-    pub(crate) scheduled: Cell<bool>,
-    /// Report "destroyed but pending" if dropped pending.
-    pub(crate) log_destroy_pending: Cell<bool>,
-    /// The error was read (no "never retrieved" report).
-    pub(crate) retrieved: Cell<bool>,
     /// The task's context; taken out (current) while a step runs.
     pub(crate) ctx: Cell<crate::context::Snapshot>,
-    /// A name, cancellation and done-callback state: `None` until first used.
-    pub(crate) cold: RefCell<Option<Box<Cold>>>,
-    /// `cold` was created (a flag test instead of a borrow on the paths of every step).
-    pub(crate) has_cold: Cell<bool>,
+    /// A name, cancellation, done-callbacks, extra awaiters: unset until first used.
+    pub(crate) cold: OnceCell<Box<RefCell<Cold>>>,
+    /// Index in the loop's task table.
+    pub(crate) slab_key: Cell<u32>,
+    /// The flags (`Header::STARTED` ...): one byte instead of one `Cell<bool>` each.
+    flags: Cell<u8>,
+}
+
+/// Declares the task's flags: a bit of [`Header::flags`] each, with a getter, a setter and
+/// a `replace` (sets it, returns what it was) named after it.
+macro_rules! task_flags {
+    ($($(#[$doc:meta])* $bit:ident = $val:expr, $get:ident, $set:ident, $replace:ident;)*) => {
+        impl Header {
+            $(
+                $(#[$doc])*
+                pub(crate) const $bit: u8 = $val;
+
+                $(#[$doc])*
+                #[inline]
+                #[allow(dead_code)]
+                pub(crate) fn $get(&self) -> bool {
+                    self.flags.get() & Self::$bit != 0
+                }
+
+                /// Sets or clears the flag of the same name.
+                #[inline]
+                #[allow(dead_code)]
+                pub(crate) fn $set(&self, on: bool) {
+                    let f = self.flags.get();
+                    self.flags.set(if on { f | Self::$bit } else { f & !Self::$bit });
+                }
+
+                /// Sets or clears the flag of the same name; returns its former value.
+                #[inline]
+                #[allow(dead_code)]
+                pub(crate) fn $replace(&self, on: bool) -> bool {
+                    let was = self.$get();
+                    self.$set(on);
+                    was
+                }
+            )*
+        }
+    };
+}
+
+task_flags! {
+    /// The first step ran.
+    STARTED = 1, started, set_started, replace_started;
+    /// Done.
+    FINISHED = 1 << 1, finished, set_finished, replace_finished;
+    /// Done by cancellation.
+    CANCELLED = 1 << 2, cancelled, set_cancelled, replace_cancelled;
+    /// The last step suspended in a loop-aware `await` (a loop future or task), which can
+    /// deliver a cancellation into the body; false when it suspended on a foreign future.
+    WAITING_ON_LOOP = 1 << 3, waiting_on_loop, set_waiting_on_loop, replace_waiting_on_loop;
+    /// A step of the task is in the loop's ready queue.
+    SCHEDULED = 1 << 4, scheduled, set_scheduled, replace_scheduled;
+    /// Report "destroyed but pending" if dropped pending.
+    LOG_DESTROY_PENDING = 1 << 5, log_destroy_pending, set_log_destroy_pending, replace_log_destroy_pending;
+    /// The error was read (no "never retrieved" report).
+    RETRIEVED = 1 << 6, retrieved, set_retrieved, replace_retrieved;
     /// A cancellation waits to be delivered (`cold.must_cancel` is `Some`): a flag test
-    /// instead of a borrow of the cold state on every `await`.
-    pub(crate) cancel_pending: Cell<bool>,
+    /// instead of a look at the cold state on every `await`.
+    CANCEL_PENDING = 1 << 7, cancel_pending, set_cancel_pending, replace_cancel_pending;
+}
+
+impl Header {
+    /// The state of a new task: `flags` set (`Header::SCHEDULED` ...), `cold` created if given.
+    #[inline]
+    pub(crate) fn new(
+        id: u64,
+        location: &'static Location<'static>,
+        loop_id: u64,
+        ctx: crate::context::Snapshot,
+        cold: Option<Cold>,
+        flags: u8,
+    ) -> Header {
+        Header {
+            id,
+            location,
+            loop_id,
+            fut_waiter: Cell::new(None),
+            ctx: Cell::new(ctx),
+            cold: match cold {
+                Some(c) => OnceCell::from(Box::new(RefCell::new(c))),
+                None => OnceCell::new(),
+            },
+            slab_key: Cell::new(0),
+            flags: Cell::new(flags),
+        }
+    }
 }
 
 /// The part of a task's state most tasks never use (an explicit name, cancellation,
@@ -140,30 +213,26 @@ pub(crate) struct Cold {
     pub(crate) callbacks: Vec<DoneCallback<TaskRef>>,
     /// Next callback id.
     pub(crate) next_cb: u64,
+    /// Wakers of further tasks awaiting this one (the first one's is in the task itself).
+    pub(crate) waiters: Vec<Waker>,
 }
 
 impl Header {
     /// The cold state, created on first use. The borrow must end before user code runs.
     pub(crate) fn cold(&self) -> RefMut<'_, Cold> {
-        self.has_cold.set(true);
-        RefMut::map(self.cold.borrow_mut(), |c| {
-            &mut **c.get_or_insert_with(Default::default)
-        })
+        self.cold.get_or_init(Default::default).borrow_mut()
     }
 
     /// Applies `f` to the cold state if it exists (without creating it).
     #[inline]
     pub(crate) fn if_cold<R>(&self, f: impl FnOnce(&mut Cold) -> R) -> Option<R> {
-        if !self.has_cold.get() {
-            return None;
-        }
-        self.cold.borrow_mut().as_deref_mut().map(f)
+        self.cold.get().map(|c| f(&mut c.borrow_mut()))
     }
 
     /// Takes the cancellation waiting to be delivered, if any.
     #[inline]
     pub(crate) fn take_must_cancel(&self) -> Option<Option<String>> {
-        if !self.cancel_pending.replace(false) {
+        if !self.replace_cancel_pending(false) {
             return None;
         }
         self.if_cold(|c| c.must_cancel.take()).flatten()
@@ -171,7 +240,7 @@ impl Header {
 
     /// Sets (`Some(message)`) or withdraws (`None`) the cancellation waiting to be delivered.
     pub(crate) fn set_must_cancel(&self, msg: Option<Option<String>>) {
-        self.cancel_pending.set(msg.is_some());
+        self.set_cancel_pending(msg.is_some());
         self.cold().must_cancel = msg;
     }
 

@@ -308,7 +308,7 @@ impl TaskRef {
             c.cancelling = c.cancelling.saturating_sub(1);
             if c.cancelling == 0 {
                 c.must_cancel = None;
-                h.cancel_pending.set(false);
+                h.set_cancel_pending(false);
             }
             c.cancelling
         })
@@ -324,7 +324,7 @@ impl TaskRef {
     /// # lp.close().unwrap();
     /// ```
     pub fn done(&self) -> bool {
-        self.t.header().finished.get()
+        self.t.header().finished()
     }
 
     /// True if the task ended by cancellation.
@@ -338,7 +338,7 @@ impl TaskRef {
     /// assert!(r.cancelled());
     /// ```
     pub fn cancelled(&self) -> bool {
-        self.t.header().cancelled.get()
+        self.t.header().cancelled()
     }
 
     /// The error the task ended with, if any (`None` while pending or after success).
@@ -433,7 +433,7 @@ impl TaskRef {
             c.next_cb - 1
         };
         let cb = DoneCallback::new(id, f);
-        if h.finished.get() {
+        if h.finished() {
             if let Some(lp) = self.get_loop() {
                 cb.schedule(&lp, self.clone());
             }
@@ -479,16 +479,16 @@ impl TaskRef {
 
     /// Do not report this task if it is dropped while pending.
     pub(crate) fn quiet(&self) {
-        self.t.header().log_destroy_pending.set(false);
+        self.t.header().set_log_destroy_pending(false);
     }
 }
 
 impl fmt::Debug for TaskRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = self.t.header();
-        let state = if h.cancelled.get() {
+        let state = if h.cancelled() {
             "cancelled"
-        } else if h.finished.get() {
+        } else if h.finished() {
             "finished"
         } else {
             "pending"

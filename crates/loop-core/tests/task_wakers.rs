@@ -158,6 +158,8 @@ struct CountingAlloc;
 thread_local! {
     /// Allocations made by this thread so far.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes asked for by those allocations.
+    static BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged; the count is a
@@ -166,6 +168,7 @@ thread_local! {
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        let _ = BYTES.try_with(|c| c.set(c.get() + layout.size() as u64));
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { std::alloc::System.alloc(layout) }
     }
@@ -181,6 +184,10 @@ static COUNTING: CountingAlloc = CountingAlloc;
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+fn bytes() -> u64 {
+    BYTES.with(Cell::get)
 }
 
 /// Creating, running and awaiting a task that ends in its first step is one allocation: the
@@ -216,6 +223,41 @@ fn core_34_a_task_is_one_allocation() {
     assert_eq!(large - small, 1000, "one allocation per task");
     lp.close().unwrap();
 }
+
+/// The bytes a task takes while it is alive, for the common task (created, run, awaited, no
+/// name): its block holds its state and its body and is small (with a million live tasks,
+/// memory traffic is most of what a task costs).
+#[test]
+fn core_34_a_task_block_is_small() {
+    let _w = watchdog();
+    let lp = EventLoop::new().unwrap();
+    // Bytes allocated by one run that creates `n` tasks, then awaits them one by one.
+    let round = |n: u64| {
+        let before = bytes();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let ts: Vec<_> = (0..n)
+                .map(|i| lp2.create_task(async move { i }).unwrap())
+                .collect();
+            for t in ts {
+                t.await.unwrap();
+            }
+        })
+        .unwrap();
+        bytes() - before
+    };
+    round(2000);
+    let small = round(1000);
+    let large = round(2000);
+    // Per task: its block, and its handle in the vector.
+    let block = (large - small) / 1000 - std::mem::size_of::<loop_core::Task<u64>>() as u64;
+    assert!(block <= TASK_BLOCK_MAX, "a task's block is {block} bytes");
+    lp.close().unwrap();
+}
+
+/// The most a task of `async move { i }` (a `u64` output) may take, its reference counts
+/// included.
+const TASK_BLOCK_MAX: u64 = 144;
 
 /// Tasks that end give their places in the loop's table back without allocating: the steps
 /// of a thousand tasks that all end in that step allocate no more than the step of one.

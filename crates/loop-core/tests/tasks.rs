@@ -794,3 +794,53 @@ fn core_45_a_task_woken_while_another_loop_runs_resumes_only_on_its_own_loop() {
     a.close().unwrap();
     b.close().unwrap();
 }
+
+/// Counts its wakes.
+#[derive(Default)]
+struct CountWake(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Every waker that polled a pending task is woken when it ends, once (the same waker given
+/// twice counts once); so every awaiter of a task resumes, however many there are.
+#[test]
+fn core_34_every_awaiter_of_a_task_is_woken() {
+    let _w = watchdog();
+    let lp = EventLoop::new().unwrap();
+    let gate = Foreign::default();
+    let g = gate.clone();
+    let mut t = lp
+        .create_task(async move {
+            g.await;
+            7
+        })
+        .unwrap();
+    let counts: Vec<_> = (0..3)
+        .map(|_| std::sync::Arc::new(CountWake::default()))
+        .collect();
+    let c = counts.clone();
+    let out = lp
+        .run_until_complete(async move {
+            // Let the task start and wait on the gate.
+            yield_now().await;
+            for (i, c) in c.iter().chain(&c[..1]).enumerate() {
+                let waker = Waker::from(c.clone());
+                let polled = Pin::new(&mut t).poll(&mut Context::from_waker(&waker));
+                assert!(polled.is_pending(), "poll {i}: the task is pending");
+            }
+            gate.release();
+            (&mut t).await
+        })
+        .unwrap();
+    assert_eq!(out.unwrap(), 7);
+    let woken: Vec<_> = counts
+        .iter()
+        .map(|c| c.0.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    assert_eq!(woken, [1, 1, 1], "each awaiter's waker is woken once");
+    lp.close().unwrap();
+}
