@@ -269,13 +269,6 @@ struct RemoteCb<F> {
 }
 
 impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for RemoteCb<F> {
-    #[inline]
-    fn call(&self, lp: &EventLoop) {
-        if let Some(f) = self.f.start() {
-            f(lp)
-        }
-    }
-
     fn cancel(&self) -> bool {
         self.f.cancel()
     }
@@ -291,7 +284,10 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteCallback<EventLoop> for Remot
 
     #[inline]
     fn run_queued(self: Arc<Self>, lp: &EventLoop) {
-        lp.run_remote(&*self);
+        // The closure is claimed first: a cancel that won leaves nothing to run or count.
+        if let Some(f) = self.f.start() {
+            lp.run_remote(self.location, f);
+        }
         let inner = &*lp.inner;
         inner.spent_remote.keep(self, &inner.shared.spare_remote);
     }
@@ -331,13 +327,11 @@ fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
     location: &'static Location<'static>,
     f: F,
 ) -> Fresh<RemoteCb<F>> {
-    if let Some(Ok(rc)) = spare.take().map(|a| a.downcast::<RemoteCb<F>>()) {
-        if let Ok(mut fresh) = Fresh::unique(rc) {
-            let cb = fresh.get_mut();
-            cb.location = location;
-            cb.f.refill(f);
-            return fresh;
-        }
+    if let Some(mut fresh) = spare.take::<RemoteCb<F>>() {
+        let cb = fresh.get_mut();
+        cb.location = location;
+        cb.f.refill(f);
+        return fresh;
     }
     // None kept, or one of another closure type (freed here).
     Fresh::new(RemoteCb {

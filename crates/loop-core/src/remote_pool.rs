@@ -3,15 +3,19 @@
 //! A remote callback is allocated on the calling thread and released on the loop's. Left to the
 //! allocator, every such pair takes its slow paths; keeping spent allocations (which hold no
 //! closure any more) and refilling them on the next call avoids that. This module only keeps
-//! and hands out type-erased allocations; [`handle`](crate::handle) downcasts and refills them.
+//! and hands out type-erased allocations ([`Spare`]: getting one back as its type compares two
+//! type ids, no dynamic call); [`handle`](crate::handle) refills them.
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::remote_queue::{Fresh, Spare};
 
 /// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
 /// ([`SpareRemote`] and [`SpentRemote`]).
-const SPARE_REMOTE_BYTES: usize = 1 << 20;
+const SPARE_REMOTE_BYTES: usize = 4 << 20;
 
 /// How many spent allocations the loop collects before it hands them back as one chunk, in
 /// the middle of a batch too: a producer that runs while the loop works through a long batch
@@ -23,15 +27,15 @@ const GIVE_BACK_EVERY: usize = 64;
 /// How many emptied chunk vectors the pool keeps for the loop to fill again.
 const EMPTY_CHUNKS: usize = 64;
 
-/// A spent allocation: an `Arc<RemoteCb<F>>` without closure, nobody else holding it.
-type SpentCb = Arc<dyn Any + Send + Sync>;
+/// A spent allocation: an `Arc<RemoteCb<F>>` that ran or was cancelled (its closure gone).
+type SpentCb = Spare;
 
 /// Spent remote callback allocations and their total size.
 #[derive(Default)]
 struct Kept {
     /// The allocations.
     cbs: Vec<SpentCb>,
-    /// Their sizes, added up.
+    /// Their sizes, added up (when the loop hands them back).
     bytes: usize,
 }
 
@@ -51,12 +55,18 @@ struct Chunks {
 /// A remote callback is allocated on the calling thread and, once it ran, released on the
 /// loop's: left to the allocator, every call takes its slow paths (a thread's cache of freed
 /// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
-/// spent allocation that nobody else holds (its handle dropped, its closure already gone; see
-/// [`SpentRemote`]) and hands it back here, and the next `call_soon_threadsafe` with a closure
-/// of the same type fills it again. At most [`SPARE_REMOTE_BYTES`] are kept; they hold no
-/// closure, so they keep nothing else alive.
+/// spent allocation (its closure already gone; see [`SpentRemote`]) and hands it back here,
+/// and the next `call_soon_threadsafe` with a closure of the same type fills it again if
+/// nobody else holds it any more (its handle dropped). At most [`SPARE_REMOTE_BYTES`] are
+/// kept; they hold no closure, so they keep nothing else alive.
 #[derive(Default)]
-pub(crate) struct SpareRemote(Mutex<Chunks>);
+pub(crate) struct SpareRemote {
+    /// The chunks.
+    chunks: Mutex<Chunks>,
+    /// How many full chunks there are, as a hint read without the lock: a caller whose own
+    /// chunk is empty takes the lock only when there is something to take.
+    full: AtomicUsize,
+}
 
 /// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
 /// back [`GIVE_BACK_EVERY`] at a time. Only whole chunks go back: handing back what was kept
@@ -68,35 +78,32 @@ pub(crate) struct SpareRemote(Mutex<Chunks>);
 pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
-    /// Keeps `cb` for reuse if nobody else holds it and there is room, handing what was
-    /// kept to `spare` every [`GIVE_BACK_EVERY`] allocations. The loop's thread, after the
-    /// callback ran or was skipped as cancelled.
+    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_EVERY`]
+    /// allocations. The loop's thread, after the callback ran or was skipped as cancelled.
+    /// Nothing is checked here, so that the loop's side (the slower one: how fast callbacks
+    /// go through) stays short: whether another holder (a kept handle) is left is checked by
+    /// the caller that takes it ([`Fresh::unique`]), which then lets it go; sizes are added up
+    /// once per chunk.
     #[inline]
     pub(crate) fn keep<C: Any + Send + Sync>(&self, cb: Arc<C>, spare: &SpareRemote) {
-        // No `Weak` of a remote callback is ever made: one strong reference is ownership.
-        if Arc::strong_count(&cb) != 1 {
-            return;
-        }
-        let size = std::mem::size_of::<C>();
         let mut spent = self.0.borrow_mut();
-        if spent.bytes + size <= SPARE_REMOTE_BYTES {
-            spent.bytes += size;
-            spent.cbs.push(cb);
-            if spent.cbs.len() >= GIVE_BACK_EVERY {
-                drop(spent);
-                self.give_back(spare);
-            }
+        spent.cbs.push(Spare::new(cb));
+        if spent.cbs.len() >= GIVE_BACK_EVERY {
+            drop(spent);
+            self.give_back(spare);
         }
     }
 
-    /// Hands what was kept to `spare` as one chunk, if it has room; else it is freed.
-    #[inline]
+    /// Hands what was kept to `spare` as one chunk, if it has room; else it is freed. Once
+    /// per chunk: out of line, so that `keep` stays short.
+    #[inline(never)]
     fn give_back(&self, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
         if spent.cbs.is_empty() {
             return;
         }
-        let mut to = spare.0.lock().unwrap_or_else(|e| e.into_inner());
+        spent.bytes = spent.cbs.iter().map(Spare::size).sum();
+        let mut to = spare.chunks.lock().unwrap_or_else(|e| e.into_inner());
         if to.bytes + spent.bytes <= SPARE_REMOTE_BYTES {
             to.bytes += spent.bytes;
             let empty = to
@@ -111,6 +118,7 @@ impl SpentRemote {
                 },
             );
             to.full.push(chunk);
+            spare.full.store(to.full.len(), Ordering::Relaxed);
             return;
         }
         drop(to);
@@ -128,19 +136,26 @@ thread_local! {
 }
 
 impl SpareRemote {
-    /// One kept allocation (of any closure type), if there is one: from the calling thread's
-    /// own chunk, which is refilled from this pool a whole chunk at a time, so that a thread
-    /// making many calls locks the pool once per chunk, not once per call.
+    /// A kept allocation of type `C`, if the next one is of that type: from the calling
+    /// thread's own chunk, which is refilled from this pool a whole chunk at a time, so that a
+    /// thread making many calls locks the pool once per chunk, not once per call. One of
+    /// another type is freed.
     #[inline]
-    pub(crate) fn take(&self) -> Option<SpentCb> {
+    pub(crate) fn take<C: Any + Send + Sync>(&self) -> Option<Fresh<C>> {
         TAKEN
             .try_with(|taken| {
                 let mut taken = taken.borrow_mut();
-                if let Some(cb) = taken.pop() {
-                    return Some(cb);
-                }
-                self.take_chunk(&mut taken);
-                taken.pop()
+                let spare = match taken.pop() {
+                    Some(spare) => spare,
+                    None => {
+                        if self.full.load(Ordering::Relaxed) == 0 {
+                            return None;
+                        }
+                        self.take_chunk(&mut taken);
+                        taken.pop()?
+                    }
+                };
+                Fresh::unique(spare.downcast::<C>().ok()?).ok()
             })
             .ok()
             .flatten()
@@ -151,10 +166,11 @@ impl SpareRemote {
     #[cold]
     #[inline(never)]
     fn take_chunk(&self, to: &mut Vec<SpentCb>) {
-        let mut from = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut from = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let Some(chunk) = from.full.pop() else {
             return;
         };
+        self.full.store(from.full.len(), Ordering::Relaxed);
         from.bytes -= chunk.bytes;
         let emptied = std::mem::replace(to, chunk.cbs);
         if from.empty.len() < EMPTY_CHUNKS && emptied.capacity() > 0 {

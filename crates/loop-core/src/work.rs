@@ -82,16 +82,14 @@ pub(crate) const PENDING: u8 = 0;
 
 /// The type-erased body of a [`RemoteHandle`].
 pub(crate) trait RemoteCallback<L>: Send + Sync {
-    /// Runs the callback unless cancelled first.
-    fn call(&self, lp: &L);
     /// Cancels it unless it already started.
     fn cancel(&self) -> bool;
     /// The state (PENDING, RUNNING, CANCELLED).
     fn state(&self) -> u8;
     /// Where it was scheduled.
     fn location(&self) -> &'static Location<'static>;
-    /// Runs it as the loop runs queued work (the loop's `run_remote`, given the concrete
-    /// type), then offers the allocation to the loop's pool of spent ones, so that it can be
+    /// Runs it as the loop runs queued work (unless cancelled first: the loop's `run_remote`,
+    /// given the closure's concrete type), then offers the allocation to the loop's pool of spent ones, so that it can be
     /// reused for the next callback of the same type: one dynamic call per callback.
     fn run_queued(self: Arc<Self>, lp: &L);
 }

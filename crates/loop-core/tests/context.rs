@@ -493,3 +493,77 @@ fn core_23_an_io_handler_runs_in_an_empty_context_and_leaves_it_as_it_was() {
         ]
     );
 }
+
+/// CORE-23: a callback from another thread that starts using contexts on a thread that did not
+/// use them yet leaves nothing behind: the next threadsafe callback starts in an empty
+/// context, and so does what runs next outside any callback (a source's dispatch in the next
+/// iteration of the same `run_forever`).
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn core_23_a_threadsafe_callback_that_starts_using_contexts_leaves_no_value_behind() {
+    let _w = loop_testkit::watchdog();
+    use loop_core::internal::{LoopInternals, Source};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    struct Probe {
+        remote_ran: Arc<AtomicBool>,
+        done: Cell<bool>,
+        seen: Log,
+    }
+    impl Source for Probe {
+        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
+            // Due at once until done, so that the loop does not block in the poll.
+            (!self.done.get()).then(Instant::now)
+        }
+        fn dispatch(&self, lp: &EventLoop, _now: Instant) {
+            if self.remote_ran.load(Ordering::SeqCst) && !self.done.replace(true) {
+                push(&self.seen, format!("source sees {}", request()));
+                lp.stop();
+            }
+        }
+        fn close(&self, _lp: &EventLoop) {}
+    }
+
+    let lp = EventLoop::new().unwrap();
+    let remote_ran = Arc::new(AtomicBool::new(false));
+    let probe = Rc::new(Probe {
+        remote_ran: remote_ran.clone(),
+        done: Cell::new(false),
+        seen: log(),
+    });
+    lp.add_source(probe.clone());
+    // Contexts not in use on this thread yet.
+    assert_eq!(REQUEST.get(), None);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let remote = lp.remote();
+    let s = seen.clone();
+    remote
+        .call_soon_threadsafe(move |_| {
+            s.lock().unwrap().push(request());
+            REQUEST.set("set by the callback".into());
+        })
+        .unwrap();
+    let s = seen.clone();
+    remote
+        .call_soon_threadsafe(move |_| {
+            s.lock().unwrap().push(request());
+            remote_ran.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    let wd = loop_testkit::watchdog_for(&lp).limit(30);
+    lp.run_forever().unwrap();
+    drop(wd);
+    assert_eq!(*seen.lock().unwrap(), ["-", "-"]);
+    assert_eq!(
+        entries(&probe.seen),
+        ["source sees -"],
+        "the callback's value outlived it"
+    );
+    lp.close().unwrap();
+}

@@ -14,7 +14,7 @@ use crate::reactor::{Cancelled, Polled};
 use crate::readiness::Readiness;
 use crate::remote_queue::Batch;
 use crate::stats::bump;
-use crate::work::{leave_unentered, Callback, EnterContext, RemoteCallback, PENDING};
+use crate::work::{leave_unentered, Callback, EnterContext};
 use crate::{Error, Exception, ExceptionContext, Result};
 
 /// While work is ready, I/O is polled at least once per this many iterations.
@@ -681,35 +681,46 @@ impl EventLoop {
         drop(ctx);
     }
 
-    /// Runs a queued `call_soon_threadsafe` callback unless it was cancelled: counted, its
-    /// location current, in an empty context (it was scheduled on another thread), a panic
-    /// reported. Generic over the callback's type, so that everything here is dispatched
-    /// statically (see [`RemoteCallback::run_queued`]).
+    /// Runs the closure `f` of a queued `call_soon_threadsafe` callback scheduled at `loc`,
+    /// which the caller took from it (so no cancel can win any more): counted, its location
+    /// current, in an empty context (it was scheduled on another thread), a panic reported.
+    /// Generic over the closure's type, so that everything here is dispatched statically (see
+    /// [`RemoteCallback::run_queued`](crate::work::RemoteCallback::run_queued)).
     #[inline]
-    pub(crate) fn run_remote<C: RemoteCallback<EventLoop>>(&self, cb: &C) {
+    pub(crate) fn run_remote<F: FnOnce(&EventLoop)>(&self, loc: &'static Location<'static>, f: F) {
         let inner = &*self.inner;
-        if cb.state() != PENDING {
-            return;
-        }
         bump(&inner.counters.callbacks, 1);
-        let loc = cb.location();
+        if inner.debug.get() || crate::context::active() {
+            return self.run_remote_entered(loc, f);
+        }
+        // Contexts are not in use on this thread: the current one is empty already.
         inner.current_location.set(Some(loc));
-        // While contexts are not in use on this thread, the current one is empty already.
-        let entered = crate::context::active().then(EmptyContext::enter);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.report_panic(p, "Exception in callback", Some(loc));
+        }
+        inner.current_location.set(None);
+        // The callback started using contexts: what it set does not outlive it.
+        if crate::context::active() {
+            drop(crate::context::enter(None));
+        }
+    }
+
+    /// [`run_remote`](EventLoop::run_remote) in debug mode or while contexts are in use: the
+    /// empty context entered around the callback, a slow callback logged.
+    #[inline(never)]
+    fn run_remote_entered<F: FnOnce(&EventLoop)>(&self, loc: &'static Location<'static>, f: F) {
+        let inner = &*self.inner;
+        inner.current_location.set(Some(loc));
+        let entered = EmptyContext::enter();
         let start = inner.debug.get().then(Instant::now);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(self))) {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
             self.report_panic(p, "Exception in callback", Some(loc));
         }
         if let Some(start) = start {
             self.check_slow(start, &format_args!("<RemoteHandle scheduled at {loc}>"));
         }
         inner.current_location.set(None);
-        match entered {
-            Some(ctx) => drop(ctx),
-            // The callback started using contexts: what it set does not outlive it.
-            None if crate::context::active() => drop(crate::context::enter(None)),
-            None => {}
-        }
+        drop(entered);
     }
 
     /// Debug mode: logs a step that took longer than the threshold.
