@@ -42,8 +42,27 @@ pub(crate) const MIN_SCHEDULED_FOR_CLEANUP: usize = 100;
 /// the bulk path.
 const BULK_MIN_POPS: usize = 1024;
 
-/// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left.
+/// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left, or at
+/// once if a sample of what is left says that at least that share of it is due too.
 const BULK_RATIO: usize = 32;
+
+/// Entries looked at by [`bulk_due_by_sample`].
+const BULK_SAMPLE: usize = 256;
+
+/// True if at least 1/[`BULK_RATIO`] of an even sample of [`BULK_SAMPLE`] entries of `heap`
+/// (spread over its storage, most of which is its lower levels) is due before `cutoff`: the
+/// dispatch then has at least that share of the heap still to move, and one bulk pass costs
+/// less than popping them. Only the speed of the dispatch depends on it, not the order.
+fn bulk_due_by_sample(heap: &BinaryHeap<Entry>, cutoff: i64) -> bool {
+    let step = (heap.len() / BULK_SAMPLE).max(1);
+    let due = heap
+        .iter()
+        .step_by(step)
+        .take(BULK_SAMPLE)
+        .filter(|e| e.key < cutoff)
+        .count();
+    due * BULK_RATIO >= BULK_SAMPLE
+}
 
 thread_local! {
     /// Sequence numbers of timers, shared by every loop of the thread: FIFO tie-break for equal
@@ -276,17 +295,14 @@ fn run_order<'a>(
         std::mem::swap(&mut a, &mut b);
         shift += digit;
     }
-    // Equal deadlines run in scheduling order.
-    let mut i = 0;
-    while i < n {
-        let mut j = i + 1;
-        while j < n && a[j].0 == a[i].0 {
-            j += 1;
-        }
-        if j - i > 1 {
-            a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
-        }
-        i = j;
+    // Equal deadlines run in scheduling order: find each run of equal keys (rare) and sort it.
+    let mut start = 0;
+    while let Some(p) = a[start..].windows(2).position(|w| w[0].0 == w[1].0) {
+        let i = start + p;
+        let key = a[i].0;
+        let j = i + a[i..].iter().take_while(|x| x.0 == key).count();
+        a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
+        start = j;
     }
     (a, stale)
 }
@@ -538,7 +554,10 @@ impl Source for Timers {
             drop(slab);
             // Due entries popped, cancelled ones included: they cost a pop all the same.
             popped += 1;
-            if popped >= BULK_MIN_POPS && popped * BULK_RATIO >= heap.len() {
+            if popped >= BULK_MIN_POPS
+                && (popped * BULK_RATIO >= heap.len()
+                    || (popped == BULK_MIN_POPS && bulk_due_by_sample(&heap, cutoff)))
+            {
                 self.dispatch_bulk(&mut heap, lp, cutoff);
                 break;
             }
