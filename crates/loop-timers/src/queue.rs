@@ -587,3 +587,45 @@ impl Source for Timers {
         drop(std::mem::take(&mut *self.scratch.borrow_mut()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use loop_core::EventLoop;
+
+    use super::Timers;
+    use crate::TimersExt;
+
+    /// TIMER-08 and TIMER-16: cancelling through the `TimerHandle` gives the queue's reference
+    /// to the callback back at once (its slot is free for the next timer), while the entry stays
+    /// in the heap until it reaches the head or a bulk clean-up, counted as cancelled.
+    #[test]
+    fn timer_16_cancel_frees_the_slot_and_keeps_the_entry() {
+        let lp = EventLoop::new().unwrap();
+        let far = Duration::from_secs(60);
+        let a = lp.call_later(far, |_| {}).unwrap();
+        let b = lp.call_later(far, |_| {}).unwrap();
+        let t = Timers::of(&lp);
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_some());
+        a.cancel();
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_none());
+        assert!(t.slab.borrow().get(b.slot, b.seq).is_some());
+        assert_eq!(t.stats(), (2, 1, 0));
+        // The next timer takes the freed slot; the old entry still knows it is dead.
+        let c = lp.call_later(far, |_| {}).unwrap();
+        assert_eq!(c.slot, a.slot);
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_none());
+        assert!(t.slab.borrow().live(&super::Entry {
+            key: c.key,
+            seq: c.seq,
+            slot: c.slot
+        }));
+        assert_eq!(t.stats(), (3, 1, 0));
+        // A second cancel, or one after the timer left the heap, counts nothing.
+        a.cancel();
+        assert_eq!(t.stats(), (3, 1, 0));
+        drop(t);
+        lp.close().unwrap();
+    }
+}
