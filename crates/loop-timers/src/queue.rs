@@ -202,14 +202,12 @@ impl Ord for Entry {
     }
 }
 
-/// Moves a due timer's handle to the ready queue. That fails only on a closed loop, whose
-/// sources are never dispatched; the error is matched rather than dropped unseen, which keeps
-/// the error's destructor off the path of every timer.
+/// Moves the due timers' handles collected in `due` to the ready queue, in order. That fails
+/// only on a closed loop, whose sources are never dispatched (the handles are dropped then).
 #[inline]
-fn schedule(lp: &EventLoop, handle: &Handle) {
-    match lp.schedule(handle) {
-        Ok(()) => {}
-        Err(e) => drop(e),
+fn schedule_all(lp: &EventLoop, due: &mut Vec<Handle>) {
+    if !due.is_empty() && lp.schedule_all(due).is_err() {
+        due.clear();
     }
 }
 
@@ -328,6 +326,9 @@ pub(crate) struct Timers {
     /// capacity (at most 32 bytes per entry of the largest burst): a fresh allocation per
     /// burst would make the allocator consolidate every block freed since the last one.
     scratch: RefCell<Vec<(u64, usize)>>,
+    /// The handles of the due timers of a dispatch, moved to the ready queue together; kept
+    /// (empty) between dispatches like the heap's capacity.
+    due: RefCell<Vec<Handle>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
 }
@@ -372,6 +373,7 @@ impl Timers {
                 last_cutoff: Cell::new(i64::MIN),
                 closed: Cell::new(false),
                 scratch: RefCell::new(Vec::new()),
+                due: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
             });
             lp.add_source(t.clone());
@@ -455,17 +457,19 @@ impl Timers {
         }
         let mut scratch = self.scratch.borrow_mut();
         let mut slab = self.slab.borrow_mut();
+        let mut due_hs = self.due.borrow_mut();
         let (order, stale) = run_order(&all[..due], &slab, &mut scratch);
+        due_hs.reserve(order.len());
         for _ in order.len()..due {
             self.uncount_cancel();
         }
         for &(_, i) in order {
             let e = &all[i];
             if let Some(h) = slab.remove(e.slot, e.seq) {
-                // Fails only on a closed loop, whose sources are never dispatched.
-                schedule(lp, &h);
+                due_hs.push(h);
             }
         }
+        schedule_all(lp, &mut due_hs);
         // Dropping runs no user code: the ready queue now holds the live handles, and the
         // handles cancelled through themselves hold no callback any more (it was dropped at
         // cancel time). They are freed only now, after the ready queue has grown: freeing many
@@ -546,7 +550,7 @@ impl Source for Timers {
             } else if due {
                 let e = PeekMut::pop(top);
                 if let Some(h) = slab.remove(e.slot, e.seq) {
-                    schedule(lp, &h);
+                    self.due.borrow_mut().push(h);
                 }
             } else {
                 break;
@@ -558,10 +562,13 @@ impl Source for Timers {
                 && (popped * BULK_RATIO >= heap.len()
                     || (popped == BULK_MIN_POPS && bulk_due_by_sample(&heap, cutoff)))
             {
+                // What was popped goes first: it is due earlier than the rest.
+                schedule_all(lp, &mut self.due.borrow_mut());
                 self.dispatch_bulk(&mut heap, lp, cutoff);
-                break;
+                return;
             }
         }
+        schedule_all(lp, &mut self.due.borrow_mut());
     }
 
     /// Timers scheduled and not cancelled: the heap's entries minus the counted cancelled ones
@@ -585,6 +592,7 @@ impl Source for Timers {
         drop(heap);
         drop(slab);
         drop(std::mem::take(&mut *self.scratch.borrow_mut()));
+        drop(std::mem::take(&mut *self.due.borrow_mut()));
     }
 }
 
