@@ -46,6 +46,7 @@ pub const HANGUP_REPORTED: bool = crate::sys::HANGUP_REPORTED;
 /// # Ok::<(), loop_core::Error>(())
 /// ```
 pub const LOOP_FDS: usize = crate::sys::LOOP_FDS;
+use crate::event_loop::Work;
 use crate::{EventLoop, Handle, Readiness, Result};
 
 mod sealed {
@@ -133,6 +134,26 @@ pub trait LoopInternals: sealed::Sealed {
     /// ```
     fn schedule(&self, h: &Handle) -> Result<()>;
 
+    /// Queues the handles of `hs` in order, leaving `hs` empty with its capacity: what
+    /// [`schedule`](LoopInternals::schedule) does for each, with one borrow of the ready queue
+    /// for all of them (for a source that moves many due handles at once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) after `close()`; nothing is queued and `hs` is
+    /// left as it was.
+    ///
+    /// ```
+    /// use loop_core::internal::LoopInternals;
+    /// use loop_core::Handle;
+    /// let lp = loop_core::EventLoop::new().unwrap();
+    /// let mut due = vec![Handle::new(|_| {}), Handle::new(|lp| lp.stop())];
+    /// lp.schedule_all(&mut due).unwrap();
+    /// assert!(due.is_empty());
+    /// lp.run_forever().unwrap();
+    /// ```
+    fn schedule_all(&self, hs: &mut Vec<Handle>) -> Result<()>;
+
     /// Queues readiness for an [`IoHandler`] as if the poller had reported it (used by
     /// transports to retry a read after `resume_reading` on an edge-triggered fd).
     ///
@@ -176,6 +197,20 @@ impl LoopInternals for EventLoop {
     #[inline]
     fn schedule(&self, h: &Handle) -> Result<()> {
         EventLoop::schedule(self, h)
+    }
+
+    fn schedule_all(&self, hs: &mut Vec<Handle>) -> Result<()> {
+        self.check_open()?;
+        let mut rest = hs.drain(..);
+        if let Some(first) = rest.next() {
+            // The first through `push_ready`, which moves in what other threads queued before.
+            self.push_ready(Work::Call(first.cb));
+            self.inner
+                .ready
+                .borrow_mut()
+                .extend(rest.map(|h| Work::Call(h.cb)));
+        }
+        Ok(())
     }
 
     #[inline]

@@ -55,6 +55,8 @@ pub struct TimerHandle {
     pub(crate) key: i64,
     /// Scheduling order (unique among the timers of this thread).
     pub(crate) seq: u64,
+    /// The timer's slot in the queue while it is in the heap.
+    pub(crate) slot: u32,
     /// The queue, to count a cancellation while the entry is in the heap.
     pub(crate) timers: Weak<Timers>,
 }
@@ -116,13 +118,14 @@ impl TimerHandle {
         if self.handle.cancelled() {
             return;
         }
-        if let Some(t) = self.timers.upgrade() {
-            if t.contains_live(self.key, self.seq) {
-                t.count_cancel();
-            }
-        }
+        // The queue's reference, if the timer is still in the heap: dropped last, with ours.
+        let queued = self
+            .timers
+            .upgrade()
+            .and_then(|t| t.cancel(self.slot, self.seq));
         // Last: dropping the callback may run user code that touches the queue again.
         self.handle.cancel();
+        drop(queued);
     }
 
     /// True once the timer was cancelled.
@@ -209,11 +212,12 @@ pub(crate) fn schedule_key(
 ) -> TimerHandle {
     let handle = Handle::with_location(location, f);
     let seq = queue::next_seq();
-    timers.push(key, seq, handle.clone());
+    let slot = timers.push(key, seq, handle.clone());
     TimerHandle {
         handle,
         key,
         seq,
+        slot,
         timers: Rc::downgrade(timers),
     }
 }

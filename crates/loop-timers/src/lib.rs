@@ -39,17 +39,20 @@
 //! The queue is a **binary min-heap of `(deadline, sequence)`**, as in asyncio, and for the
 //! same reasons: scheduling is one push (O(log n) at worst, O(1) on average for random
 //! deadlines), the poll timeout is a look at the head, and due timers come off the head in
-//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`](loop_core::Handle) — and a
-//! 32-byte heap slot; moving due timers to the ready queue allocates nothing. (One exception:
+//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`](loop_core::Handle) — a
+//! 24-byte heap entry and a 24-byte slot in a slab that holds the handles of the timers in the
+//! heap (both reused, so they allocate only when they grow); moving due timers to the ready
+//! queue allocates nothing. (One exception:
 //! when a single iteration finds a large share of a big heap due at once — a burst of timers
 //! that expired while the loop was busy — the queue stops popping them one by one and splits
 //! them off in one pass, sorts them and re-heapifies the rest, which is much kinder to the
 //! cache; the order they run in is the same.)
 //!
 //! **Cancelling is O(1): lazy deletion.** [`TimerHandle::cancel`] marks the timer's handle
-//! cancelled (dropping its callback at once) and leaves the heap entry in place, counting it if
-//! it is still in the heap (TIMER-16: a timer that already moved to the ready queue, or ran,
-//! does not count). Cancelled entries are popped when they reach the head, before the poll
+//! cancelled (dropping its callback at once), frees its slot and leaves the heap entry in place,
+//! counting it if it is still in the heap (TIMER-16: a timer that already moved to the ready
+//! queue, or ran, does not count). Once the last `TimerHandle` of a cancelled timer is dropped
+//! its allocation is released, before its entry reaches the head. Cancelled entries are popped when they reach the head, before the poll
 //! timeout is computed, so a cancelled timer never wakes the loop (TIMER-15). If cancelled
 //! entries pile up deep in the heap — more than 100 entries, more than half of them cancelled —
 //! the heap is rebuilt without them in one O(n) pass (asyncio's bulk clean-up rule, TIMER-16),

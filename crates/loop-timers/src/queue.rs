@@ -1,9 +1,14 @@
-//! The per-loop timer queue: a binary min-heap of `(deadline, sequence)` with lazy deletion.
+//! The per-loop timer queue: a binary min-heap of `(deadline, sequence, slot)` with lazy
+//! deletion, and a slab of slots holding the handles of the timers in the heap.
 //!
-//! * **Insert** is a heap push: O(log n) worst case, O(1) on average for random deadlines.
-//! * **Cancel** is O(1): the [`TimerHandle`](crate::TimerHandle) cancels its loop_core `Handle`
-//!   (which drops the callback at once) and bumps [`Timers::cancelled`] if the entry is still in
-//!   the heap. The entry itself stays where it is.
+//! * **Insert** is a heap push and a slot from the slab's free list: O(log n) worst case, O(1)
+//!   on average for random deadlines, and no allocation once the heap and the slab have grown.
+//! * **Cancel** is O(1): the [`TimerHandle`](crate::TimerHandle) frees the timer's slot if the
+//!   timer is still in the heap (counting the cancellation in [`Timers::cancelled`]) and cancels
+//!   its loop_core `Handle`, which drops the callback at once. The heap entry stays where it is;
+//!   its slot now holds another timer's sequence number, or none, so the entry is known to be
+//!   dead. With the slot gone the callback's allocation is released at cancel time, not when the
+//!   entry leaves the heap, so the allocator hands it to the next timer.
 //! * **Lazy clean-up** (TIMER-15): whenever the queue looks at its head (for the poll timeout,
 //!   or to move due timers to the ready queue) it first pops cancelled heads, so the poll
 //!   timeout always comes from the first live timer.
@@ -12,12 +17,10 @@
 //! * **Bulk dispatch**: a dispatch that finds a large share of a big heap due switches from
 //!   popping to one split-sort-reheapify pass (see [`Timers::dispatch_bulk`]).
 //!
-//! Whether an entry is still in the heap is known without a flag per entry: entries leave the
-//! heap only at its head (due ones, and cancelled ones), or all together (bulk clean-up of
-//! cancelled ones, close). Each dispatch moves *every* entry whose deadline is below its cutoff,
-//! and cutoffs never decrease. So a live entry has left the heap exactly when a dispatch ran
-//! after it was pushed (its sequence number is below the one recorded at the last dispatch)
-//! with a cutoff above its deadline. That keeps a timer at one allocation: the callback.
+//! A timer is in the heap exactly while its slot holds its sequence number: the slot is freed
+//! when the entry leaves the heap (due, cancelled at the head, bulk clean-up, close) or when the
+//! timer is cancelled through its `TimerHandle`. That keeps a timer at one allocation: the
+//! callback.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -39,8 +42,27 @@ pub(crate) const MIN_SCHEDULED_FOR_CLEANUP: usize = 100;
 /// the bulk path.
 const BULK_MIN_POPS: usize = 1024;
 
-/// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left.
+/// ... and switches to it once it has popped at least 1/`BULK_RATIO` of what is left, or at
+/// once if a sample of what is left says that at least that share of it is due too.
 const BULK_RATIO: usize = 32;
+
+/// Entries looked at by [`bulk_due_by_sample`].
+const BULK_SAMPLE: usize = 256;
+
+/// True if at least 1/[`BULK_RATIO`] of an even sample of [`BULK_SAMPLE`] entries of `heap`
+/// (spread over its storage, most of which is its lower levels) is due before `cutoff`: the
+/// dispatch then has at least that share of the heap still to move, and one bulk pass costs
+/// less than popping them. Only the speed of the dispatch depends on it, not the order.
+fn bulk_due_by_sample(heap: &BinaryHeap<Entry>, cutoff: i64) -> bool {
+    let step = (heap.len() / BULK_SAMPLE).max(1);
+    let due = heap
+        .iter()
+        .step_by(step)
+        .take(BULK_SAMPLE)
+        .filter(|e| e.key < cutoff)
+        .count();
+    due * BULK_RATIO >= BULK_SAMPLE
+}
 
 thread_local! {
     /// Sequence numbers of timers, shared by every loop of the thread: FIFO tie-break for equal
@@ -62,20 +84,91 @@ pub(crate) fn next_seq() -> u64 {
     })
 }
 
-/// The sequence number the next timer of this thread will get.
-#[inline]
-fn peek_seq() -> u64 {
-    NEXT_SEQ.with(Cell::get)
-}
-
-/// One heap entry: 32 bytes, compared by `(key, seq)`.
+/// One heap entry: 24 bytes, compared by `(key, seq)`.
 pub(crate) struct Entry {
     /// Deadline, nanoseconds since the clock epoch.
     key: i64,
     /// Scheduling order.
     seq: u64,
-    /// The callback.
-    handle: Handle,
+    /// The timer's slot in [`Timers::slots`]; the timer is in the heap while that slot holds
+    /// `seq`.
+    slot: u32,
+}
+
+/// A slot of the slab of handles.
+enum SlabSlot {
+    /// The handle of the timer with sequence number `seq`, in the heap.
+    Used {
+        /// The timer's sequence number.
+        seq: u64,
+        /// Its callback.
+        handle: Handle,
+    },
+    /// Free; the next free slot (`u32::MAX`: none).
+    Free {
+        /// The next free slot.
+        next: u32,
+    },
+}
+
+/// The handles of the timers in the heap, indexed by [`Entry::slot`], with an intrusive free
+/// list: slots are reused, so the slab allocates only when it grows past its largest size.
+struct Slab {
+    /// The slots.
+    slots: Vec<SlabSlot>,
+    /// The first free slot (`u32::MAX`: none).
+    free: u32,
+}
+
+impl Slab {
+    /// A slot holding `handle` for timer `seq`.
+    #[inline]
+    fn insert(&mut self, seq: u64, handle: Handle) -> u32 {
+        let i = self.free;
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            if let SlabSlot::Free { next } = *s {
+                self.free = next;
+            }
+            *s = SlabSlot::Used { seq, handle };
+            i
+        } else {
+            let i = u32::try_from(self.slots.len()).expect("fewer than 2^32 timers at once");
+            self.slots.push(SlabSlot::Used { seq, handle });
+            i
+        }
+    }
+
+    /// The handle of entry `(slot, seq)` if the timer is still in the heap.
+    #[inline]
+    fn get(&self, slot: u32, seq: u64) -> Option<&Handle> {
+        match self.slots.get(slot as usize) {
+            Some(SlabSlot::Used { seq: s, handle }) if *s == seq => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// Frees the slot of entry `(slot, seq)` and gives its handle, if the timer is in the heap.
+    #[inline]
+    fn remove(&mut self, slot: u32, seq: u64) -> Option<Handle> {
+        let s = self.slots.get_mut(slot as usize)?;
+        match s {
+            SlabSlot::Used { seq: q, .. } if *q == seq => {}
+            _ => return None,
+        }
+        let old = std::mem::replace(s, SlabSlot::Free { next: self.free });
+        self.free = slot;
+        match old {
+            SlabSlot::Used { handle, .. } => Some(handle),
+            SlabSlot::Free { .. } => None,
+        }
+    }
+
+    /// True if entry `e` is a live timer: still in its slot and not cancelled through its
+    /// inner handle.
+    #[inline]
+    fn live(&self, e: &Entry) -> bool {
+        self.get(e.slot, e.seq).is_some_and(|h| !h.cancelled())
+    }
 }
 
 impl Entry {
@@ -109,56 +202,80 @@ impl Ord for Entry {
     }
 }
 
-/// Moves a due timer's handle to the ready queue. That fails only on a closed loop, whose
-/// sources are never dispatched; the error is matched rather than dropped unseen, which keeps
-/// the error's destructor off the path of every timer.
+/// Moves the due timers' handles collected in `due` to the ready queue, in order. That fails
+/// only on a closed loop, whose sources are never dispatched (the handles are dropped then).
 #[inline]
-fn schedule(lp: &EventLoop, handle: &Handle) {
-    match lp.schedule(handle) {
-        Ok(()) => {}
-        Err(e) => drop(e),
+fn schedule_all(lp: &EventLoop, due: &mut Vec<Handle>) {
+    if !due.is_empty() && lp.schedule_all(due).is_err() {
+        due.clear();
     }
 }
 
 /// Bits per digit of [`run_order`]'s radix sort.
 const RADIX_BITS: u32 = 11;
 
+/// Bits per digit for a sort of at least [`WIDE_MIN`] deadlines: fewer passes, each with a
+/// larger table of counts (8,192 of them), which only pays off for that many.
+const WIDE_RADIX_BITS: u32 = 13;
+
+/// See [`WIDE_RADIX_BITS`].
+const WIDE_MIN: usize = 1 << 15;
+
 /// The indices of the live (not cancelled) entries of `due` in `(key, seq)` order (the second
-/// of each pair).
+/// of each pair), and whether any due entry still holds its slot with a handle cancelled
+/// through itself (those slots are left for the caller to free).
 ///
 /// An LSD radix sort of the deadlines relative to the earliest one, a pass per 11 bits of
-/// their spread (three passes for timers spread over 8 s), then the rare runs of equal
-/// deadlines put in sequence order. Only indices and keys move, never the entries. Spreads
-/// that would take more than four passes are compared instead.
-fn run_order<'a>(due: &[Entry], scratch: &'a mut Vec<(u64, usize)>) -> &'a [(u64, usize)] {
+/// their spread (13 bits for large sorts: two passes for 200,000 timers over 50 ms), then the
+/// rare runs of equal deadlines put in sequence order. Only indices and keys move, never the
+/// entries. Spreads that would take more than four 11-bit passes are compared instead.
+fn run_order<'a>(
+    due: &[Entry],
+    slab: &Slab,
+    scratch: &'a mut Vec<(u64, usize)>,
+) -> (&'a [(u64, usize)], bool) {
     scratch.clear();
     let (mut min, mut max) = (i64::MAX, i64::MIN);
+    let mut stale = false;
     for (i, e) in due.iter().enumerate() {
-        if !e.handle.cancelled() {
-            min = min.min(e.key);
-            max = max.max(e.key);
-            scratch.push((e.key as u64, i));
+        if let Some(h) = slab.get(e.slot, e.seq) {
+            if h.cancelled() {
+                stale = true;
+            } else {
+                min = min.min(e.key);
+                max = max.max(e.key);
+                scratch.push((e.key as u64, i));
+            }
         }
     }
     let n = scratch.len();
     if n == 0 {
-        return scratch;
+        return (scratch, stale);
     }
     let spread = max.wrapping_sub(min) as u64;
     let bits = u64::BITS - spread.leading_zeros();
     if bits > 4 * RADIX_BITS {
         scratch.sort_unstable_by_key(|&(_, i)| due[i].order());
-        return scratch;
+        return (scratch, stale);
     }
     for x in scratch.iter_mut() {
         x.0 = x.0.wrapping_sub(min as u64);
     }
     scratch.resize(2 * n, (0, 0));
     let (mut a, mut b) = scratch.split_at_mut(n);
-    let mask = (1u64 << RADIX_BITS) - 1;
+    let digit = if n >= WIDE_MIN {
+        WIDE_RADIX_BITS
+    } else {
+        RADIX_BITS
+    };
+    let mask = (1u64 << digit) - 1;
+    // On the stack (32 KiB): an allocation here would make the allocator consolidate the
+    // small blocks freed since the last burst.
+    let mut table = [0u32; 1 << WIDE_RADIX_BITS];
+    let pos = &mut table[..1 << digit];
     let mut shift = 0;
     while shift < bits {
-        let mut pos = [0usize; 1 << RADIX_BITS];
+        pos.fill(0);
         for x in a.iter() {
             pos[((x.0 >> shift) & mask) as usize] += 1;
         }
@@ -170,31 +287,30 @@ fn run_order<'a>(due: &[Entry], scratch: &'a mut Vec<(u64, usize)>) -> &'a [(u64
         }
         for x in a.iter() {
             let d = ((x.0 >> shift) & mask) as usize;
-            b[pos[d]] = *x;
+            b[pos[d] as usize] = *x;
             pos[d] += 1;
         }
         std::mem::swap(&mut a, &mut b);
-        shift += RADIX_BITS;
+        shift += digit;
     }
-    // Equal deadlines run in scheduling order.
-    let mut i = 0;
-    while i < n {
-        let mut j = i + 1;
-        while j < n && a[j].0 == a[i].0 {
-            j += 1;
-        }
-        if j - i > 1 {
-            a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
-        }
-        i = j;
+    // Equal deadlines run in scheduling order: find each run of equal keys (rare) and sort it.
+    let mut start = 0;
+    while let Some(p) = a[start..].windows(2).position(|w| w[0].0 == w[1].0) {
+        let i = start + p;
+        let key = a[i].0;
+        let j = i + a[i..].iter().take_while(|x| x.0 == key).count();
+        a[i..j].sort_unstable_by_key(|x| due[x.1].seq);
+        start = j;
     }
-    a
+    (a, stale)
 }
 
 /// The timer state of one loop; registered with the loop as its timer [`Source`].
 pub(crate) struct Timers {
     /// The heap.
     heap: RefCell<BinaryHeap<Entry>>,
+    /// The handles of the timers in the heap.
+    slab: RefCell<Slab>,
     /// Cancelled entries still in the heap that were counted (cancelled through a
     /// `TimerHandle` while in the heap).
     cancelled: Cell<usize>,
@@ -204,14 +320,15 @@ pub(crate) struct Timers {
     resolution_ns: Cell<i64>,
     /// The cutoff of the last dispatch: everything below it was moved out (monotonic).
     last_cutoff: Cell<i64>,
-    /// The thread's next sequence number when the last dispatch ran (`u64::MAX`: none yet).
-    seq_at_dispatch: Cell<u64>,
     /// Set by `close`.
     closed: Cell<bool>,
     /// The sort buffer of [`Timers::dispatch_bulk`], kept between bursts like the heap's own
     /// capacity (at most 32 bytes per entry of the largest burst): a fresh allocation per
     /// burst would make the allocator consolidate every block freed since the last one.
     scratch: RefCell<Vec<(u64, usize)>>,
+    /// The handles of the due timers of a dispatch, moved to the ready queue together; kept
+    /// (empty) between dispatches like the heap's capacity.
+    due: RefCell<Vec<Handle>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
 }
@@ -246,13 +363,17 @@ impl Timers {
         lp.extension(|lp| {
             let t = Rc::new(Timers {
                 heap: RefCell::new(BinaryHeap::new()),
+                slab: RefCell::new(Slab {
+                    slots: Vec::new(),
+                    free: u32::MAX,
+                }),
                 cancelled: Cell::new(0),
                 cleanups: Cell::new(0),
                 resolution_ns: Cell::new(clock::duration_ns(clock::os_clock_resolution())),
                 last_cutoff: Cell::new(i64::MIN),
-                seq_at_dispatch: Cell::new(u64::MAX),
                 closed: Cell::new(false),
                 scratch: RefCell::new(Vec::new()),
+                due: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
             });
             lp.add_source(t.clone());
@@ -262,26 +383,24 @@ impl Timers {
         .clone()
     }
 
-    /// Pushes a timer.
+    /// Pushes a timer; gives its slot.
     #[inline]
-    pub(crate) fn push(&self, key: i64, seq: u64, handle: Handle) {
-        self.heap.borrow_mut().push(Entry { key, seq, handle });
+    pub(crate) fn push(&self, key: i64, seq: u64, handle: Handle) -> u32 {
+        let slot = self.slab.borrow_mut().insert(seq, handle);
+        self.heap.borrow_mut().push(Entry { key, seq, slot });
+        slot
     }
 
-    /// True if the (live) timer `(key, seq)` is still in the heap (see the module docs).
+    /// Takes timer `(slot, seq)` out of its slot if it is still in the heap, counting the
+    /// cancellation (TIMER-16: only timers still in the heap count). Gives the slot's handle,
+    /// to be dropped by the caller once it holds no borrow of the queue.
     #[inline]
-    pub(crate) fn contains_live(&self, key: i64, seq: u64) -> bool {
-        if self.closed.get() {
-            return false;
+    pub(crate) fn cancel(&self, slot: u32, seq: u64) -> Option<Handle> {
+        let h = self.slab.borrow_mut().remove(slot, seq);
+        if h.is_some() {
+            self.cancelled.set(self.cancelled.get() + 1);
         }
-        let at = self.seq_at_dispatch.get();
-        at == u64::MAX || seq >= at || key >= self.last_cutoff.get()
-    }
-
-    /// Counts a cancellation of an entry still in the heap.
-    #[inline]
-    pub(crate) fn count_cancel(&self) {
-        self.cancelled.set(self.cancelled.get() + 1);
+        h
     }
 
     /// Forgets one counted cancellation (a cancelled entry left the heap).
@@ -300,9 +419,16 @@ impl Timers {
         let mut heap = self.heap.borrow_mut();
         let n = heap.len();
         if n > MIN_SCHEDULED_FOR_CLEANUP && cancelled * 2 > n {
-            // Cancelled entries hold no callback any more (it was dropped at cancel time), so
+            // Cancelled handles hold no callback any more (it was dropped at cancel time), so
             // dropping them here runs no user code.
-            heap.retain(|e| !e.handle.cancelled());
+            let mut slab = self.slab.borrow_mut();
+            heap.retain(|e| {
+                if slab.live(e) {
+                    return true;
+                }
+                drop(slab.remove(e.slot, e.seq));
+                false
+            });
             self.cancelled.set(0);
             self.cleanups.set(self.cleanups.get() + 1);
         }
@@ -330,18 +456,29 @@ impl Timers {
             }
         }
         let mut scratch = self.scratch.borrow_mut();
-        let order = run_order(&all[..due], &mut scratch);
+        let mut slab = self.slab.borrow_mut();
+        let mut due_hs = self.due.borrow_mut();
+        let (order, stale) = run_order(&all[..due], &slab, &mut scratch);
+        due_hs.reserve(order.len());
         for _ in order.len()..due {
             self.uncount_cancel();
         }
         for &(_, i) in order {
-            // Fails only on a closed loop, whose sources are never dispatched.
-            schedule(lp, &all[i].handle);
+            let e = &all[i];
+            if let Some(h) = slab.remove(e.slot, e.seq) {
+                due_hs.push(h);
+            }
         }
-        // Dropping runs no user code: the ready queue now holds the live handles too, and the
-        // cancelled ones hold no callback any more (it was dropped at cancel time). The
-        // cancelled ones are freed only now, after the ready queue has grown: freeing many
+        schedule_all(lp, &mut due_hs);
+        // Dropping runs no user code: the ready queue now holds the live handles, and the
+        // handles cancelled through themselves hold no callback any more (it was dropped at
+        // cancel time). They are freed only now, after the ready queue has grown: freeing many
         // small blocks before a large allocation makes the allocator consolidate them all.
+        if stale {
+            for e in &all[..due] {
+                drop(slab.remove(e.slot, e.seq));
+            }
+        }
         all.drain(..due);
         *heap = BinaryHeap::from(all);
     }
@@ -371,7 +508,9 @@ impl Source for Timers {
         self.maybe_cleanup();
         let mut heap = self.heap.borrow_mut();
         while let Some(top) = heap.peek_mut() {
-            if top.handle.cancelled() {
+            let mut slab = self.slab.borrow_mut();
+            if !slab.live(&top) {
+                drop(slab.remove(top.slot, top.seq));
                 PeekMut::pop(top);
                 self.uncount_cancel();
             } else {
@@ -391,7 +530,6 @@ impl Source for Timers {
             .saturating_add(self.resolution_ns.get())
             .max(self.last_cutoff.get());
         self.last_cutoff.set(cutoff);
-        self.seq_at_dispatch.set(peek_seq());
         self.maybe_cleanup();
         let mut heap = self.heap.borrow_mut();
         let mut popped = 0usize;
@@ -400,8 +538,10 @@ impl Source for Timers {
                 break;
             };
             let due = top.key < cutoff;
-            if top.handle.cancelled() {
+            let mut slab = self.slab.borrow_mut();
+            if !slab.live(&top) {
                 // A cancelled head goes whether it is due or not (TIMER-15).
+                drop(slab.remove(top.slot, top.seq));
                 PeekMut::pop(top);
                 self.uncount_cancel();
                 if !due {
@@ -409,17 +549,26 @@ impl Source for Timers {
                 }
             } else if due {
                 let e = PeekMut::pop(top);
-                schedule(lp, &e.handle);
+                if let Some(h) = slab.remove(e.slot, e.seq) {
+                    self.due.borrow_mut().push(h);
+                }
             } else {
                 break;
             }
+            drop(slab);
             // Due entries popped, cancelled ones included: they cost a pop all the same.
             popped += 1;
-            if popped >= BULK_MIN_POPS && popped * BULK_RATIO >= heap.len() {
+            if popped >= BULK_MIN_POPS
+                && (popped * BULK_RATIO >= heap.len()
+                    || (popped == BULK_MIN_POPS && bulk_due_by_sample(&heap, cutoff)))
+            {
+                // What was popped goes first: it is due earlier than the rest.
+                schedule_all(lp, &mut self.due.borrow_mut());
                 self.dispatch_bulk(&mut heap, lp, cutoff);
-                break;
+                return;
             }
         }
+        schedule_all(lp, &mut self.due.borrow_mut());
     }
 
     /// Timers scheduled and not cancelled: the heap's entries minus the counted cancelled ones
@@ -438,7 +587,53 @@ impl Source for Timers {
         // Take the entries out before dropping them: dropping a callback may run user code
         // (destructors of what it captured), which may call back into this queue.
         let heap = std::mem::take(&mut *self.heap.borrow_mut());
+        let slab = std::mem::take(&mut self.slab.borrow_mut().slots);
+        self.slab.borrow_mut().free = u32::MAX;
         drop(heap);
+        drop(slab);
         drop(std::mem::take(&mut *self.scratch.borrow_mut()));
+        drop(std::mem::take(&mut *self.due.borrow_mut()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use loop_core::EventLoop;
+
+    use super::Timers;
+    use crate::TimersExt;
+
+    /// TIMER-08 and TIMER-16: cancelling through the `TimerHandle` gives the queue's reference
+    /// to the callback back at once (its slot is free for the next timer), while the entry stays
+    /// in the heap until it reaches the head or a bulk clean-up, counted as cancelled.
+    #[test]
+    fn timer_16_cancel_frees_the_slot_and_keeps_the_entry() {
+        let lp = EventLoop::new().unwrap();
+        let far = Duration::from_secs(60);
+        let a = lp.call_later(far, |_| {}).unwrap();
+        let b = lp.call_later(far, |_| {}).unwrap();
+        let t = Timers::of(&lp);
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_some());
+        a.cancel();
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_none());
+        assert!(t.slab.borrow().get(b.slot, b.seq).is_some());
+        assert_eq!(t.stats(), (2, 1, 0));
+        // The next timer takes the freed slot; the old entry still knows it is dead.
+        let c = lp.call_later(far, |_| {}).unwrap();
+        assert_eq!(c.slot, a.slot);
+        assert!(t.slab.borrow().get(a.slot, a.seq).is_none());
+        assert!(t.slab.borrow().live(&super::Entry {
+            key: c.key,
+            seq: c.seq,
+            slot: c.slot
+        }));
+        assert_eq!(t.stats(), (3, 1, 0));
+        // A second cancel, or one after the timer left the heap, counts nothing.
+        a.cancel();
+        assert_eq!(t.stats(), (3, 1, 0));
+        drop(t);
+        lp.close().unwrap();
     }
 }
