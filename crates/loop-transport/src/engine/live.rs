@@ -2,7 +2,7 @@
 //! closes each of them) and the read buffer.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use loop_core::EventLoop;
@@ -84,8 +84,8 @@ pub struct Runtime {
     /// Live transports.
     live: RefCell<LiveSet>,
     /// The read buffer: reads happen one at a time, so one buffer serves every transport of
-    /// the loop (taken out while in use).
-    read_buf: RefCell<Vec<u8>>,
+    /// the loop (taken out while in use; a read nested in a protocol method gets a new one).
+    read_buf: Cell<Vec<u8>>,
 }
 
 impl Runtime {
@@ -150,7 +150,7 @@ impl Runtime {
     /// [`put_read_buf`](Runtime::put_read_buf)).
     #[inline]
     pub fn take_read_buf(&self, len: usize) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut *self.read_buf.borrow_mut());
+        let mut buf = self.read_buf.take();
         if buf.len() < len {
             buf.resize(len, 0);
         }
@@ -160,9 +160,13 @@ impl Runtime {
     /// Returns the read buffer (the larger one is kept).
     #[inline]
     pub fn put_read_buf(&self, buf: Vec<u8>) {
-        let mut slot = self.read_buf.borrow_mut();
-        if slot.len() < buf.len() {
-            *slot = buf;
+        // The usual case: the slot is empty (the buffer was taken out of it).
+        let other = self.read_buf.replace(buf);
+        if !other.is_empty() {
+            // A nested read put its own buffer back meanwhile: keep the larger.
+            let buf = self.read_buf.take();
+            self.read_buf
+                .set(if buf.len() >= other.len() { buf } else { other });
         }
     }
 }

@@ -37,6 +37,28 @@ pub(super) struct ReaderState {
     paused: bool,
 }
 
+impl ReaderState {
+    /// Keeps the waker of the task that waits for data (unless it has it already).
+    #[inline]
+    fn set_waker(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Nothing to read and nothing that ends the wait (no data, EOF or exception), reading
+    /// not paused: a read waits for data. `consumed`: the reader's own buffer is empty.
+    #[inline]
+    fn must_wait(&self, consumed: bool) -> bool {
+        consumed
+            && self.incoming.is_empty()
+            && !self.eof
+            && self.exception.is_none()
+            && !self.paused
+    }
+}
+
 /// Shared between a [`StreamReader`] and its protocol.
 pub(crate) struct ReaderCore {
     /// The state.
@@ -391,10 +413,7 @@ impl StreamReader {
     fn park(&mut self, cx: &mut Context<'_>) {
         let resume = {
             let mut st = self.core.st.borrow_mut();
-            match &st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.waker = Some(cx.waker().clone()),
-            }
+            st.set_waker(cx);
             if st.paused {
                 st.paused = false;
                 st.transport.clone()
@@ -430,6 +449,11 @@ impl StreamReader {
                 }
                 st.local_len = 0;
                 return Poll::Ready(Ok(std::mem::take(&mut st.incoming)));
+            }
+            // The usual wait, in the same borrow: what `park` does when nothing is buffered.
+            if n != 0 && st.must_wait(self.pos == self.buf.len()) {
+                st.set_waker(cx);
+                return Poll::Pending;
             }
         }
         self.absorb();
@@ -476,6 +500,11 @@ impl StreamReader {
                 }
                 st.local_len = 0;
                 return Poll::Ready(Ok(n));
+            }
+            // The usual wait, in the same borrow: what `park` does when nothing is buffered.
+            if !out.is_empty() && st.must_wait(self.pos == self.buf.len()) {
+                st.set_waker(cx);
+                return Poll::Pending;
             }
         }
         self.absorb();
