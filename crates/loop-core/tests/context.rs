@@ -359,6 +359,32 @@ fn core_23_handle_run_keeps_what_the_callback_sets_to_itself() {
     lp.close().unwrap();
 }
 
+/// An event source for the threadsafe-callback tests: once the flag says the callback from
+/// another thread ran, its next dispatch records the context it sees and stops the loop.
+struct RemoteProbe {
+    /// Set by the threadsafe callback.
+    remote_ran: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The dispatch recorded what it saw.
+    done: std::cell::Cell<bool>,
+    /// What the dispatch saw.
+    seen: Log,
+}
+
+impl loop_core::internal::Source for RemoteProbe {
+    fn next_deadline(&self, _lp: &EventLoop) -> Option<std::time::Instant> {
+        // Due at once until done, so that the loop does not block in the poll.
+        (!self.done.get()).then(std::time::Instant::now)
+    }
+    fn dispatch(&self, lp: &EventLoop, _now: std::time::Instant) {
+        use std::sync::atomic::Ordering;
+        if self.remote_ran.load(Ordering::SeqCst) && !self.done.replace(true) {
+            push(&self.seen, format!("source sees {}", request()));
+            lp.stop();
+        }
+    }
+    fn close(&self, _lp: &EventLoop) {}
+}
+
 /// CORE-23: a callback from another thread (`call_soon_threadsafe`) runs in an empty context,
 /// and once it returns the loop thread's context is the one it was before: what runs next
 /// outside any callback (a source's dispatch) still sees the context `run_forever` was called
@@ -374,32 +400,12 @@ fn core_23_a_threadsafe_callback_leaves_the_loop_threads_context_as_it_was() {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Instant;
-
-    struct Probe {
-        remote_ran: Arc<AtomicBool>,
-        done: Cell<bool>,
-        seen: Log,
-    }
-    impl loop_core::internal::Source for Probe {
-        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
-            // Due at once until done, so that the loop does not block in the poll.
-            (!self.done.get()).then(Instant::now)
-        }
-        fn dispatch(&self, lp: &EventLoop, _now: Instant) {
-            if self.remote_ran.load(Ordering::SeqCst) && !self.done.replace(true) {
-                push(&self.seen, format!("source sees {}", request()));
-                lp.stop();
-            }
-        }
-        fn close(&self, _lp: &EventLoop) {}
-    }
 
     let lp = EventLoop::new().unwrap();
     let token = REQUEST.set("outer".into());
     let seen = log();
     let remote_ran = Arc::new(AtomicBool::new(false));
-    lp.add_source(Rc::new(Probe {
+    lp.add_source(Rc::new(RemoteProbe {
         remote_ran: remote_ran.clone(),
         done: Cell::new(false),
         seen: seen.clone(),
@@ -505,34 +511,14 @@ fn core_23_an_io_handler_runs_in_an_empty_context_and_leaves_it_as_it_was() {
 )]
 fn core_23_a_threadsafe_callback_that_starts_using_contexts_leaves_no_value_behind() {
     let _w = loop_testkit::watchdog();
-    use loop_core::internal::{LoopInternals, Source};
+    use loop_core::internal::LoopInternals;
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Instant;
-
-    struct Probe {
-        remote_ran: Arc<AtomicBool>,
-        done: Cell<bool>,
-        seen: Log,
-    }
-    impl Source for Probe {
-        fn next_deadline(&self, _lp: &EventLoop) -> Option<Instant> {
-            // Due at once until done, so that the loop does not block in the poll.
-            (!self.done.get()).then(Instant::now)
-        }
-        fn dispatch(&self, lp: &EventLoop, _now: Instant) {
-            if self.remote_ran.load(Ordering::SeqCst) && !self.done.replace(true) {
-                push(&self.seen, format!("source sees {}", request()));
-                lp.stop();
-            }
-        }
-        fn close(&self, _lp: &EventLoop) {}
-    }
 
     let lp = EventLoop::new().unwrap();
     let remote_ran = Arc::new(AtomicBool::new(false));
-    let probe = Rc::new(Probe {
+    let probe = Rc::new(RemoteProbe {
         remote_ran: remote_ran.clone(),
         done: Cell::new(false),
         seen: log(),
