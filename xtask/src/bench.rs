@@ -295,7 +295,7 @@ fn micro(root: &Path, args: &[String]) -> Result<(Vec<String>, MicroResults), Ex
         "# Benchmarks\n\nWritten by `cargo xtask bench`; numbers are medians of {runs} runs of n = {n} \
          operations each, all implementations in one run on the same machine.\n\n## Machine\n\n{}\n\n\
          ## Micro-benchmarks (ns/op, lower is better)\n\nThe ratio is evloop's time over the best peer's \
-         (below 1.00: evloop is faster).\n\n{table}\n",
+         (below 1.00: evloop is faster).\n\n{table}",
         machine()
     );
     let path = root.join("BENCHMARKS.md");
