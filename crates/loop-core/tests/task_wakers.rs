@@ -190,6 +190,25 @@ fn bytes() -> u64 {
     BYTES.with(Cell::get)
 }
 
+/// One run of `lp` that creates `n` tasks of `async move { i }`, then awaits them one by one
+/// (and checks their results).
+fn create_and_await(lp: &EventLoop, n: u64) {
+    let lp2 = lp.clone();
+    let sum = lp
+        .run_until_complete(async move {
+            let ts: Vec<_> = (0..n)
+                .map(|i| lp2.create_task(async move { i }).unwrap())
+                .collect();
+            let mut sum = 0;
+            for t in ts {
+                sum += t.await.unwrap();
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
 /// Creating, running and awaiting a task that ends in its first step is one allocation: the
 /// task's state and body together (its waker is reused from an ended task).
 #[test]
@@ -199,20 +218,7 @@ fn core_34_a_task_is_one_allocation() {
     // Allocations of one run that creates `n` tasks, then awaits them one by one.
     let round = |n: u64| {
         let before = allocations();
-        let lp2 = lp.clone();
-        let sum = lp
-            .run_until_complete(async move {
-                let ts: Vec<_> = (0..n)
-                    .map(|i| lp2.create_task(async move { i }).unwrap())
-                    .collect();
-                let mut sum = 0;
-                for t in ts {
-                    sum += t.await.unwrap();
-                }
-                sum
-            })
-            .unwrap();
-        assert_eq!(sum, n * (n - 1) / 2);
+        create_and_await(&lp, n);
         allocations() - before
     };
     // The first round grows the loop's queues and tables to size; then what a round costs
@@ -234,16 +240,7 @@ fn core_34_a_task_block_is_small() {
     // Bytes allocated by one run that creates `n` tasks, then awaits them one by one.
     let round = |n: u64| {
         let before = bytes();
-        let lp2 = lp.clone();
-        lp.run_until_complete(async move {
-            let ts: Vec<_> = (0..n)
-                .map(|i| lp2.create_task(async move { i }).unwrap())
-                .collect();
-            for t in ts {
-                t.await.unwrap();
-            }
-        })
-        .unwrap();
+        create_and_await(&lp, n);
         bytes() - before
     };
     round(2000);
