@@ -35,7 +35,7 @@ type SpentCb = Spare;
 struct Kept {
     /// The allocations.
     cbs: Vec<SpentCb>,
-    /// Their sizes, added up (when the loop hands them back).
+    /// Their sizes, added up (as the loop keeps them: each size is a constant of its type).
     bytes: usize,
 }
 
@@ -102,7 +102,6 @@ impl SpentRemote {
         if spent.cbs.is_empty() {
             return;
         }
-        spent.bytes = spent.cbs.iter().map(Spare::size).sum();
         let mut to = spare.chunks.lock().unwrap_or_else(|e| e.into_inner());
         if to.bytes + spent.bytes <= SPARE_REMOTE_BYTES {
             to.bytes += spent.bytes;

@@ -146,12 +146,6 @@ impl Spare {
         }
     }
 
-    /// The value's size in bytes.
-    #[inline]
-    pub(crate) fn size(&self) -> usize {
-        std::mem::size_of_val(&*self.value)
-    }
-
     /// The value as an `Arc<S>` if it is an `S`; else `self` back.
     #[inline]
     pub(crate) fn downcast<S: Any + Send + Sync>(self) -> Result<Arc<S>, Spare> {
