@@ -47,7 +47,9 @@ fn instant_ns(t: Instant) -> Option<i64> {
     let s = format!("{t:?}");
     let field = |name: &str| -> Option<i64> {
         let rest = &s[s.find(name)? + name.len()..];
-        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         rest[..end].parse().ok()
     };
     let (sec, nsec) = (field("tv_sec: ")?, field("tv_nsec: ")?);
