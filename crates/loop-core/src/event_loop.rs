@@ -676,7 +676,7 @@ impl EventLoop {
     /// Appends to the ready queue. Work queued by other threads before this call is moved in
     /// first, so that FIFO order across `call_soon` and `call_soon_threadsafe` follows the time
     /// of enqueueing (CORE-19). Costs one atomic load when nothing came from other threads.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_ready(&self, w: Work) {
         if self.inner.shared.has_pending() {
             self.take_remote();

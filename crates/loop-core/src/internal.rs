@@ -46,6 +46,20 @@ pub const HANGUP_REPORTED: bool = crate::sys::HANGUP_REPORTED;
 /// # Ok::<(), loop_core::Error>(())
 /// ```
 pub const LOOP_FDS: usize = crate::sys::LOOP_FDS;
+/// The monotonic clock in nanoseconds, read directly: on Linux one
+/// `clock_gettime(CLOCK_MONOTONIC)` through the vDSO, the clock `Instant` reads, without
+/// `Instant`'s arithmetic (elsewhere, `Instant`'s clock counted from its first reading). For
+/// sources that read the clock on a hot path (the timers' `call_later`).
+///
+/// ```
+/// let a = loop_core::internal::monotonic_ns();
+/// assert!(loop_core::internal::monotonic_ns() >= a);
+/// ```
+#[inline]
+pub fn monotonic_ns() -> u64 {
+    crate::sys::monotonic_ns()
+}
+
 use crate::event_loop::Work;
 use crate::{EventLoop, Handle, Readiness, Result};
 

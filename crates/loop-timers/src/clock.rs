@@ -31,6 +31,71 @@ pub(crate) fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds, read directly (the vDSO, no system call): the clock that
+/// `Instant` reads on Linux, without `Instant`'s conversions.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+fn monotonic_ns() -> i64 {
+    loop_core::internal::monotonic_ns() as i64
+}
+
+/// The `(tv_sec, tv_nsec)` an `Instant` holds, from its `Debug` form
+/// (`Instant { tv_sec: .., tv_nsec: .. }` on Linux), in nanoseconds; `None` if it reads
+/// otherwise.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn instant_ns(t: Instant) -> Option<i64> {
+    let s = format!("{t:?}");
+    let field = |name: &str| -> Option<i64> {
+        let rest = &s[s.find(name)? + name.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    let (sec, nsec) = (field("tv_sec: ")?, field("tv_nsec: ")?);
+    sec.checked_mul(1_000_000_000)?.checked_add(nsec)
+}
+
+/// [`epoch`] as a [`monotonic_ns`] reading, if the two clocks are known to be one: then a
+/// deadline key is `monotonic_ns() - epoch_ns`, exactly what [`key_of`] gives for
+/// `Instant::now()` at the same moment, at a fraction of its cost.
+///
+/// `Instant` does not give its raw value, so it is taken from its `Debug` form and checked: an
+/// `Instant` read between two direct readings must fall between them, and the difference of
+/// two instants must be the difference of their raw values. If anything does not hold (another
+/// platform, another `Debug` form), `None`: the queue then reads the clock through `Instant`.
+pub(crate) fn epoch_ns() -> Option<i64> {
+    static RAW: OnceLock<Option<i64>> = OnceLock::new();
+    *RAW.get_or_init(|| {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let e = epoch();
+            let e_ns = instant_ns(e)?;
+            let before = monotonic_ns();
+            let t = Instant::now();
+            let after = monotonic_ns();
+            let t_ns = instant_ns(t)?;
+            let since = i64::try_from(t.checked_duration_since(e)?.as_nanos()).ok()?;
+            (before <= t_ns && t_ns <= after && t_ns - e_ns == since).then_some(e_ns)
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        None
+    })
+}
+
+/// The key of the current time on a loop whose clock is the real one: from a direct clock
+/// reading if [`epoch_ns`] is known (`epoch_ns` passed in, to keep the hot path off the
+/// `OnceLock`), else through `Instant`.
+#[inline]
+pub(crate) fn now_key(epoch_ns: Option<i64>, epoch: Instant) -> i64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(e) = epoch_ns {
+        return monotonic_ns().wrapping_sub(e);
+    }
+    let _ = epoch_ns;
+    key_of(Instant::now(), epoch)
+}
+
 /// The resolution of the monotonic clock as the OS reports it (`clock_getres`), at least 1 ns.
 pub(crate) fn os_clock_resolution() -> Duration {
     static RES: OnceLock<Duration> = OnceLock::new();
@@ -121,6 +186,19 @@ mod tests {
             let e = secs_to_ns(bad, "delay").unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
             assert!(e.to_string().contains("delay must be a finite"), "{e}");
+        }
+    }
+
+    #[test]
+    fn direct_readings_agree_with_instant() {
+        let e = epoch();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert!(epoch_ns().is_some(), "{e:?} not read");
+        for _ in 0..100 {
+            let a = key_of(Instant::now(), e);
+            let k = now_key(epoch_ns(), e);
+            let b = key_of(Instant::now(), e);
+            assert!(a <= k && k <= b, "{a} {k} {b}");
         }
     }
 

@@ -234,5 +234,10 @@ pub(crate) fn open_timers(lp: &EventLoop) -> Result<Rc<Timers>> {
 /// The deadline key of `delay_ns` from now on `timers`' loop.
 #[inline]
 pub(crate) fn key_after(lp: &EventLoop, timers: &Timers, delay_ns: i64) -> i64 {
-    clock::key_of(lp.now(), timers.epoch).saturating_add(delay_ns)
+    let now = if lp.is_virtual_clock() {
+        clock::key_of(lp.now(), timers.epoch)
+    } else {
+        clock::now_key(timers.epoch_ns, timers.epoch)
+    };
+    now.saturating_add(delay_ns)
 }

@@ -373,7 +373,12 @@ impl TimersExt for EventLoop {
     }
 
     fn time(&self) -> f64 {
-        clock::secs_of(clock::key_of(self.now(), clock::epoch()))
+        let key = if self.is_virtual_clock() {
+            clock::key_of(self.now(), clock::epoch())
+        } else {
+            clock::now_key(clock::epoch_ns(), clock::epoch())
+        };
+        clock::secs_of(key)
     }
 
     fn clock_resolution(&self) -> Duration {

@@ -331,6 +331,8 @@ pub(crate) struct Timers {
     due: RefCell<Vec<Handle>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
+    /// The epoch as a direct clock reading, if known (see [`clock::epoch_ns`]).
+    pub(crate) epoch_ns: Option<i64>,
 }
 
 /// What the loop's extension slot holds: the queue, also registered as a source.
@@ -375,6 +377,7 @@ impl Timers {
                 scratch: RefCell::new(Vec::new()),
                 due: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
+                epoch_ns: clock::epoch_ns(),
             });
             lp.add_source(t.clone());
             Slot(t)
