@@ -238,7 +238,7 @@ fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
                     let old_ctx = std::mem::replace(cb.ctx.get_mut(), context::snapshot());
                     debug_assert!(old_ctx.is_none());
                     std::mem::forget(old_ctx);
-                    let old_f = std::mem::replace(cb.f.get_mut(), Some(f));
+                    let old_f = cb.f.get_mut().replace(f);
                     debug_assert!(old_f.is_none());
                     std::mem::forget(old_f);
                     return rc;
