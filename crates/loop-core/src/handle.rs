@@ -231,8 +231,16 @@ fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
                 if let Some(cb) = Rc::get_mut(&mut rc) {
                     *cb.cancelled.get_mut() = false;
                     cb.location = location;
-                    *cb.ctx.get_mut() = context::snapshot();
-                    *cb.f.get_mut() = Some(f);
+                    // A spare holds neither a context nor a closure (`run_queued` keeps only
+                    // such): what is replaced here is `None`, which needs no drop, so the
+                    // writes skip the drop checks. Were it ever not `None`, forgetting it
+                    // would leak it, nothing worse.
+                    let old_ctx = std::mem::replace(cb.ctx.get_mut(), context::snapshot());
+                    debug_assert!(old_ctx.is_none());
+                    std::mem::forget(old_ctx);
+                    let old_f = cb.f.get_mut().replace(f);
+                    debug_assert!(old_f.is_none());
+                    std::mem::forget(old_f);
                     return rc;
                 }
                 // Shared after all (the loop keeps only unshared ones): leave it.

@@ -734,3 +734,39 @@ fn core_21_spent_handles_are_reused_only_when_nobody_holds_them() {
     assert!(dropped.get(), "a spent handle kept its context alive");
     lp.close().unwrap();
 }
+
+/// A callback of one closure type that records the value of `var` it runs with.
+fn record_soon(
+    lp: &EventLoop,
+    var: &'static loop_core::ContextVar<u32>,
+    seen: &Rc<RefCell<Vec<Option<u32>>>>,
+) {
+    let seen = seen.clone();
+    drop(
+        lp.call_soon(move |_| seen.borrow_mut().push(var.get()))
+            .unwrap(),
+    );
+}
+
+/// CORE-21 / CORE-23: a callback whose handle reuses a spent one's allocation runs in the
+/// context current when it was scheduled, not in the one the spent callback had (released) and
+/// not in none.
+#[test]
+fn core_21_a_reused_handle_runs_in_its_own_context() {
+    let _w = loop_testkit::watchdog();
+    static N: loop_core::ContextVar<u32> = loop_core::ContextVar::new("n");
+    let lp = EventLoop::new().unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    for n in [1, 2] {
+        let mut ctx = loop_core::Context::empty();
+        ctx.run(|| {
+            N.set(n);
+            record_soon(&lp, &N, &seen);
+        });
+        run_once(&lp);
+    }
+    record_soon(&lp, &N, &seen);
+    run_once(&lp);
+    assert_eq!(*seen.borrow(), [Some(1), Some(2), None]);
+    lp.close().unwrap();
+}
