@@ -26,8 +26,6 @@ use crate::{CallbackId, Cancelled, Error, EventLoop, ExceptionContext, Result};
 pub(crate) struct FutInner<T> {
     /// The loop.
     lp: Weak<Inner>,
-    /// The loop's id (to detect use with another loop).
-    loop_id: u64,
     /// The result slot.
     state: RefCell<Slot<T>>,
     /// Wakers of awaiting tasks.
@@ -88,7 +86,6 @@ impl EventLoop {
         LoopFuture {
             inner: Rc::new(FutInner {
                 lp: Rc::downgrade(&self.inner),
-                loop_id: self.id(),
                 state: RefCell::new(Slot::Pending),
                 waiters: RefCell::new(Vec::new()),
                 callbacks: RefCell::new(Vec::new()),
@@ -374,7 +371,7 @@ impl<T: 'static> Future for LoopFuture<T> {
             if let Some(c) = t.take_pending_cancel() {
                 return Poll::Ready(Err(Error::Cancelled(c)));
             }
-            if t.loop_id() != self.inner.loop_id {
+            if t.loop_addr() != self.inner.lp.as_ptr().cast::<()>() {
                 return Poll::Ready(Err(Error::DifferentLoop));
             }
         }

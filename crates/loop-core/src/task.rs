@@ -92,6 +92,12 @@ where
         self.state().lp.upgrade().map(|inner| inner as Rc<dyn Any>)
     }
 
+    #[inline]
+    fn header_and_loop(&self) -> (&Header, *const ()) {
+        let t = self.state();
+        (&t.header, t.lp.as_ptr().cast())
+    }
+
     fn run_step(self: Rc<Self>, remote: bool) {
         let h = &self.state().header;
         if remote {
@@ -276,15 +282,15 @@ impl<T: 'static> Future for Task<T> {
                 if Rc::as_ptr(inner).cast::<()>() == Rc::as_ptr(t).cast::<()>() {
                     return Some(Error::invalid_state("Task cannot await on itself"));
                 }
-                // One dynamic call for the awaiting task's header; the pending-cancel test
-                // is a flag test.
-                let th = t.header();
+                // One dynamic call for the awaiting task's header and loop; the pending-cancel
+                // test is a flag test.
+                let (th, t_loop) = t.header_and_loop();
                 if th.cancel_pending() {
                     if let Some(c) = t.take_pending_cancel() {
                         return Some(Error::Cancelled(c));
                     }
                 }
-                if th.loop_id != core.header.loop_id {
+                if t_loop != core.lp.as_ptr().cast::<()>() {
                     return Some(Error::DifferentLoop);
                 }
                 None
@@ -561,7 +567,6 @@ impl EventLoop {
             header: Header::new(
                 NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
                 location,
-                self.id(),
                 context.map,
                 name.map(|name| Cold {
                     name: Some(name),
@@ -624,7 +629,7 @@ impl EventLoop {
     /// ```
     pub fn current_task(&self) -> Option<TaskRef> {
         current()
-            .filter(|t| t.loop_id() == self.id())
+            .filter(|t| t.loop_addr() == Rc::as_ptr(&self.inner).cast::<()>())
             .map(|t| TaskRef { t })
     }
 

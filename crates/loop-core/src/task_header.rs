@@ -34,6 +34,12 @@ pub(crate) trait TaskDyn {
     fn cancel_dyn(self: Rc<Self>, msg: Option<String>) -> bool;
     /// The task's loop (its state, as `Any`), if it still exists.
     fn loop_any(&self) -> Option<Rc<dyn Any>>;
+    /// The address of the task's loop state: the loop's identity, the same for every task and
+    /// future of one loop and different for any two loops alive at once (a task's weak
+    /// reference keeps its loop's allocation, so the address is not reused while the task
+    /// exists). Compared instead of an id kept in every task. With the header: one dynamic
+    /// call for both (an `await` looks at both).
+    fn header_and_loop(&self) -> (&Header, *const ());
     /// Runs the task's queued step: queued on the loop's thread, or (`remote`) by a wake from
     /// another thread.
     fn run_step(self: Rc<Self>, remote: bool);
@@ -53,9 +59,10 @@ pub(crate) fn run_task<S>(tasks: &RefCell<TaskSlab<S>>, k: TaskKey) {
 }
 
 impl dyn TaskDyn {
+    /// The address of the task's loop state (see [`TaskDyn::header_and_loop`]).
     #[inline]
-    pub(crate) fn loop_id(&self) -> u64 {
-        self.header().loop_id
+    pub(crate) fn loop_addr(&self) -> *const () {
+        self.header_and_loop().1
     }
 
     /// Takes a cancellation requested while the task runs (self-cancel), as a delivered value.
@@ -96,8 +103,6 @@ pub(crate) struct Header {
     pub(crate) id: u64,
     /// Where `create_task` was called.
     pub(crate) location: &'static Location<'static>,
-    /// The loop's id.
-    pub(crate) loop_id: u64,
     /// The loop future the task waits on.
     pub(crate) fut_waiter: Cell<Option<Rc<dyn CancelTarget>>>,
     /// The task's context; taken out (current) while a step runs.
@@ -174,7 +179,6 @@ impl Header {
     pub(crate) fn new(
         id: u64,
         location: &'static Location<'static>,
-        loop_id: u64,
         ctx: crate::context::Snapshot,
         cold: Option<Cold>,
         flags: u8,
@@ -182,7 +186,6 @@ impl Header {
         Header {
             id,
             location,
-            loop_id,
             fut_waiter: Cell::new(None),
             ctx: Cell::new(ctx),
             cold: match cold {
