@@ -151,15 +151,23 @@ impl Runtime {
     /// the buffer in use and gets a buffer of its own.
     #[inline]
     pub fn with_read_buf<R>(&self, len: usize, read: impl FnOnce(&mut [u8]) -> R) -> R {
-        match self.read_buf.try_borrow_mut() {
-            Ok(mut buf) => {
-                if buf.len() < len {
-                    grow(&mut buf, len);
+        // One call of `read` (so that it is inlined here), with either buffer.
+        let mut shared;
+        let mut own;
+        let buf: &mut [u8] = match self.read_buf.try_borrow_mut() {
+            Ok(b) => {
+                shared = b;
+                if shared.len() < len {
+                    grow(&mut shared, len);
                 }
-                read(&mut buf[..len])
+                &mut shared[..len]
             }
-            Err(_) => read(&mut nested_buf(len)),
-        }
+            Err(_) => {
+                own = nested_buf(len);
+                &mut own
+            }
+        };
+        read(buf)
     }
 }
 
