@@ -80,6 +80,9 @@ struct Regs<W, H> {
     free: Vec<u32>,
     /// fd number → slot.
     by_fd: HashMap<RawFd, u32>,
+    /// Watches [`event`](Reactor::event) found cancelled, to remove with
+    /// [`remove_cancelled`](Reactor::remove_cancelled): (fd, reader or writer).
+    cancelled: Vec<(RawFd, bool)>,
 }
 
 impl<W, H> Default for Regs<W, H> {
@@ -88,6 +91,7 @@ impl<W, H> Default for Regs<W, H> {
             slots: Vec::new(),
             free: Vec::new(),
             by_fd: HashMap::new(),
+            cancelled: Vec::new(),
         }
     }
 }
@@ -131,12 +135,6 @@ impl<W, H> Regs<W, H> {
         slot.reg.as_mut()
     }
 }
-
-/// Watches [`event`](Reactor::event) found cancelled, to remove with
-/// [`remove_cancelled`](Reactor::remove_cancelled): (fd, reader or writer).
-#[must_use]
-#[derive(Default)]
-pub(crate) struct Cancelled(Vec<(RawFd, bool)>);
 
 /// What one event of a wait delivers ([`Reactor::event`]).
 pub(crate) enum Polled<W, H> {
@@ -387,11 +385,11 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
     }
 
     /// What the `i`-th event of the last [`wait`](Reactor::wait) delivers: an I/O handler's
-    /// readiness, or the watch callbacks to run (cancelled watches go to `cancelled`
-    /// instead). The registration is looked up now, so an event for a registration removed
+    /// readiness, or the watch callbacks to run (cancelled watches are noted instead, for
+    /// [`remove_cancelled`](Reactor::remove_cancelled) once the events are delivered). The registration is looked up now, so an event for a registration removed
     /// since the wait is dropped ([`Polled::Nothing`]).
     #[inline]
-    pub(crate) fn event(&self, i: usize, cancelled: &mut Cancelled) -> Polled<W, H>
+    pub(crate) fn event(&self, i: usize) -> Polled<W, H>
     where
         W: Clone,
     {
@@ -403,7 +401,14 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         }
         let (idx, gen) = (data as u32, (data >> 32) as u32);
         let mut regs = self.regs.borrow_mut();
-        let Some(reg) = regs.get(idx, gen) else {
+        let Regs {
+            slots, cancelled, ..
+        } = &mut *regs;
+        let Some(reg) = slots
+            .get(idx as usize)
+            .filter(|s| s.gen == gen)
+            .and_then(|s| s.reg.as_ref())
+        else {
             return Polled::Nothing;
         };
         match &reg.target {
@@ -411,7 +416,7 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
             Target::Watch { reader, writer } => {
                 let mut run = |h: &Option<W>, ready: bool, read: bool| match h {
                     Some(h) if ready && h.is_cancelled() => {
-                        cancelled.0.push((reg.fd, read));
+                        cancelled.push((reg.fd, read));
                         None
                     }
                     Some(h) if ready => Some(h.clone()),
@@ -426,14 +431,19 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
 
     /// NET-07: removes the watches that [`event`](Reactor::event) found cancelled. Called once the ready queue is
     /// no longer borrowed: cancelling drops user closures, whose destructors may schedule.
-    #[inline]
-    pub(crate) fn remove_cancelled(&self, c: Cancelled) {
-        if c.0.is_empty() {
-            return;
-        }
-        for (fd, read) in c.0 {
+    #[inline(never)]
+    pub(crate) fn remove_cancelled(&self) {
+        let c = std::mem::take(&mut self.regs.borrow_mut().cancelled);
+        for (fd, read) in c {
             let _ = self.unwatch(fd, read);
         }
+    }
+
+    /// Forgets the watches [`event`](Reactor::event) found cancelled without removing them
+    /// (their events were queued instead of delivered; the next poll reports them again).
+    #[cold]
+    pub(crate) fn forget_cancelled(&self) {
+        self.regs.borrow_mut().cancelled.clear();
     }
 }
 

@@ -1,5 +1,5 @@
 //! NET-50 reads at the level of allocations: every read of a plain-protocol transport goes
-//! into the loop's one read buffer, which is taken out for the read and put back afterwards,
+//! into the loop's one read buffer, which is borrowed in place for the read,
 //! so many reads allocate it once, not once per read. This binary counts the allocations of at
 //! least [`DEFAULT_MAX_READ`] bytes with a counting global allocator (a count, not a timing).
 

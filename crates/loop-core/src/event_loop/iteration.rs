@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::IoHandler;
 use super::{EventLoop, RemoteNode, WaitHook, Work};
-use crate::reactor::{Cancelled, Polled};
+use crate::reactor::Polled;
 use crate::readiness::Readiness;
 use crate::remote_queue::Batch;
 use crate::stats::bump;
@@ -69,8 +69,8 @@ enum PollStart {
 struct Dispatched {
     /// The loop's wake-up was among the events.
     woken: bool,
-    /// Cancelled watches found, to remove.
-    cancelled: Cancelled,
+    /// Watch callbacks were among the events: cancelled ones may have been found, to remove.
+    watched: bool,
     /// Ready work the events gave (run or queued).
     polled: usize,
     /// Queued work, at the front of the ready queue, that I/O handlers run straight from the
@@ -104,10 +104,9 @@ impl Undelivered<'_> {
     #[cold]
     fn queue(&mut self) {
         let inner = &*self.lp.inner;
-        let mut cancelled = Cancelled::default();
         let mut rest = Vec::new();
         for i in self.next..self.end {
-            match inner.reactor.event(i, &mut cancelled) {
+            match inner.reactor.event(i) {
                 Polled::Wake | Polled::Nothing => {}
                 Polled::Io(h, r) => rest.push(Work::Io(h, r)),
                 Polled::Watch(reader, writer) => {
@@ -116,6 +115,8 @@ impl Undelivered<'_> {
                 }
             }
         }
+        // The cancelled watches among them stay: the next poll reports them again.
+        inner.reactor.forget_cancelled();
         put_back_in_front(self.lp, rest);
     }
 }
@@ -386,7 +387,9 @@ impl EventLoop {
         let c = &inner.counters;
         c.poll_time.set(c.poll_time.get() + waited);
         let d = self.dispatch_events(events);
-        inner.reactor.remove_cancelled(d.cancelled);
+        if d.watched {
+            inner.reactor.remove_cancelled();
+        }
         bump(&inner.counters.io_events, d.polled as u64);
         // The eventfd was readable: drain it and re-arm wake-ups. What came is taken when the
         // ready work runs (behind the I/O work, before what the timers queue).
@@ -518,7 +521,7 @@ impl EventLoop {
             end: events,
         };
         for i in 0..events {
-            let work = match inner.reactor.event(i, &mut d.cancelled) {
+            let work = match inner.reactor.event(i) {
                 Polled::Wake => {
                     d.woken = true;
                     continue;
@@ -532,7 +535,10 @@ impl EventLoop {
                     continue;
                 }
                 Polled::Io(h, r) => [Some(Work::Io(h, r)), None],
-                Polled::Watch(reader, writer) => [reader.map(Work::Call), writer.map(Work::Call)],
+                Polled::Watch(reader, writer) => {
+                    d.watched = true;
+                    [reader.map(Work::Call), writer.map(Work::Call)]
+                }
             };
             let mut q = inner.ready.borrow_mut();
             if direct {

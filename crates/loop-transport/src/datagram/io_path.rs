@@ -41,36 +41,32 @@ impl Core<DgramDriver> {
                 }
                 st.burst += 1;
             }
-            let mut buf = self.runtime().take_read_buf(MAX_DATAGRAM_READ);
-            let res = {
-                let io = self.driver.io.borrow();
-                match io.fd() {
-                    Some(fd) => rustix::net::recvfrom(
-                        fd,
-                        &mut buf[..MAX_DATAGRAM_READ],
-                        RecvFlags::DONTWAIT,
-                    ),
-                    None => Err(Errno::BADF),
+            let go_on = self.runtime().with_read_buf(MAX_DATAGRAM_READ, |buf| {
+                let res = {
+                    let io = self.driver.io.borrow();
+                    match io.fd() {
+                        Some(fd) => rustix::net::recvfrom(fd, &mut *buf, RecvFlags::DONTWAIT),
+                        None => Err(Errno::BADF),
+                    }
+                };
+                match res {
+                    Ok((n, _, from)) => {
+                        let from = Addr::from_rustix(from);
+                        let data = &buf[..n];
+                        self.call("datagram_received", Policy::Fatal, |p| {
+                            p.datagram_received(data, &from)
+                        })
+                        .is_ok()
+                    }
+                    Err(Errno::AGAIN) => false,
+                    Err(Errno::INTR) => true,
+                    Err(Errno::BADF) => false,
+                    Err(e) => {
+                        self.notify(Note::Event(e.into()));
+                        true
+                    }
                 }
-            };
-            let go_on = match res {
-                Ok((n, _, from)) => {
-                    let from = Addr::from_rustix(from);
-                    let data = &buf[..n];
-                    self.call("datagram_received", Policy::Fatal, |p| {
-                        p.datagram_received(data, &from)
-                    })
-                    .is_ok()
-                }
-                Err(Errno::AGAIN) => false,
-                Err(Errno::INTR) => true,
-                Err(Errno::BADF) => false,
-                Err(e) => {
-                    self.notify(Note::Event(e.into()));
-                    true
-                }
-            };
-            self.runtime().put_read_buf(buf);
+            });
             if !go_on {
                 return;
             }

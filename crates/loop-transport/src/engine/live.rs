@@ -2,7 +2,7 @@
 //! closes each of them) and the read buffer.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use loop_core::EventLoop;
@@ -84,8 +84,8 @@ pub struct Runtime {
     /// Live transports.
     live: RefCell<LiveSet>,
     /// The read buffer: reads happen one at a time, so one buffer serves every transport of
-    /// the loop (taken out while in use; a read nested in a protocol method gets a new one).
-    read_buf: Cell<Vec<u8>>,
+    /// the loop (borrowed while in use; a read nested in a protocol method gets a new one).
+    read_buf: RefCell<Vec<u8>>,
 }
 
 impl Runtime {
@@ -146,29 +146,43 @@ impl Runtime {
         self.live.borrow().slots.iter().all(|s| s.item.is_none())
     }
 
-    /// Takes the shared read buffer, at least `len` bytes long (put it back with
-    /// [`put_read_buf`](Runtime::put_read_buf)).
+    /// Runs `read` with the shared read buffer, `len` bytes long, borrowed in place (no move
+    /// in or out of the runtime). A read nested in a protocol method that runs meanwhile finds
+    /// the buffer in use and gets a buffer of its own.
     #[inline]
-    pub fn take_read_buf(&self, len: usize) -> Vec<u8> {
-        let mut buf = self.read_buf.take();
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        buf
+    pub fn with_read_buf<R>(&self, len: usize, read: impl FnOnce(&mut [u8]) -> R) -> R {
+        // One call of `read` (so that it is inlined here), with either buffer.
+        let mut shared;
+        let mut own;
+        let buf: &mut [u8] = match self.read_buf.try_borrow_mut() {
+            Ok(b) => {
+                shared = b;
+                if shared.len() < len {
+                    grow(&mut shared, len);
+                }
+                &mut shared[..len]
+            }
+            Err(_) => {
+                own = nested_buf(len);
+                &mut own
+            }
+        };
+        read(buf)
     }
+}
 
-    /// Returns the read buffer (the larger one is kept).
-    #[inline]
-    pub fn put_read_buf(&self, buf: Vec<u8>) {
-        // The usual case: the slot is empty (the buffer was taken out of it).
-        let other = self.read_buf.replace(buf);
-        if !other.is_empty() {
-            // A nested read put its own buffer back meanwhile: keep the larger.
-            let buf = self.read_buf.take();
-            self.read_buf
-                .set(if buf.len() >= other.len() { buf } else { other });
-        }
-    }
+/// Grows the read buffer to `len` bytes (the first read, or a transport with a larger limit).
+#[cold]
+#[inline(never)]
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    buf.resize(len, 0);
+}
+
+/// A buffer for a read nested in another read's protocol method (rare).
+#[cold]
+#[inline(never)]
+fn nested_buf(len: usize) -> Vec<u8> {
+    vec![0; len]
 }
 
 /// Loop close hook: every transport still live releases its resources.

@@ -78,46 +78,45 @@ impl Core<FdDriver> {
 
     fn read_plain(&self) -> ReadStep {
         let max = self.driver.max_read;
-        let mut buf = self.runtime().take_read_buf(max);
-        let res = {
-            let io = self.driver.io.borrow();
-            match io.fd() {
-                Some(fd) => rustix::io::read(fd, &mut buf[..max]),
-                None => Err(Errno::BADF),
-            }
-        };
-        let step = match res {
-            Ok(0) => {
-                self.on_eof();
-                ReadStep::Done
-            }
-            Ok(n) => {
-                let data = &buf[..n];
-                match self.call("data_received", Policy::Fatal, |p| match p {
-                    StreamProtocol::Plain(p) => {
-                        p.data_received(data);
-                        true
-                    }
-                    StreamProtocol::Buffered(_) => false,
-                }) {
-                    Ok(true) | Err(_) => {}
-                    Ok(false) => {
-                        // The protocol became a buffered one between the check and the read:
-                        // hand the bytes over through its buffers.
-                        self.feed_buffered(data);
-                    }
+        self.runtime().with_read_buf(max, |buf| {
+            let res = {
+                let io = self.driver.io.borrow();
+                match io.fd() {
+                    Some(fd) => rustix::io::read(fd, &mut *buf),
+                    None => Err(Errno::BADF),
                 }
-                ReadStep::Data { full: n == max }
+            };
+            match res {
+                Ok(0) => {
+                    self.on_eof();
+                    ReadStep::Done
+                }
+                Ok(n) => {
+                    let data = &buf[..n];
+                    match self.call("data_received", Policy::Fatal, |p| match p {
+                        StreamProtocol::Plain(p) => {
+                            p.data_received(data);
+                            true
+                        }
+                        StreamProtocol::Buffered(_) => false,
+                    }) {
+                        Ok(true) | Err(_) => {}
+                        Ok(false) => {
+                            // The protocol became a buffered one between the check and the
+                            // read: hand the bytes over through its buffers.
+                            self.feed_buffered(data);
+                        }
+                    }
+                    ReadStep::Data { full: n == max }
+                }
+                Err(Errno::AGAIN) => ReadStep::Done,
+                Err(Errno::INTR) => ReadStep::Again,
+                Err(e) => {
+                    self.fatal_os(e.into(), "read");
+                    ReadStep::Done
+                }
             }
-            Err(Errno::AGAIN) => ReadStep::Done,
-            Err(Errno::INTR) => ReadStep::Again,
-            Err(e) => {
-                self.fatal_os(e.into(), "read");
-                ReadStep::Done
-            }
-        };
-        self.runtime().put_read_buf(buf);
-        step
+        })
     }
 
     /// Copies already-read bytes into a buffered protocol (rare: protocol switched mid-read).
