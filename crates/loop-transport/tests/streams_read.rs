@@ -293,12 +293,19 @@ fn stream_15_17_18_read_into_raises_the_exception_holds_the_wait_slot_and_resume
         assert!(futures_lite::future::poll_once(&mut f).await.is_none());
         std::mem::forget(f);
         let e = r.read(1).await.unwrap_err();
-        (r, e)
+        // A second read_into is refused too, whether it would wait or data is there.
+        let waiting = r.read_into(&mut [0u8; 4]).await.unwrap_err();
+        r.feed_data(b"xy");
+        let fed = r.read_into(&mut [0u8; 4]).await.unwrap_err();
+        (r, [e, waiting, fed])
     });
-    assert_eq!(
-        e.to_string(),
-        "read() called while another coroutine is already waiting for incoming data"
-    );
+    for e in e {
+        assert_eq!(
+            e.to_string(),
+            "read() called while another coroutine is already waiting for incoming data"
+        );
+    }
+    assert_eq!(r.buffered_len(), 2, "the refused read_into took nothing");
     drop(r);
 
     // STREAM-18: more than 2 x limit buffered pauses the transport; read_into bringing the

@@ -473,40 +473,13 @@ impl StreamReader {
     }
 
     /// One step of [`read_into`](StreamReader::read_into): copies what is buffered into `out`.
-    #[inline]
+    /// (Its usual cases, data fed and nothing buffered, or nothing at all, are handled by
+    /// [`ReadInto`] before it comes here.)
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut [u8],
     ) -> Poll<std::result::Result<usize, StreamError>> {
-        {
-            // The usual read, with one borrow of the shared state: the reader's own buffer is
-            // empty and everything fed fits in `out`, so the fed bytes are copied straight from
-            // the protocol's buffer, which keeps its capacity for the next chunk (reading stays
-            // unpaused).
-            let mut st = self.core.st.borrow_mut();
-            let n = st.incoming.len();
-            if st.exception.is_none()
-                && !st.paused
-                && self.pos == self.buf.len()
-                && n != 0
-                && n <= out.len()
-            {
-                out[..n].copy_from_slice(&st.incoming);
-                st.incoming.clear();
-                if self.pos != 0 {
-                    self.buf.clear();
-                    self.pos = 0;
-                }
-                st.local_len = 0;
-                return Poll::Ready(Ok(n));
-            }
-            // The usual wait, in the same borrow: what `park` does when nothing is buffered.
-            if !out.is_empty() && st.must_wait(self.pos == self.buf.len()) {
-                st.set_waker(cx);
-                return Poll::Pending;
-            }
-        }
         self.absorb();
         tri!(self.check());
         if out.is_empty() {
@@ -727,8 +700,15 @@ impl StreamReader {
     /// }).unwrap().unwrap();
     /// assert_eq!(got, b"abcdef");
     /// ```
-    pub async fn read_into(&mut self, buf: &mut [u8]) -> std::result::Result<usize, StreamError> {
-        ReadOp::new(self, "read", move |r, cx| r.poll_read_into(cx, buf)).await
+    pub fn read_into<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = std::result::Result<usize, StreamError>> + 'a {
+        ReadInto {
+            reader: self,
+            out: buf,
+            claimed: false,
+        }
     }
 
     /// Reads everything until EOF (asyncio's `read()` / `read(-1)`, STREAM-07).
@@ -938,38 +918,131 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if !this.claimed && this.reader.core.st.borrow().waiter.is_some() {
-            return Poll::Ready(Err(Error::invalid_state(format!(
-                "{}() called while another coroutine is already waiting for incoming data",
-                this.name
-            ))
-            .into()));
-        }
-        match (this.f)(this.reader, cx) {
-            Poll::Ready(r) => {
-                if std::mem::replace(&mut this.claimed, false) {
-                    this.reader.core.st.borrow_mut().waiter = None;
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                if !this.claimed {
-                    this.claimed = true;
-                    this.reader.core.st.borrow_mut().waiter = Some(this.name);
-                }
-                Poll::Pending
-            }
-        }
+        poll_claiming(this.reader, &mut this.claimed, this.name, cx, &mut this.f)
     }
 }
 
 impl<F> Drop for ReadOp<'_, F> {
     fn drop(&mut self) {
-        if self.claimed {
-            let mut st = self.reader.core.st.borrow_mut();
-            st.waiter = None;
-            st.waker = None;
+        release_claim(self.reader, self.claimed);
+    }
+}
+
+/// One poll of a read that holds the reader's wait slot while pending (STREAM-17): `f` is
+/// the read's step; `claimed` says whether this read holds the slot.
+fn poll_claiming<T>(
+    reader: &mut StreamReader,
+    claimed: &mut bool,
+    name: &'static str,
+    cx: &mut Context<'_>,
+    f: impl FnOnce(&mut StreamReader, &mut Context<'_>) -> Poll<std::result::Result<T, StreamError>>,
+) -> Poll<std::result::Result<T, StreamError>> {
+    if !*claimed && reader.core.st.borrow().waiter.is_some() {
+        return Poll::Ready(Err(Error::invalid_state(format!(
+            "{name}() called while another coroutine is already waiting for incoming data"
+        ))
+        .into()));
+    }
+    match f(reader, cx) {
+        Poll::Ready(r) => {
+            if std::mem::replace(claimed, false) {
+                reader.core.st.borrow_mut().waiter = None;
+            }
+            Poll::Ready(r)
         }
+        Poll::Pending => {
+            if !*claimed {
+                *claimed = true;
+                reader.core.st.borrow_mut().waiter = Some(name);
+            }
+            Poll::Pending
+        }
+    }
+}
+
+/// A read dropped while holding the wait slot gives it back, with its waker.
+fn release_claim(reader: &StreamReader, claimed: bool) {
+    if claimed {
+        let mut st = reader.core.st.borrow_mut();
+        st.waiter = None;
+        st.waker = None;
+    }
+}
+
+/// The future of [`StreamReader::read_into`]: a [`ReadOp`] whose usual poll (the bytes fed
+/// are copied out, or nothing is there and it waits) checks and takes the wait slot in the
+/// same borrow of the shared state as the read itself, and returns only a byte count.
+struct ReadInto<'a> {
+    /// The reader.
+    reader: &'a mut StreamReader,
+    /// Where the bytes go.
+    out: &'a mut [u8],
+    /// This read holds the wait slot.
+    claimed: bool,
+}
+
+impl Future for ReadInto<'_> {
+    type Output = std::result::Result<usize, StreamError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let r = &mut *this.reader;
+        {
+            let mut st = r.core.st.borrow_mut();
+            // Another read holding the slot is the slow path's error.
+            if this.claimed || st.waiter.is_none() {
+                // The usual read: the reader's own buffer is empty and everything fed fits
+                // in `out`, so the fed bytes are copied straight from the protocol's buffer,
+                // which keeps its capacity for the next chunk (reading stays unpaused).
+                let n = st.incoming.len();
+                if st.exception.is_none()
+                    && !st.paused
+                    && r.pos == r.buf.len()
+                    && n != 0
+                    && n <= this.out.len()
+                {
+                    this.out[..n].copy_from_slice(&st.incoming);
+                    st.incoming.clear();
+                    if r.pos != 0 {
+                        r.buf.clear();
+                        r.pos = 0;
+                    }
+                    st.local_len = 0;
+                    if std::mem::replace(&mut this.claimed, false) {
+                        st.waiter = None;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                // The usual wait: what `park` does when nothing is buffered.
+                if !this.out.is_empty() && st.must_wait(r.pos == r.buf.len()) {
+                    st.set_waker(cx);
+                    if !this.claimed {
+                        this.claimed = true;
+                        st.waiter = Some("read");
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl ReadInto<'_> {
+    /// Every other case, as [`ReadOp`] polls it.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<usize, StreamError>> {
+        let out = &mut *self.out;
+        poll_claiming(self.reader, &mut self.claimed, "read", cx, |r, cx| {
+            r.poll_read_into(cx, out)
+        })
+    }
+}
+
+impl Drop for ReadInto<'_> {
+    fn drop(&mut self) {
+        release_claim(self.reader, self.claimed);
     }
 }
 

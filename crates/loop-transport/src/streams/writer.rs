@@ -70,6 +70,13 @@ impl FlowCore {
         }
     }
 
+    /// Writing is neither paused nor over: a drain returns at once.
+    #[inline]
+    fn flowing(&self) -> bool {
+        let st = self.st.borrow();
+        !st.lost && !st.paused
+    }
+
     /// asyncio's `_drain_helper`.
     #[inline]
     fn poll_drain(&self, cx: &mut Context<'_>, waiting: &mut bool) -> Poll<Result<()>> {
@@ -523,6 +530,9 @@ impl StreamWriter {
         if self.transport.is_closing() {
             // Let a scheduled connection_lost run first.
             loop_core::yield_now().await;
+        } else if self.flow.flowing() {
+            // The usual case, what the first poll below returns: nothing to wait for.
+            return Ok(());
         }
         let mut waiting = false;
         futures_lite::future::poll_fn(|cx| self.flow.poll_drain(cx, &mut waiting)).await
