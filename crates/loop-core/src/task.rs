@@ -790,7 +790,7 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         let local = with_running(|lp| match lp {
-            Some(lp) if lp.inner.shared.id == self.shared.id => {
+            Some(lp) if Arc::ptr_eq(&lp.inner.shared, &self.shared) => {
                 wake_local(lp, self.key);
                 true
             }
@@ -808,14 +808,9 @@ impl Wake for TaskWaker {
 
 /// Queues the next step of the task `k` of the running loop `lp`, unless one is queued or
 /// the task ended.
+#[inline]
 fn wake_local(lp: &EventLoop, k: TaskKey) {
-    let t = lp
-        .inner
-        .tasks
-        .borrow()
-        .get(k)
-        .filter(|t| !t.header().replace_scheduled(true))
-        .cloned();
+    let t = lp.inner.tasks.borrow().schedule(k);
     if let Some(t) = t {
         lp.push_ready(Work::Step(t));
     }

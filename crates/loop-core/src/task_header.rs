@@ -338,6 +338,19 @@ impl<S> TaskSlab<S> {
         }
     }
 
+    /// The task `k`, if it is still in the table and no step of it is queued on the loop's
+    /// thread; marks one queued. (One look at the task's header for both tests.)
+    #[inline]
+    pub(crate) fn schedule(&self, k: TaskKey) -> Option<Rc<dyn TaskDyn>> {
+        match self.entries.get(k.slot as usize)? {
+            TaskEntry::Task(t) => {
+                let h = t.header();
+                (h.id == k.id && !h.replace_scheduled(true)).then(|| t.clone())
+            }
+            TaskEntry::Vacant(_) => None,
+        }
+    }
+
     /// The tasks in the table, in the order of their places.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Rc<dyn TaskDyn>> {
         self.entries.iter().filter_map(|e| match e {

@@ -284,3 +284,46 @@ fn core_34_ending_tasks_allocate_nothing() {
     let one = ending(1);
     assert_eq!(ending(1000), one, "ending tasks allocate nothing per task");
 }
+
+/// On the loop's own thread, a task woken twice before its next step steps once, and a waker
+/// of a task that ended wakes nothing, even once a new task took the ended one's place.
+#[test]
+fn core_34_wakes_on_the_loops_thread_queue_one_step_and_none_for_an_ended_task() {
+    let _w = watchdog();
+    let lp = EventLoop::new().unwrap();
+    let ready = Arc::new(AtomicBool::new(true));
+    let (t, polls, waker, _) = counting_task(&lp, &ready);
+    run_once(&lp);
+    assert!(t.done());
+    let stale = waker.take().unwrap();
+    let pending = Arc::new(AtomicBool::new(false));
+    let (t2, polls2, waker2, _) = counting_task(&lp, &pending);
+    run_once(&lp);
+    assert_eq!(polls2.get(), 1);
+    lp.call_soon(move |_| stale.wake_by_ref()).unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    assert_eq!(polls.get(), 1, "the ended task does not run again");
+    assert_eq!(
+        polls2.get(),
+        1,
+        "the new task is not woken by the old waker"
+    );
+    let w2 = waker2.take().unwrap();
+    lp.call_soon(move |_| {
+        w2.wake_by_ref();
+        w2.wake_by_ref();
+    })
+    .unwrap();
+    run_once(&lp);
+    run_once(&lp);
+    run_once(&lp);
+    assert_eq!(
+        polls2.get(),
+        2,
+        "two wakes on the loop's thread queued one step"
+    );
+    t2.task_ref().cancel();
+    assert!(lp.run_until_complete(t2).unwrap_err().is_cancelled());
+    lp.close().unwrap();
+}
