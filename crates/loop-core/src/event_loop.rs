@@ -74,8 +74,6 @@ pub(crate) trait RemoteNode: Send + Sync {
     fn run_queued(self: Arc<Self>, lp: &EventLoop);
     /// Its ready-queue form, when the batch goes behind other ready work.
     fn into_work(self: Arc<Self>) -> Work;
-    /// The same value as `Any`, to get its type back (a spent allocation kept for reuse).
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 /// Remote work that is not a callback, as a queue node of its own.
@@ -113,10 +111,6 @@ impl RemoteNode for KeyNode {
             RemoteWork::Stop => Work::Stop,
         }
     }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
 }
 
 impl IntoNode<dyn RemoteNode> for KeyNode {
@@ -138,7 +132,7 @@ pub(crate) struct Shared {
     /// Work from other threads and the eventfd that wakes the loop for it.
     pub(crate) wake: Wake<dyn RemoteNode, crate::sys::Waker>,
     /// Spent `call_soon_threadsafe` allocations, reused by the next ones.
-    pub(crate) spare_remote: crate::remote_pool::SpareRemote<dyn RemoteNode>,
+    pub(crate) spare_remote: crate::remote_pool::SpareRemote,
     /// Set by `close()`.
     closed: AtomicBool,
 }

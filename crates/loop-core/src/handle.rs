@@ -10,7 +10,7 @@
 //! two can never overlap.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -20,7 +20,7 @@ use crate::context::{self, Snapshot};
 use crate::event_loop::{RemoteNode, Work};
 use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
-use crate::remote_queue::{Fresh, IntoNode, Link, Linked, Unordered};
+use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::slot::DoneCallback;
 use crate::work::{Callback, EnterContext, RemoteCallback};
 use crate::{Error, EventLoop, Remote, Result};
@@ -318,11 +318,6 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> RemoteNode for RemoteCb<F> {
     fn into_work(self: Arc<Self>) -> Work {
         Work::Remote(self)
     }
-
-    #[inline]
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
 }
 
 impl<F: FnOnce(&EventLoop) + Send + 'static> IntoNode<dyn RemoteNode> for RemoteCb<F> {
@@ -332,26 +327,15 @@ impl<F: FnOnce(&EventLoop) + Send + 'static> IntoNode<dyn RemoteNode> for Remote
     }
 }
 
-thread_local! {
-    /// Spent remote callback allocations this thread took from a loop's pool and has not used
-    /// yet (freed when the thread ends). Any loop's do: they hold no closure and belong to no
-    /// loop.
-    static TAKEN: RefCell<Unordered<dyn RemoteNode>> = const { RefCell::new(Unordered::new()) };
-}
-
 /// A remote callback running `f`: a spent allocation of its type from `spare` refilled, else a
 /// new one.
 #[inline]
 fn take_or_new<F: FnOnce(&EventLoop) + Send + 'static>(
-    spare: &SpareRemote<dyn RemoteNode>,
+    spare: &SpareRemote,
     location: &'static Location<'static>,
     f: F,
 ) -> Fresh<RemoteCb<F>> {
-    let kept = TAKEN
-        .try_with(|taken| spare.take::<RemoteCb<F>>(taken, RemoteNode::into_any))
-        .ok()
-        .flatten();
-    if let Some(mut fresh) = kept {
+    if let Some(mut fresh) = spare.take::<RemoteCb<F>>() {
         let cb = fresh.get_mut();
         cb.location = location;
         cb.f.refill(f);

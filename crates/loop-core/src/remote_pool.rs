@@ -1,113 +1,179 @@
 //! The pool of spent `call_soon_threadsafe` allocations a loop keeps for reuse.
 //!
 //! A remote callback is allocated on the calling thread and released on the loop's. Left to the
-//! allocator, every such pair takes its slow paths (a thread's cache of freed blocks fills on
-//! the loop's side and stays empty on the caller's); keeping spent allocations (which hold no
-//! closure any more) and refilling them on the next call avoids that.
-//!
-//! The pool is a second lock-free stack of the same kind as the loop's remote queue
-//! ([`crate::remote_queue`]), whose nodes are the spent allocations themselves: the loop pushes
-//! each one as it is done with it (one compare-exchange, no lock, nothing to allocate), and a
-//! calling thread whose own supply ran out takes everything kept at once (one swap) into a
-//! thread-local list, from which its next calls take one each without touching anything
-//! shared. Nothing in the pool is ordered, so the list is not reversed. [`handle`](crate::handle)
-//! refills what it takes.
+//! allocator, every such pair takes its slow paths; keeping spent allocations (which hold no
+//! closure any more) and refilling them on the next call avoids that. This module only keeps
+//! and hands out type-erased allocations ([`Spare`]: getting one back as its type compares two
+//! type ids, no dynamic call); [`handle`](crate::handle) refills them.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::remote_queue::{Fresh, IntoNode, Linked, Stack, Unordered};
-use crate::sync::Ordering;
+use crate::remote_queue::{Fresh, Spare};
 
-/// How many bytes of spent remote callback allocations a loop keeps for reuse, at most (as the
-/// loop counts them; see [`SpentRemote`]).
+/// How many bytes of spent remote callback allocations a loop keeps for reuse, on each side
+/// ([`SpareRemote`] and [`SpentRemote`]).
 const SPARE_REMOTE_BYTES: usize = 4 << 20;
+
+/// How many spent allocations the loop collects before it hands them back as one chunk, in
+/// the middle of a batch too: a producer that runs while the loop works through a long batch
+/// finds them there, instead of allocating while they wait for the end of the loop's
+/// iteration. Callers take a chunk at a time as well, so the pool's lock is taken once per
+/// chunk on each side, and a chunk changes hands whole, without copying its pointers.
+const GIVE_BACK_EVERY: usize = 64;
+
+/// How many emptied chunk vectors the pool keeps for the loop to fill again.
+const EMPTY_CHUNKS: usize = 64;
+
+/// A spent allocation: an `Arc<RemoteCb<F>>` that ran or was cancelled (its closure gone).
+type SpentCb = Spare;
+
+/// Spent remote callback allocations and their total size.
+#[derive(Default)]
+struct Kept {
+    /// The allocations.
+    cbs: Vec<SpentCb>,
+    /// Their sizes, added up (as the loop keeps them: each size is a constant of its type).
+    bytes: usize,
+}
+
+/// The chunks a loop's [`SpareRemote`] holds.
+#[derive(Default)]
+struct Chunks {
+    /// Chunks of spent allocations, as the loop handed them back.
+    full: Vec<Kept>,
+    /// Their sizes, added up.
+    bytes: usize,
+    /// Vectors the callers emptied, for the loop's next chunk.
+    empty: Vec<Vec<SpentCb>>,
+}
 
 /// Spent `call_soon_threadsafe` allocations of a loop, kept for the next ones.
 ///
-/// The loop keeps a spent allocation (its closure already gone; see [`SpentRemote`]) that
-/// nobody else holds any more (its handle dropped) here, and the next `call_soon_threadsafe`
-/// with a closure of the same type fills it again. They hold no closure, so they keep nothing
-/// else alive; at most [`SPARE_REMOTE_BYTES`] are kept.
-pub(crate) struct SpareRemote<X: ?Sized> {
-    /// The spent allocations, each held by the stack alone.
-    stack: Stack<X>,
-}
-
-impl<X: ?Sized> Default for SpareRemote<X> {
-    fn default() -> Self {
-        SpareRemote {
-            stack: Stack::new(),
-        }
-    }
-}
-
-/// The loop's side of [`SpareRemote`]: how many bytes it kept there, at most. The loop cannot
-/// see what callers took, so it counts what it pushed since it last found the pool empty
-/// (callers take everything at once, so the pool is empty often): an over-estimate, which can
-/// only make it keep less.
+/// A remote callback is allocated on the calling thread and, once it ran, released on the
+/// loop's: left to the allocator, every call takes its slow paths (a thread's cache of freed
+/// blocks fills on the loop's side and stays empty on the caller's). Instead the loop keeps a
+/// spent allocation (its closure already gone; see [`SpentRemote`]) and hands it back here,
+/// and the next `call_soon_threadsafe` with a closure of the same type fills it again if
+/// nobody else holds it any more (its handle dropped). At most [`SPARE_REMOTE_BYTES`] are
+/// kept; they hold no closure, so they keep nothing else alive.
 #[derive(Default)]
-pub(crate) struct SpentRemote {
-    /// Bytes pushed since the pool was last seen empty.
-    bytes: Cell<usize>,
+pub(crate) struct SpareRemote {
+    /// The chunks.
+    chunks: Mutex<Chunks>,
+    /// How many full chunks there are, as a hint read without the lock: a caller whose own
+    /// chunk is empty takes the lock only when there is something to take.
+    full: AtomicUsize,
 }
+
+/// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
+/// back [`GIVE_BACK_EVERY`] at a time. Only whole chunks go back: handing back what was kept
+/// at every batch cost a lock per batch on both sides when batches are small (a loop that
+/// keeps up with its producers takes a few callbacks at a time), and callers then found
+/// chunks of one or two; the fewer than [`GIVE_BACK_EVERY`] kept in between wait for the next
+/// callbacks to fill their chunk.
+#[derive(Default)]
+pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
-    /// Keeps `cb` for reuse if nobody else holds it (else its last holder frees it) and the
-    /// pool has room (else it is freed here). The loop's thread, after the callback ran or was
-    /// skipped as cancelled. The uniqueness check (`Arc::get_mut`'s) also makes everything a
-    /// handle's holder did before dropping it visible here.
+    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_EVERY`]
+    /// allocations. The loop's thread, after the callback ran or was skipped as cancelled.
+    /// Nothing is checked here, so that the loop's side (the slower one: how fast callbacks
+    /// go through) stays short: whether another holder (a kept handle) is left is checked by
+    /// the caller that takes it ([`Fresh::unique`]), which then lets it go; sizes are added up
+    /// once per chunk.
     #[inline]
-    pub(crate) fn keep<X: ?Sized, C: IntoNode<X> + Linked<X>>(
-        &self,
-        cb: Arc<C>,
-        spare: &SpareRemote<X>,
-    ) {
-        let Ok(cb) = Fresh::unique(cb) else {
+    pub(crate) fn keep<C: Any + Send + Sync>(&self, cb: Arc<C>, spare: &SpareRemote) {
+        let mut spent = self.0.borrow_mut();
+        spent.cbs.push(Spare::new(cb));
+        if spent.cbs.len() >= GIVE_BACK_EVERY {
+            drop(spent);
+            self.give_back(spare);
+        }
+    }
+
+    /// Hands what was kept to `spare` as one chunk, if it has room; else it is freed. Once
+    /// per chunk: out of line, so that `keep` stays short.
+    #[inline(never)]
+    fn give_back(&self, spare: &SpareRemote) {
+        let mut spent = self.0.borrow_mut();
+        if spent.cbs.is_empty() {
             return;
-        };
-        let size = std::mem::size_of::<C>();
-        let mut bytes = self.bytes.get() + size;
-        if bytes > SPARE_REMOTE_BYTES {
-            if !spare.stack.is_empty(Ordering::Relaxed) {
-                // Full: freed here.
-                return;
-            }
-            bytes = size;
         }
-        if spare.stack.push_only(cb) {
-            // The pool was empty: callers took all that was counted.
-            bytes = size;
+        let mut to = spare.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        if to.bytes + spent.bytes <= SPARE_REMOTE_BYTES {
+            to.bytes += spent.bytes;
+            let empty = to
+                .empty
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(GIVE_BACK_EVERY));
+            let chunk = std::mem::replace(
+                &mut *spent,
+                Kept {
+                    cbs: empty,
+                    bytes: 0,
+                },
+            );
+            to.full.push(chunk);
+            spare.full.store(to.full.len(), Ordering::Relaxed);
+            return;
         }
-        self.bytes.set(bytes);
+        drop(to);
+        // No room: freed, outside the lock.
+        spent.cbs.clear();
+        spent.bytes = 0;
     }
 }
 
-impl<X: ?Sized> SpareRemote<X> {
+thread_local! {
+    /// Kept allocations this thread took from a loop's [`SpareRemote`] and has not used yet
+    /// (one chunk, at most [`GIVE_BACK_EVERY`]; freed when the thread ends). Any loop's do:
+    /// they hold no closure and belong to no loop.
+    static TAKEN: RefCell<Vec<SpentCb>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SpareRemote {
     /// A kept allocation of type `C`, if the next one is of that type: from the calling
-    /// thread's own list `taken`, which is refilled from this pool with all it holds at once,
-    /// so that a thread making many calls touches the pool once per refill, not once per call.
-    /// `any` erases an item's type to `Any` (`Arc::downcast` then checks it). One of another
-    /// type, or one that somebody else holds, is dropped.
+    /// thread's own chunk, which is refilled from this pool a whole chunk at a time, so that a
+    /// thread making many calls locks the pool once per chunk, not once per call. One of
+    /// another type is freed.
     #[inline]
-    pub(crate) fn take<C: Any + Send + Sync>(
-        &self,
-        taken: &RefCell<Unordered<X>>,
-        any: impl FnOnce(Arc<X>) -> Arc<dyn Any + Send + Sync>,
-    ) -> Option<Fresh<C>> {
-        let mut taken = taken.try_borrow_mut().ok()?;
-        let spare = match taken.next() {
-            Some(spare) => spare,
-            None => {
-                if self.stack.is_empty(Ordering::Relaxed) {
-                    return None;
-                }
-                *taken = self.stack.take_unordered();
-                taken.next()?
-            }
+    pub(crate) fn take<C: Any + Send + Sync>(&self) -> Option<Fresh<C>> {
+        TAKEN
+            .try_with(|taken| {
+                let mut taken = taken.borrow_mut();
+                let spare = match taken.pop() {
+                    Some(spare) => spare,
+                    None => {
+                        if self.full.load(Ordering::Relaxed) == 0 {
+                            return None;
+                        }
+                        self.take_chunk(&mut taken);
+                        taken.pop()?
+                    }
+                };
+                Fresh::unique(spare.downcast::<C>().ok()?).ok()
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Replaces `to` (empty) with the most recent chunk, if there is one; `to` is kept for the
+    /// loop's next chunk.
+    #[cold]
+    #[inline(never)]
+    fn take_chunk(&self, to: &mut Vec<SpentCb>) {
+        let mut from = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(chunk) = from.full.pop() else {
+            return;
         };
-        drop(taken);
-        Fresh::unique(any(spare).downcast::<C>().ok()?).ok()
+        self.full.store(from.full.len(), Ordering::Relaxed);
+        from.bytes -= chunk.bytes;
+        let emptied = std::mem::replace(to, chunk.cbs);
+        if from.empty.len() < EMPTY_CHUNKS && emptied.capacity() > 0 {
+            from.empty.push(emptied);
+        }
     }
 }

@@ -32,6 +32,7 @@
 //! ```
 #![allow(unsafe_code)]
 
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -123,6 +124,45 @@ impl<S> Fresh<S> {
     }
 }
 
+/// A spent value kept for reuse, its type erased for the pool that keeps it and recorded
+/// beside it, so that getting it back as that type is a comparison of two type ids, not a
+/// dynamic call. (Whether anybody else still holds it is checked when it is refilled:
+/// [`Fresh::unique`].)
+pub(crate) struct Spare {
+    /// `TypeId::of` the value's concrete type, recorded by [`Spare::new`] from the same type
+    /// parameter the value was erased from; never changed.
+    ty: TypeId,
+    /// The value.
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+impl Spare {
+    /// Keeps `value` for reuse.
+    #[inline]
+    pub(crate) fn new<S: Any + Send + Sync>(value: Arc<S>) -> Spare {
+        Spare {
+            ty: TypeId::of::<S>(),
+            value,
+        }
+    }
+
+    /// The value as an `Arc<S>` if it is an `S`; else `self` back.
+    #[inline]
+    pub(crate) fn downcast<S: Any + Send + Sync>(self) -> Result<Arc<S>, Spare> {
+        if self.ty != TypeId::of::<S>() {
+            return Err(self);
+        }
+        let p = Arc::into_raw(self.value) as *const S;
+        // SAFETY: `ty` is `TypeId::of::<T>()` for the type `T` that `new` erased into `value`
+        // (both fields are private and set only there), and it equals `TypeId::of::<S>()`: the
+        // value is an `S`. `p` is the data pointer `Arc::into_raw` returned for an `Arc<dyn
+        // Any>` made from an `Arc<S>` by an unsizing coercion, which is what `Arc::from_raw`
+        // accepts as an `Arc<S>` (same allocation, same layout); the count `into_raw` kept is
+        // taken back once, here.
+        Ok(unsafe { Arc::from_raw(p) })
+    }
+}
+
 /// What may be queued: a value that, as an `Arc<Self>`, can be turned into the queue's
 /// (type-erased) `Arc<X>` of the same value.
 pub(crate) trait IntoNode<X: ?Sized> {
@@ -159,14 +199,6 @@ impl<X: ?Sized> Stack<X> {
     #[inline]
     pub(crate) fn push<S: IntoNode<X> + Linked<X>>(&self, node: Fresh<S>) -> Arc<S> {
         let handle = node.0.clone();
-        self.push_only(node);
-        handle
-    }
-
-    /// Queues `node` without keeping another reference to it; true if the queue was empty
-    /// when the compare-exchange published it. Any thread; as [`push`](Self::push) otherwise.
-    #[inline]
-    pub(crate) fn push_only<S: IntoNode<X> + Linked<X>>(&self, node: Fresh<S>) -> bool {
         let at = Arc::as_ptr(&node.0);
         // The link, found through the concrete type (no dynamic call), and checked to lie
         // within the value: `link` is safe code, so its answer is checked, not trusted.
@@ -189,8 +221,8 @@ impl<X: ?Sized> Stack<X> {
         // the count).
         let this = NonNull::new(Arc::into_raw(erased) as *mut X).expect("an Arc is not null");
         // SAFETY: `link` lies within the value (checked above), which lives at least as long
-        // as the reference just given to the queue. The value was held only by `node` (and the
-        // handle `push` cloned from it) when this call began (`Fresh`), so it is in no queue and no other thread
+        // as the reference just given to the queue. The value was held only by `node` and
+        // `handle` when this call began (`Fresh`), so it is in no queue and no other thread
         // touches its link until the compare-exchange below publishes it: this thread's
         // accesses here are exclusive.
         unsafe { (*link).this.with_mut(|t| *t = Some(this)) };
@@ -204,7 +236,7 @@ impl<X: ?Sized> Stack<X> {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return head.is_null(),
+                Ok(_) => return handle,
                 Err(now) => head = now,
             }
         }
@@ -214,17 +246,6 @@ impl<X: ?Sized> Stack<X> {
     #[inline]
     pub(crate) fn is_empty(&self, ordering: Ordering) -> bool {
         self.head.load(ordering).is_null()
-    }
-
-    /// Takes everything queued now, most recent first: without the pass that reverses the
-    /// list, for a queue whose order does not matter (spent allocations kept for reuse). Any
-    /// thread: as with [`take`](Self::take), the swap hands each link to exactly one taker.
-    #[inline]
-    pub(crate) fn take_unordered(&self) -> Unordered<X> {
-        Unordered {
-            first: self.head.swap(std::ptr::null_mut(), Ordering::Acquire),
-            owns: PhantomData,
-        }
     }
 
     /// Takes everything queued now, oldest first. Meant for the loop's thread, but sound from
@@ -328,53 +349,6 @@ impl<X: ?Sized> Iterator for Batch<X> {
 impl<X: ?Sized> ExactSizeIterator for Batch<X> {}
 
 impl<X: ?Sized> Drop for Batch<X> {
-    fn drop(&mut self) {
-        for v in self.by_ref() {
-            drop(v);
-        }
-    }
-}
-
-/// What [`Stack::take_unordered`] took, most recent first; what is not taken from it is
-/// dropped with it.
-pub(crate) struct Unordered<X: ?Sized> {
-    /// The next value's link; null at the end.
-    first: *const Link<X>,
-    /// It owns the values left in it.
-    owns: PhantomData<Arc<X>>,
-}
-
-impl<X: ?Sized> Unordered<X> {
-    /// Nothing.
-    pub(crate) const fn new() -> Unordered<X> {
-        Unordered {
-            first: std::ptr::null(),
-            owns: PhantomData,
-        }
-    }
-}
-
-impl<X: ?Sized> Iterator for Unordered<X> {
-    type Item = Arc<X>;
-
-    #[inline]
-    fn next(&mut self) -> Option<Arc<X>> {
-        if self.first.is_null() {
-            return None;
-        }
-        let p = self.first;
-        // SAFETY: the swap of `take_unordered` took every link from `first` on out of the
-        // stack (its acquire synchronises with the compare-exchanges that published them), so
-        // they are owned here, the value of each alive and held by the queue's reference; this
-        // reads the link before giving its value back, and does not reach it again.
-        unsafe {
-            self.first = (*p).next.with_mut(|n| *n);
-            Some(give_back(p))
-        }
-    }
-}
-
-impl<X: ?Sized> Drop for Unordered<X> {
     fn drop(&mut self) {
         for v in self.by_ref() {
             drop(v);
@@ -524,36 +498,6 @@ mod model {
                 "exactly one of the run and the cancel"
             );
             assert_eq!(drops.load(Ordering::SeqCst), 1);
-        });
-    }
-
-    /// The pool of spent values: one thread pushes values without keeping a reference
-    /// (`push_only`) while another takes everything at once, unordered, twice: each value is
-    /// taken once or left for the pool's drop, never both, and `push_only` reports an empty
-    /// queue when the first value goes in.
-    #[test]
-    fn core_19_loom_spent_pool_push_only_and_take_unordered() {
-        builder().check(|| {
-            let stack = Arc::new(Stack::<Node>::new());
-            let drops = Arc::new(AtomicUsize::new(0));
-            let (s, d) = (stack.clone(), drops.clone());
-            let pusher = loom::thread::spawn(move || {
-                assert!(s.push_only(node(0, 0, &d)), "the first push finds it empty");
-                s.push_only(node(0, 1, &d));
-            });
-            let mut taken = Vec::new();
-            for _ in 0..2 {
-                for v in stack.take_unordered() {
-                    taken.push(v.n);
-                }
-            }
-            pusher.join().unwrap();
-            let left: Vec<usize> = stack.take_unordered().map(|v| v.n).collect();
-            taken.extend(left);
-            taken.sort_unstable();
-            assert_eq!(taken, [0, 1], "each value taken once");
-            drop(stack);
-            assert_eq!(drops.load(Ordering::SeqCst), 2, "each value dropped once");
         });
     }
 
