@@ -209,24 +209,33 @@ fn create_and_await(lp: &EventLoop, n: u64) {
     assert_eq!(sum, n * (n - 1) / 2);
 }
 
+/// What 1,000 more tasks add to `counter` (allocations or bytes) in a run that creates
+/// tasks, then awaits them one by one. The first run grows the loop's queues and tables to
+/// size; then what a run costs beyond its fixed part (the run, the main task, the vector) is
+/// its tasks.
+fn per_thousand_tasks(lp: &EventLoop, counter: fn() -> u64) -> u64 {
+    let round = |n: u64| {
+        let before = counter();
+        create_and_await(lp, n);
+        counter() - before
+    };
+    round(2000);
+    let small = round(1000);
+    let large = round(2000);
+    large - small
+}
+
 /// Creating, running and awaiting a task that ends in its first step is one allocation: the
 /// task's state and body together (its waker is reused from an ended task).
 #[test]
 fn core_34_a_task_is_one_allocation() {
     let _w = watchdog();
     let lp = EventLoop::new().unwrap();
-    // Allocations of one run that creates `n` tasks, then awaits them one by one.
-    let round = |n: u64| {
-        let before = allocations();
-        create_and_await(&lp, n);
-        allocations() - before
-    };
-    // The first round grows the loop's queues and tables to size; then what a round costs
-    // beyond its fixed part (the run, the main task, the vector) is its tasks.
-    round(2000);
-    let small = round(1000);
-    let large = round(2000);
-    assert_eq!(large - small, 1000, "one allocation per task");
+    assert_eq!(
+        per_thousand_tasks(&lp, allocations),
+        1000,
+        "one allocation per task"
+    );
     lp.close().unwrap();
 }
 
@@ -237,17 +246,9 @@ fn core_34_a_task_is_one_allocation() {
 fn core_34_a_task_block_is_small() {
     let _w = watchdog();
     let lp = EventLoop::new().unwrap();
-    // Bytes allocated by one run that creates `n` tasks, then awaits them one by one.
-    let round = |n: u64| {
-        let before = bytes();
-        create_and_await(&lp, n);
-        bytes() - before
-    };
-    round(2000);
-    let small = round(1000);
-    let large = round(2000);
     // Per task: its block, and its handle in the vector.
-    let block = (large - small) / 1000 - std::mem::size_of::<loop_core::Task<u64>>() as u64;
+    let block =
+        per_thousand_tasks(&lp, bytes) / 1000 - std::mem::size_of::<loop_core::Task<u64>>() as u64;
     assert!(block <= TASK_BLOCK_MAX, "a task's block is {block} bytes");
     lp.close().unwrap();
 }
