@@ -88,6 +88,7 @@ impl SpentRemote {
     pub(crate) fn keep<C: Any + Send + Sync>(&self, cb: Arc<C>, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
         spent.cbs.push(Spare::new(cb));
+        spent.bytes += std::mem::size_of::<C>();
         if spent.cbs.len() >= GIVE_BACK_EVERY {
             drop(spent);
             self.give_back(spare);
