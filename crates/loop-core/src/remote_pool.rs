@@ -82,8 +82,9 @@ impl SpentRemote {
     /// allocations. The loop's thread, after the callback ran or was skipped as cancelled.
     /// Nothing is checked here, so that the loop's side (the slower one: how fast callbacks
     /// go through) stays short: whether another holder (a kept handle) is left is checked by
-    /// the caller that takes it ([`Fresh::unique`]), which then lets it go; sizes are added up
-    /// once per chunk.
+    /// the caller that takes it ([`Fresh::unique`]), which then lets it go. Its size (a
+    /// constant of its type) is added to the count that keeps the pool under
+    /// [`SPARE_REMOTE_BYTES`].
     #[inline]
     pub(crate) fn keep<C: Any + Send + Sync>(&self, cb: Arc<C>, spare: &SpareRemote) {
         let mut spent = self.0.borrow_mut();
