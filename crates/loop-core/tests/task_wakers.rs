@@ -57,6 +57,56 @@ fn counting_task(lp: &EventLoop, ready: &Arc<AtomicBool>) -> Counting {
     (t, polls, waker, elsewhere)
 }
 
+/// A task that ended in its first step, and a pending task created after it, which takes the
+/// ended one's place in the loop's table.
+struct Replaced {
+    /// The ended task's step count.
+    polls: Rc<Cell<u32>>,
+    /// The ended task's waker.
+    stale: Waker,
+    /// The new task, pending.
+    task: loop_core::Task<()>,
+    /// The new task's step count.
+    polls2: Rc<Cell<u32>>,
+    /// The waker of the new task's last step.
+    waker2: Rc<Cell<Option<Waker>>>,
+}
+
+/// Runs a task that ends in its first step, then creates and steps once a task that stays
+/// pending in its place.
+fn ended_and_replaced(lp: &EventLoop) -> Replaced {
+    let ready = Arc::new(AtomicBool::new(true));
+    let (t, polls, waker, _) = counting_task(lp, &ready);
+    run_once(lp);
+    assert!(t.done());
+    assert_eq!(polls.get(), 1);
+    let stale = waker.take().unwrap();
+    let pending = Arc::new(AtomicBool::new(false));
+    let (task, polls2, waker2, _) = counting_task(lp, &pending);
+    run_once(lp);
+    assert_eq!(polls2.get(), 1);
+    Replaced {
+        polls,
+        stale,
+        task,
+        polls2,
+        waker2,
+    }
+}
+
+/// After the stale waker of [`ended_and_replaced`] was woken and the loop ran: neither task
+/// stepped again.
+fn assert_stale_wake_did_nothing(lp: &EventLoop, r: &Replaced) {
+    run_once(lp);
+    run_once(lp);
+    assert_eq!(r.polls.get(), 1, "the ended task does not run again");
+    assert_eq!(
+        r.polls2.get(),
+        1,
+        "the new task is not woken by the old waker"
+    );
+}
+
 /// Woken from another thread, a task's next step runs on the loop's thread; many wakes before
 /// the loop takes them give one step, not one per wake.
 #[test]
@@ -98,30 +148,14 @@ fn core_19_task_woken_from_another_thread_steps_once_per_pending_wake() {
 fn core_34_waker_of_an_ended_task_wakes_nothing() {
     let _w = watchdog();
     let lp = EventLoop::new().unwrap();
-    let ready = Arc::new(AtomicBool::new(true));
-    let (t, polls, waker, _) = counting_task(&lp, &ready);
-    run_once(&lp);
-    assert!(t.done());
-    assert_eq!(polls.get(), 1);
-    let stale = waker.take().unwrap();
-    let pending = Arc::new(AtomicBool::new(false));
-    let (t2, polls2, _waker2, _) = counting_task(&lp, &pending);
-    run_once(&lp);
-    assert_eq!(polls2.get(), 1);
-    stale.wake_by_ref();
-    let s = stale.clone();
+    let r = ended_and_replaced(&lp);
+    r.stale.wake_by_ref();
+    let s = r.stale.clone();
     thread::spawn(move || s.wake()).join().unwrap();
-    run_once(&lp);
-    run_once(&lp);
-    assert_eq!(polls.get(), 1, "the ended task does not run again");
-    assert_eq!(
-        polls2.get(),
-        1,
-        "the new task is not woken by the old waker"
-    );
-    assert!(!t2.done());
-    t2.task_ref().cancel();
-    assert!(lp.run_until_complete(t2).unwrap_err().is_cancelled());
+    assert_stale_wake_did_nothing(&lp, &r);
+    assert!(!r.task.done());
+    r.task.task_ref().cancel();
+    assert!(lp.run_until_complete(r.task).unwrap_err().is_cancelled());
     lp.close().unwrap();
 }
 
@@ -292,25 +326,11 @@ fn core_34_ending_tasks_allocate_nothing() {
 fn core_34_wakes_on_the_loops_thread_queue_one_step_and_none_for_an_ended_task() {
     let _w = watchdog();
     let lp = EventLoop::new().unwrap();
-    let ready = Arc::new(AtomicBool::new(true));
-    let (t, polls, waker, _) = counting_task(&lp, &ready);
-    run_once(&lp);
-    assert!(t.done());
-    let stale = waker.take().unwrap();
-    let pending = Arc::new(AtomicBool::new(false));
-    let (t2, polls2, waker2, _) = counting_task(&lp, &pending);
-    run_once(&lp);
-    assert_eq!(polls2.get(), 1);
+    let r = ended_and_replaced(&lp);
+    let stale = r.stale.clone();
     lp.call_soon(move |_| stale.wake_by_ref()).unwrap();
-    run_once(&lp);
-    run_once(&lp);
-    assert_eq!(polls.get(), 1, "the ended task does not run again");
-    assert_eq!(
-        polls2.get(),
-        1,
-        "the new task is not woken by the old waker"
-    );
-    let w2 = waker2.take().unwrap();
+    assert_stale_wake_did_nothing(&lp, &r);
+    let w2 = r.waker2.take().unwrap();
     lp.call_soon(move |_| {
         w2.wake_by_ref();
         w2.wake_by_ref();
@@ -320,11 +340,11 @@ fn core_34_wakes_on_the_loops_thread_queue_one_step_and_none_for_an_ended_task()
     run_once(&lp);
     run_once(&lp);
     assert_eq!(
-        polls2.get(),
+        r.polls2.get(),
         2,
         "two wakes on the loop's thread queued one step"
     );
-    t2.task_ref().cancel();
-    assert!(lp.run_until_complete(t2).unwrap_err().is_cancelled());
+    r.task.task_ref().cancel();
+    assert!(lp.run_until_complete(r.task).unwrap_err().is_cancelled());
     lp.close().unwrap();
 }
