@@ -115,14 +115,15 @@ impl TimerHandle {
     /// # Ok::<(), loop_core::Error>(())
     /// ```
     pub fn cancel(&self) {
-        if self.handle.cancelled() {
+        let timers = self.timers.upgrade();
+        // Cancelled before: nothing to do or count. Unless the inner handle was given out,
+        // only this method cancels, and it frees the slot: the queue's `cancel` below then
+        // finds nothing and counts nothing, without asking the handle.
+        if timers.as_ref().map_or(true, |t| t.exposed()) && self.handle.cancelled() {
             return;
         }
         // The queue's reference, if the timer is still in the heap: dropped last, with ours.
-        let queued = self
-            .timers
-            .upgrade()
-            .and_then(|t| t.cancel(self.slot, self.seq));
+        let queued = timers.and_then(|t| t.cancel(self.slot, self.seq));
         // Last: dropping the callback may run user code that touches the queue again.
         self.handle.cancel();
         drop(queued);
@@ -159,6 +160,10 @@ impl TimerHandle {
     /// # Ok::<(), loop_core::Error>(())
     /// ```
     pub fn handle(&self) -> &Handle {
+        // It can be cancelled through this handle from now on: the queue must ask it.
+        if let Some(t) = self.timers.upgrade() {
+            t.expose();
+        }
         &self.handle
     }
 }

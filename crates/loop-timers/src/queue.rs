@@ -164,10 +164,12 @@ impl Slab {
     }
 
     /// True if entry `e` is a live timer: still in its slot and not cancelled through its
-    /// inner handle.
+    /// inner handle. `exposed` is [`Timers::exposed`]: while it is false no inner handle can
+    /// have been cancelled, and the slot alone answers (no dynamic call to the handle).
     #[inline]
-    fn live(&self, e: &Entry) -> bool {
-        self.get(e.slot, e.seq).is_some_and(|h| !h.cancelled())
+    fn live(&self, e: &Entry, exposed: bool) -> bool {
+        self.get(e.slot, e.seq)
+            .is_some_and(|h| !exposed || !h.cancelled())
     }
 }
 
@@ -232,6 +234,7 @@ const WIDE_MIN: usize = 1 << 15;
 fn run_order<'a>(
     due: &[Entry],
     slab: &Slab,
+    exposed: bool,
     scratch: &'a mut Vec<(u64, usize)>,
 ) -> (&'a [(u64, usize)], bool) {
     scratch.clear();
@@ -239,7 +242,7 @@ fn run_order<'a>(
     let mut stale = false;
     for (i, e) in due.iter().enumerate() {
         if let Some(h) = slab.get(e.slot, e.seq) {
-            if h.cancelled() {
+            if exposed && h.cancelled() {
                 stale = true;
             } else {
                 min = min.min(e.key);
@@ -322,6 +325,11 @@ pub(crate) struct Timers {
     last_cutoff: Cell<i64>,
     /// Set by `close`.
     closed: Cell<bool>,
+    /// Set once a `TimerHandle` of this queue gave out its inner `Handle`
+    /// ([`TimerHandle::handle`](crate::TimerHandle::handle)): only then can a timer be
+    /// cancelled other than through its `TimerHandle`, and only then do the liveness checks
+    /// ask the handles themselves (a dynamic call each) besides their slots.
+    exposed: Cell<bool>,
     /// The sort buffer of [`Timers::dispatch_bulk`], kept between bursts like the heap's own
     /// capacity (at most 32 bytes per entry of the largest burst): a fresh allocation per
     /// burst would make the allocator consolidate every block freed since the last one.
@@ -374,6 +382,7 @@ impl Timers {
                 resolution_ns: Cell::new(clock::duration_ns(clock::os_clock_resolution())),
                 last_cutoff: Cell::new(i64::MIN),
                 closed: Cell::new(false),
+                exposed: Cell::new(false),
                 scratch: RefCell::new(Vec::new()),
                 due: RefCell::new(Vec::new()),
                 epoch: clock::epoch(),
@@ -406,6 +415,19 @@ impl Timers {
         h
     }
 
+    /// True once an inner `Handle` of this queue's timers was given out (see
+    /// the `exposed` field).
+    #[inline]
+    pub(crate) fn exposed(&self) -> bool {
+        self.exposed.get()
+    }
+
+    /// Notes that an inner `Handle` was given out: from now on the liveness checks also ask
+    /// the handles whether they were cancelled.
+    pub(crate) fn expose(&self) {
+        self.exposed.set(true);
+    }
+
     /// Forgets one counted cancellation (a cancelled entry left the heap).
     #[inline]
     fn uncount_cancel(&self) {
@@ -425,8 +447,9 @@ impl Timers {
             // Cancelled handles hold no callback any more (it was dropped at cancel time), so
             // dropping them here runs no user code.
             let mut slab = self.slab.borrow_mut();
+            let exposed = self.exposed.get();
             heap.retain(|e| {
-                if slab.live(e) {
+                if slab.live(e, exposed) {
                     return true;
                 }
                 drop(slab.remove(e.slot, e.seq));
@@ -461,7 +484,7 @@ impl Timers {
         let mut scratch = self.scratch.borrow_mut();
         let mut slab = self.slab.borrow_mut();
         let mut due_hs = self.due.borrow_mut();
-        let (order, stale) = run_order(&all[..due], &slab, &mut scratch);
+        let (order, stale) = run_order(&all[..due], &slab, self.exposed.get(), &mut scratch);
         due_hs.reserve(order.len());
         for _ in order.len()..due {
             self.uncount_cancel();
@@ -512,7 +535,7 @@ impl Source for Timers {
         let mut heap = self.heap.borrow_mut();
         while let Some(top) = heap.peek_mut() {
             let mut slab = self.slab.borrow_mut();
-            if !slab.live(&top) {
+            if !slab.live(&top, self.exposed.get()) {
                 drop(slab.remove(top.slot, top.seq));
                 PeekMut::pop(top);
                 self.uncount_cancel();
@@ -542,7 +565,7 @@ impl Source for Timers {
             };
             let due = top.key < cutoff;
             let mut slab = self.slab.borrow_mut();
-            if !slab.live(&top) {
+            if !slab.live(&top, self.exposed.get()) {
                 // A cancelled head goes whether it is due or not (TIMER-15).
                 drop(slab.remove(top.slot, top.seq));
                 PeekMut::pop(top);
@@ -627,11 +650,14 @@ mod tests {
         let c = lp.call_later(far, |_| {}).unwrap();
         assert_eq!(c.slot, a.slot);
         assert!(t.slab.borrow().get(a.slot, a.seq).is_none());
-        assert!(t.slab.borrow().live(&super::Entry {
-            key: c.key,
-            seq: c.seq,
-            slot: c.slot
-        }));
+        assert!(t.slab.borrow().live(
+            &super::Entry {
+                key: c.key,
+                seq: c.seq,
+                slot: c.slot
+            },
+            true
+        ));
         assert_eq!(t.stats(), (3, 1, 0));
         // A second cancel, or one after the timer left the heap, counts nothing.
         a.cancel();
