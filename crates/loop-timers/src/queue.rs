@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Instant;
 
 use loop_core::internal::{LoopInternals, Source};
@@ -70,8 +70,10 @@ thread_local! {
     static NEXT_SEQ: Cell<u64> = const { Cell::new(0) };
 
     /// The timer queue of the loop this thread used last, by loop id (ids are never reused):
-    /// saves the extension-map lookup on the `call_later` hot path.
-    static LAST: RefCell<Option<(u64, Weak<Timers>)>> = const { RefCell::new(None) };
+    /// saves the extension-map lookup on the `call_later` hot path. A strong reference, so
+    /// that a hit costs no upgrade; the queue's `close` (run when its loop is closed or
+    /// dropped) takes it out again, so it never outlives its loop's use.
+    static LAST: RefCell<Option<(u64, Rc<Timers>)>> = const { RefCell::new(None) };
 }
 
 /// The next sequence number of this thread.
@@ -353,19 +355,44 @@ impl Timers {
         let id = lp.id();
         let cached = LAST
             .try_with(|c| match &*c.borrow() {
-                Some((last, t)) if *last == id => t.upgrade(),
+                Some((last, t)) if *last == id => Some(t.clone()),
                 _ => None,
             })
             .ok()
             .flatten();
-        match cached {
-            Some(t) => t,
-            None => {
-                let t = Timers::lookup(lp);
-                let _ = LAST.try_with(|c| *c.borrow_mut() = Some((id, Rc::downgrade(&t))));
-                t
-            }
+        if let Some(t) = cached {
+            return t;
         }
+        let t = Timers::lookup(lp);
+        // Only an open loop's queue is cached: its `close` takes it out again. The old entry
+        // is dropped after the borrow ends (its queue may be the last reference to it).
+        if !lp.is_closed() {
+            let old = LAST
+                .try_with(|c| {
+                    c.try_borrow_mut()
+                        .ok()
+                        .map(|mut c| c.replace((id, t.clone())))
+                })
+                .ok()
+                .flatten();
+            drop(old);
+        }
+        t
+    }
+
+    /// Takes this queue out of the thread's cache if it is there (at close).
+    fn uncache(&self) {
+        let old = LAST
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                match &*c {
+                    Some((_, t)) if std::ptr::eq(Rc::as_ptr(t), self) => c.take(),
+                    _ => None,
+                }
+            })
+            .ok()
+            .flatten();
+        drop(old);
     }
 
     /// The timer queue of `lp` from the loop's extension slot.
@@ -609,6 +636,7 @@ impl Source for Timers {
 
     fn close(&self, _lp: &EventLoop) {
         self.closed.set(true);
+        self.uncache();
         self.cancelled.set(0);
         // Take the entries out before dropping them: dropping a callback may run user code
         // (destructors of what it captured), which may call back into this queue.
@@ -624,6 +652,7 @@ impl Source for Timers {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
     use std::time::Duration;
 
     use loop_core::EventLoop;
@@ -664,5 +693,21 @@ mod tests {
         assert_eq!(t.stats(), (3, 1, 0));
         drop(t);
         lp.close().unwrap();
+    }
+
+    /// TIMER-02: the thread's cache of the last used queue keeps no queue past its loop: once
+    /// the loop is closed, or dropped unclosed, its timer queue is gone.
+    #[test]
+    fn timer_02_a_closed_or_dropped_loop_leaves_no_timer_queue_behind() {
+        let lp = EventLoop::new().unwrap();
+        lp.call_later(Duration::from_secs(60), |_| {}).unwrap();
+        let queue = Rc::downgrade(&Timers::of(&lp));
+        lp.close().unwrap();
+        assert!(queue.upgrade().is_none(), "closed: queue released");
+        let lp = EventLoop::new().unwrap();
+        lp.call_later(Duration::from_secs(60), |_| {}).unwrap();
+        let queue = Rc::downgrade(&Timers::of(&lp));
+        drop(lp);
+        assert!(queue.upgrade().is_none(), "dropped: queue released");
     }
 }
