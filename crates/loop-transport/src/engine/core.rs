@@ -241,7 +241,7 @@ impl<D: Driver> Core<D> {
         Describe(self).to_string()
     }
 
-    /// Calls a protocol method with the protocol taken out of its cell, so that whatever the
+    /// Calls a protocol method in place in its cell ([`ProtocolCell::call`]): whatever the
     /// method calls on the transport never finds it borrowed and no method is re-entered. A
     /// panic is caught and handled per `policy`; notifications raised meanwhile are delivered
     /// when it returns.
@@ -252,21 +252,17 @@ impl<D: Driver> Core<D> {
         policy: Policy,
         f: impl FnOnce(&mut D::Protocol) -> R,
     ) -> std::result::Result<R, CallError> {
-        let Some(mut p) = self.cell.take() else {
-            return Err(CallError::Absent);
-        };
-        let r = catch_unwind(AssertUnwindSafe(|| f(&mut p)));
+        let r = self.cell.call(|p| {
+            let r = catch_unwind(AssertUnwindSafe(|| f(&mut *p)));
+            r.map_err(|payload| (payload, p.type_name()))
+        });
         match r {
-            Ok(v) => {
-                self.cell.put_back(p);
+            Some(Ok(v)) => {
                 self.flush();
                 Ok(v)
             }
-            Err(payload) => {
-                let name = p.type_name();
-                self.cell.put_back(p);
-                Err(self.panicked(method, policy, name, payload))
-            }
+            Some(Err((payload, name))) => Err(self.panicked(method, policy, name, payload)),
+            None => Err(CallError::Absent),
         }
     }
 

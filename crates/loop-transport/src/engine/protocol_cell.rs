@@ -39,18 +39,37 @@ pub enum Note<E> {
     Event(E),
 }
 
-/// The slot.
-struct Slot<B> {
-    /// The protocol, when none of its methods runs.
-    current: Option<B>,
-    /// Set by `set_protocol` during a call; installed when the call returns.
-    replacement: Option<B>,
-    /// A method runs (`current` is `None` then).
-    in_call: bool,
+/// [`ProtocolCell::flags`]: one of the protocol's methods runs (called in place, or the
+/// protocol taken out).
+const IN_CALL: u8 = 1;
+/// `set_protocol` was called during a method: the replacement waits in `replacement`.
+const REPLACED: u8 = 2;
+/// The transport let go of the protocol (teardown).
+const DETACHED: u8 = 4;
+/// Notifications are queued.
+const PENDING: u8 = 8;
+/// Notifications wait until [`release`](ProtocolCell::release).
+const HELD: u8 = 16;
+
+/// Clears [`IN_CALL`] when a method called in place returns, also by unwinding.
+struct InCall<'a>(&'a Cell<u8>);
+
+impl Drop for InCall<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.set(self.0.get() & !IN_CALL);
+    }
 }
 
 /// The protocol slot of a transport, its queue of notifications, and the count of
 /// [`ProtocolRef`](crate::ProtocolRef)s that keep it alive after the transport let go of it.
+///
+/// A method of the protocol runs either in place ([`call`](ProtocolCell::call)) or with the
+/// protocol taken out ([`take`](ProtocolCell::take) / [`put_back`](ProtocolCell::put_back)).
+/// Either way the cell is marked "in a call" meanwhile, and everything the method may reach
+/// through the transport (`set_protocol`, teardown, another method, a peek) checks that mark
+/// before it touches the slot: the slot is never re-entered, and a method never finds it
+/// borrowed.
 ///
 /// ```
 /// use loop_transport::engine::{EngineProtocol, ProtocolCell};
@@ -71,23 +90,26 @@ struct Slot<B> {
 /// assert_eq!(cell.type_name(), Some("P"));
 /// cell.put_back(p);
 /// assert!(!cell.in_call());
+/// // In place: the same guarantees, without moving the protocol.
+/// assert_eq!(cell.call(|p| { p.0 += 1; p.0 }), Some(2));
+/// assert_eq!(cell.call(|_| cell.call(|_| ())), Some(None)); // never re-entered
 /// ```
 pub struct ProtocolCell<B, N> {
-    /// The slot.
-    slot: RefCell<Slot<B>>,
-    /// Type name of the protocol in the slot (or taken out for a call); kept here so that
-    /// taking the protocol out costs no virtual call.
+    /// The protocol, unless it was taken out for a call or is gone. Borrowed only while
+    /// [`IN_CALL`] is clear, or by the in-place call that set it.
+    current: RefCell<Option<B>>,
+    /// Set by `set_protocol` during a call; installed when the call returns.
+    replacement: RefCell<Option<B>>,
+    /// [`IN_CALL`], [`REPLACED`], [`DETACHED`], [`PENDING`], [`HELD`]: read in one load on the
+    /// per-call path.
+    flags: Cell<u8>,
+    /// Type name of the protocol in the slot (or in a call); kept here so that reporting a
+    /// call's panic costs no virtual call.
     name: Cell<Option<&'static str>>,
     /// Notifications raised while a method ran (or while held).
     notes: RefCell<VecDeque<N>>,
-    /// `notes` is not empty (checked after every call without borrowing the queue).
-    pending: Cell<bool>,
-    /// Notifications wait until [`release`](ProtocolCell::release) (before `connection_made`).
-    held: Cell<bool>,
     /// Live `ProtocolRef`s.
     refs: Cell<usize>,
-    /// The transport let go of the protocol (teardown).
-    detached: Cell<bool>,
 }
 
 impl<B: EngineProtocol, N> ProtocolCell<B, N> {
@@ -95,29 +117,80 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     pub fn new(protocol: B) -> ProtocolCell<B, N> {
         ProtocolCell {
             name: Cell::new(Some(protocol.type_name())),
-            slot: RefCell::new(Slot {
-                current: Some(protocol),
-                replacement: None,
-                in_call: false,
-            }),
+            current: RefCell::new(Some(protocol)),
+            replacement: RefCell::new(None),
+            flags: Cell::new(0),
             notes: RefCell::new(VecDeque::new()),
-            pending: Cell::new(false),
-            held: Cell::new(false),
             refs: Cell::new(0),
-            detached: Cell::new(false),
         }
+    }
+
+    #[inline(always)]
+    fn has(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
+    }
+
+    #[inline(always)]
+    fn mark(&self, flag: u8, on: bool) {
+        let f = self.flags.get();
+        self.flags.set(if on { f | flag } else { f & !flag });
+    }
+
+    /// Calls `f` with the protocol in place: `None` (and `f` not called) while a method runs
+    /// (never re-entered) or once the protocol is gone. Meanwhile the cell is in a call, as
+    /// with [`take`](ProtocolCell::take); when `f` returns, a replacement set meanwhile takes
+    /// the protocol's place (the old one is dropped), and a protocol nobody holds any more is
+    /// dropped, as with [`put_back`](ProtocolCell::put_back).
+    #[inline(always)]
+    pub fn call<R>(&self, f: impl FnOnce(&mut B) -> R) -> Option<R> {
+        let flags = self.flags.get();
+        if flags & IN_CALL != 0 {
+            return None;
+        }
+        // Not in a call: nothing holds a borrow of the slot.
+        let mut slot = self.current.borrow_mut();
+        let p = slot.as_mut()?;
+        self.flags.set(flags | IN_CALL);
+        let in_call = InCall(&self.flags);
+        let r = f(p);
+        drop(in_call);
+        drop(slot);
+        if self.flags.get() & (REPLACED | DETACHED) != 0 {
+            self.after_call_slow();
+        }
+        Some(r)
+    }
+
+    /// After an in-place call: the replacement set meanwhile installed (the old protocol
+    /// dropped), or the protocol dropped if the transport let go of it and no `ProtocolRef`
+    /// is left.
+    #[inline(never)]
+    fn after_call_slow(&self) {
+        let dropped = {
+            let mut slot = self.current.borrow_mut();
+            if let Some(new) = self.replacement.borrow_mut().take() {
+                self.mark(REPLACED, false);
+                self.name.set(Some(new.type_name()));
+                slot.replace(new)
+            } else if self.has(DETACHED) && self.refs.get() == 0 {
+                self.name.set(None);
+                slot.take()
+            } else {
+                None
+            }
+        };
+        drop(dropped);
     }
 
     /// Takes the protocol out to call one of its methods: `None` while a method runs (never
     /// re-entered) or once it is gone. Put it back with [`put_back`](ProtocolCell::put_back).
     #[inline]
     pub fn take(&self) -> Option<B> {
-        let mut slot = self.slot.borrow_mut();
-        if slot.in_call {
+        if self.has(IN_CALL) {
             return None;
         }
-        let p = slot.current.take()?;
-        slot.in_call = true;
+        let p = self.current.borrow_mut().take()?;
+        self.mark(IN_CALL, true);
         Some(p)
     }
 
@@ -126,19 +199,14 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// `ProtocolRef` is left) is dropped.
     #[inline(always)]
     pub fn put_back(&self, p: B) {
-        {
-            let mut slot = self.slot.borrow_mut();
-            // The usual case: nothing replaced or detached it meanwhile. The slot is empty
-            // (the protocol was taken out of it), so the store drops nothing.
-            if slot.replacement.is_none() && !self.detached.get() {
-                slot.in_call = false;
-                debug_assert!(slot.current.is_none());
-                if let Some(old) = slot.current.replace(p) {
-                    drop(slot);
-                    drop(old);
-                }
-                return;
-            }
+        self.mark(IN_CALL, false);
+        // The usual case: nothing replaced or detached it meanwhile. The slot is empty
+        // (the protocol was taken out of it), so the store drops nothing.
+        if !self.has(REPLACED | DETACHED) {
+            let old = self.current.borrow_mut().replace(p);
+            debug_assert!(old.is_none());
+            drop(old);
+            return;
         }
         self.put_back_slow(p);
     }
@@ -147,17 +215,17 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     #[inline(never)]
     fn put_back_slow(&self, p: B) {
         let dropped = {
-            let mut slot = self.slot.borrow_mut();
-            slot.in_call = false;
-            if let Some(new) = slot.replacement.take() {
+            let mut slot = self.current.borrow_mut();
+            if let Some(new) = self.replacement.borrow_mut().take() {
+                self.mark(REPLACED, false);
                 self.name.set(Some(new.type_name()));
-                slot.current = Some(new);
+                *slot = Some(new);
                 Some(p)
-            } else if self.detached.get() && self.refs.get() == 0 {
+            } else if self.has(DETACHED) && self.refs.get() == 0 {
                 self.name.set(None);
                 Some(p)
             } else {
-                slot.current = Some(p);
+                *slot = Some(p);
                 None
             }
         };
@@ -167,28 +235,29 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// Calls `f` with the protocol in its slot (`None` while a method runs, or once gone).
     #[inline]
     pub fn peek<R>(&self, f: impl FnOnce(&B) -> R) -> Option<R> {
-        self.slot.borrow().current.as_ref().map(f)
+        if self.has(IN_CALL) {
+            return None;
+        }
+        self.current.borrow().as_ref().map(f)
     }
 
     /// A method of the protocol runs.
     #[inline]
     pub fn in_call(&self) -> bool {
-        self.slot.borrow().in_call
+        self.has(IN_CALL)
     }
 
     /// Replaces the protocol (`set_protocol`): at once, or when the running method returns.
     /// After the transport let go, the new protocol is dropped.
     pub fn set(&self, protocol: B) {
-        let old = {
-            let mut slot = self.slot.borrow_mut();
-            if self.detached.get() {
-                Some(protocol)
-            } else if slot.in_call {
-                slot.replacement.replace(protocol)
-            } else {
-                self.name.set(Some(protocol.type_name()));
-                slot.current.replace(protocol)
-            }
+        let old = if self.has(DETACHED) {
+            Some(protocol)
+        } else if self.has(IN_CALL) {
+            self.mark(REPLACED, true);
+            self.replacement.borrow_mut().replace(protocol)
+        } else {
+            self.name.set(Some(protocol.type_name()));
+            self.current.borrow_mut().replace(protocol)
         };
         drop(old);
     }
@@ -200,24 +269,22 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     }
 
     /// The transport lets go of the protocol (teardown): it is dropped now, unless a
-    /// `ProtocolRef` still holds it (then when the last one is dropped). Queued notifications
-    /// are dropped.
+    /// `ProtocolRef` still holds it or one of its methods runs (then when the last one is
+    /// dropped, or when the method returns). Queued notifications are dropped.
     pub fn detach(&self) {
-        self.detached.set(true);
+        self.mark(DETACHED, true);
+        self.mark(REPLACED, false);
         let dropped = {
-            let mut slot = self.slot.borrow_mut();
-            let replacement = slot.replacement.take();
-            let current = if self.refs.get() == 0 {
-                if !slot.in_call {
-                    self.name.set(None);
-                }
-                slot.current.take()
+            let replacement = self.replacement.borrow_mut().take();
+            let current = if self.refs.get() == 0 && !self.has(IN_CALL) {
+                self.name.set(None);
+                self.current.borrow_mut().take()
             } else {
                 None
             };
             (current, replacement)
         };
-        self.pending.set(false);
+        self.mark(PENDING, false);
         let notes = std::mem::take(&mut *self.notes.borrow_mut());
         drop(dropped);
         drop(notes);
@@ -226,54 +293,54 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// The transport let go of the protocol.
     #[inline]
     pub fn is_detached(&self) -> bool {
-        self.detached.get()
+        self.has(DETACHED)
     }
 
     /// Notifications wait until [`release`](ProtocolCell::release).
     pub fn hold(&self) {
-        self.held.set(true);
+        self.mark(HELD, true);
     }
 
     /// Notifications flow again (the caller delivers what waits).
     pub fn release(&self) {
-        self.held.set(false);
+        self.mark(HELD, false);
     }
 
     /// Notifications are held.
     #[inline]
     pub fn is_held(&self) -> bool {
-        self.held.get()
+        self.has(HELD)
     }
 
     /// A notification can be delivered now: no method runs, nothing is held or queued.
     #[inline]
     pub fn is_quiet(&self) -> bool {
-        !self.held.get() && !self.pending.get() && !self.in_call()
+        !self.has(HELD | PENDING | IN_CALL)
     }
 
     /// Notifications are queued and may be delivered (not held).
     #[inline]
     pub fn has_deliverable(&self) -> bool {
-        self.pending.get() && !self.held.get()
+        self.flags.get() & (PENDING | HELD) == PENDING
     }
 
     /// Queues a notification.
     pub fn push_note(&self, note: N) {
         self.notes.borrow_mut().push_back(note);
-        self.pending.set(true);
+        self.mark(PENDING, true);
     }
 
     /// The next queued notification.
     pub fn pop_note(&self) -> Option<N> {
         let mut notes = self.notes.borrow_mut();
         let note = notes.pop_front();
-        self.pending.set(!notes.is_empty());
+        self.mark(PENDING, !notes.is_empty());
         note
     }
 
     /// Drops the queued notifications.
     pub fn clear_notes(&self) {
-        self.pending.set(false);
+        self.mark(PENDING, false);
         let notes = std::mem::take(&mut *self.notes.borrow_mut());
         drop(notes);
     }
@@ -283,12 +350,13 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         self.refs.set(self.refs.get() + 1);
     }
 
-    /// A `ProtocolRef` was dropped: the last one drops a protocol the transport let go of.
+    /// A `ProtocolRef` was dropped: the last one drops a protocol the transport let go of
+    /// (when the method that runs returns, if one does).
     pub fn release_ref(&self) {
         let left = self.refs.get().saturating_sub(1);
         self.refs.set(left);
-        if left == 0 && self.detached.get() {
-            let dropped = self.slot.borrow_mut().current.take();
+        if left == 0 && self.has(DETACHED) && !self.has(IN_CALL) {
+            let dropped = self.current.borrow_mut().take();
             if dropped.is_some() {
                 self.name.set(None);
             }
@@ -367,5 +435,69 @@ mod tests {
         cell.put_back(p);
         assert_eq!(drops.get(), 2);
         assert_eq!(cell.type_name(), None);
+    }
+
+    #[test]
+    fn in_place_call_is_never_re_entered_and_installs_a_replacement_when_it_returns() {
+        let drops = Rc::new(Cell::new(0));
+        let cell: ProtocolCell<P, ()> = ProtocolCell::new(P(drops.clone()));
+        let r = cell.call(|_| {
+            // What the method reaches through the transport finds it in a call.
+            assert!(cell.in_call());
+            assert!(cell.take().is_none());
+            assert!(cell.call(|_| ()).is_none());
+            assert!(cell.peek(|_| ()).is_none());
+            cell.set(P(drops.clone()));
+            assert_eq!(drops.get(), 0, "the running protocol stays");
+            7
+        });
+        assert_eq!(r, Some(7));
+        assert_eq!(
+            drops.get(),
+            1,
+            "the old protocol is dropped when the call returns"
+        );
+        assert!(!cell.in_call());
+        assert!(cell.call(|_| ()).is_some());
+    }
+
+    #[test]
+    fn detach_during_an_in_place_call_drops_the_protocol_when_it_returns() {
+        let drops = Rc::new(Cell::new(0));
+        let cell: ProtocolCell<P, ()> = ProtocolCell::new(P(drops.clone()));
+        cell.call(|_| {
+            cell.detach();
+            assert_eq!(drops.get(), 0, "not while it runs");
+            assert_eq!(cell.type_name(), Some("P"));
+        });
+        assert_eq!(drops.get(), 1);
+        assert_eq!(cell.type_name(), None);
+        assert!(cell.call(|_| ()).is_none(), "gone");
+    }
+
+    #[test]
+    fn a_ref_released_during_an_in_place_call_after_detach_drops_it_when_it_returns() {
+        let drops = Rc::new(Cell::new(0));
+        let cell: ProtocolCell<P, ()> = ProtocolCell::new(P(drops.clone()));
+        cell.add_ref();
+        cell.detach();
+        cell.call(|_| {
+            cell.release_ref();
+            assert_eq!(drops.get(), 0, "not while it runs");
+        });
+        assert_eq!(drops.get(), 1);
+    }
+
+    #[test]
+    fn an_in_place_call_that_unwinds_leaves_the_cell_usable() {
+        let drops = Rc::new(Cell::new(0));
+        let cell: ProtocolCell<P, ()> = ProtocolCell::new(P(drops.clone()));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cell.call(|_| panic!("boom"));
+        }));
+        assert!(r.is_err());
+        assert!(!cell.in_call());
+        assert_eq!(cell.call(|_| 1), Some(1));
+        assert_eq!(drops.get(), 0);
     }
 }
