@@ -387,6 +387,7 @@ thread_local! {
 }
 
 /// Calls `f` with the loop running on this thread, if any.
+#[inline]
 pub(crate) fn with_running<R>(f: impl FnOnce(Option<&EventLoop>) -> R) -> R {
     let mut f = Some(f);
     match RUNNING.try_with(|r| {

@@ -284,11 +284,16 @@ fn stream_15_17_18_read_into_raises_the_exception_holds_the_wait_slot_and_resume
         "{e:?}"
     );
 
-    // STREAM-17: a waiting read_into holds the wait slot like read().
+    // STREAM-17: a waiting read_into holds the wait slot like read(), and gives it back when
+    // it is cancelled (dropped).
     let r = StreamReader::new();
     let (r, e) = run(&lp, 30, async move {
         let mut r = r;
         let mut buf = [0u8; 4];
+        {
+            let mut f = Box::pin(r.read_into(&mut buf));
+            assert!(futures_lite::future::poll_once(&mut f).await.is_none());
+        }
         let mut f = Box::pin(r.read_into(&mut buf));
         assert!(futures_lite::future::poll_once(&mut f).await.is_none());
         std::mem::forget(f);

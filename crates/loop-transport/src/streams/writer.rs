@@ -364,6 +364,7 @@ impl StreamWriter {
     /// w.write(b"data").unwrap();
     /// # w.close(); lp.run_until_complete(async {}).unwrap();
     /// ```
+    #[inline]
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.transport.write(data)
     }
