@@ -24,7 +24,7 @@
 //! reported as "Task exception was never retrieved" when its last handle goes.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefMut};
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use crate::event_loop::{with_running, Inner, RemoteWork, Shared, Work};
 use crate::handler::report;
-use crate::task_cell::{new_task, Outcome, OutcomeMut, TaskCell, TaskObj, TaskState};
+use crate::task_cell::{new_task, Outcome, TaskCell, TaskObj, TaskState};
 use crate::task_header::{
     current, CancelTarget, Cold, Header, TaskDyn, TaskKey, TaskRef, TaskSpec, CURRENT,
 };
@@ -338,11 +338,6 @@ impl<T> TaskState<T> for TaskInner {
             }
         }
     }
-
-    #[inline]
-    fn stage(&self) -> &Cell<u8> {
-        &self.header.stage
-    }
 }
 
 impl TaskInner {
@@ -351,7 +346,7 @@ impl TaskInner {
     /// the awaiting task's body decides whether that task ends cancelled: the caller tracks
     /// it); the error, cloned, and marked retrieved.
     #[inline]
-    fn take_for_await<T>(&self, st: Option<OutcomeMut<'_, T>>) -> Option<Result<T>> {
+    fn take_for_await<T>(&self, st: Option<RefMut<'_, Outcome<T>>>) -> Option<Result<T>> {
         let mut st = st?;
         match &*st {
             Outcome::Pending => None,

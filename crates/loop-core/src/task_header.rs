@@ -113,9 +113,6 @@ pub(crate) struct Header {
     pub(crate) slab_key: Cell<u32>,
     /// The flags (`Header::STARTED` ...): one byte instead of one `Cell<bool>` each.
     flags: Cell<u8>,
-    /// The stage byte of the task's block (body or outcome, in use or not): kept and changed
-    /// by `task_cell` only. Here, in what would be padding, rather than in the block.
-    pub(crate) stage: Cell<u8>,
 }
 
 /// Declares the task's flags: a bit of [`Header::flags`] each, with a getter, a setter and
@@ -197,7 +194,6 @@ impl Header {
             },
             slab_key: Cell::new(0),
             flags: Cell::new(flags),
-            stage: Cell::new(0),
         }
     }
 }
