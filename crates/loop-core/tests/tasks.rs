@@ -844,3 +844,52 @@ fn core_34_every_awaiter_of_a_task_is_woken() {
     assert_eq!(woken, [1, 1, 1], "each awaiter's waker is woken once");
     lp.close().unwrap();
 }
+
+/// Counts its drops, and panics in the first one.
+struct PanicsOnDrop(Rc<Cell<u32>>);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+        if self.0.get() == 1 {
+            panic!("the body's destructor panics");
+        }
+    }
+}
+
+/// A body dropped unrun by a cancellation whose destructor panics: the panic leaves the run
+/// (as a panic outside a callback does), and the body is not dropped a second time when the
+/// task is torn down with its loop.
+#[test]
+fn core_39_a_body_whose_destructor_panics_is_dropped_once() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let drops = Rc::new(Cell::new(0));
+    let guard = PanicsOnDrop(drops.clone());
+    let t = lp
+        .create_task(async move {
+            let _g = &guard;
+            std::future::pending::<()>().await
+        })
+        .unwrap();
+    let tr = t.task_ref();
+    assert!(t.cancel_with("early"));
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lp.run_until_complete(async { yield_now().await })
+    }));
+    let p = run.expect_err("the destructor's panic leaves the run");
+    assert_eq!(
+        p.downcast_ref::<&str>(),
+        Some(&"the body's destructor panics")
+    );
+    assert_eq!(drops.get(), 1, "the body was dropped");
+    assert!(!tr.done());
+    drop(t);
+    lp.close().unwrap();
+    assert_eq!(
+        drops.get(),
+        1,
+        "and not again when the loop tore the task down"
+    );
+    assert!(tr.done());
+}
