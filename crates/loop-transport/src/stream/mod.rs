@@ -722,6 +722,7 @@ impl Transport {
     /// assert!(!t.is_closing());
     /// # t.abort(); lp.run_until_complete(async {}).unwrap();
     /// ```
+    #[inline]
     pub fn is_closing(&self) -> bool {
         match &self.repr {
             Repr::Fd(c) => c.lifecycle().is_closing(),
