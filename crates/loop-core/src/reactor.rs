@@ -83,6 +83,9 @@ struct Regs<W, H> {
     /// Watches [`event`](Reactor::event) found cancelled, to remove with
     /// [`remove_cancelled`](Reactor::remove_cancelled): (fd, reader or writer).
     cancelled: Vec<(RawFd, bool)>,
+    /// The event buffer, reused across waits. Kept here, not in a cell of its own, so that
+    /// [`event`](Reactor::event) reads an event and looks up its registration under one borrow.
+    events: Events,
 }
 
 impl<W, H> Default for Regs<W, H> {
@@ -92,6 +95,7 @@ impl<W, H> Default for Regs<W, H> {
             free: Vec::new(),
             by_fd: HashMap::new(),
             cancelled: Vec::new(),
+            events: Events::with_capacity(1024),
         }
     }
 }
@@ -152,10 +156,8 @@ pub(crate) enum Polled<W, H> {
 pub(crate) struct Reactor<W, H> {
     /// The OS poller; closed with the loop.
     poller: Poller,
-    /// Registrations.
+    /// Registrations, and the event buffer.
     regs: RefCell<Regs<W, H>>,
-    /// The event buffer, reused across waits.
-    events: RefCell<Events>,
 }
 
 fn key(idx: u32, gen: u32) -> u64 {
@@ -167,7 +169,6 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
         Reactor {
             poller,
             regs: RefCell::new(Regs::default()),
-            events: RefCell::new(Events::with_capacity(1024)),
         }
     }
 
@@ -378,10 +379,10 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
     /// looked at one by one with [`event`](Reactor::event).
     #[inline]
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> usize {
-        let mut events = self.events.borrow_mut();
+        let events = &mut self.regs.borrow_mut().events;
         // The `polling` backend may know of a wake-up without an event saying so: it then
         // reports one event more, which `event` reads as the wake-up.
-        usize::from(self.poller.wait(&mut events, timeout)) + events.len()
+        usize::from(self.poller.wait(events, timeout)) + events.len()
     }
 
     /// What the `i`-th event of the last [`wait`](Reactor::wait) delivers: an I/O handler's
@@ -393,14 +394,14 @@ impl<W: Watcher, H: Clone> Reactor<W, H> {
     where
         W: Clone,
     {
-        let Some((data, r)) = self.events.borrow().get(i) else {
+        let mut regs = self.regs.borrow_mut();
+        let Some((data, r)) = regs.events.get(i) else {
             return Polled::Wake;
         };
         if data == WAKE_KEY {
             return Polled::Wake;
         }
         let (idx, gen) = (data as u32, (data >> 32) as u32);
-        let mut regs = self.regs.borrow_mut();
         let Regs {
             slots, cancelled, ..
         } = &mut *regs;

@@ -395,6 +395,27 @@ fn core_07_io_polled_with_nothing_ready_runs_before_timers_and_what_it_schedules
 }
 
 #[test]
+fn core_07_io_handlers_polled_without_sources_count_and_what_they_schedule_waits() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let events = log();
+    let _regs = two_ready_handlers(&lp, &events, false);
+    // No source and nothing ready: the iteration runs the two handlers straight from the
+    // poll and nothing else; they count towards the ready high-water mark.
+    run_once(&lp);
+    let mut first = entries(&events);
+    first.sort();
+    assert_eq!(first, ["a", "b"]);
+    let s = lp.stats();
+    assert_eq!((s.io_events, s.ready_high_water), (2, 2));
+    // What they scheduled runs in the next iteration, in order.
+    run_once(&lp);
+    let all = entries(&events);
+    let order: Vec<String> = all[..2].iter().map(|n| format!("{n} next")).collect();
+    assert_eq!(all[2..], order[..]);
+}
+
+#[test]
 fn core_07_fatal_in_an_io_handler_keeps_the_other_events_of_its_poll() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();

@@ -78,6 +78,9 @@ struct Dispatched {
     later: usize,
     /// I/O handlers run straight from the poll.
     ran: usize,
+    /// Every event went straight to its I/O handler (nothing was queued, before the poll or by
+    /// it): what the handlers scheduled is all the ready queue holds, for the next iteration.
+    direct: bool,
 }
 
 /// The events of a wait not delivered yet: queued (in front, in order) if a handler's panic
@@ -302,6 +305,7 @@ impl EventLoop {
         let pending = inner.shared.has_pending();
         let busy = pending || !inner.ready.borrow().is_empty();
         let stopping = inner.stopping.get();
+        let sources = inner.has_sources.get();
         // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
         // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
@@ -403,6 +407,13 @@ impl EventLoop {
                 inner.virtual_now.set(Some(t));
             }
         }
+        // Only I/O handlers ran, from the poll, and nothing else can become ready in this
+        // iteration (no sources, no wake-up): what they scheduled runs next iteration, so
+        // nothing runs now; the high-water mark counts the handlers.
+        if d.direct && !d.woken && !sources {
+            self.note_ready_high_water(d.ran);
+            return;
+        }
         // Sources (timers) after I/O.
         self.dispatch_sources(polled_at);
         if d.woken && inner.shared.has_pending() && self.ran_remote_batch(d.later, d.ran) {
@@ -451,16 +462,22 @@ impl EventLoop {
             }
             q.len() - later
         };
-        let high = (n + ran) as u64;
-        if high > inner.counters.ready_high_water.get() {
-            inner.counters.ready_high_water.set(high);
-        }
+        self.note_ready_high_water(n + ran);
         for _ in 0..n {
             let w = inner.ready.borrow_mut().pop_front();
             match w {
                 Some(w) => self.run_work(w),
                 None => break,
             }
+        }
+    }
+
+    /// Raises the ready high-water mark to `high` work items run by one iteration.
+    #[inline(always)]
+    fn note_ready_high_water(&self, high: usize) {
+        let c = &self.inner.counters;
+        if high as u64 > c.ready_high_water.get() {
+            c.ready_high_water.set(high as u64);
         }
     }
 
@@ -554,6 +571,7 @@ impl EventLoop {
         if direct {
             d.later = inner.ready.borrow().len();
         }
+        d.direct = direct;
         d
     }
 
