@@ -890,6 +890,23 @@ fn finish<T: 'static, S: TaskObj<TaskInner, T> + 'static>(
     }
 }
 
+/// Drops a task's body on its loop. A destructor is user code: a panic from it is reported to
+/// the loop's exception handler (a [`Fatal`](crate::Fatal) one unwinds) and the loop goes on.
+/// The body is gone either way (its place is written even when its destructor unwinds).
+#[inline(always)]
+fn drop_body_on<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>, lp: &Rc<Inner>) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| this.drop_body())) {
+        dropping_panicked(lp, p);
+    }
+}
+
+/// Out of line: the report of a body's destructor that panicked.
+#[cold]
+#[inline(never)]
+fn dropping_panicked(lp: &Rc<Inner>, p: Box<dyn Any + Send>) {
+    EventLoop { inner: lp.clone() }.report_panic(p, "Exception while dropping a task's body", None);
+}
+
 /// One step of a task: one poll of its body, with cancellation and panics handled. Generic
 /// over the task's concrete type (the loop calls it from the task's own `run_step`), so that
 /// the calls into the task are static and its untyped view costs no dynamic call. Inlined
@@ -925,7 +942,7 @@ fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     if !h.started() || !waited_on_loop {
         let forced = h.take_must_cancel();
         if let Some(msg) = forced {
-            this.drop_body();
+            drop_body_on(this, &lp);
             finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
             return;
         }
@@ -967,7 +984,7 @@ fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
     }
     match res {
         Err(p) => {
-            this.drop_body();
+            drop_body_on(this, &lp);
             if p.is::<crate::Fatal>() {
                 // The task ends with the fatal error (asyncio stores the `KeyboardInterrupt`),
                 // which escapes `run_*` and so is never reported as "never retrieved".
@@ -979,7 +996,7 @@ fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
             finish(this, &lp, Err(Error::Exception(Exception::from_panic(&*p))));
         }
         Ok(Poll::Ready(v)) => {
-            this.drop_body();
+            drop_body_on(this, &lp);
             // A task that cancelled itself and returned before its next `await` ends
             // cancelled (CORE-41).
             let self_cancel = h.take_must_cancel();
@@ -1025,7 +1042,7 @@ fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
                         }
                     }
                     None => {
-                        this.drop_body();
+                        drop_body_on(this, &lp);
                         finish(this, &lp, Err(Error::Cancelled(Cancelled::new(msg))));
                     }
                 }
