@@ -161,9 +161,9 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         Some(r)
     }
 
-    /// After an in-place call: the replacement set meanwhile installed (the old protocol
-    /// dropped), or the protocol dropped if the transport let go of it and no `ProtocolRef`
-    /// is left.
+    /// After a call (in place, or the protocol put back): the replacement set meanwhile
+    /// installed (the old protocol dropped), or the protocol dropped if the transport let go
+    /// of it and no `ProtocolRef` is left.
     #[inline(never)]
     fn after_call_slow(&self) {
         let dropped = {
@@ -211,25 +211,12 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         self.put_back_slow(p);
     }
 
-    /// [`put_back`](ProtocolCell::put_back) with a replacement or a detached cell.
+    /// [`put_back`](ProtocolCell::put_back) with a replacement or a detached cell: the
+    /// protocol back in its (empty) slot, then what follows any call.
     #[inline(never)]
     fn put_back_slow(&self, p: B) {
-        let dropped = {
-            let mut slot = self.current.borrow_mut();
-            if let Some(new) = self.replacement.borrow_mut().take() {
-                self.mark(REPLACED, false);
-                self.name.set(Some(new.type_name()));
-                *slot = Some(new);
-                Some(p)
-            } else if self.has(DETACHED) && self.refs.get() == 0 {
-                self.name.set(None);
-                Some(p)
-            } else {
-                *slot = Some(p);
-                None
-            }
-        };
-        drop(dropped);
+        *self.current.borrow_mut() = Some(p);
+        self.after_call_slow();
     }
 
     /// Calls `f` with the protocol in its slot (`None` while a method runs, or once gone).
