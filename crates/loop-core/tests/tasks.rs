@@ -865,14 +865,7 @@ impl Drop for PanicsOnDrop {
 fn core_39_a_body_whose_destructor_panics_is_dropped_once_and_reported() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(Rc::new(
-        move |_lp: &EventLoop, ctx: &loop_core::ExceptionContext| {
-            r.borrow_mut()
-                .push(format!("{}: {:?}", ctx.message, ctx.exception))
-        },
-    )));
+    let errs = loop_testkit::record_exceptions(&lp);
     let drops = Rc::new(Cell::new(0));
     let guard = PanicsOnDrop(drops.clone());
     let t = lp
@@ -894,12 +887,15 @@ fn core_39_a_body_whose_destructor_panics_is_dropped_once_and_reported() {
     .expect("the destructor's panic does not leave the run");
     assert!(after.get(), "the loop kept running");
     assert_eq!(drops.get(), 1, "the body was dropped");
-    let reports = reports.borrow().clone();
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(errs.len(), 1, "{:?}", errs.messages());
+    let report = &errs.borrow()[0];
     assert!(
-        reports[0].starts_with("Exception while dropping a task's body")
-            && reports[0].contains("the body's destructor panics"),
-        "{reports:?}"
+        report
+            .message
+            .starts_with("Exception while dropping a task's body")
+            && format!("{:?}", report.exception).contains("the body's destructor panics"),
+        "{:?}",
+        errs.messages()
     );
     assert!(tr.done() && tr.cancelled(), "the task ended cancelled");
     drop(t);
