@@ -3,8 +3,9 @@
 //! A remote callback is allocated on the calling thread and released on the loop's. Left to the
 //! allocator, every such pair takes its slow paths; keeping spent allocations (which hold no
 //! closure any more) and refilling them on the next call avoids that. This module only keeps
-//! and hands out type-erased allocations ([`Spare`]: getting one back as its type compares two
-//! type ids, no dynamic call); [`handle`](crate::handle) refills them.
+//! and hands out type-erased allocations ([`Spare`]: keeping one moves a pointer; getting it
+//! back as its type is one dynamic call, on the caller's side); [`handle`](crate::handle)
+//! refills them.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -17,12 +18,19 @@ use crate::remote_queue::{Fresh, Spare};
 /// ([`SpareRemote`] and [`SpentRemote`]).
 const SPARE_REMOTE_BYTES: usize = 4 << 20;
 
-/// How many spent allocations the loop collects before it hands them back as one chunk, in
-/// the middle of a batch too: a producer that runs while the loop works through a long batch
-/// finds them there, instead of allocating while they wait for the end of the loop's
-/// iteration. Callers take a chunk at a time as well, so the pool's lock is taken once per
-/// chunk on each side, and a chunk changes hands whole, without copying its pointers.
-const GIVE_BACK_EVERY: usize = 64;
+/// How many bytes of spent allocations the loop collects before it hands them back as one
+/// chunk, in the middle of a batch too: a producer that runs while the loop works through a
+/// long batch finds them there, instead of allocating while they wait for the end of the
+/// loop's iteration. Callers take a chunk at a time as well, so the pool's lock is taken once
+/// per chunk on each side, and a chunk changes hands whole, without copying its pointers.
+/// Counted in bytes, not allocations: small callbacks (a few dozen bytes each) go back a few
+/// hundred at a time, so the lock is rare, while large ones go back after one or a few, so
+/// that what waits on the loop's side stays small whatever their size.
+const GIVE_BACK_BYTES: usize = 16 << 10;
+
+/// The room a new chunk vector is made with: what [`GIVE_BACK_BYTES`] holds of the smallest
+/// remote callbacks.
+const CHUNK_CAPACITY: usize = 256;
 
 /// How many emptied chunk vectors the pool keeps for the loop to fill again.
 const EMPTY_CHUNKS: usize = 64;
@@ -69,17 +77,16 @@ pub(crate) struct SpareRemote {
 }
 
 /// The loop's side of [`SpareRemote`]: spent allocations collected without a lock, handed
-/// back [`GIVE_BACK_EVERY`] at a time. Only whole chunks go back: handing back what was kept
+/// back [`GIVE_BACK_BYTES`] at a time. Only whole chunks go back: handing back what was kept
 /// at every batch cost a lock per batch on both sides when batches are small (a loop that
 /// keeps up with its producers takes a few callbacks at a time), and callers then found
-/// chunks of one or two; the fewer than [`GIVE_BACK_EVERY`] kept in between wait for the next
-/// callbacks to fill their chunk.
+/// chunks of one or two; what is kept in between (less than [`GIVE_BACK_BYTES`]) waits for the
+/// next callbacks to fill its chunk.
 #[derive(Default)]
 pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
-    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_EVERY`]
-    /// allocations. The loop's thread, after the callback ran or was skipped as cancelled.
+    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_BYTES`]. The loop's thread, after the callback ran or was skipped as cancelled.
     /// Nothing is checked here, so that the loop's side (the slower one: how fast callbacks
     /// go through) stays short: whether another holder (a kept handle) is left is checked by
     /// the caller that takes it ([`Fresh::unique`]), which then lets it go. Its size (a
@@ -90,7 +97,7 @@ impl SpentRemote {
         let mut spent = self.0.borrow_mut();
         spent.cbs.push(Spare::new(cb));
         spent.bytes += std::mem::size_of::<C>();
-        if spent.cbs.len() >= GIVE_BACK_EVERY {
+        if spent.bytes >= GIVE_BACK_BYTES {
             drop(spent);
             self.give_back(spare);
         }
@@ -110,7 +117,7 @@ impl SpentRemote {
             let empty = to
                 .empty
                 .pop()
-                .unwrap_or_else(|| Vec::with_capacity(GIVE_BACK_EVERY));
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK_CAPACITY));
             let chunk = std::mem::replace(
                 &mut *spent,
                 Kept {
@@ -131,7 +138,7 @@ impl SpentRemote {
 
 thread_local! {
     /// Kept allocations this thread took from a loop's [`SpareRemote`] and has not used yet
-    /// (one chunk, at most [`GIVE_BACK_EVERY`]; freed when the thread ends). Any loop's do:
+    /// (one chunk, at most [`GIVE_BACK_BYTES`] and one allocation; freed when the thread ends). Any loop's do:
     /// they hold no closure and belong to no loop.
     static TAKEN: RefCell<Vec<SpentCb>> = const { RefCell::new(Vec::new()) };
 }

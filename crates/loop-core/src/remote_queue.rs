@@ -32,7 +32,7 @@
 //! ```
 #![allow(unsafe_code)]
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -124,42 +124,23 @@ impl<S> Fresh<S> {
     }
 }
 
-/// A spent value kept for reuse, its type erased for the pool that keeps it and recorded
-/// beside it, so that getting it back as that type is a comparison of two type ids, not a
-/// dynamic call. (Whether anybody else still holds it is checked when it is refilled:
-/// [`Fresh::unique`].)
-pub(crate) struct Spare {
-    /// `TypeId::of` the value's concrete type, recorded by [`Spare::new`] from the same type
-    /// parameter the value was erased from; never changed.
-    ty: TypeId,
-    /// The value.
-    value: Arc<dyn Any + Send + Sync>,
-}
+/// A spent value kept for reuse, its type erased for the pool that keeps it. Keeping one is a
+/// move of its pointer (the loop's side, the slower one, does that); getting it back as its
+/// type asks the value for its type (one dynamic call, on the side that refills it). (Whether
+/// anybody else still holds it is checked when it is refilled: [`Fresh::unique`].)
+pub(crate) struct Spare(Arc<dyn Any + Send + Sync>);
 
 impl Spare {
     /// Keeps `value` for reuse.
     #[inline]
     pub(crate) fn new<S: Any + Send + Sync>(value: Arc<S>) -> Spare {
-        Spare {
-            ty: TypeId::of::<S>(),
-            value,
-        }
+        Spare(value)
     }
 
     /// The value as an `Arc<S>` if it is an `S`; else `self` back.
     #[inline]
     pub(crate) fn downcast<S: Any + Send + Sync>(self) -> Result<Arc<S>, Spare> {
-        if self.ty != TypeId::of::<S>() {
-            return Err(self);
-        }
-        let p = Arc::into_raw(self.value) as *const S;
-        // SAFETY: `ty` is `TypeId::of::<T>()` for the type `T` that `new` erased into `value`
-        // (both fields are private and set only there), and it equals `TypeId::of::<S>()`: the
-        // value is an `S`. `p` is the data pointer `Arc::into_raw` returned for an `Arc<dyn
-        // Any>` made from an `Arc<S>` by an unsizing coercion, which is what `Arc::from_raw`
-        // accepts as an `Arc<S>` (same allocation, same layout); the count `into_raw` kept is
-        // taken back once, here.
-        Ok(unsafe { Arc::from_raw(p) })
+        self.0.downcast::<S>().map_err(Spare)
     }
 }
 
