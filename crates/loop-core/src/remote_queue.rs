@@ -95,11 +95,19 @@ impl<S> Fresh<S> {
         Fresh(Arc::new(value))
     }
 
-    /// `a` if nobody else holds it (`Arc::get_mut`'s check, which also makes everything its
-    /// last other holder did before dropping it visible here); else `a` back.
+    /// `a` if nobody else holds it; else `a` back. Everything its last other holder did before
+    /// dropping it is visible here once this returns `Ok`.
+    ///
+    /// The check is two loads, not `Arc::get_mut`'s compare-exchange on the weak count: a
+    /// strong count of one is `a` alone, and nobody else can raise it (that needs another
+    /// `Arc` of the value), nor, with no `Weak` of it (a weak count of zero), upgrade to it. The
+    /// count read is the one the last other holder's drop wrote, with a release decrement:
+    /// the acquire fence after the load makes what that holder did happen before what the
+    /// caller does next with the value, as `Arc::get_mut`'s acquire load would.
     #[inline]
-    pub(crate) fn unique(mut a: Arc<S>) -> Result<Fresh<S>, Arc<S>> {
-        if Arc::get_mut(&mut a).is_some() {
+    pub(crate) fn unique(a: Arc<S>) -> Result<Fresh<S>, Arc<S>> {
+        if Arc::strong_count(&a) == 1 && Arc::weak_count(&a) == 0 {
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             Ok(Fresh(a))
         } else {
             Err(a)
@@ -118,7 +126,8 @@ impl<S> Fresh<S> {
         let p = Arc::as_ptr(&self.0) as *mut S;
         // SAFETY: `self.0` is the only `Arc` of the value (checked or made so by `new` and
         // `unique`; `Fresh` hands out no clone until it is pushed), no `Weak` of it exists
-        // (`Arc::get_mut` checked that too; `new` makes none), and `&mut self` borrows it
+        // (`unique` checked that too; `new` makes none), everything earlier holders did
+        // happens before this (`unique`'s acquire fence), and `&mut self` borrows it
         // exclusively: nothing else can reach the value while the reference lives.
         unsafe { &mut *p }
     }
