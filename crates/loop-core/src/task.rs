@@ -784,10 +784,14 @@ pub async fn yield_now() {
 type TaskWaker = task_wake::TaskWaker<Shared>;
 
 impl Wake for TaskWaker {
+    // Both inlined: a waker's `wake` (the usual one: the waker is consumed) is one call from
+    // the vtable's entry to the loop's ready queue, not a call into a call.
+    #[inline]
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
+    #[inline]
     fn wake_by_ref(self: &Arc<Self>) {
         let local = with_running(|lp| match lp {
             Some(lp) if Arc::ptr_eq(&lp.inner.shared, &self.shared) => {

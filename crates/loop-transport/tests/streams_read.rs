@@ -840,3 +840,52 @@ fn stream_21_feed_data_after_feed_eof_is_a_bug() {
     r.feed_eof();
     r.feed_data(b"late");
 }
+
+/// A waiting read is woken once, by the data it waits for: bytes fed while the task waits on
+/// something else do not step the task (asyncio's reader wakes its waiter once and forgets
+/// it), and the next read takes them at once.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs an event loop (miri's epoll is edge-triggered only)"
+)]
+fn stream_06_data_fed_while_the_task_waits_elsewhere_does_not_step_it() {
+    let _g = serial();
+    let lp = EventLoop::new().unwrap();
+    let (r, _w, mut peer) = pair(&lp, DEFAULT_LIMIT);
+    let gate = lp.create_future::<()>();
+    let g2 = gate.clone();
+    let first = Rc::new(Cell::new(false));
+    let f2 = first.clone();
+    let t = lp
+        .create_task(async move {
+            let mut r = r;
+            let mut buf = [0u8; 16];
+            let a = r.read_into(&mut buf).await.unwrap();
+            let a = buf[..a].to_vec();
+            f2.set(true);
+            g2.await.unwrap();
+            let b = r.read_into(&mut buf).await.unwrap();
+            (a, buf[..b].to_vec())
+        })
+        .unwrap();
+    spin(&lp, 5);
+    peer.write_all(b"one").unwrap();
+    until(&lp, 30, || first.get());
+    let steps = lp.stats().tasks_polled;
+    let events = lp.stats().io_events;
+    peer.write_all(b"two").unwrap();
+    // The transport reads "two" and feeds it to the reader; a few more iterations give a
+    // wrongly queued step the time to run.
+    until(&lp, 30, || lp.stats().io_events > events);
+    spin(&lp, 5);
+    assert_eq!(
+        lp.stats().tasks_polled,
+        steps,
+        "data fed while the task waits on a future does not step it"
+    );
+    gate.set_result(()).unwrap();
+    let (a, b) = run(&lp, 30, t).unwrap();
+    assert_eq!((&a[..], &b[..]), (&b"one"[..], &b"two"[..]));
+    lp.close().unwrap();
+}

@@ -74,6 +74,8 @@ impl ReaderCore {
         }
     }
 
+    // Inlined into the protocol's `data_received`, its usual caller: one call per chunk.
+    #[inline]
     pub(super) fn feed_data(&self, data: &[u8]) {
         let pause = {
             let mut st = self.st.borrow_mut();
