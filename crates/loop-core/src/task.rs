@@ -46,8 +46,45 @@ use crate::{
     CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Result, TaskFactory,
 };
 
-/// Task ids (names are `Task-<id>`), process-wide, from 1.
+/// Task ids (names are `Task-<id>`), process-wide, from 1: one past the last id taken.
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many ids a thread takes from [`NEXT_TASK_ID`] at once.
+const TASK_ID_BLOCK: u64 = 1024;
+
+thread_local! {
+    /// The block of ids this thread took last: (next to give, end).
+    static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A new task id: from one process-wide counter, and greater than every id given before it
+/// (CORE-36). A thread takes a block of ids from the counter at once and gives them in turn
+/// while the counter still ends where its block does, that is while no thread took ids since:
+/// the common case then reads the counter instead of incrementing it (an atomic
+/// read-modify-write is a locked instruction, which waits for every store before it, such
+/// as those of the task blocks just written). Once another thread took ids, the rest of the
+/// block is given up and a new one taken, above all ids taken so far. Greater than every id
+/// given before: a creation that happened before this one (on another thread, with the
+/// synchronisation that orders them) took its block before, so the counter read here is
+/// past that block (coherence), and the test fails unless this block is the newest one.
+#[inline]
+fn next_task_id() -> u64 {
+    TASK_IDS
+        .try_with(|c| {
+            let (next, end) = c.get();
+            if next < end && NEXT_TASK_ID.load(Ordering::Relaxed) == end {
+                c.set((next + 1, end));
+                next
+            } else {
+                let first = NEXT_TASK_ID.fetch_add(TASK_ID_BLOCK, Ordering::Relaxed);
+                c.set((first + 1, first + TASK_ID_BLOCK));
+                first
+            }
+        })
+        // During the thread's teardown: one id at a time (this thread's block is not used
+        // again, so the ids stay increasing).
+        .unwrap_or_else(|_| NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed))
+}
 
 /// The state of a task (everything but its body, which sits beside it in the same
 /// allocation: see [`task_cell`](crate::task_cell)).
@@ -566,7 +603,7 @@ impl EventLoop {
     {
         let core = TaskInner {
             header: Header::new(
-                NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+                next_task_id(),
                 location,
                 context.map,
                 name.map(|name| Cold {
