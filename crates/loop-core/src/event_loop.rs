@@ -1011,7 +1011,7 @@ impl Inner {
         let resources = self.resources.borrow_mut().take_all();
         drop(resources);
         // Pending tasks are torn down here, on the loop's thread.
-        let pending = self.tasks.borrow().pending();
+        let pending = self.pending_tasks();
         for t in pending {
             t.abandon();
         }

@@ -1,7 +1,8 @@
 //! Tasks: futures driven by the loop, with asyncio's names, cancellation and introspection.
 //!
 //! A task is one allocation on the loop's thread: its state and its body side by side (see
-//! `task_cell`), in the loop's task table while pending. Its first step runs on the next
+//! `task_cell`). Until its first step the ready queue holds it; from then on, while pending,
+//! it is in the loop's task table, where its wakers find it. Its first step runs on the next
 //! iteration; each step is one poll. Steps catch panics of the task body, which then fails the
 //! task (awaiting it gives the panic as [`Error::Exception`]). Its wakers may be sent to other
 //! threads: woken on the loop's thread they queue the next step directly, woken elsewhere they
@@ -45,8 +46,45 @@ use crate::{
     CallbackId, Cancelled, Error, EventLoop, Exception, ExceptionContext, Result, TaskFactory,
 };
 
-/// Task ids (names are `Task-<id>`), process-wide, from 1.
+/// Task ids (names are `Task-<id>`), process-wide, from 1: one past the last id taken.
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many ids a thread takes from [`NEXT_TASK_ID`] at once.
+const TASK_ID_BLOCK: u64 = 1024;
+
+thread_local! {
+    /// The block of ids this thread took last: (next to give, end).
+    static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A new task id: from one process-wide counter, and greater than every id given before it
+/// (CORE-36). A thread takes a block of ids from the counter at once and gives them in turn
+/// while the counter still ends where its block does, that is while no thread took ids since:
+/// the common case then reads the counter instead of incrementing it (an atomic
+/// read-modify-write is a locked instruction, which waits for every store before it, such
+/// as those of the task blocks just written). Once another thread took ids, the rest of the
+/// block is given up and a new one taken, above all ids taken so far. Greater than every id
+/// given before: a creation that happened before this one (on another thread, with the
+/// synchronisation that orders them) took its block before, so the counter read here is
+/// past that block (coherence), and the test fails unless this block is the newest one.
+#[inline]
+fn next_task_id() -> u64 {
+    TASK_IDS
+        .try_with(|c| {
+            let (next, end) = c.get();
+            if next < end && NEXT_TASK_ID.load(Ordering::Relaxed) == end {
+                c.set((next + 1, end));
+                next
+            } else {
+                let first = NEXT_TASK_ID.fetch_add(TASK_ID_BLOCK, Ordering::Relaxed);
+                c.set((first + 1, first + TASK_ID_BLOCK));
+                first
+            }
+        })
+        // During the thread's teardown: one id at a time (this thread's block is not used
+        // again, so the ids stay increasing).
+        .unwrap_or_else(|_| NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed))
+}
 
 /// The state of a task (everything but its body, which sits beside it in the same
 /// allocation: see [`task_cell`](crate::task_cell)).
@@ -565,7 +603,7 @@ impl EventLoop {
     {
         let core = TaskInner {
             header: Header::new(
-                NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+                next_task_id(),
                 location,
                 context.map,
                 name.map(|name| Cold {
@@ -581,14 +619,8 @@ impl EventLoop {
         };
         // One allocation: the state and the body side by side.
         let (inner, untyped) = new_task(core, fut);
-        let slot = self.inner.tasks.borrow_mut().insert(untyped.clone());
-        // A key of `u32::MAX` names no task (`TaskKey::local`).
-        let slot = u32::try_from(slot)
-            .ok()
-            .filter(|&s| s != u32::MAX)
-            .expect("a loop holds fewer than 2^32 - 1 pending tasks");
-        untyped.header().slab_key.set(slot);
-        // The first step (`scheduled` is set above).
+        // The first step (`scheduled` is set above). Until it runs, the ready queue holds
+        // the task, and the task table does not (see `pending_tasks`).
         self.push_ready(Work::Step(untyped));
         Task { inner }
     }
@@ -644,11 +676,10 @@ impl EventLoop {
     /// ```
     pub fn all_tasks(&self) -> Vec<TaskRef> {
         self.inner
-            .tasks
-            .borrow()
-            .iter()
+            .pending_tasks()
+            .into_iter()
             .filter(|t| !t.header().finished())
-            .map(|t| TaskRef { t: t.clone() })
+            .map(|t| TaskRef { t })
             .collect()
     }
 
@@ -894,6 +925,37 @@ fn finish<T: 'static, S: TaskObj<TaskInner, T> + 'static>(
     }
 }
 
+/// Puts a task in its loop's task table, at its first step: from there on its wakers find it
+/// by its place. Until then it is found in the ready queue, which holds its first step (see
+/// [`Inner::pending_tasks`]); a burst of tasks created and run in turn thus reuses a few
+/// places of the table instead of writing one per task.
+#[inline]
+fn enter_table<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>, lp: &Inner) {
+    let slot = lp.tasks.borrow_mut().insert(this.clone().to_dyn());
+    // A key of `u32::MAX` names no task (`TaskKey::local`).
+    let slot = u32::try_from(slot)
+        .ok()
+        .filter(|&s| s != u32::MAX)
+        .expect("a loop holds fewer than 2^32 - 1 pending tasks");
+    this.core().header.slab_key.set(slot);
+}
+
+impl Inner {
+    /// Every task of the loop that has not ended (for `all_tasks`, and for `close`, which
+    /// tears them down): the tasks in the task table (those whose first step ran) and those
+    /// whose first step is still in the ready queue. A task enters the table at its first
+    /// step, and before that step nothing but `create_task` queues it; a started task's
+    /// queued step is skipped here, as the table lists that task already.
+    pub(crate) fn pending_tasks(&self) -> Vec<Rc<dyn TaskDyn>> {
+        let mut v = self.tasks.borrow().pending();
+        v.extend(self.ready.borrow().iter().filter_map(|w| match w {
+            Work::Step(t) if !t.header().started() => Some(t.clone()),
+            _ => None,
+        }));
+        v
+    }
+}
+
 /// Drops a task's body on its loop. A destructor is user code: a panic from it is reported to
 /// the loop's exception handler (a [`Fatal`](crate::Fatal) one unwinds) and the loop goes on.
 /// The body is gone either way (its place is written even when its destructor unwinds).
@@ -951,7 +1013,9 @@ fn step<T: 'static, S: TaskObj<TaskInner, T> + 'static>(this: &Rc<S>) {
             return;
         }
     }
-    h.set_started(true);
+    if !h.replace_started(true) {
+        enter_table(this, &lp);
+    }
     let wake = match task.wake.take() {
         Some(w) => w,
         None => {

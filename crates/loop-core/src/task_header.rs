@@ -109,7 +109,7 @@ pub(crate) struct Header {
     pub(crate) ctx: Cell<crate::context::Snapshot>,
     /// A name, cancellation, done-callbacks, extra awaiters: unset until first used.
     pub(crate) cold: OnceCell<Box<RefCell<Cold>>>,
-    /// Index in the loop's task table.
+    /// Index in the loop's task table, from the task's first step (`u32::MAX` before).
     pub(crate) slab_key: Cell<u32>,
     /// The flags (`Header::STARTED` ...): one byte instead of one `Cell<bool>` each.
     flags: Cell<u8>,
@@ -192,7 +192,8 @@ impl Header {
                 Some(c) => OnceCell::from(Box::new(RefCell::new(c))),
                 None => OnceCell::new(),
             },
-            slab_key: Cell::new(0),
+            // In no place of the table until its first step (`u32::MAX` is no place).
+            slab_key: Cell::new(u32::MAX),
             flags: Cell::new(flags),
         }
     }
@@ -255,8 +256,10 @@ impl Header {
     }
 }
 
-/// The loop's table of pending tasks (`S`: the loop's thread-safe part, which task wakers
-/// point at).
+/// The loop's table of pending tasks whose first step ran (`S`: the loop's thread-safe part,
+/// which task wakers point at). A task enters it at that step (before it, the task's waker
+/// does not exist and the ready queue holds the task), so a burst of tasks created, then run
+/// and ended in turn, reuses a few places instead of writing one per task.
 ///
 /// The free places form a list threaded through the vacant entries themselves, so a task that
 /// ends gives its place back without touching a second buffer: the table's only allocation is

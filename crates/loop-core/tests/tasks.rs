@@ -625,6 +625,54 @@ fn core_46_all_tasks() {
 }
 
 #[test]
+fn core_46_all_tasks_lists_each_pending_task_once_before_and_after_its_first_step() {
+    let _w = loop_testkit::watchdog();
+    let lp = EventLoop::new().unwrap();
+    let gate = lp.create_future::<()>();
+    let g = gate.clone();
+    // Started, suspended on a loop future (its first step ran: no step queued).
+    let waiting = lp.create_named_task("waiting", g).unwrap();
+    // Started, and its next step is queued (it yields on every step).
+    let spinning = lp
+        .create_named_task("spinning", async {
+            loop {
+                yield_now().await
+            }
+        })
+        .unwrap();
+    run_once(&lp);
+    // Not started: only its first step is queued.
+    let fresh = lp.create_named_task("fresh", async {}).unwrap();
+    // Cancelled before its first step: pending until that step ends it.
+    let cancelled = lp.create_named_task("cancelled", async {}).unwrap();
+    cancelled.cancel();
+    fn names(v: Vec<TaskRef>) -> Vec<String> {
+        let mut n: Vec<String> = v.iter().map(|t| t.get_name()).collect();
+        n.sort();
+        n
+    }
+    let expected = ["cancelled", "fresh", "spinning", "waiting"];
+    assert_eq!(names(lp.all_tasks()), expected);
+    // From inside a task: the same, and the task itself, once.
+    let inside = lp
+        .run_until_complete(async {
+            // In this step the others are as above, started or not.
+            names(all_tasks().unwrap())
+        })
+        .unwrap();
+    assert_eq!(inside.len(), 3, "{inside:?}");
+    assert!(inside.contains(&"spinning".to_string()), "{inside:?}");
+    assert!(inside.contains(&"waiting".to_string()), "{inside:?}");
+    assert!(fresh.done() && cancelled.cancelled());
+    gate.set_result(()).unwrap();
+    lp.run_until_complete(waiting).unwrap().unwrap().unwrap();
+    assert_eq!(names(lp.all_tasks()), ["spinning"]);
+    spinning.cancel();
+    assert!(lp.run_until_complete(spinning).unwrap_err().is_cancelled());
+    assert!(lp.all_tasks().is_empty());
+}
+
+#[test]
 fn core_47_pending_task_destroyed_by_close_is_reported() {
     let _w = loop_testkit::watchdog();
     let lp = EventLoop::new().unwrap();
