@@ -4,6 +4,7 @@
 //! entered, a panic reported).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,82 @@ pub const POLL_EVERY: u32 = 64;
 
 /// The poller is never asked to wait longer than one day (TIMER-14).
 pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// What decides an iteration's path, in one word, so that a busy iteration with only local
+/// work ready checks one value: the polls skipped since the last one (low bits), whether a
+/// stop was requested, whether the loop has sources. A word below [`POLL_EVERY`] says "no
+/// stop, no sources, the poll may be skipped".
+#[derive(Default)]
+pub(crate) struct RunState(Cell<u32>);
+
+impl RunState {
+    /// `stop()` was requested.
+    const STOPPING: u32 = 1 << 31;
+    /// The loop has sources (timers, ...).
+    const SOURCES: u32 = 1 << 30;
+    /// The polls skipped since the last one.
+    const SKIPPED: u32 = Self::SOURCES - 1;
+
+    /// `stop()` was requested.
+    #[inline]
+    pub(crate) fn stopping(&self) -> bool {
+        self.0.get() & Self::STOPPING != 0
+    }
+
+    /// Requests a stop, or clears the request.
+    #[inline]
+    pub(crate) fn set_stopping(&self, on: bool) {
+        self.set_flag(Self::STOPPING, on);
+    }
+
+    /// The loop has sources.
+    #[inline]
+    pub(crate) fn has_sources(&self) -> bool {
+        self.0.get() & Self::SOURCES != 0
+    }
+
+    /// Records whether the loop has sources.
+    #[inline]
+    pub(crate) fn set_has_sources(&self, on: bool) {
+        self.set_flag(Self::SOURCES, on);
+    }
+
+    #[inline]
+    fn set_flag(&self, flag: u32, on: bool) {
+        let s = self.0.get();
+        self.0.set(if on { s | flag } else { s & !flag });
+    }
+
+    /// The polls skipped since the last one: also the iterations since then, which
+    /// [`Counters::iterations`](crate::stats::Counters::iterations) does not include yet.
+    #[inline]
+    pub(crate) fn skipped(&self) -> u32 {
+        self.0.get() & Self::SKIPPED
+    }
+
+    /// Counts an iteration that skips the poll (the count is below [`POLL_EVERY`]).
+    #[inline]
+    fn skip_poll(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    /// Counts an iteration that polls: it and those that skipped the poll since the last one
+    /// go into the iterations counter at once.
+    #[inline]
+    fn polled(&self, counters: &crate::stats::Counters) {
+        let s = self.0.get();
+        bump(&counters.iterations, u64::from(s & Self::SKIPPED) + 1);
+        self.0.set(s & !Self::SKIPPED);
+    }
+
+    /// Neither a stop requested nor sources, and fewer than [`POLL_EVERY`] polls skipped: a
+    /// busy iteration with nothing from other threads may skip the poll and has nothing to do
+    /// but run what is ready.
+    #[inline]
+    fn local_only(&self) -> bool {
+        self.0.get() < POLL_EVERY
+    }
+}
 
 /// Runs what it guards in the empty context, then restores the previous one.
 struct EmptyContext(Option<crate::context::Snapshot>);
@@ -260,8 +337,8 @@ impl EventLoop {
     /// ```
     pub fn run_once(&self) -> Result<bool> {
         let _guard = self.begin_run()?;
-        self.run_iterations(true);
-        Ok(self.inner.stopping.get())
+        self.run_iterations::<true>();
+        Ok(self.inner.run_state.stopping())
     }
 
     /// The reactor's wait inside the wait hook; returns how many events arrived.
@@ -284,37 +361,44 @@ impl EventLoop {
         }
     }
 
-    /// Runs iterations until a stop is requested, or only one (`once`). The only caller of
-    /// [`iterate`](EventLoop::iterate), which is inlined into its loop (a call per iteration
-    /// costs some 25 instructions per callback in a chain of callbacks).
-    pub(super) fn run_iterations(&self, once: bool) {
+    /// Runs iterations until a stop is requested, or only one (`ONCE`, for
+    /// [`run_once`](EventLoop::run_once)). The only caller of [`iterate`](EventLoop::iterate),
+    /// which is inlined into its loop (a call per iteration costs some 25 instructions per
+    /// callback in a chain of callbacks).
+    pub(super) fn run_iterations<const ONCE: bool>(&self) {
         loop {
             self.iterate();
-            if once || self.inner.stopping.get() {
+            if ONCE || self.inner.run_state.stopping() {
                 break;
             }
         }
     }
 
     /// Runs one iteration.
+    #[inline(always)]
     fn iterate(&self) {
         let inner = &*self.inner;
-        bump(&inner.counters.iterations, 1);
         // Work from other threads is taken before a poll (below: it goes before what the poll
         // finds), else when the ready work runs (`run_ready`); behind what was ready before it.
         let pending = inner.shared.has_pending();
+        // A busy loop with only local work (work ready, none from other threads, no stop
+        // requested, no sources) that may skip the poll has nothing to do but run what is
+        // ready: decided from one word, the atomic load above and the queue's length.
+        let local = inner.run_state.local_only() && !pending && !inner.ready.borrow().is_empty();
         let busy = pending || !inner.ready.borrow().is_empty();
-        let stopping = inner.stopping.get();
-        let sources = inner.has_sources.get();
+        let stopping = inner.run_state.stopping();
+        let sources = inner.run_state.has_sources();
         // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
         // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
         let mut jump_to = None;
         // `None`: skip the poll; `Some(t)`: poll with timeout `t` (`None`: no timeout).
-        let timeout = if busy || stopping {
-            let skipped = inner.skipped_polls.get();
-            if !stopping && skipped < POLL_EVERY {
-                inner.skipped_polls.set(skipped + 1);
+        let timeout = if local {
+            inner.run_state.skip_poll();
+            None
+        } else if busy || stopping {
+            if !stopping && inner.run_state.skipped() < POLL_EVERY {
+                inner.run_state.skip_poll();
                 None
             } else {
                 Some(Some(Duration::ZERO))
@@ -354,10 +438,13 @@ impl EventLoop {
             }
         };
         let Some(timeout) = timeout else {
-            // A busy iteration that skips the poll: sources, then what is ready.
-            self.dispatch_sources(None);
-            if pending && self.ran_remote_batch(0, 0) {
-                return;
+            // A busy iteration that skips the poll: sources, then what is ready (a local one has
+            // no sources and nothing from other threads).
+            if !local {
+                self.dispatch_sources(None);
+                if pending && self.ran_remote_batch(0, 0) {
+                    return;
+                }
             }
             self.run_ready(0, 0);
             return;
@@ -367,7 +454,7 @@ impl EventLoop {
         }
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
-        inner.skipped_polls.set(0);
+        inner.run_state.polled(&inner.counters);
         bump(&inner.counters.polls, 1);
         inner.counters.last_poll_timeout.set(timeout);
         // The hook wraps only a wait that may block.
@@ -426,7 +513,7 @@ impl EventLoop {
     #[inline(always)]
     fn dispatch_sources(&self, polled_at: Option<Instant>) {
         let inner = &*self.inner;
-        if !inner.has_sources.get() {
+        if !inner.run_state.has_sources() {
             return;
         }
         let mut i = 0;
@@ -577,7 +664,7 @@ impl EventLoop {
 
     /// The earliest deadline any source reports.
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.inner.has_sources.get() {
+        if !self.inner.run_state.has_sources() {
             return None;
         }
         let mut deadline: Option<Instant> = None;
