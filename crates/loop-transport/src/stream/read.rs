@@ -102,15 +102,15 @@ impl Core<FdDriver> {
                 }
                 Ok(n) => {
                     let data = &buf[..n];
-                    match self.call("data_received", Policy::Fatal, |p| match p {
+                    match self.call_quiet("data_received", Policy::Fatal, |p| match p {
                         StreamProtocol::Plain(p) => {
                             p.data_received(data);
                             true
                         }
                         StreamProtocol::Buffered(_) => false,
                     }) {
-                        Ok(true) | Err(_) => {}
-                        Ok(false) => {
+                        Some(true) | None => {}
+                        Some(false) => {
                             // The protocol became a buffered one between the check and the
                             // read: hand the bytes over through its buffers.
                             self.feed_buffered(data);
