@@ -61,7 +61,7 @@ impl Core<FdDriver> {
             if !self.can_read() {
                 return;
             }
-            let buffered = self.cell().peek(StreamProtocol::is_buffered) == Some(true);
+            let buffered = self.cell().holds_buffered();
             let step = if buffered {
                 self.read_buffered()
             } else {
