@@ -197,7 +197,9 @@ impl Core<FdDriver> {
     }
 
     /// The fd is writable: sends what is buffered, then resumes the protocol, wakes flushers,
-    /// and finishes a pending close or `write_eof`.
+    /// and finishes a pending close or `write_eof`. Out of line: its vector of buffers would
+    /// give the read path's frame 4 KiB.
+    #[inline(never)]
     pub(super) fn write_ready(&self) {
         loop {
             let res = {
