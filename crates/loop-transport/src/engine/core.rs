@@ -266,6 +266,33 @@ impl<D: Driver> Core<D> {
         }
     }
 
+    /// [`call`](Core::call) for a caller that only needs the result: `None` if the method did
+    /// not run to completion (absent, or it panicked: reported and handled per `policy` as
+    /// there). The hot paths use it: a small result stays in registers.
+    #[inline]
+    pub fn call_quiet<R>(
+        &self,
+        method: &'static str,
+        policy: Policy,
+        f: impl FnOnce(&mut D::Protocol) -> R,
+    ) -> Option<R> {
+        let r = self.cell.call(|p| {
+            let r = catch_unwind(AssertUnwindSafe(|| f(&mut *p)));
+            r.map_err(|payload| (payload, p.type_name()))
+        });
+        match r {
+            Some(Ok(v)) => {
+                self.flush();
+                Some(v)
+            }
+            Some(Err((payload, name))) => {
+                drop(self.panicked(method, policy, name, payload));
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Reports a protocol panic and applies the policy.
     #[cold]
     fn panicked(

@@ -151,24 +151,24 @@ impl Runtime {
     /// the buffer in use and gets a buffer of its own.
     #[inline]
     pub fn with_read_buf<R>(&self, len: usize, read: impl FnOnce(&mut [u8]) -> R) -> R {
-        // One call of `read` (so that it is inlined here), with either buffer.
-        let mut shared;
-        let mut own;
-        let buf: &mut [u8] = match self.read_buf.try_borrow_mut() {
-            Ok(b) => {
-                shared = b;
+        match self.read_buf.try_borrow_mut() {
+            Ok(mut shared) => {
                 if shared.len() < len {
                     grow(&mut shared, len);
                 }
-                &mut shared[..len]
+                read(&mut shared[..len])
             }
-            Err(_) => {
-                own = nested_buf(len);
-                &mut own
-            }
-        };
-        read(buf)
+            Err(_) => with_nested_buf(len, read),
+        }
     }
+}
+
+/// [`Runtime::with_read_buf`] nested in a read: `read` with a buffer of its own (rare; out of
+/// line, so that the usual path keeps no state for a second buffer).
+#[cold]
+#[inline(never)]
+fn with_nested_buf<R>(len: usize, read: impl FnOnce(&mut [u8]) -> R) -> R {
+    read(&mut vec![0; len])
 }
 
 /// Grows the read buffer to `len` bytes (the first read, or a transport with a larger limit).
@@ -176,13 +176,6 @@ impl Runtime {
 #[inline(never)]
 fn grow(buf: &mut Vec<u8>, len: usize) {
     buf.resize(len, 0);
-}
-
-/// A buffer for a read nested in another read's protocol method (rare).
-#[cold]
-#[inline(never)]
-fn nested_buf(len: usize) -> Vec<u8> {
-    vec![0; len]
 }
 
 /// Loop close hook: every transport still live releases its resources.

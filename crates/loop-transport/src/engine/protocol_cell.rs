@@ -25,6 +25,11 @@ pub trait EngineProtocol: 'static {
     fn resume_writing(&mut self);
     /// `connection_lost(exc)`.
     fn connection_lost(&mut self, exc: Option<io::Error>);
+    /// The protocol reads through buffers of its own (a stream's buffered protocol); the cell
+    /// keeps this in its flags, so that the read path learns it without borrowing the slot.
+    fn is_buffered(&self) -> bool {
+        false
+    }
 }
 
 /// A notification for the protocol, delivered at once or, while one of its methods runs,
@@ -50,6 +55,9 @@ const DETACHED: u8 = 4;
 const PENDING: u8 = 8;
 /// Notifications wait until [`release`](ProtocolCell::release).
 const HELD: u8 = 16;
+/// The protocol in the slot is a buffered one ([`EngineProtocol::is_buffered`]); clear while
+/// the slot is empty.
+const BUFFERED: u8 = 32;
 
 /// Clears [`IN_CALL`] when a method called in place returns, also by unwinding.
 struct InCall<'a>(&'a Cell<u8>);
@@ -100,8 +108,8 @@ pub struct ProtocolCell<B, N> {
     current: RefCell<Option<B>>,
     /// Set by `set_protocol` during a call; installed when the call returns.
     replacement: RefCell<Option<B>>,
-    /// [`IN_CALL`], [`REPLACED`], [`DETACHED`], [`PENDING`], [`HELD`]: read in one load on the
-    /// per-call path.
+    /// [`IN_CALL`], [`REPLACED`], [`DETACHED`], [`PENDING`], [`HELD`], [`BUFFERED`]: read in
+    /// one load on the per-call path.
     flags: Cell<u8>,
     /// Type name of the protocol in the slot (or in a call); kept here so that reporting a
     /// call's panic costs no virtual call.
@@ -117,9 +125,9 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     pub fn new(protocol: B) -> ProtocolCell<B, N> {
         ProtocolCell {
             name: Cell::new(Some(protocol.type_name())),
+            flags: Cell::new(if protocol.is_buffered() { BUFFERED } else { 0 }),
             current: RefCell::new(Some(protocol)),
             replacement: RefCell::new(None),
-            flags: Cell::new(0),
             notes: RefCell::new(VecDeque::new()),
             refs: Cell::new(0),
         }
@@ -134,6 +142,20 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     fn mark(&self, flag: u8, on: bool) {
         let f = self.flags.get();
         self.flags.set(if on { f | flag } else { f & !flag });
+    }
+
+    /// Notes the kind of what the slot now holds ([`BUFFERED`]).
+    #[inline(always)]
+    fn note_slot(&self, p: Option<&B>) {
+        self.mark(BUFFERED, p.is_some_and(B::is_buffered));
+    }
+
+    /// The slot holds a buffered protocol and none of its methods runs: what
+    /// [`peek`](ProtocolCell::peek)`(EngineProtocol::is_buffered) == Some(true)` says, from the
+    /// flags alone.
+    #[inline(always)]
+    pub fn holds_buffered(&self) -> bool {
+        self.flags.get() & (IN_CALL | BUFFERED) == BUFFERED
     }
 
     /// Calls `f` with the protocol in place: `None` (and `f` not called) while a method runs
@@ -171,9 +193,11 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             if let Some(new) = self.replacement.borrow_mut().take() {
                 self.mark(REPLACED, false);
                 self.name.set(Some(new.type_name()));
+                self.note_slot(Some(&new));
                 slot.replace(new)
             } else if self.has(DETACHED) && self.refs.get() == 0 {
                 self.name.set(None);
+                self.note_slot(None);
                 slot.take()
             } else {
                 None
@@ -191,6 +215,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         }
         let p = self.current.borrow_mut().take()?;
         self.mark(IN_CALL, true);
+        self.note_slot(None);
         Some(p)
     }
 
@@ -203,6 +228,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
         // The usual case: nothing replaced or detached it meanwhile. The slot is empty
         // (the protocol was taken out of it), so the store drops nothing.
         if !self.has(REPLACED | DETACHED) {
+            self.note_slot(Some(&p));
             let old = self.current.borrow_mut().replace(p);
             debug_assert!(old.is_none());
             drop(old);
@@ -215,6 +241,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
     /// protocol back in its (empty) slot, then what follows any call.
     #[inline(never)]
     fn put_back_slow(&self, p: B) {
+        self.note_slot(Some(&p));
         *self.current.borrow_mut() = Some(p);
         self.after_call_slow();
     }
@@ -244,6 +271,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             self.replacement.borrow_mut().replace(protocol)
         } else {
             self.name.set(Some(protocol.type_name()));
+            self.note_slot(Some(&protocol));
             self.current.borrow_mut().replace(protocol)
         };
         drop(old);
@@ -265,6 +293,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             let replacement = self.replacement.borrow_mut().take();
             let current = if self.refs.get() == 0 && !self.has(IN_CALL) {
                 self.name.set(None);
+                self.note_slot(None);
                 self.current.borrow_mut().take()
             } else {
                 None
@@ -347,6 +376,7 @@ impl<B: EngineProtocol, N> ProtocolCell<B, N> {
             if dropped.is_some() {
                 self.name.set(None);
             }
+            self.note_slot(None);
             drop(dropped);
         }
     }
@@ -375,6 +405,62 @@ mod tests {
         fn pause_writing(&mut self) {}
         fn resume_writing(&mut self) {}
         fn connection_lost(&mut self, _: Option<io::Error>) {}
+    }
+
+    /// A protocol that says whether it is buffered.
+    struct K(bool);
+    impl EngineProtocol for K {
+        type Handle = ();
+        fn type_name(&self) -> &'static str {
+            "K"
+        }
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+        fn connection_made(&mut self, _: &()) {}
+        fn pause_writing(&mut self) {}
+        fn resume_writing(&mut self) {}
+        fn connection_lost(&mut self, _: Option<io::Error>) {}
+        fn is_buffered(&self) -> bool {
+            self.0
+        }
+    }
+
+    /// What the flags say agrees with a look at the slot.
+    fn agrees(cell: &ProtocolCell<K, ()>) -> bool {
+        cell.holds_buffered() == (cell.peek(|p| p.is_buffered()) == Some(true))
+    }
+
+    #[test]
+    fn net_67_holds_buffered_follows_the_protocol_in_the_slot() {
+        let cell: ProtocolCell<K, ()> = ProtocolCell::new(K(true));
+        assert!(cell.holds_buffered() && agrees(&cell));
+        // Replaced at once, and during a call (installed when it returns).
+        cell.set(K(false));
+        assert!(!cell.holds_buffered() && agrees(&cell));
+        cell.call(|_| {
+            assert!(
+                !cell.holds_buffered(),
+                "nothing to read through during a call"
+            );
+            cell.set(K(true));
+        });
+        assert!(cell.holds_buffered() && agrees(&cell));
+        // Taken out: not while its method runs; put back: again.
+        let p = cell.take().unwrap();
+        assert!(!cell.holds_buffered() && agrees(&cell));
+        cell.put_back(p);
+        assert!(cell.holds_buffered() && agrees(&cell));
+        // A replacement while taken out, installed by `put_back`.
+        let p = cell.take().unwrap();
+        cell.set(K(false));
+        cell.put_back(p);
+        assert!(!cell.holds_buffered() && agrees(&cell));
+        cell.set(K(true));
+        assert!(cell.holds_buffered());
+        // Gone: nothing to read through.
+        cell.detach();
+        assert!(!cell.holds_buffered() && agrees(&cell));
     }
 
     #[test]

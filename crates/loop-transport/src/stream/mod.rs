@@ -360,6 +360,10 @@ impl EngineProtocol for StreamProtocol {
     fn connection_lost(&mut self, exc: Option<io::Error>) {
         StreamProtocol::connection_lost(self, exc)
     }
+
+    fn is_buffered(&self) -> bool {
+        StreamProtocol::is_buffered(self)
+    }
 }
 
 /// What a layered transport implements: the methods of [`Transport`] for a transport that is

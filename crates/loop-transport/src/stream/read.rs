@@ -13,15 +13,26 @@ use crate::engine::{exception_to_io, CallError, Core, Policy};
 
 /// What one read attempt did.
 enum ReadStep {
-    /// Data delivered; `full` if the read filled the buffer (more may be waiting).
-    Data {
-        /// The read filled the whole buffer.
-        full: bool,
-    },
+    /// Data delivered; the read did not fill the buffer.
+    Short,
+    /// Data delivered; the read filled the whole buffer (more may be waiting).
+    Full,
     /// Interrupted or the protocol changed kind: try again.
     Again,
     /// Nothing more to do in this burst.
     Done,
+}
+
+impl ReadStep {
+    /// `n` bytes were read into a buffer of `len`.
+    #[inline(always)]
+    fn read(n: usize, len: usize) -> ReadStep {
+        if n == len {
+            ReadStep::Full
+        } else {
+            ReadStep::Short
+        }
+    }
 }
 
 /// What a buffered read did.
@@ -50,17 +61,15 @@ impl Core<FdDriver> {
             if !self.can_read() {
                 return;
             }
-            let buffered = self.cell().peek(StreamProtocol::is_buffered) == Some(true);
+            let buffered = self.cell().holds_buffered();
             let step = if buffered {
                 self.read_buffered()
             } else {
                 self.read_plain()
             };
             match step {
-                ReadStep::Data { full } => {
-                    if !full && !drain {
-                        return;
-                    }
+                ReadStep::Short if !drain => return,
+                ReadStep::Short | ReadStep::Full => {
                     full_reads += 1;
                     if full_reads >= MAX_READS_PER_EVENT {
                         // Let other work run; continue in a later iteration.
@@ -93,21 +102,21 @@ impl Core<FdDriver> {
                 }
                 Ok(n) => {
                     let data = &buf[..n];
-                    match self.call("data_received", Policy::Fatal, |p| match p {
+                    match self.call_quiet("data_received", Policy::Fatal, |p| match p {
                         StreamProtocol::Plain(p) => {
                             p.data_received(data);
                             true
                         }
                         StreamProtocol::Buffered(_) => false,
                     }) {
-                        Ok(true) | Err(_) => {}
-                        Ok(false) => {
+                        Some(true) | None => {}
+                        Some(false) => {
                             // The protocol became a buffered one between the check and the
                             // read: hand the bytes over through its buffers.
                             self.feed_buffered(data);
                         }
                     }
-                    ReadStep::Data { full: n == max }
+                    ReadStep::read(n, max)
                 }
                 Err(Errno::AGAIN) => ReadStep::Done,
                 Err(Errno::INTR) => ReadStep::Again,
@@ -189,7 +198,7 @@ impl Core<FdDriver> {
                     }
                 });
                 match r {
-                    Ok(()) => ReadStep::Data { full: n == len },
+                    Ok(()) => ReadStep::read(n, len),
                     Err(_) => ReadStep::Done,
                 }
             }

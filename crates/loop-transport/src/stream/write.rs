@@ -95,6 +95,18 @@ impl Core<FdDriver> {
     /// what a send leaves) goes through [`write_slices`](Core::write_slices).
     #[inline]
     pub(super) fn write_one(&self, data: &[u8]) -> Result<()> {
+        if self.write_direct(data) {
+            return Ok(());
+        }
+        self.write_slices(&[data])
+    }
+
+    /// The direct case of [`write_one`](Core::write_one): sends `data` (what the socket does
+    /// not take is buffered, a send error closes) and returns true, or returns false without
+    /// doing anything when it is not that case. Its result is a flag, so that the usual path
+    /// builds no `Result`.
+    #[inline(never)]
+    fn write_direct(&self, data: &[u8]) -> bool {
         let direct = {
             let st = self.driver.st.borrow();
             st.wsize == 0
@@ -104,23 +116,15 @@ impl Core<FdDriver> {
                 && !self.lifecycle().is_closing()
         };
         if !direct {
-            return self.write_slices(&[data]);
+            return false;
         }
         match self.send_one(data) {
-            Ok(n) if n == data.len() => Ok(()),
-            Ok(n) => {
-                self.buffer_rest(&[data], n);
-                Ok(())
-            }
-            Err(Errno::AGAIN) => {
-                self.buffer_rest(&[data], 0);
-                Ok(())
-            }
-            Err(e) => {
-                self.fatal_os(e.into(), "send");
-                Ok(())
-            }
+            Ok(n) if n == data.len() => {}
+            Ok(n) => self.buffer_rest(&[data], n),
+            Err(Errno::AGAIN) => self.buffer_rest(&[data], 0),
+            Err(e) => self.fatal_os(e.into(), "send"),
         }
+        true
     }
 
     /// `write` / `writelines` (NET-55 .. NET-59).
@@ -193,7 +197,9 @@ impl Core<FdDriver> {
     }
 
     /// The fd is writable: sends what is buffered, then resumes the protocol, wakes flushers,
-    /// and finishes a pending close or `write_eof`.
+    /// and finishes a pending close or `write_eof`. Out of line: its vector of buffers would
+    /// give the read path's frame 4 KiB.
+    #[inline(never)]
     pub(super) fn write_ready(&self) {
         loop {
             let res = {
