@@ -148,9 +148,7 @@ impl Handle {
         location: &'static Location<'static>,
         f: impl FnOnce(&EventLoop) + 'static,
     ) -> Handle {
-        Handle {
-            cb: Rc::new(Cb::new(location, f)),
-        }
+        CallbackRef::new(location, f).handle()
     }
 
     /// Cancels the callback: it will not run, and what it captured is dropped now. Repeated
@@ -211,6 +209,91 @@ impl Handle {
         if !self.cb.is_cancelled() {
             let _ctx = EnterContext::new(&*self.cb);
             self.cb.call(lp)
+        }
+    }
+}
+
+/// A callback in an allocation of its own, for event sources that keep many of them (the
+/// timers): what a [`Handle`] made by [`Handle::new`] refers to, in two words whatever the size
+/// of `Handle`. [`handle`](CallbackRef::handle) gives a `Handle` to it on demand; cancelling
+/// either cancels both.
+///
+/// ```
+/// use loop_core::internal::{CallbackRef, LoopInternals};
+/// let lp = loop_core::EventLoop::new().unwrap();
+/// let cb = CallbackRef::new(std::panic::Location::caller(), |lp| lp.stop());
+/// assert!(cb.handle().ptr_eq(&cb.handle()));
+/// lp.schedule_all(&mut vec![cb]).unwrap();
+/// lp.run_forever().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct CallbackRef {
+    /// The callback's allocation.
+    pub(crate) cb: Rc<dyn Callback<EventLoop>>,
+}
+
+impl CallbackRef {
+    /// `f`, scheduled at `location`, in the current context; not queued yet.
+    ///
+    /// ```
+    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
+    /// assert_eq!(cb.location().line(), line!() - 1);
+    /// ```
+    #[inline]
+    pub fn new(
+        location: &'static Location<'static>,
+        f: impl FnOnce(&EventLoop) + 'static,
+    ) -> CallbackRef {
+        CallbackRef {
+            cb: Rc::new(Cb::new(location, f)),
+        }
+    }
+
+    /// Cancels it, as [`Handle::cancel`] does: it will not run, and its closure is dropped now.
+    ///
+    /// ```
+    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
+    /// cb.cancel();
+    /// assert!(cb.cancelled() && cb.handle().cancelled());
+    /// ```
+    #[inline]
+    pub fn cancel(&self) {
+        self.cb.cancel()
+    }
+
+    /// True once cancelled, here or through a [`Handle`] to it.
+    ///
+    /// ```
+    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
+    /// cb.handle().cancel();
+    /// assert!(cb.cancelled());
+    /// ```
+    #[inline]
+    pub fn cancelled(&self) -> bool {
+        self.cb.is_cancelled()
+    }
+
+    /// Where it was scheduled.
+    ///
+    /// ```
+    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
+    /// assert!(cb.location().file().ends_with(".rs"));
+    /// ```
+    #[inline]
+    pub fn location(&self) -> &'static Location<'static> {
+        self.cb.location()
+    }
+
+    /// A [`Handle`] to this callback (each call gives one; all are [`ptr_eq`](Handle::ptr_eq)).
+    ///
+    /// ```
+    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
+    /// assert_eq!(cb.handle().location(), cb.location());
+    /// ```
+    #[inline]
+    pub fn handle(&self) -> Handle {
+        Handle {
+            cb: self.cb.clone(),
         }
     }
 }
