@@ -360,7 +360,7 @@ pub(crate) struct Inner {
     /// closure type (holds no closure and no context; see the handles' `run_queued`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
     /// The slabs of `call_soon` callbacks, one per closure type.
-    pub(crate) slabs: crate::local_slab::Slabs,
+    pub(crate) slabs: crate::local_slab::Slabs<EventLoop>,
     /// Spent `call_soon_threadsafe` allocations of this iteration, for the next callers.
     pub(crate) spent_remote: crate::remote_pool::SpentRemote,
     /// Location of the callback executing now (for `handle_traceback`).

@@ -4,7 +4,7 @@
 //! that scheduled it and the closure itself (`Handle::new` and [`CallbackRef`]: timers, done
 //! callbacks; fd watchers; a `call_soon` into an empty ready queue, which reuses the loop's
 //! spare allocation), or to a slot of the loop's slab of `call_soon` callbacks of that closure
-//! type (see [`crate::local_slab`]), so that a burst of `call_soon` allocates nothing once the
+//! type (see `local_slab.rs`), so that a burst of `call_soon` allocates nothing once the
 //! slab has room.
 //! Cancelling drops the closure at once, releasing whatever it captured (asyncio releases the
 //! callback and its arguments at cancel time).

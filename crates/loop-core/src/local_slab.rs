@@ -26,12 +26,13 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::rc::Rc;
 
 use crate::context::{self, Snapshot};
 use crate::work::Callback;
-use crate::EventLoop;
+use crate::work::RunSlot;
 
 /// A slab keeps room for this many slots when it empties (see the module's doc).
 pub(crate) const KEEP: usize = 256;
@@ -59,7 +60,9 @@ struct Entry<F> {
 }
 
 /// The callbacks of one closure type.
-pub(crate) struct Slab<F> {
+pub(crate) struct Slab<L, F> {
+    /// The loop type the closures take.
+    _loop: PhantomData<fn(&L)>,
     /// The slots, live and free.
     slots: RefCell<Vec<Entry<F>>>,
     /// The first free slot.
@@ -71,10 +74,11 @@ pub(crate) struct Slab<F> {
     cached: Cell<bool>,
 }
 
-impl<F: FnOnce(&EventLoop) + 'static> Slab<F> {
+impl<L: RunSlot + 'static, F: FnOnce(&L) + 'static> Slab<L, F> {
     /// An empty slab, held by the loop's cache.
-    fn new() -> Slab<F> {
+    fn new() -> Slab<L, F> {
         Slab {
+            _loop: PhantomData,
             slots: RefCell::new(Vec::new()),
             free: Cell::new(NONE),
             entries: Cell::new(0),
@@ -168,7 +172,7 @@ impl<F: FnOnce(&EventLoop) + 'static> Slab<F> {
     }
 }
 
-impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Slab<F> {
+impl<L: RunSlot + 'static, F: FnOnce(&L) + 'static> Callback<L> for Slab<L, F> {
     fn cancel(&self, slot: u32) {
         let f = {
             let mut s = self.slots.borrow_mut();
@@ -187,7 +191,7 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Slab<F> {
         self.slots.borrow()[slot as usize].loc
     }
 
-    fn run_now(&self, slot: u32, lp: &EventLoop) {
+    fn run_now(&self, slot: u32, lp: &L) {
         let taken = {
             let mut s = self.slots.borrow_mut();
             let e = &mut s[slot as usize];
@@ -204,7 +208,7 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Slab<F> {
     }
 
     #[inline]
-    fn run_queued(self: Rc<Self>, slot: u32, lp: &EventLoop) {
+    fn run_queued(self: Rc<Self>, slot: u32, lp: &L) {
         // Everything is taken out and the queue entry given up in one borrow, before the
         // closure runs: it may schedule onto this slab (even into this very slot, if nothing
         // else refers to it), and a `Fatal` unwinding out of it leaves the slab consistent.
@@ -224,7 +228,7 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Slab<F> {
         }
     }
 
-    fn requeue(self: Rc<Self>, slot: u32) -> Option<Rc<dyn Callback<EventLoop>>> {
+    fn requeue(self: Rc<Self>, slot: u32) -> Option<Rc<dyn Callback<L>>> {
         {
             let mut s = self.slots.borrow_mut();
             let e = &mut s[slot as usize];
@@ -266,31 +270,39 @@ impl Drop for Restore {
 }
 
 /// A slab as the loop keeps it: for finding it by type, and as a callback (two references).
-type Kept = (Rc<dyn Any>, Rc<dyn Callback<EventLoop>>);
+type Kept<L> = (Rc<dyn Any>, Rc<dyn Callback<L>>);
 
 /// The loop's slabs, by closure type.
-#[derive(Default)]
-pub(crate) struct Slabs {
+pub(crate) struct Slabs<L> {
     /// The slab used last.
-    last: Cell<Option<Kept>>,
+    last: Cell<Option<Kept<L>>>,
     /// Others used recently, the most recent last.
-    others: RefCell<Vec<Kept>>,
+    others: RefCell<Vec<Kept<L>>>,
 }
 
-impl Slabs {
+impl<L> Default for Slabs<L> {
+    fn default() -> Self {
+        Slabs {
+            last: Cell::new(None),
+            others: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<L: RunSlot + 'static> Slabs<L> {
     /// Stores `f`, scheduled at `loc`, in the slab of its type: the slab and the slot, with a
     /// queue entry (the caller queues it).
     #[inline]
-    pub(crate) fn insert<F: FnOnce(&EventLoop) + 'static>(
+    pub(crate) fn insert<F: FnOnce(&L) + 'static>(
         &self,
         loc: &'static Location<'static>,
         f: F,
-    ) -> (Rc<dyn Callback<EventLoop>>, u32) {
+    ) -> (Rc<dyn Callback<L>>, u32) {
         let (any, cb) = match self.last.take() {
             Some(kept) => kept,
-            None => new_slab::<F>(),
+            None => new_slab::<L, F>(),
         };
-        let (any, cb, idx) = match any.downcast::<Slab<F>>() {
+        let (any, cb, idx) = match any.downcast::<Slab<L, F>>() {
             Ok(slab) => match slab.insert(loc, f) {
                 Ok(idx) => (slab as Rc<dyn Any>, cb, idx),
                 Err(f) => self.fresh(slab, cb, loc, f),
@@ -306,17 +318,17 @@ impl Slabs {
     /// old one is left to its handles and queue entries.
     #[cold]
     #[inline(never)]
-    fn fresh<F: FnOnce(&EventLoop) + 'static>(
+    fn fresh<F: FnOnce(&L) + 'static>(
         &self,
-        slab: Rc<Slab<F>>,
-        cb: Rc<dyn Callback<EventLoop>>,
+        slab: Rc<Slab<L, F>>,
+        cb: Rc<dyn Callback<L>>,
         loc: &'static Location<'static>,
         f: F,
-    ) -> (Rc<dyn Any>, Rc<dyn Callback<EventLoop>>, u32) {
+    ) -> (Rc<dyn Any>, Rc<dyn Callback<L>>, u32) {
         slab.cached.set(false);
         drop((slab, cb));
-        let (any, cb) = new_slab::<F>();
-        let idx = insert_new::<F>(&any, loc, f);
+        let (any, cb) = new_slab::<L, F>();
+        let idx = insert_new::<L, F>(&any, loc, f);
         (any, cb, idx)
     }
 
@@ -324,17 +336,17 @@ impl Slabs {
     /// others): one of the others, else a new one.
     #[cold]
     #[inline(never)]
-    fn switch<F: FnOnce(&EventLoop) + 'static>(
+    fn switch<F: FnOnce(&L) + 'static>(
         &self,
-        last: Kept,
+        last: Kept<L>,
         loc: &'static Location<'static>,
         f: F,
-    ) -> (Rc<dyn Any>, Rc<dyn Callback<EventLoop>>, u32) {
+    ) -> (Rc<dyn Any>, Rc<dyn Callback<L>>, u32) {
         let mut others = self.others.borrow_mut();
-        let found = others.iter().position(|s| s.0.is::<Slab<F>>());
+        let found = others.iter().position(|s| s.0.is::<Slab<L, F>>());
         let kept = match found {
             Some(i) => others.remove(i),
-            None => new_slab::<F>(),
+            None => new_slab::<L, F>(),
         };
         others.push(last);
         let dropped = (others.len() > OTHERS).then(|| others.remove(0));
@@ -346,7 +358,7 @@ impl Slabs {
         }
         drop(dropped);
         let (any, cb) = kept;
-        let slab = match any.downcast::<Slab<F>>() {
+        let slab = match any.downcast::<Slab<L, F>>() {
             Ok(slab) => slab,
             Err(_) => unreachable!("found by its type"),
         };
@@ -368,11 +380,11 @@ impl Slabs {
     /// The number of slots, the room for them and the queue entries of the slab used last
     /// (tests).
     #[cfg(test)]
-    pub(crate) fn last_size<F: FnOnce(&EventLoop) + 'static>(&self, _f: &F) -> (usize, usize, u32) {
+    pub(crate) fn last_size<F: FnOnce(&L) + 'static>(&self, _f: &F) -> (usize, usize, u32) {
         let last = self.last.take();
         let r = last
             .as_ref()
-            .and_then(|a| a.0.downcast_ref::<Slab<F>>())
+            .and_then(|a| a.0.downcast_ref::<Slab<L, F>>())
             .map(Slab::size)
             .unwrap_or_default();
         self.last.set(last);
@@ -381,18 +393,22 @@ impl Slabs {
 }
 
 /// A new slab of `F`, as the loop keeps it.
-fn new_slab<F: FnOnce(&EventLoop) + 'static>() -> Kept {
-    let slab = Rc::new(Slab::<F>::new());
+fn new_slab<L: RunSlot + 'static, F: FnOnce(&L) + 'static>() -> Kept<L> {
+    let slab = Rc::new(Slab::<L, F>::new());
     (slab.clone(), slab)
 }
 
 /// Stores `f` in a new slab.
-fn insert_new<F: FnOnce(&EventLoop) + 'static>(
+fn insert_new<L: RunSlot + 'static, F: FnOnce(&L) + 'static>(
     any: &Rc<dyn Any>,
     loc: &'static Location<'static>,
     f: F,
 ) -> u32 {
-    match any.clone().downcast::<Slab<F>>().map(|s| s.insert(loc, f)) {
+    match any
+        .clone()
+        .downcast::<Slab<L, F>>()
+        .map(|s| s.insert(loc, f))
+    {
         Ok(Ok(idx)) => idx,
         _ => unreachable!("a new slab of its type takes a callback"),
     }

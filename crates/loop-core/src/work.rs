@@ -100,6 +100,14 @@ pub(crate) trait Body<L> {
     fn swap_context(&self, ctx: Snapshot) -> Snapshot;
 }
 
+/// How a loop runs the closure of a slab slot, taken out of its slab (see
+/// [`Slab`](crate::local_slab::Slab)): counted, its location current, in its context, a panic
+/// reported.
+pub(crate) trait RunSlot: Sized {
+    /// Runs `f`, scheduled at `loc` in the context `ctx`.
+    fn run_slot<F: FnOnce(&Self)>(&self, loc: &'static Location<'static>, ctx: Snapshot, f: F);
+}
+
 /// The state of a remote callback that neither started nor was cancelled.
 pub(crate) const PENDING: u8 = 0;
 

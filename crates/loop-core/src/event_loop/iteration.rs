@@ -836,3 +836,15 @@ impl EventLoop {
         self.call_exception_handler(&ctx);
     }
 }
+
+impl crate::work::RunSlot for EventLoop {
+    #[inline(always)]
+    fn run_slot<F: FnOnce(&EventLoop)>(
+        &self,
+        loc: &'static Location<'static>,
+        ctx: crate::context::Snapshot,
+        f: F,
+    ) {
+        EventLoop::run_slot(self, loc, ctx, f)
+    }
+}
