@@ -7,6 +7,7 @@ use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
+use loop_core::internal::CallbackRef;
 use loop_core::{Error, EventLoop, Handle, Result};
 
 use crate::clock;
@@ -49,8 +50,9 @@ use crate::queue::{self, Timers};
 /// ```
 #[derive(Clone)]
 pub struct TimerHandle {
-    /// The loop_core handle that runs the callback.
-    pub(crate) handle: Handle,
+    /// The callback (a loop_core [`Handle`] to it is made on demand by
+    /// [`handle`](TimerHandle::handle)).
+    pub(crate) handle: CallbackRef,
     /// Deadline, nanoseconds since the clock epoch.
     pub(crate) key: i64,
     /// Scheduling order (unique among the timers of this thread).
@@ -145,8 +147,10 @@ impl TimerHandle {
         self.handle.cancelled()
     }
 
-    /// The loop_core [`Handle`] that runs the callback: its [`location`](Handle::location) is
-    /// where the timer was scheduled.
+    /// A loop_core [`Handle`] to the timer's callback, made on each call (all of them
+    /// [`ptr_eq`](Handle::ptr_eq)): its [`location`](Handle::location) is where the timer was
+    /// scheduled, cancelling it cancels the timer, and its
+    /// [`cancelled`](Handle::cancelled) agrees with [`TimerHandle::cancelled`].
     ///
     /// Cancel through [`TimerHandle::cancel`] rather than through this handle: both stop the
     /// timer, but only the former is counted towards the bulk clean-up of the timer heap.
@@ -157,14 +161,16 @@ impl TimerHandle {
     /// let lp = loop_core::EventLoop::new()?;
     /// let h = lp.call_later_secs(1.0, |_| {})?;
     /// assert_eq!(h.handle().location().line(), line!() - 1);
+    /// h.handle().cancel();
+    /// assert!(h.cancelled());
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    pub fn handle(&self) -> &Handle {
-        // It can be cancelled through this handle from now on: the queue must ask it.
+    pub fn handle(&self) -> Handle {
+        // It can be cancelled through a `Handle` from now on: the queue must ask the callback.
         if let Some(t) = self.timers.upgrade() {
             t.expose();
         }
-        &self.handle
+        self.handle.handle()
     }
 }
 
@@ -215,7 +221,7 @@ pub(crate) fn schedule_key(
     location: &'static Location<'static>,
     f: impl FnOnce(&EventLoop) + 'static,
 ) -> TimerHandle {
-    let handle = Handle::with_location(location, f);
+    let handle = CallbackRef::new(location, f);
     let seq = queue::next_seq();
     let slot = timers.push(key, seq, handle.clone());
     TimerHandle {
