@@ -36,6 +36,7 @@ use crate::{Error, ExceptionContext, Result};
 
 pub(crate) mod iteration;
 pub(crate) mod remote;
+pub(crate) mod run_state;
 mod stats;
 
 /// Default slow-callback threshold of debug mode.
@@ -348,7 +349,7 @@ pub(crate) struct Inner {
     slow_callback: Cell<Duration>,
     /// Stop requested, sources present, polls skipped while busy: what decides an
     /// iteration's path.
-    pub(crate) run_state: iteration::RunState,
+    pub(crate) run_state: run_state::RunState,
     /// Custom exception handler.
     pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
     /// Task factory.

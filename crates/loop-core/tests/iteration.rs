@@ -191,12 +191,12 @@ fn core_07_a_busy_loop_with_sources_dispatches_them_every_iteration() {
 /// was queued after.
 #[test]
 fn core_19_threadsafe_work_queued_during_a_busy_chain_runs_in_the_next_iteration() {
+    let _w = watchdog();
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::sync::{Arc, Mutex};
 
     /// What ran, each with the iteration it ran in.
     type Events = Arc<Mutex<Vec<(u64, String)>>>;
-    let _w = watchdog();
     let lp = EventLoop::new().unwrap();
     let events: Events = Arc::default();
     // A thread that queues one callback each time it is asked, and says when it has.

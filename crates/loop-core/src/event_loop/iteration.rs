@@ -4,7 +4,6 @@
 //! entered, a panic reported).
 
 use std::any::Any;
-use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,87 +17,10 @@ use crate::stats::bump;
 use crate::work::{leave_unentered, Body, Callback, EnterContext, OWN};
 use crate::{Error, Exception, ExceptionContext, Result};
 
-/// While work is ready, I/O is polled at least once per this many iterations.
-pub const POLL_EVERY: u32 = 64;
+pub use super::run_state::POLL_EVERY;
 
 /// The poller is never asked to wait longer than one day (TIMER-14).
 pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(86_400);
-
-/// What decides an iteration's path, in one word, so that a busy iteration with only local
-/// work ready checks one value: the polls skipped since the last one (low bits), whether a
-/// stop was requested, whether the loop has sources. A word below [`POLL_EVERY`] says "no
-/// stop, no sources, the poll may be skipped".
-#[derive(Default)]
-pub(crate) struct RunState(Cell<u32>);
-
-impl RunState {
-    /// `stop()` was requested.
-    const STOPPING: u32 = 1 << 31;
-    /// The loop has sources (timers, ...).
-    const SOURCES: u32 = 1 << 30;
-    /// The polls skipped since the last one.
-    const SKIPPED: u32 = Self::SOURCES - 1;
-
-    /// `stop()` was requested.
-    #[inline]
-    pub(crate) fn stopping(&self) -> bool {
-        self.0.get() & Self::STOPPING != 0
-    }
-
-    /// Requests a stop, or clears the request.
-    #[inline]
-    pub(crate) fn set_stopping(&self, on: bool) {
-        self.set_flag(Self::STOPPING, on);
-    }
-
-    /// The loop has sources.
-    #[inline]
-    pub(crate) fn has_sources(&self) -> bool {
-        self.0.get() & Self::SOURCES != 0
-    }
-
-    /// Records whether the loop has sources.
-    #[inline]
-    pub(crate) fn set_has_sources(&self, on: bool) {
-        self.set_flag(Self::SOURCES, on);
-    }
-
-    #[inline]
-    fn set_flag(&self, flag: u32, on: bool) {
-        let s = self.0.get();
-        self.0.set(if on { s | flag } else { s & !flag });
-    }
-
-    /// The polls skipped since the last one: also the iterations since then, which
-    /// [`Counters::iterations`](crate::stats::Counters::iterations) does not include yet.
-    #[inline]
-    pub(crate) fn skipped(&self) -> u32 {
-        self.0.get() & Self::SKIPPED
-    }
-
-    /// Counts an iteration that skips the poll (the count is below [`POLL_EVERY`]).
-    #[inline]
-    fn skip_poll(&self) {
-        self.0.set(self.0.get() + 1);
-    }
-
-    /// Counts an iteration that polls: it and those that skipped the poll since the last one
-    /// go into the iterations counter at once.
-    #[inline]
-    fn polled(&self, counters: &crate::stats::Counters) {
-        let s = self.0.get();
-        bump(&counters.iterations, u64::from(s & Self::SKIPPED) + 1);
-        self.0.set(s & !Self::SKIPPED);
-    }
-
-    /// Neither a stop requested nor sources, and fewer than [`POLL_EVERY`] polls skipped: a
-    /// busy iteration with nothing from other threads may skip the poll and has nothing to do
-    /// but run what is ready.
-    #[inline]
-    fn local_only(&self) -> bool {
-        self.0.get() < POLL_EVERY
-    }
-}
 
 /// Runs what it guards in the empty context, then restores the previous one.
 struct EmptyContext(Option<crate::context::Snapshot>);
