@@ -44,11 +44,8 @@ pub const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
 
 /// A unit of work in the ready queue.
 pub(crate) enum Work {
-    /// A local callback in an allocation of its own.
+    /// A local callback.
     Call(Rc<dyn Callback<EventLoop>>),
-    /// A `call_soon` callback: its slab and slot (this entry holds one of the slot's
-    /// references, given up by the run or, at `close()`, by `discard`).
-    Slot(Rc<dyn Callback<EventLoop>>, u32),
     /// A callback from `call_soon_threadsafe`.
     Remote(Arc<dyn RemoteCallback<EventLoop>>),
     /// A task step queued on the loop's thread.
@@ -319,12 +316,12 @@ pub(crate) type LoopReactor = Reactor<Rc<dyn Callback<EventLoop>>, Rc<dyn IoHand
 impl Watcher for Rc<dyn Callback<EventLoop>> {
     #[inline]
     fn cancel(&self) {
-        Callback::cancel(&**self, crate::work::OWN)
+        Callback::cancel(&**self)
     }
 
     #[inline]
     fn is_cancelled(&self) -> bool {
-        Callback::is_cancelled(&**self, crate::work::OWN)
+        Callback::is_cancelled(&**self)
     }
 }
 
@@ -359,8 +356,6 @@ pub(crate) struct Inner {
     /// The allocation of the last spent local handle, kept for the next `call_soon` of the same
     /// closure type (holds no closure and no context; see the handles' `run_queued`).
     pub(crate) spare_handle: Cell<Option<Rc<dyn Any>>>,
-    /// The slabs of `call_soon` callbacks, one per closure type.
-    pub(crate) slabs: crate::local_slab::Slabs<EventLoop>,
     /// Spent `call_soon_threadsafe` allocations of this iteration, for the next callers.
     pub(crate) spent_remote: crate::remote_pool::SpentRemote,
     /// Location of the callback executing now (for `handle_traceback`).
@@ -599,7 +594,6 @@ impl EventLoop {
                 task_factory: RefCell::new(None),
                 tasks: RefCell::new(TaskSlab::default()),
                 spare_handle: Cell::new(None),
-                slabs: Default::default(),
                 spent_remote: Default::default(),
                 current_location: Cell::new(None),
                 sources: RefCell::new(Vec::new()),
@@ -1020,13 +1014,7 @@ impl Inner {
         loop {
             let q = std::mem::take(&mut *self.ready.borrow_mut());
             let mut any = !q.is_empty();
-            // A slot's closure is dropped now even if a handle keeps its slab (it may hold the
-            // loop or the handle: a cycle).
-            for w in q {
-                if let Work::Slot(cb, slot) = w {
-                    cb.discard(slot);
-                }
-            }
+            drop(q);
             self.shared.wake.take_all(|w| {
                 any = true;
                 drop(w);
@@ -1035,7 +1023,6 @@ impl Inner {
                 break;
             }
         }
-        self.slabs.clear();
         let regs = self.reactor.clear();
         drop(regs);
         let extensions = std::mem::take(&mut *self.extensions.borrow_mut());

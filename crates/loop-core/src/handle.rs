@@ -1,13 +1,9 @@
 //! Handles: a scheduled callback that can be cancelled before it runs.
 //!
-//! A local handle refers either to one allocation holding the cancel flag, the source location
-//! that scheduled it and the closure itself (`Handle::new` and [`CallbackRef`]: timers, done
-//! callbacks; fd watchers; a `call_soon` into an empty ready queue, which reuses the loop's
-//! spare allocation), or to a slot of the loop's slab of `call_soon` callbacks of that closure
-//! type (see `local_slab.rs`), so that a burst of `call_soon` allocates nothing once the
-//! slab has room.
-//! Cancelling drops the closure at once, releasing whatever it captured (asyncio releases the
-//! callback and its arguments at cancel time).
+//! A local handle is one allocation holding the cancel flag, the source location that scheduled
+//! it and the closure itself (`Rc<Cell<Option<F>>>` behind a trait object), so `call_soon` costs
+//! exactly one allocation. Cancelling drops the closure at once, releasing whatever it captured
+//! (asyncio releases the callback and its arguments at cancel time).
 //!
 //! A [`RemoteHandle`] comes from `call_soon_threadsafe`. Its state is an atomic so that a
 //! `cancel()` from another thread either wins before the callback starts, or has no effect: the
@@ -26,7 +22,7 @@ use crate::remote_cell::{TakeOnce, CANCELLED, RUNNING};
 use crate::remote_pool::SpareRemote;
 use crate::remote_queue::{Fresh, IntoNode, Link, Linked};
 use crate::slot::DoneCallback;
-use crate::work::{Body, Callback, EnterContext, RemoteCallback, OWN};
+use crate::work::{Callback, EnterContext, RemoteCallback};
 use crate::{Error, EventLoop, Remote, Result};
 
 /// The one allocation behind a local [`Handle`].
@@ -54,7 +50,7 @@ impl<F> Cb<F> {
     }
 }
 
-impl<F: FnOnce(&EventLoop) + 'static> Body<EventLoop> for Cb<F> {
+impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
     #[inline]
     fn call(&self, lp: &EventLoop) {
         if let Some(f) = self.f.take() {
@@ -62,42 +58,28 @@ impl<F: FnOnce(&EventLoop) + 'static> Body<EventLoop> for Cb<F> {
         }
     }
 
-    #[inline]
-    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
-        self.ctx.replace(ctx)
-    }
-}
-
-impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
-    fn cancel(&self, _slot: u32) {
+    fn cancel(&self) {
         self.cancelled.set(true);
         drop(self.f.take());
         drop(self.ctx.take());
     }
 
     #[inline]
-    fn is_cancelled(&self, _slot: u32) -> bool {
+    fn is_cancelled(&self) -> bool {
         self.cancelled.get()
     }
 
-    fn location(&self, _slot: u32) -> &'static Location<'static> {
+    fn location(&self) -> &'static Location<'static> {
         self.location
     }
 
-    fn run_now(&self, _slot: u32, lp: &EventLoop) {
-        if !self.cancelled.get() {
-            let _ctx = EnterContext::new(self);
-            self.call(lp)
-        }
+    #[inline]
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
+        self.ctx.replace(ctx)
     }
 
     #[inline]
-    fn requeue(self: Rc<Self>, _slot: u32) -> Option<Rc<dyn Callback<EventLoop>>> {
-        Some(self)
-    }
-
-    #[inline]
-    fn run_queued(self: Rc<Self>, _slot: u32, lp: &EventLoop) {
+    fn run_queued(self: Rc<Self>, lp: &EventLoop) {
         lp.run_callback(&*self);
         // Nobody else holds it (no handle, no weak reference that could come back to it): the
         // allocation becomes the loop's spare, its closure already dropped by the run (or the
@@ -132,10 +114,8 @@ impl<F: FnOnce(&EventLoop) + 'static> Callback<EventLoop> for Cb<F> {
 /// ```
 #[derive(Clone)]
 pub struct Handle {
-    /// The callback's allocation, or the slab holding it.
+    /// The shared callback cell.
     pub(crate) cb: Rc<dyn Callback<EventLoop>>,
-    /// Its slot in the slab; [`OWN`] for an allocation of its own.
-    pub(crate) slot: u32,
 }
 
 impl Handle {
@@ -168,7 +148,9 @@ impl Handle {
         location: &'static Location<'static>,
         f: impl FnOnce(&EventLoop) + 'static,
     ) -> Handle {
-        CallbackRef::new(location, f).handle()
+        Handle {
+            cb: Rc::new(Cb::new(location, f)),
+        }
     }
 
     /// Cancels the callback: it will not run, and what it captured is dropped now. Repeated
@@ -181,7 +163,7 @@ impl Handle {
     /// assert!(h.cancelled());
     /// ```
     pub fn cancel(&self) {
-        self.cb.cancel(self.slot)
+        self.cb.cancel()
     }
 
     /// True once [`cancel`](Handle::cancel) was called.
@@ -190,7 +172,7 @@ impl Handle {
     /// assert!(!loop_core::Handle::new(|_| {}).cancelled());
     /// ```
     pub fn cancelled(&self) -> bool {
-        self.cb.is_cancelled(self.slot)
+        self.cb.is_cancelled()
     }
 
     /// The source location that scheduled this callback.
@@ -200,7 +182,7 @@ impl Handle {
     /// assert_eq!(h.location().line(), line!() - 1);
     /// ```
     pub fn location(&self) -> &'static Location<'static> {
-        self.cb.location(self.slot)
+        self.cb.location()
     }
 
     /// True if both handles refer to the same scheduled callback.
@@ -210,7 +192,7 @@ impl Handle {
     /// assert!(h.ptr_eq(&h.clone()));
     /// ```
     pub fn ptr_eq(&self, other: &Handle) -> bool {
-        Rc::ptr_eq(&self.cb, &other.cb) && self.slot == other.slot
+        Rc::ptr_eq(&self.cb, &other.cb)
     }
 
     /// Runs the callback now, on this loop, if it was not cancelled. Event sources call this
@@ -226,117 +208,23 @@ impl Handle {
     /// assert_eq!(n.get(), 1);
     /// ```
     pub fn run(&self, lp: &EventLoop) {
-        self.cb.run_now(self.slot, lp)
-    }
-
-    /// Its ready-queue entry; `None` for a spent `call_soon` callback (nothing to run).
-    #[inline]
-    pub(crate) fn into_work(self) -> Option<Work> {
-        if self.slot == OWN {
-            Some(Work::Call(self.cb))
-        } else {
-            let slot = self.slot;
-            self.cb.requeue(slot).map(|cb| Work::Slot(cb, slot))
-        }
-    }
-}
-
-/// A callback in an allocation of its own, for event sources that keep many of them (the
-/// timers): what a [`Handle`] made by [`Handle::new`] refers to, in two words whatever the size
-/// of `Handle`. [`handle`](CallbackRef::handle) gives a `Handle` to it on demand; cancelling
-/// either cancels both.
-///
-/// ```
-/// use loop_core::internal::{CallbackRef, LoopInternals};
-/// let lp = loop_core::EventLoop::new().unwrap();
-/// let cb = CallbackRef::new(std::panic::Location::caller(), |lp| lp.stop());
-/// assert!(cb.handle().ptr_eq(&cb.handle()));
-/// lp.schedule_all(&mut vec![cb]).unwrap();
-/// lp.run_forever().unwrap();
-/// ```
-#[derive(Clone)]
-pub struct CallbackRef {
-    /// The callback's allocation.
-    pub(crate) cb: Rc<dyn Callback<EventLoop>>,
-}
-
-impl CallbackRef {
-    /// `f`, scheduled at `location`, in the current context; not queued yet.
-    ///
-    /// ```
-    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
-    /// assert_eq!(cb.location().line(), line!() - 1);
-    /// ```
-    #[inline]
-    pub fn new(
-        location: &'static Location<'static>,
-        f: impl FnOnce(&EventLoop) + 'static,
-    ) -> CallbackRef {
-        CallbackRef {
-            cb: Rc::new(Cb::new(location, f)),
-        }
-    }
-
-    /// Cancels it, as [`Handle::cancel`] does: it will not run, and its closure is dropped now.
-    ///
-    /// ```
-    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
-    /// cb.cancel();
-    /// assert!(cb.cancelled() && cb.handle().cancelled());
-    /// ```
-    #[inline]
-    pub fn cancel(&self) {
-        self.cb.cancel(OWN)
-    }
-
-    /// True once cancelled, here or through a [`Handle`] to it.
-    ///
-    /// ```
-    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
-    /// cb.handle().cancel();
-    /// assert!(cb.cancelled());
-    /// ```
-    #[inline]
-    pub fn cancelled(&self) -> bool {
-        self.cb.is_cancelled(OWN)
-    }
-
-    /// Where it was scheduled.
-    ///
-    /// ```
-    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
-    /// assert!(cb.location().file().ends_with(".rs"));
-    /// ```
-    #[inline]
-    pub fn location(&self) -> &'static Location<'static> {
-        self.cb.location(OWN)
-    }
-
-    /// A [`Handle`] to this callback (each call gives one; all are [`ptr_eq`](Handle::ptr_eq)).
-    ///
-    /// ```
-    /// let cb = loop_core::internal::CallbackRef::new(std::panic::Location::caller(), |_| {});
-    /// assert_eq!(cb.handle().location(), cb.location());
-    /// ```
-    #[inline]
-    pub fn handle(&self) -> Handle {
-        Handle {
-            cb: self.cb.clone(),
-            slot: OWN,
+        if !self.cb.is_cancelled() {
+            let _ctx = EnterContext::new(&*self.cb);
+            self.cb.call(lp)
         }
     }
 }
 
 /// A local callback in the loop's spare handle allocation if it holds one of the same closure
 /// type (left there by the iteration: a handle that ran or was cancelled and that nobody else
-/// held, its closure and context already dropped); else `f` back. In a chain of callbacks each
-/// scheduling the next, the two allocations are reused turn by turn: no allocator call.
+/// held, its closure and context already dropped), else in a new one. In a chain of callbacks
+/// each scheduling the next, the two allocations are reused turn by turn: no allocator call.
 #[inline(always)]
-fn reuse_spare<F: FnOnce(&EventLoop) + 'static>(
+fn reuse_or_new<F: FnOnce(&EventLoop) + 'static>(
     spare: &Cell<Option<Rc<dyn Any>>>,
     location: &'static Location<'static>,
     f: F,
-) -> std::result::Result<Rc<dyn Callback<EventLoop>>, F> {
+) -> Rc<dyn Callback<EventLoop>> {
     if let Some(any) = spare.take() {
         match any.downcast::<Cb<F>>() {
             Ok(mut rc) => {
@@ -353,15 +241,16 @@ fn reuse_spare<F: FnOnce(&EventLoop) + 'static>(
                     let old_f = cb.f.get_mut().replace(f);
                     debug_assert!(old_f.is_none());
                     std::mem::forget(old_f);
-                    return Ok(rc);
+                    return rc;
                 }
-                // Shared after all (the loop keeps only unshared ones): dropped.
+                // Shared after all (the loop keeps only unshared ones): leave it.
+                return Rc::new(Cb::new(location, f));
             }
             // Another closure type: it stays for its own kind.
             Err(other) => spare.set(Some(other)),
         }
     }
-    Err(f)
+    Rc::new(Cb::new(location, f))
 }
 
 impl fmt::Debug for Handle {
@@ -545,7 +434,7 @@ struct RepeatCb<F> {
     f: Cell<Option<F>>,
 }
 
-impl<F: FnMut(&EventLoop) + 'static> Body<EventLoop> for RepeatCb<F> {
+impl<F: FnMut(&EventLoop) + 'static> Callback<EventLoop> for RepeatCb<F> {
     fn call(&self, lp: &EventLoop) {
         if let Some(mut f) = self.f.take() {
             match catch_unwind(AssertUnwindSafe(|| f(lp))) {
@@ -571,40 +460,26 @@ impl<F: FnMut(&EventLoop) + 'static> Body<EventLoop> for RepeatCb<F> {
         }
     }
 
-    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
-        self.ctx.replace(ctx)
-    }
-}
-
-impl<F: FnMut(&EventLoop) + 'static> Callback<EventLoop> for RepeatCb<F> {
-    fn cancel(&self, _slot: u32) {
+    fn cancel(&self) {
         self.cancelled.set(true);
         drop(self.f.take());
         drop(self.ctx.take());
     }
 
-    fn run_queued(self: Rc<Self>, _slot: u32, lp: &EventLoop) {
+    fn run_queued(self: Rc<Self>, lp: &EventLoop) {
         lp.run_callback(&*self)
     }
 
-    fn run_now(&self, _slot: u32, lp: &EventLoop) {
-        if !self.cancelled.get() {
-            let _ctx = EnterContext::new(self);
-            self.call(lp)
-        }
-    }
-
-    #[inline]
-    fn requeue(self: Rc<Self>, _slot: u32) -> Option<Rc<dyn Callback<EventLoop>>> {
-        Some(self)
-    }
-
-    fn is_cancelled(&self, _slot: u32) -> bool {
+    fn is_cancelled(&self) -> bool {
         self.cancelled.get()
     }
 
-    fn location(&self, _slot: u32) -> &'static Location<'static> {
+    fn location(&self) -> &'static Location<'static> {
         self.location
+    }
+
+    fn swap_context(&self, ctx: Snapshot) -> Snapshot {
+        self.ctx.replace(ctx)
     }
 }
 
@@ -620,7 +495,6 @@ pub(crate) fn handle_repeat(
             ctx: Cell::new(context::snapshot()),
             f: Cell::new(Some(f)),
         }),
-        slot: OWN,
     }
 }
 
@@ -675,35 +549,18 @@ impl EventLoop {
     #[inline]
     pub fn call_soon(&self, f: impl FnOnce(&EventLoop) + 'static) -> Result<Handle> {
         self.check_open()?;
-        // A chain of callbacks each scheduling the next: the spare allocation the last run
-        // left, turn by turn.
-        let f = match reuse_spare(&self.inner.spare_handle, Location::caller(), f) {
-            Ok(cb) => {
-                self.push_ready(Work::Call(cb.clone()));
-                return Ok(Handle { cb, slot: OWN });
-            }
-            Err(f) => f,
+        let h = Handle {
+            cb: reuse_or_new(&self.inner.spare_handle, Location::caller(), f),
         };
-        // Nothing else queued: an allocation of its own, which becomes the spare once run.
-        // Else (a burst, many callbacks alive at once): a slot of the slab of this closure
-        // type, which grows in bulk.
-        if self.inner.ready.borrow().is_empty() {
-            let cb: Rc<dyn Callback<EventLoop>> = Rc::new(Cb::new(Location::caller(), f));
-            self.push_ready(Work::Call(cb.clone()));
-            return Ok(Handle { cb, slot: OWN });
-        }
-        let (cb, slot) = self.inner.slabs.insert(Location::caller(), f);
-        self.push_ready(Work::Slot(cb.clone(), slot));
-        Ok(Handle { cb, slot })
+        self.push_ready(Work::Call(h.cb.clone()));
+        Ok(h)
     }
 
     /// Queues an existing handle (event sources use this for due work); see
     /// [`LoopInternals::schedule`](crate::internal::LoopInternals::schedule).
     pub(crate) fn schedule(&self, h: &Handle) -> Result<()> {
         self.check_open()?;
-        if let Some(w) = h.clone().into_work() {
-            self.push_ready(w);
-        }
+        self.push_ready(Work::Call(h.cb.clone()));
         Ok(())
     }
 

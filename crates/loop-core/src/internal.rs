@@ -21,7 +21,6 @@ use std::panic::Location;
 use std::rc::Rc;
 
 pub use crate::event_loop::{IoHandler, Source, WeakLoop};
-pub use crate::handle::CallbackRef;
 pub use crate::io::Registered;
 
 /// True if the reactor reports hang-ups and errors ([`Readiness::ERROR`],
@@ -149,9 +148,9 @@ pub trait LoopInternals: sealed::Sealed {
     /// ```
     fn schedule(&self, h: &Handle) -> Result<()>;
 
-    /// Queues the callbacks of `hs` in order, leaving `hs` empty with its capacity: what
-    /// [`schedule`](LoopInternals::schedule) does for a handle of each, with one borrow of the
-    /// ready queue for all of them (for a source that moves many due callbacks at once).
+    /// Queues the handles of `hs` in order, leaving `hs` empty with its capacity: what
+    /// [`schedule`](LoopInternals::schedule) does for each, with one borrow of the ready queue
+    /// for all of them (for a source that moves many due handles at once).
     ///
     /// # Errors
     ///
@@ -159,16 +158,15 @@ pub trait LoopInternals: sealed::Sealed {
     /// left as it was.
     ///
     /// ```
-    /// use loop_core::internal::{CallbackRef, LoopInternals};
-    /// use std::panic::Location;
+    /// use loop_core::internal::LoopInternals;
+    /// use loop_core::Handle;
     /// let lp = loop_core::EventLoop::new().unwrap();
-    /// let at = Location::caller();
-    /// let mut due = vec![CallbackRef::new(at, |_| {}), CallbackRef::new(at, |lp| lp.stop())];
+    /// let mut due = vec![Handle::new(|_| {}), Handle::new(|lp| lp.stop())];
     /// lp.schedule_all(&mut due).unwrap();
     /// assert!(due.is_empty());
     /// lp.run_forever().unwrap();
     /// ```
-    fn schedule_all(&self, hs: &mut Vec<CallbackRef>) -> Result<()>;
+    fn schedule_all(&self, hs: &mut Vec<Handle>) -> Result<()>;
 
     /// Queues readiness for an [`IoHandler`] as if the poller had reported it (used by
     /// transports to retry a read after `resume_reading` on an edge-triggered fd).
@@ -215,7 +213,7 @@ impl LoopInternals for EventLoop {
         EventLoop::schedule(self, h)
     }
 
-    fn schedule_all(&self, hs: &mut Vec<CallbackRef>) -> Result<()> {
+    fn schedule_all(&self, hs: &mut Vec<Handle>) -> Result<()> {
         self.check_open()?;
         let mut rest = hs.drain(..);
         if let Some(first) = rest.next() {

@@ -81,7 +81,6 @@ mod handler;
 #[doc(hidden)]
 pub mod internal;
 mod io;
-mod local_slab;
 mod reactor;
 mod readiness;
 mod remote_cell;

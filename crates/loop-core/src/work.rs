@@ -11,7 +11,7 @@ use crate::context::{self, Snapshot};
 /// panics), then stores what the callback left in it back into the callback.
 pub(crate) struct EnterContext<'a, L> {
     /// The callback.
-    cb: &'a dyn Body<L>,
+    cb: &'a dyn Callback<L>,
     /// The context that was current before; `None` if contexts were not in use on this thread
     /// when the callback started (its context and the current one were then both empty).
     prev: Option<Snapshot>,
@@ -19,7 +19,7 @@ pub(crate) struct EnterContext<'a, L> {
 
 impl<'a, L> EnterContext<'a, L> {
     #[inline]
-    pub(crate) fn new(cb: &'a dyn Body<L>) -> EnterContext<'a, L> {
+    pub(crate) fn new(cb: &'a dyn Callback<L>) -> EnterContext<'a, L> {
         if !context::active() {
             return EnterContext { cb, prev: None };
         }
@@ -35,7 +35,7 @@ impl<'a, L> EnterContext<'a, L> {
 /// if it started using them, keep what it set in the callback and make the current context
 /// empty again. (If a `Fatal` unwinds before this, `run_forever` restores its base context.)
 #[inline]
-pub(crate) fn leave_unentered<L>(cb: &dyn Body<L>) {
+pub(crate) fn leave_unentered<L>(cb: &dyn Callback<L>) {
     if context::active() {
         cb.swap_context(context::enter(None));
     }
@@ -57,55 +57,24 @@ impl<L> Drop for EnterContext<'_, L> {
     }
 }
 
-/// The slot argument of [`Callback`]'s methods for a callback that is its own allocation (not
-/// a slot of a [`Slab`](crate::local_slab::Slab)).
-pub(crate) const OWN: u32 = u32::MAX;
-
-/// What a local handle refers to: a callback in an allocation of its own (`Handle::new`,
-/// timers, fd watchers), which ignores the `slot` argument of these methods, or a slab of
-/// `call_soon` callbacks of one closure type, where `slot` names the callback.
+/// The type-erased body of a local handle.
 pub(crate) trait Callback<L> {
-    /// Cancels: marks and drops the closure (and its context).
-    fn cancel(&self, slot: u32);
-    /// True once cancelled.
-    fn is_cancelled(&self, slot: u32) -> bool;
-    /// Where it was scheduled.
-    fn location(&self, slot: u32) -> &'static Location<'static>;
-    /// Runs it now unless cancelled (or run before), in its context, without catching a panic
-    /// (`Handle::run`).
-    fn run_now(&self, slot: u32, lp: &L);
-    /// Runs it as the loop runs queued work (the loop's `run_callback` or `run_slot`, given the
-    /// concrete type): the iteration makes this one dynamic call per callback, and the checks,
-    /// the context switch and the call inside are dispatched statically. For a slot, the
-    /// ready queue's reference to it ends here.
-    fn run_queued(self: Rc<Self>, slot: u32, lp: &L);
-    /// Another ready-queue entry for `slot` (`schedule` of a handle): the callback to queue,
-    /// or `None` if nothing is left to run (a spent slot).
-    fn requeue(self: Rc<Self>, slot: u32) -> Option<Rc<dyn Callback<L>>>;
-    /// The ready queue's entry for `slot` ends without a run (`close()`): its closure is
-    /// dropped at once, as a cancel would.
-    #[inline]
-    fn discard(self: Rc<Self>, _slot: u32) {}
-    /// The loop no longer keeps this slab.
-    #[inline]
-    fn uncache(&self) {}
-}
-
-/// The closure and the context of a callback in an allocation of its own, as the loop's
-/// `run_callback` and [`EnterContext`] use them.
-pub(crate) trait Body<L> {
-    /// Runs the closure if it was not run before (the caller checked the cancel flag).
+    /// Runs the callback if it was not cancelled (and not run before).
     fn call(&self, lp: &L);
+    /// Cancels: marks and drops the closure.
+    fn cancel(&self);
+    /// True once cancelled.
+    fn is_cancelled(&self) -> bool;
+    /// Where it was scheduled.
+    fn location(&self) -> &'static Location<'static>;
     /// Swaps the context the callback runs in (the loop enters it around each run).
     fn swap_context(&self, ctx: Snapshot) -> Snapshot;
-}
-
-/// How a loop runs the closure of a slab slot, taken out of its slab (see
-/// [`Slab`](crate::local_slab::Slab)): counted, its location current, in its context, a panic
-/// reported.
-pub(crate) trait RunSlot: Sized {
-    /// Runs `f`, scheduled at `loc` in the context `ctx`.
-    fn run_slot<F: FnOnce(&Self)>(&self, loc: &'static Location<'static>, ctx: Snapshot, f: F);
+    /// Runs it as the loop runs queued work (the loop's `run_callback`, given the concrete
+    /// type), then offers the allocation, if nothing else holds it, to the loop as its spare
+    /// handle, so that the next callback of the same type reuses it: the iteration makes this
+    /// one dynamic call per callback, and the checks, the context switch, the call and the
+    /// recycling inside are dispatched statically.
+    fn run_queued(self: Rc<Self>, lp: &L);
 }
 
 /// The state of a remote callback that neither started nor was cancelled.

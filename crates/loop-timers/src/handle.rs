@@ -7,7 +7,6 @@ use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use loop_core::internal::CallbackRef;
 use loop_core::{Error, EventLoop, Handle, Result};
 
 use crate::clock;
@@ -50,9 +49,8 @@ use crate::queue::{self, Timers};
 /// ```
 #[derive(Clone)]
 pub struct TimerHandle {
-    /// The callback (a loop_core [`Handle`] to it is made on demand by
-    /// [`handle`](TimerHandle::handle)).
-    pub(crate) handle: CallbackRef,
+    /// The loop_core handle that runs the callback.
+    pub(crate) handle: Handle,
     /// Deadline, nanoseconds since the clock epoch.
     pub(crate) key: i64,
     /// Scheduling order (unique among the timers of this thread).
@@ -147,10 +145,8 @@ impl TimerHandle {
         self.handle.cancelled()
     }
 
-    /// A loop_core [`Handle`] to the timer's callback, made on each call (all of them
-    /// [`ptr_eq`](Handle::ptr_eq)): its [`location`](Handle::location) is where the timer was
-    /// scheduled, cancelling it cancels the timer, and its
-    /// [`cancelled`](Handle::cancelled) agrees with [`TimerHandle::cancelled`].
+    /// The loop_core [`Handle`] that runs the callback: its [`location`](Handle::location) is
+    /// where the timer was scheduled.
     ///
     /// Cancel through [`TimerHandle::cancel`] rather than through this handle: both stop the
     /// timer, but only the former is counted towards the bulk clean-up of the timer heap.
@@ -161,16 +157,14 @@ impl TimerHandle {
     /// let lp = loop_core::EventLoop::new()?;
     /// let h = lp.call_later_secs(1.0, |_| {})?;
     /// assert_eq!(h.handle().location().line(), line!() - 1);
-    /// h.handle().cancel();
-    /// assert!(h.cancelled());
     /// # Ok::<(), loop_core::Error>(())
     /// ```
-    pub fn handle(&self) -> Handle {
-        // It can be cancelled through a `Handle` from now on: the queue must ask the callback.
+    pub fn handle(&self) -> &Handle {
+        // It can be cancelled through this handle from now on: the queue must ask it.
         if let Some(t) = self.timers.upgrade() {
             t.expose();
         }
-        self.handle.handle()
+        &self.handle
     }
 }
 
@@ -221,7 +215,7 @@ pub(crate) fn schedule_key(
     location: &'static Location<'static>,
     f: impl FnOnce(&EventLoop) + 'static,
 ) -> TimerHandle {
-    let handle = CallbackRef::new(location, f);
+    let handle = Handle::with_location(location, f);
     let seq = queue::next_seq();
     let slot = timers.push(key, seq, handle.clone());
     TimerHandle {

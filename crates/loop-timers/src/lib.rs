@@ -39,9 +39,9 @@
 //! The queue is a **binary min-heap of `(deadline, sequence)`**, as in asyncio, and for the
 //! same reasons: scheduling is one push (O(log n) at worst, O(1) on average for random
 //! deadlines), the poll timeout is a look at the head, and due timers come off the head in
-//! order. A timer costs one allocation — its callback, a loop_core
-//! [`CallbackRef`](loop_core::internal::CallbackRef) — a 24-byte heap entry and a 24-byte slot in
-//! a slab that holds the callbacks of the timers in the heap (both reused, so they allocate only when they grow); moving due timers to the ready
+//! order. A timer costs one allocation — its callback, in a loop_core [`Handle`](loop_core::Handle) — a
+//! 24-byte heap entry and a 24-byte slot in a slab that holds the handles of the timers in the
+//! heap (both reused, so they allocate only when they grow); moving due timers to the ready
 //! queue allocates nothing. (One exception:
 //! when a single iteration finds a large share of a big heap due at once — a burst of timers
 //! that expired while the loop was busy — the queue stops popping them one by one and splits

@@ -1,11 +1,11 @@
 //! The per-loop timer queue: a binary min-heap of `(deadline, sequence, slot)` with lazy
-//! deletion, and a slab of slots holding the callbacks of the timers in the heap.
+//! deletion, and a slab of slots holding the handles of the timers in the heap.
 //!
 //! * **Insert** is a heap push and a slot from the slab's free list: O(log n) worst case, O(1)
 //!   on average for random deadlines, and no allocation once the heap and the slab have grown.
 //! * **Cancel** is O(1): the [`TimerHandle`](crate::TimerHandle) frees the timer's slot if the
 //!   timer is still in the heap (counting the cancellation in [`Timers::cancelled`]) and cancels
-//!   its callback (a loop_core `CallbackRef`), which drops the closure at once. The heap entry stays where it is;
+//!   its loop_core `Handle`, which drops the callback at once. The heap entry stays where it is;
 //!   its slot now holds another timer's sequence number, or none, so the entry is known to be
 //!   dead. With the slot gone the callback's allocation is released at cancel time, not when the
 //!   entry leaves the heap, so the allocator hands it to the next timer.
@@ -29,8 +29,8 @@ use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use loop_core::internal::{CallbackRef, LoopInternals, Source};
-use loop_core::EventLoop;
+use loop_core::internal::{LoopInternals, Source};
+use loop_core::{EventLoop, Handle};
 
 use crate::clock;
 
@@ -104,7 +104,7 @@ enum SlabSlot {
         /// The timer's sequence number.
         seq: u64,
         /// Its callback.
-        handle: CallbackRef,
+        handle: Handle,
     },
     /// Free; the next free slot (`u32::MAX`: none).
     Free {
@@ -125,7 +125,7 @@ struct Slab {
 impl Slab {
     /// A slot holding `handle` for timer `seq`.
     #[inline]
-    fn insert(&mut self, seq: u64, handle: CallbackRef) -> u32 {
+    fn insert(&mut self, seq: u64, handle: Handle) -> u32 {
         let i = self.free;
         if let Some(s) = self.slots.get_mut(i as usize) {
             if let SlabSlot::Free { next } = *s {
@@ -142,7 +142,7 @@ impl Slab {
 
     /// The handle of entry `(slot, seq)` if the timer is still in the heap.
     #[inline]
-    fn get(&self, slot: u32, seq: u64) -> Option<&CallbackRef> {
+    fn get(&self, slot: u32, seq: u64) -> Option<&Handle> {
         match self.slots.get(slot as usize) {
             Some(SlabSlot::Used { seq: s, handle }) if *s == seq => Some(handle),
             _ => None,
@@ -151,7 +151,7 @@ impl Slab {
 
     /// Frees the slot of entry `(slot, seq)` and gives its handle, if the timer is in the heap.
     #[inline]
-    fn remove(&mut self, slot: u32, seq: u64) -> Option<CallbackRef> {
+    fn remove(&mut self, slot: u32, seq: u64) -> Option<Handle> {
         let s = self.slots.get_mut(slot as usize)?;
         match s {
             SlabSlot::Used { seq: q, .. } if *q == seq => {}
@@ -209,7 +209,7 @@ impl Ord for Entry {
 /// Moves the due timers' handles collected in `due` to the ready queue, in order. That fails
 /// only on a closed loop, whose sources are never dispatched (the handles are dropped then).
 #[inline]
-fn schedule_all(lp: &EventLoop, due: &mut Vec<CallbackRef>) {
+fn schedule_all(lp: &EventLoop, due: &mut Vec<Handle>) {
     if !due.is_empty() && lp.schedule_all(due).is_err() {
         due.clear();
     }
@@ -338,7 +338,7 @@ pub(crate) struct Timers {
     scratch: RefCell<Vec<(u64, usize)>>,
     /// The handles of the due timers of a dispatch, moved to the ready queue together; kept
     /// (empty) between dispatches like the heap's capacity.
-    due: RefCell<Vec<CallbackRef>>,
+    due: RefCell<Vec<Handle>>,
     /// The clock epoch (copied here to keep the hot path off the `OnceLock`).
     pub(crate) epoch: Instant,
     /// The epoch as a direct clock reading, if known (see [`clock::epoch_ns`]).
@@ -424,7 +424,7 @@ impl Timers {
 
     /// Pushes a timer; gives its slot.
     #[inline]
-    pub(crate) fn push(&self, key: i64, seq: u64, handle: CallbackRef) -> u32 {
+    pub(crate) fn push(&self, key: i64, seq: u64, handle: Handle) -> u32 {
         let slot = self.slab.borrow_mut().insert(seq, handle);
         self.heap.borrow_mut().push(Entry { key, seq, slot });
         slot
@@ -434,7 +434,7 @@ impl Timers {
     /// cancellation (TIMER-16: only timers still in the heap count). Gives the slot's handle,
     /// to be dropped by the caller once it holds no borrow of the queue.
     #[inline]
-    pub(crate) fn cancel(&self, slot: u32, seq: u64) -> Option<CallbackRef> {
+    pub(crate) fn cancel(&self, slot: u32, seq: u64) -> Option<Handle> {
         let h = self.slab.borrow_mut().remove(slot, seq);
         if h.is_some() {
             self.cancelled.set(self.cancelled.get() + 1);

@@ -14,7 +14,7 @@ use crate::reactor::Polled;
 use crate::readiness::Readiness;
 use crate::remote_queue::Batch;
 use crate::stats::bump;
-use crate::work::{leave_unentered, Body, Callback, EnterContext, OWN};
+use crate::work::{leave_unentered, Callback, EnterContext};
 use crate::{Error, Exception, ExceptionContext, Result};
 
 pub use super::run_state::POLL_EVERY;
@@ -608,9 +608,8 @@ impl EventLoop {
     pub(super) fn run_work(&self, w: Work) {
         let inner = &*self.inner;
         match w {
-            Work::Call(cb) => cb.run_queued(crate::work::OWN, self),
-            // Runs it, its slot freed unless a handle refers to it.
-            Work::Slot(cb, slot) => cb.run_queued(slot, self),
+            // Runs it, then keeps its allocation for reuse.
+            Work::Call(cb) => cb.run_queued(self),
             // Runs it, then keeps its allocation for reuse.
             Work::Remote(cb) => cb.run_queued(self),
             Work::Step(t) => {
@@ -671,13 +670,13 @@ impl EventLoop {
     /// its context entered, a panic reported. Generic over the callback's type, so that
     /// everything here is dispatched statically (see [`Callback::run_queued`]).
     #[inline]
-    pub(crate) fn run_callback<C: Callback<EventLoop> + Body<EventLoop>>(&self, cb: &C) {
+    pub(crate) fn run_callback<C: Callback<EventLoop>>(&self, cb: &C) {
         let inner = &*self.inner;
-        if cb.is_cancelled(OWN) {
+        if cb.is_cancelled() {
             return;
         }
         bump(&inner.counters.callbacks, 1);
-        let loc = cb.location(OWN);
+        let loc = cb.location();
         inner.current_location.set(Some(loc));
         if inner.debug.get() || crate::context::active() {
             return self.run_callback_entered(cb, loc);
@@ -695,7 +694,7 @@ impl EventLoop {
     /// [`run_callback`](EventLoop::run_callback) in debug mode or while contexts are in use:
     /// the callback's context entered around it, a slow callback logged.
     #[inline(never)]
-    fn run_callback_entered<C: Callback<EventLoop> + Body<EventLoop>>(
+    fn run_callback_entered<C: Callback<EventLoop>>(
         &self,
         cb: &C,
         loc: &'static Location<'static>,
@@ -713,59 +712,6 @@ impl EventLoop {
         }
         inner.current_location.set(None);
         drop(ctx);
-    }
-
-    /// Runs the closure `f` of a queued `call_soon` callback scheduled at `loc` in the context
-    /// `ctx`, which the caller took out of its slab slot (so no cancel can reach it any more):
-    /// counted, its location current, its context entered, a panic reported (in that context,
-    /// CORE-53). Generic over the closure's type, so that everything here is dispatched
-    /// statically.
-    #[inline]
-    pub(crate) fn run_slot<F: FnOnce(&EventLoop)>(
-        &self,
-        loc: &'static Location<'static>,
-        ctx: crate::context::Snapshot,
-        f: F,
-    ) {
-        let inner = &*self.inner;
-        bump(&inner.counters.callbacks, 1);
-        inner.current_location.set(Some(loc));
-        if ctx.is_some() || inner.debug.get() || crate::context::active() {
-            return self.run_slot_entered(loc, ctx, f);
-        }
-        // Contexts are not in use on this thread: the callback's context and the current one
-        // are both empty, nothing to switch.
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
-            self.report_panic(p, "Exception in callback", Some(loc));
-        }
-        inner.current_location.set(None);
-        // The callback started using contexts: what it set does not outlive it.
-        if crate::context::active() {
-            drop(crate::context::enter(None));
-        }
-    }
-
-    /// [`run_slot`](EventLoop::run_slot) in debug mode or while contexts are in use: the
-    /// callback's context entered around it (the previous one restored after, also when a
-    /// `Fatal` unwinds), a slow callback logged.
-    #[inline(never)]
-    fn run_slot_entered<F: FnOnce(&EventLoop)>(
-        &self,
-        loc: &'static Location<'static>,
-        ctx: crate::context::Snapshot,
-        f: F,
-    ) {
-        let inner = &*self.inner;
-        let entered = EmptyContext(Some(crate::context::enter(ctx)));
-        let start = inner.debug.get().then(Instant::now);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
-            self.report_panic(p, "Exception in callback", Some(loc));
-        }
-        if let Some(start) = start {
-            self.check_slow(start, &format_args!("<Handle scheduled at {loc}>"));
-        }
-        inner.current_location.set(None);
-        drop(entered);
     }
 
     /// Runs the closure `f` of a queued `call_soon_threadsafe` callback scheduled at `loc`,
@@ -843,17 +789,5 @@ impl EventLoop {
         };
         ctx.exception = Some(Error::Exception(exc));
         self.call_exception_handler(&ctx);
-    }
-}
-
-impl crate::work::RunSlot for EventLoop {
-    #[inline(always)]
-    fn run_slot<F: FnOnce(&EventLoop)>(
-        &self,
-        loc: &'static Location<'static>,
-        ctx: crate::context::Snapshot,
-        f: F,
-    ) {
-        EventLoop::run_slot(self, loc, ctx, f)
     }
 }
