@@ -36,7 +36,6 @@ use crate::{Error, ExceptionContext, Result};
 
 pub(crate) mod iteration;
 pub(crate) mod remote;
-pub(crate) mod run_state;
 mod stats;
 
 /// Default slow-callback threshold of debug mode.
@@ -338,15 +337,16 @@ pub(crate) struct Inner {
     pub(crate) reactor: Rc<LoopReactor>,
     /// `run_*` is executing.
     running: Cell<bool>,
+    /// `stop()` was requested.
+    stopping: Cell<bool>,
     /// `close()` was called.
     closed: Cell<bool>,
     /// Debug mode.
     debug: Cell<bool>,
     /// Debug mode's slow-callback threshold.
     slow_callback: Cell<Duration>,
-    /// Stop requested, sources present, polls skipped while busy: what decides an
-    /// iteration's path.
-    pub(crate) run_state: run_state::RunState,
+    /// Iterations since the last poll while busy.
+    skipped_polls: Cell<u32>,
     /// Custom exception handler.
     pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
     /// Task factory.
@@ -362,6 +362,9 @@ pub(crate) struct Inner {
     pub(crate) current_location: Cell<Option<&'static Location<'static>>>,
     /// Event sources (timers, ...).
     sources: RefCell<Vec<Rc<dyn Source>>>,
+    /// `sources` is not empty: an iteration of a loop without sources asks none of them for
+    /// a deadline or due work, without borrowing the list.
+    has_sources: Cell<bool>,
     /// Per-loop state of extension crates, by type.
     extensions: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
     /// Run at `close()`, in order of registration.
@@ -511,7 +514,7 @@ impl Drop for RunGuard<'_> {
         c.account_run(Instant::now());
         c.run_mark.set(None);
         self.lp.inner.running.set(false);
-        self.lp.inner.run_state.set_stopping(false);
+        self.lp.inner.stopping.set(false);
         // A `Fatal` unwinding out of a callback leaves no stale "executing" location behind.
         self.lp.inner.current_location.set(None);
         let prev = RUNNING.try_with(|r| r.borrow_mut().take());
@@ -586,10 +589,11 @@ impl EventLoop {
                 ready: RefCell::new(VecDeque::with_capacity(256)),
                 reactor: Rc::new(reactor),
                 running: Cell::new(false),
+                stopping: Cell::new(false),
                 closed: Cell::new(false),
                 debug: Cell::new(debug),
                 slow_callback: Cell::new(DEFAULT_SLOW_CALLBACK),
-                run_state: Default::default(),
+                skipped_polls: Cell::new(0),
                 exception_handler: RefCell::new(None),
                 task_factory: RefCell::new(None),
                 tasks: RefCell::new(TaskSlab::default()),
@@ -597,6 +601,7 @@ impl EventLoop {
                 spent_remote: Default::default(),
                 current_location: Cell::new(None),
                 sources: RefCell::new(Vec::new()),
+                has_sources: Cell::new(false),
                 extensions: RefCell::new(HashMap::new()),
                 close_hooks: RefCell::new(Vec::new()),
                 shutdown_hooks: RefCell::new(Vec::new()),
@@ -702,7 +707,7 @@ impl EventLoop {
     /// ```
     pub fn run_forever(&self) -> Result<()> {
         let _guard = self.begin_run()?;
-        self.run_iterations::<false>();
+        self.run_iterations(false);
         Ok(())
     }
 
@@ -741,7 +746,7 @@ impl EventLoop {
     /// lp.run_forever().unwrap();
     /// ```
     pub fn stop(&self) {
-        self.inner.run_state.set_stopping(true);
+        self.inner.stopping.set(true);
     }
 
     /// True while `run_forever` / `run_until_complete` executes.
@@ -918,7 +923,7 @@ impl EventLoop {
     /// [`LoopInternals::add_source`](crate::internal::LoopInternals::add_source).
     pub(crate) fn add_source(&self, s: Rc<dyn Source>) {
         self.inner.sources.borrow_mut().push(s);
-        self.inner.run_state.set_has_sources(true);
+        self.inner.has_sources.set(true);
     }
 
     /// Per-loop state of type `T`, created by `init` on first use; see
@@ -992,7 +997,7 @@ impl Inner {
                 }
             }
             let sources = std::mem::take(&mut *self.sources.borrow_mut());
-            self.run_state.set_has_sources(false);
+            self.has_sources.set(false);
             for s in &sources {
                 s.close(lp);
             }

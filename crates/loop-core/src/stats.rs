@@ -182,8 +182,7 @@ pub struct Stats {
 /// Stats counters (cells, so updating them is a plain add).
 #[derive(Default)]
 pub(crate) struct Counters {
-    /// See [`Stats::iterations`](crate::Stats::iterations): the iterations up to the last one
-    /// that polled; those since are counted by the loop's run state.
+    /// See [`Stats::iterations`](crate::Stats::iterations).
     pub(crate) iterations: Cell<u64>,
     /// See [`Stats::callbacks`](crate::Stats::callbacks).
     pub(crate) callbacks: Cell<u64>,

@@ -17,7 +17,8 @@ use crate::stats::bump;
 use crate::work::{leave_unentered, Callback, EnterContext};
 use crate::{Error, Exception, ExceptionContext, Result};
 
-pub use super::run_state::POLL_EVERY;
+/// While work is ready, I/O is polled at least once per this many iterations.
+pub const POLL_EVERY: u32 = 64;
 
 /// The poller is never asked to wait longer than one day (TIMER-14).
 pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(86_400);
@@ -259,8 +260,8 @@ impl EventLoop {
     /// ```
     pub fn run_once(&self) -> Result<bool> {
         let _guard = self.begin_run()?;
-        self.run_iterations::<true>();
-        Ok(self.inner.run_state.stopping())
+        self.run_iterations(true);
+        Ok(self.inner.stopping.get())
     }
 
     /// The reactor's wait inside the wait hook; returns how many events arrived.
@@ -283,44 +284,37 @@ impl EventLoop {
         }
     }
 
-    /// Runs iterations until a stop is requested, or only one (`ONCE`, for
-    /// [`run_once`](EventLoop::run_once)). The only caller of [`iterate`](EventLoop::iterate),
-    /// which is inlined into its loop (a call per iteration costs some 25 instructions per
-    /// callback in a chain of callbacks).
-    pub(super) fn run_iterations<const ONCE: bool>(&self) {
+    /// Runs iterations until a stop is requested, or only one (`once`). The only caller of
+    /// [`iterate`](EventLoop::iterate), which is inlined into its loop (a call per iteration
+    /// costs some 25 instructions per callback in a chain of callbacks).
+    pub(super) fn run_iterations(&self, once: bool) {
         loop {
             self.iterate();
-            if ONCE || self.inner.run_state.stopping() {
+            if once || self.inner.stopping.get() {
                 break;
             }
         }
     }
 
     /// Runs one iteration.
-    #[inline(always)]
     fn iterate(&self) {
         let inner = &*self.inner;
+        bump(&inner.counters.iterations, 1);
         // Work from other threads is taken before a poll (below: it goes before what the poll
         // finds), else when the ready work runs (`run_ready`); behind what was ready before it.
         let pending = inner.shared.has_pending();
-        // A busy loop with only local work (work ready, none from other threads, no stop
-        // requested, no sources) that may skip the poll has nothing to do but run what is
-        // ready: decided from one word, the atomic load above and the queue's length.
-        let local = inner.run_state.local_only() && !pending && !inner.ready.borrow().is_empty();
         let busy = pending || !inner.ready.borrow().is_empty();
-        let stopping = inner.run_state.stopping();
-        let sources = inner.run_state.has_sources();
+        let stopping = inner.stopping.get();
+        let sources = inner.has_sources.get();
         // When a poll that may block starts: its time is idle time.
         let mut poll_start = None;
         // Virtual clock: the deadline to jump to if the zero-timeout poll finds nothing.
         let mut jump_to = None;
         // `None`: skip the poll; `Some(t)`: poll with timeout `t` (`None`: no timeout).
-        let timeout = if local {
-            inner.run_state.skip_poll();
-            None
-        } else if busy || stopping {
-            if !stopping && inner.run_state.skipped() < POLL_EVERY {
-                inner.run_state.skip_poll();
+        let timeout = if busy || stopping {
+            let skipped = inner.skipped_polls.get();
+            if !stopping && skipped < POLL_EVERY {
+                inner.skipped_polls.set(skipped + 1);
                 None
             } else {
                 Some(Some(Duration::ZERO))
@@ -360,13 +354,10 @@ impl EventLoop {
             }
         };
         let Some(timeout) = timeout else {
-            // A busy iteration that skips the poll: sources, then what is ready (a local one has
-            // no sources and nothing from other threads).
-            if !local {
-                self.dispatch_sources(None);
-                if pending && self.ran_remote_batch(0, 0) {
-                    return;
-                }
+            // A busy iteration that skips the poll: sources, then what is ready.
+            self.dispatch_sources(None);
+            if pending && self.ran_remote_batch(0, 0) {
+                return;
             }
             self.run_ready(0, 0);
             return;
@@ -376,7 +367,7 @@ impl EventLoop {
         }
         // The real time the blocking poll returned, reused as the timers' "now".
         let mut polled_at = None;
-        inner.run_state.polled(&inner.counters);
+        inner.skipped_polls.set(0);
         bump(&inner.counters.polls, 1);
         inner.counters.last_poll_timeout.set(timeout);
         // The hook wraps only a wait that may block.
@@ -435,7 +426,7 @@ impl EventLoop {
     #[inline(always)]
     fn dispatch_sources(&self, polled_at: Option<Instant>) {
         let inner = &*self.inner;
-        if !inner.run_state.has_sources() {
+        if !inner.has_sources.get() {
             return;
         }
         let mut i = 0;
@@ -586,7 +577,7 @@ impl EventLoop {
 
     /// The earliest deadline any source reports.
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.inner.run_state.has_sources() {
+        if !self.inner.has_sources.get() {
             return None;
         }
         let mut deadline: Option<Instant> = None;

@@ -27,8 +27,7 @@ impl EventLoop {
             Err(_) => 0,
         };
         Stats {
-            // The iterations that skipped the poll since the last one are counted there.
-            iterations: c.iterations.get() + u64::from(self.inner.run_state.skipped()),
+            iterations: c.iterations.get(),
             callbacks: c.callbacks.get(),
             tasks_polled: c.tasks_polled.get(),
             io_events: c.io_events.get(),
