@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use crate::remote_queue::Fresh;
 use crate::sync::{AtomicBool, Ordering};
 
 /// A task's queued step, as the ready queue and the thread-safe queue hold it: the task's
@@ -77,13 +78,14 @@ impl<S> TaskWaker<S> {
         shared: &Arc<S>,
         key: TaskKey,
     ) -> Arc<TaskWaker<S>> {
-        if let Some(mut w) = spare.pop() {
-            if let Some(m) = Arc::get_mut(&mut w) {
-                debug_assert!(Arc::ptr_eq(&m.shared, shared));
-                m.key = key;
-                m.queued.reset();
-                return w;
-            }
+        // Unshared checked with two loads (`Fresh::unique`), not `Arc::get_mut`'s
+        // compare-exchange: a locked instruction per task that waits for the stores before it.
+        if let Some(Ok(mut w)) = spare.pop().map(Fresh::unique) {
+            let m = w.get_mut();
+            debug_assert!(Arc::ptr_eq(&m.shared, shared));
+            m.key = key;
+            m.queued.reset();
+            return w.into_arc();
         }
         Arc::new(TaskWaker {
             shared: shared.clone(),
@@ -97,7 +99,7 @@ impl<S> TaskWaker<S> {
     #[inline]
     pub(crate) fn recycle(spare: &mut Vec<Arc<TaskWaker<S>>>, w: Arc<TaskWaker<S>>) {
         // One reference (ours) and no weak ones (none is ever made): nobody else can reach it.
-        // `get` checks again, with `get_mut`, before reusing it.
+        // `get` checks again, with `Fresh::unique`, before reusing it.
         if spare.len() < SPARE_WAKERS_MAX && Arc::strong_count(&w) == 1 {
             spare.push(w);
         }
