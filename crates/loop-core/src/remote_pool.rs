@@ -86,7 +86,8 @@ pub(crate) struct SpareRemote {
 pub(crate) struct SpentRemote(RefCell<Kept>);
 
 impl SpentRemote {
-    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_BYTES`]. The loop's thread, after the callback ran or was skipped as cancelled.
+    /// Keeps `cb` for reuse, handing what was kept to `spare` every [`GIVE_BACK_BYTES`] of
+    /// allocations. The loop's thread, after the callback ran or was skipped as cancelled.
     /// Nothing is checked here, so that the loop's side (the slower one: how fast callbacks
     /// go through) stays short: whether another holder (a kept handle) is left is checked by
     /// the caller that takes it ([`Fresh::unique`]), which then lets it go. Its size (a
@@ -138,8 +139,8 @@ impl SpentRemote {
 
 thread_local! {
     /// Kept allocations this thread took from a loop's [`SpareRemote`] and has not used yet
-    /// (one chunk, at most [`GIVE_BACK_BYTES`] and one allocation; freed when the thread ends). Any loop's do:
-    /// they hold no closure and belong to no loop.
+    /// (one chunk, at most [`GIVE_BACK_BYTES`] and one allocation; freed when the thread
+    /// ends). Any loop's do: they hold no closure and belong to no loop.
     static TAKEN: RefCell<Vec<SpentCb>> = const { RefCell::new(Vec::new()) };
 }
 
